@@ -1,0 +1,108 @@
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    RequestCreated,
+    RequestRefused,
+    ApprovalRecorded,
+    RequestApproved,
+    RequestDenied,
+    RequestExpired,
+    RequestCancelled,
+    ActivationStarted,
+    GrantActivated,
+    ActivationFailed,
+    CredentialsIssued,
+    GrantExtended,
+    RevocationStarted,
+    GrantRevoked,
+    RevocationFailed,
+    DriftDetected,
+}
+
+impl EventKind {
+    pub fn as_str(&self) -> String {
+        // serde gives the canonical snake_case name; a unit variant always serialises to a string.
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// An event before it has a place in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditDraft {
+    pub kind: EventKind,
+    /// The principal who acted, or `system` for the scheduler and reconciler.
+    pub actor: String,
+    pub request_id: Option<String>,
+    /// Who, what resource, which profile, why, approvers, window, evidence, decision trace…
+    pub data: serde_json::Value,
+}
+
+impl AuditDraft {
+    pub fn new(kind: EventKind, actor: impl Into<String>, request_id: Option<String>, data: serde_json::Value) -> Self {
+        Self { kind, actor: actor.into(), request_id, data }
+    }
+
+    /// Places the draft in the chain after `prev_hash`.
+    pub fn seal(self, seq: i64, at: DateTime<Utc>, prev_hash: &str) -> AuditEvent {
+        let mut e = AuditEvent {
+            seq,
+            at: at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            kind: self.kind.as_str(),
+            actor: self.actor,
+            request_id: self.request_id,
+            // serde_json's default map is ordered, so this text is canonical for a given value.
+            data: self.data.to_string(),
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        e
+    }
+}
+
+/// A sealed event as stored and exported. Text fields are kept exactly as hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEvent {
+    pub seq: i64,
+    /// RFC 3339 UTC timestamp, microsecond precision.
+    pub at: String,
+    pub kind: String,
+    pub actor: String,
+    pub request_id: Option<String>,
+    /// JSON text of the event's details.
+    pub data: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEvent {
+    /// SHA-256 over an unambiguous encoding (a JSON array) of every field except `hash` itself.
+    pub fn compute_hash(&self) -> String {
+        let encoded = serde_json::json!([
+            self.seq,
+            self.at,
+            self.kind,
+            self.actor,
+            self.request_id,
+            self.data,
+            self.prev_hash
+        ])
+        .to_string();
+        hex::encode(Sha256::digest(encoded.as_bytes()))
+    }
+
+    pub fn data_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null)
+    }
+}
