@@ -1,1 +1,102 @@
+//! Storage: one repository type, [`Store`], with two real backends chosen by URL — SQLite (embedded
+//! default, a file path, zero setup) and PostgreSQL (several replicas). All SQL lives here.
+//!
+//! Every write that changes a request appends its audit events in the same transaction, so a
+//! state change without its audit record cannot exist: if the audit cannot be written, nothing is.
 
+mod audit;
+mod error;
+mod requests;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
+    AnyPool, Executor,
+};
+
+pub use error::StoreError;
+pub use requests::RequestFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and brings the schema up to date.
+    ///
+    /// `sqlite://PATH` or a bare file path selects SQLite; `postgres://…` selects PostgreSQL.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_owned(), Backend::Postgres)
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err(StoreError::Config("the SQLite store needs a file path, e.g. `sqlite://brevet.db`".into()));
+            }
+            (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| StoreError::Config(e.to_string()))?;
+        let pool = match backend {
+            // SQLite has one writer; a single connection avoids lock-upgrade deadlocks between
+            // transactions that read and then write (the audit head, for instance).
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(1)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await,
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await,
+        }
+        .map_err(|e| StoreError::Connect(redact(&e.to_string())))?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Is the database reachable?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Connection errors can echo the URL; never let a password through to logs or users.
+fn redact(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|w| match (w.find("://"), w.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://***{}", &w[..s], &w[at..]),
+            _ => w.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}

@@ -1,0 +1,23 @@
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store configuration: {0}")]
+    Config(String),
+    #[error("cannot connect to the store: {0}")]
+    Connect(String),
+    #[error("cannot migrate the store schema: {0}")]
+    Migrate(String),
+    #[error("request {0} was changed by someone else at the same time; retry")]
+    Conflict(String),
+    #[error("`{0}` has already recorded a decision on this request")]
+    AlreadyDecided(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}

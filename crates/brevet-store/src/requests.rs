@@ -1,0 +1,266 @@
+use std::{collections::HashSet, time::Duration};
+
+use brevet_audit::AuditDraft;
+use brevet_core::{Approval, PrincipalId, Request, RequestId, RequestKind, RequestState};
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Row, Transaction};
+
+use crate::{audit::append, millis, Backend, Store, StoreError};
+
+/// Which requests to list. Empty means no restriction on that field.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub requester: Option<PrincipalId>,
+    pub states: Vec<RequestState>,
+    pub limit: Option<i64>,
+}
+
+fn parse_doc(doc: &str) -> Result<Request, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))
+}
+
+fn doc_of(r: &Request) -> Result<String, StoreError> {
+    serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parent_of(r: &Request) -> Option<String> {
+    match &r.kind {
+        RequestKind::Extension { parent } => Some(parent.to_string()),
+        RequestKind::Access => None,
+    }
+}
+
+fn with_version(row: &sqlx::any::AnyRow) -> Result<Request, StoreError> {
+    let doc: String = row.try_get("doc")?;
+    let mut r = parse_doc(&doc)?;
+    r.version = row.try_get("version")?;
+    Ok(r)
+}
+
+async fn write_request(tx: &mut Transaction<'_, Any>, r: &Request, insert: bool) -> Result<Request, StoreError> {
+    let mut next = r.clone();
+    next.version = r.version + 1;
+    let doc = doc_of(&next)?;
+    let due = next.due_at().map(millis);
+    let result = if insert {
+        sqlx::query(
+            "INSERT INTO requests (id, requester, binding, parent_id, state, created_at, due_at, version, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(next.id.to_string())
+        .bind(next.requester.as_str())
+        .bind(next.binding().key())
+        .bind(parent_of(&next))
+        .bind(next.state.as_str())
+        .bind(millis(next.created_at))
+        .bind(due)
+        .bind(next.version)
+        .bind(doc)
+        .execute(&mut **tx)
+        .await?
+    } else {
+        sqlx::query("UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4 WHERE id = $5 AND version = $6")
+            .bind(next.state.as_str())
+            .bind(due)
+            .bind(next.version)
+            .bind(doc)
+            .bind(next.id.to_string())
+            .bind(r.version)
+            .execute(&mut **tx)
+            .await?
+    };
+    if result.rows_affected() != 1 {
+        return Err(StoreError::Conflict(r.id.to_string()));
+    }
+    Ok(next)
+}
+
+impl Store {
+    /// Stores a new request with its audit events; returns it with its stored version.
+    pub async fn insert_request(&self, r: &Request, audit: Vec<AuditDraft>) -> Result<Request, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored = write_request(&mut tx, r, true).await?;
+        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Writes `r` if nobody changed it since it was read (`r.version`), with its audit events,
+    /// atomically. Returns the stored request; `Conflict` if it changed underneath.
+    pub async fn update_request(&self, r: &Request, audit: Vec<AuditDraft>) -> Result<Request, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored = write_request(&mut tx, r, false).await?;
+        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Records one approver's decision together with the request's resulting state.
+    pub async fn record_decision(
+        &self,
+        r: &Request,
+        approval: &Approval,
+        audit: Vec<AuditDraft>,
+    ) -> Result<Request, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let doc = serde_json::to_string(approval).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let inserted = sqlx::query(
+            "INSERT INTO approvals (request_id, approver, at, doc) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (request_id, approver) DO NOTHING",
+        )
+        .bind(r.id.to_string())
+        .bind(approval.approver.as_str())
+        .bind(millis(approval.at))
+        .bind(doc)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() != 1 {
+            return Err(StoreError::AlreadyDecided(approval.approver.to_string()));
+        }
+        let stored = write_request(&mut tx, r, false).await?;
+        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub async fn approvals(&self, id: RequestId) -> Result<Vec<Approval>, StoreError> {
+        let rows = sqlx::query("SELECT doc FROM approvals WHERE request_id = $1 ORDER BY at, approver")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let doc: String = r.try_get(0)?;
+                serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("approval: {e}")))
+            })
+            .collect()
+    }
+
+    pub async fn get_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
+        let row = sqlx::query("SELECT doc, version FROM requests WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(with_version).transpose()
+    }
+
+    /// Newest first.
+    pub async fn list_requests(&self, f: &RequestFilter) -> Result<Vec<Request>, StoreError> {
+        let mut sql = String::from("SELECT doc, version FROM requests WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if f.requester.is_some() {
+            sql += &format!(" AND requester = {}", next());
+        }
+        if !f.states.is_empty() {
+            let marks: Vec<String> = f.states.iter().map(|_| next()).collect();
+            sql += &format!(" AND state IN ({})", marks.join(", "));
+        }
+        sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT {}", next());
+        let mut q = sqlx::query(&sql);
+        if let Some(p) = &f.requester {
+            q = q.bind(p.as_str().to_owned());
+        }
+        for s in &f.states {
+            q = q.bind(s.as_str());
+        }
+        q = q.bind(f.limit.unwrap_or(500).clamp(1, 5000));
+        q.fetch_all(&self.pool).await?.iter().map(with_version).collect()
+    }
+
+    /// Other requests that hold (or are about to hold) the same binding: the reference count.
+    pub async fn holders(&self, binding_key: &str, except: RequestId) -> Result<Vec<Request>, StoreError> {
+        let rows = sqlx::query("SELECT doc, version FROM requests WHERE binding = $1 AND state IN ($2, $3) AND id <> $4")
+            .bind(binding_key)
+            .bind(RequestState::Activating.as_str())
+            .bind(RequestState::Active.as_str())
+            .bind(except.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(with_version).collect()
+    }
+
+    /// Binding keys that some request covers now (activating, active, or being revoked): anything
+    /// a provider holds outside this set is an orphan.
+    pub async fn covered_bindings(&self) -> Result<HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT binding FROM requests WHERE state IN ($1, $2, $3, $4)")
+            .bind(RequestState::Activating.as_str())
+            .bind(RequestState::Active.as_str())
+            .bind(RequestState::Revoking.as_str())
+            .bind(RequestState::RevokeFailed.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+    }
+
+    /// Claims up to `limit` requests whose scheduled work is due and which no live lease holds.
+    /// On PostgreSQL rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas never claim the
+    /// same row and none waits on another; a crashed replica's lease simply runs out.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<Request>, StoreError> {
+        let skip_locked = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE requests SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+               SELECT id FROM requests WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY due_at LIMIT $4{skip_locked}) \
+             RETURNING doc, version"
+        );
+        let until = millis(now) + lease.as_millis() as i64;
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(until)
+            .bind(millis(now))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(with_version).collect()
+    }
+
+    /// Claims one request for `owner` unless another live lease holds it. Returns whether it did.
+    pub async fn claim(&self, id: RequestId, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE requests SET lease_owner = $1, lease_until = $2 \
+             WHERE id = $3 AND (lease_until IS NULL OR lease_until < $4 OR lease_owner = $1)",
+        )
+        .bind(owner)
+        .bind(millis(now) + lease.as_millis() as i64)
+        .bind(id.to_string())
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn release(&self, id: RequestId, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE requests SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many requests are in each state (for metrics and the overdue count).
+    pub async fn count_by_state(&self) -> Result<Vec<(RequestState, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM requests GROUP BY state").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.try_get(0)?;
+                let n: i64 = r.try_get(1)?;
+                let st = s.parse().map_err(|e: brevet_core::CoreError| StoreError::Corrupt(e.to_string()))?;
+                Ok((st, n))
+            })
+            .collect()
+    }
+}
