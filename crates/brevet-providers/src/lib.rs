@@ -1,1 +1,76 @@
+//! Providers: what turns a Brevet grant into real access on a target, and takes it away again.
+//!
+//! One trait, [`Provider`], is the extension point; each implementation lives in its own module
+//! folder (`postgres/`, later `ssh/`, `aws/` …). Every operation is idempotent, so the server can
+//! retry it or resume it after a crash without creating anything twice.
 
+pub mod postgres;
+mod secret;
+
+use async_trait::async_trait;
+use brevet_core::{Binding, Evidence, ProfileName};
+use chrono::{DateTime, Utc};
+
+pub use secret::{Credential, RevealedCredential, SecretText};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("resource `{0}` is not configured for this provider")]
+    UnknownResource(String),
+    #[error("profile `{profile}` is not offered by provider `{provider}`; it offers {offered}")]
+    UnknownProfile { provider: String, profile: String, offered: String },
+    #[error("the target is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the target refused the operation: {0}")]
+    Target(String),
+    #[error("access is still present after revocation: {0}")]
+    StillPresent(String),
+    #[error("provider configuration: {0}")]
+    Config(String),
+}
+
+/// Access on a target that Brevet created, as the target reports it (for reconciliation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedAccess {
+    /// The provider's own name for it (a role name, a certificate serial …).
+    pub native_id: String,
+    /// The binding it was created for, if the target still records it.
+    pub binding_key: Option<String>,
+}
+
+/// The provider interface. `ensure` and `revoke` act on a [`Binding`] (one principal's profile on
+/// one resource); the server reference-counts overlapping grants so a provider never has to.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider kind, e.g. `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// The access profiles this instance can grant.
+    fn profiles(&self) -> Vec<ProfileName>;
+
+    /// Does this instance know the resource (by the part of its id after the colon)?
+    fn has_resource(&self, name: &str) -> bool;
+
+    /// Makes the binding exist with access ending at `expires_at`; creates or updates.
+    /// Where the target can enforce expiry itself, it must be told `expires_at` here.
+    async fn ensure(&self, binding: &Binding, expires_at: DateTime<Utc>) -> Result<(), ProviderError>;
+
+    /// Issues fresh credentials for an ensured binding, returned once to the requester and never
+    /// stored by Brevet. Earlier credentials for the binding stop working.
+    async fn issue_credentials(&self, binding: &Binding, expires_at: DateTime<Utc>) -> Result<Credential, ProviderError>;
+
+    /// Removes the binding and ends its live sessions. Absent is success.
+    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError>;
+
+    /// Reads the target back and proves the binding is gone; `StillPresent` if it is not.
+    async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError>;
+
+    /// Everything on the target that Brevet created and still exists.
+    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError>;
+
+    /// Removes something Brevet created that no grant covers any more (an orphan).
+    async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError>;
+
+    /// Ends live sessions of the binding without removing it; returns how many were ended.
+    async fn terminate_sessions(&self, binding: &Binding) -> Result<u64, ProviderError>;
+}

@@ -1,0 +1,74 @@
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Secret text whose `Debug` and `Display` never show the value. Reading it takes an explicit
+/// call to [`SecretText::expose`], which is easy to find in review.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(***)")
+    }
+}
+
+impl fmt::Display for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What a requester receives once: how to use their access.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// e.g. `postgres_connection_string`.
+    pub kind: &'static str,
+    pub secret: SecretText,
+    /// Non-secret details worth showing (user name, host, database).
+    pub details: serde_json::Value,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The wire form of a credential: built only when answering its owner.
+#[derive(Debug, Serialize)]
+pub struct RevealedCredential<'a> {
+    pub kind: &'a str,
+    pub secret: &'a str,
+    pub details: &'a serde_json::Value,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Credential {
+    pub fn reveal(&self) -> RevealedCredential<'_> {
+        RevealedCredential {
+            kind: self.kind,
+            secret: self.secret.expose(),
+            details: &self.details,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_hide_the_value() {
+        let s = SecretText::new("hunter2".into());
+        assert!(!format!("{s:?}{s}").contains("hunter2"));
+        let c = Credential { kind: "k", secret: s, details: serde_json::json!({}), expires_at: Utc::now() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

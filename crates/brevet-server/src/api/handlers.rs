@@ -1,0 +1,352 @@
+use std::collections::BTreeSet;
+
+use axum::{
+    body::Body,
+    extract::{rejection::JsonRejection, rejection::QueryRejection, Path, Query, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use brevet_audit::{ExportFormat, Verifier, VerifyReport};
+use brevet_core::{ApprovalDecision, PrincipalId, RequestId, RequestState, Role};
+use brevet_policy::{RequestDecision, Subject};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::{dto::*, ApiError, AppState, Caller, ErrorBody};
+use crate::broker::{AccessAsk, ReconcileReport};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn parse_id(id: &str) -> ApiResult<RequestId> {
+    id.parse().map_err(|e: brevet_core::CoreError| ApiError::bad_request(e.to_string()))
+}
+
+async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResult<RequestView> {
+    let approvals = state.broker.store().approvals(r.id).await.map_err(crate::broker::BrokerError::from)?;
+    let names = approvals.iter().filter(|a| a.decision == ApprovalDecision::Approve).map(|a| a.approver.to_string()).collect();
+    Ok(RequestView::new(r, names))
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    b.map(|Json(t)| t).map_err(ApiError::from)
+}
+
+/// Who the caller is.
+#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        id: caller.0.id.to_string(),
+        groups: caller.0.groups.iter().cloned().collect(),
+        roles: crate::auth::role_names(&caller.0).into_iter().collect(),
+    })
+}
+
+/// Ask for an access profile on a resource. Policy decides at once: refused, pending approval,
+/// or approved automatically.
+#[utoipa::path(post, path = "/v1/requests", request_body = CreateRequest,
+    responses((status = 201, body = RequestView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Result<Json<CreateRequest>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<RequestView>)> {
+    let principal = caller.require(Role::Requester)?;
+    let b = body(b)?;
+    let ask = AccessAsk { resource: b.resource, profile: b.profile, duration: b.duration, reason: b.reason, ticket: b.ticket };
+    let r = state.broker.create(principal, ask).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &r).await?)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only requests waiting for approval (for approvers: others' requests they may decide).
+    #[serde(default)]
+    pending: bool,
+    /// Everyone's requests (approvers and admins), not only the caller's.
+    #[serde(default)]
+    all: bool,
+    limit: Option<i64>,
+}
+
+/// List requests: your own, or (`all=true`, approvers and admins) everyone's.
+#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [RequestView])))]
+pub async fn list_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<RequestView>>> {
+    let Query(q) = q?;
+    let everyone = q.all || (q.pending && (caller.0.has_role(Role::Approver) || caller.0.has_role(Role::Admin)));
+    if everyone {
+        caller.require(Role::Approver)?;
+    }
+    let filter = brevet_store::RequestFilter {
+        requester: if everyone { None } else { Some(caller.0.id.clone()) },
+        states: if q.pending { vec![RequestState::Pending] } else { vec![] },
+        limit: q.limit,
+    };
+    let rows = state.broker.store().list_requests(&filter).await.map_err(crate::broker::BrokerError::from)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(view(&state, r).await?);
+    }
+    Ok(Json(out))
+}
+
+#[utoipa::path(get, path = "/v1/requests/{id}", responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
+pub async fn get_request(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RequestView>> {
+    let r = state.broker.get_visible(&caller.0, parse_id(&id)?).await?;
+    Ok(Json(view(&state, &r).await?))
+}
+
+async fn decide(state: AppState, caller: Caller, id: String, d: ApprovalDecision, b: Option<Decision>) -> ApiResult<Json<RequestView>> {
+    let principal = caller.require(Role::Approver)?;
+    let comment = b.and_then(|b| b.comment);
+    let r = state.broker.decide(principal, parse_id(&id)?, d, comment).await?;
+    Ok(Json(view(&state, &r).await?))
+}
+
+fn optional<T: Default>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    match b {
+        Ok(Json(t)) => Ok(t),
+        // An empty body is fine for optional bodies; a malformed one is not.
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Approve someone else's pending request (never your own).
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Decision,
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<Decision>, JsonRejection>) -> ApiResult<Json<RequestView>> {
+    let b = optional(b)?;
+    decide(state, caller, id, ApprovalDecision::Approve, Some(b)).await
+}
+
+/// Deny someone else's pending request; one denial ends it.
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Decision,
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn deny(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<Decision>, JsonRejection>) -> ApiResult<Json<RequestView>> {
+    let b = optional(b)?;
+    decide(state, caller, id, ApprovalDecision::Deny, Some(b)).await
+}
+
+/// Withdraw your own request before it is activated.
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RequestView>> {
+    let r = state.broker.cancel(&caller.0, parse_id(&id)?).await?;
+    Ok(Json(view(&state, &r).await?))
+}
+
+/// Activate your approved request: access is created now and the duration starts now. The answer
+/// carries the credential, once; Brevet does not store it.
+#[utoipa::path(post, path = "/v1/requests/{id}/activate",
+    responses((status = 200, body = ActivatedView), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn activate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let a = state.broker.activate(&caller.0, parse_id(&id)?).await?;
+    let c = a.credential.reveal();
+    let out = ActivatedView {
+        grant: view(&state, &a.request).await?,
+        credential: CredentialView { kind: c.kind.into(), secret: c.secret.into(), details: c.details.clone(), expires_at: c.expires_at },
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsQuery {
+    /// Include ended grants, and (admins) everyone's.
+    #[serde(default)]
+    all: bool,
+}
+
+/// Grants: requests that are, or were, activated.
+#[utoipa::path(get, path = "/v1/grants", params(GrantsQuery), responses((status = 200, body = [RequestView])))]
+pub async fn list_grants(State(state): State<AppState>, caller: Caller, q: Result<Query<GrantsQuery>, QueryRejection>) -> ApiResult<Json<Vec<RequestView>>> {
+    let Query(q) = q?;
+    let mut states = vec![RequestState::Activating, RequestState::Active, RequestState::Revoking, RequestState::RevokeFailed];
+    if q.all {
+        states.push(RequestState::Revoked);
+    }
+    let filter = brevet_store::RequestFilter {
+        requester: if q.all && caller.0.has_role(Role::Admin) { None } else { Some(caller.0.id.clone()) },
+        states,
+        limit: None,
+    };
+    let rows = state.broker.store().list_requests(&filter).await.map_err(crate::broker::BrokerError::from)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows.iter().filter(|r| matches!(r.kind, brevet_core::RequestKind::Access)) {
+        out.push(view(&state, r).await?);
+    }
+    Ok(Json(out))
+}
+
+/// End a grant now (its owner or an admin). The answer shows the revocation evidence, or the
+/// failure that is being retried.
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", request_body = RevokeBody, responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+pub async fn revoke(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<RevokeBody>, JsonRejection>) -> ApiResult<Json<RequestView>> {
+    let b = optional(b)?;
+    let r = state.broker.revoke(&caller.0, parse_id(&id)?, b.reason).await?;
+    Ok(Json(view(&state, &r).await?))
+}
+
+/// Ask to extend your active grant. Returns the extension request (approved at once if policy
+/// needs no approvals).
+#[utoipa::path(post, path = "/v1/grants/{id}/extend", request_body = ExtendBody, responses((status = 201, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn extend(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<ExtendBody>, JsonRejection>) -> ApiResult<(StatusCode, Json<RequestView>)> {
+    let b = body(b)?;
+    let r = state.broker.extend(&caller.0, parse_id(&id)?, b.duration).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &r).await?)))
+}
+
+/// Issue a fresh credential for your active grant (the previous one stops working).
+#[utoipa::path(post, path = "/v1/grants/{id}/credentials", responses((status = 200, body = CredentialView), (status = 409, body = ErrorBody)))]
+pub async fn credentials(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = state.broker.reissue(&caller.0, parse_id(&id)?).await?;
+    let c = c.reveal();
+    let out = CredentialView { kind: c.kind.into(), secret: c.secret.into(), details: c.details.clone(), expires_at: c.expires_at };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
+}
+
+/// Evaluate a request against policy without creating it (dry run).
+#[utoipa::path(post, path = "/v1/policy/test", request_body = PolicyTestBody, responses((status = 200, body = PolicyTestView), (status = 400, body = ErrorBody)))]
+pub async fn policy_test(State(state): State<AppState>, caller: Caller, b: Result<Json<PolicyTestBody>, JsonRejection>) -> ApiResult<Json<PolicyTestView>> {
+    let b = body(b)?;
+    if (b.principal.is_some() || b.groups.is_some()) && !caller.0.has_role(Role::Admin) {
+        return Err(ApiError::forbidden("only admins may evaluate policy as someone else"));
+    }
+    let id = match &b.principal {
+        Some(p) => PrincipalId::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => caller.0.id.clone(),
+    };
+    let groups: BTreeSet<String> = match (&b.groups, &b.principal) {
+        (Some(g), _) => g.iter().cloned().collect(),
+        (None, Some(_)) => state.broker.principal_groups(&id),
+        (None, None) => caller.0.groups.clone(),
+    };
+    let ask = AccessAsk { resource: b.resource, profile: b.profile, duration: b.duration, reason: b.reason, ticket: b.ticket };
+    let d = state.broker.evaluate(Subject { id: &id, groups: &groups }, &ask, false)?;
+    Ok(Json(PolicyTestView::from(d)))
+}
+
+impl From<RequestDecision> for PolicyTestView {
+    fn from(d: RequestDecision) -> Self {
+        let trace = serde_json::to_value(d.trace()).unwrap_or_default();
+        match d {
+            RequestDecision::Allow { policy, limits, .. } => Self {
+                outcome: "allow".into(),
+                policy: Some(policy),
+                approvals_required: Some(limits.approvals),
+                max_duration: Some(limits.max_duration.to_string()),
+                reason: None,
+                trace,
+            },
+            RequestDecision::Deny { reason, .. } => Self {
+                outcome: "deny".into(),
+                policy: None,
+                approvals_required: None,
+                max_duration: None,
+                reason: Some(reason),
+                trace,
+            },
+        }
+    }
+}
+
+/// Verify the audit chain (admins).
+#[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = VerifyReport)))]
+pub async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<VerifyReport>> {
+    caller.require(Role::Admin)?;
+    let store = state.broker.store();
+    // Read the head first: events appended meanwhile lie beyond it and are not checked this time.
+    let (head_seq, head_hash) = store.audit_head().await.map_err(crate::broker::BrokerError::from)?;
+    let mut v = Verifier::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 1000).await.map_err(crate::broker::BrokerError::from)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in page.iter().filter(|e| e.seq <= head_seq) {
+            v.push(e);
+        }
+        if after >= head_seq {
+            break;
+        }
+    }
+    Ok(Json(v.finish(Some((head_seq, &head_hash)))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `jsonl` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// Stream every audit event (admins).
+#[utoipa::path(get, path = "/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON lines or CSV", content_type = "application/x-ndjson")))]
+pub async fn audit_export(State(state): State<AppState>, caller: Caller, q: Result<Query<ExportQuery>, QueryRejection>) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let Query(q) = q?;
+    let format: ExportFormat = q.format.as_deref().unwrap_or("jsonl").parse().map_err(ApiError::bad_request)?;
+    let store = state.broker.store().clone();
+    let pages = futures::stream::unfold(Some(0i64), move |after| {
+        let store = store.clone();
+        async move {
+            let after = after?;
+            match store.audit_page(after, 500).await {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let next = page.last().map(|e| e.seq);
+                    Some((Ok(page), next))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    });
+    let header_line = futures::stream::iter(match format {
+        ExportFormat::Csv => vec![Ok::<_, std::io::Error>(brevet_audit::csv_header().into_bytes())],
+        ExportFormat::Jsonl => vec![],
+    });
+    let rows = pages.map(move |page| {
+        let page = page?;
+        let mut out = Vec::new();
+        for e in &page {
+            match format {
+                ExportFormat::Jsonl => {
+                    out.extend(serde_json::to_vec(e).map_err(std::io::Error::other)?);
+                    out.push(b'\n');
+                }
+                ExportFormat::Csv => out.extend(brevet_audit::write_csv_row(e)?),
+            }
+        }
+        Ok(out)
+    });
+    let content_type = match format {
+        ExportFormat::Jsonl => "application/x-ndjson",
+        ExportFormat::Csv => "text/csv",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(header_line.chain(rows))).into_response())
+}
+
+/// Run a reconciliation pass now (admins).
+#[utoipa::path(post, path = "/v1/reconcile", responses((status = 200, body = ReconcileReport)))]
+pub async fn reconcile(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ReconcileReport>> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.broker.reconcile().await?))
+}
+
+/// Prometheus metrics: requests by state and overdue revocations.
+pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
+    let counts = state.broker.store().count_by_state().await.map_err(crate::broker::BrokerError::from)?;
+    let mut out = String::from("# HELP brevet_requests Requests by state.\n# TYPE brevet_requests gauge\n");
+    for s in RequestState::ALL {
+        let n = counts.iter().find(|(st, _)| *st == s).map_or(0, |(_, n)| *n);
+        out += &format!("brevet_requests{{state=\"{s}\"}} {n}\n");
+    }
+    let overdue = counts.iter().filter(|(s, _)| *s == RequestState::RevokeFailed).map(|(_, n)| n).sum::<i64>();
+    out += &format!("# HELP brevet_revocations_overdue Revocations that failed and are being retried.\n# TYPE brevet_revocations_overdue gauge\nbrevet_revocations_overdue {overdue}\n");
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}

@@ -1,0 +1,124 @@
+//! The HTTP JSON API under `/v1`, with its OpenAPI document at `/v1/openapi.json`.
+
+mod dto;
+mod error;
+mod handlers;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{FromRequestParts, State},
+    http::request::Parts,
+    routing::{get, post},
+    Json, Router,
+};
+use brevet_core::{Principal, Role};
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+
+pub use dto::*;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+use crate::{auth::Authenticator, broker::Broker};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+/// The authenticated caller of a route. Every route that changes or reads data takes one.
+pub struct Caller(pub Principal);
+
+impl Caller {
+    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
+        if self.0.has_role(role) || self.0.has_role(Role::Admin) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the `{}` role, which `{}` does not have",
+                format!("{role:?}").to_lowercase(),
+                self.0.id
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Caller(state.auth.authenticate(&parts.headers).await?))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Brevet", description = "Just-in-time privileged access broker"),
+    paths(
+        handlers::whoami,
+        handlers::create_request,
+        handlers::list_requests,
+        handlers::get_request,
+        handlers::approve,
+        handlers::deny,
+        handlers::cancel,
+        handlers::activate,
+        handlers::list_grants,
+        handlers::revoke,
+        handlers::extend,
+        handlers::credentials,
+        handlers::policy_test,
+        handlers::audit_verify,
+        handlers::audit_export,
+        handlers::reconcile,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.broker.store().ping().await.map_err(|e| ApiError::from(crate::broker::BrokerError::from(e)))?;
+    Ok(Json(serde_json::json!({"status": "ok"})))
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(handlers::metrics))
+        .route("/v1/whoami", get(handlers::whoami))
+        .route("/v1/requests", post(handlers::create_request).get(handlers::list_requests))
+        .route("/v1/requests/{id}", get(handlers::get_request))
+        .route("/v1/requests/{id}/approve", post(handlers::approve))
+        .route("/v1/requests/{id}/deny", post(handlers::deny))
+        .route("/v1/requests/{id}/cancel", post(handlers::cancel))
+        .route("/v1/requests/{id}/activate", post(handlers::activate))
+        .route("/v1/grants", get(handlers::list_grants))
+        .route("/v1/grants/{id}/revoke", post(handlers::revoke))
+        .route("/v1/grants/{id}/extend", post(handlers::extend))
+        .route("/v1/grants/{id}/credentials", post(handlers::credentials))
+        .route("/v1/policy/test", post(handlers::policy_test))
+        .route("/v1/audit/verify", get(handlers::audit_verify))
+        .route("/v1/audit/export", get(handlers::audit_export))
+        .route("/v1/reconcile", post(handlers::reconcile))
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route; see /v1/openapi.json") })
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(120)))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

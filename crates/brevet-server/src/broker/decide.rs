@@ -1,0 +1,190 @@
+use std::collections::BTreeSet;
+
+use brevet_audit::{AuditDraft, EventKind};
+use brevet_core::{
+    check_can_decide, tally, Approval, ApprovalDecision, GrantDuration, NewRequest, Principal, Request, RequestId,
+    RequestKind, RequestState, Tally,
+};
+use brevet_policy::{ApproveQuery, RequestDecision, RequestQuery, Subject};
+use chrono::Utc;
+use serde_json::json;
+
+use super::{audit_data::event, Broker, BrokerError};
+
+/// What a caller asks for.
+#[derive(Debug, Clone)]
+pub struct AccessAsk {
+    pub resource: String,
+    pub profile: String,
+    pub duration: String,
+    pub reason: Option<String>,
+    pub ticket: Option<String>,
+}
+
+fn clean(s: &Option<String>, what: &str, max: usize) -> Result<Option<String>, BrokerError> {
+    match s.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.len() > max => Err(BrokerError::BadInput(format!("{what} is longer than {max} characters; shorten it"))),
+        Some(t) if t.chars().any(|c| c.is_control()) => {
+            Err(BrokerError::BadInput(format!("{what} contains control characters; use plain text")))
+        }
+        Some(t) => Ok(Some(t.to_owned())),
+    }
+}
+
+impl Broker {
+    /// Evaluates an ask against policy without creating anything (the dry run behind `policy test`).
+    pub fn evaluate(&self, who: Subject<'_>, ask: &AccessAsk, extension: bool) -> Result<RequestDecision, BrokerError> {
+        let (rc, profile) = self.resolve(&ask.resource, &ask.profile)?;
+        let duration = GrantDuration::parse(&ask.duration)?;
+        let reason = clean(&ask.reason, "reason", 2000)?;
+        let ticket = clean(&ask.ticket, "ticket", 200)?;
+        Ok(self.policy.evaluate_request(&RequestQuery {
+            principal: who,
+            resource: self.facts(rc),
+            profile: &profile,
+            duration,
+            reason: reason.as_deref(),
+            ticket: ticket.as_deref(),
+            extension,
+        }))
+    }
+
+    /// Creates a request if policy allows it. A policy refusal is audited; nothing else changes.
+    pub async fn create(&self, caller: &Principal, ask: AccessAsk) -> Result<Request, BrokerError> {
+        self.create_kind(caller, ask, RequestKind::Access).await
+    }
+
+    pub(crate) async fn create_kind(&self, caller: &Principal, ask: AccessAsk, kind: RequestKind) -> Result<Request, BrokerError> {
+        let who = Subject { id: &caller.id, groups: &caller.groups };
+        let extension = matches!(kind, RequestKind::Extension { .. });
+        let decision = self.evaluate(who, &ask, extension)?;
+        let (rc, profile) = self.resolve(&ask.resource, &ask.profile)?;
+        let trace = serde_json::to_value(decision.trace()).unwrap_or_default();
+        let (policy, limits) = match decision {
+            RequestDecision::Allow { policy, limits, .. } => (policy, limits),
+            RequestDecision::Deny { reason, .. } => {
+                let refusal = AuditDraft::new(
+                    EventKind::RequestRefused,
+                    caller.id.as_str(),
+                    None,
+                    json!({
+                        "requester": caller.id, "resource": rc.id, "profile": profile,
+                        "duration": ask.duration, "reason": ask.reason, "extension": extension,
+                        "refusal": reason, "trace": trace,
+                    }),
+                );
+                // Fail closed: if even the refusal cannot be recorded, report a storage failure.
+                self.store.append_audit(vec![refusal]).await?;
+                return Err(BrokerError::PolicyDenied { reason, trace });
+            }
+        };
+        let now = Utc::now();
+        let r = Request::new(
+            NewRequest {
+                kind,
+                requester: caller.id.clone(),
+                resource: rc.id.clone(),
+                profile,
+                duration: GrantDuration::parse(&ask.duration)?,
+                reason: clean(&ask.reason, "reason", 2000)?,
+                ticket: clean(&ask.ticket, "ticket", 200)?,
+                approvals_required: limits.approvals,
+                policy_rule: policy,
+                max_extensions: limits.max_extensions,
+                approve_within: self.settings.approve_within,
+                activate_within: self.settings.activate_within,
+            },
+            now,
+        );
+        let mut audit = vec![event(EventKind::RequestCreated, caller.id.as_str(), &r, json!({"trace": trace}))];
+        if r.state == RequestState::Approved {
+            audit.push(event(EventKind::RequestApproved, "system", &r, json!({"auto_approved_by_policy": r.policy_rule})));
+        }
+        let stored = self.store.insert_request(&r, audit).await?;
+        tracing::info!(request_id = %stored.id, requester = %stored.requester, resource = %stored.resource, profile = %stored.profile, state = %stored.state, "request created");
+        if let (RequestKind::Extension { parent }, RequestState::Approved) = (&stored.kind, stored.state) {
+            self.apply_extension(*parent, &stored).await?;
+        }
+        Ok(stored)
+    }
+
+    /// Records an approver's decision. Self-approval is refused whatever policy says; the approver
+    /// must be allowed by the `approve` policies; N-of-M counts distinct approvers.
+    pub async fn decide(
+        &self,
+        caller: &Principal,
+        id: RequestId,
+        decision: ApprovalDecision,
+        comment: Option<String>,
+    ) -> Result<Request, BrokerError> {
+        let mut r = self.get_visible(caller, id).await?;
+        if r.requester == caller.id {
+            return Err(brevet_core::CoreError::SelfApproval(caller.id.to_string()).into());
+        }
+        if r.state != RequestState::Pending {
+            return Err(BrokerError::Conflict(format!("request {id} is {}, not pending; nothing to decide", r.state)));
+        }
+        let comment = clean(&comment, "comment", 2000)?;
+        let rc = self
+            .resources
+            .get(&r.resource)
+            .ok_or_else(|| BrokerError::Conflict(format!("resource `{}` is no longer configured", r.resource)))?;
+        let empty = BTreeSet::new();
+        let (allowed, trace) = self.policy.may_approve(&ApproveQuery {
+            approver: Subject { id: &caller.id, groups: &caller.groups },
+            requester: self.subject_of(&r.requester, &empty),
+            resource: self.facts(rc),
+            profile: &r.profile,
+            duration: r.duration,
+        });
+        let trace = serde_json::to_value(&trace).unwrap_or_default();
+        if !allowed {
+            return Err(BrokerError::PolicyDenied {
+                reason: format!("`{}` may not approve `{}` on `{}`", caller.id, r.profile, r.resource),
+                trace,
+            });
+        }
+        let mut approvals = self.store.approvals(id).await?;
+        check_can_decide(&r.requester, &caller.id, &approvals)?;
+        let approval = Approval { approver: caller.id.clone(), decision, comment, at: Utc::now() };
+        approvals.push(approval.clone());
+        let t = tally(&r.requester, &approvals, r.approvals_required);
+        let progress = json!({
+            "approver": caller.id, "decision": decision, "comment": approval.comment, "trace": trace,
+            "approvals": approvals.iter().filter(|a| a.decision == ApprovalDecision::Approve).map(|a| a.approver.as_str()).collect::<Vec<_>>(),
+        });
+        let mut audit = vec![event(EventKind::ApprovalRecorded, caller.id.as_str(), &r, progress)];
+        match t {
+            Tally::Approved => {
+                r.approve(Utc::now(), self.settings.activate_within)?;
+                audit.push(event(EventKind::RequestApproved, caller.id.as_str(), &r, json!({})));
+            }
+            Tally::Denied { by } => {
+                r.deny()?;
+                audit.push(event(EventKind::RequestDenied, by.as_str(), &r, json!({})));
+            }
+            Tally::Pending { .. } => {}
+        }
+        let stored = self.store.record_decision(&r, &approval, audit).await.map_err(|e| match e {
+            brevet_store::StoreError::AlreadyDecided(who) => BrokerError::Conflict(format!("`{who}` has already decided on this request")),
+            brevet_store::StoreError::Conflict(_) => BrokerError::Conflict("the request changed at the same time; retry".into()),
+            other => other.into(),
+        })?;
+        if let (RequestKind::Extension { parent }, RequestState::Approved) = (&stored.kind, stored.state) {
+            self.apply_extension(*parent, &stored).await?;
+        }
+        Ok(stored)
+    }
+
+    /// The requester withdraws a request that has not been activated.
+    pub async fn cancel(&self, caller: &Principal, id: RequestId) -> Result<Request, BrokerError> {
+        let mut r = self.get_visible(caller, id).await?;
+        if r.requester != caller.id {
+            return Err(BrokerError::Forbidden("only the requester can cancel a request".into()));
+        }
+        r.cancel()?;
+        let audit = vec![event(EventKind::RequestCancelled, caller.id.as_str(), &r, json!({}))];
+        Ok(self.store.update_request(&r, audit).await?)
+    }
+}

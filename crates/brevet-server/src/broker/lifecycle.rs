@@ -1,0 +1,241 @@
+use std::future::Future;
+
+use brevet_audit::EventKind;
+use brevet_core::{Evidence, GrantDuration, Principal, Request, RequestId, RequestKind, RequestState, Role};
+use brevet_providers::{Credential, ProviderError};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::{audit_data::event, decide::AccessAsk, Broker, BrokerError, Failpoint};
+
+/// An activated grant and its one-time credential.
+pub struct Activated {
+    pub request: Request,
+    pub credential: Credential,
+}
+
+impl Broker {
+    /// Runs one provider call bounded by the configured timeout.
+    pub(crate) async fn bounded<T>(
+        &self,
+        r: &Request,
+        fut: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, BrokerError> {
+        let provider = r.resource.provider().to_string();
+        match tokio::time::timeout(self.settings.provider_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(BrokerError::Provider { provider, source }),
+            Err(_) => Err(BrokerError::ProviderTimeout(provider)),
+        }
+    }
+
+    async fn hang_at(&self, point: Failpoint) {
+        if self.failpoint == Some(point) {
+            tracing::warn!(?point, "failpoint reached: hanging until killed");
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The latest expiry among other grants holding the same binding (the reference count).
+    async fn holders_expiry(&self, r: &Request) -> Result<(Vec<RequestId>, Option<DateTime<Utc>>), BrokerError> {
+        let holders = self.store.holders(&r.binding().key(), r.id).await?;
+        let latest = holders.iter().filter_map(|h| h.window.map(|w| w.expires_at)).max();
+        Ok((holders.iter().map(|h| h.id).collect(), latest))
+    }
+
+    /// Activates an approved request: writes the intent, has the provider create the access with
+    /// the target's own expiry set, records the outcome, and issues the one-time credential.
+    pub async fn activate(&self, caller: &Principal, id: RequestId) -> Result<Activated, BrokerError> {
+        let r = self.get_visible(caller, id).await?;
+        if r.requester != caller.id {
+            return Err(BrokerError::Forbidden("only the requester can activate their access".into()));
+        }
+        if !self.store.claim(id, &self.replica, Utc::now(), self.settings.lease).await? {
+            return Err(BrokerError::Conflict(format!("request {id} is being processed; retry in a moment")));
+        }
+        let result = self.activate_claimed(r).instrument(tracing::info_span!("activate", grant_id = %id)).await;
+        self.store.release(id, &self.replica).await?;
+        let request = result?;
+        let credential = self.issue(&request).await?;
+        Ok(Activated { request, credential })
+    }
+
+    async fn activate_claimed(&self, mut r: Request) -> Result<Request, BrokerError> {
+        // Re-read under the lease: the copy we were handed may be stale.
+        if let Some(fresh) = self.store.get_request(r.id).await? {
+            r = fresh;
+        }
+        let window = r.start_activation(Utc::now())?;
+        let actor = r.requester.to_string();
+        let audit = vec![event(EventKind::ActivationStarted, &actor, &r, json!({"replica": self.replica}))];
+        let r = self.store.update_request(&r, audit).await?;
+        self.hang_at(Failpoint::AfterIntent).await;
+        self.complete_activation(r, window.expires_at, &actor).await
+    }
+
+    /// Second half of activation, also used to resume an intent after a crash.
+    pub(crate) async fn complete_activation(
+        &self,
+        mut r: Request,
+        expires_at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Request, BrokerError> {
+        let provider = self.provider_for(&r.resource)?.clone();
+        let (holders, latest) = self.holders_expiry(&r).await?;
+        let until = latest.map_or(expires_at, |l| l.max(expires_at));
+        let binding = r.binding();
+        match self.bounded(&r, provider.ensure(&binding, until)).await {
+            Ok(()) => {
+                self.hang_at(Failpoint::AfterProviderGrant).await;
+                r.activation_succeeded()?;
+                let audit = vec![event(
+                    EventKind::GrantActivated,
+                    actor,
+                    &r,
+                    json!({"target_expiry": until, "shared_with": holders}),
+                )];
+                let stored = self.store.update_request(&r, audit).await?;
+                tracing::info!(grant_id = %stored.id, expires_at = %expires_at, "grant active");
+                Ok(stored)
+            }
+            Err(e) => {
+                // Undo whatever part was created, unless another grant holds the binding.
+                if holders.is_empty() {
+                    let _ = self.bounded(&r, provider.revoke(&binding)).await;
+                }
+                r.activation_failed(e.to_string())?;
+                let audit = vec![event(EventKind::ActivationFailed, actor, &r, json!({"error": e.to_string()}))];
+                self.store.update_request(&r, audit).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn issue(&self, r: &Request) -> Result<Credential, BrokerError> {
+        let provider = self.provider_for(&r.resource)?.clone();
+        let expires_at = r.window.map(|w| w.expires_at).unwrap_or_else(Utc::now);
+        let credential = self.bounded(r, provider.issue_credentials(&r.binding(), expires_at)).await?;
+        // The secret itself is never stored or logged; only the fact that one was issued.
+        let audit = event(EventKind::CredentialsIssued, r.requester.as_str(), r, json!({"credential_kind": credential.kind, "details": credential.details}));
+        self.store.append_audit(vec![audit]).await?;
+        Ok(credential)
+    }
+
+    /// Issues a fresh credential for an active grant (the earlier one stops working).
+    pub async fn reissue(&self, caller: &Principal, id: RequestId) -> Result<Credential, BrokerError> {
+        let r = self.get_visible(caller, id).await?;
+        if r.requester != caller.id {
+            return Err(BrokerError::Forbidden("only the grant's owner can get its credentials".into()));
+        }
+        if r.state != RequestState::Active {
+            return Err(BrokerError::Conflict(format!("grant {id} is {}, not active", r.state)));
+        }
+        self.issue(&r).await
+    }
+
+    /// Ends a grant early: its owner or an admin. Revocation runs now and, if it fails, keeps
+    /// being retried by the scheduler.
+    pub async fn revoke(&self, caller: &Principal, id: RequestId, reason: Option<String>) -> Result<Request, BrokerError> {
+        let r = self.get_visible(caller, id).await?;
+        if r.requester != caller.id && !caller.has_role(Role::Admin) {
+            return Err(BrokerError::Forbidden("only the grant's owner or an admin can revoke it".into()));
+        }
+        if !self.store.claim(id, &self.replica, Utc::now(), self.settings.lease).await? {
+            return Err(BrokerError::Conflict(format!("grant {id} is being processed; retry in a moment")));
+        }
+        let reason = reason.unwrap_or_else(|| format!("revoked by {}", caller.id));
+        let result = async {
+            let mut r = self.get(id).await?;
+            r.start_revocation(Utc::now(), &reason)?;
+            let audit = vec![event(EventKind::RevocationStarted, caller.id.as_str(), &r, json!({"why": reason}))];
+            let r = self.store.update_request(&r, audit).await?;
+            Ok::<_, BrokerError>(self.finish_revocation(r, caller.id.as_str()).await?)
+        }
+        .instrument(tracing::info_span!("revoke", grant_id = %id))
+        .await;
+        self.store.release(id, &self.replica).await?;
+        result
+    }
+
+    /// Removes the access (unless another grant still holds the binding), reads the target back,
+    /// and records the evidence; on failure records it for a retry with backoff.
+    pub(crate) async fn finish_revocation(&self, mut r: Request, actor: &str) -> Result<Request, BrokerError> {
+        let provider = self.provider_for(&r.resource)?.clone();
+        let binding = r.binding();
+        let outcome: Result<Evidence, BrokerError> = async {
+            let (holders, latest) = self.holders_expiry(&r).await?;
+            if let Some(latest) = latest {
+                // Reference counting: another active grant covers this binding, so the access
+                // stays, with the target's own expiry brought back to that grant's end.
+                self.bounded(&r, provider.ensure(&binding, latest)).await?;
+                return Ok(Evidence {
+                    checked_at: Utc::now(),
+                    observation: json!({"binding_still_held_by": holders, "target_expiry": latest, "access_removed": false}),
+                });
+            }
+            self.bounded(&r, provider.revoke(&binding)).await?;
+            self.bounded(&r, provider.verify_revoked(&binding)).await
+        }
+        .await;
+        match outcome {
+            Ok(evidence) => {
+                r.revocation_verified(Utc::now(), evidence.clone())?;
+                let audit = vec![event(EventKind::GrantRevoked, actor, &r, json!({"evidence": evidence}))];
+                let stored = self.store.update_request(&r, audit).await?;
+                tracing::info!(grant_id = %stored.id, "grant revoked and verified");
+                Ok(stored)
+            }
+            Err(e) => {
+                r.revocation_failed(Utc::now(), e.to_string(), rand::random::<f64>())?;
+                let audit = vec![event(
+                    EventKind::RevocationFailed,
+                    actor,
+                    &r,
+                    json!({"error": e.to_string(), "attempts": r.attempts, "next_attempt_at": r.next_attempt_at}),
+                )];
+                let stored = self.store.update_request(&r, audit).await?;
+                tracing::warn!(grant_id = %stored.id, attempts = stored.attempts, error = %e, "revocation failed; will retry");
+                Ok(stored)
+            }
+        }
+    }
+
+    /// Asks to lengthen an active grant. The extension passes policy again (as an extension) and
+    /// needs the approvals that policy sets; it is applied as soon as it is approved.
+    pub async fn extend(&self, caller: &Principal, id: RequestId, duration: String) -> Result<Request, BrokerError> {
+        let parent = self.get_visible(caller, id).await?;
+        if parent.requester != caller.id {
+            return Err(BrokerError::Forbidden("only the grant's owner can extend it".into()));
+        }
+        if parent.state != RequestState::Active {
+            return Err(BrokerError::Conflict(format!("grant {id} is {}; only active grants can be extended", parent.state)));
+        }
+        if parent.extensions_applied >= parent.max_extensions {
+            return Err(BrokerError::Conflict(format!(
+                "grant {id} has used all {} extensions its policy allows; make a new request",
+                parent.max_extensions
+            )));
+        }
+        let ask = AccessAsk {
+            resource: parent.resource.to_string(),
+            profile: parent.profile.to_string(),
+            duration,
+            reason: parent.reason.clone(),
+            ticket: parent.ticket.clone(),
+        };
+        self.create_kind(caller, ask, RequestKind::Extension { parent: id }).await
+    }
+
+    /// Applies an approved extension to its grant: target first, then the record, so a failure in
+    /// between can only make access end earlier, never later.
+    pub(crate) async fn apply_extension(&self, parent_id: RequestId, ext: &Request) -> Result<Request, BrokerError> {
+        let mut parent = self.get(parent_id).await?;
+        let by: GrantDuration = ext.duration;
+        let window = parent.extend(by)?;
+        let provider = self.provider_for(&parent.resource)?.clone();
+        self.bounded(&parent, provider.ensure(&parent.binding(), window.expires_at)).await?;
+        let audit = vec![event(EventKind::GrantExtended, ext.requester.as_str(), &parent, json!({"extension_request": ext.id, "by": by}))];
+        Ok(self.store.update_request(&parent, audit).await?)
+    }
+}

@@ -1,0 +1,175 @@
+//! The broker: every operation on requests and grants, independent of HTTP. It asks policy, writes
+//! intents and outcomes to the store (with their audit events, atomically) and calls providers.
+
+mod audit_data;
+mod decide;
+mod lifecycle;
+mod scheduler;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use brevet_core::{CoreError, Principal, PrincipalId, ProfileName, ProviderName, Request, ResourceId};
+use brevet_policy::{PolicyEngine, ResourceFacts, Subject};
+use brevet_providers::{Provider, ProviderError};
+use brevet_store::{Store, StoreError};
+
+use crate::config::{PrincipalConfig, ResourceConfig, ServerSettings};
+
+pub use decide::AccessAsk;
+pub use lifecycle::Activated;
+pub use scheduler::ReconcileReport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("refused by policy: {reason}")]
+    PolicyDenied { reason: String, trace: serde_json::Value },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("provider `{provider}` failed: {source}")]
+    Provider { provider: String, source: ProviderError },
+    #[error("provider `{0}` did not answer in time; the operation will be retried")]
+    ProviderTimeout(String),
+    #[error("storage failed, so nothing was changed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<CoreError> for BrokerError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::SelfApproval(_) => Self::Forbidden(e.to_string()),
+            CoreError::Invalid { .. } => Self::BadInput(e.to_string()),
+            CoreError::BadTransition { .. } | CoreError::AlreadyDecided(_) => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
+/// Test-only crash points: when `BREVET_FAILPOINT` names one, the server stops making progress
+/// there (it hangs), so a test can `kill -9` it at exactly that step and check recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    AfterIntent,
+    AfterProviderGrant,
+}
+
+impl Failpoint {
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("BREVET_FAILPOINT").ok()?.as_str() {
+            "after-intent" => Some(Self::AfterIntent),
+            "after-provider-grant" => Some(Self::AfterProviderGrant),
+            _ => None,
+        }
+    }
+}
+
+pub struct Broker {
+    pub(crate) store: Store,
+    pub(crate) policy: Arc<PolicyEngine>,
+    pub(crate) providers: BTreeMap<ProviderName, Arc<dyn Provider>>,
+    pub(crate) resources: BTreeMap<ResourceId, ResourceConfig>,
+    pub(crate) principals: BTreeMap<PrincipalId, PrincipalConfig>,
+    pub(crate) settings: ServerSettings,
+    /// Identifies this process in leases, so replicas never work on the same row at once.
+    pub(crate) replica: String,
+    pub(crate) failpoint: Option<Failpoint>,
+}
+
+impl Broker {
+    pub fn new(
+        store: Store,
+        policy: Arc<PolicyEngine>,
+        providers: BTreeMap<ProviderName, Arc<dyn Provider>>,
+        resources: BTreeMap<ResourceId, ResourceConfig>,
+        principals: Vec<PrincipalConfig>,
+        settings: ServerSettings,
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            providers,
+            resources,
+            principals: principals.into_iter().map(|p| (p.id.clone(), p)).collect(),
+            settings,
+            replica: format!("replica-{}", uuid::Uuid::new_v4()),
+            failpoint: Failpoint::from_env(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    pub(crate) fn provider_for(&self, resource: &ResourceId) -> Result<&Arc<dyn Provider>, BrokerError> {
+        self.providers.get(&resource.provider()).ok_or_else(|| {
+            BrokerError::BadInput(format!("no provider `{}` is configured for `{resource}`", resource.provider()))
+        })
+    }
+
+    /// Parses and checks a resource/profile pair against the config, with errors that list what
+    /// exists so the caller can fix a typo.
+    pub fn resolve(&self, resource: &str, profile: &str) -> Result<(&ResourceConfig, ProfileName), BrokerError> {
+        let rid = ResourceId::parse(resource)?;
+        let profile = ProfileName::parse(profile)?;
+        let Some(rc) = self.resources.get(&rid) else {
+            let known: Vec<String> = self.resources.keys().map(|r| r.to_string()).collect();
+            return Err(BrokerError::BadInput(format!(
+                "unknown resource `{rid}`; configured resources: {}",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )));
+        };
+        let offered = self.provider_for(&rid)?.profiles();
+        if !offered.contains(&profile) {
+            return Err(BrokerError::BadInput(format!(
+                "unknown profile `{profile}` for `{rid}`; it offers: {}",
+                offered.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok((rc, profile))
+    }
+
+    pub(crate) fn facts<'a>(&self, rc: &'a ResourceConfig) -> ResourceFacts<'a> {
+        ResourceFacts { id: &rc.id, kind: rc.kind, tags: &rc.tags }
+    }
+
+    /// Groups of a principal as configured (for evaluating approvals about a requester).
+    pub(crate) fn subject_of<'a>(&'a self, id: &'a PrincipalId, empty: &'a std::collections::BTreeSet<String>) -> Subject<'a> {
+        Subject { id, groups: self.principals.get(id).map(|p| &p.groups).unwrap_or(empty) }
+    }
+
+    pub async fn get(&self, id: brevet_core::RequestId) -> Result<Request, BrokerError> {
+        self.store
+            .get_request(id)
+            .await?
+            .ok_or_else(|| BrokerError::NotFound(format!("no request {id}; list yours with `brevet requests`")))
+    }
+
+    /// Fetches a request the caller may see: their own, or any if they approve or administer.
+    /// Others' requests are reported as not found, so ids reveal nothing.
+    pub async fn get_visible(&self, caller: &Principal, id: brevet_core::RequestId) -> Result<Request, BrokerError> {
+        let r = self.get(id).await?;
+        let visible = r.requester == caller.id
+            || caller.has_role(brevet_core::Role::Admin)
+            || caller.has_role(brevet_core::Role::Approver);
+        if visible {
+            Ok(r)
+        } else {
+            Err(BrokerError::NotFound(format!("no request {id}; list yours with `brevet requests`")))
+        }
+    }
+}
+
+impl Broker {
+    /// Configured groups of a principal (empty if unknown).
+    pub fn principal_groups(&self, id: &PrincipalId) -> std::collections::BTreeSet<String> {
+        self.principals.get(id).map(|p| p.groups.clone()).unwrap_or_default()
+    }
+}

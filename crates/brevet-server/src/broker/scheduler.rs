@@ -1,0 +1,152 @@
+//! Background work: deadlines, expiry, resumption of interrupted activations, revocation retries,
+//! and reconciliation of what providers hold against what grants cover.
+
+use std::{sync::Arc, time::Duration};
+
+use brevet_audit::{AuditDraft, EventKind};
+use brevet_core::{Request, RequestState};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{audit_data::event, Broker, BrokerError};
+
+/// What one reconciliation pass found and did.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct ReconcileReport {
+    pub providers_checked: usize,
+    pub owned_seen: usize,
+    pub orphans_removed: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl Broker {
+    /// Claims due requests and works on each. Returns how many were handled.
+    pub async fn tick(&self) -> Result<usize, BrokerError> {
+        let due = self.store.claim_due(Utc::now(), &self.replica, self.settings.lease, 64).await?;
+        let n = due.len();
+        for r in due {
+            let id = r.id;
+            let span = tracing::info_span!("scheduled", grant_id = %id, state = %r.state);
+            if let Err(e) = self.handle_due(r).instrument(span).await {
+                tracing::warn!(grant_id = %id, error = %e, "scheduled work failed; it stays due");
+            }
+            self.store.release(id, &self.replica).await?;
+        }
+        Ok(n)
+    }
+
+    async fn handle_due(&self, mut r: Request) -> Result<(), BrokerError> {
+        let now = Utc::now();
+        match r.state {
+            RequestState::Pending | RequestState::Approved => {
+                r.expire_deadline(now)?;
+                let audit = vec![event(EventKind::RequestExpired, "system", &r, json!({"deadline_passed": true}))];
+                self.store.update_request(&r, audit).await?;
+            }
+            RequestState::Activating => {
+                // An intent without an outcome: the activating process died. Finish it (the
+                // provider call is idempotent); the requester fetches credentials afresh.
+                let expires_at = r.window.map(|w| w.expires_at).unwrap_or(now);
+                tracing::info!(grant_id = %r.id, "resuming interrupted activation");
+                self.complete_activation(r, expires_at, "system").await?;
+            }
+            RequestState::Active => {
+                r.start_revocation(now, "expired")?;
+                let audit = vec![event(EventKind::RevocationStarted, "system", &r, json!({"why": "expired"}))];
+                let r = self.store.update_request(&r, audit).await?;
+                self.finish_revocation(r, "system").await?;
+            }
+            RequestState::Revoking | RequestState::RevokeFailed => {
+                self.finish_revocation(r, "system").await?;
+            }
+            RequestState::Denied | RequestState::Expired | RequestState::Cancelled | RequestState::Revoked => {}
+        }
+        Ok(())
+    }
+
+    /// Removes anything a provider holds for Brevet that no grant covers (orphans after a crash,
+    /// or manual re-creation), recording each as drift in the audit log.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, BrokerError> {
+        let mut report = ReconcileReport::default();
+        for (name, provider) in &self.providers {
+            report.providers_checked += 1;
+            // List the target before reading the store: anything created after the store read
+            // had its intent written first, so it cannot be mistaken for an orphan.
+            let owned = match tokio::time::timeout(self.settings.provider_timeout, provider.list_owned()).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    report.errors.push(format!("{name}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    report.errors.push(format!("{name}: timed out listing owned access"));
+                    continue;
+                }
+            };
+            report.owned_seen += owned.len();
+            let covered = self.store.covered_bindings().await?;
+            for o in owned {
+                if o.binding_key.as_ref().is_some_and(|k| covered.contains(k)) {
+                    continue;
+                }
+                let result = tokio::time::timeout(self.settings.provider_timeout, provider.remove_owned(&o)).await;
+                let (outcome, evidence) = match result {
+                    Ok(Ok(ev)) => ("removed", json!(ev)),
+                    Ok(Err(e)) => ("removal_failed", json!({"error": e.to_string()})),
+                    Err(_) => ("removal_failed", json!({"error": "timed out"})),
+                };
+                if outcome == "removed" {
+                    report.orphans_removed.push(format!("{name}:{}", o.native_id));
+                } else {
+                    report.errors.push(format!("{name}: could not remove {}: {evidence}", o.native_id));
+                }
+                tracing::warn!(provider = %name, native_id = %o.native_id, outcome, "drift: access without a covering grant");
+                self.store
+                    .append_audit(vec![AuditDraft::new(
+                        EventKind::DriftDetected,
+                        "system",
+                        None,
+                        json!({"provider": name, "native_id": o.native_id, "binding": o.binding_key, "outcome": outcome, "evidence": evidence}),
+                    )])
+                    .await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs the scheduler and the reconciler until `shutdown` changes.
+    pub fn spawn_background(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(broker.settings.tick);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut reconcile = tokio::time::interval(broker.settings.reconcile_every);
+            reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => {
+                        // Keep draining while there is a backlog, then wait for the next tick.
+                        loop {
+                            match broker.tick().await {
+                                Ok(64..) => continue,
+                                Ok(_) => break,
+                                Err(e) => { tracing::error!(error = %e, "scheduler tick failed"); tokio::time::sleep(Duration::from_secs(1)).await; break; }
+                            }
+                        }
+                    }
+                    _ = reconcile.tick() => {
+                        match broker.reconcile().await {
+                            Ok(r) if !r.orphans_removed.is_empty() || !r.errors.is_empty() => tracing::warn!(?r, "reconciliation found drift"),
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "reconciliation failed"),
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

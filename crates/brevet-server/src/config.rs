@@ -1,0 +1,503 @@
+//! The one TOML config file: typed, loaded once, validated at start. Every error names the field
+//! and says how to fix it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use brevet_core::{GrantDuration, PrincipalId, ProfileName, ProviderName, ResourceId, Role};
+use brevet_providers::{
+    postgres::{PgResource, PostgresConfig, Privilege},
+    SecretText,
+};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config field `{field}`: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field { field: field.into(), message: message.into() }
+}
+
+/// Where a secret comes from. Secrets never sit in the config file itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SecretRef {
+    Env { env: String },
+    File { file: PathBuf },
+    /// Allowed only for values that contain no secret (e.g. a URL without a password).
+    Plain(String),
+}
+
+impl SecretRef {
+    fn resolve(&self, name: &str, base: &Path) -> Result<SecretText, ConfigError> {
+        match self {
+            SecretRef::Env { env } => std::env::var(env).map(SecretText::new).map_err(|_| {
+                field(name, format!("environment variable `{env}` is not set; export it, or use {{ file = \"PATH\" }}"))
+            }),
+            SecretRef::File { file } => {
+                let path = base.join(file);
+                check_private(&path).map_err(|m| field(name, m))?;
+                std::fs::read_to_string(&path)
+                    .map(|s| SecretText::new(s.trim().to_owned()))
+                    .map_err(|e| field(name, format!("cannot read secret file {}: {e}", path.display())))
+            }
+            SecretRef::Plain(s) => {
+                if url_has_password(s) {
+                    return Err(field(
+                        name,
+                        "contains a password; keep secrets out of the config file with { env = \"VAR\" } or { file = \"PATH\" }",
+                    ));
+                }
+                Ok(SecretText::new(s.clone()))
+            }
+        }
+    }
+}
+
+fn url_has_password(s: &str) -> bool {
+    let Some((_, rest)) = s.split_once("://") else { return false };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || s.contains("password=")
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("secret file {} is readable by group or others; run `chmod 600 {}`", path.display(), path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    store: RawStore,
+    policy: RawPolicy,
+    #[serde(default)]
+    principals: Vec<RawPrincipal>,
+    #[serde(default)]
+    providers: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    resources: BTreeMap<String, toml::Table>,
+}
+
+/// A duration written as text in the config (`30s`, `8h`).
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(Dur)
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write it like \"30s\" or \"8h\"")))
+    }
+}
+
+fn d(s: &str) -> Dur {
+    // Only called with the literal defaults below, which all parse.
+    Dur(humantime::parse_duration(s).unwrap_or(Duration::from_secs(1)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_approve_within")]
+    approve_within: Dur,
+    #[serde(default = "default_activate_within")]
+    activate_within: Dur,
+    #[serde(default = "default_tick")]
+    tick: Dur,
+    #[serde(default = "default_lease")]
+    lease: Dur,
+    #[serde(default = "default_reconcile")]
+    reconcile_every: Dur,
+    #[serde(default = "default_provider_timeout")]
+    provider_timeout: Dur,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_approve_within() -> Dur {
+    d("24h")
+}
+fn default_activate_within() -> Dur {
+    d("8h")
+}
+fn default_tick() -> Dur {
+    d("1s")
+}
+fn default_lease() -> Dur {
+    d("30s")
+}
+fn default_reconcile() -> Dur {
+    d("60s")
+}
+fn default_provider_timeout() -> Dur {
+    d("20s")
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            approve_within: default_approve_within(),
+            activate_within: default_activate_within(),
+            tick: default_tick(),
+            lease: default_lease(),
+            reconcile_every: default_reconcile(),
+            provider_timeout: default_provider_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: SecretRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    files: Vec<PathBuf>,
+    #[serde(default)]
+    default_max_duration: Option<String>,
+    #[serde(default)]
+    default_approvals: Option<u32>,
+    #[serde(default)]
+    require_reason: Option<bool>,
+    #[serde(default)]
+    default_max_extensions: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrincipal {
+    id: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    /// Hex SHA-256 of the principal's API token (`brevet token new` prints both).
+    token_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub approve_within: Duration,
+    pub activate_within: Duration,
+    pub tick: Duration,
+    pub lease: Duration,
+    pub reconcile_every: Duration,
+    pub provider_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrincipalConfig {
+    pub id: PrincipalId,
+    pub groups: BTreeSet<String>,
+    pub roles: BTreeSet<Role>,
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    Postgres(PostgresConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceConfig {
+    pub id: ResourceId,
+    pub kind: &'static str,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerSettings,
+    pub store_url: SecretText,
+    pub policy_files: Vec<(String, String)>,
+    pub policy_defaults: brevet_policy::Defaults,
+    pub principals: Vec<PrincipalConfig>,
+    pub providers: BTreeMap<ProviderName, ProviderConfig>,
+    pub resources: BTreeMap<ResourceId, ResourceConfig>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { path: path.display().to_string(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let s = &raw.server;
+        let server = ServerSettings {
+            listen: s.listen.parse().map_err(|_| {
+                field("server.listen", format!("`{}` is not an address; write it like \"127.0.0.1:8080\"", s.listen))
+            })?,
+            approve_within: s.approve_within.0,
+            activate_within: s.activate_within.0,
+            tick: s.tick.0.max(Duration::from_millis(50)),
+            lease: s.lease.0,
+            reconcile_every: s.reconcile_every.0,
+            provider_timeout: s.provider_timeout.0,
+        };
+        if server.lease < server.provider_timeout * 2 {
+            return Err(field(
+                "server.lease",
+                format!(
+                    "must be at least twice server.provider_timeout ({}) so a lease cannot run out while a provider call is still allowed to run",
+                    humantime::format_duration(server.provider_timeout)
+                ),
+            ));
+        }
+        let store_url = raw.store.url.resolve("store.url", &base)?;
+
+        let mut policy_defaults = brevet_policy::Defaults::default();
+        if let Some(m) = &raw.policy.default_max_duration {
+            policy_defaults.max_duration =
+                GrantDuration::parse(m).map_err(|e| field("policy.default_max_duration", e.to_string()))?;
+        }
+        if let Some(n) = raw.policy.default_approvals {
+            policy_defaults.approvals = n;
+        }
+        if let Some(b) = raw.policy.require_reason {
+            policy_defaults.require_reason = b;
+        }
+        if let Some(n) = raw.policy.default_max_extensions {
+            policy_defaults.max_extensions = n;
+        }
+        if raw.policy.files.is_empty() {
+            return Err(field("policy.files", "list at least one Cedar policy file"));
+        }
+        let mut policy_files = Vec::new();
+        for f in &raw.policy.files {
+            let p = base.join(f);
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| field("policy.files", format!("cannot read {}: {e}", p.display())))?;
+            policy_files.push((f.display().to_string(), text));
+        }
+
+        let mut principals = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, p) in raw.principals.iter().enumerate() {
+            let at = |f: &str| format!("principals[{i}].{f}");
+            let id = PrincipalId::parse(&p.id).map_err(|e| field(at("id"), e.to_string()))?;
+            if !seen.insert(id.clone()) {
+                return Err(field(at("id"), format!("`{id}` is listed twice; merge the entries")));
+            }
+            let roles = p
+                .roles
+                .iter()
+                .map(|r| r.parse::<Role>())
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(|e| field(at("roles"), e.to_string()))?;
+            let token_sha256 = p
+                .token_sha256
+                .as_deref()
+                .map(|h| {
+                    hex::decode(h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
+                        field(at("token_sha256"), "must be 64 hex characters; `brevet token new` prints one")
+                    })
+                })
+                .transpose()?;
+            principals.push(PrincipalConfig { id, groups: p.groups.iter().cloned().collect(), roles, token_sha256 });
+        }
+
+        let mut providers = BTreeMap::new();
+        for (name, table) in &raw.providers {
+            let pname = ProviderName::parse(name).map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
+            let resources: BTreeMap<&str, &toml::Table> = raw
+                .resources
+                .iter()
+                .filter_map(|(id, t)| id.split_once(':').filter(|(p, _)| p == name).map(|(_, n)| (n, t)))
+                .collect();
+            providers.insert(pname, parse_provider(name, table, &resources, &base)?);
+        }
+
+        let mut resources = BTreeMap::new();
+        for (id, table) in &raw.resources {
+            let rid = ResourceId::parse(id).map_err(|e| field(format!("resources.\"{id}\""), e.to_string()))?;
+            let Some(provider) = providers.get(&rid.provider()) else {
+                return Err(field(
+                    format!("resources.\"{id}\""),
+                    format!(
+                        "no provider `{}` is configured; add [providers.{}] or use one of: {}",
+                        rid.provider(),
+                        rid.provider(),
+                        providers.keys().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            };
+            let tags = match table.get("tags") {
+                None => BTreeMap::new(),
+                Some(t) => t.clone().try_into().map_err(|_| {
+                    field(format!("resources.\"{id}\".tags"), "must be a table of strings, e.g. { env = \"prod\" }")
+                })?,
+            };
+            let kind = match provider {
+                ProviderConfig::Postgres(_) => "postgres",
+            };
+            resources.insert(rid.clone(), ResourceConfig { id: rid, kind, tags });
+        }
+
+        Ok(Self {
+            path: path.to_path_buf(),
+            server,
+            store_url,
+            policy_files,
+            policy_defaults,
+            principals,
+            providers,
+            resources,
+        })
+    }
+}
+
+fn parse_provider(
+    name: &str,
+    t: &toml::Table,
+    resources: &BTreeMap<&str, &toml::Table>,
+    base: &Path,
+) -> Result<ProviderConfig, ConfigError> {
+    let at = |f: &str| format!("providers.{name}.{f}");
+    let kind = t.get("kind").and_then(|k| k.as_str()).ok_or_else(|| field(at("kind"), "missing; set kind = \"postgres\""))?;
+    match kind {
+        "postgres" => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Raw {
+                #[allow(dead_code)]
+                kind: String,
+                admin_url: SecretRef,
+                #[serde(default = "prefix")]
+                role_prefix: String,
+                connect_host: Option<String>,
+                connect_port: Option<u16>,
+                #[serde(default)]
+                profiles: BTreeMap<String, Privilege>,
+                #[serde(default = "limit")]
+                connection_limit: i32,
+            }
+            fn prefix() -> String {
+                "brevet_".into()
+            }
+            fn limit() -> i32 {
+                5
+            }
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct RawRes {
+                database: String,
+                #[serde(default = "public")]
+                schemas: Vec<String>,
+                #[allow(dead_code)]
+                #[serde(default)]
+                tags: BTreeMap<String, String>,
+            }
+            fn public() -> Vec<String> {
+                vec!["public".into()]
+            }
+            let raw: Raw = t.clone().try_into().map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
+            let ok_prefix = raw.role_prefix.len() >= 3
+                && raw.role_prefix.len() <= 30
+                && raw.role_prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !ok_prefix {
+                return Err(field(at("role_prefix"), "use 3-30 lowercase letters, digits or _ (e.g. \"brevet_\")"));
+            }
+            let mut profiles = PostgresConfig::default_profiles();
+            if !raw.profiles.is_empty() {
+                profiles.clear();
+                for (p, v) in raw.profiles {
+                    let pn = ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
+                    profiles.insert(pn, v);
+                }
+            }
+            let mut res = BTreeMap::new();
+            for (rname, rt) in resources {
+                let r: RawRes = (*rt).clone().try_into().map_err(|e| field(format!("resources.\"{name}:{rname}\""), e.to_string()))?;
+                res.insert((*rname).to_owned(), PgResource { database: r.database, schemas: r.schemas });
+            }
+            Ok(ProviderConfig::Postgres(PostgresConfig {
+                admin_url: raw.admin_url.resolve(&at("admin_url"), base)?,
+                role_prefix: raw.role_prefix,
+                connect_host: raw.connect_host,
+                connect_port: raw.connect_port,
+                profiles,
+                resources: res,
+                connection_limit: raw.connection_limit,
+            }))
+        }
+        other => Err(field(at("kind"), format!("unknown provider kind `{other}`; supported: postgres"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.cedar"), "permit (principal, action, resource);").unwrap();
+        let text = format!(
+            "[store]\nurl = \"sqlite://x.db\"\n[policy]\nfiles = [\"p.cedar\"]\n{extra}"
+        );
+        Config::parse(&text, &dir.path().join("brevet.toml"))
+    }
+
+    #[test]
+    fn minimal_config_loads() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse("[server]\nlisten = \"nowhere\"").unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = parse("[server]\nlistn = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("unknown field `listn`"), "{e}");
+        let e = parse("[resources.\"pg:db\"]\ndatabase = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("no provider `pg`"), "{e}");
+        let e = parse("[providers.pg]\nkind = \"postgres\"\nadmin_url = \"postgres://u:secret@h/db\"").unwrap_err().to_string();
+        assert!(e.contains("contains a password") && !e.contains("secret@"), "{e}");
+        let e = parse("[providers.pg]\nkind = \"postgres\"\nadmin_url = { env = \"BREVET_NOPE_UNSET\" }").unwrap_err().to_string();
+        assert!(e.contains("BREVET_NOPE_UNSET"), "{e}");
+        let e = parse("[[principals]]\nid = \"a\"\nroles = [\"boss\"]").unwrap_err().to_string();
+        assert!(e.contains("principals[0].roles"), "{e}");
+        let e = parse("[[principals]]\nid = \"a\"\ntoken_sha256 = \"abc\"").unwrap_err().to_string();
+        assert!(e.contains("64 hex"), "{e}");
+    }
+}
