@@ -1,1 +1,184 @@
-fn main() {}
+//! `brevet`: the server (`brevet server`) and the client CLI for everything else.
+
+mod client;
+mod commands;
+mod output;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "brevet", version, about = "Just-in-time privileged access: ask, get approved, use, and lose it on time.")]
+pub struct Cli {
+    /// Brevet server URL.
+    #[arg(long, global = true, env = "BREVET_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API token (prefer the environment variable, so it stays out of shell history).
+    #[arg(long, global = true, env = "BREVET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Brevet server.
+    Server {
+        /// Path to the TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask for an access profile on a resource.
+    Request(RequestArgs),
+    /// List your requests (approvers: --pending shows what waits for you).
+    Requests {
+        #[arg(long)]
+        pending: bool,
+        /// Everyone's requests (approvers and admins).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one request.
+    Show { id: String },
+    /// Approve someone else's request.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny someone else's request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Withdraw your request before it is activated.
+    Cancel { id: String },
+    /// Activate your approved request and print the one-time credential.
+    Activate { id: String },
+    /// List your active grants (--all: ended ones too, and everyone's for admins).
+    Grants {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a grant now.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Ask for more time on an active grant.
+    Extend {
+        id: String,
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+    },
+    /// Issue a fresh credential for your active grant.
+    Credentials { id: String },
+    /// Policy tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// API token tools.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run a reconciliation pass now (admins).
+    Reconcile,
+    /// Show who the server thinks you are.
+    Whoami,
+}
+
+#[derive(Args)]
+pub struct RequestArgs {
+    /// Access profile, e.g. db.read.
+    profile: String,
+    /// Resource, e.g. postgres:orders-prod.
+    #[arg(long)]
+    resource: String,
+    /// How long you need access once it starts, e.g. 30m, 1h.
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: String,
+    /// Why you need it (recorded in the audit log).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Change or incident ticket.
+    #[arg(long)]
+    ticket: Option<String>,
+    /// Wait for approval, activate, and print the credential. Exits non-zero on denial or expiry.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Evaluate a request against policy without creating it (dry run). With --config it runs
+    /// offline against the config's policies, so it works in CI without a server.
+    Test {
+        /// Evaluate offline against this config's policies and resources.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Principal to evaluate as (default: you).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Groups (comma-separated; default: the principal's configured groups).
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
+        profile: String,
+        #[arg(long)]
+        resource: String,
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Exit 0 only if the outcome is this (allow or deny): for policy tests in CI.
+        #[arg(long)]
+        expect: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain: on the server, or in an exported JSON-lines file.
+    Verify {
+        /// Verify this `brevet audit export --format jsonl` file instead of the server's log.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Stream every audit event to stdout.
+    Export {
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Generate a new random API token and the SHA-256 to put in the config.
+    New,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -152,7 +152,7 @@ fn default_tick() -> Dur {
     d("1s")
 }
 fn default_lease() -> Dur {
-    d("30s")
+    d("90s")
 }
 fn default_reconcile() -> Dur {
     d("60s")
@@ -274,11 +274,11 @@ impl Config {
             reconcile_every: s.reconcile_every.0,
             provider_timeout: s.provider_timeout.0,
         };
-        if server.lease < server.provider_timeout * 2 {
+        if server.lease < server.provider_timeout * 3 {
             return Err(field(
                 "server.lease",
                 format!(
-                    "must be at least twice server.provider_timeout ({}) so a lease cannot run out while a provider call is still allowed to run",
+                    "must be at least three times server.provider_timeout ({}): one piece of work makes up to three provider calls, and its lease must not run out while they are still allowed to run",
                     humantime::format_duration(server.provider_timeout)
                 ),
             ));

@@ -1,0 +1,51 @@
+//! Human-readable rendering of API answers.
+
+use serde_json::Value;
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+pub fn request_line(r: &Value) -> String {
+    let mut line = format!(
+        "{}  {:<13} {} {} on {}  for {}",
+        s(&r["id"]),
+        s(&r["state"]),
+        s(&r["requester"]),
+        s(&r["profile"]),
+        s(&r["resource"]),
+        s(&r["duration"])
+    );
+    if r["state"] == "pending" {
+        let have = r["approvals"].as_array().map_or(0, |a| a.len());
+        line += &format!("  approvals {}/{}", have, r["approvals_required"]);
+    }
+    if let Some(exp) = r["expires_at"].as_str() {
+        line += &format!("  expires {exp}");
+    }
+    if let Some(e) = r["last_error"].as_str() {
+        line += &format!("  last error: {e}");
+    }
+    line
+}
+
+pub fn request_detail(r: &Value) -> String {
+    let mut out = request_line(r);
+    if let Some(reason) = r["reason"].as_str() {
+        out += &format!("\n  reason: {reason}");
+    }
+    out += &format!("\n  policy: {}", s(&r["policy"]));
+    if let Some(ev) = r.get("evidence").filter(|e| !e.is_null()) {
+        out += &format!("\n  revocation evidence: {ev}");
+    }
+    out
+}
+
+pub fn credential(c: &Value) -> String {
+    format!(
+        "credential ({}), valid until {} — shown once, Brevet does not keep it:\n{}",
+        s(&c["kind"]),
+        s(&c["expires_at"]),
+        s(&c["secret"])
+    )
+}
