@@ -1,0 +1,173 @@
+//! Shared set-up for the end-to-end tests: a real PostgreSQL target database with an `orders`
+//! table, a store (SQLite file or a fresh PostgreSQL database), and the real `brevet` binary.
+#![allow(dead_code)]
+
+pub use brevet_testkit::*;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_brevet");
+pub const DAVE: &str = "test-dave-token";
+
+#[derive(Clone, Copy, Debug)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+pub const POLICY: &str = r#"
+@id("dba-read")
+@max_duration("1h")
+@approvals("1")
+permit (principal in Group::"dba", action == Action::"request", resource)
+when { context.profile == "db.read" };
+
+@id("dba-write")
+@max_duration("1h")
+@approvals("2")
+permit (principal in Group::"dba", action == Action::"request", resource)
+when { context.profile == "db.write" };
+
+@id("oncall-read-auto")
+@max_duration("10m")
+@approvals("0")
+permit (principal in Group::"oncall", action == Action::"request", resource)
+when { context.profile == "db.read" };
+
+@id("leads-approve")
+permit (principal in Group::"leads", action == Action::"approve", resource);
+"#;
+
+/// One test's world: target database, store, unique role prefix, and the server config.
+pub struct World {
+    pub target: TestDb,
+    pub store_db: Option<TestDb>,
+    pub prefix: String,
+    pub config: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl World {
+    pub fn new(store: StoreKind) -> Self {
+        Self::with_server_settings(store, "")
+    }
+
+    pub fn with_server_settings(store: StoreKind, server_extra: &str) -> Self {
+        let target = TestDb::create("brevet_target");
+        psql(
+            &target.url,
+            "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'widget'), (2, 'gadget');",
+        )
+        .expect("seed target");
+        let prefix = format!("brv_{}_", random_suffix());
+        let store_db = matches!(store, StoreKind::Postgres).then(|| TestDb::create("brevet_store"));
+        let mut env = vec![("BREVET_TEST_PG_URL".to_string(), pg_admin_url())];
+        if let Some(db) = &store_db {
+            env.push(("BREVET_TEST_STORE_URL".into(), db.url.clone()));
+        }
+        let store_url = match store {
+            StoreKind::Sqlite => "\"sqlite://store.db\"".to_string(),
+            StoreKind::Postgres => "{ env = \"BREVET_TEST_STORE_URL\" }".to_string(),
+        };
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+tick = "200ms"
+provider_timeout = "2s"
+lease = "6s"
+reconcile_every = "2s"
+approve_within = "10m"
+activate_within = "10m"
+{server_extra}
+
+[store]
+url = {store_url}
+
+[policy]
+files = ["policy.cedar"]
+
+[[principals]]
+id = "alice"
+groups = ["dba"]
+roles = ["requester"]
+token_sha256 = "dc60413a2e33b675d72d503f70e5525d4e481822dc2ab9fe9d32df16018ca4cc"
+
+[[principals]]
+id = "bob"
+groups = ["dba", "leads"]
+roles = ["requester", "approver"]
+token_sha256 = "a28fae4a1341e69a71de015fb66ae7d1d92a23cecc2ce2376c8af30376908a8c"
+
+[[principals]]
+id = "carol"
+groups = ["leads"]
+roles = ["approver"]
+token_sha256 = "c87f7e0f821041c50604dff008e0ba79d07451544d222b188273ba603a9ff8da"
+
+[[principals]]
+id = "admin"
+roles = ["admin"]
+token_sha256 = "17d6bfe05d1b1fb7bc499f8e3f639c7b3eda4c40f321eef8887a0c04c89a99c5"
+
+[[principals]]
+id = "dave"
+groups = ["dba", "oncall"]
+roles = ["requester"]
+token_sha256 = "{dave}"
+
+[providers.postgres]
+kind = "postgres"
+admin_url = {{ env = "BREVET_TEST_PG_URL" }}
+role_prefix = "{prefix}"
+
+[resources."postgres:orders"]
+database = "{db}"
+schemas = ["public"]
+"#,
+            dave = sha256_hex(DAVE),
+            db = target.name,
+        );
+        Self { target, store_db, prefix, config, env }
+    }
+
+    pub fn start(&self) -> Server {
+        self.start_with(&[])
+    }
+
+    pub fn start_with(&self, extra_env: &[(&str, &str)]) -> Server {
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.extend_from_slice(extra_env);
+        Server::start(std::path::Path::new(BIN), &self.config, POLICY, &env)
+    }
+
+    pub fn env_refs(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    /// Roles with this test's prefix that exist on the target cluster.
+    pub fn brevet_roles(&self) -> Vec<String> {
+        let out = psql(&pg_admin_url(), &format!("SELECT rolname FROM pg_roles WHERE starts_with(rolname, '{}') ORDER BY 1", self.prefix)).unwrap();
+        out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+    }
+
+    /// Connection URL for `role`, as the test superuser sees the target (for checks only).
+    pub fn role_exists(&self, role: &str) -> bool {
+        psql(&pg_admin_url(), &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")).unwrap() == "1"
+    }
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Waits for a request by `token` to show up in `brevet requests --pending --all` for an approver.
+pub fn first_pending(server: &Server, approver: &str) -> String {
+    for _ in 0..80 {
+        let v = server.cli_json(approver, &["requests", "--pending"]);
+        if let Some(id) = v.as_array().and_then(|a| a.first()).and_then(|r| r["id"].as_str()) {
+            return id.to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("no pending request appeared; log:\n{}", server.log_text());
+}

@@ -1,0 +1,208 @@
+//! Helpers for end-to-end tests: they run the real `brevet` binary against a real PostgreSQL.
+//!
+//! The PostgreSQL cluster comes from `BREVET_TEST_PG_URL` (a superuser URL, e.g.
+//! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` sets it, starting a throwaway
+//! cluster when none is reachable. Each test gets its own databases and role prefix, so tests run
+//! in parallel on one cluster without seeing each other.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use rand::Rng;
+use serde_json::Value;
+
+pub fn pg_admin_url() -> String {
+    std::env::var("BREVET_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!("BREVET_TEST_PG_URL is not set: run the tests with `scripts/test`, which provides a PostgreSQL cluster")
+    })
+}
+
+/// `postgres://…/<db>` for another database on the test cluster.
+pub fn pg_url_for(db: &str) -> String {
+    let admin = pg_admin_url();
+    let (base, _) = admin.rsplit_once('/').expect("BREVET_TEST_PG_URL must end in /<database>");
+    format!("{base}/{db}")
+}
+
+pub fn random_suffix() -> String {
+    let mut rng = rand::thread_rng();
+    (0..10).map(|_| (b'a' + rng.gen_range(0..26)) as char).collect()
+}
+
+/// Runs SQL through `psql` and returns its unaligned output, or psql's error text.
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("psql must be installed (scripts/test installs it)");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// A database created for one test and dropped afterwards.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", random_suffix());
+        psql(&pg_admin_url(), &format!("CREATE DATABASE {name}")).expect("create test database");
+        Self { url: pg_url_for(&name), name }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = psql(&pg_admin_url(), &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+/// A running `brevet server`. Killed when dropped.
+pub struct Server {
+    bin: PathBuf,
+    pub config: PathBuf,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Writes `config` (and `policy` as `policy.cedar`) into a fresh directory and starts the
+    /// server. The config should listen on `127.0.0.1:0`; the real address is read from stdout.
+    pub fn start(bin: &Path, config: &str, policy: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("brevet.toml"), config).expect("write config");
+        std::fs::write(dir.path().join("policy.cedar"), policy).expect("write policy");
+        let mut s = Self {
+            bin: bin.to_path_buf(),
+            config: dir.path().join("brevet.toml"),
+            url: String::new(),
+            log: dir.path().join("server.log"),
+            dir,
+            child: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["server", "--config"]).arg(&self.config).current_dir(self.dir.path());
+        cmd.env("BREVET_LOG", "info,tower_http=debug").stdout(Stdio::piped()).stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn brevet server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("brevet listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => self.url = url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; its log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown, no cleanup — a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same config and store, with different environment if given.
+    pub fn restart(&mut self, env: &[(&str, &str)]) {
+        self.kill9();
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        // Port 0 in the config: the restarted server gets a new port.
+        self.spawn();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this server as the principal holding `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("BREVET_URL", &self.url)
+            .env("BREVET_TOKEN", token)
+            .output()
+            .expect("run brevet")
+    }
+
+    /// Runs the CLI with `--json` and parses its answer; panics with stderr if it failed.
+    pub fn cli_json(&self, token: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(token, &all);
+        assert!(
+            out.status.success(),
+            "brevet {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Polls `GET /v1/requests/{id}` (via the CLI) until `pred` holds or `timeout` passes.
+    pub fn wait_for(&self, token: &str, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.cli_json(token, &["show", id]);
+            if pred(&v) {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out waiting on {id}; last: {v:#}\nserver log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Demo principals and their tokens, as in the test configs below.
+pub const ALICE: &str = "test-alice-token";
+pub const BOB: &str = "test-bob-token";
+pub const CAROL: &str = "test-carol-token";
+pub const ADMIN: &str = "test-admin-token";
