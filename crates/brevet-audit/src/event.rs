@@ -49,8 +49,18 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
-    pub fn new(kind: EventKind, actor: impl Into<String>, request_id: Option<String>, data: serde_json::Value) -> Self {
-        Self { kind, actor: actor.into(), request_id, data }
+    pub fn new(
+        kind: EventKind,
+        actor: impl Into<String>,
+        request_id: Option<String>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            kind,
+            actor: actor.into(),
+            request_id,
+            data,
+        }
     }
 
     /// Places the draft in the chain after `prev_hash`.

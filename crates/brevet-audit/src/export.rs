@@ -14,12 +14,23 @@ impl FromStr for ExportFormat {
         match s {
             "jsonl" => Ok(Self::Jsonl),
             "csv" => Ok(Self::Csv),
-            other => Err(format!("unknown export format `{other}`: use `jsonl` or `csv`")),
+            other => Err(format!(
+                "unknown export format `{other}`: use `jsonl` or `csv`"
+            )),
         }
     }
 }
 
-const COLUMNS: [&str; 8] = ["seq", "at", "kind", "actor", "request_id", "data", "prev_hash", "hash"];
+const COLUMNS: [&str; 8] = [
+    "seq",
+    "at",
+    "kind",
+    "actor",
+    "request_id",
+    "data",
+    "prev_hash",
+    "hash",
+];
 
 pub fn csv_header() -> String {
     COLUMNS.join(",") + "\n"
@@ -27,7 +38,9 @@ pub fn csv_header() -> String {
 
 /// One CSV row (RFC 4180 quoting via the `csv` crate), newline-terminated.
 pub fn write_csv_row(e: &AuditEvent) -> io::Result<Vec<u8>> {
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
     let seq = e.seq.to_string();
     w.write_record([
         seq.as_str(),
@@ -49,10 +62,17 @@ mod tests {
 
     #[test]
     fn csv_quotes_json() {
-        let e = AuditDraft::new(EventKind::RequestCreated, "a", None, serde_json::json!({"x": "a,\"b\""}))
-            .seal(1, chrono::Utc::now(), GENESIS_HASH);
+        let e = AuditDraft::new(
+            EventKind::RequestCreated,
+            "a",
+            None,
+            serde_json::json!({"x": "a,\"b\""}),
+        )
+        .seal(1, chrono::Utc::now(), GENESIS_HASH);
         let row = String::from_utf8(write_csv_row(&e).unwrap()).unwrap();
-        let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes());
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(row.as_bytes());
         let rec = r.records().next().unwrap().unwrap();
         assert_eq!(&rec[5], e.data);
         assert_eq!(&rec[7], e.hash);

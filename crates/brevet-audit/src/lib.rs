@@ -13,4 +13,4 @@ mod verify;
 
 pub use event::{AuditDraft, AuditEvent, EventKind, GENESIS_HASH};
 pub use export::{csv_header, write_csv_row, ExportFormat};
-pub use verify::{Problem, VerifyReport, Verifier};
+pub use verify::{Problem, Verifier, VerifyReport};

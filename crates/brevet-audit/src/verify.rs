@@ -38,7 +38,12 @@ impl Default for Verifier {
 
 impl Verifier {
     pub fn new() -> Self {
-        Self { expected_seq: 1, prev_hash: GENESIS_HASH.to_owned(), events: 0, problems: Vec::new() }
+        Self {
+            expected_seq: 1,
+            prev_hash: GENESIS_HASH.to_owned(),
+            events: 0,
+            problems: Vec::new(),
+        }
     }
 
     fn problem(&mut self, seq: i64, what: String) {
@@ -51,9 +56,16 @@ impl Verifier {
         self.events += 1;
         if e.seq != self.expected_seq {
             let what = if e.seq > self.expected_seq {
-                format!("events {}..{} are missing (deleted?)", self.expected_seq, e.seq - 1)
+                format!(
+                    "events {}..{} are missing (deleted?)",
+                    self.expected_seq,
+                    e.seq - 1
+                )
             } else {
-                format!("event {} appears out of order (expected {})", e.seq, self.expected_seq)
+                format!(
+                    "event {} appears out of order (expected {})",
+                    e.seq, self.expected_seq
+                )
             };
             self.problem(e.seq, what);
         }
@@ -64,7 +76,10 @@ impl Verifier {
             );
         }
         if e.compute_hash() != e.hash {
-            self.problem(e.seq, "content does not match its hash (the event was edited)".into());
+            self.problem(
+                e.seq,
+                "content does not match its hash (the event was edited)".into(),
+            );
         }
         self.expected_seq = e.seq + 1;
         self.prev_hash = e.hash.clone();
@@ -101,8 +116,13 @@ mod tests {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)
             .map(|seq| {
-                let e = AuditDraft::new(EventKind::RequestCreated, "alice", Some(format!("r{seq}")), serde_json::json!({"n": seq}))
-                    .seal(seq, Utc::now(), &prev);
+                let e = AuditDraft::new(
+                    EventKind::RequestCreated,
+                    "alice",
+                    Some(format!("r{seq}")),
+                    serde_json::json!({"n": seq}),
+                )
+                .seal(seq, Utc::now(), &prev);
                 prev = e.hash.clone();
                 e
             })
@@ -131,7 +151,10 @@ mod tests {
         let mut edited = c.clone();
         edited[2].actor = "mallory".into();
         let r = verify(&edited, Some(head));
-        assert!(!r.ok && r.problems[0].seq == 3 && r.problems[0].what.contains("edited"), "{r:?}");
+        assert!(
+            !r.ok && r.problems[0].seq == 3 && r.problems[0].what.contains("edited"),
+            "{r:?}"
+        );
 
         let mut deleted = c.clone();
         deleted.remove(1);

@@ -26,15 +26,31 @@ impl Client {
             .timeout(std::time::Duration::from_secs(150))
             .build()
             .context("building the HTTP client")?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token })
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
-    pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Value>) -> Result<T> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T> {
         let resp = self.send(method, path, body).await?;
-        resp.json::<T>().await.context("reading the server's answer")
+        resp.json::<T>()
+            .await
+            .context("reading the server's answer")
     }
 
-    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Result<reqwest::Response> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -43,14 +59,24 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach Brevet at {} (set BREVET_URL?)", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Brevet at {} (set BREVET_URL?)", self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         let code = v["error"]["code"].as_str().unwrap_or("error").to_owned();
-        let message = v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}"));
-        Err(anyhow!(ApiFailure { status, code, message }))
+        let message = v["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        Err(anyhow!(ApiFailure {
+            status,
+            code,
+            message
+        }))
     }
 }

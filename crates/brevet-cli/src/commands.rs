@@ -25,7 +25,10 @@ fn print(json_mode: bool, v: &Value, human: impl FnOnce(&Value) -> String) {
 
 fn list(json_mode: bool, v: &Value) {
     print(json_mode, v, |v| {
-        let rows: Vec<String> = v.as_array().map(|a| a.iter().map(output::request_line).collect()).unwrap_or_default();
+        let rows: Vec<String> = v
+            .as_array()
+            .map(|a| a.iter().map(output::request_line).collect())
+            .unwrap_or_default();
         if rows.is_empty() {
             "nothing to show".into()
         } else {
@@ -45,54 +48,114 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Request(args) => return request(&client, args, j).await,
         Command::Requests { pending, all } => {
-            let v: Value = client.call(Method::GET, &format!("/v1/requests?pending={pending}&all={all}"), None).await?;
+            let v: Value = client
+                .call(
+                    Method::GET,
+                    &format!("/v1/requests?pending={pending}&all={all}"),
+                    None,
+                )
+                .await?;
             list(j, &v);
         }
         Command::Show { id } => {
-            let v: Value = client.call(Method::GET, &format!("/v1/requests/{id}"), None).await?;
+            let v: Value = client
+                .call(Method::GET, &format!("/v1/requests/{id}"), None)
+                .await?;
             print(j, &v, output::request_detail);
         }
         Command::Approve { id, comment } => {
-            let v: Value = client.call(Method::POST, &format!("/v1/requests/{id}/approve"), Some(json!({"comment": comment}))).await?;
+            let v: Value = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/requests/{id}/approve"),
+                    Some(json!({"comment": comment})),
+                )
+                .await?;
             print(j, &v, output::request_line);
         }
         Command::Deny { id, comment } => {
-            let v: Value = client.call(Method::POST, &format!("/v1/requests/{id}/deny"), Some(json!({"comment": comment}))).await?;
+            let v: Value = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/requests/{id}/deny"),
+                    Some(json!({"comment": comment})),
+                )
+                .await?;
             print(j, &v, output::request_line);
         }
         Command::Cancel { id } => {
-            let v: Value = client.call(Method::POST, &format!("/v1/requests/{id}/cancel"), None).await?;
+            let v: Value = client
+                .call(Method::POST, &format!("/v1/requests/{id}/cancel"), None)
+                .await?;
             print(j, &v, output::request_line);
         }
         Command::Activate { id } => {
-            let v: Value = client.call(Method::POST, &format!("/v1/requests/{id}/activate"), None).await?;
-            print(j, &v, |v| format!("{}\n{}", output::request_line(&v["grant"]), output::credential(&v["credential"])));
+            let v: Value = client
+                .call(Method::POST, &format!("/v1/requests/{id}/activate"), None)
+                .await?;
+            print(j, &v, |v| {
+                format!(
+                    "{}\n{}",
+                    output::request_line(&v["grant"]),
+                    output::credential(&v["credential"])
+                )
+            });
         }
         Command::Grants { all } => {
-            let v: Value = client.call(Method::GET, &format!("/v1/grants?all={all}"), None).await?;
+            let v: Value = client
+                .call(Method::GET, &format!("/v1/grants?all={all}"), None)
+                .await?;
             list(j, &v);
         }
         Command::Revoke { id, reason } => {
-            let v: Value = client.call(Method::POST, &format!("/v1/grants/{id}/revoke"), Some(json!({"reason": reason}))).await?;
+            let v: Value = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/grants/{id}/revoke"),
+                    Some(json!({"reason": reason})),
+                )
+                .await?;
             print(j, &v, output::request_detail);
             if v["state"] != "revoked" {
                 return Ok(ExitCode::FAILURE);
             }
         }
         Command::Extend { id, duration } => {
-            let v: Value = client.call(Method::POST, &format!("/v1/grants/{id}/extend"), Some(json!({"duration": duration}))).await?;
+            let v: Value = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/grants/{id}/extend"),
+                    Some(json!({"duration": duration})),
+                )
+                .await?;
             print(j, &v, |v| format!("extension {}", output::request_line(v)));
         }
         Command::Credentials { id } => {
-            let v: Value = client.call(Method::POST, &format!("/v1/grants/{id}/credentials"), None).await?;
+            let v: Value = client
+                .call(Method::POST, &format!("/v1/grants/{id}/credentials"), None)
+                .await?;
             print(j, &v, output::credential);
         }
-        Command::Policy(PolicyCommand::Test { config, principal, groups, profile, resource, duration, reason, ticket, expect }) => {
+        Command::Policy(PolicyCommand::Test {
+            config,
+            principal,
+            groups,
+            profile,
+            resource,
+            duration,
+            reason,
+            ticket,
+            expect,
+        }) => {
             let v = match config {
-                Some(path) => policy_test_offline(&path, principal, groups, profile, resource, duration, reason, ticket)?,
+                Some(path) => policy_test_offline(
+                    &path, principal, groups, profile, resource, duration, reason, ticket,
+                )?,
                 None => {
                     let body = json!({"principal": principal, "groups": groups, "profile": profile, "resource": resource, "duration": duration, "reason": reason, "ticket": ticket});
-                    client.call(Method::POST, "/v1/policy/test", Some(body)).await?
+                    client
+                        .call(Method::POST, "/v1/policy/test", Some(body))
+                        .await?
                 }
             };
             print(j, &v, |v| match v["outcome"].as_str() {
@@ -121,13 +184,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
             print(j, &report, |r| {
                 if r["ok"] == true {
-                    format!("audit log intact: {} events, head {} {}", r["events"], r["last_seq"], r["last_hash"].as_str().unwrap_or(""))
+                    format!(
+                        "audit log intact: {} events, head {} {}",
+                        r["events"],
+                        r["last_seq"],
+                        r["last_hash"].as_str().unwrap_or("")
+                    )
                 } else {
                     let problems: Vec<String> = r["problems"]
                         .as_array()
-                        .map(|a| a.iter().map(|p| format!("  event {}: {}", p["seq"], p["what"].as_str().unwrap_or(""))).collect())
+                        .map(|a| {
+                            a.iter()
+                                .map(|p| {
+                                    format!(
+                                        "  event {}: {}",
+                                        p["seq"],
+                                        p["what"].as_str().unwrap_or("")
+                                    )
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
-                    format!("AUDIT LOG TAMPERED ({} events read):\n{}", r["events"], problems.join("\n"))
+                    format!(
+                        "AUDIT LOG TAMPERED ({} events read):\n{}",
+                        r["events"],
+                        problems.join("\n")
+                    )
                 }
             });
             if report["ok"] != true {
@@ -135,7 +217,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Audit(AuditCommand::Export { format }) => {
-            let mut resp = client.send(Method::GET, &format!("/v1/audit/export?format={format}"), None).await?;
+            let mut resp = client
+                .send(
+                    Method::GET,
+                    &format!("/v1/audit/export?format={format}"),
+                    None,
+                )
+                .await?;
             let mut out = std::io::stdout().lock();
             while let Some(chunk) = resp.chunk().await.context("reading the export stream")? {
                 out.write_all(&chunk)?;
@@ -156,11 +244,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reconcile => {
             let v: Value = client.call(Method::POST, "/v1/reconcile", None).await?;
-            print(j, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+            print(j, &v, |v| {
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            });
         }
         Command::Whoami => {
             let v: Value = client.call(Method::GET, "/v1/whoami", None).await?;
-            print(j, &v, |v| format!("{} groups={} roles={}", v["id"].as_str().unwrap_or(""), v["groups"], v["roles"]));
+            print(j, &v, |v| {
+                format!(
+                    "{} groups={} roles={}",
+                    v["id"].as_str().unwrap_or(""),
+                    v["groups"],
+                    v["roles"]
+                )
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -184,11 +281,16 @@ async fn request(client: &Client, a: RequestArgs, j: bool) -> Result<ExitCode> {
         print(j, &created, output::request_line);
         return Ok(ExitCode::SUCCESS);
     }
-    let id = created["id"].as_str().context("the server's answer has no request id")?.to_owned();
+    let id = created["id"]
+        .as_str()
+        .context("the server's answer has no request id")?
+        .to_owned();
     eprintln!("request {id}: {}", created["state"].as_str().unwrap_or("?"));
     let mut last = String::new();
     loop {
-        let r: Value = client.call(Method::GET, &format!("/v1/requests/{id}"), None).await?;
+        let r: Value = client
+            .call(Method::GET, &format!("/v1/requests/{id}"), None)
+            .await?;
         let state = r["state"].as_str().unwrap_or("").to_owned();
         let progress = format!("{state} {}", r["approvals"]);
         if progress != last {
@@ -205,8 +307,16 @@ async fn request(client: &Client, a: RequestArgs, j: bool) -> Result<ExitCode> {
         match state.as_str() {
             "pending" => tokio::time::sleep(Duration::from_millis(500)).await,
             "approved" => {
-                let v: Value = client.call(Method::POST, &format!("/v1/requests/{id}/activate"), None).await?;
-                print(j, &v, |v| format!("{}\n{}", output::request_line(&v["grant"]), output::credential(&v["credential"])));
+                let v: Value = client
+                    .call(Method::POST, &format!("/v1/requests/{id}/activate"), None)
+                    .await?;
+                print(j, &v, |v| {
+                    format!(
+                        "{}\n{}",
+                        output::request_line(&v["grant"]),
+                        output::credential(&v["credential"])
+                    )
+                });
                 return Ok(ExitCode::SUCCESS);
             }
             "denied" | "cancelled" => {
@@ -239,7 +349,12 @@ fn policy_test_offline(
     let id = brevet_core::PrincipalId::parse(&principal)?;
     let groups: std::collections::BTreeSet<String> = match groups {
         Some(g) => g.into_iter().collect(),
-        None => config.principals.iter().find(|p| p.id == id).map(|p| p.groups.clone()).unwrap_or_default(),
+        None => config
+            .principals
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.groups.clone())
+            .unwrap_or_default(),
     };
     let rid = brevet_core::ResourceId::parse(&resource)?;
     let rc = config
@@ -248,30 +363,49 @@ fn policy_test_offline(
         .with_context(|| format!("unknown resource `{rid}`; it is not in {}", path.display()))?;
     let profile = brevet_core::ProfileName::parse(&profile)?;
     let d = policy.evaluate_request(&brevet_policy::RequestQuery {
-        principal: brevet_policy::Subject { id: &id, groups: &groups },
-        resource: brevet_policy::ResourceFacts { id: &rc.id, kind: rc.kind, tags: &rc.tags },
+        principal: brevet_policy::Subject {
+            id: &id,
+            groups: &groups,
+        },
+        resource: brevet_policy::ResourceFacts {
+            id: &rc.id,
+            kind: rc.kind,
+            tags: &rc.tags,
+        },
         profile: &profile,
         duration: brevet_core::GrantDuration::parse(&duration)?,
         reason: reason.as_deref(),
         ticket: ticket.as_deref(),
         extension: false,
     });
-    Ok(serde_json::to_value(brevet_server::api::PolicyTestView::from(d))?)
+    Ok(serde_json::to_value(
+        brevet_server::api::PolicyTestView::from(d),
+    )?)
 }
 
 fn verify_file(path: &std::path::Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut v = Verifier::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let e: AuditEvent = serde_json::from_str(line).with_context(|| format!("{} line {} is not an audit event", path.display(), n + 1))?;
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let e: AuditEvent = serde_json::from_str(line)
+            .with_context(|| format!("{} line {} is not an audit event", path.display(), n + 1))?;
         v.push(&e);
     }
     Ok(serde_json::to_value(v.finish(None))?)
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BREVET_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("BREVET_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -280,7 +414,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -9,10 +9,19 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "brevet", version, about = "Just-in-time privileged access: ask, get approved, use, and lose it on time.")]
+#[command(
+    name = "brevet",
+    version,
+    about = "Just-in-time privileged access: ask, get approved, use, and lose it on time."
+)]
 pub struct Cli {
     /// Brevet server URL.
-    #[arg(long, global = true, env = "BREVET_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "BREVET_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
     /// API token (prefer the environment variable, so it stays out of shell history).
     #[arg(long, global = true, env = "BREVET_TOKEN", hide_env_values = true)]

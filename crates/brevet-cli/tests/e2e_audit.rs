@@ -27,16 +27,53 @@ fn tamper_is_detected(store: StoreKind) {
         StoreKind::Sqlite => format!("sqlite://{}", server.dir.path().join("store.db").display()),
         StoreKind::Postgres => world.store_db.as_ref().unwrap().url.clone(),
     };
-    let r = server.cli_json(ALICE, &["request", "db.read", "--resource", "postgres:orders", "--for", "10m", "--reason", "a"]);
+    let r = server.cli_json(
+        ALICE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "a",
+        ],
+    );
     server.cli_json(BOB, &["approve", r["id"].as_str().unwrap()]);
-    server.cli_json(ALICE, &["request", "db.read", "--resource", "postgres:orders", "--for", "10m", "--reason", "b"]);
-    assert!(verify(&server).1.contains("intact: 4 events"), "{}", verify(&server).1);
+    server.cli_json(
+        ALICE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "b",
+        ],
+    );
+    assert!(
+        verify(&server).1.contains("intact: 4 events"),
+        "{}",
+        verify(&server).1
+    );
 
     // Edit.
-    sql(&store_url, "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2");
+    sql(
+        &store_url,
+        "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2",
+    );
     let (ok, text) = verify(&server);
-    assert!(!ok && text.contains("event 2: content does not match its hash"), "{text}");
-    sql(&store_url, "UPDATE audit_events SET actor = 'bob' WHERE seq = 2");
+    assert!(
+        !ok && text.contains("event 2: content does not match its hash"),
+        "{text}"
+    );
+    sql(
+        &store_url,
+        "UPDATE audit_events SET actor = 'bob' WHERE seq = 2",
+    );
     assert!(verify(&server).0, "restoring the row restores the chain");
 
     // Reorder: events 2 and 3 swap places.
@@ -53,18 +90,35 @@ fn tamper_is_detected(store: StoreKind) {
     sql(&store_url, "INSERT INTO audit_events SELECT * FROM saved WHERE seq = 3; DELETE FROM audit_events WHERE seq = 4;");
     let (ok, text) = verify(&server);
     assert!(!ok && text.contains("recorded head is event 4"), "{text}");
-    sql(&store_url, "INSERT INTO audit_events SELECT * FROM saved WHERE seq = 4; DROP TABLE saved;");
+    sql(
+        &store_url,
+        "INSERT INTO audit_events SELECT * FROM saved WHERE seq = 4; DROP TABLE saved;",
+    );
     assert!(verify(&server).0);
 
     // An exported file verifies offline; an edited one does not.
     let export = stdout(&server.cli(ADMIN, &["audit", "export", "--format", "jsonl"]));
     let file = server.dir.path().join("export.jsonl");
     std::fs::write(&file, &export).unwrap();
-    let out = server.cli(ADMIN, &["audit", "verify", "--file", file.to_str().unwrap()]);
+    let out = server.cli(
+        ADMIN,
+        &["audit", "verify", "--file", file.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", stdout(&out));
-    std::fs::write(&file, export.replacen("\"reason\\\":\\\"a\\\"", "\"reason\\\":\\\"z\\\"", 1)).unwrap();
-    let out = server.cli(ADMIN, &["audit", "verify", "--file", file.to_str().unwrap()]);
-    assert!(!out.status.success() && stdout(&out).contains("edited"), "{}", stdout(&out));
+    std::fs::write(
+        &file,
+        export.replacen("\"reason\\\":\\\"a\\\"", "\"reason\\\":\\\"z\\\"", 1),
+    )
+    .unwrap();
+    let out = server.cli(
+        ADMIN,
+        &["audit", "verify", "--file", file.to_str().unwrap()],
+    );
+    assert!(
+        !out.status.success() && stdout(&out).contains("edited"),
+        "{}",
+        stdout(&out)
+    );
 
     // CSV export has a header and one row per event.
     let csv = stdout(&server.cli(ADMIN, &["audit", "export", "--format", "csv"]));

@@ -7,11 +7,17 @@ use std::process::Command;
 use common::*;
 
 fn requests_of(server: &Server, token: &str) -> usize {
-    server.cli_json(token, &["requests"]).as_array().unwrap().len()
+    server
+        .cli_json(token, &["requests"])
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 fn audit_len(server: &Server) -> usize {
-    stdout(&server.cli(ADMIN, &["audit", "export"])).lines().count()
+    stdout(&server.cli(ADMIN, &["audit", "export"]))
+        .lines()
+        .count()
 }
 
 #[test]
@@ -19,11 +25,33 @@ fn bad_config_is_refused_with_the_field_named() {
     let world = World::new(StoreKind::Sqlite);
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        (world.config.replace("tick = \"200ms\"", "tick = \"soon\""), "`soon` is not a duration"),
-        (world.config.replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\""), "server.listen"),
-        (world.config.replace("role_prefix", "role_prefx"), "unknown field `role_prefx`"),
-        (world.config.replace("[resources.\"postgres:orders\"]", "[resources.\"pg:orders\"]"), "no provider `pg` is configured"),
-        (world.config.replace("roles = [\"admin\"]", "roles = [\"root\"]"), "principals[3].roles"),
+        (
+            world.config.replace("tick = \"200ms\"", "tick = \"soon\""),
+            "`soon` is not a duration",
+        ),
+        (
+            world
+                .config
+                .replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\""),
+            "server.listen",
+        ),
+        (
+            world.config.replace("role_prefix", "role_prefx"),
+            "unknown field `role_prefx`",
+        ),
+        (
+            world.config.replace(
+                "[resources.\"postgres:orders\"]",
+                "[resources.\"pg:orders\"]",
+            ),
+            "no provider `pg` is configured",
+        ),
+        (
+            world
+                .config
+                .replace("roles = [\"admin\"]", "roles = [\"root\"]"),
+            "principals[3].roles",
+        ),
     ];
     for (config, expected) in cases {
         std::fs::write(dir.path().join("brevet.toml"), &config).unwrap();
@@ -35,14 +63,30 @@ fn bad_config_is_refused_with_the_field_named() {
             .output()
             .unwrap();
         assert!(!out.status.success());
-        assert!(stderr(&out).contains(expected), "expected `{expected}` in: {}", stderr(&out));
-        assert!(!dir.path().join("store.db").exists(), "a refused config must not create the store");
+        assert!(
+            stderr(&out).contains(expected),
+            "expected `{expected}` in: {}",
+            stderr(&out)
+        );
+        assert!(
+            !dir.path().join("store.db").exists(),
+            "a refused config must not create the store"
+        );
     }
     // A policy that does not validate against the schema names the policy.
     std::fs::write(dir.path().join("brevet.toml"), &world.config).unwrap();
     std::fs::write(dir.path().join("policy.cedar"), "@id(\"typo\") permit (principal, action == Action::\"request\", resource) when { context.profil == \"x\" };").unwrap();
-    let out = Command::new(BIN).args(["server", "--config", "brevet.toml"]).current_dir(dir.path()).envs(world.env.iter().map(|(k, v)| (k, v))).output().unwrap();
-    assert!(!out.status.success() && stderr(&out).contains("policy `typo`"), "{}", stderr(&out));
+    let out = Command::new(BIN)
+        .args(["server", "--config", "brevet.toml"])
+        .current_dir(dir.path())
+        .envs(world.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && stderr(&out).contains("policy `typo`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -60,15 +104,37 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     for (args, expected) in cases {
         let out = server.cli(ALICE, args);
         assert!(!out.status.success(), "{args:?}");
-        assert!(stderr(&out).contains(expected), "expected `{expected}` in: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "expected `{expected}` in: {}",
+            stderr(&out)
+        );
     }
     assert_eq!(requests_of(&server, ALICE), 0);
 
     // Over the policy's maximum: refused by policy (exit 2), recorded as a refusal, nothing else.
     let before = audit_len(&server);
-    let out = server.cli(ALICE, &["request", "db.read", "--resource", "postgres:orders", "--for", "5h", "--reason", "x"]);
+    let out = server.cli(
+        ALICE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "5h",
+            "--reason",
+            "x",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("duration 5h is over the 1h maximum set by policy `dba-read`; ask for 1h or less"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "duration 5h is over the 1h maximum set by policy `dba-read`; ask for 1h or less"
+        ),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(requests_of(&server, ALICE), 0);
     let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
     assert_eq!(export.lines().count(), before + 1);
@@ -124,12 +190,33 @@ fn malformed_http_is_refused_cleanly() {
 fn others_requests_are_invisible_and_untouchable() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let r = server.cli_json(ALICE, &["request", "db.read", "--resource", "postgres:orders", "--for", "10m", "--reason", "x"]);
+    let r = server.cli_json(
+        ALICE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "x",
+        ],
+    );
     let id = r["id"].as_str().unwrap();
     // Dave is a requester, not an approver: alice's request does not exist for him.
-    for args in [vec!["show", id], vec!["cancel", id], vec!["activate", id], vec!["revoke", id]] {
+    for args in [
+        vec!["show", id],
+        vec!["cancel", id],
+        vec!["activate", id],
+        vec!["revoke", id],
+    ] {
         let out = server.cli(DAVE, &args);
-        assert!(stderr(&out).contains("no request"), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no request"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
     // An approver may see it but cannot activate or cancel it for her.
     assert!(stderr(&server.cli(BOB, &["cancel", id])).contains("only the requester"));

@@ -13,7 +13,19 @@ use common::*;
 fn crash_during_activation(store: StoreKind, failpoint: &str) {
     let world = World::new(store);
     let mut server = world.start_with(&[("BREVET_FAILPOINT", failpoint)]);
-    let r = server.cli_json(DAVE, &["request", "db.read", "--resource", "postgres:orders", "--for", "5s", "--reason", "incident"]);
+    let r = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "5s",
+            "--reason",
+            "incident",
+        ],
+    );
     let id = r["id"].as_str().unwrap().to_owned();
     assert_eq!(r["state"], "approved");
 
@@ -26,7 +38,9 @@ fn crash_during_activation(store: StoreKind, failpoint: &str) {
         .spawn()
         .unwrap();
     // The intent is durable before any provider call.
-    server.wait_for(DAVE, &id, Duration::from_secs(20), |v| v["state"] == "activating");
+    server.wait_for(DAVE, &id, Duration::from_secs(20), |v| {
+        v["state"] == "activating"
+    });
     if failpoint == "after-provider-grant" {
         for _ in 0..80 {
             if !world.brevet_roles().is_empty() {
@@ -34,7 +48,11 @@ fn crash_during_activation(store: StoreKind, failpoint: &str) {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(world.brevet_roles().len(), 1, "the provider created the role before the crash");
+        assert_eq!(
+            world.brevet_roles().len(),
+            1,
+            "the provider created the role before the crash"
+        );
     } else {
         assert!(world.brevet_roles().is_empty(), "no provider call yet");
     }
@@ -46,14 +64,25 @@ fn crash_during_activation(store: StoreKind, failpoint: &str) {
     // Restart without the failpoint: the interrupted activation is resumed once the dead
     // process's lease runs out, then the (already passed) expiry revokes it.
     server.restart(&world.env_refs());
-    let g = server.wait_for(DAVE, &id, Duration::from_secs(60), |v| v["state"] == "revoked");
+    let g = server.wait_for(DAVE, &id, Duration::from_secs(60), |v| {
+        v["state"] == "revoked"
+    });
     assert_eq!(g["evidence"]["observation"]["role_exists"], false);
-    assert!(world.brevet_roles().is_empty(), "orphan roles left: {:?}", world.brevet_roles());
+    assert!(
+        world.brevet_roles().is_empty(),
+        "orphan roles left: {:?}",
+        world.brevet_roles()
+    );
 
     let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
     assert!(export.contains("\"kind\":\"activation_started\""));
-    let resumed = export.lines().any(|l| l.contains("\"kind\":\"grant_activated\"") && l.contains("\"actor\":\"system\""));
-    assert!(resumed, "the restarted server resumed the activation:\n{export}");
+    let resumed = export
+        .lines()
+        .any(|l| l.contains("\"kind\":\"grant_activated\"") && l.contains("\"actor\":\"system\""));
+    assert!(
+        resumed,
+        "the restarted server resumed the activation:\n{export}"
+    );
     assert_eq!(server.cli_json(ADMIN, &["audit", "verify"])["ok"], true);
 }
 
@@ -77,9 +106,24 @@ fn reconciler_removes_orphans_and_keeps_covered_access() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
     // A covered role: an active grant.
-    let r = server.cli_json(DAVE, &["request", "db.read", "--resource", "postgres:orders", "--for", "5m", "--reason", "x"]);
+    let r = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "5m",
+            "--reason",
+            "x",
+        ],
+    );
     let a = server.cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
-    let covered = a["credential"]["details"]["user"].as_str().unwrap().to_owned();
+    let covered = a["credential"]["details"]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // An orphan: a role with Brevet's prefix and binding marker that no grant covers (as after a
     // restore of an old store backup, or a manual re-creation).
     let orphan = format!("{}0123456789abcdef0123", world.prefix);
@@ -89,10 +133,23 @@ fn reconciler_removes_orphans_and_keeps_covered_access() {
     )
     .unwrap();
     let report = server.cli_json(ADMIN, &["reconcile"]);
-    assert_eq!(report["orphans_removed"], serde_json::json!([format!("postgres:{orphan}")]), "{report:#}");
+    assert_eq!(
+        report["orphans_removed"],
+        serde_json::json!([format!("postgres:{orphan}")]),
+        "{report:#}"
+    );
     assert!(!world.role_exists(&orphan));
-    assert!(world.role_exists(&covered), "access an active grant covers must stay");
+    assert!(
+        world.role_exists(&covered),
+        "access an active grant covers must stay"
+    );
     let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
-    let drift = export.lines().find(|l| l.contains("drift_detected")).expect("drift is audited");
-    assert!(drift.contains(&orphan) && drift.contains("removed"), "{drift}");
+    let drift = export
+        .lines()
+        .find(|l| l.contains("drift_detected"))
+        .expect("drift is audited");
+    assert!(
+        drift.contains(&orphan) && drift.contains("removed"),
+        "{drift}"
+    );
 }

@@ -17,7 +17,18 @@ fn full_flow(store: StoreKind) {
 
     // Alice asks and waits; the CLI shows progress and activates once approved.
     let waiting = Command::new(BIN)
-        .args(["--json", "request", "db.read", "--resource", "postgres:orders", "--for", "5s", "--reason", "patch orders", "--wait"])
+        .args([
+            "--json",
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "5s",
+            "--reason",
+            "patch orders",
+            "--wait",
+        ])
         .env("BREVET_URL", &server.url)
         .env("BREVET_TOKEN", ALICE)
         .stdout(Stdio::piped())
@@ -28,18 +39,35 @@ fn full_flow(store: StoreKind) {
     let approved = server.cli_json(BOB, &["approve", &id, "--comment", "go ahead"]);
     assert_eq!(approved["state"], "approved");
     let out = waiting.wait_with_output().unwrap();
-    assert!(out.status.success(), "request --wait failed: {}", stderr(&out));
-    assert!(stderr(&out).contains("waiting for approval (0/1)"), "progress shown: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "request --wait failed: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("waiting for approval (0/1)"),
+        "progress shown: {}",
+        stderr(&out)
+    );
     let activated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(activated["grant"]["state"], "active");
-    let conn = activated["credential"]["secret"].as_str().unwrap().to_owned();
-    let role = activated["credential"]["details"]["user"].as_str().unwrap().to_owned();
+    let conn = activated["credential"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let role = activated["credential"]["details"]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(role.starts_with(&world.prefix));
 
     // The target enforces expiry itself too: VALID UNTIL is the grant's end.
     let valid_until = psql(&pg_admin_url(), &format!("SELECT extract(epoch FROM rolvaliduntil)::bigint FROM pg_roles WHERE rolname = '{role}'")).unwrap();
     let expires = chrono_epoch(activated["grant"]["expires_at"].as_str().unwrap());
-    assert!((valid_until.parse::<i64>().unwrap() - expires).abs() <= 1, "VALID UNTIL {valid_until} vs expiry {expires}");
+    assert!(
+        (valid_until.parse::<i64>().unwrap() - expires).abs() <= 1,
+        "VALID UNTIL {valid_until} vs expiry {expires}"
+    );
 
     // Exactly the profile: SELECT works, INSERT does not.
     assert_eq!(psql(&conn, "SELECT count(*) FROM orders").unwrap(), "2");
@@ -53,16 +81,28 @@ fn full_flow(store: StoreKind) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let grant = server.wait_for(ALICE, &id, Duration::from_secs(40), |v| v["state"] == "revoked");
+    let grant = server.wait_for(ALICE, &id, Duration::from_secs(40), |v| {
+        v["state"] == "revoked"
+    });
     let started = Instant::now();
     let session_out = session.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert!(!session_out.status.success(), "the open session must be terminated");
-    assert!(String::from_utf8_lossy(&session_out.stderr).contains("terminat"), "{}", String::from_utf8_lossy(&session_out.stderr));
+    assert!(
+        !session_out.status.success(),
+        "the open session must be terminated"
+    );
+    assert!(
+        String::from_utf8_lossy(&session_out.stderr).contains("terminat"),
+        "{}",
+        String::from_utf8_lossy(&session_out.stderr)
+    );
 
     // The role is gone, and the grant carries the read-back that proves it.
     assert!(!world.role_exists(&role));
-    assert!(psql(&conn, "SELECT 1").is_err(), "the credential must no longer work");
+    assert!(
+        psql(&conn, "SELECT 1").is_err(),
+        "the credential must no longer work"
+    );
     let evidence = &grant["evidence"]["observation"];
     assert_eq!(evidence["role"], role);
     assert_eq!(evidence["role_exists"], false);
@@ -81,16 +121,38 @@ fn full_flow(store: StoreKind) {
         .collect();
     assert_eq!(
         kinds,
-        ["request_created", "approval_recorded", "request_approved", "activation_started", "grant_activated", "credentials_issued", "revocation_started", "grant_revoked"]
+        [
+            "request_created",
+            "approval_recorded",
+            "request_approved",
+            "activation_started",
+            "grant_activated",
+            "credentials_issued",
+            "revocation_started",
+            "grant_revoked"
+        ]
     );
     let text = stdout(&export);
-    assert!(text.contains("go ahead") && text.contains("patch orders") && text.contains("role_exists"));
-    assert!(!text.contains(conn.split(':').nth(2).unwrap().split('@').next().unwrap()), "the password must never reach the audit log");
-    assert!(!server.log_text().contains(conn.split(':').nth(2).unwrap().split('@').next().unwrap()), "nor the server log");
+    assert!(
+        text.contains("go ahead") && text.contains("patch orders") && text.contains("role_exists")
+    );
+    assert!(
+        !text.contains(conn.split(':').nth(2).unwrap().split('@').next().unwrap()),
+        "the password must never reach the audit log"
+    );
+    assert!(
+        !server
+            .log_text()
+            .contains(conn.split(':').nth(2).unwrap().split('@').next().unwrap()),
+        "nor the server log"
+    );
 }
 
 fn chrono_epoch(s: &str) -> i64 {
-    let out = Command::new("date").args(["-u", "-d", s, "+%s"]).output().unwrap();
+    let out = Command::new("date")
+        .args(["-u", "-d", s, "+%s"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 

@@ -11,11 +11,27 @@ fn self_approval_is_refused_and_changes_nothing() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
     // Bob is both a requester and an approver, and policy lets leads approve anything.
-    let r = server.cli_json(BOB, &["request", "db.read", "--resource", "postgres:orders", "--for", "10m", "--reason", "look"]);
+    let r = server.cli_json(
+        BOB,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "look",
+        ],
+    );
     let id = r["id"].as_str().unwrap();
     let out = server.cli(BOB, &["approve", id]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("self-approval is never allowed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("self-approval is never allowed"),
+        "{}",
+        stderr(&out)
+    );
     let after = server.cli_json(BOB, &["show", id]);
     assert_eq!(after["state"], "pending");
     assert_eq!(after["approvals"], serde_json::json!([]));
@@ -28,7 +44,19 @@ fn self_approval_is_refused_and_changes_nothing() {
 fn n_of_m_needs_distinct_eligible_approvers() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let r = server.cli_json(ALICE, &["request", "db.write", "--resource", "postgres:orders", "--for", "10m", "--reason", "fix row"]);
+    let r = server.cli_json(
+        ALICE,
+        &[
+            "request",
+            "db.write",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "fix row",
+        ],
+    );
     let id = r["id"].as_str().unwrap();
     assert_eq!(r["approvals_required"], 2);
 
@@ -37,15 +65,27 @@ fn n_of_m_needs_distinct_eligible_approvers() {
     assert_eq!(one["approvals"], serde_json::json!(["bob"]));
 
     let again = server.cli(BOB, &["approve", id]);
-    assert!(stderr(&again).contains("has already recorded a decision"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("has already recorded a decision"),
+        "{}",
+        stderr(&again)
+    );
 
     // Dave has no approver role; the requester cannot count.
     let dave = server.cli(DAVE, &["approve", id]);
-    assert!(stderr(&dave).contains("`approver` role"), "{}", stderr(&dave));
+    assert!(
+        stderr(&dave).contains("`approver` role"),
+        "{}",
+        stderr(&dave)
+    );
 
     // Activation before enough approvals is refused with a hint.
     let early = server.cli(ALICE, &["activate", id]);
-    assert!(stderr(&early).contains("needs approval"), "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains("needs approval"),
+        "{}",
+        stderr(&early)
+    );
 
     let two = server.cli_json(CAROL, &["approve", id]);
     assert_eq!(two["state"], "approved");
@@ -60,7 +100,19 @@ fn n_of_m_needs_distinct_eligible_approvers() {
 fn one_denial_ends_a_request() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let r = server.cli_json(ALICE, &["request", "db.write", "--resource", "postgres:orders", "--for", "10m", "--reason", "x"]);
+    let r = server.cli_json(
+        ALICE,
+        &[
+            "request",
+            "db.write",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "x",
+        ],
+    );
     let id = r["id"].as_str().unwrap();
     server.cli_json(BOB, &["approve", id]);
     let d = server.cli_json(CAROL, &["deny", id, "--comment", "use a replica"]);
@@ -73,22 +125,62 @@ fn overlapping_grants_keep_access_until_the_last_one_ends() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
     // Dave's on-call policy approves automatically.
-    let short = server.cli_json(DAVE, &["request", "db.read", "--resource", "postgres:orders", "--for", "3s", "--reason", "a"]);
-    let long = server.cli_json(DAVE, &["request", "db.read", "--resource", "postgres:orders", "--for", "40s", "--reason", "b"]);
+    let short = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "3s",
+            "--reason",
+            "a",
+        ],
+    );
+    let long = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "40s",
+            "--reason",
+            "b",
+        ],
+    );
     let (short_id, long_id) = (short["id"].as_str().unwrap(), long["id"].as_str().unwrap());
     assert_eq!(short["state"], "approved");
     let a1 = server.cli_json(DAVE, &["activate", short_id]);
     let a2 = server.cli_json(DAVE, &["activate", long_id]);
-    let role = a2["credential"]["details"]["user"].as_str().unwrap().to_owned();
-    assert_eq!(a1["credential"]["details"]["user"], role.as_str(), "one binding, one role");
+    let role = a2["credential"]["details"]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        a1["credential"]["details"]["user"],
+        role.as_str(),
+        "one binding, one role"
+    );
     let conn = a2["credential"]["secret"].as_str().unwrap().to_owned();
 
     // The short grant expires; the long one still covers the binding, so access stays.
-    let ended = server.wait_for(DAVE, short_id, Duration::from_secs(30), |v| v["state"] == "revoked");
+    let ended = server.wait_for(DAVE, short_id, Duration::from_secs(30), |v| {
+        v["state"] == "revoked"
+    });
     assert_eq!(ended["evidence"]["observation"]["access_removed"], false);
-    assert_eq!(ended["evidence"]["observation"]["binding_still_held_by"], serde_json::json!([long_id]));
+    assert_eq!(
+        ended["evidence"]["observation"]["binding_still_held_by"],
+        serde_json::json!([long_id])
+    );
     assert!(world.role_exists(&role));
-    assert_eq!(psql(&conn, "SELECT count(*) FROM orders").unwrap(), "2", "access must survive the shorter grant");
+    assert_eq!(
+        psql(&conn, "SELECT count(*) FROM orders").unwrap(),
+        "2",
+        "access must survive the shorter grant"
+    );
     // The target's own expiry follows the grant that remains.
     let until = psql(&pg_admin_url(), &format!("SELECT rolvaliduntil > now() + interval '20 seconds' FROM pg_roles WHERE rolname = '{role}'")).unwrap();
     assert_eq!(until, "t");
@@ -104,13 +196,29 @@ fn overlapping_grants_keep_access_until_the_last_one_ends() {
 fn extensions_pass_policy_and_are_bounded() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let r = server.cli_json(DAVE, &["request", "db.read", "--resource", "postgres:orders", "--for", "5m", "--reason", "a"]);
+    let r = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "5m",
+            "--reason",
+            "a",
+        ],
+    );
     let id = r["id"].as_str().unwrap();
     let a = server.cli_json(DAVE, &["activate", id]);
     let before = a["grant"]["expires_at"].as_str().unwrap().to_owned();
     // Over the on-call rule's 10m maximum: refused by policy.
     let too_long = server.cli(DAVE, &["extend", id, "--for", "2h"]);
-    assert!(stderr(&too_long).contains("maximum"), "{}", stderr(&too_long));
+    assert!(
+        stderr(&too_long).contains("maximum"),
+        "{}",
+        stderr(&too_long)
+    );
     let ext = server.cli_json(DAVE, &["extend", id, "--for", "5m"]);
     assert_eq!(ext["kind"], "extension");
     assert_eq!(ext["state"], "approved");
@@ -119,5 +227,9 @@ fn extensions_pass_policy_and_are_bounded() {
     assert_eq!(g["extensions_applied"], 1);
     server.cli_json(DAVE, &["extend", id, "--for", "1m"]);
     let third = server.cli(DAVE, &["extend", id, "--for", "1m"]);
-    assert!(stderr(&third).contains("all 2 extensions"), "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains("all 2 extensions"),
+        "{}",
+        stderr(&third)
+    );
 }

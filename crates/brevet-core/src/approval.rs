@@ -23,8 +23,13 @@ pub enum Tally {
     /// `required` distinct approvers other than the requester have approved.
     Approved,
     /// An eligible approver denied; one denial ends the request.
-    Denied { by: PrincipalId },
-    Pending { have: u32, need: u32 },
+    Denied {
+        by: PrincipalId,
+    },
+    Pending {
+        have: u32,
+        need: u32,
+    },
 }
 
 /// Checks that `approver` may record a decision at all: never the requester, once per approver.
@@ -48,8 +53,14 @@ pub fn tally(requester: &PrincipalId, approvals: &[Approval], required: u32) -> 
     let mut approvers: Vec<&PrincipalId> = Vec::new();
     for a in approvals.iter().filter(|a| &a.approver != requester) {
         match a.decision {
-            ApprovalDecision::Deny => return Tally::Denied { by: a.approver.clone() },
-            ApprovalDecision::Approve if !approvers.contains(&&a.approver) => approvers.push(&a.approver),
+            ApprovalDecision::Deny => {
+                return Tally::Denied {
+                    by: a.approver.clone(),
+                }
+            }
+            ApprovalDecision::Approve if !approvers.contains(&&a.approver) => {
+                approvers.push(&a.approver)
+            }
             ApprovalDecision::Approve => {}
         }
     }
@@ -57,7 +68,10 @@ pub fn tally(requester: &PrincipalId, approvals: &[Approval], required: u32) -> 
     if have >= required {
         Tally::Approved
     } else {
-        Tally::Pending { have, need: required }
+        Tally::Pending {
+            have,
+            need: required,
+        }
     }
 }
 
@@ -69,7 +83,12 @@ mod tests {
         PrincipalId::parse(s).unwrap()
     }
     fn a(who: &str, d: ApprovalDecision) -> Approval {
-        Approval { approver: p(who), decision: d, comment: None, at: Utc::now() }
+        Approval {
+            approver: p(who),
+            decision: d,
+            comment: None,
+            at: Utc::now(),
+        }
     }
 
     #[test]
@@ -77,22 +96,43 @@ mod tests {
         let alice = p("alice");
         let one = [a("bob", ApprovalDecision::Approve)];
         assert_eq!(tally(&alice, &one, 2), Tally::Pending { have: 1, need: 2 });
-        let dup = [a("bob", ApprovalDecision::Approve), a("bob", ApprovalDecision::Approve)];
+        let dup = [
+            a("bob", ApprovalDecision::Approve),
+            a("bob", ApprovalDecision::Approve),
+        ];
         assert_eq!(tally(&alice, &dup, 2), Tally::Pending { have: 1, need: 2 });
-        let selfish = [a("bob", ApprovalDecision::Approve), a("alice", ApprovalDecision::Approve)];
-        assert_eq!(tally(&alice, &selfish, 2), Tally::Pending { have: 1, need: 2 });
-        let two = [a("bob", ApprovalDecision::Approve), a("carol", ApprovalDecision::Approve)];
+        let selfish = [
+            a("bob", ApprovalDecision::Approve),
+            a("alice", ApprovalDecision::Approve),
+        ];
+        assert_eq!(
+            tally(&alice, &selfish, 2),
+            Tally::Pending { have: 1, need: 2 }
+        );
+        let two = [
+            a("bob", ApprovalDecision::Approve),
+            a("carol", ApprovalDecision::Approve),
+        ];
         assert_eq!(tally(&alice, &two, 2), Tally::Approved);
-        let denied = [a("bob", ApprovalDecision::Approve), a("carol", ApprovalDecision::Deny)];
+        let denied = [
+            a("bob", ApprovalDecision::Approve),
+            a("carol", ApprovalDecision::Deny),
+        ];
         assert_eq!(tally(&alice, &denied, 2), Tally::Denied { by: p("carol") });
     }
 
     #[test]
     fn self_approval_and_double_votes_refused() {
         let alice = p("alice");
-        assert!(matches!(check_can_decide(&alice, &alice, &[]), Err(CoreError::SelfApproval(_))));
+        assert!(matches!(
+            check_can_decide(&alice, &alice, &[]),
+            Err(CoreError::SelfApproval(_))
+        ));
         let existing = [a("bob", ApprovalDecision::Approve)];
-        assert!(matches!(check_can_decide(&alice, &p("bob"), &existing), Err(CoreError::AlreadyDecided(_))));
+        assert!(matches!(
+            check_can_decide(&alice, &p("bob"), &existing),
+            Err(CoreError::AlreadyDecided(_))
+        ));
         assert!(check_can_decide(&alice, &p("carol"), &existing).is_ok());
     }
 }

@@ -14,7 +14,11 @@ impl GrantDuration {
 
     pub fn parse(s: &str) -> Result<Self, CoreError> {
         let d = humantime::parse_duration(s.trim()).map_err(|e| {
-            invalid("duration", s, format!("{e}; write it like `30m`, `1h` or `1h 30m`"))
+            invalid(
+                "duration",
+                s,
+                format!("{e}; write it like `30m`, `1h` or `1h 30m`"),
+            )
         })?;
         Self::from_std(d).map_err(|why| invalid("duration", s, why))
     }
@@ -81,7 +85,10 @@ mod tests {
     #[test]
     fn parses_and_bounds() {
         assert_eq!(GrantDuration::parse("5s").unwrap().as_millis(), 5000);
-        assert_eq!(GrantDuration::parse("1h 30m").unwrap().as_millis(), 5_400_000);
+        assert_eq!(
+            GrantDuration::parse("1h 30m").unwrap().as_millis(),
+            5_400_000
+        );
         assert!(GrantDuration::parse("0s").is_err());
         assert!(GrantDuration::parse("32days").is_err());
         let e = GrantDuration::parse("forever").unwrap_err().to_string();

@@ -34,8 +34,12 @@ impl fmt::Display for RequestId {
 impl FromStr for RequestId {
     type Err = CoreError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.trim())
-            .map(Self)
-            .map_err(|_| invalid("request id", s, "expected a UUID such as the `id` printed by `brevet requests`"))
+        Uuid::parse_str(s.trim()).map(Self).map_err(|_| {
+            invalid(
+                "request id",
+                s,
+                "expected a UUID such as the `id` printed by `brevet requests`",
+            )
+        })
     }
 }

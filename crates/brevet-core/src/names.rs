@@ -102,14 +102,16 @@ impl ResourceId {
             invalid(
                 "resource",
                 s,
-                format!("`{provider}` is not a valid provider name (lowercase letters, digits, - or _)"),
+                format!(
+                    "`{provider}` is not a valid provider name (lowercase letters, digits, - or _)"
+                ),
             )
         })?;
         let ok = !name.is_empty()
             && name.len() <= 200
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'));
+            && name.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@')
+            });
         if !ok {
             return Err(invalid(
                 "resource",
@@ -122,7 +124,13 @@ impl ResourceId {
 
     pub fn provider(&self) -> ProviderName {
         // Proven by `parse`: the prefix before the first ':' is a valid provider name.
-        ProviderName(self.0.split_once(':').map(|(p, _)| p).unwrap_or_default().to_owned())
+        ProviderName(
+            self.0
+                .split_once(':')
+                .map(|(p, _)| p)
+                .unwrap_or_default()
+                .to_owned(),
+        )
     }
 
     pub fn name(&self) -> &str {
@@ -175,7 +183,11 @@ impl Binding {
 
 impl fmt::Display for Binding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} on {}", self.principal, self.profile, self.resource)
+        write!(
+            f,
+            "{} {} on {}",
+            self.principal, self.profile, self.resource
+        )
     }
 }
 

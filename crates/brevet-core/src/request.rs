@@ -73,7 +73,10 @@ impl RequestState {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Denied | Self::Expired | Self::Cancelled | Self::Revoked)
+        matches!(
+            self,
+            Self::Denied | Self::Expired | Self::Cancelled | Self::Revoked
+        )
     }
 }
 
@@ -132,7 +135,9 @@ impl Transition {
 pub enum RequestKind {
     Access,
     /// Lengthens an active grant; applied when approved.
-    Extension { parent: RequestId },
+    Extension {
+        parent: RequestId,
+    },
 }
 
 /// When access was actually granted and when it ends.
@@ -233,7 +238,8 @@ pub struct NewRequest {
 
 impl Request {
     pub fn new(n: NewRequest, now: DateTime<Utc>) -> Self {
-        let approve_by = now + chrono::Duration::from_std(n.approve_within).unwrap_or(chrono::Duration::hours(24));
+        let approve_by = now
+            + chrono::Duration::from_std(n.approve_within).unwrap_or(chrono::Duration::hours(24));
         let mut r = Self {
             id: RequestId::new(),
             kind: n.kind,
@@ -316,12 +322,18 @@ impl Request {
     fn mark_approved(&mut self, now: DateTime<Utc>, activate_within: Duration) {
         self.state = RequestState::Approved;
         if matches!(self.kind, RequestKind::Access) {
-            self.activate_by =
-                Some(now + chrono::Duration::from_std(activate_within).unwrap_or(chrono::Duration::hours(24)));
+            self.activate_by = Some(
+                now + chrono::Duration::from_std(activate_within)
+                    .unwrap_or(chrono::Duration::hours(24)),
+            );
         }
     }
 
-    pub fn approve(&mut self, now: DateTime<Utc>, activate_within: Duration) -> Result<(), CoreError> {
+    pub fn approve(
+        &mut self,
+        now: DateTime<Utc>,
+        activate_within: Duration,
+    ) -> Result<(), CoreError> {
         self.next_state(Transition::Approve)?;
         self.mark_approved(now, activate_within);
         Ok(())
@@ -359,7 +371,9 @@ impl Request {
                 return Err(CoreError::BadTransition {
                     action: "activate",
                     state: self.state,
-                    hint: format!("; its activate-by deadline {by} has passed, so make a new request"),
+                    hint: format!(
+                        "; its activate-by deadline {by} has passed, so make a new request"
+                    ),
                 });
             }
         }
@@ -392,7 +406,11 @@ impl Request {
         Ok(())
     }
 
-    pub fn revocation_verified(&mut self, now: DateTime<Utc>, evidence: Evidence) -> Result<(), CoreError> {
+    pub fn revocation_verified(
+        &mut self,
+        now: DateTime<Utc>,
+        evidence: Evidence,
+    ) -> Result<(), CoreError> {
         self.apply(Transition::RevocationVerified)?;
         self.revoked_at = Some(now);
         self.evidence = Some(evidence);
@@ -402,11 +420,19 @@ impl Request {
     }
 
     /// Records a failed revocation attempt; it will be retried with backoff, never forgotten.
-    pub fn revocation_failed(&mut self, now: DateTime<Utc>, error: String, jitter: f64) -> Result<(), CoreError> {
+    pub fn revocation_failed(
+        &mut self,
+        now: DateTime<Utc>,
+        error: String,
+        jitter: f64,
+    ) -> Result<(), CoreError> {
         self.apply(Transition::RevocationFailed)?;
         self.attempts += 1;
         self.last_error = Some(error);
-        self.next_attempt_at = Some(now + chrono::Duration::from_std(revoke_backoff(self.attempts, jitter)).unwrap_or(chrono::Duration::minutes(5)));
+        self.next_attempt_at = Some(
+            now + chrono::Duration::from_std(revoke_backoff(self.attempts, jitter))
+                .unwrap_or(chrono::Duration::minutes(5)),
+        );
         Ok(())
     }
 
@@ -423,10 +449,16 @@ impl Request {
             return Err(CoreError::BadTransition {
                 action: "extend",
                 state: self.state,
-                hint: format!("; it has used all {} extensions its policy allows", self.max_extensions),
+                hint: format!(
+                    "; it has used all {} extensions its policy allows",
+                    self.max_extensions
+                ),
             });
         }
-        let w = Window { granted_at: w.granted_at, expires_at: w.expires_at + by.as_chrono() };
+        let w = Window {
+            granted_at: w.granted_at,
+            expires_at: w.expires_at + by.as_chrono(),
+        };
         self.window = Some(w);
         self.extensions_applied += 1;
         Ok(w)
@@ -465,7 +497,6 @@ pub fn revoke_backoff(attempts: u32, jitter: f64) -> Duration {
     let factor = 1.0 + 0.2 * jitter.clamp(0.0, 1.0);
     Duration::from_millis((base as f64 * 1000.0 * factor) as u64)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -517,7 +548,10 @@ mod tests {
 
         let mut r = req(0);
         let late = r.activate_by.unwrap();
-        assert!(r.start_activation(late).is_err(), "activate-by is a hard deadline");
+        assert!(
+            r.start_activation(late).is_err(),
+            "activate-by is a hard deadline"
+        );
         r.expire_deadline(late).unwrap();
         assert_eq!(r.state, RequestState::Expired);
     }
@@ -542,7 +576,10 @@ mod tests {
         r.revocation_failed(now, "boom".into(), 0.0).unwrap();
         assert_eq!(r.next_attempt_at, Some(now + chrono::Duration::seconds(4)));
         assert!(r.is_overdue(now, chrono::Duration::zero()));
-        let ev = Evidence { checked_at: now, observation: serde_json::json!({"role": "absent"}) };
+        let ev = Evidence {
+            checked_at: now,
+            observation: serde_json::json!({"role": "absent"}),
+        };
         r.revocation_verified(now, ev).unwrap();
         assert_eq!(r.state, RequestState::Revoked);
         assert_eq!(r.due_at(), None);
@@ -556,7 +593,10 @@ mod tests {
         let before = r.window.unwrap().expires_at;
         let w = r.extend(GrantDuration::parse("30m").unwrap()).unwrap();
         assert_eq!(w.expires_at, before + chrono::Duration::minutes(30));
-        let e = r.extend(GrantDuration::parse("30m").unwrap()).unwrap_err().to_string();
+        let e = r
+            .extend(GrantDuration::parse("30m").unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("all 1 extensions"), "{e}");
     }
 

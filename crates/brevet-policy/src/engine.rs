@@ -2,8 +2,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use brevet_core::{GrantDuration, PrincipalId, ProfileName, ResourceId};
 use cedar_policy::{
-    Authorizer, Context, Decision, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet, Request, Schema,
-    ValidationMode, Validator,
+    Authorizer, Context, Decision, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    Request, Schema, ValidationMode, Validator,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -71,8 +71,15 @@ pub struct Trace {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RequestDecision {
-    Allow { policy: String, limits: RuleLimits, trace: Trace },
-    Deny { reason: String, trace: Trace },
+    Allow {
+        policy: String,
+        limits: RuleLimits,
+        trace: Trace,
+    },
+    Deny {
+        reason: String,
+        trace: Trace,
+    },
 }
 
 impl RequestDecision {
@@ -91,49 +98,79 @@ pub struct PolicyEngine {
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    EntityUid::from_json(json!({"type": ty, "id": id})).map_err(|e| PolicyError::Internal(e.to_string()))
+    EntityUid::from_json(json!({"type": ty, "id": id}))
+        .map_err(|e| PolicyError::Internal(e.to_string()))
 }
 
 impl PolicyEngine {
     /// Parses, names and validates every policy, and reads each permit's limits. Any problem is an
     /// error naming the file or policy, so a bad policy stops the server from starting.
     pub fn load(sources: &[PolicySource], defaults: Defaults) -> Result<Self, PolicyError> {
-        let (schema, _warnings) =
-            Schema::from_cedarschema_str(SCHEMA).map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA)
+            .map_err(|e| PolicyError::Internal(e.to_string()))?;
         let mut set = PolicySet::new();
         let mut limits = HashMap::new();
-        let builtin = PolicySource { name: "builtin".into(), text: BUILTIN.into() };
+        let builtin = PolicySource {
+            name: "builtin".into(),
+            text: BUILTIN.into(),
+        };
         for src in std::iter::once(&builtin).chain(sources) {
-            let parsed: PolicySet = src.text.parse().map_err(|e: cedar_policy::ParseErrors| PolicyError::Parse {
-                file: src.name.clone(),
-                message: e.to_string(),
-            })?;
+            let parsed: PolicySet =
+                src.text
+                    .parse()
+                    .map_err(|e: cedar_policy::ParseErrors| PolicyError::Parse {
+                        file: src.name.clone(),
+                        message: e.to_string(),
+                    })?;
             for (n, p) in parsed.policies().enumerate() {
-                let id = p.annotation("id").map(str::to_owned).unwrap_or_else(|| format!("{}#{n}", src.name));
+                let id = p
+                    .annotation("id")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{}#{n}", src.name));
                 let policy: Policy = p.new_id(PolicyId::new(&id));
                 if p.effect() == Effect::Permit {
-                    limits.insert(id.clone(), RuleLimits::from_annotations(&id, p.annotations(), &defaults)?);
+                    limits.insert(
+                        id.clone(),
+                        RuleLimits::from_annotations(&id, p.annotations(), &defaults)?,
+                    );
                 }
-                set.add(policy).map_err(|_| PolicyError::DuplicateId(id.clone()))?;
+                set.add(policy)
+                    .map_err(|_| PolicyError::DuplicateId(id.clone()))?;
             }
         }
         let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
         if let Some(e) = result.validation_errors().next() {
-            return Err(PolicyError::Invalid { id: e.policy_id().to_string(), message: e.to_string() });
+            return Err(PolicyError::Invalid {
+                id: e.policy_id().to_string(),
+                message: e.to_string(),
+            });
         }
-        Ok(Self { set, schema, limits, authorizer: Authorizer::new() })
+        Ok(Self {
+            set,
+            schema,
+            limits,
+            authorizer: Authorizer::new(),
+        })
     }
 
     pub fn policy_count(&self) -> usize {
         self.set.policies().count()
     }
 
-    fn entities(&self, users: &[Subject<'_>], r: &ResourceFacts<'_>) -> Result<Entities, PolicyError> {
+    fn entities(
+        &self,
+        users: &[Subject<'_>],
+        r: &ResourceFacts<'_>,
+    ) -> Result<Entities, PolicyError> {
         let mut list = Vec::new();
         let mut groups = BTreeSet::new();
         for u in users {
             groups.extend(u.groups.iter().cloned());
-            let parents: Vec<_> = u.groups.iter().map(|g| json!({"type": "Group", "id": g})).collect();
+            let parents: Vec<_> = u
+                .groups
+                .iter()
+                .map(|g| json!({"type": "Group", "id": g}))
+                .collect();
             list.push(json!({"uid": {"type": "User", "id": u.id.as_str()}, "attrs": {}, "parents": parents}));
         }
         for g in groups {
@@ -145,7 +182,8 @@ impl PolicyEngine {
             "parents": [],
             "tags": r.tags,
         }));
-        Entities::from_json_value(json!(list), Some(&self.schema)).map_err(|e| PolicyError::Internal(e.to_string()))
+        Entities::from_json_value(json!(list), Some(&self.schema))
+            .map_err(|e| PolicyError::Internal(e.to_string()))
     }
 
     fn authorize(
@@ -168,14 +206,30 @@ impl PolicyEngine {
         )
         .map_err(|e| PolicyError::Internal(e.to_string()))?;
         let response = self.authorizer.is_authorized(&request, &self.set, entities);
-        let mut determining: Vec<String> = response.diagnostics().reason().map(|p| p.to_string()).collect();
+        let mut determining: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|p| p.to_string())
+            .collect();
         determining.sort();
-        let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
         // Fail closed: if any policy could not be evaluated, the answer is no.
-        let decision = if errors.is_empty() { response.decision() } else { Decision::Deny };
+        let decision = if errors.is_empty() {
+            response.decision()
+        } else {
+            Decision::Deny
+        };
         let trace = Trace {
             action,
-            decision: if decision == Decision::Allow { "allow" } else { "deny" },
+            decision: if decision == Decision::Allow {
+                "allow"
+            } else {
+                "deny"
+            },
             determining_policies: determining,
             selected_policy: None,
             errors,
@@ -210,24 +264,33 @@ impl PolicyEngine {
             "has_ticket": q.ticket.is_some_and(|t| !t.trim().is_empty()),
             "extension": q.extension,
         });
-        let (decision, mut trace) = self.authorize("request", q.principal.id, q.resource.id, context, &entities)?;
+        let (decision, mut trace) =
+            self.authorize("request", q.principal.id, q.resource.id, context, &entities)?;
         if decision == Decision::Deny {
             let reason = if !trace.errors.is_empty() {
-                format!("policy evaluation failed, so the request is refused: {}", trace.errors.join("; "))
+                format!(
+                    "policy evaluation failed, so the request is refused: {}",
+                    trace.errors.join("; ")
+                )
             } else if trace.determining_policies.is_empty() {
                 format!(
                     "no policy allows `{}` to request `{}` on `{}`; ask an administrator for a policy, or check the profile and resource names",
                     q.principal.id, q.profile, q.resource.id
                 )
             } else {
-                format!("forbidden by policy {}", trace.determining_policies.join(", "))
+                format!(
+                    "forbidden by policy {}",
+                    trace.determining_policies.join(", ")
+                )
             };
             return Ok(RequestDecision::Deny { reason, trace });
         }
         let mut misses = Vec::new();
         let mut best: Option<(&String, &RuleLimits)> = None;
         for id in &trace.determining_policies {
-            let Some(l) = self.limits.get(id) else { continue };
+            let Some(l) = self.limits.get(id) else {
+                continue;
+            };
             let has_reason = q.reason.is_some_and(|r| !r.trim().is_empty());
             let has_ticket = q.ticket.is_some_and(|t| !t.trim().is_empty());
             if q.duration > l.max_duration {
@@ -236,7 +299,9 @@ impl PolicyEngine {
                     q.duration, l.max_duration, l.max_duration
                 ));
             } else if l.require_reason && !has_reason {
-                misses.push(format!("policy `{id}` requires a reason; add --reason \"why you need access\""));
+                misses.push(format!(
+                    "policy `{id}` requires a reason; add --reason \"why you need access\""
+                ));
             } else if l.require_ticket && !has_ticket {
                 misses.push(format!("policy `{id}` requires a ticket; add --ticket ID"));
             } else if best.is_none_or(|(_, b)| l.approvals < b.approvals) {
@@ -246,11 +311,18 @@ impl PolicyEngine {
         Ok(match best {
             Some((id, limits)) => {
                 trace.selected_policy = Some(id.clone());
-                RequestDecision::Allow { policy: id.clone(), limits: limits.clone(), trace }
+                RequestDecision::Allow {
+                    policy: id.clone(),
+                    limits: limits.clone(),
+                    trace,
+                }
             }
             None => {
                 trace.decision = "deny";
-                RequestDecision::Deny { reason: misses.join("; "), trace }
+                RequestDecision::Deny {
+                    reason: misses.join("; "),
+                    trace,
+                }
             }
         })
     }
@@ -264,7 +336,8 @@ impl PolicyEngine {
                 "requester": {"__entity": {"type": "User", "id": q.requester.id.as_str()}},
                 "duration_seconds": q.duration.as_std().as_secs(),
             });
-            let (decision, trace) = self.authorize("approve", q.approver.id, q.resource.id, context, &entities)?;
+            let (decision, trace) =
+                self.authorize("approve", q.approver.id, q.resource.id, context, &entities)?;
             Ok((decision == Decision::Allow, trace))
         };
         attempt().unwrap_or_else(|e| {

@@ -6,7 +6,8 @@ mod engine;
 mod limits;
 
 pub use engine::{
-    ApproveQuery, PolicyEngine, PolicySource, RequestDecision, RequestQuery, ResourceFacts, Subject, Trace,
+    ApproveQuery, PolicyEngine, PolicySource, RequestDecision, RequestQuery, ResourceFacts,
+    Subject, Trace,
 };
 pub use limits::{Defaults, RuleLimits};
 
@@ -20,7 +21,12 @@ pub enum PolicyError {
     #[error("policy `{id}` is invalid against Brevet's schema: {message}")]
     Invalid { id: String, message: String },
     #[error("policy `{id}` has a bad annotation @{key}(\"{value}\"): {why}")]
-    Annotation { id: String, key: String, value: String, why: String },
+    Annotation {
+        id: String,
+        key: String,
+        value: String,
+        why: String,
+    },
     #[error("two policies share the id `{0}`: give each an @id(\"…\") of its own")]
     DuplicateId(String),
     #[error("internal policy error: {0}")]

@@ -35,7 +35,14 @@ pub struct RuleLimits {
     pub max_extensions: u32,
 }
 
-const KNOWN: [&str; 6] = ["id", "max_duration", "approvals", "require_reason", "require_ticket", "max_extensions"];
+const KNOWN: [&str; 6] = [
+    "id",
+    "max_duration",
+    "approvals",
+    "require_reason",
+    "require_ticket",
+    "max_extensions",
+];
 
 impl RuleLimits {
     pub(crate) fn from_annotations<'a>(
@@ -62,7 +69,13 @@ impl RuleLimits {
                 "false" => Ok(false),
                 _ => Err(bad("write \"true\" or \"false\"")),
             };
-            let count = || value.parse::<u32>().ok().filter(|n| *n <= 20).ok_or_else(|| bad("write a whole number from 0 to 20"));
+            let count = || {
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= 20)
+                    .ok_or_else(|| bad("write a whole number from 0 to 20"))
+            };
             match key {
                 "id" => {}
                 "max_duration" => {

@@ -27,7 +27,14 @@ forbid (principal in Group::"interns", action == Action::"request", resource);
 "#;
 
 fn engine() -> PolicyEngine {
-    PolicyEngine::load(&[PolicySource { name: "test.cedar".into(), text: POLICIES.into() }], Defaults::default()).unwrap()
+    PolicyEngine::load(
+        &[PolicySource {
+            name: "test.cedar".into(),
+            text: POLICIES.into(),
+        }],
+        Defaults::default(),
+    )
+    .unwrap()
 }
 
 struct Fixture {
@@ -54,10 +61,23 @@ fn fx() -> Fixture {
     }
 }
 
-fn ask<'a>(f: &'a Fixture, groups: &'a BTreeSet<String>, profile: &'a ProfileName, dur: &str, ticket: Option<&'a str>) -> RequestQuery<'a> {
+fn ask<'a>(
+    f: &'a Fixture,
+    groups: &'a BTreeSet<String>,
+    profile: &'a ProfileName,
+    dur: &str,
+    ticket: Option<&'a str>,
+) -> RequestQuery<'a> {
     RequestQuery {
-        principal: Subject { id: &f.alice, groups },
-        resource: ResourceFacts { id: &f.res, kind: "postgres", tags: &f.tags },
+        principal: Subject {
+            id: &f.alice,
+            groups,
+        },
+        resource: ResourceFacts {
+            id: &f.res,
+            kind: "postgres",
+            tags: &f.tags,
+        },
         profile,
         duration: GrantDuration::parse(dur).unwrap(),
         reason: Some("patching"),
@@ -70,10 +90,17 @@ fn ask<'a>(f: &'a Fixture, groups: &'a BTreeSet<String>, profile: &'a ProfileNam
 fn picks_the_cheapest_rule_the_request_fits() {
     let (e, f) = (engine(), fx());
     match e.evaluate_request(&ask(&f, &f.dba, &f.read, "10m", None)) {
-        RequestDecision::Allow { policy, limits, trace } => {
+        RequestDecision::Allow {
+            policy,
+            limits,
+            trace,
+        } => {
             assert_eq!(policy, "dba-read-quick");
             assert_eq!(limits.approvals, 0);
-            assert_eq!(trace.determining_policies, vec!["dba-read", "dba-read-quick"]);
+            assert_eq!(
+                trace.determining_policies,
+                vec!["dba-read", "dba-read-quick"]
+            );
         }
         d => panic!("{d:?}"),
     }
@@ -91,7 +118,10 @@ fn over_max_duration_is_explained() {
     let (e, f) = (engine(), fx());
     match e.evaluate_request(&ask(&f, &f.dba, &f.read, "5h", None)) {
         RequestDecision::Deny { reason, .. } => {
-            assert!(reason.contains("over the 4h maximum set by policy `dba-read`"), "{reason}");
+            assert!(
+                reason.contains("over the 4h maximum set by policy `dba-read`"),
+                "{reason}"
+            );
         }
         d => panic!("{d:?}"),
     }
@@ -100,17 +130,32 @@ fn over_max_duration_is_explained() {
 #[test]
 fn ticket_requirement_and_forbid_and_no_policy() {
     let (e, f) = (engine(), fx());
-    let RequestDecision::Deny { reason, .. } = e.evaluate_request(&ask(&f, &f.dba, &f.write, "1h", None)) else { panic!() };
+    let RequestDecision::Deny { reason, .. } =
+        e.evaluate_request(&ask(&f, &f.dba, &f.write, "1h", None))
+    else {
+        panic!()
+    };
     assert!(reason.contains("--ticket"), "{reason}");
-    assert!(matches!(e.evaluate_request(&ask(&f, &f.dba, &f.write, "1h", Some("OPS-1"))), RequestDecision::Allow { .. }));
+    assert!(matches!(
+        e.evaluate_request(&ask(&f, &f.dba, &f.write, "1h", Some("OPS-1"))),
+        RequestDecision::Allow { .. }
+    ));
 
     let interns: BTreeSet<String> = ["dba".to_string(), "interns".to_string()].into();
-    let RequestDecision::Deny { reason, trace } = e.evaluate_request(&ask(&f, &interns, &f.read, "10m", None)) else { panic!() };
+    let RequestDecision::Deny { reason, trace } =
+        e.evaluate_request(&ask(&f, &interns, &f.read, "10m", None))
+    else {
+        panic!()
+    };
     assert!(reason.contains("no-interns"), "{reason}");
     assert_eq!(trace.determining_policies, vec!["no-interns"]);
 
     let nobody = BTreeSet::new();
-    let RequestDecision::Deny { reason, .. } = e.evaluate_request(&ask(&f, &nobody, &f.read, "10m", None)) else { panic!() };
+    let RequestDecision::Deny { reason, .. } =
+        e.evaluate_request(&ask(&f, &nobody, &f.read, "10m", None))
+    else {
+        panic!()
+    };
     assert!(reason.contains("no policy allows `alice`"), "{reason}");
 }
 
@@ -119,9 +164,19 @@ fn self_approval_is_forbidden_even_if_policy_permits() {
     let (e, f) = (engine(), fx());
     let q = |approver: &PrincipalId| {
         e.may_approve(&ApproveQuery {
-            approver: Subject { id: approver, groups: &f.leads },
-            requester: Subject { id: &f.alice, groups: &f.leads },
-            resource: ResourceFacts { id: &f.res, kind: "postgres", tags: &f.tags },
+            approver: Subject {
+                id: approver,
+                groups: &f.leads,
+            },
+            requester: Subject {
+                id: &f.alice,
+                groups: &f.leads,
+            },
+            resource: ResourceFacts {
+                id: &f.res,
+                kind: "postgres",
+                tags: &f.tags,
+            },
             profile: &f.read,
             duration: GrantDuration::parse("1h").unwrap(),
         })
@@ -135,18 +190,32 @@ fn self_approval_is_forbidden_even_if_policy_permits() {
 #[test]
 fn bad_policies_are_refused_at_load_with_their_id() {
     let load = |text: &str| {
-        PolicyEngine::load(&[PolicySource { name: "f.cedar".into(), text: text.into() }], Defaults::default())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
+        PolicyEngine::load(
+            &[PolicySource {
+                name: "f.cedar".into(),
+                text: text.into(),
+            }],
+            Defaults::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
     };
     assert!(load("permit (principal, action, resource").contains("f.cedar"));
-    let e = load(r#"@id("x") permit (principal, action == Action::"request", resource) when { context.nope == 1 };"#);
+    let e = load(
+        r#"@id("x") permit (principal, action == Action::"request", resource) when { context.nope == 1 };"#,
+    );
     assert!(e.contains("`x`"), "{e}");
-    let e = load(r#"@id("y") @max_duration("forever") permit (principal, action == Action::"request", resource);"#);
+    let e = load(
+        r#"@id("y") @max_duration("forever") permit (principal, action == Action::"request", resource);"#,
+    );
     assert!(e.contains("@max_duration"), "{e}");
-    let e = load(r#"@id("z") @approval("1") permit (principal, action == Action::"request", resource);"#);
+    let e = load(
+        r#"@id("z") @approval("1") permit (principal, action == Action::"request", resource);"#,
+    );
     assert!(e.contains("unknown annotation"), "{e}");
-    let e = load(r#"@id("d") permit (principal, action, resource); @id("d") permit (principal, action, resource);"#);
+    let e = load(
+        r#"@id("d") permit (principal, action, resource); @id("d") permit (principal, action, resource);"#,
+    );
     assert!(e.contains("share the id"), "{e}");
 }

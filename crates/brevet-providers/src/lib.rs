@@ -18,7 +18,11 @@ pub enum ProviderError {
     #[error("resource `{0}` is not configured for this provider")]
     UnknownResource(String),
     #[error("profile `{profile}` is not offered by provider `{provider}`; it offers {offered}")]
-    UnknownProfile { provider: String, profile: String, offered: String },
+    UnknownProfile {
+        provider: String,
+        profile: String,
+        offered: String,
+    },
     #[error("the target is unreachable: {0}")]
     Unreachable(String),
     #[error("the target refused the operation: {0}")]
@@ -53,11 +57,19 @@ pub trait Provider: Send + Sync {
 
     /// Makes the binding exist with access ending at `expires_at`; creates or updates.
     /// Where the target can enforce expiry itself, it must be told `expires_at` here.
-    async fn ensure(&self, binding: &Binding, expires_at: DateTime<Utc>) -> Result<(), ProviderError>;
+    async fn ensure(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError>;
 
     /// Issues fresh credentials for an ensured binding, returned once to the requester and never
     /// stored by Brevet. Earlier credentials for the binding stop working.
-    async fn issue_credentials(&self, binding: &Binding, expires_at: DateTime<Utc>) -> Result<Credential, ProviderError>;
+    async fn issue_credentials(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Credential, ProviderError>;
 
     /// Removes the binding and ends its live sessions. Absent is success.
     async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError>;

@@ -68,7 +68,12 @@ mod tests {
     fn debug_and_display_hide_the_value() {
         let s = SecretText::new("hunter2".into());
         assert!(!format!("{s:?}{s}").contains("hunter2"));
-        let c = Credential { kind: "k", secret: s, details: serde_json::json!({}), expires_at: Utc::now() };
+        let c = Credential {
+            kind: "k",
+            secret: s,
+            details: serde_json::json!({}),
+            expires_at: Utc::now(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -12,7 +12,9 @@ use crate::config::PrincipalConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing credentials: send `Authorization: Bearer <token>` (the CLI reads BREVET_TOKEN)")]
+    #[error(
+        "missing credentials: send `Authorization: Bearer <token>` (the CLI reads BREVET_TOKEN)"
+    )]
     Missing,
     #[error("invalid token")]
     Invalid,
@@ -35,7 +37,14 @@ impl TokenAuthenticator {
             .iter()
             .filter_map(|p| {
                 p.token_sha256.map(|h| {
-                    (h, Principal { id: p.id.clone(), groups: p.groups.clone(), roles: p.roles.clone() })
+                    (
+                        h,
+                        Principal {
+                            id: p.id.clone(),
+                            groups: p.groups.clone(),
+                            roles: p.roles.clone(),
+                        },
+                    )
                 })
             })
             .collect();
@@ -50,7 +59,9 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 #[async_trait]
 impl Authenticator for TokenAuthenticator {
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
-        let value = headers.get(axum::http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)?;
         let token = value
             .to_str()
             .ok()
@@ -72,5 +83,8 @@ impl Authenticator for TokenAuthenticator {
 
 /// Roles as strings for API answers.
 pub fn role_names(p: &Principal) -> BTreeSet<String> {
-    p.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect()
+    p.roles
+        .iter()
+        .map(|r| format!("{r:?}").to_lowercase())
+        .collect()
 }

@@ -18,7 +18,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Syntax { path: String, message: String },
     #[error("config field `{field}`: {message}")]
@@ -26,15 +29,22 @@ pub enum ConfigError {
 }
 
 fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Field { field: field.into(), message: message.into() }
+    ConfigError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// Where a secret comes from. Secrets never sit in the config file itself.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum SecretRef {
-    Env { env: String },
-    File { file: PathBuf },
+    Env {
+        env: String,
+    },
+    File {
+        file: PathBuf,
+    },
     /// Allowed only for values that contain no secret (e.g. a URL without a password).
     Plain(String),
 }
@@ -66,18 +76,27 @@ impl SecretRef {
 }
 
 fn url_has_password(s: &str) -> bool {
-    let Some((_, rest)) = s.split_once("://") else { return false };
+    let Some((_, rest)) = s.split_once("://") else {
+        return false;
+    };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
         || s.contains("password=")
 }
 
 #[cfg(unix)]
 fn check_private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!("secret file {} is readable by group or others; run `chmod 600 {}`", path.display(), path.display()));
+        return Err(format!(
+            "secret file {} is readable by group or others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -109,9 +128,11 @@ struct Dur(Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write it like \"30s\" or \"8h\"")))
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a duration ({e}); write it like \"30s\" or \"8h\""
+            ))
+        })
     }
 }
 
@@ -253,19 +274,29 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Syntax { path: path.display().to_string(), message: e.to_string() })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let s = &raw.server;
         let server = ServerSettings {
             listen: s.listen.parse().map_err(|_| {
-                field("server.listen", format!("`{}` is not an address; write it like \"127.0.0.1:8080\"", s.listen))
+                field(
+                    "server.listen",
+                    format!(
+                        "`{}` is not an address; write it like \"127.0.0.1:8080\"",
+                        s.listen
+                    ),
+                )
             })?,
             approve_within: s.approve_within.0,
             activate_within: s.activate_within.0,
@@ -287,8 +318,8 @@ impl Config {
 
         let mut policy_defaults = brevet_policy::Defaults::default();
         if let Some(m) = &raw.policy.default_max_duration {
-            policy_defaults.max_duration =
-                GrantDuration::parse(m).map_err(|e| field("policy.default_max_duration", e.to_string()))?;
+            policy_defaults.max_duration = GrantDuration::parse(m)
+                .map_err(|e| field("policy.default_max_duration", e.to_string()))?;
         }
         if let Some(n) = raw.policy.default_approvals {
             policy_defaults.approvals = n;
@@ -316,7 +347,10 @@ impl Config {
             let at = |f: &str| format!("principals[{i}].{f}");
             let id = PrincipalId::parse(&p.id).map_err(|e| field(at("id"), e.to_string()))?;
             if !seen.insert(id.clone()) {
-                return Err(field(at("id"), format!("`{id}` is listed twice; merge the entries")));
+                return Err(field(
+                    at("id"),
+                    format!("`{id}` is listed twice; merge the entries"),
+                ));
             }
             let roles = p
                 .roles
@@ -328,28 +362,45 @@ impl Config {
                 .token_sha256
                 .as_deref()
                 .map(|h| {
-                    hex::decode(h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
-                        field(at("token_sha256"), "must be 64 hex characters; `brevet token new` prints one")
-                    })
+                    hex::decode(h)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .ok_or_else(|| {
+                            field(
+                                at("token_sha256"),
+                                "must be 64 hex characters; `brevet token new` prints one",
+                            )
+                        })
                 })
                 .transpose()?;
-            principals.push(PrincipalConfig { id, groups: p.groups.iter().cloned().collect(), roles, token_sha256 });
+            principals.push(PrincipalConfig {
+                id,
+                groups: p.groups.iter().cloned().collect(),
+                roles,
+                token_sha256,
+            });
         }
 
         let mut providers = BTreeMap::new();
         for (name, table) in &raw.providers {
-            let pname = ProviderName::parse(name).map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
+            let pname = ProviderName::parse(name)
+                .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
             let resources: BTreeMap<&str, &toml::Table> = raw
                 .resources
                 .iter()
-                .filter_map(|(id, t)| id.split_once(':').filter(|(p, _)| p == name).map(|(_, n)| (n, t)))
+                .filter_map(|(id, t)| {
+                    id.split_once(':')
+                        .filter(|(p, _)| p == name)
+                        .map(|(_, n)| (n, t))
+                })
                 .collect();
             providers.insert(pname, parse_provider(name, table, &resources, &base)?);
         }
 
         let mut resources = BTreeMap::new();
         for (id, table) in &raw.resources {
-            let rid = ResourceId::parse(id).map_err(|e| field(format!("resources.\"{id}\""), e.to_string()))?;
+            let rid = ResourceId::parse(id)
+                .map_err(|e| field(format!("resources.\"{id}\""), e.to_string()))?;
             let Some(provider) = providers.get(&rid.provider()) else {
                 return Err(field(
                     format!("resources.\"{id}\""),
@@ -357,20 +408,34 @@ impl Config {
                         "no provider `{}` is configured; add [providers.{}] or use one of: {}",
                         rid.provider(),
                         rid.provider(),
-                        providers.keys().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                        providers
+                            .keys()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             };
             let tags = match table.get("tags") {
                 None => BTreeMap::new(),
                 Some(t) => t.clone().try_into().map_err(|_| {
-                    field(format!("resources.\"{id}\".tags"), "must be a table of strings, e.g. { env = \"prod\" }")
+                    field(
+                        format!("resources.\"{id}\".tags"),
+                        "must be a table of strings, e.g. { env = \"prod\" }",
+                    )
                 })?,
             };
             let kind = match provider {
                 ProviderConfig::Postgres(_) => "postgres",
             };
-            resources.insert(rid.clone(), ResourceConfig { id: rid, kind, tags });
+            resources.insert(
+                rid.clone(),
+                ResourceConfig {
+                    id: rid,
+                    kind,
+                    tags,
+                },
+            );
         }
 
         Ok(Self {
@@ -393,7 +458,10 @@ fn parse_provider(
     base: &Path,
 ) -> Result<ProviderConfig, ConfigError> {
     let at = |f: &str| format!("providers.{name}.{f}");
-    let kind = t.get("kind").and_then(|k| k.as_str()).ok_or_else(|| field(at("kind"), "missing; set kind = \"postgres\""))?;
+    let kind = t
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .ok_or_else(|| field(at("kind"), "missing; set kind = \"postgres\""))?;
     match kind {
         "postgres" => {
             #[derive(Deserialize)]
@@ -430,25 +498,44 @@ fn parse_provider(
             fn public() -> Vec<String> {
                 vec!["public".into()]
             }
-            let raw: Raw = t.clone().try_into().map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
+            let raw: Raw = t
+                .clone()
+                .try_into()
+                .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
             let ok_prefix = raw.role_prefix.len() >= 3
                 && raw.role_prefix.len() <= 30
-                && raw.role_prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && raw
+                    .role_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !ok_prefix {
-                return Err(field(at("role_prefix"), "use 3-30 lowercase letters, digits or _ (e.g. \"brevet_\")"));
+                return Err(field(
+                    at("role_prefix"),
+                    "use 3-30 lowercase letters, digits or _ (e.g. \"brevet_\")",
+                ));
             }
             let mut profiles = PostgresConfig::default_profiles();
             if !raw.profiles.is_empty() {
                 profiles.clear();
                 for (p, v) in raw.profiles {
-                    let pn = ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
+                    let pn =
+                        ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
                     profiles.insert(pn, v);
                 }
             }
             let mut res = BTreeMap::new();
             for (rname, rt) in resources {
-                let r: RawRes = (*rt).clone().try_into().map_err(|e| field(format!("resources.\"{name}:{rname}\""), e.to_string()))?;
-                res.insert((*rname).to_owned(), PgResource { database: r.database, schemas: r.schemas });
+                let r: RawRes = (*rt)
+                    .clone()
+                    .try_into()
+                    .map_err(|e| field(format!("resources.\"{name}:{rname}\""), e.to_string()))?;
+                res.insert(
+                    (*rname).to_owned(),
+                    PgResource {
+                        database: r.database,
+                        schemas: r.schemas,
+                    },
+                );
             }
             Ok(ProviderConfig::Postgres(PostgresConfig {
                 admin_url: raw.admin_url.resolve(&at("admin_url"), base)?,
@@ -460,7 +547,10 @@ fn parse_provider(
                 connection_limit: raw.connection_limit,
             }))
         }
-        other => Err(field(at("kind"), format!("unknown provider kind `{other}`; supported: postgres"))),
+        other => Err(field(
+            at("kind"),
+            format!("unknown provider kind `{other}`; supported: postgres"),
+        )),
     }
 }
 
@@ -470,10 +560,13 @@ mod tests {
 
     fn parse(extra: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("p.cedar"), "permit (principal, action, resource);").unwrap();
-        let text = format!(
-            "[store]\nurl = \"sqlite://x.db\"\n[policy]\nfiles = [\"p.cedar\"]\n{extra}"
-        );
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            "permit (principal, action, resource);",
+        )
+        .unwrap();
+        let text =
+            format!("[store]\nurl = \"sqlite://x.db\"\n[policy]\nfiles = [\"p.cedar\"]\n{extra}");
         Config::parse(&text, &dir.path().join("brevet.toml"))
     }
 
@@ -485,19 +578,37 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse("[server]\nlisten = \"nowhere\"").unwrap_err().to_string();
+        let e = parse("[server]\nlisten = \"nowhere\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.listen"), "{e}");
         let e = parse("[server]\nlistn = \"x\"").unwrap_err().to_string();
         assert!(e.contains("unknown field `listn`"), "{e}");
-        let e = parse("[resources.\"pg:db\"]\ndatabase = \"x\"").unwrap_err().to_string();
+        let e = parse("[resources.\"pg:db\"]\ndatabase = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no provider `pg`"), "{e}");
-        let e = parse("[providers.pg]\nkind = \"postgres\"\nadmin_url = \"postgres://u:secret@h/db\"").unwrap_err().to_string();
-        assert!(e.contains("contains a password") && !e.contains("secret@"), "{e}");
-        let e = parse("[providers.pg]\nkind = \"postgres\"\nadmin_url = { env = \"BREVET_NOPE_UNSET\" }").unwrap_err().to_string();
+        let e =
+            parse("[providers.pg]\nkind = \"postgres\"\nadmin_url = \"postgres://u:secret@h/db\"")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("contains a password") && !e.contains("secret@"),
+            "{e}"
+        );
+        let e = parse(
+            "[providers.pg]\nkind = \"postgres\"\nadmin_url = { env = \"BREVET_NOPE_UNSET\" }",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("BREVET_NOPE_UNSET"), "{e}");
-        let e = parse("[[principals]]\nid = \"a\"\nroles = [\"boss\"]").unwrap_err().to_string();
+        let e = parse("[[principals]]\nid = \"a\"\nroles = [\"boss\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("principals[0].roles"), "{e}");
-        let e = parse("[[principals]]\nid = \"a\"\ntoken_sha256 = \"abc\"").unwrap_err().to_string();
+        let e = parse("[[principals]]\nid = \"a\"\ntoken_sha256 = \"abc\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("64 hex"), "{e}");
     }
 }

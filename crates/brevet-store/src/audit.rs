@@ -8,7 +8,7 @@ impl Store {
     /// Appends events on their own (drift findings, policy refusals), fail-closed: an error here
     /// is returned to the caller, which must not go on as if the event were recorded.
     pub async fn append_audit(&self, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         append(&mut tx, self.backend, drafts, Utc::now()).await?;
         tx.commit().await?;
         Ok(())
@@ -41,7 +41,9 @@ impl Store {
 
     /// The recorded end of the chain: last sequence number and its hash.
     pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 }
@@ -73,9 +75,11 @@ pub(crate) async fn append(
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     };
-    let row = sqlx::query(&format!("SELECT seq, hash FROM audit_head WHERE id = 1{lock}"))
-        .fetch_one(&mut **tx)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT seq, hash FROM audit_head WHERE id = 1{lock}"
+    ))
+    .fetch_one(&mut **tx)
+    .await?;
     let (mut seq, mut hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
     for d in drafts {
         let e = d.seal(seq + 1, now, &hash);

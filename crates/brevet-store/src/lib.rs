@@ -44,11 +44,14 @@ impl Store {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
             let path = path.split('?').next().unwrap_or(path);
             if path.is_empty() {
-                return Err(StoreError::Config("the SQLite store needs a file path, e.g. `sqlite://brevet.db`".into()));
+                return Err(StoreError::Config(
+                    "the SQLite store needs a file path, e.g. `sqlite://brevet.db`".into(),
+                ));
             }
             (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(|e| StoreError::Config(e.to_string()))?;
+        let options =
+            AnyConnectOptions::from_str(&url).map_err(|e| StoreError::Config(e.to_string()))?;
         let pool = match backend {
             // SQLite has one writer; a single connection avoids lock-upgrade deadlocks between
             // transactions that read and then write (the audit head, for instance).
@@ -70,8 +73,21 @@ impl Store {
                 .await,
         }
         .map_err(|e| StoreError::Connect(redact(&e.to_string())))?;
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         Ok(Self { pool, backend })
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
+    /// a transaction that reads and then writes could otherwise deadlock with another writer
+    /// (for instance a second process on the same file) and fail instead of waiting.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -37,7 +37,11 @@ fn with_version(row: &sqlx::any::AnyRow) -> Result<Request, StoreError> {
     Ok(r)
 }
 
-async fn write_request(tx: &mut Transaction<'_, Any>, r: &Request, insert: bool) -> Result<Request, StoreError> {
+async fn write_request(
+    tx: &mut Transaction<'_, Any>,
+    r: &Request,
+    insert: bool,
+) -> Result<Request, StoreError> {
     let mut next = r.clone();
     next.version = r.version + 1;
     let doc = doc_of(&next)?;
@@ -77,8 +81,12 @@ async fn write_request(tx: &mut Transaction<'_, Any>, r: &Request, insert: bool)
 
 impl Store {
     /// Stores a new request with its audit events; returns it with its stored version.
-    pub async fn insert_request(&self, r: &Request, audit: Vec<AuditDraft>) -> Result<Request, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn insert_request(
+        &self,
+        r: &Request,
+        audit: Vec<AuditDraft>,
+    ) -> Result<Request, StoreError> {
+        let mut tx = self.begin().await?;
         let stored = write_request(&mut tx, r, true).await?;
         append(&mut tx, self.backend, audit, Utc::now()).await?;
         tx.commit().await?;
@@ -87,8 +95,12 @@ impl Store {
 
     /// Writes `r` if nobody changed it since it was read (`r.version`), with its audit events,
     /// atomically. Returns the stored request; `Conflict` if it changed underneath.
-    pub async fn update_request(&self, r: &Request, audit: Vec<AuditDraft>) -> Result<Request, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn update_request(
+        &self,
+        r: &Request,
+        audit: Vec<AuditDraft>,
+    ) -> Result<Request, StoreError> {
+        let mut tx = self.begin().await?;
         let stored = write_request(&mut tx, r, false).await?;
         append(&mut tx, self.backend, audit, Utc::now()).await?;
         tx.commit().await?;
@@ -102,8 +114,9 @@ impl Store {
         approval: &Approval,
         audit: Vec<AuditDraft>,
     ) -> Result<Request, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let doc = serde_json::to_string(approval).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.begin().await?;
+        let doc =
+            serde_json::to_string(approval).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let inserted = sqlx::query(
             "INSERT INTO approvals (request_id, approver, at, doc) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (request_id, approver) DO NOTHING",
@@ -124,14 +137,16 @@ impl Store {
     }
 
     pub async fn approvals(&self, id: RequestId) -> Result<Vec<Approval>, StoreError> {
-        let rows = sqlx::query("SELECT doc FROM approvals WHERE request_id = $1 ORDER BY at, approver")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT doc FROM approvals WHERE request_id = $1 ORDER BY at, approver")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let doc: String = r.try_get(0)?;
-                serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("approval: {e}")))
+                serde_json::from_str(&doc)
+                    .map_err(|e| StoreError::Corrupt(format!("approval: {e}")))
             })
             .collect()
     }
@@ -168,11 +183,19 @@ impl Store {
             q = q.bind(s.as_str());
         }
         q = q.bind(f.limit.unwrap_or(500).clamp(1, 5000));
-        q.fetch_all(&self.pool).await?.iter().map(with_version).collect()
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(with_version)
+            .collect()
     }
 
     /// Other requests that hold (or are about to hold) the same binding: the reference count.
-    pub async fn holders(&self, binding_key: &str, except: RequestId) -> Result<Vec<Request>, StoreError> {
+    pub async fn holders(
+        &self,
+        binding_key: &str,
+        except: RequestId,
+    ) -> Result<Vec<Request>, StoreError> {
         let rows = sqlx::query("SELECT doc, version FROM requests WHERE binding = $1 AND state IN ($2, $3) AND id <> $4")
             .bind(binding_key)
             .bind(RequestState::Activating.as_str())
@@ -186,14 +209,17 @@ impl Store {
     /// Binding keys that some request covers now (activating, active, or being revoked): anything
     /// a provider holds outside this set is an orphan.
     pub async fn covered_bindings(&self) -> Result<HashSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT binding FROM requests WHERE state IN ($1, $2, $3, $4)")
-            .bind(RequestState::Activating.as_str())
-            .bind(RequestState::Active.as_str())
-            .bind(RequestState::Revoking.as_str())
-            .bind(RequestState::RevokeFailed.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+        let rows =
+            sqlx::query("SELECT DISTINCT binding FROM requests WHERE state IN ($1, $2, $3, $4)")
+                .bind(RequestState::Activating.as_str())
+                .bind(RequestState::Active.as_str())
+                .bind(RequestState::Revoking.as_str())
+                .bind(RequestState::RevokeFailed.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     /// Claims up to `limit` requests whose scheduled work is due and which no live lease holds.
@@ -228,7 +254,13 @@ impl Store {
     }
 
     /// Claims one request for `owner` unless another live lease holds it. Returns whether it did.
-    pub async fn claim(&self, id: RequestId, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<bool, StoreError> {
+    pub async fn claim(
+        &self,
+        id: RequestId,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE requests SET lease_owner = $1, lease_until = $2 \
              WHERE id = $3 AND (lease_until IS NULL OR lease_until < $4 OR lease_owner = $1)",
@@ -253,12 +285,16 @@ impl Store {
 
     /// How many requests are in each state (for metrics and the overdue count).
     pub async fn count_by_state(&self) -> Result<Vec<(RequestState, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM requests GROUP BY state").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM requests GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let s: String = r.try_get(0)?;
                 let n: i64 = r.try_get(1)?;
-                let st = s.parse().map_err(|e: brevet_core::CoreError| StoreError::Corrupt(e.to_string()))?;
+                let st = s
+                    .parse()
+                    .map_err(|e: brevet_core::CoreError| StoreError::Corrupt(e.to_string()))?;
                 Ok((st, n))
             })
             .collect()

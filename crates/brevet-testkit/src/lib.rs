@@ -25,19 +25,33 @@ pub fn pg_admin_url() -> String {
 /// `postgres://…/<db>` for another database on the test cluster.
 pub fn pg_url_for(db: &str) -> String {
     let admin = pg_admin_url();
-    let (base, _) = admin.rsplit_once('/').expect("BREVET_TEST_PG_URL must end in /<database>");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("BREVET_TEST_PG_URL must end in /<database>");
     format!("{base}/{db}")
 }
 
 pub fn random_suffix() -> String {
     let mut rng = rand::thread_rng();
-    (0..10).map(|_| (b'a' + rng.gen_range(0..26)) as char).collect()
+    (0..10)
+        .map(|_| (b'a' + rng.gen_range(0..26)) as char)
+        .collect()
 }
 
 /// Runs SQL through `psql` and returns its unaligned output, or psql's error text.
 pub fn psql(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
-        .args([url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .env("PGCONNECT_TIMEOUT", "5")
         .output()
         .expect("psql must be installed (scripts/test installs it)");
@@ -58,13 +72,19 @@ impl TestDb {
     pub fn create(prefix: &str) -> Self {
         let name = format!("{prefix}_{}", random_suffix());
         psql(&pg_admin_url(), &format!("CREATE DATABASE {name}")).expect("create test database");
-        Self { url: pg_url_for(&name), name }
+        Self {
+            url: pg_url_for(&name),
+            name,
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = psql(&pg_admin_url(), &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = psql(
+            &pg_admin_url(),
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
 
@@ -93,17 +113,28 @@ impl Server {
             log: dir.path().join("server.log"),
             dir,
             child: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let mut cmd = Command::new(&self.bin);
-        cmd.args(["server", "--config"]).arg(&self.config).current_dir(self.dir.path());
-        cmd.env("BREVET_LOG", "info,tower_http=debug").stdout(Stdio::piped()).stderr(log);
+        cmd.args(["server", "--config"])
+            .arg(&self.config)
+            .current_dir(self.dir.path());
+        cmd.env("BREVET_LOG", "info,tower_http=debug")
+            .stdout(Stdio::piped())
+            .stderr(log);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -121,7 +152,10 @@ impl Server {
             Ok(url) => self.url = url,
             Err(_) => {
                 let _ = child.kill();
-                panic!("server did not start; its log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "server did not start; its log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
         }
         self.child = Some(child);
@@ -138,7 +172,10 @@ impl Server {
     /// Starts again on the same config and store, with different environment if given.
     pub fn restart(&mut self, env: &[(&str, &str)]) {
         self.kill9();
-        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         // Port 0 in the config: the restarted server gets a new port.
         self.spawn();
     }
@@ -168,11 +205,18 @@ impl Server {
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
 
     /// Polls `GET /v1/requests/{id}` (via the CLI) until `pred` holds or `timeout` passes.
-    pub fn wait_for(&self, token: &str, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let v = self.cli_json(token, &["show", id]);
@@ -180,7 +224,10 @@ impl Server {
                 return v;
             }
             if start.elapsed() > timeout {
-                panic!("timed out waiting on {id}; last: {v:#}\nserver log:\n{}", self.log_text());
+                panic!(
+                    "timed out waiting on {id}; last: {v:#}\nserver log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }

@@ -126,7 +126,13 @@ schemas = ["public"]
             dave = sha256_hex(DAVE),
             db = target.name,
         );
-        Self { target, store_db, prefix, config, env }
+        Self {
+            target,
+            store_db,
+            prefix,
+            config,
+            env,
+        }
     }
 
     pub fn start(&self) -> Server {
@@ -134,24 +140,46 @@ schemas = ["public"]
     }
 
     pub fn start_with(&self, extra_env: &[(&str, &str)]) -> Server {
-        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         env.extend_from_slice(extra_env);
         Server::start(std::path::Path::new(BIN), &self.config, POLICY, &env)
     }
 
     pub fn env_refs(&self) -> Vec<(&str, &str)> {
-        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 
     /// Roles with this test's prefix that exist on the target cluster.
     pub fn brevet_roles(&self) -> Vec<String> {
-        let out = psql(&pg_admin_url(), &format!("SELECT rolname FROM pg_roles WHERE starts_with(rolname, '{}') ORDER BY 1", self.prefix)).unwrap();
-        out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+        let out = psql(
+            &pg_admin_url(),
+            &format!(
+                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, '{}') ORDER BY 1",
+                self.prefix
+            ),
+        )
+        .unwrap();
+        out.lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 
     /// Connection URL for `role`, as the test superuser sees the target (for checks only).
     pub fn role_exists(&self, role: &str) -> bool {
-        psql(&pg_admin_url(), &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")).unwrap() == "1"
+        psql(
+            &pg_admin_url(),
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"),
+        )
+        .unwrap()
+            == "1"
     }
 }
 
@@ -164,7 +192,11 @@ pub fn sha256_hex(s: &str) -> String {
 pub fn first_pending(server: &Server, approver: &str) -> String {
     for _ in 0..80 {
         let v = server.cli_json(approver, &["requests", "--pending"]);
-        if let Some(id) = v.as_array().and_then(|a| a.first()).and_then(|r| r["id"].as_str()) {
+        if let Some(id) = v
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|r| r["id"].as_str())
+        {
             return id.to_owned();
         }
         std::thread::sleep(std::time::Duration::from_millis(250));

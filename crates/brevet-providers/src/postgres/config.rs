@@ -42,10 +42,14 @@ pub struct PostgresConfig {
 impl PostgresConfig {
     /// The built-in mapping of the provider-neutral database profiles.
     pub fn default_profiles() -> BTreeMap<ProfileName, Privilege> {
-        [("db.read", Privilege::Read), ("db.write", Privilege::Write), ("db.owner", Privilege::Owner)]
-            .into_iter()
-            .filter_map(|(p, v)| ProfileName::parse(p).ok().map(|p| (p, v)))
-            .collect()
+        [
+            ("db.read", Privilege::Read),
+            ("db.write", Privilege::Write),
+            ("db.owner", Privilege::Owner),
+        ]
+        .into_iter()
+        .filter_map(|(p, v)| ProfileName::parse(p).ok().map(|p| (p, v)))
+        .collect()
     }
 }
 

@@ -33,7 +33,9 @@ pub struct PostgresProvider {
 
 fn target_err(e: sqlx::Error) -> ProviderError {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => ProviderError::Unreachable(e.to_string()),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            ProviderError::Unreachable(e.to_string())
+        }
         // Database errors carry the server's message, which never contains our credentials.
         other => ProviderError::Target(other.to_string()),
     }
@@ -43,9 +45,15 @@ impl PostgresProvider {
     /// `name` is the provider instance name (the resource-id prefix). Nothing is contacted yet:
     /// the target may be down when Brevet starts, and work is retried until it is back.
     pub fn new(name: &str, config: PostgresConfig) -> Result<Self, ProviderError> {
-        let admin = PgConnectOptions::from_str(config.admin_url.expose())
-            .map_err(|_| ProviderError::Config("admin_url is not a valid postgres:// URL".into()))?;
-        Ok(Self { name: name.to_owned(), config, admin, pools: Mutex::new(HashMap::new()) })
+        let admin = PgConnectOptions::from_str(config.admin_url.expose()).map_err(|_| {
+            ProviderError::Config("admin_url is not a valid postgres:// URL".into())
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            config,
+            admin,
+            pools: Mutex::new(HashMap::new()),
+        })
     }
 
     fn pool(&self, database: Option<&str>) -> PgPool {
@@ -80,11 +88,21 @@ impl PostgresProvider {
     }
 
     fn privilege(&self, profile: &ProfileName) -> Result<Privilege, ProviderError> {
-        self.config.profiles.get(profile).copied().ok_or_else(|| ProviderError::UnknownProfile {
-            provider: self.name.clone(),
-            profile: profile.to_string(),
-            offered: self.config.profiles.keys().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
-        })
+        self.config
+            .profiles
+            .get(profile)
+            .copied()
+            .ok_or_else(|| ProviderError::UnknownProfile {
+                provider: self.name.clone(),
+                profile: profile.to_string(),
+                offered: self
+                    .config
+                    .profiles
+                    .keys()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     async fn role_exists(&self, role: &str) -> Result<bool, ProviderError> {
@@ -106,11 +124,13 @@ impl PostgresProvider {
     }
 
     async fn terminate(&self, role: &str) -> Result<u64, ProviderError> {
-        let rows = sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
-            .bind(role)
-            .fetch_all(&self.pool(None))
-            .await
-            .map_err(target_err)?;
+        let rows = sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+        )
+        .bind(role)
+        .fetch_all(&self.pool(None))
+        .await
+        .map_err(target_err)?;
         Ok(rows.len() as u64)
     }
 
@@ -122,14 +142,23 @@ impl PostgresProvider {
         let q = quote_ident(role);
         let cluster = self.pool(None);
         // NOLOGIN first, so nothing reconnects between ending sessions and dropping the role.
-        sqlx::raw_sql(&format!("ALTER ROLE {q} NOLOGIN")).execute(&cluster).await.map_err(target_err)?;
+        sqlx::raw_sql(&format!("ALTER ROLE {q} NOLOGIN"))
+            .execute(&cluster)
+            .await
+            .map_err(target_err)?;
         self.terminate(role).await?;
         if let Some(db) = database {
             // Objects the role created are kept (given to the admin), then its privileges go.
             let sql = format!("REASSIGN OWNED BY {q} TO CURRENT_USER; DROP OWNED BY {q}");
-            sqlx::raw_sql(&sql).execute(&self.pool(Some(db))).await.map_err(target_err)?;
+            sqlx::raw_sql(&sql)
+                .execute(&self.pool(Some(db)))
+                .await
+                .map_err(target_err)?;
         }
-        sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {q}")).execute(&cluster).await.map_err(target_err)?;
+        sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {q}"))
+            .execute(&cluster)
+            .await
+            .map_err(target_err)?;
         Ok(())
     }
 
@@ -149,7 +178,10 @@ impl PostgresProvider {
 
 fn grant_sql(role: &str, privilege: Privilege, r: &PgResource) -> String {
     let q = quote_ident(role);
-    let mut sql = format!("GRANT CONNECT ON DATABASE {} TO {q};\n", quote_ident(&r.database));
+    let mut sql = format!(
+        "GRANT CONNECT ON DATABASE {} TO {q};\n",
+        quote_ident(&r.database)
+    );
     for s in &r.schemas {
         let s = quote_ident(s);
         sql += &format!("GRANT USAGE ON SCHEMA {s} TO {q};\n");
@@ -185,7 +217,11 @@ impl Provider for PostgresProvider {
         self.config.resources.contains_key(name)
     }
 
-    async fn ensure(&self, binding: &Binding, expires_at: DateTime<Utc>) -> Result<(), ProviderError> {
+    async fn ensure(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
         let privilege = self.privilege(&binding.profile)?;
         let resource = self.resource(binding)?;
         let role = self.role_name(binding);
@@ -216,8 +252,14 @@ impl Provider for PostgresProvider {
                 Err(e) => return Err(target_err(e)),
             }
         }
-        let comment = format!("COMMENT ON ROLE {q} IS {}", quote_literal(&format!("{COMMENT_PREFIX}{}", binding.key())));
-        sqlx::raw_sql(&comment).execute(&cluster).await.map_err(target_err)?;
+        let comment = format!(
+            "COMMENT ON ROLE {q} IS {}",
+            quote_literal(&format!("{COMMENT_PREFIX}{}", binding.key()))
+        );
+        sqlx::raw_sql(&comment)
+            .execute(&cluster)
+            .await
+            .map_err(target_err)?;
         sqlx::raw_sql(&grant_sql(&role, privilege, resource))
             .execute(&self.pool(Some(&resource.database)))
             .await
@@ -225,7 +267,11 @@ impl Provider for PostgresProvider {
         Ok(())
     }
 
-    async fn issue_credentials(&self, binding: &Binding, expires_at: DateTime<Utc>) -> Result<Credential, ProviderError> {
+    async fn issue_credentials(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Credential, ProviderError> {
         let resource = self.resource(binding)?;
         let role = self.role_name(binding);
         let mut raw = [0u8; 24];
@@ -234,11 +280,28 @@ impl Provider for PostgresProvider {
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let verifier = scram::verifier(&password, &salt);
-        let sql = format!("ALTER ROLE {} PASSWORD {}", quote_ident(&role), quote_literal(&verifier));
-        sqlx::raw_sql(&sql).execute(&self.pool(None)).await.map_err(target_err)?;
-        let host = self.config.connect_host.clone().unwrap_or_else(|| self.admin.get_host().to_owned());
-        let port = self.config.connect_port.unwrap_or_else(|| self.admin.get_port());
-        let url = format!("postgres://{role}:{password}@{host}:{port}/{}", resource.database);
+        let sql = format!(
+            "ALTER ROLE {} PASSWORD {}",
+            quote_ident(&role),
+            quote_literal(&verifier)
+        );
+        sqlx::raw_sql(&sql)
+            .execute(&self.pool(None))
+            .await
+            .map_err(target_err)?;
+        let host = self
+            .config
+            .connect_host
+            .clone()
+            .unwrap_or_else(|| self.admin.get_host().to_owned());
+        let port = self
+            .config
+            .connect_port
+            .unwrap_or_else(|| self.admin.get_port());
+        let url = format!(
+            "postgres://{role}:{password}@{host}:{port}/{}",
+            resource.database
+        );
         Ok(Credential {
             kind: "postgres_connection_string",
             secret: SecretText::new(url),
@@ -249,23 +312,35 @@ impl Provider for PostgresProvider {
 
     async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
         let resource = self.resource(binding)?;
-        self.drop_role(&self.role_name(binding), Some(&resource.database)).await
+        self.drop_role(&self.role_name(binding), Some(&resource.database))
+            .await
     }
 
     async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
         let role = self.role_name(binding);
         if self.role_exists(&role).await? {
-            return Err(ProviderError::StillPresent(format!("role {role} still exists in pg_roles")));
+            return Err(ProviderError::StillPresent(format!(
+                "role {role} still exists in pg_roles"
+            )));
         }
         let sessions = self.live_sessions(&role).await?;
         if sessions > 0 {
-            return Err(ProviderError::StillPresent(format!("{sessions} sessions of role {role} are still open")));
+            return Err(ProviderError::StillPresent(format!(
+                "{sessions} sessions of role {role} are still open"
+            )));
         }
         Ok(self.absent_evidence(&role, sessions))
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
-        let pattern = format!("{}%", self.config.role_prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"));
+        let pattern = format!(
+            "{}%",
+            self.config
+                .role_prefix
+                .replace('\\', "\\\\")
+                .replace('_', "\\_")
+                .replace('%', "\\%")
+        );
         let rows = sqlx::query(
             "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname LIKE $1 ORDER BY rolname",
         )
@@ -277,15 +352,22 @@ impl Provider for PostgresProvider {
             .map(|r| {
                 let native_id: String = r.try_get(0).map_err(target_err)?;
                 let comment: Option<String> = r.try_get(1).map_err(target_err)?;
-                let binding_key = comment.and_then(|c| c.strip_prefix(COMMENT_PREFIX).map(str::to_owned));
-                Ok(OwnedAccess { native_id, binding_key })
+                let binding_key =
+                    comment.and_then(|c| c.strip_prefix(COMMENT_PREFIX).map(str::to_owned));
+                Ok(OwnedAccess {
+                    native_id,
+                    binding_key,
+                })
             })
             .collect()
     }
 
     async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
         if !owned.native_id.starts_with(&self.config.role_prefix) {
-            return Err(ProviderError::Config(format!("refusing to drop `{}`: it lacks Brevet's role prefix", owned.native_id)));
+            return Err(ProviderError::Config(format!(
+                "refusing to drop `{}`: it lacks Brevet's role prefix",
+                owned.native_id
+            )));
         }
         // The database its privileges live in, when the binding is still recorded on the role.
         let database = owned
@@ -295,7 +377,8 @@ impl Provider for PostgresProvider {
             .and_then(|res| res.split_once(':'))
             .and_then(|(_, name)| self.config.resources.get(name))
             .map(|r| r.database.clone());
-        self.drop_role(&owned.native_id, database.as_deref()).await?;
+        self.drop_role(&owned.native_id, database.as_deref())
+            .await?;
         if self.role_exists(&owned.native_id).await? {
             return Err(ProviderError::StillPresent(owned.native_id.clone()));
         }

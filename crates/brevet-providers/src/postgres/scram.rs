@@ -40,6 +40,10 @@ mod tests {
         assert!(v.starts_with("SCRAM-SHA-256$4096:"));
         assert_eq!(v.matches('$').count(), 2);
         assert!(!v.contains("pencil"));
-        assert_ne!(v, verifier("pencil", &[8u8; 16]), "salt must change the verifier");
+        assert_ne!(
+            v,
+            verifier("pencil", &[8u8; 16]),
+            "salt must change the verifier"
+        );
     }
 }

@@ -33,7 +33,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), trace: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            trace: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -45,7 +50,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, trace: self.trace } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                trace: self.trace,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -57,15 +68,26 @@ impl From<BrokerError> for ApiError {
             BrokerError::BadInput(_) => Self::bad_request(message),
             BrokerError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             BrokerError::Forbidden(_) => Self::forbidden(message),
-            BrokerError::PolicyDenied { trace, .. } => {
-                Self { status: StatusCode::FORBIDDEN, code: "policy_denied", message, trace: Some(trace) }
-            }
+            BrokerError::PolicyDenied { trace, .. } => Self {
+                status: StatusCode::FORBIDDEN,
+                code: "policy_denied",
+                message,
+                trace: Some(trace),
+            },
             BrokerError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
-            BrokerError::Provider { .. } => Self::new(StatusCode::BAD_GATEWAY, "provider_failed", message),
-            BrokerError::ProviderTimeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "provider_timeout", message),
+            BrokerError::Provider { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "provider_failed", message)
+            }
+            BrokerError::ProviderTimeout(_) => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, "provider_timeout", message)
+            }
             BrokerError::Store(ref inner) => {
                 tracing::error!(error = %inner, "store failure");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    message,
+                )
             }
         }
     }

@@ -19,12 +19,22 @@ use crate::broker::{AccessAsk, ReconcileReport};
 type ApiResult<T> = Result<T, ApiError>;
 
 fn parse_id(id: &str) -> ApiResult<RequestId> {
-    id.parse().map_err(|e: brevet_core::CoreError| ApiError::bad_request(e.to_string()))
+    id.parse()
+        .map_err(|e: brevet_core::CoreError| ApiError::bad_request(e.to_string()))
 }
 
 async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResult<RequestView> {
-    let approvals = state.broker.store().approvals(r.id).await.map_err(crate::broker::BrokerError::from)?;
-    let names = approvals.iter().filter(|a| a.decision == ApprovalDecision::Approve).map(|a| a.approver.to_string()).collect();
+    let approvals = state
+        .broker
+        .store()
+        .approvals(r.id)
+        .await
+        .map_err(crate::broker::BrokerError::from)?;
+    let names = approvals
+        .iter()
+        .filter(|a| a.decision == ApprovalDecision::Approve)
+        .map(|a| a.approver.to_string())
+        .collect();
     Ok(RequestView::new(r, names))
 }
 
@@ -53,7 +63,13 @@ pub async fn create_request(
 ) -> ApiResult<(StatusCode, Json<RequestView>)> {
     let principal = caller.require(Role::Requester)?;
     let b = body(b)?;
-    let ask = AccessAsk { resource: b.resource, profile: b.profile, duration: b.duration, reason: b.reason, ticket: b.ticket };
+    let ask = AccessAsk {
+        resource: b.resource,
+        profile: b.profile,
+        duration: b.duration,
+        reason: b.reason,
+        ticket: b.ticket,
+    };
     let r = state.broker.create(principal, ask).await?;
     Ok((StatusCode::CREATED, Json(view(&state, &r).await?)))
 }
@@ -78,16 +94,30 @@ pub async fn list_requests(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<RequestView>>> {
     let Query(q) = q?;
-    let everyone = q.all || (q.pending && (caller.0.has_role(Role::Approver) || caller.0.has_role(Role::Admin)));
+    let everyone = q.all
+        || (q.pending && (caller.0.has_role(Role::Approver) || caller.0.has_role(Role::Admin)));
     if everyone {
         caller.require(Role::Approver)?;
     }
     let filter = brevet_store::RequestFilter {
-        requester: if everyone { None } else { Some(caller.0.id.clone()) },
-        states: if q.pending { vec![RequestState::Pending] } else { vec![] },
+        requester: if everyone {
+            None
+        } else {
+            Some(caller.0.id.clone())
+        },
+        states: if q.pending {
+            vec![RequestState::Pending]
+        } else {
+            vec![]
+        },
         limit: q.limit,
     };
-    let rows = state.broker.store().list_requests(&filter).await.map_err(crate::broker::BrokerError::from)?;
+    let rows = state
+        .broker
+        .store()
+        .list_requests(&filter)
+        .await
+        .map_err(crate::broker::BrokerError::from)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         out.push(view(&state, r).await?);
@@ -96,15 +126,28 @@ pub async fn list_requests(
 }
 
 #[utoipa::path(get, path = "/v1/requests/{id}", responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
-pub async fn get_request(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RequestView>> {
+pub async fn get_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestView>> {
     let r = state.broker.get_visible(&caller.0, parse_id(&id)?).await?;
     Ok(Json(view(&state, &r).await?))
 }
 
-async fn decide(state: AppState, caller: Caller, id: String, d: ApprovalDecision, b: Option<Decision>) -> ApiResult<Json<RequestView>> {
+async fn decide(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    d: ApprovalDecision,
+    b: Option<Decision>,
+) -> ApiResult<Json<RequestView>> {
     let principal = caller.require(Role::Approver)?;
     let comment = b.and_then(|b| b.comment);
-    let r = state.broker.decide(principal, parse_id(&id)?, d, comment).await?;
+    let r = state
+        .broker
+        .decide(principal, parse_id(&id)?, d, comment)
+        .await?;
     Ok(Json(view(&state, &r).await?))
 }
 
@@ -120,7 +163,12 @@ fn optional<T: Default>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 /// Approve someone else's pending request (never your own).
 #[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Decision,
     responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<Decision>, JsonRejection>) -> ApiResult<Json<RequestView>> {
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Result<Json<Decision>, JsonRejection>,
+) -> ApiResult<Json<RequestView>> {
     let b = optional(b)?;
     decide(state, caller, id, ApprovalDecision::Approve, Some(b)).await
 }
@@ -128,14 +176,23 @@ pub async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Pa
 /// Deny someone else's pending request; one denial ends it.
 #[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Decision,
     responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn deny(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<Decision>, JsonRejection>) -> ApiResult<Json<RequestView>> {
+pub async fn deny(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Result<Json<Decision>, JsonRejection>,
+) -> ApiResult<Json<RequestView>> {
     let b = optional(b)?;
     decide(state, caller, id, ApprovalDecision::Deny, Some(b)).await
 }
 
 /// Withdraw your own request before it is activated.
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
-pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RequestView>> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestView>> {
     let r = state.broker.cancel(&caller.0, parse_id(&id)?).await?;
     Ok(Json(view(&state, &r).await?))
 }
@@ -144,12 +201,21 @@ pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Pat
 /// carries the credential, once; Brevet does not store it.
 #[utoipa::path(post, path = "/v1/requests/{id}/activate",
     responses((status = 200, body = ActivatedView), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
-pub async fn activate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let a = state.broker.activate(&caller.0, parse_id(&id)?).await?;
     let c = a.credential.reveal();
     let out = ActivatedView {
         grant: view(&state, &a.request).await?,
-        credential: CredentialView { kind: c.kind.into(), secret: c.secret.into(), details: c.details.clone(), expires_at: c.expires_at },
+        credential: CredentialView {
+            kind: c.kind.into(),
+            secret: c.secret.into(),
+            details: c.details.clone(),
+            expires_at: c.expires_at,
+        },
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
@@ -164,20 +230,41 @@ pub struct GrantsQuery {
 
 /// Grants: requests that are, or were, activated.
 #[utoipa::path(get, path = "/v1/grants", params(GrantsQuery), responses((status = 200, body = [RequestView])))]
-pub async fn list_grants(State(state): State<AppState>, caller: Caller, q: Result<Query<GrantsQuery>, QueryRejection>) -> ApiResult<Json<Vec<RequestView>>> {
+pub async fn list_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<GrantsQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<RequestView>>> {
     let Query(q) = q?;
-    let mut states = vec![RequestState::Activating, RequestState::Active, RequestState::Revoking, RequestState::RevokeFailed];
+    let mut states = vec![
+        RequestState::Activating,
+        RequestState::Active,
+        RequestState::Revoking,
+        RequestState::RevokeFailed,
+    ];
     if q.all {
         states.push(RequestState::Revoked);
     }
     let filter = brevet_store::RequestFilter {
-        requester: if q.all && caller.0.has_role(Role::Admin) { None } else { Some(caller.0.id.clone()) },
+        requester: if q.all && caller.0.has_role(Role::Admin) {
+            None
+        } else {
+            Some(caller.0.id.clone())
+        },
         states,
         limit: None,
     };
-    let rows = state.broker.store().list_requests(&filter).await.map_err(crate::broker::BrokerError::from)?;
+    let rows = state
+        .broker
+        .store()
+        .list_requests(&filter)
+        .await
+        .map_err(crate::broker::BrokerError::from)?;
     let mut out = Vec::with_capacity(rows.len());
-    for r in rows.iter().filter(|r| matches!(r.kind, brevet_core::RequestKind::Access)) {
+    for r in rows
+        .iter()
+        .filter(|r| matches!(r.kind, brevet_core::RequestKind::Access))
+    {
         out.push(view(&state, r).await?);
     }
     Ok(Json(out))
@@ -186,36 +273,67 @@ pub async fn list_grants(State(state): State<AppState>, caller: Caller, q: Resul
 /// End a grant now (its owner or an admin). The answer shows the revocation evidence, or the
 /// failure that is being retried.
 #[utoipa::path(post, path = "/v1/grants/{id}/revoke", request_body = RevokeBody, responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
-pub async fn revoke(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<RevokeBody>, JsonRejection>) -> ApiResult<Json<RequestView>> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Result<Json<RevokeBody>, JsonRejection>,
+) -> ApiResult<Json<RequestView>> {
     let b = optional(b)?;
-    let r = state.broker.revoke(&caller.0, parse_id(&id)?, b.reason).await?;
+    let r = state
+        .broker
+        .revoke(&caller.0, parse_id(&id)?, b.reason)
+        .await?;
     Ok(Json(view(&state, &r).await?))
 }
 
 /// Ask to extend your active grant. Returns the extension request (approved at once if policy
 /// needs no approvals).
 #[utoipa::path(post, path = "/v1/grants/{id}/extend", request_body = ExtendBody, responses((status = 201, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn extend(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, b: Result<Json<ExtendBody>, JsonRejection>) -> ApiResult<(StatusCode, Json<RequestView>)> {
+pub async fn extend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Result<Json<ExtendBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<RequestView>)> {
     let b = body(b)?;
-    let r = state.broker.extend(&caller.0, parse_id(&id)?, b.duration).await?;
+    let r = state
+        .broker
+        .extend(&caller.0, parse_id(&id)?, b.duration)
+        .await?;
     Ok((StatusCode::CREATED, Json(view(&state, &r).await?)))
 }
 
 /// Issue a fresh credential for your active grant (the previous one stops working).
 #[utoipa::path(post, path = "/v1/grants/{id}/credentials", responses((status = 200, body = CredentialView), (status = 409, body = ErrorBody)))]
-pub async fn credentials(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let c = state.broker.reissue(&caller.0, parse_id(&id)?).await?;
     let c = c.reveal();
-    let out = CredentialView { kind: c.kind.into(), secret: c.secret.into(), details: c.details.clone(), expires_at: c.expires_at };
+    let out = CredentialView {
+        kind: c.kind.into(),
+        secret: c.secret.into(),
+        details: c.details.clone(),
+        expires_at: c.expires_at,
+    };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
 
 /// Evaluate a request against policy without creating it (dry run).
 #[utoipa::path(post, path = "/v1/policy/test", request_body = PolicyTestBody, responses((status = 200, body = PolicyTestView), (status = 400, body = ErrorBody)))]
-pub async fn policy_test(State(state): State<AppState>, caller: Caller, b: Result<Json<PolicyTestBody>, JsonRejection>) -> ApiResult<Json<PolicyTestView>> {
+pub async fn policy_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Result<Json<PolicyTestBody>, JsonRejection>,
+) -> ApiResult<Json<PolicyTestView>> {
     let b = body(b)?;
     if (b.principal.is_some() || b.groups.is_some()) && !caller.0.has_role(Role::Admin) {
-        return Err(ApiError::forbidden("only admins may evaluate policy as someone else"));
+        return Err(ApiError::forbidden(
+            "only admins may evaluate policy as someone else",
+        ));
     }
     let id = match &b.principal {
         Some(p) => PrincipalId::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -226,8 +344,21 @@ pub async fn policy_test(State(state): State<AppState>, caller: Caller, b: Resul
         (None, Some(_)) => state.broker.principal_groups(&id),
         (None, None) => caller.0.groups.clone(),
     };
-    let ask = AccessAsk { resource: b.resource, profile: b.profile, duration: b.duration, reason: b.reason, ticket: b.ticket };
-    let d = state.broker.evaluate(Subject { id: &id, groups: &groups }, &ask, false)?;
+    let ask = AccessAsk {
+        resource: b.resource,
+        profile: b.profile,
+        duration: b.duration,
+        reason: b.reason,
+        ticket: b.ticket,
+    };
+    let d = state.broker.evaluate(
+        Subject {
+            id: &id,
+            groups: &groups,
+        },
+        &ask,
+        false,
+    )?;
     Ok(Json(PolicyTestView::from(d)))
 }
 
@@ -257,15 +388,24 @@ impl From<RequestDecision> for PolicyTestView {
 
 /// Verify the audit chain (admins).
 #[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = VerifyReport)))]
-pub async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<VerifyReport>> {
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<VerifyReport>> {
     caller.require(Role::Admin)?;
     let store = state.broker.store();
     // Read the head first: events appended meanwhile lie beyond it and are not checked this time.
-    let (head_seq, head_hash) = store.audit_head().await.map_err(crate::broker::BrokerError::from)?;
+    let (head_seq, head_hash) = store
+        .audit_head()
+        .await
+        .map_err(crate::broker::BrokerError::from)?;
     let mut v = Verifier::new();
     let mut after = 0;
     loop {
-        let page = store.audit_page(after, 1000).await.map_err(crate::broker::BrokerError::from)?;
+        let page = store
+            .audit_page(after, 1000)
+            .await
+            .map_err(crate::broker::BrokerError::from)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in page.iter().filter(|e| e.seq <= head_seq) {
@@ -287,10 +427,19 @@ pub struct ExportQuery {
 
 /// Stream every audit event (admins).
 #[utoipa::path(get, path = "/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON lines or CSV", content_type = "application/x-ndjson")))]
-pub async fn audit_export(State(state): State<AppState>, caller: Caller, q: Result<Query<ExportQuery>, QueryRejection>) -> ApiResult<Response> {
+pub async fn audit_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     let Query(q) = q?;
-    let format: ExportFormat = q.format.as_deref().unwrap_or("jsonl").parse().map_err(ApiError::bad_request)?;
+    let format: ExportFormat = q
+        .format
+        .as_deref()
+        .unwrap_or("jsonl")
+        .parse()
+        .map_err(ApiError::bad_request)?;
     let store = state.broker.store().clone();
     let pages = futures::stream::unfold(Some(0i64), move |after| {
         let store = store.clone();
@@ -307,7 +456,9 @@ pub async fn audit_export(State(state): State<AppState>, caller: Caller, q: Resu
         }
     });
     let header_line = futures::stream::iter(match format {
-        ExportFormat::Csv => vec![Ok::<_, std::io::Error>(brevet_audit::csv_header().into_bytes())],
+        ExportFormat::Csv => vec![Ok::<_, std::io::Error>(
+            brevet_audit::csv_header().into_bytes(),
+        )],
         ExportFormat::Jsonl => vec![],
     });
     let rows = pages.map(move |page| {
@@ -328,25 +479,45 @@ pub async fn audit_export(State(state): State<AppState>, caller: Caller, q: Resu
         ExportFormat::Jsonl => "application/x-ndjson",
         ExportFormat::Csv => "text/csv",
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(header_line.chain(rows))).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(header_line.chain(rows)),
+    )
+        .into_response())
 }
 
 /// Run a reconciliation pass now (admins).
 #[utoipa::path(post, path = "/v1/reconcile", responses((status = 200, body = ReconcileReport)))]
-pub async fn reconcile(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ReconcileReport>> {
+pub async fn reconcile(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<ReconcileReport>> {
     caller.require(Role::Admin)?;
     Ok(Json(state.broker.reconcile().await?))
 }
 
 /// Prometheus metrics: requests by state and overdue revocations.
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
-    let counts = state.broker.store().count_by_state().await.map_err(crate::broker::BrokerError::from)?;
-    let mut out = String::from("# HELP brevet_requests Requests by state.\n# TYPE brevet_requests gauge\n");
+    let counts = state
+        .broker
+        .store()
+        .count_by_state()
+        .await
+        .map_err(crate::broker::BrokerError::from)?;
+    let mut out =
+        String::from("# HELP brevet_requests Requests by state.\n# TYPE brevet_requests gauge\n");
     for s in RequestState::ALL {
-        let n = counts.iter().find(|(st, _)| *st == s).map_or(0, |(_, n)| *n);
+        let n = counts
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n);
         out += &format!("brevet_requests{{state=\"{s}\"}} {n}\n");
     }
-    let overdue = counts.iter().filter(|(s, _)| *s == RequestState::RevokeFailed).map(|(_, n)| n).sum::<i64>();
+    let overdue = counts
+        .iter()
+        .filter(|(s, _)| *s == RequestState::RevokeFailed)
+        .map(|(_, n)| n)
+        .sum::<i64>();
     out += &format!("# HELP brevet_revocations_overdue Revocations that failed and are being retried.\n# TYPE brevet_revocations_overdue gauge\nbrevet_revocations_overdue {overdue}\n");
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -46,7 +46,10 @@ impl Caller {
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Caller(state.auth.authenticate(&parts.headers).await?))
     }
 }
@@ -82,8 +85,14 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
-        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
     }
 }
 
@@ -92,7 +101,12 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.broker.store().ping().await.map_err(|e| ApiError::from(crate::broker::BrokerError::from(e)))?;
+    state
+        .broker
+        .store()
+        .ping()
+        .await
+        .map_err(|e| ApiError::from(crate::broker::BrokerError::from(e)))?;
     Ok(Json(serde_json::json!({"status": "ok"})))
 }
 
@@ -102,7 +116,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(handlers::metrics))
         .route("/v1/whoami", get(handlers::whoami))
-        .route("/v1/requests", post(handlers::create_request).get(handlers::list_requests))
+        .route(
+            "/v1/requests",
+            post(handlers::create_request).get(handlers::list_requests),
+        )
         .route("/v1/requests/{id}", get(handlers::get_request))
         .route("/v1/requests/{id}/approve", post(handlers::approve))
         .route("/v1/requests/{id}/deny", post(handlers::deny))
@@ -116,9 +133,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route("/v1/audit/export", get(handlers::audit_export))
         .route("/v1/reconcile", post(handlers::reconcile))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route; see /v1/openapi.json") })
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see /v1/openapi.json",
+            )
+        })
         .layer(RequestBodyLimitLayer::new(64 * 1024))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(120)))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(120),
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 
 use brevet_audit::{AuditDraft, EventKind};
 use brevet_core::{
-    check_can_decide, tally, Approval, ApprovalDecision, GrantDuration, NewRequest, Principal, Request, RequestId,
-    RequestKind, RequestState, Tally,
+    check_can_decide, tally, Approval, ApprovalDecision, GrantDuration, NewRequest, Principal,
+    Request, RequestId, RequestKind, RequestState, Tally,
 };
 use brevet_policy::{ApproveQuery, RequestDecision, RequestQuery, Subject};
 use chrono::Utc;
@@ -24,17 +24,24 @@ pub struct AccessAsk {
 fn clean(s: &Option<String>, what: &str, max: usize) -> Result<Option<String>, BrokerError> {
     match s.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(t) if t.len() > max => Err(BrokerError::BadInput(format!("{what} is longer than {max} characters; shorten it"))),
-        Some(t) if t.chars().any(|c| c.is_control()) => {
-            Err(BrokerError::BadInput(format!("{what} contains control characters; use plain text")))
-        }
+        Some(t) if t.len() > max => Err(BrokerError::BadInput(format!(
+            "{what} is longer than {max} characters; shorten it"
+        ))),
+        Some(t) if t.chars().any(|c| c.is_control()) => Err(BrokerError::BadInput(format!(
+            "{what} contains control characters; use plain text"
+        ))),
         Some(t) => Ok(Some(t.to_owned())),
     }
 }
 
 impl Broker {
     /// Evaluates an ask against policy without creating anything (the dry run behind `policy test`).
-    pub fn evaluate(&self, who: Subject<'_>, ask: &AccessAsk, extension: bool) -> Result<RequestDecision, BrokerError> {
+    pub fn evaluate(
+        &self,
+        who: Subject<'_>,
+        ask: &AccessAsk,
+        extension: bool,
+    ) -> Result<RequestDecision, BrokerError> {
         let (rc, profile) = self.resolve(&ask.resource, &ask.profile)?;
         let duration = GrantDuration::parse(&ask.duration)?;
         let reason = clean(&ask.reason, "reason", 2000)?;
@@ -55,8 +62,16 @@ impl Broker {
         self.create_kind(caller, ask, RequestKind::Access).await
     }
 
-    pub(crate) async fn create_kind(&self, caller: &Principal, ask: AccessAsk, kind: RequestKind) -> Result<Request, BrokerError> {
-        let who = Subject { id: &caller.id, groups: &caller.groups };
+    pub(crate) async fn create_kind(
+        &self,
+        caller: &Principal,
+        ask: AccessAsk,
+        kind: RequestKind,
+    ) -> Result<Request, BrokerError> {
+        let who = Subject {
+            id: &caller.id,
+            groups: &caller.groups,
+        };
         let extension = matches!(kind, RequestKind::Extension { .. });
         let decision = self.evaluate(who, &ask, extension)?;
         let (rc, profile) = self.resolve(&ask.resource, &ask.profile)?;
@@ -97,13 +112,25 @@ impl Broker {
             },
             now,
         );
-        let mut audit = vec![event(EventKind::RequestCreated, caller.id.as_str(), &r, json!({"trace": trace}))];
+        let mut audit = vec![event(
+            EventKind::RequestCreated,
+            caller.id.as_str(),
+            &r,
+            json!({"trace": trace}),
+        )];
         if r.state == RequestState::Approved {
-            audit.push(event(EventKind::RequestApproved, "system", &r, json!({"auto_approved_by_policy": r.policy_rule})));
+            audit.push(event(
+                EventKind::RequestApproved,
+                "system",
+                &r,
+                json!({"auto_approved_by_policy": r.policy_rule}),
+            ));
         }
         let stored = self.store.insert_request(&r, audit).await?;
         tracing::info!(request_id = %stored.id, requester = %stored.requester, resource = %stored.resource, profile = %stored.profile, state = %stored.state, "request created");
-        if let (RequestKind::Extension { parent }, RequestState::Approved) = (&stored.kind, stored.state) {
+        if let (RequestKind::Extension { parent }, RequestState::Approved) =
+            (&stored.kind, stored.state)
+        {
             self.apply_extension(*parent, &stored).await?;
         }
         Ok(stored)
@@ -123,16 +150,21 @@ impl Broker {
             return Err(brevet_core::CoreError::SelfApproval(caller.id.to_string()).into());
         }
         if r.state != RequestState::Pending {
-            return Err(BrokerError::Conflict(format!("request {id} is {}, not pending; nothing to decide", r.state)));
+            return Err(BrokerError::Conflict(format!(
+                "request {id} is {}, not pending; nothing to decide",
+                r.state
+            )));
         }
         let comment = clean(&comment, "comment", 2000)?;
-        let rc = self
-            .resources
-            .get(&r.resource)
-            .ok_or_else(|| BrokerError::Conflict(format!("resource `{}` is no longer configured", r.resource)))?;
+        let rc = self.resources.get(&r.resource).ok_or_else(|| {
+            BrokerError::Conflict(format!("resource `{}` is no longer configured", r.resource))
+        })?;
         let empty = BTreeSet::new();
         let (allowed, trace) = self.policy.may_approve(&ApproveQuery {
-            approver: Subject { id: &caller.id, groups: &caller.groups },
+            approver: Subject {
+                id: &caller.id,
+                groups: &caller.groups,
+            },
             requester: self.subject_of(&r.requester, &empty),
             resource: self.facts(rc),
             profile: &r.profile,
@@ -141,24 +173,42 @@ impl Broker {
         let trace = serde_json::to_value(&trace).unwrap_or_default();
         if !allowed {
             return Err(BrokerError::PolicyDenied {
-                reason: format!("`{}` may not approve `{}` on `{}`", caller.id, r.profile, r.resource),
+                reason: format!(
+                    "`{}` may not approve `{}` on `{}`",
+                    caller.id, r.profile, r.resource
+                ),
                 trace,
             });
         }
         let mut approvals = self.store.approvals(id).await?;
         check_can_decide(&r.requester, &caller.id, &approvals)?;
-        let approval = Approval { approver: caller.id.clone(), decision, comment, at: Utc::now() };
+        let approval = Approval {
+            approver: caller.id.clone(),
+            decision,
+            comment,
+            at: Utc::now(),
+        };
         approvals.push(approval.clone());
         let t = tally(&r.requester, &approvals, r.approvals_required);
         let progress = json!({
             "approver": caller.id, "decision": decision, "comment": approval.comment, "trace": trace,
             "approvals": approvals.iter().filter(|a| a.decision == ApprovalDecision::Approve).map(|a| a.approver.as_str()).collect::<Vec<_>>(),
         });
-        let mut audit = vec![event(EventKind::ApprovalRecorded, caller.id.as_str(), &r, progress)];
+        let mut audit = vec![event(
+            EventKind::ApprovalRecorded,
+            caller.id.as_str(),
+            &r,
+            progress,
+        )];
         match t {
             Tally::Approved => {
                 r.approve(Utc::now(), self.settings.activate_within)?;
-                audit.push(event(EventKind::RequestApproved, caller.id.as_str(), &r, json!({})));
+                audit.push(event(
+                    EventKind::RequestApproved,
+                    caller.id.as_str(),
+                    &r,
+                    json!({}),
+                ));
             }
             Tally::Denied { by } => {
                 r.deny()?;
@@ -166,12 +216,22 @@ impl Broker {
             }
             Tally::Pending { .. } => {}
         }
-        let stored = self.store.record_decision(&r, &approval, audit).await.map_err(|e| match e {
-            brevet_store::StoreError::AlreadyDecided(who) => BrokerError::Conflict(format!("`{who}` has already decided on this request")),
-            brevet_store::StoreError::Conflict(_) => BrokerError::Conflict("the request changed at the same time; retry".into()),
-            other => other.into(),
-        })?;
-        if let (RequestKind::Extension { parent }, RequestState::Approved) = (&stored.kind, stored.state) {
+        let stored = self
+            .store
+            .record_decision(&r, &approval, audit)
+            .await
+            .map_err(|e| match e {
+                brevet_store::StoreError::AlreadyDecided(who) => {
+                    BrokerError::Conflict(format!("`{who}` has already decided on this request"))
+                }
+                brevet_store::StoreError::Conflict(_) => {
+                    BrokerError::Conflict("the request changed at the same time; retry".into())
+                }
+                other => other.into(),
+            })?;
+        if let (RequestKind::Extension { parent }, RequestState::Approved) =
+            (&stored.kind, stored.state)
+        {
             self.apply_extension(*parent, &stored).await?;
         }
         Ok(stored)
@@ -181,10 +241,17 @@ impl Broker {
     pub async fn cancel(&self, caller: &Principal, id: RequestId) -> Result<Request, BrokerError> {
         let mut r = self.get_visible(caller, id).await?;
         if r.requester != caller.id {
-            return Err(BrokerError::Forbidden("only the requester can cancel a request".into()));
+            return Err(BrokerError::Forbidden(
+                "only the requester can cancel a request".into(),
+            ));
         }
         r.cancel()?;
-        let audit = vec![event(EventKind::RequestCancelled, caller.id.as_str(), &r, json!({}))];
+        let audit = vec![event(
+            EventKind::RequestCancelled,
+            caller.id.as_str(),
+            &r,
+            json!({}),
+        )];
         Ok(self.store.update_request(&r, audit).await?)
     }
 }

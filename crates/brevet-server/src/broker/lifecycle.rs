@@ -1,7 +1,9 @@
 use std::future::Future;
 
 use brevet_audit::EventKind;
-use brevet_core::{Evidence, GrantDuration, Principal, Request, RequestId, RequestKind, RequestState, Role};
+use brevet_core::{
+    Evidence, GrantDuration, Principal, Request, RequestId, RequestKind, RequestState, Role,
+};
 use brevet_providers::{Credential, ProviderError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -38,27 +40,51 @@ impl Broker {
     }
 
     /// The latest expiry among other grants holding the same binding (the reference count).
-    async fn holders_expiry(&self, r: &Request) -> Result<(Vec<RequestId>, Option<DateTime<Utc>>), BrokerError> {
+    async fn holders_expiry(
+        &self,
+        r: &Request,
+    ) -> Result<(Vec<RequestId>, Option<DateTime<Utc>>), BrokerError> {
         let holders = self.store.holders(&r.binding().key(), r.id).await?;
-        let latest = holders.iter().filter_map(|h| h.window.map(|w| w.expires_at)).max();
+        let latest = holders
+            .iter()
+            .filter_map(|h| h.window.map(|w| w.expires_at))
+            .max();
         Ok((holders.iter().map(|h| h.id).collect(), latest))
     }
 
     /// Activates an approved request: writes the intent, has the provider create the access with
     /// the target's own expiry set, records the outcome, and issues the one-time credential.
-    pub async fn activate(&self, caller: &Principal, id: RequestId) -> Result<Activated, BrokerError> {
+    pub async fn activate(
+        &self,
+        caller: &Principal,
+        id: RequestId,
+    ) -> Result<Activated, BrokerError> {
         let r = self.get_visible(caller, id).await?;
         if r.requester != caller.id {
-            return Err(BrokerError::Forbidden("only the requester can activate their access".into()));
+            return Err(BrokerError::Forbidden(
+                "only the requester can activate their access".into(),
+            ));
         }
-        if !self.store.claim(id, &self.replica, Utc::now(), self.settings.lease).await? {
-            return Err(BrokerError::Conflict(format!("request {id} is being processed; retry in a moment")));
+        if !self
+            .store
+            .claim(id, &self.replica, Utc::now(), self.settings.lease)
+            .await?
+        {
+            return Err(BrokerError::Conflict(format!(
+                "request {id} is being processed; retry in a moment"
+            )));
         }
-        let result = self.activate_claimed(r).instrument(tracing::info_span!("activate", grant_id = %id)).await;
+        let result = self
+            .activate_claimed(r)
+            .instrument(tracing::info_span!("activate", grant_id = %id))
+            .await;
         self.store.release(id, &self.replica).await?;
         let request = result?;
         let credential = self.issue(&request).await?;
-        Ok(Activated { request, credential })
+        Ok(Activated {
+            request,
+            credential,
+        })
     }
 
     async fn activate_claimed(&self, mut r: Request) -> Result<Request, BrokerError> {
@@ -68,7 +94,12 @@ impl Broker {
         }
         let window = r.start_activation(Utc::now())?;
         let actor = r.requester.to_string();
-        let audit = vec![event(EventKind::ActivationStarted, &actor, &r, json!({"replica": self.replica}))];
+        let audit = vec![event(
+            EventKind::ActivationStarted,
+            &actor,
+            &r,
+            json!({"replica": self.replica}),
+        )];
         let r = self.store.update_request(&r, audit).await?;
         self.hang_at(Failpoint::AfterIntent).await;
         self.complete_activation(r, window.expires_at, &actor).await
@@ -105,7 +136,12 @@ impl Broker {
                     let _ = self.bounded(&r, provider.revoke(&binding)).await;
                 }
                 r.activation_failed(e.to_string())?;
-                let audit = vec![event(EventKind::ActivationFailed, actor, &r, json!({"error": e.to_string()}))];
+                let audit = vec![event(
+                    EventKind::ActivationFailed,
+                    actor,
+                    &r,
+                    json!({"error": e.to_string()}),
+                )];
                 self.store.update_request(&r, audit).await?;
                 Err(e)
             }
@@ -115,42 +151,76 @@ impl Broker {
     async fn issue(&self, r: &Request) -> Result<Credential, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let expires_at = r.window.map(|w| w.expires_at).unwrap_or_else(Utc::now);
-        let credential = self.bounded(r, provider.issue_credentials(&r.binding(), expires_at)).await?;
+        let credential = self
+            .bounded(r, provider.issue_credentials(&r.binding(), expires_at))
+            .await?;
         // The secret itself is never stored or logged; only the fact that one was issued.
-        let audit = event(EventKind::CredentialsIssued, r.requester.as_str(), r, json!({"credential_kind": credential.kind, "details": credential.details}));
+        let audit = event(
+            EventKind::CredentialsIssued,
+            r.requester.as_str(),
+            r,
+            json!({"credential_kind": credential.kind, "details": credential.details}),
+        );
         self.store.append_audit(vec![audit]).await?;
         Ok(credential)
     }
 
     /// Issues a fresh credential for an active grant (the earlier one stops working).
-    pub async fn reissue(&self, caller: &Principal, id: RequestId) -> Result<Credential, BrokerError> {
+    pub async fn reissue(
+        &self,
+        caller: &Principal,
+        id: RequestId,
+    ) -> Result<Credential, BrokerError> {
         let r = self.get_visible(caller, id).await?;
         if r.requester != caller.id {
-            return Err(BrokerError::Forbidden("only the grant's owner can get its credentials".into()));
+            return Err(BrokerError::Forbidden(
+                "only the grant's owner can get its credentials".into(),
+            ));
         }
         if r.state != RequestState::Active {
-            return Err(BrokerError::Conflict(format!("grant {id} is {}, not active", r.state)));
+            return Err(BrokerError::Conflict(format!(
+                "grant {id} is {}, not active",
+                r.state
+            )));
         }
         self.issue(&r).await
     }
 
     /// Ends a grant early: its owner or an admin. Revocation runs now and, if it fails, keeps
     /// being retried by the scheduler.
-    pub async fn revoke(&self, caller: &Principal, id: RequestId, reason: Option<String>) -> Result<Request, BrokerError> {
+    pub async fn revoke(
+        &self,
+        caller: &Principal,
+        id: RequestId,
+        reason: Option<String>,
+    ) -> Result<Request, BrokerError> {
         let r = self.get_visible(caller, id).await?;
         if r.requester != caller.id && !caller.has_role(Role::Admin) {
-            return Err(BrokerError::Forbidden("only the grant's owner or an admin can revoke it".into()));
+            return Err(BrokerError::Forbidden(
+                "only the grant's owner or an admin can revoke it".into(),
+            ));
         }
-        if !self.store.claim(id, &self.replica, Utc::now(), self.settings.lease).await? {
-            return Err(BrokerError::Conflict(format!("grant {id} is being processed; retry in a moment")));
+        if !self
+            .store
+            .claim(id, &self.replica, Utc::now(), self.settings.lease)
+            .await?
+        {
+            return Err(BrokerError::Conflict(format!(
+                "grant {id} is being processed; retry in a moment"
+            )));
         }
         let reason = reason.unwrap_or_else(|| format!("revoked by {}", caller.id));
         let result = async {
             let mut r = self.get(id).await?;
             r.start_revocation(Utc::now(), &reason)?;
-            let audit = vec![event(EventKind::RevocationStarted, caller.id.as_str(), &r, json!({"why": reason}))];
+            let audit = vec![event(
+                EventKind::RevocationStarted,
+                caller.id.as_str(),
+                &r,
+                json!({"why": reason}),
+            )];
             let r = self.store.update_request(&r, audit).await?;
-            Ok::<_, BrokerError>(self.finish_revocation(r, caller.id.as_str()).await?)
+            self.finish_revocation(r, caller.id.as_str()).await
         }
         .instrument(tracing::info_span!("revoke", grant_id = %id))
         .await;
@@ -160,7 +230,11 @@ impl Broker {
 
     /// Removes the access (unless another grant still holds the binding), reads the target back,
     /// and records the evidence; on failure records it for a retry with backoff.
-    pub(crate) async fn finish_revocation(&self, mut r: Request, actor: &str) -> Result<Request, BrokerError> {
+    pub(crate) async fn finish_revocation(
+        &self,
+        mut r: Request,
+        actor: &str,
+    ) -> Result<Request, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let binding = r.binding();
         let outcome: Result<Evidence, BrokerError> = async {
@@ -181,7 +255,12 @@ impl Broker {
         match outcome {
             Ok(evidence) => {
                 r.revocation_verified(Utc::now(), evidence.clone())?;
-                let audit = vec![event(EventKind::GrantRevoked, actor, &r, json!({"evidence": evidence}))];
+                let audit = vec![event(
+                    EventKind::GrantRevoked,
+                    actor,
+                    &r,
+                    json!({"evidence": evidence}),
+                )];
                 let stored = self.store.update_request(&r, audit).await?;
                 tracing::info!(grant_id = %stored.id, "grant revoked and verified");
                 Ok(stored)
@@ -203,13 +282,23 @@ impl Broker {
 
     /// Asks to lengthen an active grant. The extension passes policy again (as an extension) and
     /// needs the approvals that policy sets; it is applied as soon as it is approved.
-    pub async fn extend(&self, caller: &Principal, id: RequestId, duration: String) -> Result<Request, BrokerError> {
+    pub async fn extend(
+        &self,
+        caller: &Principal,
+        id: RequestId,
+        duration: String,
+    ) -> Result<Request, BrokerError> {
         let parent = self.get_visible(caller, id).await?;
         if parent.requester != caller.id {
-            return Err(BrokerError::Forbidden("only the grant's owner can extend it".into()));
+            return Err(BrokerError::Forbidden(
+                "only the grant's owner can extend it".into(),
+            ));
         }
         if parent.state != RequestState::Active {
-            return Err(BrokerError::Conflict(format!("grant {id} is {}; only active grants can be extended", parent.state)));
+            return Err(BrokerError::Conflict(format!(
+                "grant {id} is {}; only active grants can be extended",
+                parent.state
+            )));
         }
         if parent.extensions_applied >= parent.max_extensions {
             return Err(BrokerError::Conflict(format!(
@@ -224,18 +313,32 @@ impl Broker {
             reason: parent.reason.clone(),
             ticket: parent.ticket.clone(),
         };
-        self.create_kind(caller, ask, RequestKind::Extension { parent: id }).await
+        self.create_kind(caller, ask, RequestKind::Extension { parent: id })
+            .await
     }
 
     /// Applies an approved extension to its grant: target first, then the record, so a failure in
     /// between can only make access end earlier, never later.
-    pub(crate) async fn apply_extension(&self, parent_id: RequestId, ext: &Request) -> Result<Request, BrokerError> {
+    pub(crate) async fn apply_extension(
+        &self,
+        parent_id: RequestId,
+        ext: &Request,
+    ) -> Result<Request, BrokerError> {
         let mut parent = self.get(parent_id).await?;
         let by: GrantDuration = ext.duration;
         let window = parent.extend(by)?;
         let provider = self.provider_for(&parent.resource)?.clone();
-        self.bounded(&parent, provider.ensure(&parent.binding(), window.expires_at)).await?;
-        let audit = vec![event(EventKind::GrantExtended, ext.requester.as_str(), &parent, json!({"extension_request": ext.id, "by": by}))];
+        self.bounded(
+            &parent,
+            provider.ensure(&parent.binding(), window.expires_at),
+        )
+        .await?;
+        let audit = vec![event(
+            EventKind::GrantExtended,
+            ext.requester.as_str(),
+            &parent,
+            json!({"extension_request": ext.id, "by": by}),
+        )];
         Ok(self.store.update_request(&parent, audit).await?)
     }
 }

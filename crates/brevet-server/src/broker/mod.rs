@@ -8,7 +8,9 @@ mod scheduler;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use brevet_core::{CoreError, Principal, PrincipalId, ProfileName, ProviderName, Request, ResourceId};
+use brevet_core::{
+    CoreError, Principal, PrincipalId, ProfileName, ProviderName, Request, ResourceId,
+};
 use brevet_policy::{PolicyEngine, ResourceFacts, Subject};
 use brevet_providers::{Provider, ProviderError};
 use brevet_store::{Store, StoreError};
@@ -28,11 +30,17 @@ pub enum BrokerError {
     #[error("{0}")]
     Forbidden(String),
     #[error("refused by policy: {reason}")]
-    PolicyDenied { reason: String, trace: serde_json::Value },
+    PolicyDenied {
+        reason: String,
+        trace: serde_json::Value,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("provider `{provider}` failed: {source}")]
-    Provider { provider: String, source: ProviderError },
+    Provider {
+        provider: String,
+        source: ProviderError,
+    },
     #[error("provider `{0}` did not answer in time; the operation will be retried")]
     ProviderTimeout(String),
     #[error("storage failed, so nothing was changed: {0}")]
@@ -44,7 +52,9 @@ impl From<CoreError> for BrokerError {
         match e {
             CoreError::SelfApproval(_) => Self::Forbidden(e.to_string()),
             CoreError::Invalid { .. } => Self::BadInput(e.to_string()),
-            CoreError::BadTransition { .. } | CoreError::AlreadyDecided(_) => Self::Conflict(e.to_string()),
+            CoreError::BadTransition { .. } | CoreError::AlreadyDecided(_) => {
+                Self::Conflict(e.to_string())
+            }
         }
     }
 }
@@ -108,53 +118,87 @@ impl Broker {
         &self.policy
     }
 
-    pub(crate) fn provider_for(&self, resource: &ResourceId) -> Result<&Arc<dyn Provider>, BrokerError> {
+    pub(crate) fn provider_for(
+        &self,
+        resource: &ResourceId,
+    ) -> Result<&Arc<dyn Provider>, BrokerError> {
         self.providers.get(&resource.provider()).ok_or_else(|| {
-            BrokerError::BadInput(format!("no provider `{}` is configured for `{resource}`", resource.provider()))
+            BrokerError::BadInput(format!(
+                "no provider `{}` is configured for `{resource}`",
+                resource.provider()
+            ))
         })
     }
 
     /// Parses and checks a resource/profile pair against the config, with errors that list what
     /// exists so the caller can fix a typo.
-    pub fn resolve(&self, resource: &str, profile: &str) -> Result<(&ResourceConfig, ProfileName), BrokerError> {
+    pub fn resolve(
+        &self,
+        resource: &str,
+        profile: &str,
+    ) -> Result<(&ResourceConfig, ProfileName), BrokerError> {
         let rid = ResourceId::parse(resource)?;
         let profile = ProfileName::parse(profile)?;
         let Some(rc) = self.resources.get(&rid) else {
             let known: Vec<String> = self.resources.keys().map(|r| r.to_string()).collect();
             return Err(BrokerError::BadInput(format!(
                 "unknown resource `{rid}`; configured resources: {}",
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             )));
         };
         let offered = self.provider_for(&rid)?.profiles();
         if !offered.contains(&profile) {
             return Err(BrokerError::BadInput(format!(
                 "unknown profile `{profile}` for `{rid}`; it offers: {}",
-                offered.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                offered
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         Ok((rc, profile))
     }
 
     pub(crate) fn facts<'a>(&self, rc: &'a ResourceConfig) -> ResourceFacts<'a> {
-        ResourceFacts { id: &rc.id, kind: rc.kind, tags: &rc.tags }
+        ResourceFacts {
+            id: &rc.id,
+            kind: rc.kind,
+            tags: &rc.tags,
+        }
     }
 
     /// Groups of a principal as configured (for evaluating approvals about a requester).
-    pub(crate) fn subject_of<'a>(&'a self, id: &'a PrincipalId, empty: &'a std::collections::BTreeSet<String>) -> Subject<'a> {
-        Subject { id, groups: self.principals.get(id).map(|p| &p.groups).unwrap_or(empty) }
+    pub(crate) fn subject_of<'a>(
+        &'a self,
+        id: &'a PrincipalId,
+        empty: &'a std::collections::BTreeSet<String>,
+    ) -> Subject<'a> {
+        Subject {
+            id,
+            groups: self.principals.get(id).map(|p| &p.groups).unwrap_or(empty),
+        }
     }
 
     pub async fn get(&self, id: brevet_core::RequestId) -> Result<Request, BrokerError> {
-        self.store
-            .get_request(id)
-            .await?
-            .ok_or_else(|| BrokerError::NotFound(format!("no request {id}; list yours with `brevet requests`")))
+        self.store.get_request(id).await?.ok_or_else(|| {
+            BrokerError::NotFound(format!(
+                "no request {id}; list yours with `brevet requests`"
+            ))
+        })
     }
 
     /// Fetches a request the caller may see: their own, or any if they approve or administer.
     /// Others' requests are reported as not found, so ids reveal nothing.
-    pub async fn get_visible(&self, caller: &Principal, id: brevet_core::RequestId) -> Result<Request, BrokerError> {
+    pub async fn get_visible(
+        &self,
+        caller: &Principal,
+        id: brevet_core::RequestId,
+    ) -> Result<Request, BrokerError> {
         let r = self.get(id).await?;
         let visible = r.requester == caller.id
             || caller.has_role(brevet_core::Role::Admin)
@@ -162,7 +206,9 @@ impl Broker {
         if visible {
             Ok(r)
         } else {
-            Err(BrokerError::NotFound(format!("no request {id}; list yours with `brevet requests`")))
+            Err(BrokerError::NotFound(format!(
+                "no request {id}; list yours with `brevet requests`"
+            )))
         }
     }
 }
@@ -170,6 +216,9 @@ impl Broker {
 impl Broker {
     /// Configured groups of a principal (empty if unknown).
     pub fn principal_groups(&self, id: &PrincipalId) -> std::collections::BTreeSet<String> {
-        self.principals.get(id).map(|p| p.groups.clone()).unwrap_or_default()
+        self.principals
+            .get(id)
+            .map(|p| p.groups.clone())
+            .unwrap_or_default()
     }
 }

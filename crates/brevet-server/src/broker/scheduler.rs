@@ -25,7 +25,10 @@ pub struct ReconcileReport {
 impl Broker {
     /// Claims due requests and works on each. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, BrokerError> {
-        let due = self.store.claim_due(Utc::now(), &self.replica, self.settings.lease, 64).await?;
+        let due = self
+            .store
+            .claim_due(Utc::now(), &self.replica, self.settings.lease, 64)
+            .await?;
         let n = due.len();
         for r in due {
             let id = r.id;
@@ -43,7 +46,12 @@ impl Broker {
         match r.state {
             RequestState::Pending | RequestState::Approved => {
                 r.expire_deadline(now)?;
-                let audit = vec![event(EventKind::RequestExpired, "system", &r, json!({"deadline_passed": true}))];
+                let audit = vec![event(
+                    EventKind::RequestExpired,
+                    "system",
+                    &r,
+                    json!({"deadline_passed": true}),
+                )];
                 self.store.update_request(&r, audit).await?;
             }
             RequestState::Activating => {
@@ -55,14 +63,22 @@ impl Broker {
             }
             RequestState::Active => {
                 r.start_revocation(now, "expired")?;
-                let audit = vec![event(EventKind::RevocationStarted, "system", &r, json!({"why": "expired"}))];
+                let audit = vec![event(
+                    EventKind::RevocationStarted,
+                    "system",
+                    &r,
+                    json!({"why": "expired"}),
+                )];
                 let r = self.store.update_request(&r, audit).await?;
                 self.finish_revocation(r, "system").await?;
             }
             RequestState::Revoking | RequestState::RevokeFailed => {
                 self.finish_revocation(r, "system").await?;
             }
-            RequestState::Denied | RequestState::Expired | RequestState::Cancelled | RequestState::Revoked => {}
+            RequestState::Denied
+            | RequestState::Expired
+            | RequestState::Cancelled
+            | RequestState::Revoked => {}
         }
         Ok(())
     }
@@ -75,33 +91,45 @@ impl Broker {
             report.providers_checked += 1;
             // List the target before reading the store: anything created after the store read
             // had its intent written first, so it cannot be mistaken for an orphan.
-            let owned = match tokio::time::timeout(self.settings.provider_timeout, provider.list_owned()).await {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
-                    report.errors.push(format!("{name}: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    report.errors.push(format!("{name}: timed out listing owned access"));
-                    continue;
-                }
-            };
+            let owned =
+                match tokio::time::timeout(self.settings.provider_timeout, provider.list_owned())
+                    .await
+                {
+                    Ok(Ok(o)) => o,
+                    Ok(Err(e)) => {
+                        report.errors.push(format!("{name}: {e}"));
+                        continue;
+                    }
+                    Err(_) => {
+                        report
+                            .errors
+                            .push(format!("{name}: timed out listing owned access"));
+                        continue;
+                    }
+                };
             report.owned_seen += owned.len();
             let covered = self.store.covered_bindings().await?;
             for o in owned {
                 if o.binding_key.as_ref().is_some_and(|k| covered.contains(k)) {
                     continue;
                 }
-                let result = tokio::time::timeout(self.settings.provider_timeout, provider.remove_owned(&o)).await;
+                let result =
+                    tokio::time::timeout(self.settings.provider_timeout, provider.remove_owned(&o))
+                        .await;
                 let (outcome, evidence) = match result {
                     Ok(Ok(ev)) => ("removed", json!(ev)),
                     Ok(Err(e)) => ("removal_failed", json!({"error": e.to_string()})),
                     Err(_) => ("removal_failed", json!({"error": "timed out"})),
                 };
                 if outcome == "removed" {
-                    report.orphans_removed.push(format!("{name}:{}", o.native_id));
+                    report
+                        .orphans_removed
+                        .push(format!("{name}:{}", o.native_id));
                 } else {
-                    report.errors.push(format!("{name}: could not remove {}: {evidence}", o.native_id));
+                    report.errors.push(format!(
+                        "{name}: could not remove {}: {evidence}",
+                        o.native_id
+                    ));
                 }
                 tracing::warn!(provider = %name, native_id = %o.native_id, outcome, "drift: access without a covering grant");
                 self.store
@@ -118,7 +146,10 @@ impl Broker {
     }
 
     /// Runs the scheduler and the reconciler until `shutdown` changes.
-    pub fn spawn_background(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_background(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let broker = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(broker.settings.tick);
