@@ -1,0 +1,202 @@
+//! Load generator: auto-approved request → grant committed, through the real HTTP API, at a fixed
+//! request rate, on the SQLite and the PostgreSQL store. The provider is stubbed (in memory) so the
+//! numbers show Brevet's own cost: policy, store writes with their audit events, and HTTP.
+//!
+//! Open loop: operation i is due at `start + i / rate`, and its latency counts from that due time,
+//! so a slow server cannot hide its queueing delay (no coordinated omission).
+//!
+//! `cargo bench -p brevet-server --bench grant_latency`; knobs: BENCH_RATE (ops/s, default 50),
+//! BENCH_SECONDS (default 10); PostgreSQL runs when BREVET_TEST_PG_URL is set.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use brevet_core::{Binding, Evidence, ProfileName, ProviderName, ResourceId};
+use brevet_providers::{Credential, OwnedAccess, Provider, ProviderError, SecretText};
+use brevet_server::{
+    api::{router, AppState},
+    auth::TokenAuthenticator,
+    config::{PrincipalConfig, ResourceConfig, ServerSettings},
+    Broker,
+};
+use chrono::{DateTime, Utc};
+
+/// Keeps bindings in memory; behaves like a target that always answers at once.
+#[derive(Default)]
+struct InMemoryProvider {
+    bindings: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+#[async_trait]
+impl Provider for InMemoryProvider {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn profiles(&self) -> Vec<ProfileName> {
+        vec![ProfileName::parse("db.read").unwrap()]
+    }
+    fn has_resource(&self, _: &str) -> bool {
+        true
+    }
+    async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
+        self.bindings.lock().unwrap().insert(b.key(), until);
+        Ok(())
+    }
+    async fn issue_credentials(&self, _: &Binding, until: DateTime<Utc>) -> Result<Credential, ProviderError> {
+        Ok(Credential { kind: "memory", secret: SecretText::new("x".into()), details: serde_json::json!({}), expires_at: until })
+    }
+    async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
+        self.bindings.lock().unwrap().remove(&b.key());
+        Ok(())
+    }
+    async fn verify_revoked(&self, b: &Binding) -> Result<Evidence, ProviderError> {
+        if self.bindings.lock().unwrap().contains_key(&b.key()) {
+            return Err(ProviderError::StillPresent(b.key()));
+        }
+        Ok(Evidence { checked_at: Utc::now(), observation: serde_json::json!({"absent": true}) })
+    }
+    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+        Ok(self.bindings.lock().unwrap().keys().map(|k| OwnedAccess { native_id: k.clone(), binding_key: Some(k.clone()) }).collect())
+    }
+    async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
+        self.bindings.lock().unwrap().remove(&o.native_id);
+        Ok(Evidence { checked_at: Utc::now(), observation: serde_json::json!({}) })
+    }
+    async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
+        Ok(0)
+    }
+}
+
+const POLICY: &str = r#"@id("auto") @approvals("0") @max_duration("1h")
+permit (principal, action == Action::"request", resource) when { context.profile == "db.read" };"#;
+
+const USERS: usize = 200;
+
+async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let policy = brevet_policy::PolicyEngine::load(
+        &[brevet_policy::PolicySource { name: "bench".into(), text: POLICY.into() }],
+        brevet_policy::Defaults::default(),
+    )
+    .unwrap();
+    let store = brevet_store::Store::connect(store_url).await.unwrap();
+    let rid = ResourceId::parse("mem:db").unwrap();
+    let mut providers: BTreeMap<ProviderName, Arc<dyn Provider>> = BTreeMap::new();
+    providers.insert(ProviderName::parse("mem").unwrap(), Arc::new(InMemoryProvider::default()));
+    let resources = BTreeMap::from([(rid.clone(), ResourceConfig { id: rid, kind: "memory", tags: BTreeMap::new() })]);
+    // Many principals, so overlapping-grant bookkeeping is realistic rather than one hot binding.
+    let principals: Vec<PrincipalConfig> = (0..USERS)
+        .map(|i| PrincipalConfig {
+            id: brevet_core::PrincipalId::parse(&format!("user{i}")).unwrap(),
+            groups: Default::default(),
+            roles: [brevet_core::Role::Requester].into(),
+            token_sha256: Some(brevet_server::auth::hash_token(&format!("token-{i}"))),
+        })
+        .collect();
+    let settings = ServerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        approve_within: Duration::from_secs(3600),
+        activate_within: Duration::from_secs(3600),
+        tick: Duration::from_secs(1),
+        lease: Duration::from_secs(60),
+        reconcile_every: Duration::from_secs(3600),
+        provider_timeout: Duration::from_secs(10),
+    };
+    let auth = Arc::new(TokenAuthenticator::new(&principals));
+    let broker = Arc::new(Broker::new(store, Arc::new(policy), providers, resources, principals, settings));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(AppState { broker, auth });
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, handle)
+}
+
+async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<(), String> {
+    let token = format!("token-{}", i % USERS);
+    let created: serde_json::Value = http
+        .post(format!("{url}/v1/requests"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "db.read", "resource": "mem:db", "duration": "30m", "reason": "bench"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = created["id"].as_str().ok_or_else(|| format!("no id: {created}"))?;
+    let r = http.post(format!("{url}/v1/requests/{id}/activate")).bearer_auth(&token).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("activate: {}", r.text().await.unwrap_or_default()));
+    }
+    Ok(())
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn run(label: &str, store_url: &str, rate: f64, seconds: f64) {
+    let (url, server) = start(store_url).await;
+    let http = reqwest::Client::new();
+    // Warm up connections and caches.
+    for i in 0..20 {
+        one(&http, &url, i).await.unwrap();
+    }
+    let total = (rate * seconds) as usize;
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            one(&http, &url, i + 20).await.map(|_| due.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => latencies.push(d),
+            Err(e) => {
+                errors += 1;
+                if errors < 3 {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+    let wall = start.elapsed();
+    latencies.sort();
+    println!(
+        "{label:<10} rate {rate:>5.0}/s  n {:>5}  errors {errors}  achieved {:>6.1}/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        latencies.len(),
+        latencies.len() as f64 / wall.as_secs_f64(),
+        pct(&latencies, 0.50).as_secs_f64() * 1e3,
+        pct(&latencies, 0.90).as_secs_f64() * 1e3,
+        pct(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+    );
+    server.abort();
+}
+
+fn main() {
+    let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (rate, seconds) = (env("BENCH_RATE", 50.0), env("BENCH_SECONDS", 10.0));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        run("sqlite", &format!("sqlite://{}", dir.path().join("bench.db").display()), rate, seconds).await;
+        if std::env::var("BREVET_TEST_PG_URL").is_ok() {
+            let db = brevet_testkit::TestDb::create("brevet_bench");
+            run("postgres", &db.url, rate, seconds).await;
+        } else {
+            println!("postgres   skipped: set BREVET_TEST_PG_URL to a PostgreSQL superuser URL");
+        }
+    });
+}
