@@ -46,8 +46,17 @@ impl Provider for InMemoryProvider {
         self.bindings.lock().unwrap().insert(b.key(), until);
         Ok(())
     }
-    async fn issue_credentials(&self, _: &Binding, until: DateTime<Utc>) -> Result<Credential, ProviderError> {
-        Ok(Credential { kind: "memory", secret: SecretText::new("x".into()), details: serde_json::json!({}), expires_at: until })
+    async fn issue_credentials(
+        &self,
+        _: &Binding,
+        until: DateTime<Utc>,
+    ) -> Result<Credential, ProviderError> {
+        Ok(Credential {
+            kind: "memory",
+            secret: SecretText::new("x".into()),
+            details: serde_json::json!({}),
+            expires_at: until,
+        })
     }
     async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
         self.bindings.lock().unwrap().remove(&b.key());
@@ -57,14 +66,29 @@ impl Provider for InMemoryProvider {
         if self.bindings.lock().unwrap().contains_key(&b.key()) {
             return Err(ProviderError::StillPresent(b.key()));
         }
-        Ok(Evidence { checked_at: Utc::now(), observation: serde_json::json!({"absent": true}) })
+        Ok(Evidence {
+            checked_at: Utc::now(),
+            observation: serde_json::json!({"absent": true}),
+        })
     }
     async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
-        Ok(self.bindings.lock().unwrap().keys().map(|k| OwnedAccess { native_id: k.clone(), binding_key: Some(k.clone()) }).collect())
+        Ok(self
+            .bindings
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| OwnedAccess {
+                native_id: k.clone(),
+                binding_key: Some(k.clone()),
+            })
+            .collect())
     }
     async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
         self.bindings.lock().unwrap().remove(&o.native_id);
-        Ok(Evidence { checked_at: Utc::now(), observation: serde_json::json!({}) })
+        Ok(Evidence {
+            checked_at: Utc::now(),
+            observation: serde_json::json!({}),
+        })
     }
     async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
         Ok(0)
@@ -78,15 +102,28 @@ const USERS: usize = 200;
 
 async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
     let policy = brevet_policy::PolicyEngine::load(
-        &[brevet_policy::PolicySource { name: "bench".into(), text: POLICY.into() }],
+        &[brevet_policy::PolicySource {
+            name: "bench".into(),
+            text: POLICY.into(),
+        }],
         brevet_policy::Defaults::default(),
     )
     .unwrap();
     let store = brevet_store::Store::connect(store_url).await.unwrap();
     let rid = ResourceId::parse("mem:db").unwrap();
     let mut providers: BTreeMap<ProviderName, Arc<dyn Provider>> = BTreeMap::new();
-    providers.insert(ProviderName::parse("mem").unwrap(), Arc::new(InMemoryProvider::default()));
-    let resources = BTreeMap::from([(rid.clone(), ResourceConfig { id: rid, kind: "memory", tags: BTreeMap::new() })]);
+    providers.insert(
+        ProviderName::parse("mem").unwrap(),
+        Arc::new(InMemoryProvider::default()),
+    );
+    let resources = BTreeMap::from([(
+        rid.clone(),
+        ResourceConfig {
+            id: rid,
+            kind: "memory",
+            tags: BTreeMap::new(),
+        },
+    )]);
     // Many principals, so overlapping-grant bookkeeping is realistic rather than one hot binding.
     let principals: Vec<PrincipalConfig> = (0..USERS)
         .map(|i| PrincipalConfig {
@@ -106,7 +143,14 @@ async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
         provider_timeout: Duration::from_secs(10),
     };
     let auth = Arc::new(TokenAuthenticator::new(&principals));
-    let broker = Arc::new(Broker::new(store, Arc::new(policy), providers, resources, principals, settings));
+    let broker = Arc::new(Broker::new(
+        store,
+        Arc::new(policy),
+        providers,
+        resources,
+        principals,
+        settings,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = router(AppState { broker, auth });
@@ -128,8 +172,15 @@ async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<(), String> 
         .json()
         .await
         .map_err(|e| e.to_string())?;
-    let id = created["id"].as_str().ok_or_else(|| format!("no id: {created}"))?;
-    let r = http.post(format!("{url}/v1/requests/{id}/activate")).bearer_auth(&token).send().await.map_err(|e| e.to_string())?;
+    let id = created["id"]
+        .as_str()
+        .ok_or_else(|| format!("no id: {created}"))?;
+    let r = http
+        .post(format!("{url}/v1/requests/{id}/activate"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if !r.status().is_success() {
         return Err(format!("activate: {}", r.text().await.unwrap_or_default()));
     }
@@ -186,12 +237,26 @@ async fn run(label: &str, store_url: &str, rate: f64, seconds: f64) {
 }
 
 fn main() {
-    let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: f64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let (rate, seconds) = (env("BENCH_RATE", 50.0), env("BENCH_SECONDS", 10.0));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        run("sqlite", &format!("sqlite://{}", dir.path().join("bench.db").display()), rate, seconds).await;
+        run(
+            "sqlite",
+            &format!("sqlite://{}", dir.path().join("bench.db").display()),
+            rate,
+            seconds,
+        )
+        .await;
         if std::env::var("BREVET_TEST_PG_URL").is_ok() {
             let db = brevet_testkit::TestDb::create("brevet_bench");
             run("postgres", &db.url, rate, seconds).await;
