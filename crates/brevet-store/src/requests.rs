@@ -300,3 +300,37 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Takes the lock on a binding for `owner` unless another live holder has it. Returns whether
+    /// it did. A crashed holder's lock simply runs out after `lease`.
+    pub async fn lock_binding(
+        &self,
+        binding_key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO binding_locks (binding, owner, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (binding) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
+             WHERE binding_locks.lease_until < $4 OR binding_locks.owner = excluded.owner",
+        )
+        .bind(binding_key)
+        .bind(owner)
+        .bind(millis(now) + lease.as_millis() as i64)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn unlock_binding(&self, binding_key: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM binding_locks WHERE binding = $1 AND owner = $2")
+            .bind(binding_key)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

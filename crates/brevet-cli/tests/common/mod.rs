@@ -203,3 +203,9 @@ pub fn first_pending(server: &Server, approver: &str) -> String {
     }
     panic!("no pending request appeared; log:\n{}", server.log_text());
 }
+
+/// A plain GET (for endpoints the CLI does not wrap, such as `/metrics`).
+pub fn http_get(url: &str) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}

@@ -32,6 +32,37 @@ impl Broker {
         }
     }
 
+    /// Runs `work` holding the binding's lock, so provider work on one binding (activation,
+    /// revocation, extension of overlapping grants) never interleaves, across replicas too.
+    pub(crate) async fn with_binding_lock<T>(
+        &self,
+        r: &Request,
+        work: impl Future<Output = Result<T, BrokerError>>,
+    ) -> Result<T, BrokerError> {
+        let key = r.binding().key();
+        let owner = format!("{}/{}", self.replica, r.id);
+        let deadline = tokio::time::Instant::now() + self.settings.provider_timeout;
+        while !self
+            .store
+            .lock_binding(&key, &owner, Utc::now(), self.settings.lease)
+            .await?
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::Conflict(format!(
+                    "another operation on {} is in progress; retry in a moment",
+                    r.binding()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let out = work.await;
+        // If this fails the lock's lease runs out on its own.
+        if let Err(e) = self.store.unlock_binding(&key, &owner).await {
+            tracing::warn!(error = %e, "could not release binding lock");
+        }
+        out
+    }
+
     async fn hang_at(&self, point: Failpoint) {
         if self.failpoint == Some(point) {
             tracing::warn!(?point, "failpoint reached: hanging until killed");
@@ -107,6 +138,20 @@ impl Broker {
 
     /// Second half of activation, also used to resume an intent after a crash.
     pub(crate) async fn complete_activation(
+        &self,
+        r: Request,
+        expires_at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Request, BrokerError> {
+        let locked = r.clone();
+        self.with_binding_lock(
+            &locked,
+            self.complete_activation_locked(r, expires_at, actor),
+        )
+        .await
+    }
+
+    async fn complete_activation_locked(
         &self,
         mut r: Request,
         expires_at: DateTime<Utc>,
@@ -324,6 +369,17 @@ impl Broker {
         parent_id: RequestId,
         ext: &Request,
     ) -> Result<Request, BrokerError> {
+        let parent = self.get(parent_id).await?;
+        self.with_binding_lock(&parent.clone(), self.apply_extension_locked(parent_id, ext))
+            .await
+    }
+
+    async fn apply_extension_locked(
+        &self,
+        parent_id: RequestId,
+        ext: &Request,
+    ) -> Result<Request, BrokerError> {
+        // Re-read under the lock: an expiry may have started meanwhile.
         let mut parent = self.get(parent_id).await?;
         let by: GrantDuration = ext.duration;
         let window = parent.extend(by)?;
