@@ -97,12 +97,11 @@ fn n_of_m_needs_distinct_eligible_approvers() {
 }
 
 #[test]
-fn one_denial_ends_a_request() {
+fn one_denial_ends_a_request_and_wait_exits_non_zero() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let r = server.cli_json(
-        ALICE,
-        &[
+    let waiting = std::process::Command::new(BIN)
+        .args([
             "request",
             "db.write",
             "--resource",
@@ -111,13 +110,27 @@ fn one_denial_ends_a_request() {
             "10m",
             "--reason",
             "x",
-        ],
-    );
-    let id = r["id"].as_str().unwrap();
-    server.cli_json(BOB, &["approve", id]);
-    let d = server.cli_json(CAROL, &["deny", id, "--comment", "use a replica"]);
+            "--wait",
+        ])
+        .env("BREVET_URL", &server.url)
+        .env("BREVET_TOKEN", ALICE)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = first_pending(&server, BOB);
+    server.cli_json(BOB, &["approve", &id]);
+    let d = server.cli_json(CAROL, &["deny", &id, "--comment", "use a replica"]);
     assert_eq!(d["state"], "denied");
-    assert!(!server.cli(ALICE, &["activate", id]).status.success());
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("waiting for approval (0/2)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("was denied"), "{}", stderr(&out));
+    assert!(!server.cli(ALICE, &["activate", &id]).status.success());
 }
 
 #[test]
