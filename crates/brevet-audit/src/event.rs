@@ -25,6 +25,9 @@ pub enum EventKind {
     GrantRevoked,
     RevocationFailed,
     DriftDetected,
+    PrincipalLocked,
+    PrincipalUnlocked,
+    KillSwitch,
 }
 
 impl EventKind {

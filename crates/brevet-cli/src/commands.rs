@@ -242,6 +242,59 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 )
             });
         }
+        Command::Kill {
+            principal,
+            all,
+            reason,
+        } => {
+            let body = json!({"principal": principal, "all": all, "reason": reason});
+            let v: Value = client.call(Method::POST, "/v1/kill", Some(body)).await?;
+            print(j, &v, output::kill_report);
+            if v["retrying"].as_u64().unwrap_or(0) > 0 {
+                return Ok(ExitCode::from(DENIED));
+            }
+        }
+        Command::Unlock { principal } => {
+            let v: Value = client
+                .call(
+                    Method::POST,
+                    "/v1/unlock",
+                    Some(json!({"principal": principal})),
+                )
+                .await?;
+            print(j, &v, |v| {
+                format!(
+                    "unlocked `{principal}`; locks now: {}",
+                    v.as_array().map_or(0, |a| a.len())
+                )
+            });
+        }
+        Command::Locks => {
+            let v: Value = client.call(Method::GET, "/v1/locks", None).await?;
+            print(j, &v, |v| {
+                let rows: Vec<String> = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|l| {
+                                format!(
+                                    "{}  locked by {} at {}: {}",
+                                    l["principal"].as_str().unwrap_or(""),
+                                    l["locked_by"].as_str().unwrap_or(""),
+                                    l["locked_at"].as_str().unwrap_or(""),
+                                    l["reason"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if rows.is_empty() {
+                    "no locks".into()
+                } else {
+                    rows.join("\n")
+                }
+            });
+        }
         Command::Reconcile => {
             let v: Value = client.call(Method::POST, "/v1/reconcile", None).await?;
             print(j, &v, |v| {

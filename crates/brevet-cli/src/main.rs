@@ -97,6 +97,22 @@ enum Command {
     /// API token tools.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Kill switch (admins): lock a principal, revoke all their access everywhere, report.
+    Kill {
+        /// The principal to cut off.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        principal: Option<String>,
+        /// Cut off everyone but admins.
+        #[arg(long)]
+        all: bool,
+        /// Why (recorded in the audit log and shown to the locked principal).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a kill-switch lock (admins); `*` lifts `kill --all`.
+    Unlock { principal: String },
+    /// List kill-switch locks (admins).
+    Locks,
     /// Run a reconciliation pass now (admins).
     Reconcile,
     /// Show who the server thinks you are.

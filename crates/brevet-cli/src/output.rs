@@ -49,3 +49,31 @@ pub fn credential(c: &Value) -> String {
         s(&c["secret"])
     )
 }
+
+pub fn kill_report(v: &Value) -> String {
+    let mut out = format!(
+        "kill switch on `{}` ({}): {} revoked, {} still retrying, {} requests cancelled, in {} ms",
+        s(&v["target"]),
+        s(&v["reason"]),
+        v["revoked"],
+        v["retrying"],
+        v["cancelled_requests"].as_array().map_or(0, |a| a.len()),
+        v["elapsed_ms"]
+    );
+    for g in v["grants"].as_array().into_iter().flatten() {
+        out += &format!(
+            "\n  {}  {:<18} {} {} on {}  ({} ms){}",
+            s(&g["grant_id"]),
+            s(&g["outcome"]),
+            s(&g["principal"]),
+            s(&g["profile"]),
+            s(&g["resource"]),
+            g["elapsed_ms"],
+            g["error"]
+                .as_str()
+                .map(|e| format!("  error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}

@@ -6,6 +6,7 @@
 
 mod audit;
 mod error;
+mod locks;
 mod requests;
 
 use std::{str::FromStr, time::Duration};
@@ -16,6 +17,7 @@ use sqlx::{
 };
 
 pub use error::StoreError;
+pub use locks::PrincipalLock;
 pub use requests::RequestFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

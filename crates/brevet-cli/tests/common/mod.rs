@@ -32,6 +32,12 @@ when { context.profile == "db.write" };
 permit (principal in Group::"oncall", action == Action::"request", resource)
 when { context.profile == "db.read" };
 
+@id("oncall-write-auto")
+@max_duration("10m")
+@approvals("0")
+permit (principal in Group::"oncall", action == Action::"request", resource)
+when { context.profile == "db.write" };
+
 @id("leads-approve")
 permit (principal in Group::"leads", action == Action::"approve", resource);
 "#;
@@ -51,6 +57,16 @@ impl World {
     }
 
     pub fn with_server_settings(store: StoreKind, server_extra: &str) -> Self {
+        Self::build(store, server_extra, "", &[])
+    }
+
+    /// A world with extra config appended (more providers/resources) and extra server env.
+    pub fn build(
+        store: StoreKind,
+        server_extra: &str,
+        extra_config: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let target = TestDb::create("brevet_target");
         psql(
             &target.url,
@@ -63,6 +79,11 @@ impl World {
         if let Some(db) = &store_db {
             env.push(("BREVET_TEST_STORE_URL".into(), db.url.clone()));
         }
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let store_url = match store {
             StoreKind::Sqlite => "\"sqlite://store.db\"".to_string(),
             StoreKind::Postgres => "{ env = \"BREVET_TEST_STORE_URL\" }".to_string(),
@@ -122,7 +143,12 @@ role_prefix = "{prefix}"
 [resources."postgres:orders"]
 database = "{db}"
 schemas = ["public"]
+
+{extra}
 "#,
+            extra = extra_config
+                .replace("{db}", &target.name)
+                .replace("{prefix}", &prefix),
             dave = sha256_hex(DAVE),
             db = target.name,
         );
@@ -208,4 +234,93 @@ pub fn first_pending(server: &Server, approver: &str) -> String {
 pub fn http_get(url: &str) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
+
+/// A TCP forwarder to the test PostgreSQL that a test can turn into a black hole (accepts, never
+/// answers), to make one provider unreachable while another keeps working.
+pub struct Forwarder {
+    pub addr: std::net::SocketAddr,
+    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Forwarder {
+    pub fn start() -> Self {
+        use std::{
+            net::{TcpListener, TcpStream},
+            sync::{
+                atomic::{AtomicBool, Ordering},
+                Arc, Mutex,
+            },
+        };
+        let admin = pg_admin_url();
+        let hostport = admin
+            .split('@')
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (bh, cs) = (blackhole.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if bh.load(Ordering::SeqCst) {
+                    // Hold the socket open and silent.
+                    cs.lock().unwrap().push(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&hostport) else {
+                    continue;
+                };
+                cs.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Self {
+            addr,
+            blackhole,
+            conns,
+        }
+    }
+
+    /// Admin URL for the test cluster through this forwarder.
+    pub fn url(&self) -> String {
+        let admin = pg_admin_url();
+        let (scheme_user, rest) = admin.split_once('@').unwrap();
+        let db = rest.split_once('/').unwrap().1;
+        format!("{scheme_user}@{}/{db}", self.addr)
+    }
+
+    /// From now on nothing answers, and existing connections are cut.
+    pub fn blackhole(&self) {
+        self.blackhole
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn forward(&self) {
+        self.blackhole
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }

@@ -156,3 +156,28 @@ pub struct PolicyTestView {
     #[schema(value_type = Object)]
     pub trace: serde_json::Value,
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillBody {
+    /// The principal to cut off; omit and set `all` to cut off everyone but admins.
+    pub principal: Option<String>,
+    #[serde(default)]
+    pub all: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockBody {
+    /// The principal to unlock, or `*` to lift an everyone-lock.
+    pub principal: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LockView {
+    pub principal: String,
+    pub reason: String,
+    pub locked_by: String,
+    pub locked_at: DateTime<Utc>,
+}

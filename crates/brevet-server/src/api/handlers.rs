@@ -521,3 +521,72 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     out += &format!("# HELP brevet_revocations_overdue Revocations that failed and are being retried.\n# TYPE brevet_revocations_overdue gauge\nbrevet_revocations_overdue {overdue}\n");
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
+
+/// The kill switch (admins): lock a principal (or everyone), cancel their open requests, revoke all
+/// their grants on every provider in parallel, and report what took effect.
+#[utoipa::path(post, path = "/v1/kill", request_body = KillBody,
+    responses((status = 200, body = crate::broker::KillReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn kill(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Result<Json<KillBody>, JsonRejection>,
+) -> ApiResult<Json<crate::broker::KillReport>> {
+    let admin = caller.require(Role::Admin)?;
+    let b = body(b)?;
+    let target = match (b.principal, b.all) {
+        (Some(p), false) => crate::broker::KillTarget::Principal(
+            PrincipalId::parse(&p).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+        (None, true) => crate::broker::KillTarget::Everyone,
+        _ => {
+            return Err(ApiError::bad_request(
+                "name exactly one target: a principal, or all = true",
+            ))
+        }
+    };
+    Ok(Json(state.broker.kill(admin, target, b.reason).await?))
+}
+
+/// Lift a kill-switch lock (admins).
+#[utoipa::path(post, path = "/v1/unlock", request_body = UnlockBody,
+    responses((status = 200, body = [LockView]), (status = 404, body = ErrorBody)))]
+pub async fn unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Result<Json<UnlockBody>, JsonRejection>,
+) -> ApiResult<Json<Vec<LockView>>> {
+    let admin = caller.require(Role::Admin)?;
+    let b = body(b)?;
+    if !state.broker.unlock(admin, &b.principal).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "`{}` is not locked; `brevet locks` lists the locks",
+                b.principal
+            ),
+        ));
+    }
+    locks(State(state), caller).await
+}
+
+/// Current kill-switch locks (admins).
+#[utoipa::path(get, path = "/v1/locks", responses((status = 200, body = [LockView])))]
+pub async fn locks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<LockView>>> {
+    caller.require(Role::Admin)?;
+    let locks = state.broker.locks().await?;
+    Ok(Json(
+        locks
+            .into_iter()
+            .map(|l| LockView {
+                principal: l.principal,
+                reason: l.reason,
+                locked_by: l.locked_by,
+                locked_at: l.locked_at,
+            })
+            .collect(),
+    ))
+}

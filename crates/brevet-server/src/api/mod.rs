@@ -74,8 +74,11 @@ impl FromRequestParts<AppState> for Caller {
         handlers::audit_verify,
         handlers::audit_export,
         handlers::reconcile,
+        handlers::kill,
+        handlers::unlock,
+        handlers::locks,
     ),
-    components(schemas(ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
+    components(schemas(KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -133,6 +136,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route("/v1/audit/export", get(handlers::audit_export))
         .route("/v1/reconcile", post(handlers::reconcile))
+        .route("/v1/kill", post(handlers::kill))
+        .route("/v1/unlock", post(handlers::unlock))
+        .route("/v1/locks", get(handlers::locks))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -68,6 +68,7 @@ impl Broker {
         ask: AccessAsk,
         kind: RequestKind,
     ) -> Result<Request, BrokerError> {
+        self.ensure_unlocked(&caller.id, "requester").await?;
         let who = Subject {
             id: &caller.id,
             groups: &caller.groups,
@@ -155,6 +156,8 @@ impl Broker {
                 r.state
             )));
         }
+        self.ensure_unlocked(&caller.id, "approver").await?;
+        self.ensure_unlocked(&r.requester, "requester").await?;
         let comment = clean(&comment, "comment", 2000)?;
         let rc = self.resources.get(&r.resource).ok_or_else(|| {
             BrokerError::Conflict(format!("resource `{}` is no longer configured", r.resource))

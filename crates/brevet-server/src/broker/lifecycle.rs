@@ -96,6 +96,7 @@ impl Broker {
                 "only the requester can activate their access".into(),
             ));
         }
+        self.ensure_unlocked(&caller.id, "requester").await?;
         if !self
             .store
             .claim(id, &self.replica, Utc::now(), self.settings.lease)
@@ -222,6 +223,7 @@ impl Broker {
                 "only the grant's owner can get its credentials".into(),
             ));
         }
+        self.ensure_unlocked(&caller.id, "requester").await?;
         if r.state != RequestState::Active {
             return Err(BrokerError::Conflict(format!(
                 "grant {id} is {}, not active",

@@ -3,6 +3,7 @@
 
 mod audit_data;
 mod decide;
+mod kill;
 mod lifecycle;
 mod scheduler;
 
@@ -18,6 +19,7 @@ use brevet_store::{Store, StoreError};
 use crate::config::{PrincipalConfig, ResourceConfig, ServerSettings};
 
 pub use decide::AccessAsk;
+pub use kill::{KillOutcome, KillReport, KillTarget};
 pub use lifecycle::Activated;
 pub use scheduler::ReconcileReport;
 

@@ -25,6 +25,9 @@ pub struct ReconcileReport {
 impl Broker {
     /// Claims due requests and works on each. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, BrokerError> {
+        if let Err(e) = self.sweep_locked().await {
+            tracing::warn!(error = %e, "locked-principal sweep failed; retrying next tick");
+        }
         let due = self
             .store
             .claim_due(Utc::now(), &self.replica, self.settings.lease, 64)

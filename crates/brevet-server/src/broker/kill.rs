@@ -1,0 +1,324 @@
+//! The kill switch: lock a principal (or everyone), cancel what they asked for, revoke every grant
+//! they hold on every provider in parallel, and report what really took effect.
+
+use std::time::{Duration, Instant};
+
+use brevet_audit::{AuditDraft, EventKind};
+use brevet_core::{Principal, PrincipalId, Request, RequestState, Role};
+use brevet_store::{PrincipalLock, RequestFilter};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{audit_data::event, Broker, BrokerError};
+
+#[derive(Debug, Clone)]
+pub enum KillTarget {
+    Principal(PrincipalId),
+    /// Everyone but admins.
+    Everyone,
+}
+
+impl KillTarget {
+    fn key(&self) -> String {
+        match self {
+            Self::Principal(p) => p.to_string(),
+            Self::Everyone => "*".into(),
+        }
+    }
+}
+
+/// What happened to one grant.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct KillOutcome {
+    pub grant_id: String,
+    pub principal: String,
+    pub resource: String,
+    pub profile: String,
+    /// `revoked` (and verified), `retrying` (failed or timed out; the scheduler keeps trying), or
+    /// `pending_activation` (an activation in flight; revoked as soon as it lands).
+    pub outcome: String,
+    pub error: Option<String>,
+    #[schema(value_type = Object)]
+    pub evidence: Option<serde_json::Value>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct KillReport {
+    /// The principal, or `*` for everyone.
+    pub target: String,
+    pub reason: String,
+    pub grants: Vec<KillOutcome>,
+    /// Pending or approved requests that were cancelled.
+    pub cancelled_requests: Vec<String>,
+    pub revoked: usize,
+    pub retrying: usize,
+    pub elapsed_ms: u64,
+}
+
+const LIVE: [RequestState; 6] = [
+    RequestState::Pending,
+    RequestState::Approved,
+    RequestState::Activating,
+    RequestState::Active,
+    RequestState::Revoking,
+    RequestState::RevokeFailed,
+];
+
+impl Broker {
+    /// Is `who` locked by the kill switch? The everyone-lock spares admins, so they can undo it.
+    pub async fn lock_for(&self, who: &PrincipalId) -> Result<Option<PrincipalLock>, BrokerError> {
+        let lock = self.store.lock_of(who.as_str()).await?;
+        let admin = self
+            .principals
+            .get(who)
+            .is_some_and(|p| p.roles.contains(&Role::Admin));
+        Ok(lock.filter(|l| l.principal != "*" || !admin))
+    }
+
+    /// Refuses anything by or for a locked principal.
+    pub(crate) async fn ensure_unlocked(
+        &self,
+        who: &PrincipalId,
+        role: &str,
+    ) -> Result<(), BrokerError> {
+        match self.lock_for(who).await? {
+            Some(l) => Err(BrokerError::Forbidden(format!(
+                "{role} `{who}` is locked by the kill switch ({}, by {}); an admin must run `brevet unlock {}` first",
+                l.reason, l.locked_by, l.principal
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn kill(
+        &self,
+        caller: &Principal,
+        target: KillTarget,
+        reason: String,
+    ) -> Result<KillReport, BrokerError> {
+        let started = Instant::now();
+        let reason = reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(BrokerError::BadInput(
+                "the kill switch needs a reason (--reason \"…\")".into(),
+            ));
+        }
+        let key = target.key();
+        let lock = PrincipalLock {
+            principal: key.clone(),
+            reason: reason.clone(),
+            locked_by: caller.id.to_string(),
+            locked_at: Utc::now(),
+        };
+        let audit = AuditDraft::new(
+            EventKind::PrincipalLocked,
+            caller.id.as_str(),
+            None,
+            json!({"principal": key, "reason": reason}),
+        );
+        self.store.lock_principal(&lock, vec![audit]).await?;
+        tracing::warn!(target = %key, by = %caller.id, %reason, "kill switch engaged");
+
+        let filter = RequestFilter {
+            requester: match &target {
+                KillTarget::Principal(p) => Some(p.clone()),
+                KillTarget::Everyone => None,
+            },
+            states: LIVE.to_vec(),
+            limit: Some(5000),
+        };
+        let mut affected = self.store.list_requests(&filter).await?;
+        if matches!(target, KillTarget::Everyone) {
+            affected.retain(|r| {
+                !self
+                    .principals
+                    .get(&r.requester)
+                    .is_some_and(|p| p.roles.contains(&Role::Admin))
+            });
+        }
+        let why = format!("kill switch by {}: {reason}", caller.id);
+        let mut cancelled = Vec::new();
+        let mut grants = Vec::new();
+        for r in affected {
+            match r.state {
+                RequestState::Pending | RequestState::Approved => {
+                    if self
+                        .cancel_for_kill(r.clone(), &why, caller.id.as_str())
+                        .await
+                        .is_ok()
+                    {
+                        cancelled.push(r.id.to_string());
+                    }
+                }
+                _ => grants.push(r),
+            }
+        }
+        // Every grant at once; each is bounded, so one slow or dead provider holds up nobody.
+        let bound = self.settings.provider_timeout * 3 + Duration::from_secs(1);
+        let outcomes = futures::future::join_all(grants.into_iter().map(|r| {
+            let why = why.clone();
+            async move {
+                let t = Instant::now();
+                let base = KillOutcome {
+                    grant_id: r.id.to_string(),
+                    principal: r.requester.to_string(),
+                    resource: r.resource.to_string(),
+                    profile: r.profile.to_string(),
+                    outcome: String::new(),
+                    error: None,
+                    evidence: None,
+                    elapsed_ms: 0,
+                };
+                let result =
+                    tokio::time::timeout(bound, self.kill_grant(r, &why, caller.id.as_str())).await;
+                let mut o = base;
+                match result {
+                    Ok(Ok(done)) if done.state == RequestState::Revoked => {
+                        o.outcome = "revoked".into();
+                        o.evidence = done.evidence.map(|e| json!(e));
+                    }
+                    Ok(Ok(done)) if done.state == RequestState::Activating => {
+                        o.outcome = "pending_activation".into();
+                    }
+                    Ok(Ok(done)) => {
+                        o.outcome = "retrying".into();
+                        o.error = done.last_error;
+                    }
+                    Ok(Err(e)) => {
+                        o.outcome = "retrying".into();
+                        o.error = Some(e.to_string());
+                    }
+                    Err(_) => {
+                        o.outcome = "retrying".into();
+                        o.error = Some(format!(
+                            "no answer within {}s; the scheduler keeps retrying",
+                            bound.as_secs()
+                        ));
+                    }
+                }
+                o.elapsed_ms = t.elapsed().as_millis() as u64;
+                o
+            }
+        }))
+        .await;
+        let report = KillReport {
+            target: key,
+            reason,
+            revoked: outcomes.iter().filter(|o| o.outcome == "revoked").count(),
+            retrying: outcomes.iter().filter(|o| o.outcome != "revoked").count(),
+            grants: outcomes,
+            cancelled_requests: cancelled,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        let audit = AuditDraft::new(
+            EventKind::KillSwitch,
+            caller.id.as_str(),
+            None,
+            json!(report),
+        );
+        self.store.append_audit(vec![audit]).await?;
+        Ok(report)
+    }
+
+    async fn cancel_for_kill(&self, r: Request, why: &str, actor: &str) -> Result<(), BrokerError> {
+        let mut r = r;
+        for _ in 0..3 {
+            r.cancel()?;
+            let audit = vec![event(
+                EventKind::RequestCancelled,
+                actor,
+                &r,
+                json!({"why": why}),
+            )];
+            match self.store.update_request(&r, audit).await {
+                Ok(_) => return Ok(()),
+                Err(brevet_store::StoreError::Conflict(_)) => r = self.get(r.id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BrokerError::Conflict(format!(
+            "request {} kept changing",
+            r.id
+        )))
+    }
+
+    /// Revokes one grant for the kill switch (or the locked-principal sweep).
+    pub(crate) async fn kill_grant(
+        &self,
+        r: Request,
+        why: &str,
+        actor: &str,
+    ) -> Result<Request, BrokerError> {
+        let id = r.id;
+        if !self
+            .store
+            .claim(id, &self.replica, Utc::now(), self.settings.lease)
+            .await?
+        {
+            // Someone else (the scheduler, another replica) is working on it right now.
+            return Ok(self.get(id).await?);
+        }
+        let result = async {
+            let mut r = self.get(id).await?;
+            match r.state {
+                RequestState::Active => {
+                    r.start_revocation(Utc::now(), why)?;
+                    let audit = vec![event(
+                        EventKind::RevocationStarted,
+                        actor,
+                        &r,
+                        json!({"why": why}),
+                    )];
+                    let r = self.store.update_request(&r, audit).await?;
+                    self.finish_revocation(r, actor).await
+                }
+                RequestState::Revoking | RequestState::RevokeFailed => {
+                    self.finish_revocation(r, actor).await
+                }
+                _ => Ok(r),
+            }
+        }
+        .await;
+        self.store.release(id, &self.replica).await?;
+        result
+    }
+
+    /// Scheduler backstop: no locked principal keeps access, even one whose activation landed
+    /// after the kill switch listed their grants.
+    pub(crate) async fn sweep_locked(&self) -> Result<usize, BrokerError> {
+        let locks = self.store.locks().await?;
+        if locks.is_empty() {
+            return Ok(0);
+        }
+        let filter = RequestFilter {
+            requester: None,
+            states: vec![RequestState::Active],
+            limit: Some(5000),
+        };
+        let mut n = 0;
+        for r in self.store.list_requests(&filter).await? {
+            if let Some(l) = self.lock_for(&r.requester).await? {
+                let why = format!("kill switch by {}: {}", l.locked_by, l.reason);
+                self.kill_grant(r, &why, "system").await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub async fn unlock(&self, caller: &Principal, principal: &str) -> Result<bool, BrokerError> {
+        let audit = AuditDraft::new(
+            EventKind::PrincipalUnlocked,
+            caller.id.as_str(),
+            None,
+            json!({"principal": principal}),
+        );
+        Ok(self.store.unlock_principal(principal, vec![audit]).await?)
+    }
+
+    pub async fn locks(&self) -> Result<Vec<PrincipalLock>, BrokerError> {
+        Ok(self.store.locks().await?)
+    }
+}

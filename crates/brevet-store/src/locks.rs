@@ -1,0 +1,85 @@
+use brevet_audit::AuditDraft;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{audit::append, millis, Store, StoreError};
+
+/// A kill-switch lock on one principal (or `*`, everyone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrincipalLock {
+    pub principal: String,
+    pub reason: String,
+    pub locked_by: String,
+    pub locked_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Locks `principal` (or `*`), with its audit event, atomically. Locking again keeps the first
+    /// lock's record and still succeeds.
+    pub async fn lock_principal(
+        &self,
+        lock: &PrincipalLock,
+        audit: Vec<AuditDraft>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO principal_locks (principal, reason, locked_by, locked_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (principal) DO NOTHING",
+        )
+        .bind(&lock.principal)
+        .bind(&lock.reason)
+        .bind(&lock.locked_by)
+        .bind(millis(lock.locked_at))
+        .execute(&mut *tx)
+        .await?;
+        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a lock; returns whether there was one.
+    pub async fn unlock_principal(
+        &self,
+        principal: &str,
+        audit: Vec<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM principal_locks WHERE principal = $1")
+            .bind(principal)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn locks(&self) -> Result<Vec<PrincipalLock>, StoreError> {
+        let rows = sqlx::query("SELECT principal, reason, locked_by, locked_at FROM principal_locks ORDER BY principal")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let at: i64 = r.try_get(3)?;
+                Ok(PrincipalLock {
+                    principal: r.try_get(0)?,
+                    reason: r.try_get(1)?,
+                    locked_by: r.try_get(2)?,
+                    locked_at: Utc.timestamp_millis_opt(at).single().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The lock that applies to `principal` (its own, or the everyone lock), if any.
+    pub async fn lock_of(&self, principal: &str) -> Result<Option<PrincipalLock>, StoreError> {
+        Ok(self
+            .locks()
+            .await?
+            .into_iter()
+            .find(|l| l.principal == principal || l.principal == "*"))
+    }
+}
