@@ -258,7 +258,7 @@ impl Broker {
             .await?
         {
             // Someone else (the scheduler, another replica) is working on it right now.
-            return Ok(self.get(id).await?);
+            return self.get(id).await;
         }
         let result = async {
             let mut r = self.get(id).await?;
