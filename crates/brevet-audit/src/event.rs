@@ -20,6 +20,7 @@ pub enum EventKind {
     GrantActivated,
     ActivationFailed,
     CredentialsIssued,
+    CredentialsRefused,
     GrantExtended,
     RevocationStarted,
     GrantRevoked,

@@ -8,12 +8,13 @@ use serde_json::{json, Value};
 
 use crate::{
     client::{ApiFailure, Client},
-    output, AuditCommand, Cli, Command, PolicyCommand, RequestArgs, TokenCommand,
+    output, ssh, AuditCommand, Cli, Command, PolicyCommand, RequestArgs, SshCaCommand,
+    TokenCommand,
 };
 
 /// Exit codes beyond success/failure, so scripts can tell outcomes apart.
-const DENIED: u8 = 2;
-const EXPIRED: u8 = 3;
+pub const DENIED: u8 = 2;
+pub const EXPIRED: u8 = 3;
 
 fn print(json_mode: bool, v: &Value, human: impl FnOnce(&Value) -> String) {
     if json_mode {
@@ -89,9 +90,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .await?;
             print(j, &v, output::request_line);
         }
-        Command::Activate { id } => {
+        Command::Activate { id, public_key } => {
+            let body = json!({"public_key": read_key(public_key.as_deref())?});
             let v: Value = client
-                .call(Method::POST, &format!("/v1/requests/{id}/activate"), None)
+                .call(
+                    Method::POST,
+                    &format!("/v1/requests/{id}/activate"),
+                    Some(body),
+                )
                 .await?;
             print(j, &v, |v| {
                 format!(
@@ -130,9 +136,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .await?;
             print(j, &v, |v| format!("extension {}", output::request_line(v)));
         }
-        Command::Credentials { id } => {
+        Command::Credentials { id, public_key } => {
+            let body = json!({"public_key": read_key(public_key.as_deref())?});
             let v: Value = client
-                .call(Method::POST, &format!("/v1/grants/{id}/credentials"), None)
+                .call(
+                    Method::POST,
+                    &format!("/v1/grants/{id}/credentials"),
+                    Some(body),
+                )
                 .await?;
             print(j, &v, output::credential);
         }
@@ -295,6 +306,34 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             });
         }
+        Command::SshCa(SshCaCommand::PublicKey { provider }) => {
+            let path = match provider {
+                Some(p) => format!("/v1/ssh/ca?provider={p}"),
+                None => "/v1/ssh/ca".into(),
+            };
+            let text = client.send(Method::GET, &path, None).await?.text().await?;
+            print!("{text}");
+        }
+        Command::SshCert(args) => {
+            return match ssh::obtain(&client, &args).await? {
+                Ok(got) => {
+                    let v = got.keep();
+                    print(j, &v, output::ssh_cert);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(code) => Ok(ExitCode::from(code)),
+            };
+        }
+        Command::Ssh {
+            args,
+            ssh_options,
+            command,
+        } => {
+            return match ssh::obtain(&client, &args).await? {
+                Ok(got) => got.run_ssh(&ssh_options, &command),
+                Err(code) => Ok(ExitCode::from(code)),
+            };
+        }
         Command::Reconcile => {
             let v: Value = client.call(Method::POST, "/v1/reconcile", None).await?;
             print(j, &v, |v| {
@@ -339,6 +378,25 @@ async fn request(client: &Client, a: RequestArgs, j: bool) -> Result<ExitCode> {
         .context("the server's answer has no request id")?
         .to_owned();
     eprintln!("request {id}: {}", created["state"].as_str().unwrap_or("?"));
+    if let Err(code) = wait_for_approval(client, &id).await? {
+        return Ok(ExitCode::from(code));
+    }
+    let v: Value = client
+        .call(Method::POST, &format!("/v1/requests/{id}/activate"), None)
+        .await?;
+    print(j, &v, |v| {
+        format!(
+            "{}\n{}",
+            output::request_line(&v["grant"]),
+            output::credential(&v["credential"])
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Polls a request until it is approved (`Ok(Ok(()))`), or ends without approval (`Ok(Err(exit
+/// code))`), showing progress on stderr.
+pub async fn wait_for_approval(client: &Client, id: &str) -> Result<Result<(), u8>> {
     let mut last = String::new();
     loop {
         let r: Value = client
@@ -359,30 +417,27 @@ async fn request(client: &Client, a: RequestArgs, j: bool) -> Result<ExitCode> {
         }
         match state.as_str() {
             "pending" => tokio::time::sleep(Duration::from_millis(500)).await,
-            "approved" => {
-                let v: Value = client
-                    .call(Method::POST, &format!("/v1/requests/{id}/activate"), None)
-                    .await?;
-                print(j, &v, |v| {
-                    format!(
-                        "{}\n{}",
-                        output::request_line(&v["grant"]),
-                        output::credential(&v["credential"])
-                    )
-                });
-                return Ok(ExitCode::SUCCESS);
-            }
+            "approved" => return Ok(Ok(())),
             "denied" | "cancelled" => {
                 eprintln!("request {id} was {state}");
-                return Ok(ExitCode::from(DENIED));
+                return Ok(Err(DENIED));
             }
             "expired" => {
                 eprintln!("request {id} expired before it was approved");
-                return Ok(ExitCode::from(EXPIRED));
+                return Ok(Err(EXPIRED));
             }
             other => bail!("request {id} is unexpectedly {other}"),
         }
     }
+}
+
+/// Reads a public key file for SSH grants.
+fn read_key(path: Option<&std::path::Path>) -> Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p).with_context(|| format!("reading public key {}", p.display()))
+    })
+    .transpose()
+    .map(|k| k.map(|k| k.trim().to_owned()))
 }
 
 #[allow(clippy::too_many_arguments)]

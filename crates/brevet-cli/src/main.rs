@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod output;
+mod ssh;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -68,7 +69,12 @@ enum Command {
     /// Withdraw your request before it is activated.
     Cancel { id: String },
     /// Activate your approved request and print the one-time credential.
-    Activate { id: String },
+    Activate {
+        id: String,
+        /// Public key file to have signed (SSH grants), e.g. ~/.ssh/id_ed25519.pub.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
     /// List your active grants (--all: ended ones too, and everyone's for admins).
     Grants {
         #[arg(long)]
@@ -87,7 +93,29 @@ enum Command {
         duration: String,
     },
     /// Issue a fresh credential for your active grant.
-    Credentials { id: String },
+    Credentials {
+        id: String,
+        /// Public key file to have signed (SSH grants).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// SSH certificate authority tools.
+    #[command(subcommand, name = "ssh-ca")]
+    SshCa(SshCaCommand),
+    /// Get a short-lived SSH certificate for a host (asking for access if needed) and print where
+    /// the key and certificate are.
+    SshCert(ssh::SshArgs),
+    /// Get a short-lived SSH certificate for a host and run the system `ssh` with it.
+    Ssh {
+        #[command(flatten)]
+        args: ssh::SshArgs,
+        /// Extra `ssh -o` options, e.g. --ssh-option StrictHostKeyChecking=accept-new.
+        #[arg(long = "ssh-option", value_name = "OPTION")]
+        ssh_options: Vec<String>,
+        /// Remote command (after `--`).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Policy tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -181,6 +209,16 @@ enum AuditCommand {
     Export {
         #[arg(long, default_value = "jsonl")]
         format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SshCaCommand {
+    /// Print the CA public key line for sshd's TrustedUserCAKeys.
+    PublicKey {
+        /// The SSH provider, when several are configured.
+        #[arg(long)]
+        provider: Option<String>,
     },
 }
 

@@ -77,3 +77,16 @@ pub fn kill_report(v: &Value) -> String {
     }
     out
 }
+
+pub fn ssh_cert(v: &Value) -> String {
+    format!(
+        "certificate for {user}@{host}:{port} (principals {principals}), valid until {until}\n  key:  {key}\n  cert: {cert}\nconnect with: ssh -i {key} -o CertificateFile={cert} -p {port} {user}@{host}",
+        user = s(&v["user"]),
+        host = s(&v["host"]),
+        port = v["port"],
+        principals = v["principals"],
+        until = s(&v["expires_at"]),
+        key = s(&v["key"]),
+        cert = s(&v["cert"]),
+    )
+}

@@ -6,6 +6,7 @@
 
 pub mod postgres;
 mod secret;
+pub mod ssh;
 
 use async_trait::async_trait;
 use brevet_core::{Binding, Evidence, ProfileName};
@@ -31,6 +32,17 @@ pub enum ProviderError {
     StillPresent(String),
     #[error("provider configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    BadInput(String),
+}
+
+/// What the requester supplies when asking for credentials.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialInput {
+    /// The grant the credentials are for (used in certificate key ids and records).
+    pub grant_id: String,
+    /// An OpenSSH public key line, for providers that sign the requester's own key.
+    pub public_key: Option<String>,
 }
 
 /// Access on a target that Brevet created, as the target reports it (for reconciliation).
@@ -69,7 +81,18 @@ pub trait Provider: Send + Sync {
         &self,
         binding: &Binding,
         expires_at: DateTime<Utc>,
+        input: &CredentialInput,
     ) -> Result<Credential, ProviderError>;
+
+    /// Checks what the requester supplied for credentials before anything is granted, so a bad
+    /// input (a malformed public key, say) is refused with nothing created.
+    fn check_credential_input(
+        &self,
+        _binding: &Binding,
+        _input: &CredentialInput,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
 
     /// Removes the binding and ends its live sessions. Absent is success.
     async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError>;

@@ -16,7 +16,9 @@ use std::{
 
 use async_trait::async_trait;
 use brevet_core::{Binding, Evidence, ProfileName, ProviderName, ResourceId};
-use brevet_providers::{Credential, OwnedAccess, Provider, ProviderError, SecretText};
+use brevet_providers::{
+    Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText,
+};
 use brevet_server::{
     api::{router, AppState},
     auth::TokenAuthenticator,
@@ -50,6 +52,7 @@ impl Provider for InMemoryProvider {
         &self,
         _: &Binding,
         until: DateTime<Utc>,
+        _: &CredentialInput,
     ) -> Result<Credential, ProviderError> {
         Ok(Credential {
             kind: "memory",

@@ -11,6 +11,7 @@ use std::{
 use brevet_core::{GrantDuration, PrincipalId, ProfileName, ProviderName, ResourceId, Role};
 use brevet_providers::{
     postgres::{PgResource, PostgresConfig, Privilege},
+    ssh::{SshConfig, SshHost, SshProfile},
     SecretText,
 };
 use serde::Deserialize;
@@ -250,6 +251,7 @@ pub struct PrincipalConfig {
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
     Postgres(PostgresConfig),
+    Ssh(SshConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +429,7 @@ impl Config {
             };
             let kind = match provider {
                 ProviderConfig::Postgres(_) => "postgres",
+                ProviderConfig::Ssh(_) => "ssh",
             };
             resources.insert(
                 rid.clone(),
@@ -547,11 +550,119 @@ fn parse_provider(
                 connection_limit: raw.connection_limit,
             }))
         }
+        "ssh" => parse_ssh(name, t, resources, base),
         other => Err(field(
             at("kind"),
-            format!("unknown provider kind `{other}`; supported: postgres"),
+            format!("unknown provider kind `{other}`; supported: postgres, ssh"),
         )),
     }
+}
+
+fn parse_ssh(
+    name: &str,
+    t: &toml::Table,
+    resources: &BTreeMap<&str, &toml::Table>,
+    base: &Path,
+) -> Result<ProviderConfig, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        #[allow(dead_code)]
+        kind: String,
+        ca_key_file: PathBuf,
+        krl_file: Option<PathBuf>,
+        #[serde(default = "backdate")]
+        backdate: Dur,
+        profiles: BTreeMap<String, RawProfile>,
+    }
+    fn backdate() -> Dur {
+        d("60s")
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawProfile {
+        principals: Vec<String>,
+        #[serde(default = "yes")]
+        permit_pty: bool,
+        #[serde(default)]
+        port_forwarding: bool,
+        #[serde(default)]
+        agent_forwarding: bool,
+        #[serde(default)]
+        x11_forwarding: bool,
+        force_command: Option<String>,
+        source_address: Option<String>,
+    }
+    fn yes() -> bool {
+        true
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawHost {
+        host: String,
+        #[serde(default = "port22")]
+        port: u16,
+        #[allow(dead_code)]
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
+    }
+    fn port22() -> u16 {
+        22
+    }
+    let at = |f: &str| format!("providers.{name}.{f}");
+    let raw: Raw = t
+        .clone()
+        .try_into()
+        .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
+    let mut profiles = BTreeMap::new();
+    for (p, rp) in raw.profiles {
+        let pn = ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+        };
+        if rp.principals.is_empty() || !rp.principals.iter().all(|s| ok(s)) {
+            return Err(field(
+                at(&format!("profiles.\"{p}\".principals")),
+                "list one or more principal names (letters, digits, . _ - @), e.g. [\"deploy\"]",
+            ));
+        }
+        profiles.insert(
+            pn,
+            SshProfile {
+                principals: rp.principals,
+                permit_pty: rp.permit_pty,
+                port_forwarding: rp.port_forwarding,
+                agent_forwarding: rp.agent_forwarding,
+                x11_forwarding: rp.x11_forwarding,
+                force_command: rp.force_command,
+                source_address: rp.source_address,
+            },
+        );
+    }
+    let mut hosts = BTreeMap::new();
+    for (rname, rt) in resources {
+        let h: RawHost = (*rt)
+            .clone()
+            .try_into()
+            .map_err(|e| field(format!("resources.\"{name}:{rname}\""), e.to_string()))?;
+        hosts.insert(
+            (*rname).to_owned(),
+            SshHost {
+                host: h.host,
+                port: h.port,
+            },
+        );
+    }
+    Ok(ProviderConfig::Ssh(SshConfig {
+        ca_key_file: base.join(raw.ca_key_file),
+        krl_file: raw.krl_file.map(|f| base.join(f)),
+        backdate: raw.backdate.0,
+        profiles,
+        resources: hosts,
+    }))
 }
 
 #[cfg(test)]

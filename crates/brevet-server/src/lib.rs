@@ -5,11 +5,16 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod ssh_ledger;
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use brevet_policy::{PolicyEngine, PolicySource};
-use brevet_providers::{postgres::PostgresProvider, Provider};
+use brevet_providers::{
+    postgres::PostgresProvider,
+    ssh::{load_or_create_ca, SshProvider},
+    Provider,
+};
 use brevet_store::Store;
 use tokio::sync::watch;
 
@@ -48,42 +53,64 @@ pub fn load_policy(config: &Config) -> Result<PolicyEngine, brevet_policy::Polic
     PolicyEngine::load(&sources, config.policy_defaults)
 }
 
-/// Builds the provider instances named in the config.
-pub fn build_providers(
-    config: &Config,
-) -> Result<BTreeMap<brevet_core::ProviderName, Arc<dyn Provider>>, StartError> {
-    let mut out: BTreeMap<_, Arc<dyn Provider>> = BTreeMap::new();
-    for (name, pc) in &config.providers {
-        let p: Arc<dyn Provider> = match pc {
-            config::ProviderConfig::Postgres(c) => Arc::new(
-                PostgresProvider::new(name.as_str(), c.clone()).map_err(|source| {
-                    StartError::Provider {
-                        name: name.to_string(),
-                        source,
-                    }
-                })?,
-            ),
-        };
-        out.insert(name.clone(), p);
-    }
-    Ok(out)
+/// The provider instances named in the config; SSH providers are also returned on their own.
+pub struct Providers {
+    pub all: BTreeMap<brevet_core::ProviderName, Arc<dyn Provider>>,
+    pub ssh: BTreeMap<brevet_core::ProviderName, Arc<SshProvider>>,
 }
 
-/// Builds a broker from a validated config (connecting to the store and running migrations).
-pub async fn build_broker(
-    config: &Config,
-    providers: BTreeMap<brevet_core::ProviderName, Arc<dyn Provider>>,
-) -> Result<Arc<Broker>, StartError> {
+/// Builds the providers (SSH providers keep their certificate ledger in `store`).
+pub fn build_providers(config: &Config, store: &Store) -> Result<Providers, StartError> {
+    let mut all: BTreeMap<_, Arc<dyn Provider>> = BTreeMap::new();
+    let mut ssh = BTreeMap::new();
+    for (name, pc) in &config.providers {
+        let err = |source| StartError::Provider {
+            name: name.to_string(),
+            source,
+        };
+        let p: Arc<dyn Provider> = match pc {
+            config::ProviderConfig::Postgres(c) => {
+                Arc::new(PostgresProvider::new(name.as_str(), c.clone()).map_err(err)?)
+            }
+            config::ProviderConfig::Ssh(c) => {
+                let (ca, created) = load_or_create_ca(&c.ca_key_file).map_err(err)?;
+                if created {
+                    tracing::warn!(provider = %name, path = %c.ca_key_file.display(), "generated a new SSH user CA; publish it with `brevet ssh-ca public-key`");
+                }
+                let ledger = Arc::new(ssh_ledger::StoreLedger(store.clone()));
+                let p = Arc::new(SshProvider::new(name.as_str(), c.clone(), ca, ledger));
+                ssh.insert(name.clone(), p.clone());
+                p
+            }
+        };
+        all.insert(name.clone(), p);
+    }
+    Ok(Providers { all, ssh })
+}
+
+/// Connects the store and builds the broker from a validated config.
+pub async fn build_broker(config: &Config) -> Result<Arc<Broker>, StartError> {
     let policy = Arc::new(load_policy(config)?);
     let store = Store::connect(config.store_url.expose()).await?;
-    Ok(Arc::new(Broker::new(
-        store,
-        policy,
-        providers,
-        config.resources.clone(),
-        config.principals.clone(),
-        config.server.clone(),
-    )))
+    let providers = build_providers(config, &store)?;
+    // sshd refuses every key while its RevokedKeys file is missing: write it before serving.
+    for (name, p) in &providers.ssh {
+        p.write_krl().await.map_err(|source| StartError::Provider {
+            name: name.to_string(),
+            source,
+        })?;
+    }
+    Ok(Arc::new(
+        Broker::new(
+            store,
+            policy,
+            providers.all,
+            config.resources.clone(),
+            config.principals.clone(),
+            config.server.clone(),
+        )
+        .with_ssh(providers.ssh),
+    ))
 }
 
 /// Runs the server until `shutdown` resolves.
@@ -91,8 +118,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let providers = build_providers(&config)?;
-    let broker = build_broker(&config, providers).await?;
+    let broker = build_broker(&config).await?;
     let auth = Arc::new(auth::TokenAuthenticator::new(&config.principals));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

@@ -5,6 +5,7 @@
 //! state change without its audit record cannot exist: if the audit cannot be written, nothing is.
 
 mod audit;
+mod certificates;
 mod error;
 mod locks;
 mod requests;
@@ -16,6 +17,7 @@ use sqlx::{
     AnyPool, Executor,
 };
 
+pub use certificates::CertificateRecord;
 pub use error::StoreError;
 pub use locks::PrincipalLock;
 pub use requests::RequestFilter;

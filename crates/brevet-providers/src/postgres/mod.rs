@@ -20,7 +20,7 @@ use sqlx::{
 
 pub use config::{quote_ident, quote_literal, PgResource, PostgresConfig, Privilege};
 
-use crate::{Credential, OwnedAccess, Provider, ProviderError, SecretText};
+use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
 
 const COMMENT_PREFIX: &str = "brevet binding ";
 
@@ -271,6 +271,7 @@ impl Provider for PostgresProvider {
         &self,
         binding: &Binding,
         expires_at: DateTime<Utc>,
+        _input: &CredentialInput,
     ) -> Result<Credential, ProviderError> {
         let resource = self.resource(binding)?;
         let role = self.role_name(binding);

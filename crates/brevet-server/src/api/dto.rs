@@ -181,3 +181,10 @@ pub struct LockView {
     pub locked_by: String,
     pub locked_at: DateTime<Utc>,
 }
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialBody {
+    /// OpenSSH public key line to sign, for SSH grants.
+    pub public_key: Option<String>,
+}

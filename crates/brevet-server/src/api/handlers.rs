@@ -199,14 +199,19 @@ pub async fn cancel(
 
 /// Activate your approved request: access is created now and the duration starts now. The answer
 /// carries the credential, once; Brevet does not store it.
-#[utoipa::path(post, path = "/v1/requests/{id}/activate",
-    responses((status = 200, body = ActivatedView), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/activate", request_body = CredentialBody,
+    responses((status = 200, body = ActivatedView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn activate(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    b: Result<Json<CredentialBody>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let a = state.broker.activate(&caller.0, parse_id(&id)?).await?;
+    let b = optional(b)?;
+    let a = state
+        .broker
+        .activate(&caller.0, parse_id(&id)?, b.public_key)
+        .await?;
     let c = a.credential.reveal();
     let out = ActivatedView {
         grant: view(&state, &a.request).await?,
@@ -305,13 +310,19 @@ pub async fn extend(
 }
 
 /// Issue a fresh credential for your active grant (the previous one stops working).
-#[utoipa::path(post, path = "/v1/grants/{id}/credentials", responses((status = 200, body = CredentialView), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/grants/{id}/credentials", request_body = CredentialBody,
+    responses((status = 200, body = CredentialView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn credentials(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    b: Result<Json<CredentialBody>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let c = state.broker.reissue(&caller.0, parse_id(&id)?).await?;
+    let b = optional(b)?;
+    let c = state
+        .broker
+        .reissue(&caller.0, parse_id(&id)?, b.public_key)
+        .await?;
     let c = c.reveal();
     let out = CredentialView {
         kind: c.kind.into(),
@@ -589,4 +600,51 @@ pub async fn locks(
             })
             .collect(),
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SshQuery {
+    /// The SSH provider (needed only when several are configured).
+    provider: Option<String>,
+}
+
+/// The SSH user CA's public key: the line for sshd's `TrustedUserCAKeys`. Public; no token needed.
+#[utoipa::path(get, path = "/v1/ssh/ca", params(SshQuery), responses((status = 200, description = "OpenSSH public key line", content_type = "text/plain")))]
+pub async fn ssh_ca(
+    State(state): State<AppState>,
+    q: Result<Query<SshQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    let p = state.broker.ssh_provider(q.provider.as_deref())?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("{}\n", p.ca_public_line()),
+    )
+        .into_response())
+}
+
+/// The current OpenSSH KRL (binary) for sshd's `RevokedKeys`. Public; no token needed.
+#[utoipa::path(get, path = "/v1/ssh/krl", params(SshQuery), responses((status = 200, description = "OpenSSH KRL", content_type = "application/octet-stream")))]
+pub async fn ssh_krl(
+    State(state): State<AppState>,
+    q: Result<Query<SshQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    let p = state.broker.ssh_provider(q.provider.as_deref())?;
+    let bytes = p
+        .krl()
+        .await
+        .map_err(|source| crate::broker::BrokerError::Provider {
+            provider: "ssh".into(),
+            source,
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        bytes,
+    )
+        .into_response())
 }

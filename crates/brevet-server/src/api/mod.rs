@@ -77,8 +77,10 @@ impl FromRequestParts<AppState> for Caller {
         handlers::kill,
         handlers::unlock,
         handlers::locks,
+        handlers::ssh_ca,
+        handlers::ssh_krl,
     ),
-    components(schemas(KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
+    components(schemas(CredentialBody, KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -139,6 +141,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/kill", post(handlers::kill))
         .route("/v1/unlock", post(handlers::unlock))
         .route("/v1/locks", get(handlers::locks))
+        .route("/v1/ssh/ca", get(handlers::ssh_ca))
+        .route("/v1/ssh/krl", get(handlers::ssh_krl))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

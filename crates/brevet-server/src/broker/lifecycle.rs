@@ -4,7 +4,7 @@ use brevet_audit::EventKind;
 use brevet_core::{
     Evidence, GrantDuration, Principal, Request, RequestId, RequestKind, RequestState, Role,
 };
-use brevet_providers::{Credential, ProviderError};
+use brevet_providers::{Credential, CredentialInput, ProviderError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
@@ -27,6 +27,7 @@ impl Broker {
         let provider = r.resource.provider().to_string();
         match tokio::time::timeout(self.settings.provider_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(ProviderError::BadInput(m))) => Err(BrokerError::BadInput(m)),
             Ok(Err(source)) => Err(BrokerError::Provider { provider, source }),
             Err(_) => Err(BrokerError::ProviderTimeout(provider)),
         }
@@ -89,6 +90,7 @@ impl Broker {
         &self,
         caller: &Principal,
         id: RequestId,
+        public_key: Option<String>,
     ) -> Result<Activated, BrokerError> {
         let r = self.get_visible(caller, id).await?;
         if r.requester != caller.id {
@@ -97,6 +99,12 @@ impl Broker {
             ));
         }
         self.ensure_unlocked(&caller.id, "requester").await?;
+        let input = CredentialInput {
+            grant_id: id.to_string(),
+            public_key,
+        };
+        // Refuse bad credential input before anything is granted.
+        self.check_input(&r, &input).await?;
         if !self
             .store
             .claim(id, &self.replica, Utc::now(), self.settings.lease)
@@ -112,7 +120,7 @@ impl Broker {
             .await;
         self.store.release(id, &self.replica).await?;
         let request = result?;
-        let credential = self.issue(&request).await?;
+        let credential = self.issue(&request, &input).await?;
         Ok(Activated {
             request,
             credential,
@@ -194,11 +202,36 @@ impl Broker {
         }
     }
 
-    async fn issue(&self, r: &Request) -> Result<Credential, BrokerError> {
+    /// Checks credential input with the provider; a refusal is audited and changes nothing else.
+    async fn check_input(&self, r: &Request, input: &CredentialInput) -> Result<(), BrokerError> {
+        let provider = self.provider_for(&r.resource)?.clone();
+        if let Err(e) = provider.check_credential_input(&r.binding(), input) {
+            let audit = event(
+                EventKind::CredentialsRefused,
+                r.requester.as_str(),
+                r,
+                json!({"refusal": e.to_string()}),
+            );
+            self.store.append_audit(vec![audit]).await?;
+            return Err(match e {
+                ProviderError::BadInput(m) => BrokerError::BadInput(m),
+                other => BrokerError::Provider {
+                    provider: r.resource.provider().to_string(),
+                    source: other,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    async fn issue(&self, r: &Request, input: &CredentialInput) -> Result<Credential, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let expires_at = r.window.map(|w| w.expires_at).unwrap_or_else(Utc::now);
         let credential = self
-            .bounded(r, provider.issue_credentials(&r.binding(), expires_at))
+            .bounded(
+                r,
+                provider.issue_credentials(&r.binding(), expires_at, input),
+            )
             .await?;
         // The secret itself is never stored or logged; only the fact that one was issued.
         let audit = event(
@@ -216,6 +249,7 @@ impl Broker {
         &self,
         caller: &Principal,
         id: RequestId,
+        public_key: Option<String>,
     ) -> Result<Credential, BrokerError> {
         let r = self.get_visible(caller, id).await?;
         if r.requester != caller.id {
@@ -230,7 +264,12 @@ impl Broker {
                 r.state
             )));
         }
-        self.issue(&r).await
+        let input = CredentialInput {
+            grant_id: id.to_string(),
+            public_key,
+        };
+        self.check_input(&r, &input).await?;
+        self.issue(&r, &input).await
     }
 
     /// Ends a grant early: its owner or an admin. Revocation runs now and, if it fails, keeps

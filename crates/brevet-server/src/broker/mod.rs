@@ -89,6 +89,8 @@ pub struct Broker {
     /// Identifies this process in leases, so replicas never work on the same row at once.
     pub(crate) replica: String,
     pub(crate) failpoint: Option<Failpoint>,
+    /// SSH providers by name, for serving their CA public key and KRL.
+    pub(crate) ssh: BTreeMap<ProviderName, Arc<brevet_providers::ssh::SshProvider>>,
 }
 
 impl Broker {
@@ -109,6 +111,48 @@ impl Broker {
             settings,
             replica: format!("replica-{}", uuid::Uuid::new_v4()),
             failpoint: Failpoint::from_env(),
+            ssh: BTreeMap::new(),
+        }
+    }
+
+    /// Registers the SSH providers (also present in `providers`) for the CA and KRL endpoints.
+    pub fn with_ssh(
+        mut self,
+        ssh: BTreeMap<ProviderName, Arc<brevet_providers::ssh::SshProvider>>,
+    ) -> Self {
+        self.ssh = ssh;
+        self
+    }
+
+    /// The SSH provider named `name`, or the only one when `name` is None.
+    pub fn ssh_provider(
+        &self,
+        name: Option<&str>,
+    ) -> Result<&Arc<brevet_providers::ssh::SshProvider>, BrokerError> {
+        let names = || {
+            self.ssh
+                .keys()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match name {
+            Some(n) => self
+                .ssh
+                .iter()
+                .find(|(k, _)| k.as_str() == n)
+                .map(|(_, v)| v)
+                .ok_or_else(|| {
+                    BrokerError::NotFound(format!("no SSH provider `{n}`; configured: {}", names()))
+                }),
+            None if self.ssh.len() == 1 => Ok(self.ssh.values().next().expect("one entry")),
+            None if self.ssh.is_empty() => Err(BrokerError::NotFound(
+                "no SSH provider is configured".into(),
+            )),
+            None => Err(BrokerError::BadInput(format!(
+                "several SSH providers are configured; name one with ?provider= ({})",
+                names()
+            ))),
         }
     }
 

@@ -1,0 +1,421 @@
+//! SSH: a short-lived OpenSSH user certificate per grant, signed by Brevet's CA, naming the
+//! requester, allowing only the profile's principals, valid for the grant's window. Revocation
+//! puts the certificates' serials into a KRL that sshd reads (`RevokedKeys`), so early revocation
+//! and the kill switch block certificates before they expire; expiry is enforced by sshd itself.
+
+mod ca;
+pub mod krl;
+mod ledger;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use brevet_core::{Binding, Evidence, ProfileName};
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use ssh_key::{certificate, Algorithm, HashAlg, PrivateKey, PublicKey};
+
+pub use ca::load_or_create_ca;
+pub use ledger::{CertificateLedger, IssuedCertificate};
+
+use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
+
+/// What a profile allows in its certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshProfile {
+    /// Valid principals (the remote user names, or names an `AuthorizedPrincipalsFile` maps).
+    pub principals: Vec<String>,
+    pub permit_pty: bool,
+    pub port_forwarding: bool,
+    pub agent_forwarding: bool,
+    pub x11_forwarding: bool,
+    /// `force-command` critical option.
+    pub force_command: Option<String>,
+    /// `source-address` critical option (comma-separated CIDRs).
+    pub source_address: Option<String>,
+}
+
+/// One host (or host group behind one address) that certificates are for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshHost {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    /// Where the CA's private key lives (created with mode 0600 on first start).
+    pub ca_key_file: PathBuf,
+    /// Where to write the KRL for sshd's `RevokedKeys` (also served at `/v1/ssh/krl`).
+    pub krl_file: Option<PathBuf>,
+    /// Certificates start this much before issue, for clock skew.
+    pub backdate: Duration,
+    pub profiles: BTreeMap<ProfileName, SshProfile>,
+    pub resources: BTreeMap<String, SshHost>,
+}
+
+pub struct SshProvider {
+    name: String,
+    config: SshConfig,
+    ca: PrivateKey,
+    ca_public: PublicKey,
+    ledger: Arc<dyn CertificateLedger>,
+    krl_write: tokio::sync::Mutex<()>,
+}
+
+fn ledger_err(e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Target(format!("certificate ledger: {e}"))
+}
+
+impl SshProvider {
+    pub fn new(
+        name: &str,
+        config: SshConfig,
+        ca: PrivateKey,
+        ledger: Arc<dyn CertificateLedger>,
+    ) -> Self {
+        let ca_public = ca.public_key().clone();
+        Self {
+            name: name.to_owned(),
+            config,
+            ca,
+            ca_public,
+            ledger,
+            krl_write: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The line operators put in sshd's `TrustedUserCAKeys`.
+    pub fn ca_public_line(&self) -> String {
+        let mut k = self.ca_public.clone();
+        k.set_comment(format!("brevet-ssh-ca-{}", self.name));
+        k.to_openssh().unwrap_or_default()
+    }
+
+    fn ca_blob(&self) -> Vec<u8> {
+        self.ca_public.to_bytes().unwrap_or_default()
+    }
+
+    /// The current KRL: every revoked certificate that has not yet expired.
+    pub async fn krl(&self) -> Result<Vec<u8>, ProviderError> {
+        let now = Utc::now();
+        let certs = self.ledger.unexpired(&self.name, now).await?;
+        let serials: Vec<u64> = certs
+            .iter()
+            .filter(|c| c.revoked_at.is_some())
+            .map(|c| c.serial)
+            .collect();
+        let version = now.timestamp_millis().max(0) as u64;
+        Ok(krl::encode(
+            &self.ca_blob(),
+            &serials,
+            version,
+            now.timestamp().max(0) as u64,
+            "brevet",
+        ))
+    }
+
+    /// Rewrites the KRL file (atomically: temp file, then rename) if one is configured.
+    pub async fn write_krl(&self) -> Result<(), ProviderError> {
+        let Some(path) = &self.config.krl_file else {
+            return Ok(());
+        };
+        let _guard = self.krl_write.lock().await;
+        let bytes = self.krl().await?;
+        let tmp = path.with_extension("krl.tmp");
+        std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| ProviderError::Target(format!("cannot write KRL {}: {e}", path.display())))
+    }
+
+    /// What sshd sees: the KRL file when configured, else the served KRL.
+    async fn read_back_krl(&self) -> Result<(Vec<u8>, String), ProviderError> {
+        match &self.config.krl_file {
+            Some(p) => std::fs::read(p)
+                .map(|b| (b, p.display().to_string()))
+                .map_err(|e| {
+                    ProviderError::Target(format!("cannot read KRL {}: {e}", p.display()))
+                }),
+            None => Ok((self.krl().await?, "/v1/ssh/krl".into())),
+        }
+    }
+
+    fn profile(&self, p: &ProfileName) -> Result<&SshProfile, ProviderError> {
+        self.config
+            .profiles
+            .get(p)
+            .ok_or_else(|| ProviderError::UnknownProfile {
+                provider: self.name.clone(),
+                profile: p.to_string(),
+                offered: self
+                    .config
+                    .profiles
+                    .keys()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    fn host(&self, b: &Binding) -> Result<&SshHost, ProviderError> {
+        self.config
+            .resources
+            .get(b.resource.name())
+            .ok_or_else(|| ProviderError::UnknownResource(b.resource.to_string()))
+    }
+
+    /// Parses and vets a requester's public key.
+    pub fn parse_public_key(&self, line: &str) -> Result<PublicKey, ProviderError> {
+        let key = PublicKey::from_openssh(line.trim()).map_err(|e| {
+            ProviderError::BadInput(format!(
+                "the public key is not an OpenSSH public key line ({e}); pass the contents of e.g. ~/.ssh/id_ed25519.pub"
+            ))
+        })?;
+        match key.algorithm() {
+            Algorithm::Ed25519
+            | Algorithm::Ecdsa { .. }
+            | Algorithm::SkEd25519
+            | Algorithm::SkEcdsaSha2NistP256 => {}
+            Algorithm::Rsa { .. } => {
+                if let ssh_key::public::KeyData::Rsa(rsa) = key.key_data() {
+                    if rsa.n.as_positive_bytes().map_or(0, |b| b.len() * 8) < 3072 {
+                        return Err(ProviderError::BadInput(
+                            "RSA keys shorter than 3072 bits are not signed; use ed25519".into(),
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(ProviderError::BadInput(format!(
+                    "key type {} is not supported; use ed25519 (ssh-keygen -t ed25519)",
+                    other.as_str()
+                )))
+            }
+        }
+        if key.key_data() == self.ca_public.key_data() {
+            return Err(ProviderError::BadInput(
+                "refusing to sign the CA's own key".into(),
+            ));
+        }
+        Ok(key)
+    }
+}
+
+#[async_trait]
+impl Provider for SshProvider {
+    fn kind(&self) -> &'static str {
+        "ssh"
+    }
+
+    fn profiles(&self) -> Vec<ProfileName> {
+        self.config.profiles.keys().cloned().collect()
+    }
+
+    fn has_resource(&self, name: &str) -> bool {
+        self.config.resources.contains_key(name)
+    }
+
+    fn check_credential_input(
+        &self,
+        binding: &Binding,
+        input: &CredentialInput,
+    ) -> Result<(), ProviderError> {
+        self.profile(&binding.profile)?;
+        let line = input.public_key.as_deref().ok_or_else(|| {
+            ProviderError::BadInput(
+                "an SSH grant needs your public key: pass --public-key FILE (or use `brevet ssh`)"
+                    .into(),
+            )
+        })?;
+        self.parse_public_key(line).map(|_| ())
+    }
+
+    /// Nothing exists on the hosts until a certificate is signed; this only checks the binding.
+    async fn ensure(
+        &self,
+        binding: &Binding,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
+        self.profile(&binding.profile)?;
+        self.host(binding)?;
+        Ok(())
+    }
+
+    async fn issue_credentials(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+        input: &CredentialInput,
+    ) -> Result<Credential, ProviderError> {
+        let profile = self.profile(&binding.profile)?;
+        let host = self.host(binding)?;
+        let line = input.public_key.as_deref().ok_or_else(|| {
+            ProviderError::BadInput(
+                "an SSH grant needs your public key: pass --public-key FILE (or use `brevet ssh`)"
+                    .into(),
+            )
+        })?;
+        let key = self.parse_public_key(line)?;
+        let now = Utc::now();
+        let valid_after = (now
+            - chrono::Duration::from_std(self.config.backdate).unwrap_or_default())
+        .timestamp()
+        .max(0) as u64;
+        let valid_before = expires_at.timestamp().max(0) as u64;
+        if valid_before <= now.timestamp() as u64 {
+            return Err(ProviderError::BadInput(
+                "the grant has already expired".into(),
+            ));
+        }
+        // Random serials (never 0, which a KRL cannot name), kept below 2^63 for the store.
+        let serial: u64 = rand::thread_rng().gen_range(1..=i64::MAX as u64);
+        let key_id = format!("brevet:{}:{}", input.grant_id, binding.principal);
+        let bad =
+            |e: ssh_key::Error| ProviderError::Target(format!("cannot build certificate: {e}"));
+        let mut b = certificate::Builder::new_with_random_nonce(
+            &mut rand::rngs::OsRng,
+            key.key_data().clone(),
+            valid_after,
+            valid_before,
+        )
+        .map_err(bad)?;
+        b.serial(serial).map_err(bad)?;
+        b.key_id(key_id.clone()).map_err(bad)?;
+        b.cert_type(certificate::CertType::User).map_err(bad)?;
+        for p in &profile.principals {
+            b.valid_principal(p.clone()).map_err(bad)?;
+        }
+        for (on, name) in [
+            (profile.permit_pty, "permit-pty"),
+            (profile.port_forwarding, "permit-port-forwarding"),
+            (profile.agent_forwarding, "permit-agent-forwarding"),
+            (profile.x11_forwarding, "permit-X11-forwarding"),
+        ] {
+            if on {
+                b.extension(name, "").map_err(bad)?;
+            }
+        }
+        if let Some(cmd) = &profile.force_command {
+            b.critical_option("force-command", cmd.clone())
+                .map_err(bad)?;
+        }
+        if let Some(src) = &profile.source_address {
+            b.critical_option("source-address", src.clone())
+                .map_err(bad)?;
+        }
+        b.comment(key_id.clone()).map_err(bad)?;
+        let cert = b.sign(&self.ca).map_err(bad)?;
+        // Recorded before it is handed out, so it can always be revoked.
+        self.ledger
+            .record(&IssuedCertificate {
+                provider: self.name.clone(),
+                serial,
+                binding_key: binding.key(),
+                grant_id: input.grant_id.clone(),
+                key_id: key_id.clone(),
+                valid_before: expires_at,
+                revoked_at: None,
+            })
+            .await?;
+        let text = cert.to_openssh().map_err(bad)?;
+        Ok(Credential {
+            kind: "ssh_certificate",
+            secret: SecretText::new(text),
+            details: serde_json::json!({
+                "serial": serial.to_string(),
+                "key_id": key_id,
+                "principals": profile.principals,
+                "valid_after": valid_after,
+                "valid_before": valid_before,
+                "host": host.host,
+                "port": host.port,
+                "ca_fingerprint": self.ca_public.fingerprint(HashAlg::Sha256).to_string(),
+            }),
+            expires_at,
+        })
+    }
+
+    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+        self.ledger
+            .revoke_binding(&self.name, &binding.key(), Utc::now())
+            .await?;
+        self.write_krl().await
+    }
+
+    async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
+        let now = Utc::now();
+        let certs = self.ledger.of_binding(&self.name, &binding.key()).await?;
+        let live: Vec<&IssuedCertificate> = certs.iter().filter(|c| c.valid_before > now).collect();
+        let (krl, source) = self.read_back_krl().await?;
+        let listed: HashSet<u64> = krl::revoked_serials(&krl, &self.ca_blob())
+            .map_err(ledger_err)?
+            .into_iter()
+            .collect();
+        let missing: Vec<String> = live
+            .iter()
+            .filter(|c| !listed.contains(&c.serial))
+            .map(|c| c.serial.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ProviderError::StillPresent(format!(
+                "certificates {} are unexpired and not in the KRL ({source})",
+                missing.join(", ")
+            )));
+        }
+        Ok(Evidence {
+            checked_at: now,
+            observation: serde_json::json!({
+                "provider": self.name,
+                "check": "unexpired certificate serials of the binding are listed in the KRL sshd reads",
+                "krl": source,
+                "serials_in_krl": live.iter().map(|c| c.serial.to_string()).collect::<Vec<_>>(),
+                "serials_expired": certs.iter().filter(|c| c.valid_before <= now).map(|c| c.serial.to_string()).collect::<Vec<_>>(),
+            }),
+        })
+    }
+
+    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+        let certs = self.ledger.unexpired(&self.name, Utc::now()).await?;
+        Ok(certs
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .map(|c| OwnedAccess {
+                native_id: c.serial.to_string(),
+                binding_key: Some(c.binding_key),
+            })
+            .collect())
+    }
+
+    async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
+        let serial: u64 = owned
+            .native_id
+            .parse()
+            .map_err(|_| ProviderError::Config(format!("`{}` is not a serial", owned.native_id)))?;
+        self.ledger
+            .revoke_serial(&self.name, serial, Utc::now())
+            .await?;
+        self.write_krl().await?;
+        let (krl, source) = self.read_back_krl().await?;
+        let listed = krl::revoked_serials(&krl, &self.ca_blob()).map_err(ledger_err)?;
+        if !listed.contains(&serial) {
+            return Err(ProviderError::StillPresent(format!(
+                "serial {serial} is not in the KRL ({source})"
+            )));
+        }
+        Ok(Evidence {
+            checked_at: Utc::now(),
+            observation: serde_json::json!({"serial": owned.native_id, "krl": source, "in_krl": true}),
+        })
+    }
+
+    /// Established SSH sessions live on the hosts; Brevet cannot end them from here. The KRL
+    /// refuses every new login with the certificate at once.
+    async fn terminate_sessions(&self, _binding: &Binding) -> Result<u64, ProviderError> {
+        Ok(0)
+    }
+}
