@@ -160,14 +160,16 @@ pub async fn obtain(client: &Client, a: &SshArgs) -> Result<Result<Obtained, u8>
         .flatten()
         .filter_map(|p| p.as_str().map(str::to_owned))
         .collect();
+    // The login name is the user's choice: hosts may map certificate principals to accounts
+    // (AuthorizedPrincipalsFile), so sshd, not this CLI, decides whether it is allowed.
     let user = match user {
-        Some(u) if !principals.contains(&u) => bail!(
-            "the certificate allows logging in as {} only, not `{u}`; ask for a profile that allows `{u}` (--profile)",
-            principals.join(", ")
-        ),
         Some(u) => u,
-        None => principals.first().cloned().context("the certificate names no principal")?,
+        None => principals
+            .first()
+            .cloned()
+            .context("the certificate names no principal")?,
     };
+
     let dir = tempfile::Builder::new()
         .prefix("brevet-ssh-")
         .tempdir()

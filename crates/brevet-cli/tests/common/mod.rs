@@ -4,6 +4,8 @@
 
 pub use brevet_testkit::*;
 
+use std::process::{Command, Stdio};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_brevet");
 pub const DAVE: &str = "test-dave-token";
 
@@ -37,6 +39,15 @@ when { context.profile == "db.read" };
 @approvals("0")
 permit (principal in Group::"oncall", action == Action::"request", resource)
 when { context.profile == "db.write" };
+
+@id("oncall-ssh-auto")
+@max_duration("10m")
+@approvals("0")
+permit (principal in Group::"oncall", action == Action::"request", resource)
+when { resource.kind == "ssh" };
+
+@id("no-ssh-to-vault")
+forbid (principal, action == Action::"request", resource == Resource::"ssh:vault");
 
 @id("leads-approve")
 permit (principal in Group::"leads", action == Action::"approve", resource);
@@ -324,3 +335,144 @@ impl Forwarder {
         }
     }
 }
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Config for an SSH provider named `ssh` with hosts `ssh:box` (the test sshd) and `ssh:vault`
+/// (forbidden by policy). `ssh.login` maps to principal `ops`, `ssh.dev` to `dev`.
+pub fn ssh_config(port: u16) -> String {
+    format!(
+        r#"
+[providers.ssh]
+kind = "ssh"
+ca_key_file = "ssh_ca"
+krl_file = "revoked.krl"
+backdate = "10s"
+
+[providers.ssh.profiles."ssh.login"]
+principals = ["ops"]
+
+[providers.ssh.profiles."ssh.dev"]
+principals = ["dev"]
+
+[resources."ssh:box"]
+host = "127.0.0.1"
+port = {port}
+
+[resources."ssh:vault"]
+host = "127.0.0.1"
+port = {port}
+"#
+    )
+}
+
+/// A real OpenSSH server on a loopback port that trusts Brevet's CA and reads Brevet's KRL.
+/// User `root` accepts certificates whose principals include `ops`.
+pub struct Sshd {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    pub fn start(port: u16, ca_public_line: &str, krl: &std::path::Path) -> Self {
+        let sshd = std::path::Path::new("/usr/sbin/sshd");
+        assert!(sshd.exists(), "/usr/sbin/sshd is missing: run the tests with scripts/test, which installs openssh-server");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join("host_key"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::fs::write(d.join("ca.pub"), ca_public_line).unwrap();
+        std::fs::write(d.join("principals_root"), "ops\n").unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             TrustedUserCAKeys {d}/ca.pub\nRevokedKeys {krl}\nAuthorizedPrincipalsFile {d}/principals_%u\n\
+             AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nLogLevel VERBOSE\n",
+            d = d.display(),
+            krl = krl.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "sshd did not start: {}",
+            std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Runs `ssh user@127.0.0.1 command` with a key and certificate; returns the output.
+    pub fn ssh(&self, key: &str, cert: &str, user: &str, command: &str) -> std::process::Output {
+        Command::new("ssh")
+            .args([
+                "-i",
+                key,
+                "-o",
+                &format!("CertificateFile={cert}"),
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .args([
+                "-o",
+                "ConnectTimeout=10",
+                "-p",
+                &self.port.to_string(),
+                &format!("{user}@127.0.0.1"),
+                command,
+            ])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const SSH_OPTS: [&str; 6] = [
+    "--ssh-option",
+    "StrictHostKeyChecking=no",
+    "--ssh-option",
+    "UserKnownHostsFile=/dev/null",
+    "--ssh-option",
+    "BatchMode=yes",
+];

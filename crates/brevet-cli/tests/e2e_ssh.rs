@@ -1,0 +1,306 @@
+//! SSH through Brevet's certificate authority, against a real OpenSSH `sshd` started by the test
+//! on a loopback port, trusting Brevet's CA (`TrustedUserCAKeys`) and KRL (`RevokedKeys`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+struct SshWorld {
+    world: World,
+    server: Server,
+    sshd: Sshd,
+}
+
+fn ssh_world(extra: &str) -> SshWorld {
+    let port = free_port();
+    let world = World::build(
+        StoreKind::Sqlite,
+        "",
+        &format!("{}{extra}", ssh_config(port)),
+        &[],
+    );
+    let server = world.start();
+    let ca = stdout(&server.cli(ADMIN, &["ssh-ca", "public-key"]));
+    assert!(ca.starts_with("ssh-ed25519 "), "{ca}");
+    let krl = server.dir.path().join("revoked.krl");
+    assert!(
+        krl.exists(),
+        "the KRL is written at start, or sshd would refuse every key"
+    );
+    let sshd = Sshd::start(port, &ca, &krl);
+    SshWorld {
+        world,
+        server,
+        sshd,
+    }
+}
+
+fn cert_files(v: &serde_json::Value) -> (String, String) {
+    (
+        v["key"].as_str().unwrap().to_owned(),
+        v["cert"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
+    let w = ssh_world("");
+    // `brevet ssh`: request (auto-approved by policy), sign, run the real ssh client.
+    let mut args = vec!["ssh", "root@box", "--for", "6s", "--reason", "deploy fix"];
+    args.extend(SSH_OPTS);
+    args.extend(["--", "echo", "hello-from-brevet"]);
+    let out = w.server.cli(DAVE, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "hello-from-brevet");
+
+    // `ssh-cert` reuses the active grant and leaves the files for plain ssh.
+    let c = w.server.cli_json(DAVE, &["ssh-cert", "root@box"]);
+    let (key, cert) = cert_files(&c);
+    assert_eq!(c["user"], "root");
+    assert_eq!(c["principals"], serde_json::json!(["ops"]));
+    let ok = w.sshd.ssh(&key, &cert, "root", "id -un");
+    assert_eq!(stdout(&ok).trim(), "root", "{}", stderr(&ok));
+    let grants = w.server.cli_json(DAVE, &["grants"]);
+    let id = grants[0]["id"].as_str().unwrap().to_owned();
+
+    // After expiry sshd refuses the certificate.
+    w.server.wait_for(DAVE, &id, Duration::from_secs(30), |v| {
+        v["state"] == "revoked"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let late = w.sshd.ssh(&key, &cert, "root", "true");
+    assert!(!late.status.success());
+    assert!(
+        stderr(&late).contains("Permission denied"),
+        "{}",
+        stderr(&late)
+    );
+
+    // Early revocation: a fresh 10-minute certificate stops working at once.
+    let c = w.server.cli_json(
+        DAVE,
+        &["ssh-cert", "root@box", "--for", "10m", "--reason", "second"],
+    );
+    let (key, cert) = cert_files(&c);
+    assert!(w.sshd.ssh(&key, &cert, "root", "true").status.success());
+    let id = w.server.cli_json(DAVE, &["grants"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    assert_eq!(revoked["state"], "revoked");
+    let serials = revoked["evidence"]["observation"]["serials_in_krl"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(serials.len(), 1, "{revoked:#}");
+    let refused = w.sshd.ssh(&key, &cert, "root", "true");
+    assert!(
+        !refused.status.success(),
+        "a revoked certificate must be refused before it expires"
+    );
+    // The KRL Brevet serves lists it too.
+    let krl = http_get_bytes(&format!("{}/v1/ssh/krl", w.server.url));
+    assert_eq!(&krl[..8], b"SSHKRL\n\0");
+    drop(w.world);
+}
+
+#[test]
+fn a_certificate_for_one_principal_cannot_log_in_as_another() {
+    let w = ssh_world("");
+    let c = w.server.cli_json(
+        DAVE,
+        &[
+            "ssh-cert",
+            "dev@box",
+            "--profile",
+            "ssh.dev",
+            "--for",
+            "5m",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(c["principals"], serde_json::json!(["dev"]));
+    let (key, cert) = cert_files(&c);
+    // root accepts only principal `ops`.
+    let out = w.sshd.ssh(&key, &cert, "root", "true");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    // The same certificate, offered for root by `brevet ssh`, is refused by sshd too.
+    let mut args = vec!["ssh", "root@box", "--profile", "ssh.dev"];
+    args.extend(SSH_OPTS);
+    args.extend(["--", "true"]);
+    let out = w.server.cli(DAVE, &args);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
+    let w = ssh_world("");
+    let r = w.server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "ssh.login",
+            "--resource",
+            "ssh:box",
+            "--for",
+            "5m",
+            "--reason",
+            "x",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.pub");
+    std::fs::write(&garbage, "ssh-ed25519 not-base64!!").unwrap();
+    let out = w.server.cli(
+        DAVE,
+        &["activate", &id, "--public-key", garbage.to_str().unwrap()],
+    );
+    assert!(
+        stderr(&out).contains("is not an OpenSSH public key line"),
+        "{}",
+        stderr(&out)
+    );
+
+    let rsa = dir.path().join("rsa");
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&rsa)
+        .status()
+        .unwrap()
+        .success());
+    let out = w.server.cli(
+        DAVE,
+        &[
+            "activate",
+            &id,
+            "--public-key",
+            &format!("{}.pub", rsa.display()),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("shorter than 3072 bits"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = w.server.cli(DAVE, &["activate", &id]);
+    assert!(
+        stderr(&out).contains("needs your public key"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nothing was granted or signed; the request is still waiting to be activated.
+    assert_eq!(w.server.cli_json(DAVE, &["show", &id])["state"], "approved");
+    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    assert_eq!(
+        export.matches("\"kind\":\"credentials_refused\"").count(),
+        3
+    );
+    assert!(!export.contains("\"kind\":\"credentials_issued\""));
+
+    // A host policy forbids: refused, nothing signed, refusal audited.
+    let mut args = vec!["ssh", "root@vault", "--reason", "x"];
+    args.extend(SSH_OPTS);
+    let out = w.server.cli(DAVE, &args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no-ssh-to-vault"), "{}", stderr(&out));
+    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    assert!(export.lines().last().unwrap().contains("request_refused"));
+    assert!(!export.contains("\"kind\":\"credentials_issued\""));
+}
+
+#[test]
+fn kill_switch_revokes_postgres_and_ssh_access_together() {
+    let w = ssh_world("");
+    let r = w.server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "x",
+        ],
+    );
+    let a = w
+        .server
+        .cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
+    let conn = a["credential"]["secret"].as_str().unwrap().to_owned();
+    let c = w.server.cli_json(
+        DAVE,
+        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
+    );
+    let (key, cert) = cert_files(&c);
+    assert!(w.sshd.ssh(&key, &cert, "root", "true").status.success());
+    let session = std::process::Command::new("psql")
+        .args([conn.as_str(), "-X", "-c", "SELECT pg_sleep(120)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let report = w
+        .server
+        .cli_json(ADMIN, &["kill", "dave", "--reason", "compromised laptop"]);
+    assert_eq!(report["revoked"], 2, "{report:#}");
+    let kinds: Vec<&str> = report["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["resource"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"postgres:orders") && kinds.contains(&"ssh:box"),
+        "{report:#}"
+    );
+
+    let s = session.wait_with_output().unwrap();
+    assert!(!s.status.success(), "the open psql session is terminated");
+    let refused = w.sshd.ssh(&key, &cert, "root", "true");
+    assert!(!refused.status.success(), "the SSH certificate is refused");
+    let again = w
+        .server
+        .cli(DAVE, &["ssh-cert", "root@box", "--reason", "x"]);
+    assert!(
+        stderr(&again).contains("locked by the kill switch"),
+        "{}",
+        stderr(&again)
+    );
+    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    assert!(export.contains("\"kind\":\"kill_switch\"") && export.contains("serials_in_krl"));
+    assert!(w.world.brevet_roles().is_empty());
+}
+
+fn http_get_bytes(url: &str) -> Vec<u8> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    })
+}
