@@ -8,152 +8,22 @@
 //! `cargo bench -p brevet-server --bench grant_latency`; knobs: BENCH_RATE (ops/s, default 50),
 //! BENCH_SECONDS (default 10); PostgreSQL runs when BREVET_TEST_PG_URL is set.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+mod support;
 
-use async_trait::async_trait;
-use brevet_core::{Binding, Evidence, ProfileName, ProviderName, ResourceId};
-use brevet_providers::{
-    Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText,
-};
+use std::time::{Duration, Instant};
+
 use brevet_server::{
     api::{router, AppState},
     auth::TokenAuthenticator,
-    config::{PrincipalConfig, ResourceConfig, ServerSettings},
-    Broker,
 };
-use chrono::{DateTime, Utc};
-
-/// Keeps bindings in memory; behaves like a target that always answers at once.
-#[derive(Default)]
-struct InMemoryProvider {
-    bindings: Mutex<HashMap<String, DateTime<Utc>>>,
-}
-
-#[async_trait]
-impl Provider for InMemoryProvider {
-    fn kind(&self) -> &'static str {
-        "memory"
-    }
-    fn profiles(&self) -> Vec<ProfileName> {
-        vec![ProfileName::parse("db.read").unwrap()]
-    }
-    fn has_resource(&self, _: &str) -> bool {
-        true
-    }
-    async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
-        self.bindings.lock().unwrap().insert(b.key(), until);
-        Ok(())
-    }
-    async fn issue_credentials(
-        &self,
-        _: &Binding,
-        until: DateTime<Utc>,
-        _: &CredentialInput,
-    ) -> Result<Credential, ProviderError> {
-        Ok(Credential {
-            kind: "memory",
-            secret: SecretText::new("x".into()),
-            details: serde_json::json!({}),
-            expires_at: until,
-        })
-    }
-    async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
-        self.bindings.lock().unwrap().remove(&b.key());
-        Ok(())
-    }
-    async fn verify_revoked(&self, b: &Binding) -> Result<Evidence, ProviderError> {
-        if self.bindings.lock().unwrap().contains_key(&b.key()) {
-            return Err(ProviderError::StillPresent(b.key()));
-        }
-        Ok(Evidence {
-            checked_at: Utc::now(),
-            observation: serde_json::json!({"absent": true}),
-        })
-    }
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
-        Ok(self
-            .bindings
-            .lock()
-            .unwrap()
-            .keys()
-            .map(|k| OwnedAccess {
-                native_id: k.clone(),
-                binding_key: Some(k.clone()),
-            })
-            .collect())
-    }
-    async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
-        self.bindings.lock().unwrap().remove(&o.native_id);
-        Ok(Evidence {
-            checked_at: Utc::now(),
-            observation: serde_json::json!({}),
-        })
-    }
-    async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
-        Ok(0)
-    }
-}
-
-const POLICY: &str = r#"@id("auto") @approvals("0") @max_duration("1h")
-permit (principal, action == Action::"request", resource) when { context.profile == "db.read" };"#;
 
 const USERS: usize = 200;
 
 async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
-    let policy = brevet_policy::PolicyEngine::load(
-        &[brevet_policy::PolicySource {
-            name: "bench".into(),
-            text: POLICY.into(),
-        }],
-        brevet_policy::Defaults::default(),
-    )
-    .unwrap();
-    let store = brevet_store::Store::connect(store_url).await.unwrap();
-    let rid = ResourceId::parse("mem:db").unwrap();
-    let mut providers: BTreeMap<ProviderName, Arc<dyn Provider>> = BTreeMap::new();
-    providers.insert(
-        ProviderName::parse("mem").unwrap(),
-        Arc::new(InMemoryProvider::default()),
-    );
-    let resources = BTreeMap::from([(
-        rid.clone(),
-        ResourceConfig {
-            id: rid,
-            kind: "memory",
-            tags: BTreeMap::new(),
-        },
-    )]);
     // Many principals, so overlapping-grant bookkeeping is realistic rather than one hot binding.
-    let principals: Vec<PrincipalConfig> = (0..USERS)
-        .map(|i| PrincipalConfig {
-            id: brevet_core::PrincipalId::parse(&format!("user{i}")).unwrap(),
-            groups: Default::default(),
-            roles: [brevet_core::Role::Requester].into(),
-            token_sha256: Some(brevet_server::auth::hash_token(&format!("token-{i}"))),
-        })
-        .collect();
-    let settings = ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        approve_within: Duration::from_secs(3600),
-        activate_within: Duration::from_secs(3600),
-        tick: Duration::from_secs(1),
-        lease: Duration::from_secs(60),
-        reconcile_every: Duration::from_secs(3600),
-        provider_timeout: Duration::from_secs(10),
-    };
-    let auth = Arc::new(TokenAuthenticator::new(&principals));
-    let broker = Arc::new(Broker::new(
-        store,
-        Arc::new(policy),
-        providers,
-        resources,
-        principals,
-        settings,
-    ));
+    let principals = support::principals(USERS);
+    let auth = std::sync::Arc::new(TokenAuthenticator::new(&principals));
+    let broker = support::broker(store_url, 1, principals).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = router(AppState { broker, auth });
@@ -168,7 +38,7 @@ async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<(), String> 
     let created: serde_json::Value = http
         .post(format!("{url}/v1/requests"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"profile": "db.read", "resource": "mem:db", "duration": "30m", "reason": "bench"}))
+        .json(&serde_json::json!({"profile": "db.read", "resource": "mem:db0", "duration": "30m", "reason": "bench"}))
         .send()
         .await
         .map_err(|e| e.to_string())?

@@ -1,0 +1,157 @@
+//! Shared by the benchmarks: an in-memory provider (a stand-in that behaves like a target that
+//! answers at once, so numbers show Brevet's own cost) and a broker built around it.
+#![allow(dead_code)]
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use brevet_core::{Binding, Evidence, ProfileName, ProviderName, ResourceId};
+use brevet_providers::{
+    Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText,
+};
+use brevet_server::{
+    config::{PrincipalConfig, ResourceConfig, ServerSettings},
+    Broker,
+};
+use chrono::{DateTime, Utc};
+
+/// Keeps bindings in memory; behaves like a target that always answers at once.
+#[derive(Default)]
+pub struct InMemoryProvider {
+    bindings: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+#[async_trait]
+impl Provider for InMemoryProvider {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn profiles(&self) -> Vec<ProfileName> {
+        vec![ProfileName::parse("db.read").unwrap()]
+    }
+    fn has_resource(&self, _: &str) -> bool {
+        true
+    }
+    async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
+        self.bindings.lock().unwrap().insert(b.key(), until);
+        Ok(())
+    }
+    async fn issue_credentials(
+        &self,
+        _: &Binding,
+        until: DateTime<Utc>,
+        _: &CredentialInput,
+    ) -> Result<Credential, ProviderError> {
+        Ok(Credential {
+            kind: "memory",
+            secret: SecretText::new("x".into()),
+            details: serde_json::json!({}),
+            expires_at: until,
+        })
+    }
+    async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
+        self.bindings.lock().unwrap().remove(&b.key());
+        Ok(())
+    }
+    async fn verify_revoked(&self, b: &Binding) -> Result<Evidence, ProviderError> {
+        if self.bindings.lock().unwrap().contains_key(&b.key()) {
+            return Err(ProviderError::StillPresent(b.key()));
+        }
+        Ok(Evidence {
+            checked_at: Utc::now(),
+            observation: serde_json::json!({"absent": true}),
+        })
+    }
+    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+        Ok(self
+            .bindings
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| OwnedAccess {
+                native_id: k.clone(),
+                binding_key: Some(k.clone()),
+            })
+            .collect())
+    }
+    async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
+        self.bindings.lock().unwrap().remove(&o.native_id);
+        Ok(Evidence {
+            checked_at: Utc::now(),
+            observation: serde_json::json!({}),
+        })
+    }
+    async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
+        Ok(0)
+    }
+}
+
+pub const POLICY: &str = r#"@id("auto") @approvals("0") @max_duration("1h")
+permit (principal, action == Action::"request", resource) when { context.profile == "db.read" };"#;
+
+pub fn principals(n: usize) -> Vec<PrincipalConfig> {
+    (0..n)
+        .map(|i| PrincipalConfig {
+            id: brevet_core::PrincipalId::parse(&format!("user{i}")).unwrap(),
+            groups: Default::default(),
+            roles: [brevet_core::Role::Requester, brevet_core::Role::Admin].into(),
+            token_sha256: Some(brevet_server::auth::hash_token(&format!("token-{i}"))),
+        })
+        .collect()
+}
+
+/// A broker on `store_url` with one in-memory provider `mem` offering resources `mem:db0`…
+pub async fn broker(
+    store_url: &str,
+    resources: usize,
+    principals: Vec<PrincipalConfig>,
+) -> Arc<Broker> {
+    let policy = brevet_policy::PolicyEngine::load(
+        &[brevet_policy::PolicySource {
+            name: "bench".into(),
+            text: POLICY.into(),
+        }],
+        brevet_policy::Defaults::default(),
+    )
+    .unwrap();
+    let store = brevet_store::Store::connect(store_url).await.unwrap();
+    let mut providers: BTreeMap<ProviderName, Arc<dyn Provider>> = BTreeMap::new();
+    providers.insert(
+        ProviderName::parse("mem").unwrap(),
+        Arc::new(InMemoryProvider::default()),
+    );
+    let resources = (0..resources)
+        .map(|i| {
+            let rid = ResourceId::parse(&format!("mem:db{i}")).unwrap();
+            (
+                rid.clone(),
+                ResourceConfig {
+                    id: rid,
+                    kind: "memory",
+                    tags: BTreeMap::new(),
+                },
+            )
+        })
+        .collect();
+    let settings = ServerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        approve_within: Duration::from_secs(3600),
+        activate_within: Duration::from_secs(3600),
+        tick: Duration::from_secs(1),
+        lease: Duration::from_secs(60),
+        reconcile_every: Duration::from_secs(3600),
+        provider_timeout: Duration::from_secs(10),
+    };
+    Arc::new(Broker::new(
+        store,
+        Arc::new(policy),
+        providers,
+        resources,
+        principals,
+        settings,
+    ))
+}
