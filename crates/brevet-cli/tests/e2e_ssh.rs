@@ -199,6 +199,28 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
         stderr(&out)
     );
 
+    let dsa = dir.path().join("dsa");
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "dsa", "-N", "", "-f"])
+        .arg(&dsa)
+        .status()
+        .unwrap()
+        .success());
+    let out = w.server.cli(
+        DAVE,
+        &[
+            "activate",
+            &id,
+            "--public-key",
+            &format!("{}.pub", dsa.display()),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("key type ssh-dss is not supported"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = w.server.cli(DAVE, &["activate", &id]);
     assert!(
         stderr(&out).contains("needs your public key"),
@@ -211,7 +233,7 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
     let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
     assert_eq!(
         export.matches("\"kind\":\"credentials_refused\"").count(),
-        3
+        4
     );
     assert!(!export.contains("\"kind\":\"credentials_issued\""));
 

@@ -406,7 +406,7 @@ impl Sshd {
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();
         let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-        let child = Command::new(sshd)
+        let mut child = Command::new(sshd)
             .args(["-D", "-e", "-f"])
             .arg(d.join("sshd_config"))
             .stdout(Stdio::null())
@@ -423,6 +423,8 @@ impl Sshd {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "sshd did not start: {}",
             std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
