@@ -64,26 +64,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .await?;
             print(j, &v, output::request_detail);
         }
-        Command::Approve { id, comment } => {
-            let v: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/v1/requests/{id}/approve"),
-                    Some(json!({"comment": comment})),
-                )
-                .await?;
-            print(j, &v, output::request_line);
-        }
-        Command::Deny { id, comment } => {
-            let v: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/v1/requests/{id}/deny"),
-                    Some(json!({"comment": comment})),
-                )
-                .await?;
-            print(j, &v, output::request_line);
-        }
+        Command::Approve { id, comment } => decide(&client, j, &id, "approve", comment).await?,
+        Command::Deny { id, comment } => decide(&client, j, &id, "deny", comment).await?,
         Command::Cancel { id } => {
             let v: Value = client
                 .call(Method::POST, &format!("/v1/requests/{id}/cancel"), None)
@@ -429,6 +411,26 @@ pub async fn wait_for_approval(client: &Client, id: &str) -> Result<Result<(), u
             other => bail!("request {id} is unexpectedly {other}"),
         }
     }
+}
+
+/// Records an approver's decision (`approve` or `deny`).
+async fn decide(
+    client: &Client,
+    j: bool,
+    id: &str,
+    verb: &str,
+    comment: Option<String>,
+) -> Result<()> {
+    let body = json!({"comment": comment});
+    let v: Value = client
+        .call(
+            Method::POST,
+            &format!("/v1/requests/{id}/{verb}"),
+            Some(body),
+        )
+        .await?;
+    print(j, &v, output::request_line);
+    Ok(())
 }
 
 /// Reads a public key file for SSH grants.

@@ -64,6 +64,16 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
         report["cancelled_requests"],
         serde_json::json!([waiting["id"]])
     );
+    let ended: u64 = report["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["sessions_terminated"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        ended, 1,
+        "the open psql session was ended first: {report:#}"
+    );
     for g in report["grants"].as_array().unwrap() {
         assert_eq!(g["outcome"], "revoked");
         assert_eq!(g["evidence"]["observation"]["role_exists"], false);

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use brevet_core::{Binding, Evidence, ProfileName};
 use chrono::{DateTime, Utc};
 
-pub use secret::{Credential, RevealedCredential, SecretText};
+pub use secret::{Credential, SecretText};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -63,9 +63,6 @@ pub trait Provider: Send + Sync {
 
     /// The access profiles this instance can grant.
     fn profiles(&self) -> Vec<ProfileName>;
-
-    /// Does this instance know the resource (by the part of its id after the colon)?
-    fn has_resource(&self, name: &str) -> bool;
 
     /// Makes the binding exist with access ending at `expires_at`; creates or updates.
     /// Where the target can enforce expiry itself, it must be told `expires_at` here.

@@ -1,7 +1,6 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 /// Secret text whose `Debug` and `Display` never show the value. Reading it takes an explicit
 /// call to [`SecretText::expose`], which is easy to find in review.
@@ -38,26 +37,6 @@ pub struct Credential {
     /// Non-secret details worth showing (user name, host, database).
     pub details: serde_json::Value,
     pub expires_at: DateTime<Utc>,
-}
-
-/// The wire form of a credential: built only when answering its owner.
-#[derive(Debug, Serialize)]
-pub struct RevealedCredential<'a> {
-    pub kind: &'a str,
-    pub secret: &'a str,
-    pub details: &'a serde_json::Value,
-    pub expires_at: DateTime<Utc>,
-}
-
-impl Credential {
-    pub fn reveal(&self) -> RevealedCredential<'_> {
-        RevealedCredential {
-            kind: self.kind,
-            secret: self.secret.expose(),
-            details: &self.details,
-            expires_at: self.expires_at,
-        }
-    }
 }
 
 #[cfg(test)]

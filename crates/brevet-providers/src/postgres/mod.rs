@@ -213,10 +213,6 @@ impl Provider for PostgresProvider {
         self.config.profiles.keys().cloned().collect()
     }
 
-    fn has_resource(&self, name: &str) -> bool {
-        self.config.resources.contains_key(name)
-    }
-
     async fn ensure(
         &self,
         binding: &Binding,

@@ -216,10 +216,6 @@ impl Provider for SshProvider {
         self.config.profiles.keys().cloned().collect()
     }
 
-    fn has_resource(&self, name: &str) -> bool {
-        self.config.resources.contains_key(name)
-    }
-
     fn check_credential_input(
         &self,
         binding: &Binding,

@@ -33,9 +33,6 @@ impl Provider for InMemoryProvider {
     fn profiles(&self) -> Vec<ProfileName> {
         vec![ProfileName::parse("db.read").unwrap()]
     }
-    fn has_resource(&self, _: &str) -> bool {
-        true
-    }
     async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
         self.bindings.lock().unwrap().insert(b.key(), until);
         Ok(())

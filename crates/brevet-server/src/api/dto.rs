@@ -132,6 +132,18 @@ pub struct CredentialView {
     pub expires_at: DateTime<Utc>,
 }
 
+impl From<&brevet_providers::Credential> for CredentialView {
+    /// The one place a secret leaves Brevet: in the answer to its owner.
+    fn from(c: &brevet_providers::Credential) -> Self {
+        Self {
+            kind: c.kind.into(),
+            secret: c.secret.expose().to_owned(),
+            details: c.details.clone(),
+            expires_at: c.expires_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActivatedView {
     pub grant: RequestView,

@@ -212,15 +212,9 @@ pub async fn activate(
         .broker
         .activate(&caller.0, parse_id(&id)?, b.public_key)
         .await?;
-    let c = a.credential.reveal();
     let out = ActivatedView {
         grant: view(&state, &a.request).await?,
-        credential: CredentialView {
-            kind: c.kind.into(),
-            secret: c.secret.into(),
-            details: c.details.clone(),
-            expires_at: c.expires_at,
-        },
+        credential: CredentialView::from(&a.credential),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
@@ -323,14 +317,11 @@ pub async fn credentials(
         .broker
         .reissue(&caller.0, parse_id(&id)?, b.public_key)
         .await?;
-    let c = c.reveal();
-    let out = CredentialView {
-        kind: c.kind.into(),
-        secret: c.secret.into(),
-        details: c.details.clone(),
-        expires_at: c.expires_at,
-    };
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(CredentialView::from(&c)),
+    )
+        .into_response())
 }
 
 /// Evaluate a request against policy without creating it (dry run).

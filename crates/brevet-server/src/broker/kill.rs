@@ -41,6 +41,8 @@ pub struct KillOutcome {
     pub error: Option<String>,
     #[schema(value_type = Object)]
     pub evidence: Option<serde_json::Value>,
+    /// Live sessions the provider ended before revoking (where it can: PostgreSQL backends).
+    pub sessions_terminated: u64,
     pub elapsed_ms: u64,
 }
 
@@ -169,11 +171,23 @@ impl Broker {
                     outcome: String::new(),
                     error: None,
                     evidence: None,
+                    sessions_terminated: 0,
                     elapsed_ms: 0,
                 };
+                let mut o = base;
+                // Cut live sessions first, so they end even if the revocation itself must retry.
+                if let Ok(provider) = self.provider_for(&r.resource) {
+                    let ended = tokio::time::timeout(
+                        self.settings.provider_timeout,
+                        provider.terminate_sessions(&r.binding()),
+                    )
+                    .await;
+                    if let Ok(Ok(n)) = ended {
+                        o.sessions_terminated = n;
+                    }
+                }
                 let result =
                     tokio::time::timeout(bound, self.kill_grant(r, &why, caller.id.as_str())).await;
-                let mut o = base;
                 match result {
                     Ok(Ok(done)) if done.state == RequestState::Revoked => {
                         o.outcome = "revoked".into();
@@ -184,7 +198,9 @@ impl Broker {
                     }
                     Ok(Ok(done)) => {
                         o.outcome = "retrying".into();
-                        o.error = done.last_error;
+                        o.error = Some(done.last_error.unwrap_or_else(|| {
+                            format!("still {}; the scheduler keeps retrying", done.state)
+                        }));
                     }
                     Ok(Err(e)) => {
                         o.outcome = "retrying".into();
@@ -252,13 +268,22 @@ impl Broker {
         actor: &str,
     ) -> Result<Request, BrokerError> {
         let id = r.id;
-        if !self
+        let owner = self.operation_owner();
+        // Someone else (the scheduler, another replica) may be working on it right now: wait for
+        // their outcome rather than report a guess. The caller bounds the wait.
+        while !self
             .store
-            .claim(id, &self.replica, Utc::now(), self.settings.lease)
+            .claim(id, &owner, Utc::now(), self.settings.lease)
             .await?
         {
-            // Someone else (the scheduler, another replica) is working on it right now.
-            return self.get(id).await;
+            let now = self.get(id).await?;
+            if matches!(
+                now.state,
+                RequestState::Revoked | RequestState::RevokeFailed
+            ) {
+                return Ok(now);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let result = async {
             let mut r = self.get(id).await?;
@@ -281,7 +306,7 @@ impl Broker {
             }
         }
         .await;
-        self.store.release(id, &self.replica).await?;
+        self.store.release(id, &owner).await?;
         result
     }
 

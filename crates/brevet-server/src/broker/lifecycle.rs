@@ -105,9 +105,10 @@ impl Broker {
         };
         // Refuse bad credential input before anything is granted.
         self.check_input(&r, &input).await?;
+        let owner = self.operation_owner();
         if !self
             .store
-            .claim(id, &self.replica, Utc::now(), self.settings.lease)
+            .claim(id, &owner, Utc::now(), self.settings.lease)
             .await?
         {
             return Err(BrokerError::Conflict(format!(
@@ -118,7 +119,7 @@ impl Broker {
             .activate_claimed(r)
             .instrument(tracing::info_span!("activate", grant_id = %id))
             .await;
-        self.store.release(id, &self.replica).await?;
+        self.store.release(id, &owner).await?;
         let request = result?;
         let credential = self.issue(&request, &input).await?;
         Ok(Activated {
@@ -286,9 +287,10 @@ impl Broker {
                 "only the grant's owner or an admin can revoke it".into(),
             ));
         }
+        let owner = self.operation_owner();
         if !self
             .store
-            .claim(id, &self.replica, Utc::now(), self.settings.lease)
+            .claim(id, &owner, Utc::now(), self.settings.lease)
             .await?
         {
             return Err(BrokerError::Conflict(format!(
@@ -310,7 +312,7 @@ impl Broker {
         }
         .instrument(tracing::info_span!("revoke", grant_id = %id))
         .await;
-        self.store.release(id, &self.replica).await?;
+        self.store.release(id, &owner).await?;
         result
     }
 

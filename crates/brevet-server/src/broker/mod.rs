@@ -156,6 +156,12 @@ impl Broker {
         }
     }
 
+    /// A lease owner for one operation: unique, so two tasks of this replica (an API call and
+    /// the scheduler's sweep, say) can never both believe they hold the same request.
+    pub(crate) fn operation_owner(&self) -> String {
+        format!("{}/{}", self.replica, uuid::Uuid::new_v4())
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
