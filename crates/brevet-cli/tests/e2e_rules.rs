@@ -246,3 +246,42 @@ fn extensions_pass_policy_and_are_bounded() {
         stderr(&third)
     );
 }
+
+#[test]
+fn an_extension_that_needs_approval_is_applied_when_approved() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    let r = server.cli_json(
+        ALICE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "x",
+        ],
+    );
+    let id = r["id"].as_str().unwrap();
+    server.cli_json(BOB, &["approve", id]);
+    let a = server.cli_json(ALICE, &["activate", id]);
+    let before = a["grant"]["expires_at"].as_str().unwrap().to_owned();
+    let ext = server.cli_json(ALICE, &["extend", id, "--for", "20m"]);
+    assert_eq!(
+        ext["state"], "pending",
+        "the dba-read rule needs one approval, for extensions too"
+    );
+    assert_eq!(
+        server.cli_json(ALICE, &["show", id])["expires_at"],
+        before.as_str()
+    );
+    let approved = server.cli_json(CAROL, &["approve", ext["id"].as_str().unwrap()]);
+    assert_eq!(approved["state"], "approved");
+    let g = server.cli_json(ALICE, &["show", id]);
+    assert_ne!(g["expires_at"], before.as_str());
+    assert_eq!(g["extensions_applied"], 1);
+    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    assert!(export.contains("\"kind\":\"grant_extended\""));
+}

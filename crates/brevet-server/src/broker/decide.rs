@@ -127,13 +127,13 @@ impl Broker {
                 json!({"auto_approved_by_policy": r.policy_rule}),
             ));
         }
+        // An approved extension is applied before it is recorded, so `approved` always means
+        // applied: if the provider cannot extend, the caller gets the error and nothing is stored.
+        if let (RequestKind::Extension { parent }, RequestState::Approved) = (&r.kind, r.state) {
+            self.apply_extension(*parent, &r).await?;
+        }
         let stored = self.store.insert_request(&r, audit).await?;
         tracing::info!(request_id = %stored.id, requester = %stored.requester, resource = %stored.resource, profile = %stored.profile, state = %stored.state, "request created");
-        if let (RequestKind::Extension { parent }, RequestState::Approved) =
-            (&stored.kind, stored.state)
-        {
-            self.apply_extension(*parent, &stored).await?;
-        }
         Ok(stored)
     }
 
@@ -219,6 +219,9 @@ impl Broker {
             }
             Tally::Pending { .. } => {}
         }
+        if let (RequestKind::Extension { parent }, RequestState::Approved) = (&r.kind, r.state) {
+            self.apply_extension(*parent, &r).await?;
+        }
         let stored = self
             .store
             .record_decision(&r, &approval, audit)
@@ -232,11 +235,6 @@ impl Broker {
                 }
                 other => other.into(),
             })?;
-        if let (RequestKind::Extension { parent }, RequestState::Approved) =
-            (&stored.kind, stored.state)
-        {
-            self.apply_extension(*parent, &stored).await?;
-        }
         Ok(stored)
     }
 
