@@ -288,6 +288,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             });
         }
+        Command::Aws(cmd) => return crate::aws::run(&client, cmd).await,
         Command::SshCa(SshCaCommand::PublicKey { provider }) => {
             let path = match provider {
                 Some(p) => format!("/v1/ssh/ca?provider={p}"),

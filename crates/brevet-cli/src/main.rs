@@ -1,5 +1,6 @@
 //! `brevet`: the server (`brevet server`) and the client CLI for everything else.
 
+mod aws;
 mod client;
 mod commands;
 mod output;
@@ -99,6 +100,9 @@ enum Command {
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
+    /// AWS CLI integration: credential_process, profiles, exec.
+    #[command(subcommand)]
+    Aws(aws::AwsCommand),
     /// SSH certificate authority tools.
     #[command(subcommand, name = "ssh-ca")]
     SshCa(SshCaCommand),

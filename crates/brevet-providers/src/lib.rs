@@ -4,6 +4,7 @@
 //! folder (`postgres/`, later `ssh/`, `aws/` …). Every operation is idempotent, so the server can
 //! retry it or resume it after a crash without creating anything twice.
 
+pub mod aws;
 pub mod postgres;
 mod secret;
 pub mod ssh;
@@ -81,6 +82,12 @@ pub trait Provider: Send + Sync {
         input: &CredentialInput,
     ) -> Result<Credential, ProviderError>;
 
+    /// The longest grant this provider can honour for a profile, if it has a limit (an IAM role's
+    /// maximum session duration, say). Longer requests are refused before anything is created.
+    fn max_grant_duration(&self, _profile: &ProfileName) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Checks what the requester supplied for credentials before anything is granted, so a bad
     /// input (a malformed public key, say) is refused with nothing created.
     fn check_credential_input(
@@ -105,4 +112,10 @@ pub trait Provider: Send + Sync {
 
     /// Ends live sessions of the binding without removing it; returns how many were ended.
     async fn terminate_sessions(&self, binding: &Binding) -> Result<u64, ProviderError>;
+
+    /// The provider calls made for a binding since last asked (operation, request id, outcome),
+    /// for the audit log. Providers that keep none return nothing.
+    fn take_call_log(&self, _binding: &Binding) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
 }

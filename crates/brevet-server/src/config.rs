@@ -10,6 +10,9 @@ use std::{
 
 use brevet_core::{GrantDuration, PrincipalId, ProfileName, ProviderName, ResourceId, Role};
 use brevet_providers::{
+    aws::{
+        ActionCatalog, Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsResource, IamAction,
+    },
     postgres::{PgResource, PostgresConfig, Privilege},
     ssh::{SshConfig, SshHost, SshProfile},
     SecretText,
@@ -252,6 +255,7 @@ pub struct PrincipalConfig {
 pub enum ProviderConfig {
     Postgres(PostgresConfig),
     Ssh(SshConfig),
+    Aws(AwsConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -430,6 +434,7 @@ impl Config {
             let kind = match provider {
                 ProviderConfig::Postgres(_) => "postgres",
                 ProviderConfig::Ssh(_) => "ssh",
+                ProviderConfig::Aws(_) => "aws",
             };
             resources.insert(
                 rid.clone(),
@@ -551,11 +556,234 @@ fn parse_provider(
             }))
         }
         "ssh" => parse_ssh(name, t, resources, base),
+        "aws" => parse_aws(name, t, resources, base),
         other => Err(field(
             at("kind"),
-            format!("unknown provider kind `{other}`; supported: postgres, ssh"),
+            format!("unknown provider kind `{other}`; supported: postgres, ssh, aws"),
         )),
     }
+}
+
+fn parse_aws(
+    name: &str,
+    t: &toml::Table,
+    resources: &BTreeMap<&str, &toml::Table>,
+    base: &Path,
+) -> Result<ProviderConfig, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        #[allow(dead_code)]
+        kind: String,
+        region: String,
+        endpoint_url: Option<String>,
+        #[serde(default = "prefix")]
+        role_prefix: String,
+        #[serde(default = "path")]
+        role_path: String,
+        #[serde(default = "max_session")]
+        max_session_duration: Dur,
+        #[serde(default)]
+        allow_wildcards: bool,
+        action_catalog: Option<PathBuf>,
+        sensitive_actions: Option<PathBuf>,
+        #[serde(default)]
+        identities: BTreeMap<String, RawIdentity>,
+        profiles: BTreeMap<String, RawProfile>,
+    }
+    fn prefix() -> String {
+        "brevet-".into()
+    }
+    fn path() -> String {
+        "/brevet/".into()
+    }
+    fn max_session() -> Dur {
+        d("1h")
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawIdentity {
+        arn: Option<String>,
+        identity_center_user_id: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawProfile {
+        mode: String,
+        #[serde(default)]
+        actions: Vec<String>,
+        base_role_arn: Option<String>,
+        instance_arn: Option<String>,
+        permission_set_arn: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRes {
+        account: String,
+        #[serde(default)]
+        arns: Vec<String>,
+        #[allow(dead_code)]
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
+    }
+    let at = |f: &str| format!("providers.{name}.{f}");
+    let raw: Raw = t
+        .clone()
+        .try_into()
+        .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
+    let max = raw.max_session_duration.0;
+    if !(3600..=43_200).contains(&max.as_secs()) {
+        return Err(field(at("max_session_duration"), "IAM allows 1h to 12h"));
+    }
+    let prefix_ok = !raw.role_prefix.is_empty()
+        && raw.role_prefix.len() <= 40
+        && raw
+            .role_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !prefix_ok {
+        return Err(field(
+            at("role_prefix"),
+            "use up to 40 characters from letters, digits and +=,.@_-",
+        ));
+    }
+    if !(raw.role_path.starts_with('/') && raw.role_path.ends_with('/')) {
+        return Err(field(
+            at("role_path"),
+            "an IAM path starts and ends with `/`, e.g. \"/brevet/\"",
+        ));
+    }
+    let catalog = match &raw.action_catalog {
+        Some(dir) => Some(
+            ActionCatalog::load(
+                &base.join(dir),
+                raw.sensitive_actions
+                    .as_ref()
+                    .map(|p| base.join(p))
+                    .as_deref(),
+            )
+            .map_err(|e| field(at("action_catalog"), e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut profiles = BTreeMap::new();
+    for (p, rp) in raw.profiles {
+        let pat = |f: &str| at(&format!("profiles.\"{p}\".{f}"));
+        let pn = ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
+        let mut actions = Vec::new();
+        for a in &rp.actions {
+            let action = IamAction::parse(a).map_err(|e| field(pat("actions"), e))?;
+            if action.is_wildcard() && !raw.allow_wildcards {
+                return Err(field(
+                    pat("actions"),
+                    format!("`{action}` is a wildcard; list the exact actions, or set allow_wildcards = true"),
+                ));
+            }
+            if let Some(c) = &catalog {
+                if let Some(warning) = c.check(&action).map_err(|e| field(pat("actions"), e))? {
+                    tracing::warn!(provider = name, profile = %pn, "{warning}");
+                }
+            }
+            actions.push(action);
+        }
+        let mode = match rp.mode.as_str() {
+            "role" => AwsMode::Role,
+            "session" => AwsMode::Session {
+                base_role_arn: Arn::parse(rp.base_role_arn.as_deref().ok_or_else(|| {
+                    field(
+                        pat("base_role_arn"),
+                        "session mode needs the base role to assume",
+                    )
+                })?)
+                .map_err(|e| field(pat("base_role_arn"), e))?,
+            },
+            "identity_center" => AwsMode::IdentityCenter {
+                instance_arn: rp.instance_arn.ok_or_else(|| {
+                    field(
+                        pat("instance_arn"),
+                        "identity_center mode needs the instance ARN",
+                    )
+                })?,
+                permission_set_arn: rp.permission_set_arn.ok_or_else(|| {
+                    field(
+                        pat("permission_set_arn"),
+                        "identity_center mode needs the permission set ARN",
+                    )
+                })?,
+            },
+            other => {
+                return Err(field(
+                    pat("mode"),
+                    format!("`{other}` is not a mode; use role, session or identity_center"),
+                ))
+            }
+        };
+        if !matches!(mode, AwsMode::IdentityCenter { .. }) && actions.is_empty() {
+            return Err(field(
+                pat("actions"),
+                "list the IAM actions this profile allows, e.g. [\"s3:GetObject\"]",
+            ));
+        }
+        profiles.insert(pn, AwsProfile { mode, actions });
+    }
+    let mut identities = BTreeMap::new();
+    for (who, ri) in raw.identities {
+        let arn = ri
+            .arn
+            .as_deref()
+            .map(Arn::parse)
+            .transpose()
+            .map_err(|e| field(at(&format!("identities.{who}.arn")), e))?;
+        identities.insert(
+            who,
+            AwsIdentity {
+                arn,
+                identity_center_user_id: ri.identity_center_user_id,
+            },
+        );
+    }
+    let mut res = BTreeMap::new();
+    for (rname, rt) in resources {
+        let rat = format!("resources.\"{name}:{rname}\"");
+        let r: RawRes = (*rt)
+            .clone()
+            .try_into()
+            .map_err(|e| field(rat.clone(), e.to_string()))?;
+        if r.account.len() != 12 || !r.account.chars().all(|c| c.is_ascii_digit()) {
+            return Err(field(
+                format!("{rat}.account"),
+                "an AWS account id is 12 digits",
+            ));
+        }
+        let mut arns = Vec::new();
+        for a in &r.arns {
+            let arn = Arn::parse(a).map_err(|e| field(format!("{rat}.arns"), e))?;
+            if !arn.account().is_empty() && arn.account() != r.account {
+                return Err(field(
+                    format!("{rat}.arns"),
+                    format!("`{a}` is in account {}, not {}", arn.account(), r.account),
+                ));
+            }
+            arns.push(arn);
+        }
+        res.insert(
+            (*rname).to_owned(),
+            AwsResource {
+                account: r.account,
+                arns,
+            },
+        );
+    }
+    Ok(ProviderConfig::Aws(AwsConfig {
+        region: raw.region,
+        endpoint_url: raw.endpoint_url,
+        role_prefix: raw.role_prefix,
+        role_path: raw.role_path,
+        max_session_duration: max,
+        profiles,
+        resources: res,
+        identities,
+    }))
 }
 
 fn parse_ssh(

@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use brevet_policy::{PolicyEngine, PolicySource};
 use brevet_providers::{
+    aws::AwsProvider,
     postgres::PostgresProvider,
     ssh::{load_or_create_ca, SshProvider},
     Provider,
@@ -60,7 +61,7 @@ pub struct Providers {
 }
 
 /// Builds the providers (SSH providers keep their certificate ledger in `store`).
-pub fn build_providers(config: &Config, store: &Store) -> Result<Providers, StartError> {
+pub async fn build_providers(config: &Config, store: &Store) -> Result<Providers, StartError> {
     let mut all: BTreeMap<_, Arc<dyn Provider>> = BTreeMap::new();
     let mut ssh = BTreeMap::new();
     for (name, pc) in &config.providers {
@@ -71,6 +72,9 @@ pub fn build_providers(config: &Config, store: &Store) -> Result<Providers, Star
         let p: Arc<dyn Provider> = match pc {
             config::ProviderConfig::Postgres(c) => {
                 Arc::new(PostgresProvider::new(name.as_str(), c.clone()).map_err(err)?)
+            }
+            config::ProviderConfig::Aws(c) => {
+                Arc::new(AwsProvider::new(name.as_str(), c.clone()).await)
             }
             config::ProviderConfig::Ssh(c) => {
                 let (ca, created) = load_or_create_ca(&c.ca_key_file).map_err(err)?;
@@ -92,7 +96,7 @@ pub fn build_providers(config: &Config, store: &Store) -> Result<Providers, Star
 pub async fn build_broker(config: &Config) -> Result<Arc<Broker>, StartError> {
     let policy = Arc::new(load_policy(config)?);
     let store = Store::connect(config.store_url.expose()).await?;
-    let providers = build_providers(config, &store)?;
+    let providers = build_providers(config, &store).await?;
     // sshd refuses every key while its RevokedKeys file is missing: write it before serving.
     for (name, p) in &providers.ssh {
         p.write_krl().await.map_err(|source| StartError::Provider {

@@ -44,6 +44,16 @@ impl Broker {
     ) -> Result<RequestDecision, BrokerError> {
         let (rc, profile) = self.resolve(&ask.resource, &ask.profile)?;
         let duration = GrantDuration::parse(&ask.duration)?;
+        if let Some(max) = self.provider_for(&rc.id)?.max_grant_duration(&profile) {
+            if duration.as_std() > max {
+                return Err(BrokerError::BadInput(format!(
+                    "{duration} is longer than `{}` can grant `{profile}` for ({}); ask for {} or less",
+                    rc.id,
+                    humantime::format_duration(max),
+                    humantime::format_duration(max)
+                )));
+            }
+        }
         let reason = clean(&ask.reason, "reason", 2000)?;
         let ticket = clean(&ask.ticket, "ticket", 200)?;
         Ok(self.policy.evaluate_request(&RequestQuery {

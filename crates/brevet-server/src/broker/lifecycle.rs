@@ -179,7 +179,7 @@ impl Broker {
                     EventKind::GrantActivated,
                     actor,
                     &r,
-                    json!({"target_expiry": until, "shared_with": holders}),
+                    json!({"target_expiry": until, "shared_with": holders, "provider_calls": provider.take_call_log(&binding)}),
                 )];
                 let stored = self.store.update_request(&r, audit).await?;
                 tracing::info!(grant_id = %stored.id, expires_at = %expires_at, "grant active");
@@ -195,7 +195,7 @@ impl Broker {
                     EventKind::ActivationFailed,
                     actor,
                     &r,
-                    json!({"error": e.to_string()}),
+                    json!({"error": e.to_string(), "provider_calls": provider.take_call_log(&binding)}),
                 )];
                 self.store.update_request(&r, audit).await?;
                 Err(e)
@@ -239,7 +239,7 @@ impl Broker {
             EventKind::CredentialsIssued,
             r.requester.as_str(),
             r,
-            json!({"credential_kind": credential.kind, "details": credential.details}),
+            json!({"credential_kind": credential.kind, "details": credential.details, "provider_calls": provider.take_call_log(&r.binding())}),
         );
         self.store.append_audit(vec![audit]).await?;
         Ok(credential)
@@ -347,7 +347,7 @@ impl Broker {
                     EventKind::GrantRevoked,
                     actor,
                     &r,
-                    json!({"evidence": evidence}),
+                    json!({"evidence": evidence, "provider_calls": provider.take_call_log(&binding)}),
                 )];
                 let stored = self.store.update_request(&r, audit).await?;
                 tracing::info!(grant_id = %stored.id, "grant revoked and verified");
@@ -359,7 +359,7 @@ impl Broker {
                     EventKind::RevocationFailed,
                     actor,
                     &r,
-                    json!({"error": e.to_string(), "attempts": r.attempts, "next_attempt_at": r.next_attempt_at}),
+                    json!({"error": e.to_string(), "attempts": r.attempts, "next_attempt_at": r.next_attempt_at, "provider_calls": provider.take_call_log(&binding)}),
                 )];
                 let stored = self.store.update_request(&r, audit).await?;
                 tracing::warn!(grant_id = %stored.id, attempts = stored.attempts, error = %e, "revocation failed; will retry");

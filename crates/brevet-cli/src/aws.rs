@@ -1,0 +1,230 @@
+//! AWS CLI integration: `credential_process`, profiles in the AWS config file, and `exec`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+
+#[derive(Subcommand)]
+pub enum AwsCommand {
+    /// Print credentials in the AWS CLI `credential_process` format (Version 1) for a profile
+    /// written by `brevet aws configure`, from your active grant.
+    CredentialProcess {
+        #[arg(long)]
+        profile: String,
+    },
+    /// Write (or update) `[profile NAME]` in the AWS config file so the AWS CLI and SDKs get
+    /// credentials from Brevet.
+    Configure {
+        name: String,
+        /// The Brevet resource, e.g. aws:prod-bucket.
+        #[arg(long)]
+        resource: String,
+        /// The Brevet access profile, e.g. aws.s3-read.
+        #[arg(long = "access-profile")]
+        access_profile: String,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Run a command with the profile's credentials in its environment.
+    Exec {
+        name: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn config_path() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("AWS_CONFIG_FILE") {
+        return Ok(PathBuf::from(p));
+    }
+    let home = std::env::var("HOME").context("HOME is not set; set AWS_CONFIG_FILE")?;
+    Ok(PathBuf::from(home).join(".aws").join("config"))
+}
+
+/// Key/value lines of `[profile NAME]` (`[default]` for `default`).
+fn section(text: &str, name: &str) -> Option<Vec<(String, String)>> {
+    let header = if name == "default" {
+        "[default]".to_owned()
+    } else {
+        format!("[profile {name}]")
+    };
+    let mut lines = text.lines().skip_while(|l| l.trim() != header);
+    lines.next()?;
+    Some(
+        lines
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            })
+            .collect(),
+    )
+}
+
+/// Replaces (or appends) one section, keeping the rest of the file as it was. A small edit by
+/// hand: INI crates rewrite the whole file, losing the user's comments and layout.
+fn replace_section(text: &str, name: &str, body: &str) -> String {
+    let header = format!("[profile {name}]");
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut replaced = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            skipping = t == header;
+            if skipping {
+                out += body;
+                replaced = true;
+                continue;
+            }
+        }
+        if !skipping {
+            out += line;
+            out.push('\n');
+        }
+    }
+    if !replaced {
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out += body;
+    }
+    out
+}
+
+async fn credentials(client: &Client, name: &str) -> Result<Value> {
+    let path = config_path()?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let Some(kv) = section(&text, name) else {
+        bail!("no [profile {name}] in {}; run `brevet aws configure {name} --resource … --access-profile …`", path.display());
+    };
+    let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let (Some(resource), Some(profile)) = (get("brevet_resource"), get("brevet_access_profile"))
+    else {
+        bail!(
+            "[profile {name}] in {} was not written by `brevet aws configure`",
+            path.display()
+        );
+    };
+    let grants: Value = client.call(Method::GET, "/v1/grants", None).await?;
+    let Some(id) = grants
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| {
+            g["state"] == "active"
+                && g["resource"] == resource.as_str()
+                && g["profile"] == profile.as_str()
+        })
+        .and_then(|g| g["id"].as_str().map(str::to_owned))
+    else {
+        bail!(
+            "no active grant for {profile} on {resource}; ask for one: brevet request {profile} --resource {resource} --for 1h --reason \"…\" --wait"
+        );
+    };
+    let c: Value = client
+        .call(
+            Method::POST,
+            &format!("/v1/grants/{id}/credentials"),
+            Some(json!({})),
+        )
+        .await?;
+    if c["kind"] != "aws_credential_process" {
+        bail!(
+            "{profile} on {resource} does not hand out AWS session credentials (it gives {})",
+            c["kind"]
+        );
+    }
+    serde_json::from_str(c["secret"].as_str().unwrap_or(""))
+        .context("the credential is not credential_process JSON")
+}
+
+pub async fn run(client: &Client, cmd: AwsCommand) -> Result<ExitCode> {
+    match cmd {
+        AwsCommand::CredentialProcess { profile } => {
+            let v = credentials(client, &profile).await?;
+            println!("{v}");
+        }
+        AwsCommand::Configure {
+            name,
+            resource,
+            access_profile,
+            region,
+        } => {
+            let path = config_path()?;
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let exe = std::env::current_exe().context("locating the brevet binary")?;
+            let mut body = format!(
+                "[profile {name}]\ncredential_process = {} aws credential-process --profile {name}\nbrevet_resource = {resource}\nbrevet_access_profile = {access_profile}\n",
+                exe.display()
+            );
+            if let Some(r) = region {
+                body += &format!("region = {r}\n");
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&path, replace_section(&text, &name, &body))?;
+            eprintln!(
+                "wrote [profile {name}] to {}; use it with: aws --profile {name} …",
+                path.display()
+            );
+        }
+        AwsCommand::Exec { name, command } => {
+            let v = credentials(client, &name).await?;
+            let status = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .env("AWS_ACCESS_KEY_ID", v["AccessKeyId"].as_str().unwrap_or(""))
+                .env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    v["SecretAccessKey"].as_str().unwrap_or(""),
+                )
+                .env(
+                    "AWS_SESSION_TOKEN",
+                    v["SessionToken"].as_str().unwrap_or(""),
+                )
+                .env(
+                    "AWS_CREDENTIAL_EXPIRATION",
+                    v["Expiration"].as_str().unwrap_or(""),
+                )
+                .env_remove("AWS_PROFILE")
+                .status()
+                .with_context(|| format!("running {}", command[0]))?;
+            return Ok(ExitCode::from(
+                status.code().unwrap_or(255).clamp(0, 255) as u8
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_are_replaced_in_place() {
+        let text = "# mine\n[default]\nregion = eu-west-1\n\n[profile old]\nregion = x\n\n[profile keep]\nregion = y\n";
+        let out = replace_section(text, "old", "[profile old]\nregion = z\n\n");
+        assert!(out.starts_with("# mine\n[default]\nregion = eu-west-1\n"));
+        assert!(out.contains("[profile old]\nregion = z\n") && !out.contains("region = x"));
+        assert!(out.contains("[profile keep]\nregion = y"));
+        let added = replace_section(text, "new", "[profile new]\nregion = n\n");
+        assert!(
+            added.ends_with("[profile new]\nregion = n\n")
+                && added.contains("[profile old]\nregion = x")
+        );
+        assert_eq!(
+            section(&added, "keep").unwrap(),
+            vec![("region".to_string(), "y".to_string())]
+        );
+        assert_eq!(section(&added, "default").unwrap()[0].1, "eu-west-1");
+        assert!(section(&added, "missing").is_none());
+    }
+}

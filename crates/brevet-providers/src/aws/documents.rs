@@ -1,0 +1,87 @@
+//! The IAM policy documents Brevet writes. Each is built from typed inputs with `serde_json`, so no
+//! input can change a document's structure.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use super::names::{Arn, IamAction};
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Exactly the profile's actions on exactly the resource's ARNs, and only until `expires_at`:
+/// AWS itself stops honouring it then, even if Brevet is down.
+pub fn grant_policy(actions: &[IamAction], resources: &[Arn], expires_at: DateTime<Utc>) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "BrevetGrant",
+            "Effect": "Allow",
+            "Action": actions.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "Resource": resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "Condition": {"DateLessThan": {"aws:CurrentTime": time(expires_at)}}
+        }]
+    })
+}
+
+/// Only the requester's own identity may assume the per-grant role.
+pub fn trust_policy(requester_arn: &Arn) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "BrevetRequesterOnly",
+            "Effect": "Allow",
+            "Principal": {"AWS": requester_arn.as_str()},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+/// Denies everything to sessions issued before `at` — AWS's own "revoke active sessions"
+/// technique. `session_name`, when given, narrows it to one grant's sessions on a shared role.
+pub fn revoke_sessions_policy(at: DateTime<Utc>, session_name: Option<&str>) -> Value {
+    let mut condition = json!({"DateLessThan": {"aws:TokenIssueTime": time(at)}});
+    if let Some(name) = session_name {
+        condition["StringLike"] = json!({"aws:userid": format!("*:{name}")});
+    }
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "BrevetRevokeSessions",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": condition
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_policy_is_exact_and_expires() {
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let p = grant_policy(
+            &[IamAction::parse("s3:GetObject").unwrap()],
+            &[Arn::parse("arn:aws:s3:::b/*").unwrap()],
+            t,
+        );
+        assert_eq!(p["Statement"][0]["Action"], json!(["s3:GetObject"]));
+        assert_eq!(p["Statement"][0]["Resource"], json!(["arn:aws:s3:::b/*"]));
+        assert_eq!(
+            p["Statement"][0]["Condition"]["DateLessThan"]["aws:CurrentTime"],
+            "2026-01-02T03:04:05Z"
+        );
+        let r = revoke_sessions_policy(t, Some("brevet-alice-1"));
+        assert_eq!(r["Statement"][0]["Effect"], "Deny");
+        assert_eq!(
+            r["Statement"][0]["Condition"]["StringLike"]["aws:userid"],
+            "*:brevet-alice-1"
+        );
+    }
+}

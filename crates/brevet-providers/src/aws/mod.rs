@@ -1,0 +1,894 @@
+//! AWS, in three modes chosen per profile:
+//! - `role`: an IAM role per binding, trusted only by the requester's identity, with an inline
+//!   policy of exactly the profile's actions on exactly the resource's ARNs and a
+//!   `DateLessThan aws:CurrentTime` condition, so AWS stops honouring it at expiry by itself.
+//!   Revocation first denies sessions issued so far (`aws:TokenIssueTime`), then deletes the role
+//!   and reads back `NoSuchEntity`.
+//! - `session`: `sts:AssumeRole` on a configured base role with a session policy narrowing it to the
+//!   profile, `DurationSeconds` capped at the grant's remaining time; the credentials are handed out
+//!   in the AWS CLI `credential_process` shape. Revocation denies this grant's sessions on the base
+//!   role (TokenIssueTime + session name).
+//! - `identity_center`: an IAM Identity Center account assignment of a permission set, created and
+//!   deleted asynchronously and polled until done, with conflicts and throttling retried.
+//!
+//! Every AWS call's outcome, with its request id, is kept per binding for the audit log.
+
+mod documents;
+pub mod names;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use aws_sdk_iam::{error::ProvideErrorMetadata, operation::RequestId};
+use brevet_core::{Binding, Evidence, ProfileName};
+use chrono::{DateTime, TimeZone, Utc};
+use rand::Rng;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub use names::{ActionCatalog, Arn, IamAction};
+
+use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsMode {
+    Role,
+    Session {
+        base_role_arn: Arn,
+    },
+    IdentityCenter {
+        instance_arn: String,
+        permission_set_arn: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsProfile {
+    pub mode: AwsMode,
+    pub actions: Vec<IamAction>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsResource {
+    pub account: String,
+    pub arns: Vec<Arn>,
+}
+
+/// How a Brevet principal is known to AWS.
+#[derive(Debug, Clone, Default)]
+pub struct AwsIdentity {
+    /// IAM user or role ARN allowed to assume per-grant roles (`role` mode).
+    pub arn: Option<Arn>,
+    /// IAM Identity Center user id (`identity_center` mode).
+    pub identity_center_user_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub region: String,
+    /// Set to reach an emulator (or a VPC endpoint); default: AWS's public endpoints.
+    pub endpoint_url: Option<String>,
+    pub role_prefix: String,
+    pub role_path: String,
+    /// `MaxSessionDuration` of per-grant roles; grants longer than this are refused.
+    pub max_session_duration: Duration,
+    pub profiles: BTreeMap<ProfileName, AwsProfile>,
+    pub resources: BTreeMap<String, AwsResource>,
+    pub identities: BTreeMap<String, AwsIdentity>,
+}
+
+pub struct AwsProvider {
+    name: String,
+    config: AwsConfig,
+    iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+    sso: aws_sdk_ssoadmin::Client,
+    calls: Mutex<HashMap<String, Vec<Value>>>,
+}
+
+const GRANT_POLICY: &str = "brevet-grant";
+const REVOKE_POLICY: &str = "brevet-revoke-sessions";
+
+fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
+    op: &str,
+    e: &aws_sdk_iam::error::SdkError<E>,
+) -> ProviderError {
+    use aws_sdk_iam::error::SdkError;
+    match e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            ProviderError::Unreachable(format!("{op}: {e:?}"))
+        }
+        SdkError::ServiceError(se) => ProviderError::Target(format!(
+            "{op}: {} {}",
+            se.err().code().unwrap_or("error"),
+            se.err().message().unwrap_or("")
+        )),
+        other => ProviderError::Target(format!("{op}: {other:?}")),
+    }
+}
+
+impl AwsProvider {
+    /// Builds the clients. Brevet's own AWS credentials come from the standard chain
+    /// (environment, profile, instance role) — never from Brevet's config file.
+    pub async fn new(name: &str, config: AwsConfig) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()));
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        Self {
+            name: name.to_owned(),
+            iam: aws_sdk_iam::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
+            sso: aws_sdk_ssoadmin::Client::new(&shared),
+            config,
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn log(&self, binding: &Binding, op: &str, request_id: Option<&str>, outcome: &str) {
+        tracing::info!(provider = %self.name, op, request_id, outcome, "aws call");
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls
+            .entry(binding.key())
+            .or_default()
+            .push(json!({"op": op, "request_id": request_id, "outcome": outcome}));
+    }
+
+    fn logged<T: RequestId, E: ProvideErrorMetadata + RequestId>(
+        &self,
+        binding: &Binding,
+        op: &str,
+        r: &Result<T, aws_sdk_iam::error::SdkError<E>>,
+    ) {
+        match r {
+            Ok(out) => self.log(binding, op, out.request_id(), "ok"),
+            Err(e) => {
+                let (rid, code) = match e.as_service_error() {
+                    Some(se) => (se.request_id(), se.code().unwrap_or("error")),
+                    None => (None, "unreachable"),
+                };
+                self.log(binding, op, rid, code);
+            }
+        }
+    }
+
+    /// Role names derive from the binding, so every step is idempotent and needs no lookup.
+    pub fn role_name(&self, binding: &Binding) -> String {
+        let digest = hex::encode(Sha256::digest(binding.key().as_bytes()));
+        format!("{}{}", self.config.role_prefix, &digest[..20])
+    }
+
+    fn session_name(binding: &Binding) -> String {
+        let digest = hex::encode(Sha256::digest(binding.key().as_bytes()));
+        let who: String = binding
+            .principal
+            .as_str()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(20)
+            .collect();
+        format!("brevet-{who}-{}", &digest[..12])
+    }
+
+    fn profile(&self, p: &ProfileName) -> Result<&AwsProfile, ProviderError> {
+        self.config
+            .profiles
+            .get(p)
+            .ok_or_else(|| ProviderError::UnknownProfile {
+                provider: self.name.clone(),
+                profile: p.to_string(),
+                offered: self
+                    .config
+                    .profiles
+                    .keys()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    fn resource(&self, b: &Binding) -> Result<&AwsResource, ProviderError> {
+        self.config
+            .resources
+            .get(b.resource.name())
+            .ok_or_else(|| ProviderError::UnknownResource(b.resource.to_string()))
+    }
+
+    fn identity(&self, b: &Binding) -> Result<&AwsIdentity, ProviderError> {
+        self.config
+            .identities
+            .get(b.principal.as_str())
+            .ok_or_else(|| {
+                ProviderError::BadInput(format!(
+                    "`{}` has no AWS identity: add it under [providers.{}.identities]",
+                    b.principal, self.name
+                ))
+            })
+    }
+
+    async fn role_exists(&self, binding: &Binding, role: &str) -> Result<bool, ProviderError> {
+        let r = self.iam.get_role().role_name(role).send().await;
+        self.logged(binding, "GetRole", &r);
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("GetRole", &e)),
+        }
+    }
+
+    async fn put_policy(
+        &self,
+        binding: &Binding,
+        role: &str,
+        name: &str,
+        doc: &Value,
+    ) -> Result<(), ProviderError> {
+        let r = self
+            .iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .policy_document(doc.to_string())
+            .send()
+            .await;
+        self.logged(binding, "PutRolePolicy", &r);
+        r.map(|_| ()).map_err(|e| sdk_err("PutRolePolicy", &e))
+    }
+
+    async fn ensure_role(
+        &self,
+        binding: &Binding,
+        p: &AwsProfile,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
+        let res = self.resource(binding)?;
+        let requester = self.identity(binding)?.arn.clone().ok_or_else(|| {
+            ProviderError::BadInput(format!(
+                "`{}` has no IAM ARN to trust (identities.{}.arn)",
+                binding.principal, binding.principal
+            ))
+        })?;
+        let role = self.role_name(binding);
+        let trust = documents::trust_policy(&requester).to_string();
+        let tag = |k: &str, v: &str| aws_sdk_iam::types::Tag::builder().key(k).value(v).build();
+        let tags = [
+            tag("brevet:requester", binding.principal.as_str()),
+            tag("brevet:resource", binding.resource.as_str()),
+            tag("brevet:profile", binding.profile.as_str()),
+            tag("brevet:expires", &expires_at.to_rfc3339()),
+        ]
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ProviderError::Config(e.to_string()))?;
+        let created = self
+            .iam
+            .create_role()
+            .role_name(&role)
+            .path(&self.config.role_path)
+            .assume_role_policy_document(&trust)
+            .max_session_duration(self.config.max_session_duration.as_secs() as i32)
+            .description(format!("brevet binding {}", binding.key()))
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await;
+        self.logged(binding, "CreateRole", &created);
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+            {
+                let r = self
+                    .iam
+                    .update_assume_role_policy()
+                    .role_name(&role)
+                    .policy_document(&trust)
+                    .send()
+                    .await;
+                self.logged(binding, "UpdateAssumeRolePolicy", &r);
+                r.map_err(|e| sdk_err("UpdateAssumeRolePolicy", &e))?;
+                let r = self
+                    .iam
+                    .tag_role()
+                    .role_name(&role)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await;
+                self.logged(binding, "TagRole", &r);
+                r.map_err(|e| sdk_err("TagRole", &e))?;
+            }
+            Err(e) => return Err(sdk_err("CreateRole", &e)),
+        }
+        self.put_policy(
+            binding,
+            &role,
+            GRANT_POLICY,
+            &documents::grant_policy(&p.actions, &res.arns, expires_at),
+        )
+        .await
+    }
+
+    async fn delete_role(&self, binding: &Binding, role: &str) -> Result<(), ProviderError> {
+        if !self.role_exists(binding, role).await? {
+            return Ok(());
+        }
+        // Live sessions first: from here on nothing issued so far works, even if deletion fails.
+        self.put_policy(
+            binding,
+            role,
+            REVOKE_POLICY,
+            &documents::revoke_sessions_policy(Utc::now(), None),
+        )
+        .await?;
+        let r = self
+            .iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await;
+        self.logged(binding, "ListAttachedRolePolicies", &r);
+        for p in r
+            .map_err(|e| sdk_err("ListAttachedRolePolicies", &e))?
+            .attached_policies()
+        {
+            let d = self
+                .iam
+                .detach_role_policy()
+                .role_name(role)
+                .set_policy_arn(p.policy_arn().map(str::to_owned))
+                .send()
+                .await;
+            self.logged(binding, "DetachRolePolicy", &d);
+            d.map_err(|e| sdk_err("DetachRolePolicy", &e))?;
+        }
+        let r = self.iam.list_role_policies().role_name(role).send().await;
+        self.logged(binding, "ListRolePolicies", &r);
+        for name in r
+            .map_err(|e| sdk_err("ListRolePolicies", &e))?
+            .policy_names()
+        {
+            let d = self
+                .iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await;
+            self.logged(binding, "DeleteRolePolicy", &d);
+            d.map_err(|e| sdk_err("DeleteRolePolicy", &e))?;
+        }
+        let d = self.iam.delete_role().role_name(role).send().await;
+        self.logged(binding, "DeleteRole", &d);
+        match d {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_err("DeleteRole", &e)),
+        }
+    }
+
+    fn base_role_name(arn: &Arn) -> String {
+        arn.as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn policy_document(
+        &self,
+        binding: &Binding,
+        role: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        let r = self
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .send()
+            .await;
+        self.logged(binding, "GetRolePolicy", &r);
+        match r {
+            Ok(out) => {
+                // IAM returns policy documents URL-encoded.
+                let raw = out.policy_document();
+                let text = urlencoding::decode(raw)
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|_| raw.to_owned());
+                Ok(serde_json::from_str(&text).ok())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_err("GetRolePolicy", &e)),
+        }
+    }
+
+    /// Runs an Identity Center operation, retrying conflicts and throttling with jittered backoff
+    /// (AWS returns ConflictException while another assignment operation is in flight).
+    async fn with_retries<T, E, F, Fut>(
+        &self,
+        binding: &Binding,
+        op: &str,
+        mut call: F,
+    ) -> Result<T, ProviderError>
+    where
+        T: RequestId,
+        E: ProvideErrorMetadata + RequestId + std::fmt::Debug,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, aws_sdk_iam::error::SdkError<E>>>,
+    {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=6 {
+            let r = call().await;
+            self.logged(binding, op, &r);
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                    let retryable = matches!(
+                        code,
+                        "ConflictException" | "ThrottlingException" | "TooManyRequestsException"
+                    );
+                    if !retryable || attempt == 6 {
+                        return Err(sdk_err(op, &e));
+                    }
+                }
+            }
+            let jitter = rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2);
+            tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        Err(ProviderError::Target(format!("{op}: retries exhausted")))
+    }
+
+    async fn assignment_present(
+        &self,
+        binding: &Binding,
+        instance: &str,
+        permission_set: &str,
+    ) -> Result<bool, ProviderError> {
+        let res = self.resource(binding)?;
+        let user = self.idc_user(binding)?;
+        let r = self
+            .sso
+            .list_account_assignments()
+            .instance_arn(instance)
+            .account_id(&res.account)
+            .permission_set_arn(permission_set)
+            .send()
+            .await;
+        self.logged(binding, "ListAccountAssignments", &r);
+        let out = r.map_err(|e| sdk_err("ListAccountAssignments", &e))?;
+        Ok(out
+            .account_assignments()
+            .iter()
+            .any(|a| a.principal_id() == Some(user.as_str())))
+    }
+
+    fn idc_user(&self, binding: &Binding) -> Result<String, ProviderError> {
+        self.identity(binding)?
+            .identity_center_user_id
+            .clone()
+            .ok_or_else(|| {
+                ProviderError::BadInput(format!(
+                    "`{}` has no Identity Center user id (identities.{}.identity_center_user_id)",
+                    binding.principal, binding.principal
+                ))
+            })
+    }
+
+    async fn assignment(
+        &self,
+        binding: &Binding,
+        instance: &str,
+        permission_set: &str,
+        create: bool,
+    ) -> Result<(), ProviderError> {
+        use aws_sdk_ssoadmin::types::{PrincipalType, StatusValues, TargetType};
+        let res = self.resource(binding)?;
+        let user = self.idc_user(binding)?;
+        let request_id = if create {
+            let out = self
+                .with_retries(binding, "CreateAccountAssignment", || {
+                    self.sso
+                        .create_account_assignment()
+                        .instance_arn(instance)
+                        .target_id(&res.account)
+                        .target_type(TargetType::AwsAccount)
+                        .permission_set_arn(permission_set)
+                        .principal_type(PrincipalType::User)
+                        .principal_id(&user)
+                        .send()
+                })
+                .await?;
+            out.account_assignment_creation_status()
+                .and_then(|s| s.request_id())
+                .map(str::to_owned)
+        } else {
+            let out = self
+                .with_retries(binding, "DeleteAccountAssignment", || {
+                    self.sso
+                        .delete_account_assignment()
+                        .instance_arn(instance)
+                        .target_id(&res.account)
+                        .target_type(TargetType::AwsAccount)
+                        .permission_set_arn(permission_set)
+                        .principal_type(PrincipalType::User)
+                        .principal_id(&user)
+                        .send()
+                })
+                .await?;
+            out.account_assignment_deletion_status()
+                .and_then(|s| s.request_id())
+                .map(str::to_owned)
+        };
+        let Some(request_id) = request_id else {
+            return Ok(());
+        };
+        // The operation is asynchronous: poll until it settles (bounded by the caller's timeout).
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let status = if create {
+                let out = self
+                    .with_retries(binding, "DescribeAccountAssignmentCreationStatus", || {
+                        self.sso
+                            .describe_account_assignment_creation_status()
+                            .instance_arn(instance)
+                            .account_assignment_creation_request_id(&request_id)
+                            .send()
+                    })
+                    .await?;
+                out.account_assignment_creation_status()
+                    .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
+            } else {
+                let out = self
+                    .with_retries(binding, "DescribeAccountAssignmentDeletionStatus", || {
+                        self.sso
+                            .describe_account_assignment_deletion_status()
+                            .instance_arn(instance)
+                            .account_assignment_deletion_request_id(&request_id)
+                            .send()
+                    })
+                    .await?;
+                out.account_assignment_deletion_status()
+                    .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
+            };
+            match status {
+                Some((Some(StatusValues::Succeeded), _)) => return Ok(()),
+                Some((Some(StatusValues::Failed), why)) => {
+                    return Err(ProviderError::Target(format!(
+                        "account assignment failed: {}",
+                        why.unwrap_or_default()
+                    )))
+                }
+                _ => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+fn chrono_of(t: &aws_sdk_sts::primitives::DateTime) -> DateTime<Utc> {
+    Utc.timestamp_opt(t.secs(), t.subsec_nanos())
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+
+    fn profiles(&self) -> Vec<ProfileName> {
+        self.config.profiles.keys().cloned().collect()
+    }
+
+    fn max_grant_duration(&self, profile: &ProfileName) -> Option<Duration> {
+        match self.config.profiles.get(profile).map(|p| &p.mode) {
+            Some(AwsMode::Role) => Some(self.config.max_session_duration),
+            _ => None,
+        }
+    }
+
+    async fn ensure(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
+        let p = self.profile(&binding.profile)?.clone();
+        let remaining = (expires_at - Utc::now()).to_std().unwrap_or_default();
+        match &p.mode {
+            AwsMode::Role => {
+                if remaining > self.config.max_session_duration + Duration::from_secs(60) {
+                    // Checked by the server before granting too; here it guards the provider itself.
+                    return Err(ProviderError::BadInput(format!(
+                        "the grant is longer than the roles' maximum session duration ({}s)",
+                        self.config.max_session_duration.as_secs()
+                    )));
+                }
+                self.ensure_role(binding, &p, expires_at).await
+            }
+            AwsMode::Session { base_role_arn } => {
+                let role = Self::base_role_name(base_role_arn);
+                if !self.role_exists(binding, &role).await? {
+                    return Err(ProviderError::Config(format!(
+                        "base role {} does not exist",
+                        base_role_arn.as_str()
+                    )));
+                }
+                Ok(())
+            }
+            AwsMode::IdentityCenter {
+                instance_arn,
+                permission_set_arn,
+            } => {
+                if self
+                    .assignment_present(binding, instance_arn, permission_set_arn)
+                    .await?
+                {
+                    return Ok(());
+                }
+                self.assignment(binding, instance_arn, permission_set_arn, true)
+                    .await
+            }
+        }
+    }
+
+    async fn issue_credentials(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+        _input: &CredentialInput,
+    ) -> Result<Credential, ProviderError> {
+        let p = self.profile(&binding.profile)?.clone();
+        let res = self.resource(binding)?;
+        match &p.mode {
+            AwsMode::Role => {
+                let arn = format!(
+                    "arn:aws:iam::{}:role{}{}",
+                    res.account,
+                    self.config.role_path,
+                    self.role_name(binding)
+                );
+                Ok(Credential {
+                    kind: "aws_role",
+                    secret: SecretText::new(arn.clone()),
+                    details: json!({"role_arn": arn, "assume_with": format!("aws sts assume-role --role-arn {arn} --role-session-name {}", binding.principal)}),
+                    expires_at,
+                })
+            }
+            AwsMode::Session { base_role_arn } => {
+                let remaining = (expires_at - Utc::now()).num_seconds();
+                if remaining < 60 {
+                    return Err(ProviderError::BadInput(
+                        "the grant ends within a minute; extend it first".into(),
+                    ));
+                }
+                // STS allows 900 s at least; the session policy's own expiry still ends it on time.
+                let seconds = remaining.clamp(900, 43_200) as i32;
+                let policy = documents::grant_policy(&p.actions, &res.arns, expires_at).to_string();
+                let r = self
+                    .sts
+                    .assume_role()
+                    .role_arn(base_role_arn.as_str())
+                    .role_session_name(Self::session_name(binding))
+                    .policy(policy)
+                    .duration_seconds(seconds)
+                    .send()
+                    .await;
+                match &r {
+                    Ok(out) => self.log(binding, "AssumeRole", out.request_id(), "ok"),
+                    Err(e) => self.log(
+                        binding,
+                        "AssumeRole",
+                        e.as_service_error().and_then(|s| s.request_id()),
+                        e.as_service_error()
+                            .and_then(|s| s.code())
+                            .unwrap_or("unreachable"),
+                    ),
+                }
+                let out = r.map_err(|e| sdk_err("AssumeRole", &e))?;
+                let c = out.credentials().ok_or_else(|| {
+                    ProviderError::Target("AssumeRole returned no credentials".into())
+                })?;
+                let expiration = chrono_of(c.expiration()).min(expires_at);
+                let process = json!({
+                    "Version": 1,
+                    "AccessKeyId": c.access_key_id(),
+                    "SecretAccessKey": c.secret_access_key(),
+                    "SessionToken": c.session_token(),
+                    "Expiration": expiration.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                });
+                Ok(Credential {
+                    kind: "aws_credential_process",
+                    secret: SecretText::new(process.to_string()),
+                    details: json!({"role_arn": base_role_arn.as_str(), "session_name": Self::session_name(binding), "access_key_id": c.access_key_id()}),
+                    expires_at: expiration,
+                })
+            }
+            AwsMode::IdentityCenter {
+                permission_set_arn, ..
+            } => Ok(Credential {
+                kind: "aws_identity_center",
+                secret: SecretText::new(String::new()),
+                details: json!({"account": res.account, "permission_set_arn": permission_set_arn, "sign_in": "use your AWS access portal"}),
+                expires_at,
+            }),
+        }
+    }
+
+    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+        let p = self.profile(&binding.profile)?.clone();
+        match &p.mode {
+            AwsMode::Role => self.delete_role(binding, &self.role_name(binding)).await,
+            AwsMode::Session { base_role_arn } => {
+                let doc = documents::revoke_sessions_policy(
+                    Utc::now(),
+                    Some(&Self::session_name(binding)),
+                );
+                let name = format!(
+                    "{REVOKE_POLICY}-{}",
+                    &self.role_name(binding)[self.config.role_prefix.len()..]
+                );
+                self.put_policy(binding, &Self::base_role_name(base_role_arn), &name, &doc)
+                    .await
+            }
+            AwsMode::IdentityCenter {
+                instance_arn,
+                permission_set_arn,
+            } => {
+                if !self
+                    .assignment_present(binding, instance_arn, permission_set_arn)
+                    .await?
+                {
+                    return Ok(());
+                }
+                self.assignment(binding, instance_arn, permission_set_arn, false)
+                    .await
+            }
+        }
+    }
+
+    async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
+        let p = self.profile(&binding.profile)?.clone();
+        let observation = match &p.mode {
+            AwsMode::Role => {
+                let role = self.role_name(binding);
+                if self.role_exists(binding, &role).await? {
+                    return Err(ProviderError::StillPresent(format!(
+                        "IAM role {role} still exists"
+                    )));
+                }
+                json!({"check": "iam:GetRole", "role": role, "result": "NoSuchEntity", "sessions_denied_before_deletion": true})
+            }
+            AwsMode::Session { base_role_arn } => {
+                let role = Self::base_role_name(base_role_arn);
+                let name = format!(
+                    "{REVOKE_POLICY}-{}",
+                    &self.role_name(binding)[self.config.role_prefix.len()..]
+                );
+                let Some(doc) = self.policy_document(binding, &role, &name).await? else {
+                    return Err(ProviderError::StillPresent(format!(
+                        "no session-revoking policy {name} on {role}"
+                    )));
+                };
+                json!({"check": "iam:GetRolePolicy", "role": role, "policy": name, "document": doc})
+            }
+            AwsMode::IdentityCenter {
+                instance_arn,
+                permission_set_arn,
+            } => {
+                if self
+                    .assignment_present(binding, instance_arn, permission_set_arn)
+                    .await?
+                {
+                    return Err(ProviderError::StillPresent(
+                        "the account assignment still exists".into(),
+                    ));
+                }
+                json!({"check": "sso:ListAccountAssignments", "permission_set_arn": permission_set_arn, "assigned": false})
+            }
+        };
+        let mut observation = observation;
+        observation["provider"] = json!(self.name);
+        Ok(Evidence {
+            checked_at: Utc::now(),
+            observation,
+        })
+    }
+
+    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let r = self
+                .iam
+                .list_roles()
+                .path_prefix(&self.config.role_path)
+                .set_marker(marker.clone())
+                .send()
+                .await;
+            let page = r.map_err(|e| sdk_err("ListRoles", &e))?;
+            for role in page.roles() {
+                if !role.role_name().starts_with(&self.config.role_prefix) {
+                    continue;
+                }
+                let binding_key = role
+                    .description()
+                    .and_then(|d| d.strip_prefix("brevet binding "))
+                    .map(str::to_owned);
+                out.push(OwnedAccess {
+                    native_id: role.role_name().to_owned(),
+                    binding_key,
+                });
+            }
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
+        if !owned.native_id.starts_with(&self.config.role_prefix) {
+            return Err(ProviderError::Config(format!(
+                "refusing to delete `{}`: it lacks Brevet's role prefix",
+                owned.native_id
+            )));
+        }
+        let pseudo = Binding {
+            principal: brevet_core::PrincipalId::parse("reconciler")
+                .map_err(|e| ProviderError::Config(e.to_string()))?,
+            resource: brevet_core::ResourceId::parse(&format!("{}:orphan", self.name))
+                .map_err(|e| ProviderError::Config(e.to_string()))?,
+            profile: ProfileName::parse("aws.orphan")
+                .map_err(|e| ProviderError::Config(e.to_string()))?,
+        };
+        self.delete_role(&pseudo, &owned.native_id).await?;
+        if self.role_exists(&pseudo, &owned.native_id).await? {
+            return Err(ProviderError::StillPresent(owned.native_id.clone()));
+        }
+        let calls = self.take_call_log(&pseudo);
+        Ok(Evidence {
+            checked_at: Utc::now(),
+            observation: json!({"check": "iam:GetRole", "role": owned.native_id, "result": "NoSuchEntity", "calls": calls}),
+        })
+    }
+
+    /// IAM sessions are ended by the TokenIssueTime deny that revocation writes first.
+    async fn terminate_sessions(&self, _binding: &Binding) -> Result<u64, ProviderError> {
+        Ok(0)
+    }
+
+    fn take_call_log(&self, binding: &Binding) -> Vec<Value> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&binding.key())
+            .unwrap_or_default()
+    }
+}
