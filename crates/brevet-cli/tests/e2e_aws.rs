@@ -1,0 +1,519 @@
+//! AWS against the moto emulator (a real AWS API emulator, started per test on a loopback port),
+//! through the official AWS SDK for Rust in Brevet and the real AWS CLI on the test side.
+//! moto does not evaluate IAM policies, so the tests assert on the exact documents Brevet writes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+struct AwsWorld {
+    world: World,
+    server: Server,
+    moto: Moto,
+}
+
+fn aws_world(server_env: &[(&str, &str)]) -> AwsWorld {
+    let moto = Moto::start();
+    let world = World::build(StoreKind::Sqlite, "", &aws_config(&moto.url), &AWS_ENV);
+    let server = world.start_with(server_env);
+    AwsWorld {
+        world,
+        server,
+        moto,
+    }
+}
+
+fn role_policy(moto: &Moto, role: &str, policy: &str) -> serde_json::Value {
+    let v = moto.aws_json(&[
+        "iam",
+        "get-role-policy",
+        "--role-name",
+        role,
+        "--policy-name",
+        policy,
+    ]);
+    v["PolicyDocument"].clone()
+}
+
+#[test]
+fn role_per_grant_is_exact_expires_and_is_verified_gone() {
+    let w = aws_world(&[]);
+    let r = w.server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "aws.s3-read",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "6s",
+            "--reason",
+            "read a report",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let a = w.server.cli_json(DAVE, &["activate", &id]);
+    assert_eq!(a["credential"]["kind"], "aws_role");
+    let arn = a["credential"]["details"]["role_arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let role = arn.rsplit('/').next().unwrap().to_owned();
+    assert!(
+        arn.starts_with("arn:aws:iam::123456789012:role/brevet/brevet-"),
+        "{arn}"
+    );
+
+    let got = w.moto.aws_json(&["iam", "get-role", "--role-name", &role]);
+    let trust = &got["Role"]["AssumeRolePolicyDocument"];
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:user/dave"
+    );
+    assert_eq!(trust["Statement"][0]["Action"], "sts:AssumeRole");
+    assert_eq!(got["Role"]["MaxSessionDuration"], 3600);
+    let tags = got["Role"]["Tags"].as_array().cloned().unwrap_or_default();
+    assert!(
+        tags.iter()
+            .any(|t| t["Key"] == "brevet:requester" && t["Value"] == "dave"),
+        "{tags:?}"
+    );
+
+    let doc = role_policy(&w.moto, &role, "brevet-grant");
+    let st = &doc["Statement"][0];
+    assert_eq!(st["Effect"], "Allow");
+    assert_eq!(
+        st["Action"],
+        serde_json::json!(["s3:GetObject", "s3:ListBucket"])
+    );
+    assert_eq!(
+        st["Resource"],
+        serde_json::json!(["arn:aws:s3:::data-bucket", "arn:aws:s3:::data-bucket/*"])
+    );
+    let until = st["Condition"]["DateLessThan"]["aws:CurrentTime"]
+        .as_str()
+        .unwrap();
+    let expires = a["grant"]["expires_at"].as_str().unwrap();
+    assert_eq!(
+        &until[..19],
+        &expires[..19],
+        "the policy stops working at the grant's expiry by itself"
+    );
+
+    let g = w.server.wait_for(DAVE, &id, Duration::from_secs(40), |v| {
+        v["state"] == "revoked"
+    });
+    assert_eq!(g["evidence"]["observation"]["result"], "NoSuchEntity");
+    let (ok, text) = w.moto.aws(&["iam", "get-role", "--role-name", &role]);
+    assert!(!ok && text.contains("NoSuchEntity"), "{text}");
+
+    // Every AWS call is in the audit log with its request id.
+    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let revoked = export
+        .lines()
+        .find(|l| l.contains("\"kind\":\"grant_revoked\""))
+        .unwrap();
+    let e: serde_json::Value = serde_json::from_str(revoked).unwrap();
+    let data: serde_json::Value = serde_json::from_str(e["data"].as_str().unwrap()).unwrap();
+    let calls = data["provider_calls"].as_array().unwrap();
+    assert!(
+        calls.iter().any(|c| c["op"] == "DeleteRole"
+            && c["outcome"] == "ok"
+            && c["request_id"].is_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c["op"] == "PutRolePolicy"),
+        "sessions were denied before deletion: {calls:?}"
+    );
+    drop(w.world);
+}
+
+#[test]
+fn aws_cli_gets_session_credentials_through_credential_process() {
+    let w = aws_world(&[]);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    w.moto.aws_json(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "brevet-base",
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    let r = w.server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "aws.s3-session",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "30m",
+            "--reason",
+            "x",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let a = w.server.cli_json(DAVE, &["activate", &id]);
+    assert_eq!(a["credential"]["kind"], "aws_credential_process");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let brevet = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("BREVET_URL", &w.server.url)
+            .env("BREVET_TOKEN", DAVE)
+            .env("AWS_CONFIG_FILE", &config)
+            .output()
+            .unwrap()
+    };
+    let out = brevet(&[
+        "aws",
+        "configure",
+        "dv",
+        "--resource",
+        "aws:bucket",
+        "--access-profile",
+        "aws.s3-session",
+        "--region",
+        "us-east-1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("credential_process = ")
+            && written.contains("aws credential-process --profile dv"),
+        "{written}"
+    );
+
+    // The real AWS CLI runs Brevet's credential_process and calls the emulator with the result.
+    let out = aws_cli()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .env("BREVET_URL", &w.server.url)
+        .env("BREVET_TOKEN", DAVE)
+        .args([
+            "--profile",
+            "dv",
+            "--endpoint-url",
+            &w.moto.url,
+            "sts",
+            "get-caller-identity",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        who["Arn"]
+            .as_str()
+            .unwrap()
+            .contains("assumed-role/brevet-base/brevet-dave-"),
+        "{who}"
+    );
+
+    // The credential_process JSON itself.
+    let out = brevet(&["aws", "credential-process", "--profile", "dv"]);
+    let cp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cp["Version"], 1);
+    for k in [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Expiration",
+    ] {
+        assert!(cp[k].is_string(), "{k} in {cp}");
+    }
+
+    // `aws exec` puts them in a command's environment.
+    let out = brevet(&[
+        "aws",
+        "exec",
+        "dv",
+        "--",
+        "sh",
+        "-c",
+        "test -n \"$AWS_SESSION_TOKEN\" && echo has-session",
+    ]);
+    assert_eq!(stdout(&out).trim(), "has-session", "{}", stderr(&out));
+
+    // Early revocation denies this grant's sessions on the shared base role.
+    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    assert_eq!(revoked["state"], "revoked");
+    let doc = &revoked["evidence"]["observation"]["document"]["Statement"][0];
+    assert_eq!(doc["Effect"], "Deny");
+    assert!(doc["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string());
+    assert!(doc["Condition"]["StringLike"]["aws:userid"]
+        .as_str()
+        .unwrap()
+        .starts_with("*:brevet-dave-"));
+    let out = brevet(&["aws", "credential-process", "--profile", "dv"]);
+    assert!(stderr(&out).contains("no active grant"), "{}", stderr(&out));
+    drop(w.world);
+}
+
+#[test]
+fn identity_center_assignment_is_created_and_removed() {
+    let w = aws_world(&[]);
+    let r = w.server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "aws.admin",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "30m",
+            "--reason",
+            "incident",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let a = w.server.cli_json(DAVE, &["activate", &id]);
+    assert_eq!(a["credential"]["kind"], "aws_identity_center");
+    let list = |moto: &Moto| {
+        moto.aws_json(&[
+            "sso-admin",
+            "list-account-assignments",
+            "--instance-arn",
+            "arn:aws:sso:::instance/ssoins-test0000000000",
+            "--account-id",
+            "123456789012",
+            "--permission-set-arn",
+            "arn:aws:sso:::permissionSet/ssoins-test0000000000/ps-admin000000000",
+        ])["AccountAssignments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let assigned = list(&w.moto);
+    assert_eq!(assigned.len(), 1);
+    assert_eq!(assigned[0]["PrincipalId"], "idc-user-dave");
+    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    assert_eq!(revoked["state"], "revoked");
+    assert_eq!(revoked["evidence"]["observation"]["assigned"], false);
+    assert!(list(&w.moto).is_empty());
+    drop(w.world);
+}
+
+#[test]
+fn kill_switch_denies_live_sessions_and_removes_roles() {
+    let w = aws_world(&[]);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    w.moto.aws_json(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "brevet-base",
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    let mut roles = Vec::new();
+    for profile in ["aws.s3-read", "aws.s3-session"] {
+        let r = w.server.cli_json(
+            DAVE,
+            &[
+                "request",
+                profile,
+                "--resource",
+                "aws:bucket",
+                "--for",
+                "30m",
+                "--reason",
+                "x",
+            ],
+        );
+        let a = w
+            .server
+            .cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
+        roles.push(
+            a["credential"]["details"]["role_arn"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let report = w
+        .server
+        .cli_json(ADMIN, &["kill", "dave", "--reason", "keys leaked"]);
+    assert_eq!(report["revoked"], 2, "{report:#}");
+    // The per-grant role is gone…
+    let (ok, text) = w.moto.aws(&["iam", "get-role", "--role-name", &roles[0]]);
+    assert!(!ok && text.contains("NoSuchEntity"), "{text}");
+    // …and sessions already issued from the shared base role are denied by TokenIssueTime.
+    let names = w
+        .moto
+        .aws_json(&["iam", "list-role-policies", "--role-name", "brevet-base"]);
+    let name = names["PolicyNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|n| {
+            n.as_str()
+                .filter(|n| n.starts_with("brevet-revoke-sessions-"))
+        })
+        .expect("deny policy in place")
+        .to_owned();
+    let doc = role_policy(&w.moto, "brevet-base", &name);
+    assert!(
+        doc["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string(),
+        "{doc}"
+    );
+    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    assert!(export.contains("\"kind\":\"kill_switch\"") && export.contains("NoSuchEntity"));
+    drop(w.world);
+}
+
+#[test]
+fn crash_after_role_creation_leaves_no_role_without_a_grant() {
+    let w = aws_world(&[("BREVET_FAILPOINT", "after-provider-grant")]);
+    let mut server = w.server;
+    let r = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "aws.s3-read",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "5s",
+            "--reason",
+            "x",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let mut activating = std::process::Command::new(BIN)
+        .args(["activate", &id])
+        .env("BREVET_URL", &server.url)
+        .env("BREVET_TOKEN", DAVE)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let brevet_roles = |moto: &Moto| {
+        moto.aws_json(&["iam", "list-roles", "--path-prefix", "/brevet/"])["Roles"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .len()
+    };
+    for _ in 0..100 {
+        if brevet_roles(&w.moto) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(brevet_roles(&w.moto), 1, "the role exists before the crash");
+    server.kill9();
+    let _ = activating.kill();
+    let _ = activating.wait();
+    let mut env = w.world.env_refs();
+    env.retain(|(k, _)| *k != "BREVET_FAILPOINT");
+    server.restart(&env);
+    server.wait_for(DAVE, &id, Duration::from_secs(60), |v| {
+        v["state"] == "revoked"
+    });
+    assert_eq!(
+        brevet_roles(&w.moto),
+        0,
+        "no role tagged by Brevet survives without an active grant"
+    );
+
+    // A role with Brevet's prefix that no grant covers is removed by the reconciler.
+    let trust = r#"{"Version":"2012-10-17","Statement":[]}"#;
+    w.moto.aws_json(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "brevet-0123456789abcdef0123",
+        "--path",
+        "/brevet/",
+        "--assume-role-policy-document",
+        trust,
+        "--description",
+        "brevet binding dave|aws:bucket|aws.s3-read",
+    ]);
+    let report = server.cli_json(ADMIN, &["reconcile"]);
+    assert!(
+        report["orphans_removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().unwrap().ends_with("brevet-0123456789abcdef0123")),
+        "{report:#}"
+    );
+    assert_eq!(brevet_roles(&w.moto), 0);
+}
+
+#[test]
+fn bad_aws_input_is_refused_and_nothing_is_created() {
+    let moto = Moto::start();
+    let base = aws_config(&moto.url);
+    let cases = [
+        (base.replace("\"s3:GetObject\", \"s3:ListBucket\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]", "\"s3:GetObjekt\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]"), "unknown AWS action `s3:GetObjekt`"),
+        (base.replace("\"s3:GetObject\", \"s3:ListBucket\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]", "\"s3:*\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]"), "`s3:*` is a wildcard"),
+        (base.replace("\"s3:GetObject\", \"s3:ListBucket\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]", "\"s3GetObject\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]"), "is not an IAM action"),
+        (base.replace("arn:aws:s3:::data-bucket/*", "arn:aws:s3:data-bucket"), "is not an ARN"),
+    ];
+    for (extra, expected) in cases {
+        let world = World::build(StoreKind::Sqlite, "", &extra, &AWS_ENV);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("brevet.toml"), &world.config).unwrap();
+        std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["server", "--config", "brevet.toml"])
+            .current_dir(dir.path())
+            .envs(world.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(expected),
+            "expected `{expected}` in: {}",
+            stderr(&out)
+        );
+    }
+    // Longer than the roles' maximum session duration (policy allows 4h, the role 1h).
+    let world = World::build(StoreKind::Sqlite, "", &base, &AWS_ENV);
+    let server = world.start();
+    let out = server.cli(
+        DAVE,
+        &[
+            "request",
+            "aws.s3-read",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "2h",
+            "--reason",
+            "x",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("2h is longer than `aws:bucket` can grant `aws.s3-read` for (1h)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server
+            .cli_json(DAVE, &["requests"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let roles = moto.aws_json(&["iam", "list-roles"]);
+    assert!(
+        roles["Roles"].as_array().unwrap().is_empty(),
+        "nothing created: {roles}"
+    );
+}
