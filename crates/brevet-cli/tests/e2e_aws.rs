@@ -482,6 +482,22 @@ fn bad_aws_input_is_refused_and_nothing_is_created() {
             stderr(&out)
         );
     }
+    // Privilege-escalation actions are allowed but called out when the server starts.
+    let escalating = base.replace(
+        "[\"s3:GetObject\", \"s3:ListBucket\"]",
+        "[\"s3:GetObject\", \"iam:PassRole\"]",
+    );
+    let world = World::build(StoreKind::Sqlite, "", &escalating, &AWS_ENV);
+    let server = world.start();
+    assert!(
+        server
+            .log_text()
+            .contains("`iam:PassRole` can escalate privileges"),
+        "{}",
+        server.log_text()
+    );
+    drop(server);
+
     // Longer than the roles' maximum session duration (policy allows 4h, the role 1h).
     let world = World::build(StoreKind::Sqlite, "", &base, &AWS_ENV);
     let server = world.start();

@@ -115,8 +115,17 @@ impl AwsProvider {
     /// Builds the clients. Brevet's own AWS credentials come from the standard chain
     /// (environment, profile, instance role) — never from Brevet's config file.
     pub async fn new(name: &str, config: AwsConfig) -> Self {
+        // Bounded: the SDK's standard retries (with jitter) for throttling and transient errors,
+        // each attempt and each whole operation under a timeout.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(5))
+            .operation_timeout(Duration::from_secs(15))
+            .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.region.clone()));
+            .region(aws_config::Region::new(config.region.clone()))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(timeouts);
         if let Some(url) = &config.endpoint_url {
             loader = loader.endpoint_url(url);
         }
