@@ -29,6 +29,10 @@ pub enum EventKind {
     PrincipalLocked,
     PrincipalUnlocked,
     KillSwitch,
+    /// Someone signed in to the portal or the CLI (method, session kind).
+    SessionStarted,
+    /// A session ended: sign-out, or all of a principal's sessions by the kill switch.
+    SessionEnded,
 }
 
 impl EventKind {

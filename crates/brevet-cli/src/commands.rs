@@ -39,9 +39,15 @@ fn list(json_mode: bool, v: &Value) {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let client = Client::new(&cli.url, cli.token.clone())?;
+    let token = cli
+        .token
+        .clone()
+        .or_else(|| crate::login::saved_token(&cli.url));
+    let client = Client::new(&cli.url, token)?;
     let j = cli.json;
     match cli.command {
+        Command::Login { timeout } => crate::login::login(&cli.url, j, timeout.into()).await?,
+        Command::Logout => crate::login::logout(&cli.url).await?,
         Command::Server { config } => {
             init_tracing();
             let config = brevet_server::Config::load(&config)?;
@@ -287,6 +293,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     rows.join("\n")
                 }
             });
+        }
+        Command::Deliveries {
+            state,
+            subscriber,
+            request,
+            limit,
+        } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (k, v) in [
+                ("state", state),
+                ("subscriber", subscriber),
+                ("request", request),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", output::query_escape(&v)));
+                }
+            }
+            let v: Value = client
+                .call(
+                    Method::GET,
+                    &format!("/v1/deliveries?{}", query.join("&")),
+                    None,
+                )
+                .await?;
+            print(j, &v, output::deliveries);
         }
         Command::Aws(cmd) => return crate::aws::run(&client, cmd).await,
         Command::SshCa(SshCaCommand::PublicKey { provider }) => {

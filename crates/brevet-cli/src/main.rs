@@ -3,6 +3,7 @@
 mod aws;
 mod client;
 mod commands;
+mod login;
 mod output;
 mod ssh;
 
@@ -43,6 +44,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Sign in with single sign-on (OIDC device flow); the session is kept for later commands.
+    Login {
+        /// Give up after this long.
+        #[arg(long, default_value = "10m")]
+        timeout: humantime::Duration,
+    },
+    /// End the saved single sign-on session.
+    Logout,
     /// Ask for an access profile on a resource.
     Request(RequestArgs),
     /// List your requests (approvers: --pending shows what waits for you).
@@ -145,6 +154,21 @@ enum Command {
     Unlock { principal: String },
     /// List kill-switch locks (admins).
     Locks,
+    /// Notification deliveries (admins): webhooks, Slack, email; with attempts and last error.
+    Deliveries {
+        /// Only this state: pending, delivered or failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this subscriber, e.g. webhook:siem, slack:channel, email.
+        #[arg(long)]
+        subscriber: Option<String>,
+        /// Only deliveries about this request.
+        #[arg(long)]
+        request: Option<String>,
+        /// At most this many (newest first).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Run a reconciliation pass now (admins).
     Reconcile,
     /// Show who the server thinks you are.

@@ -90,3 +90,48 @@ pub fn ssh_cert(v: &Value) -> String {
         cert = s(&v["cert"]),
     )
 }
+
+/// A table of notification deliveries.
+pub fn deliveries(v: &Value) -> String {
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return "no deliveries".into();
+    }
+    let mut out = format!(
+        "{:<36}  {:<16} {:<20} {:<9} {:>8}  {}",
+        "ID", "SUBSCRIBER", "EVENT", "STATE", "ATTEMPTS", "LAST ERROR / NEXT ATTEMPT"
+    );
+    for d in &rows {
+        let detail = match (d["state"].as_str(), d["last_error"].as_str()) {
+            (Some("pending"), e) => format!(
+                "{}next {}",
+                e.map(|e| format!("{e}; ")).unwrap_or_default(),
+                s(&d["next_attempt_at"])
+            ),
+            (_, Some(e)) => e.to_owned(),
+            _ => String::new(),
+        };
+        out += &format!(
+            "\n{:<36}  {:<16} {:<20} {:<9} {:>8}  {}",
+            s(&d["id"]),
+            s(&d["subscriber"]),
+            s(&d["event_type"]),
+            s(&d["state"]),
+            d["attempts"],
+            detail
+        );
+    }
+    out
+}
+
+/// Percent-encodes a query parameter value.
+pub fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

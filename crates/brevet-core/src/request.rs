@@ -194,6 +194,10 @@ pub struct Request {
     pub id: RequestId,
     pub kind: RequestKind,
     pub requester: PrincipalId,
+    /// The requester's groups when they asked (from the config or their sign-in), so approval
+    /// policies about the requester see the same groups as the request policy did.
+    #[serde(default)]
+    pub requester_groups: std::collections::BTreeSet<String>,
     pub resource: ResourceId,
     pub profile: ProfileName,
     pub duration: GrantDuration,
@@ -244,6 +248,7 @@ impl Request {
             id: RequestId::new(),
             kind: n.kind,
             requester: n.requester,
+            requester_groups: Default::default(),
             resource: n.resource,
             profile: n.profile,
             duration: n.duration,

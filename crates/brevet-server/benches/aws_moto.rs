@@ -133,6 +133,8 @@ async fn run(url: &str) {
         lease: Duration::from_secs(90),
         reconcile_every: Duration::from_secs(3600),
         provider_timeout: Duration::from_secs(20),
+        public_url: "http://127.0.0.1:0".into(),
+        session_ttl: Duration::from_secs(3600),
     };
     let broker = Broker::new(
         store,

@@ -26,7 +26,11 @@ async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
     let broker = support::broker(store_url, 1, principals).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AppState { broker, auth });
+    let app = router(AppState {
+        broker,
+        auth,
+        oidc: None,
+    });
     let handle = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });

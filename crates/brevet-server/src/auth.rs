@@ -1,4 +1,7 @@
-//! Authentication behind one seam: [`Authenticator`]. Static API tokens now; OIDC plugs in here.
+//! Authentication behind one seam: [`Authenticator`]. A bearer token is either a static API
+//! token from the config (automation) or a session token minted at sign-in (`brevet login`
+//! through OIDC, or the portal). Sessions live in the store, hashed, and end at sign-out, expiry
+//! or the kill switch.
 
 use std::collections::BTreeSet;
 
@@ -16,8 +19,10 @@ pub enum AuthError {
         "missing credentials: send `Authorization: Bearer <token>` (the CLI reads BREVET_TOKEN)"
     )]
     Missing,
-    #[error("invalid token")]
+    #[error("invalid or expired token; sign in again with `brevet login`")]
     Invalid,
+    #[error("sessions cannot be checked right now (storage unavailable); try again")]
+    Unavailable,
 }
 
 #[async_trait]
@@ -78,6 +83,62 @@ impl Authenticator for TokenAuthenticator {
             }
         }
         found.cloned().ok_or(AuthError::Invalid)
+    }
+}
+
+/// Static tokens first, then sign-in sessions (CLI and portal alike).
+pub struct SessionAuthenticator {
+    pub tokens: TokenAuthenticator,
+    pub store: brevet_store::Store,
+}
+
+/// A new random session token (256 bits, hex) and the hash that is stored.
+pub fn new_session_token() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let token = format!("bvs_{}", hex::encode(bytes));
+    let hash = hex::encode(hash_token(&token));
+    (token, hash)
+}
+
+/// The principal of a stored session.
+pub fn session_principal(s: &brevet_store::SessionRecord) -> Option<Principal> {
+    Some(Principal {
+        id: brevet_core::PrincipalId::parse(&s.principal).ok()?,
+        groups: s.groups.clone(),
+        roles: s.roles.iter().filter_map(|r| r.parse().ok()).collect(),
+    })
+}
+
+#[async_trait]
+impl Authenticator for SessionAuthenticator {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        match self.tokens.authenticate(headers).await {
+            Err(AuthError::Invalid) => {}
+            other => return other,
+        }
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(AuthError::Invalid)?;
+        if !token.starts_with("bvs_") {
+            return Err(AuthError::Invalid);
+        }
+        // The lookup is by hash, so the database compares digests, never the token itself.
+        let hash = hex::encode(hash_token(token));
+        let session = self
+            .store
+            .session(&hash, chrono::Utc::now())
+            .await
+            .map_err(|_| AuthError::Unavailable)?
+            .ok_or(AuthError::Invalid)?;
+        // Portal sessions travel in a cookie and are CSRF-checked there; only CLI sessions
+        // are bearer tokens.
+        if session.kind != "cli" {
+            return Err(AuthError::Invalid);
+        }
+        session_principal(&session).ok_or(AuthError::Invalid)
     }
 }
 

@@ -32,7 +32,7 @@ pub enum ConfigError {
     Field { field: String, message: String },
 }
 
-fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
         message: message.into(),
@@ -54,7 +54,7 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
-    fn resolve(&self, name: &str, base: &Path) -> Result<SecretText, ConfigError> {
+    pub(crate) fn resolve(&self, name: &str, base: &Path) -> Result<SecretText, ConfigError> {
         match self {
             SecretRef::Env { env } => std::env::var(env).map(SecretText::new).map_err(|_| {
                 field(name, format!("environment variable `{env}` is not set; export it, or use {{ file = \"PATH\" }}"))
@@ -123,11 +123,85 @@ struct RawConfig {
     providers: BTreeMap<String, toml::Table>,
     #[serde(default)]
     resources: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    notify: crate::notify::RawNotify,
+    #[serde(default)]
+    oidc: Option<RawOidc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret: SecretRef,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    principal_claim: Option<String>,
+    #[serde(default)]
+    groups_claim: Option<String>,
+    /// Role name → the groups whose members get it.
+    #[serde(default)]
+    roles: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    button: Option<String>,
+}
+
+fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, ConfigError> {
+    let issuer = raw.issuer.trim_end_matches('/').to_owned();
+    let local = issuer.starts_with("http://127.0.0.1") || issuer.starts_with("http://localhost");
+    if !(issuer.starts_with("https://") || local) {
+        return Err(field(
+            "oidc.issuer",
+            format!(
+                "`{}` must be an https:// URL (plain http is allowed only on localhost)",
+                raw.issuer
+            ),
+        ));
+    }
+    if raw.client_id.trim().is_empty() {
+        return Err(field(
+            "oidc.client_id",
+            "must not be empty; copy it from the identity provider's app registration",
+        ));
+    }
+    let client_secret = raw.client_secret.resolve("oidc.client_secret", base)?;
+    let mut scopes = raw
+        .scopes
+        .clone()
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let mut role_groups = BTreeMap::new();
+    for (role, groups) in &raw.roles {
+        let r: Role = role.parse().map_err(|e: brevet_core::CoreError| {
+            field(format!("oidc.roles.{role}"), e.to_string())
+        })?;
+        role_groups.insert(r, groups.iter().cloned().collect());
+    }
+    Ok(crate::oidc::OidcConfig {
+        issuer,
+        client_id: raw.client_id.clone(),
+        client_secret,
+        scopes,
+        principal_claim: raw
+            .principal_claim
+            .clone()
+            .unwrap_or_else(|| "email".into()),
+        groups_claim: raw.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+        role_groups,
+        button: raw
+            .button
+            .clone()
+            .unwrap_or_else(|| "Sign in with SSO".into()),
+    })
 }
 
 /// A duration written as text in the config (`30s`, `8h`).
 #[derive(Debug, Clone, Copy)]
-struct Dur(Duration);
+pub(crate) struct Dur(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -140,7 +214,7 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-fn d(s: &str) -> Dur {
+pub(crate) fn d(s: &str) -> Dur {
     // Only called with the literal defaults below, which all parse.
     Dur(humantime::parse_duration(s).unwrap_or(Duration::from_secs(1)))
 }
@@ -162,6 +236,11 @@ struct RawServer {
     reconcile_every: Dur,
     #[serde(default = "default_provider_timeout")]
     provider_timeout: Dur,
+    /// The address people reach Brevet at (links in notifications, OIDC redirect URI).
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default = "default_session_ttl")]
+    session_ttl: Dur,
 }
 
 fn default_listen() -> String {
@@ -185,6 +264,9 @@ fn default_reconcile() -> Dur {
 fn default_provider_timeout() -> Dur {
     d("20s")
 }
+fn default_session_ttl() -> Dur {
+    d("8h")
+}
 
 impl Default for RawServer {
     fn default() -> Self {
@@ -196,8 +278,24 @@ impl Default for RawServer {
             lease: default_lease(),
             reconcile_every: default_reconcile(),
             provider_timeout: default_provider_timeout(),
+            public_url: None,
+            session_ttl: default_session_ttl(),
         }
     }
+}
+
+fn parse_public_url(u: &str) -> Result<String, ConfigError> {
+    let trimmed = u.trim_end_matches('/');
+    let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+        && !trimmed.contains(['?', '#', ' '])
+        && trimmed.split("://").nth(1).is_some_and(|h| !h.is_empty());
+    if !ok {
+        return Err(field(
+            "server.public_url",
+            format!("`{u}` is not a URL; write it like \"https://brevet.example.com\""),
+        ));
+    }
+    Ok(trimmed.to_owned())
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +328,10 @@ struct RawPrincipal {
     roles: Vec<String>,
     /// Hex SHA-256 of the principal's API token (`brevet token new` prints both).
     token_sha256: Option<String>,
+    /// Slack member id (`U…`) for approvals in Slack and direct messages.
+    slack_user: Option<String>,
+    /// Email address for notifications (approvers without Slack get pending requests by email).
+    email: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +343,17 @@ pub struct ServerSettings {
     pub lease: Duration,
     pub reconcile_every: Duration,
     pub provider_timeout: Duration,
+    /// Where people reach Brevet, without a trailing slash (`http://<listen>` when not set).
+    pub public_url: String,
+    /// How long a portal or CLI login session lasts.
+    pub session_ttl: Duration,
+}
+
+impl ServerSettings {
+    /// Whether cookies must carry `Secure` (the portal is served over HTTPS).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +362,8 @@ pub struct PrincipalConfig {
     pub groups: BTreeSet<String>,
     pub roles: BTreeSet<Role>,
     pub token_sha256: Option<[u8; 32]>,
+    pub slack_user: Option<String>,
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +391,9 @@ pub struct Config {
     pub principals: Vec<PrincipalConfig>,
     pub providers: BTreeMap<ProviderName, ProviderConfig>,
     pub resources: BTreeMap<ResourceId, ResourceConfig>,
+    pub notify: crate::notify::NotifySettings,
+    /// Single sign-on; without it only API tokens sign in.
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 impl Config {
@@ -294,7 +412,7 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let s = &raw.server;
-        let server = ServerSettings {
+        let mut server = ServerSettings {
             listen: s.listen.parse().map_err(|_| {
                 field(
                     "server.listen",
@@ -310,6 +428,12 @@ impl Config {
             lease: s.lease.0,
             reconcile_every: s.reconcile_every.0,
             provider_timeout: s.provider_timeout.0,
+            public_url: String::new(),
+            session_ttl: s.session_ttl.0,
+        };
+        server.public_url = match &s.public_url {
+            Some(u) => parse_public_url(u)?,
+            None => format!("http://{}", server.listen),
         };
         if server.lease < server.provider_timeout * 3 {
             return Err(field(
@@ -379,11 +503,15 @@ impl Config {
                         })
                 })
                 .transpose()?;
+            let (slack_user, email) =
+                crate::notify::parse_contact(p.slack_user.as_deref(), p.email.as_deref(), &at)?;
             principals.push(PrincipalConfig {
                 id,
                 groups: p.groups.iter().cloned().collect(),
                 roles,
                 token_sha256,
+                slack_user,
+                email,
             });
         }
 
@@ -455,6 +583,12 @@ impl Config {
             principals,
             providers,
             resources,
+            notify: crate::notify::NotifySettings::parse(&raw.notify, &base)?,
+            oidc: raw
+                .oidc
+                .as_ref()
+                .map(|o| parse_oidc(o, &base))
+                .transpose()?,
         })
     }
 }

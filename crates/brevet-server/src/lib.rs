@@ -5,6 +5,10 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod notify;
+pub mod oidc;
+pub mod portal;
+pub mod session;
 pub mod ssh_ledger;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -35,6 +39,10 @@ pub enum StartError {
         name: String,
         source: brevet_providers::ProviderError,
     },
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
+    #[error("single sign-on: {0}")]
+    Oidc(oidc::OidcError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -122,15 +130,34 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let broker = build_broker(&config).await?;
-    let auth = Arc::new(auth::TokenAuthenticator::new(&config.principals));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| StartError::Listen {
             addr: config.server.listen.to_string(),
             source,
         })?;
+    let mut config = config;
+    // Without server.public_url, links and the OIDC redirect use the address actually bound
+    // (which differs from the configured one when it asks for port 0).
+    if config.server.public_url == format!("http://{}", config.server.listen) {
+        if let Ok(a) = listener.local_addr() {
+            config.server.public_url = format!("http://{a}");
+        }
+    }
+    let broker = build_broker(&config).await?;
+    let auth = Arc::new(auth::SessionAuthenticator {
+        tokens: auth::TokenAuthenticator::new(&config.principals),
+        store: broker.store().clone(),
+    });
+    let oidc = match &config.oidc {
+        Some(c) => Some(Arc::new(
+            oidc::Oidc::new(c.clone(), &config.server.public_url).map_err(StartError::Oidc)?,
+        )),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let notifications = notify::Notifications::build(&config, &broker)?;
+    let outbox = notifications.outbox.spawn(stop_rx.clone());
     let background = broker.spawn_background(stop_rx);
     let addr = listener
         .local_addr()
@@ -139,11 +166,15 @@ pub async fn serve(
     tracing::info!(%addr, store = ?broker.store().backend(), policies = broker.policy().policy_count(), "brevet listening");
     // Printed on stdout so scripts and tests can wait for it.
     println!("brevet listening on http://{addr}");
-    let app = api::router(api::AppState { broker, auth });
+    let state = api::AppState { broker, auth, oidc };
+    let app = api::router(state.clone())
+        .merge(portal::router(state))
+        .merge(notifications.router());
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = background.await;
+    let _ = outbox.await;
     result.map_err(|source| StartError::Listen { addr, source })
 }

@@ -48,7 +48,7 @@ impl Store {
     }
 }
 
-fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, StoreError> {
+pub(crate) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, StoreError> {
     Ok(AuditEvent {
         seq: r.try_get(0)?,
         at: r.try_get(1)?,

@@ -6,9 +6,11 @@
 
 mod audit;
 mod certificates;
+mod deliveries;
 mod error;
 mod locks;
 mod requests;
+mod sessions;
 
 use std::{str::FromStr, time::Duration};
 
@@ -18,9 +20,11 @@ use sqlx::{
 };
 
 pub use certificates::CertificateRecord;
+pub use deliveries::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use error::StoreError;
 pub use locks::PrincipalLock;
 pub use requests::RequestFilter;
+pub use sessions::{LoginFlow, SessionRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

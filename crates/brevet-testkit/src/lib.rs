@@ -16,6 +16,9 @@ use std::{
 use rand::Rng;
 use serde_json::Value;
 
+mod oidc;
+pub use oidc::*;
+
 pub fn pg_admin_url() -> String {
     std::env::var("BREVET_TEST_PG_URL").unwrap_or_else(|_| {
         panic!("BREVET_TEST_PG_URL is not set: run the tests with `scripts/test`, which provides a PostgreSQL cluster")

@@ -97,6 +97,8 @@ pub fn principals(n: usize) -> Vec<PrincipalConfig> {
             groups: Default::default(),
             roles: [brevet_core::Role::Requester, brevet_core::Role::Admin].into(),
             token_sha256: Some(brevet_server::auth::hash_token(&format!("token-{i}"))),
+            slack_user: None,
+            email: None,
         })
         .collect()
 }
@@ -142,6 +144,8 @@ pub async fn broker(
         lease: Duration::from_secs(60),
         reconcile_every: Duration::from_secs(3600),
         provider_timeout: Duration::from_secs(10),
+        public_url: "http://127.0.0.1:0".into(),
+        session_ttl: Duration::from_secs(3600),
     };
     Arc::new(Broker::new(
         store,

@@ -46,6 +46,12 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -95,7 +101,14 @@ impl From<BrokerError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+        match e {
+            AuthError::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+            _ => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+        }
     }
 }
 

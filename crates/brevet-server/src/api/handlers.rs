@@ -23,7 +23,7 @@ fn parse_id(id: &str) -> ApiResult<RequestId> {
         .map_err(|e: brevet_core::CoreError| ApiError::bad_request(e.to_string()))
 }
 
-async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResult<RequestView> {
+pub(crate) async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResult<RequestView> {
     let approvals = state
         .broker
         .store()
@@ -50,6 +50,15 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
         groups: caller.0.groups.iter().cloned().collect(),
         roles: crate::auth::role_names(&caller.0).into_iter().collect(),
     })
+}
+
+/// What policy lets the caller ask for, with the limits that apply (the portal's request form).
+#[utoipa::path(get, path = "/v1/eligible", responses((status = 200, body = [crate::broker::Eligible]), (status = 401, body = ErrorBody)))]
+pub async fn eligible(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Json<Vec<crate::broker::Eligible>> {
+    Json(state.broker.eligible(&caller.0))
 }
 
 /// Ask for an access profile on a resource. Policy decides at once: refused, pending approval,

@@ -1,8 +1,10 @@
 //! The HTTP JSON API under `/v1`, with its OpenAPI document at `/v1/openapi.json`.
 
+mod deliveries;
 mod dto;
 mod error;
-mod handlers;
+pub(crate) mod handlers;
+mod login;
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,8 +18,10 @@ use brevet_core::{Principal, Role};
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
 use utoipa::OpenApi;
 
+pub use deliveries::DeliveryView;
 pub use dto::*;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use login::{DeviceLogin, DevicePollBody, LoginResult};
 
 use crate::{auth::Authenticator, broker::Broker};
 
@@ -25,6 +29,8 @@ use crate::{auth::Authenticator, broker::Broker};
 pub struct AppState {
     pub broker: Arc<Broker>,
     pub auth: Arc<dyn Authenticator>,
+    /// Single sign-on, when `[oidc]` is configured.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 /// The authenticated caller of a route. Every route that changes or reads data takes one.
@@ -59,6 +65,7 @@ impl FromRequestParts<AppState> for Caller {
     info(title = "Brevet", description = "Just-in-time privileged access broker"),
     paths(
         handlers::whoami,
+        handlers::eligible,
         handlers::create_request,
         handlers::list_requests,
         handlers::get_request,
@@ -79,8 +86,12 @@ impl FromRequestParts<AppState> for Caller {
         handlers::locks,
         handlers::ssh_ca,
         handlers::ssh_krl,
+        deliveries::list_deliveries,
+        login::device_start,
+        login::device_poll,
+        login::logout,
     ),
-    components(schemas(CredentialBody, KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
+    components(schemas(DeviceLogin, DevicePollBody, LoginResult, crate::broker::Eligible, DeliveryView, CredentialBody, KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -121,6 +132,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(handlers::metrics))
         .route("/v1/whoami", get(handlers::whoami))
+        .route("/v1/eligible", get(handlers::eligible))
+        .route("/v1/login/device", post(login::device_start))
+        .route("/v1/login/device/poll", post(login::device_poll))
+        .route("/v1/logout", post(login::logout))
         .route(
             "/v1/requests",
             post(handlers::create_request).get(handlers::list_requests),
@@ -141,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/kill", post(handlers::kill))
         .route("/v1/unlock", post(handlers::unlock))
         .route("/v1/locks", get(handlers::locks))
+        .route("/v1/deliveries", get(deliveries::list_deliveries))
         .route("/v1/ssh/ca", get(handlers::ssh_ca))
         .route("/v1/ssh/krl", get(handlers::ssh_krl))
         .fallback(|| async {

@@ -106,7 +106,7 @@ impl Broker {
             }
         };
         let now = Utc::now();
-        let r = Request::new(
+        let mut r = Request::new(
             NewRequest {
                 kind,
                 requester: caller.id.clone(),
@@ -123,6 +123,7 @@ impl Broker {
             },
             now,
         );
+        r.requester_groups = caller.groups.clone();
         let mut audit = vec![event(
             EventKind::RequestCreated,
             caller.id.as_str(),
@@ -178,7 +179,14 @@ impl Broker {
                 id: &caller.id,
                 groups: &caller.groups,
             },
-            requester: self.subject_of(&r.requester, &empty),
+            requester: if r.requester_groups.is_empty() {
+                self.subject_of(&r.requester, &empty)
+            } else {
+                Subject {
+                    id: &r.requester,
+                    groups: &r.requester_groups,
+                }
+            },
             resource: self.facts(rc),
             profile: &r.profile,
             duration: r.duration,
@@ -264,5 +272,58 @@ impl Broker {
             json!({}),
         )];
         Ok(self.store.update_request(&r, audit).await?)
+    }
+}
+
+/// A resource and profile that policy lets someone ask for, with the limits that would apply.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Eligible {
+    pub resource: String,
+    pub profile: String,
+    pub max_duration: String,
+    pub approvals: u32,
+    pub require_reason: bool,
+    pub require_ticket: bool,
+    pub max_extensions: u32,
+}
+
+impl Broker {
+    /// What `who` may ask for: every configured resource and profile that some policy permits
+    /// (probed with the shortest duration and a reason and ticket present, so conditions on
+    /// those do not hide an option; the real request is evaluated again in full).
+    pub fn eligible(&self, who: &Principal) -> Vec<Eligible> {
+        let mut out = Vec::new();
+        for rc in self.resources.values() {
+            let Ok(provider) = self.provider_for(&rc.id) else {
+                continue;
+            };
+            for profile in provider.profiles() {
+                let ask = AccessAsk {
+                    resource: rc.id.to_string(),
+                    profile: profile.to_string(),
+                    duration: "1m".into(),
+                    reason: Some("eligibility probe".into()),
+                    ticket: Some("PROBE-1".into()),
+                };
+                let subject = Subject {
+                    id: &who.id,
+                    groups: &who.groups,
+                };
+                if let Ok(RequestDecision::Allow { limits, .. }) =
+                    self.evaluate(subject, &ask, false)
+                {
+                    out.push(Eligible {
+                        resource: rc.id.to_string(),
+                        profile: profile.to_string(),
+                        max_duration: limits.max_duration.to_string(),
+                        approvals: limits.approvals,
+                        require_reason: limits.require_reason,
+                        require_ticket: limits.require_ticket,
+                        max_extensions: limits.max_extensions,
+                    });
+                }
+            }
+        }
+        out
     }
 }

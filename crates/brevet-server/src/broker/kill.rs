@@ -56,6 +56,8 @@ pub struct KillReport {
     pub cancelled_requests: Vec<String>,
     pub revoked: usize,
     pub retrying: usize,
+    /// Portal and CLI sessions that were ended, so the person is signed out everywhere.
+    pub sessions_ended: u64,
     pub elapsed_ms: u64,
 }
 
@@ -122,6 +124,19 @@ impl Broker {
         );
         self.store.lock_principal(&lock, vec![audit]).await?;
         tracing::warn!(target = %key, by = %caller.id, %reason, "kill switch engaged");
+        // Sign the person out everywhere; the lock already refuses them, this ends their sessions.
+        // Everyone means everyone but admins (and the caller), so someone can still undo it.
+        let mut spare: Vec<String> = Vec::new();
+        if matches!(target, KillTarget::Everyone) {
+            spare.extend(
+                self.principals
+                    .values()
+                    .filter(|p| p.roles.contains(&Role::Admin))
+                    .map(|p| p.id.to_string()),
+            );
+            spare.push(caller.id.to_string());
+        }
+        let sessions_ended = self.store.end_sessions_of(&key, &spare).await?;
 
         let filter = RequestFilter {
             requester: match &target {
@@ -226,6 +241,7 @@ impl Broker {
             retrying: outcomes.iter().filter(|o| o.outcome != "revoked").count(),
             grants: outcomes,
             cancelled_requests: cancelled,
+            sessions_ended,
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
         let audit = AuditDraft::new(

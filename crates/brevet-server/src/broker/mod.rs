@@ -18,7 +18,7 @@ use brevet_store::{Store, StoreError};
 
 use crate::config::{PrincipalConfig, ResourceConfig, ServerSettings};
 
-pub use decide::AccessAsk;
+pub use decide::{AccessAsk, Eligible};
 pub use kill::{KillOutcome, KillReport, KillTarget};
 pub use lifecycle::Activated;
 pub use scheduler::ReconcileReport;
@@ -272,5 +272,21 @@ impl Broker {
             .get(id)
             .map(|p| p.groups.clone())
             .unwrap_or_default()
+    }
+}
+
+impl Broker {
+    /// The kind of a configured resource (`postgres`, `ssh`, `aws`).
+    pub fn resource_kind(&self, id: &ResourceId) -> Option<&'static str> {
+        self.resources.get(id).map(|r| r.kind)
+    }
+
+    pub fn settings(&self) -> &ServerSettings {
+        &self.settings
+    }
+
+    /// The principal as the config describes it, if listed.
+    pub fn principal_config(&self, id: &PrincipalId) -> Option<&PrincipalConfig> {
+        self.principals.get(id)
     }
 }

@@ -1,0 +1,177 @@
+//! `brevet login` / `brevet logout`: single sign-on for the CLI. The server runs the OIDC device
+//! flow; the CLI shows the code and the URL, polls, and keeps the session token in a file only
+//! its user can read (`$BREVET_SESSION_FILE`, or `~/.config/brevet/sessions.json`), one entry
+//! per server URL. `BREVET_TOKEN` / `--token`, when given, take precedence.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::client::Client;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedSession {
+    pub token: String,
+    pub principal: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn sessions_file() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("BREVET_SESSION_FILE") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("brevet").join("sessions.json"))
+}
+
+fn load_all() -> BTreeMap<String, SavedSession> {
+    sessions_file()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+fn save_all(all: &BTreeMap<String, SavedSession>) -> Result<PathBuf> {
+    let path = sessions_file()
+        .context("cannot tell where to keep the session: set HOME or BREVET_SESSION_FILE")?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(all)?;
+    // Written to a private temporary file and renamed, so the token is never readable by others.
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.persist(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn key(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+/// The saved, unexpired session token for this server, if any.
+pub fn saved_token(url: &str) -> Option<String> {
+    load_all()
+        .remove(&key(url))
+        .filter(|s| s.expires_at > chrono::Utc::now())
+        .map(|s| s.token)
+}
+
+pub async fn login(url: &str, json_out: bool, timeout: Duration) -> Result<()> {
+    let anon = Client::new(url, None)?;
+    let start: Value = anon.call(Method::POST, "/v1/login/device", None).await?;
+    let user_code = start["user_code"].as_str().unwrap_or_default();
+    let uri = start["verification_uri"].as_str().unwrap_or_default();
+    let login_id = start["login_id"].as_str().unwrap_or_default().to_owned();
+    let mut interval = Duration::from_secs(start["interval"].as_u64().unwrap_or(5).max(1));
+    if json_out {
+        println!(
+            "{}",
+            json!({"user_code": user_code, "verification_uri": uri,
+                   "verification_uri_complete": start["verification_uri_complete"]})
+        );
+    } else {
+        eprintln!("To sign in, open {uri} and enter the code {user_code}");
+        if let Some(c) = start["verification_uri_complete"].as_str() {
+            eprintln!("(or open {c})");
+        }
+        eprintln!("Waiting for you to finish signing in…");
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        tokio::time::sleep(interval).await;
+        if Instant::now() > deadline {
+            bail!("gave up waiting for the sign-in; run `brevet login` again");
+        }
+        let resp = anon
+            .send(
+                Method::POST,
+                "/v1/login/device/poll",
+                Some(json!({"login_id": login_id})),
+            )
+            .await?;
+        let accepted = resp.status() == reqwest::StatusCode::ACCEPTED;
+        let v: Value = resp.json().await.context("reading the server's answer")?;
+        if accepted {
+            if v["status"] == "slow_down" {
+                interval += Duration::from_secs(5);
+            }
+            continue;
+        }
+        let session = SavedSession {
+            token: v["token"]
+                .as_str()
+                .context("the server sent no token")?
+                .to_owned(),
+            principal: v["principal"].as_str().unwrap_or_default().to_owned(),
+            expires_at: serde_json::from_value(v["expires_at"].clone())
+                .context("the server sent no expiry")?,
+        };
+        let mut all = load_all();
+        all.insert(key(url), session.clone());
+        let path = save_all(&all)?;
+        if json_out {
+            println!(
+                "{}",
+                json!({"principal": session.principal, "groups": v["groups"], "roles": v["roles"],
+                       "expires_at": session.expires_at, "session_file": path})
+            );
+        } else {
+            println!(
+                "Signed in as {} (roles: {}; groups: {}) until {}.",
+                session.principal,
+                v["roles"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+                v["groups"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+                session.expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        return Ok(());
+    }
+}
+
+pub async fn logout(url: &str) -> Result<()> {
+    let mut all = load_all();
+    let Some(s) = all.remove(&key(url)) else {
+        println!("Not signed in to {url}.");
+        return Ok(());
+    };
+    let client = Client::new(url, Some(s.token))?;
+    // Ends the session at the server; forget it locally either way.
+    let ended = client.send(Method::POST, "/v1/logout", None).await;
+    save_all(&all)?;
+    match ended {
+        Ok(_) => println!("Signed out of {url}."),
+        Err(e) => println!("Forgot the local session; the server said: {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! The web portal and single sign-on, end to end against the real `brevet` binary:
+//! - in headless Chromium (Debian's, driven by playwright-core), people sign in through a real
+//!   OpenID provider process (panva's `oidc-provider`, tests/browser/oidc-provider.mjs), ask,
+//!   approve, activate, see the countdown and the one-time connection string, and an admin uses
+//!   the kill switch; screenshots land in target/browser-artifacts;
+//! - `brevet login` signs in through the provider's device flow, approved in Chromium;
+//! - over plain HTTP: CSRF, missing session, wrong role and another user's request id are
+//!   refused with nothing changed; cookies and security headers are as documented.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use serde_json::Value;
+
+const SECRET: &str = "portal-client-secret-for-tests";
+
+/// Policy in the provider's groups: engineering may ask for read access with one approval from
+/// sre-leads; carol is an admin through security-admins (config, not policy).
+const PORTAL_POLICY: &str = r#"
+@id("engineering-read")
+@max_duration("1h")
+@approvals("1")
+permit (principal in Group::"engineering", action == Action::"request", resource)
+when { context.profile == "db.read" };
+
+@id("dba-read")
+@max_duration("1h")
+@approvals("1")
+permit (principal in Group::"dba", action == Action::"request", resource)
+when { context.profile == "db.read" };
+
+@id("leads-approve")
+permit (principal in Group::"sre-leads", action == Action::"approve", resource);
+
+@id("config-leads-approve")
+permit (principal in Group::"leads", action == Action::"approve", resource);
+"#;
+
+fn oidc_world(provider: &OidcProvider) -> World {
+    let oidc = format!(
+        r#"
+[oidc]
+issuer = "{issuer}"
+client_id = "brevet-portal"
+client_secret = {{ env = "BREVET_TEST_OIDC_SECRET" }}
+scopes = ["openid", "email", "profile", "groups"]
+principal_claim = "email"
+groups_claim = "groups"
+button = "Sign in with the test provider"
+
+[oidc.roles]
+approver = ["sre-leads"]
+admin = ["security-admins"]
+"#,
+        issuer = provider.issuer()
+    );
+    World::build(
+        StoreKind::Sqlite,
+        "",
+        &oidc,
+        &[("BREVET_TEST_OIDC_SECRET", SECRET)],
+    )
+}
+
+fn provider() -> OidcProvider {
+    OidcProvider::start_with_clients(&[OidcClient::confidential(
+        "brevet-portal",
+        SECRET,
+        &["http://127.0.0.1/auth/oidc/callback"],
+    )
+    .any_loopback_port()])
+}
+
+#[test]
+fn portal_end_to_end_in_chromium_with_oidc() {
+    let provider = provider();
+    let world = oidc_world(&provider);
+    let server = Server::start(
+        std::path::Path::new(BIN),
+        &world.config,
+        PORTAL_POLICY,
+        &world.env_refs(),
+    );
+    let out = run_browser_script(
+        "portal-flow.mjs",
+        &[("BREVET_URL", &server.url)],
+        Duration::from_secs(300),
+    );
+    let result: Value = serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the browser script printed no result ({e}): {out}"));
+    let id = result["request_id"].as_str().expect("request id");
+
+    // What the browser saw is what the server recorded: approved by bob, revoked by the kill
+    // switch with read-back evidence, everything on a verified chain.
+    let r = server.cli_json(ADMIN, &["show", id]);
+    assert_eq!(r["requester"], "alice@example.com");
+    assert_eq!(r["approvals"], serde_json::json!(["bob@example.com"]));
+    assert_eq!(r["state"], "revoked", "{r:#}");
+    assert_eq!(r["evidence"]["observation"]["role_exists"], false, "{r:#}");
+    let export = server.cli(ADMIN, &["audit", "export"]);
+    let events: Vec<Value> = stdout(&export)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("session_started", "alice@example.com"),
+        ("session_started", "bob@example.com"),
+        ("session_started", "carol@example.com"),
+        ("request_created", "alice@example.com"),
+        ("approval_recorded", "bob@example.com"),
+        ("grant_activated", "alice@example.com"),
+        ("kill_switch", "carol@example.com"),
+    ] {
+        assert!(
+            kinds.contains(&expected),
+            "{expected:?} missing in {kinds:?}"
+        );
+    }
+    // The groups from the ID token fed policy, and were recorded at sign-in.
+    let alice_login = events
+        .iter()
+        .find(|e| e["kind"] == "session_started" && e["actor"] == "alice@example.com")
+        .unwrap();
+    let data: Value = serde_json::from_str(alice_login["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["groups"], serde_json::json!(["engineering"]));
+    assert_eq!(data["method"], "oidc");
+    let verify = server.cli_json(ADMIN, &["audit", "verify"]);
+    assert_eq!(verify["ok"], true);
+    // The connection string shown once no longer works.
+    let cred = result["credential"].as_str().unwrap();
+    let err = psql(cred, "SELECT 1").expect_err("the revoked credential must not connect");
+    assert!(
+        err.contains("does not exist") || err.contains("authentication failed"),
+        "{err}"
+    );
+    // Screenshots of every page were kept.
+    let shots = browser_artifacts_dir();
+    for name in [
+        "01-sign-in",
+        "03-request-form",
+        "05-approvals-inbox",
+        "08-one-time-credential",
+        "09-my-access-active",
+        "11-kill-report",
+        "12-audit",
+    ] {
+        let p = shots.join(format!("{name}.png"));
+        assert!(
+            std::fs::metadata(&p)
+                .map(|m| m.len() > 1000)
+                .unwrap_or(false),
+            "missing screenshot {}",
+            p.display()
+        );
+    }
+    // No secret reached the logs.
+    assert!(!server.log_text().contains(SECRET));
+    assert!(!server.log_text().contains(cred));
+}
+
+#[test]
+fn cli_login_uses_the_device_flow_and_logout_ends_the_session() {
+    let provider = provider();
+    let world = oidc_world(&provider);
+    let server = Server::start(
+        std::path::Path::new(BIN),
+        &world.config,
+        PORTAL_POLICY,
+        &world.env_refs(),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let sessions = home.path().join("sessions.json");
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("BREVET_URL", &server.url)
+            .env("BREVET_SESSION_FILE", &sessions)
+            .env_remove("BREVET_TOKEN");
+        c
+    };
+    let mut login = cli(&["--json", "login", "--timeout", "2m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(login.stdout.take().unwrap()).lines();
+    let start: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let uri = start["verification_uri_complete"]
+        .as_str()
+        .or(start["verification_uri"].as_str())
+        .unwrap()
+        .to_owned();
+    run_browser_script(
+        "device-approve.mjs",
+        &[
+            ("VERIFICATION_URI", &uri),
+            ("USER_CODE", start["user_code"].as_str().unwrap()),
+            ("OIDC_USER", "dave"),
+            ("OIDC_PASSWORD", "dave-pw"),
+        ],
+        Duration::from_secs(120),
+    );
+    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(login.wait().unwrap().success());
+    assert_eq!(done["principal"], "dave@example.com");
+    assert_eq!(done["groups"], serde_json::json!(["engineering"]));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sessions).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the session file is private");
+    }
+    // Later commands use the saved session.
+    let who = cli(&["--json", "whoami"]).output().unwrap();
+    assert!(who.status.success(), "{}", stderr(&who));
+    let who: Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(who["id"], "dave@example.com");
+    assert_eq!(who["groups"], serde_json::json!(["engineering"]));
+    let req = cli(&[
+        "--json",
+        "request",
+        "postgres:orders",
+        "db.read",
+        "--for",
+        "10m",
+        "--reason",
+        "cli sso",
+    ])
+    .output()
+    .unwrap();
+    assert!(req.status.success(), "{}", stderr(&req));
+    // Sign-out ends the session at the server, not just locally.
+    let token = std::fs::read_to_string(&sessions).unwrap();
+    let token: Value = serde_json::from_str(&token).unwrap();
+    let token = token[&server.url]["token"].as_str().unwrap().to_owned();
+    assert!(cli(&["logout"]).output().unwrap().status.success());
+    let after = server.cli(&token, &["whoami"]);
+    assert!(!after.status.success());
+    assert!(
+        stderr(&after).contains("sign in again"),
+        "{}",
+        stderr(&after)
+    );
+    let who = cli(&["whoami"]).output().unwrap();
+    assert!(!who.status.success());
+}
+
+/// A cookie-carrying HTTP client for the portal without a browser.
+struct Portal {
+    http: reqwest::blocking::Client,
+    base: String,
+}
+
+fn cookie_value(resp: &reqwest::blocking::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap()[name.len() + 1..].to_owned())
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+impl Portal {
+    fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+        }
+    }
+
+    /// Signs in with an API token through the login form; returns (session cookie, CSRF token).
+    fn sign_in(&self, token: &str) -> (String, String) {
+        let page = self
+            .http
+            .get(format!("{}/login", self.base))
+            .send()
+            .unwrap();
+        let pre = cookie_value(&page, "brevet_login").expect("login cookie");
+        let csrf = hidden_csrf(&page.text().unwrap());
+        let resp = self
+            .http
+            .post(format!("{}/login/token", self.base))
+            .header("cookie", format!("brevet_login={pre}"))
+            .form(&[("csrf", csrf.as_str()), ("token", token)])
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 303);
+        let raw = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with("brevet_session="))
+            .expect("session cookie");
+        assert!(raw.contains("HttpOnly"), "{raw}");
+        assert!(raw.contains("SameSite=Lax"), "{raw}");
+        assert!(raw.contains("Path=/"), "{raw}");
+        let session = cookie_value(&resp, "brevet_session").unwrap();
+        let html = self.get(&session, "/request").text().unwrap();
+        (session, hidden_csrf(&html))
+    }
+
+    fn get(&self, session: &str, path: &str) -> reqwest::blocking::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("brevet_session={session}"))
+            .send()
+            .unwrap()
+    }
+
+    fn post(
+        &self,
+        session: Option<&str>,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
+        if let Some(s) = session {
+            req = req.header("cookie", format!("brevet_session={s}"));
+        }
+        req.send().unwrap()
+    }
+}
+
+#[test]
+fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    let portal = Portal::new(&server.url);
+    let count_mine = |token: &str| {
+        server
+            .cli_json(token, &["requests"])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // Headers: strict CSP and friends on every page.
+    let login = portal
+        .http
+        .get(format!("{}/login", server.url))
+        .send()
+        .unwrap();
+    let csp = login.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert_eq!(login.headers()["x-frame-options"], "DENY");
+
+    // The token sign-in form itself is CSRF-protected (no matching pre-session cookie).
+    let forged = portal.post(None, "/login/token", &[("csrf", "x"), ("token", ALICE)]);
+    assert_eq!(forged.status(), 403);
+    // A wrong token is refused.
+    let page = portal
+        .http
+        .get(format!("{}/login", server.url))
+        .send()
+        .unwrap();
+    let pre = cookie_value(&page, "brevet_login").unwrap();
+    let csrf = hidden_csrf(&page.text().unwrap());
+    let wrong = portal
+        .http
+        .post(format!("{}/login/token", server.url))
+        .header("cookie", format!("brevet_login={pre}"))
+        .form(&[("csrf", csrf.as_str()), ("token", "not-a-token")])
+        .send()
+        .unwrap();
+    assert_eq!(wrong.headers()["location"], "/login?error=bad_token");
+
+    let (alice, alice_csrf) = portal.sign_in(ALICE);
+    let ask = |csrf: Option<&str>, reason: &str| {
+        let mut form = vec![
+            ("choice", "postgres:orders|db.read"),
+            ("duration", "10m"),
+            ("reason", reason),
+        ];
+        if let Some(c) = csrf {
+            form.push(("csrf", c));
+        }
+        portal.post(Some(&alice), "/request", &form)
+    };
+
+    // Missing session: pages send you to sign in, and a form post changes nothing.
+    let anon = portal
+        .http
+        .get(format!("{}/access", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(anon.status(), 303);
+    assert_eq!(anon.headers()["location"], "/login");
+    let anon_post = portal.post(
+        None,
+        "/request",
+        &[
+            ("choice", "postgres:orders|db.read"),
+            ("duration", "10m"),
+            ("csrf", &alice_csrf),
+        ],
+    );
+    assert_eq!(anon_post.status(), 303);
+    assert_eq!(count_mine(ALICE), 0);
+
+    // CSRF: a missing or wrong token is refused and nothing is created.
+    assert_eq!(ask(None, "no csrf").status(), 400);
+    let bad = ask(Some("0000"), "wrong csrf");
+    assert_eq!(bad.status(), 403);
+    assert!(bad.text().unwrap().contains("CSRF check failed"));
+    assert_eq!(count_mine(ALICE), 0);
+
+    // The real form works, and what people type is escaped, never markup.
+    let ok = ask(Some(&alice_csrf), "<script>alert(1)</script>");
+    assert_eq!(ok.status(), 303, "{:?}", ok.text());
+    let location = ok.headers()["location"].to_str().unwrap().to_owned();
+    let page = portal.get(&alice, &location).text().unwrap();
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!page.contains("<script>alert(1)"));
+    assert_eq!(count_mine(ALICE), 1);
+
+    // Wrong role: alice (requester) cannot see the inbox or use the kill switch.
+    assert_eq!(portal.get(&alice, "/approvals").status(), 403);
+    assert_eq!(portal.get(&alice, "/admin/audit").status(), 403);
+    let kill = portal.post(
+        Some(&alice),
+        "/admin/kill",
+        &[("csrf", &alice_csrf), ("principal", "bob"), ("reason", "x")],
+    );
+    assert_eq!(kill.status(), 403);
+    assert_eq!(
+        server.cli_json(ADMIN, &["locks"]).as_array().unwrap().len(),
+        0
+    );
+
+    // Another user's request id: invisible and untouchable.
+    let daves = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "postgres:orders",
+            "db.read",
+            "--for",
+            "10m",
+            "--reason",
+            "mine",
+        ],
+    );
+    let dave_id = daves["id"].as_str().unwrap();
+    assert_eq!(
+        portal.get(&alice, &format!("/requests/{dave_id}")).status(),
+        404
+    );
+    let cancel = portal.post(
+        Some(&alice),
+        &format!("/requests/{dave_id}/cancel"),
+        &[("csrf", &alice_csrf)],
+    );
+    assert_eq!(cancel.status(), 404);
+    let activate = portal.post(
+        Some(&alice),
+        &format!("/requests/{dave_id}/activate"),
+        &[("csrf", &alice_csrf)],
+    );
+    assert_eq!(activate.status(), 404);
+    assert_eq!(
+        server.cli_json(DAVE, &["show", dave_id])["state"],
+        "pending"
+    );
+
+    // bob approves dave's request in the portal with his own CSRF token; alice's token does
+    // not work in bob's session.
+    let (bob, bob_csrf) = portal.sign_in(BOB);
+    let cross = portal.post(
+        Some(&bob),
+        &format!("/requests/{dave_id}/approve"),
+        &[("csrf", &alice_csrf)],
+    );
+    assert_eq!(cross.status(), 403);
+    assert_eq!(
+        server.cli_json(DAVE, &["show", dave_id])["state"],
+        "pending"
+    );
+    let approve = portal.post(
+        Some(&bob),
+        &format!("/requests/{dave_id}/approve"),
+        &[("csrf", &bob_csrf), ("comment", "ok")],
+    );
+    assert_eq!(approve.status(), 303);
+    assert_eq!(
+        server.cli_json(DAVE, &["show", dave_id])["state"],
+        "approved"
+    );
+
+    // The one-time credential page is never cached.
+    let (dave, dave_csrf) = portal.sign_in(DAVE);
+    let shown = portal.post(
+        Some(&dave),
+        &format!("/requests/{dave_id}/activate"),
+        &[("csrf", &dave_csrf)],
+    );
+    assert_eq!(shown.status(), 200);
+    assert_eq!(shown.headers()["cache-control"], "no-store");
+    assert!(shown.text().unwrap().contains("postgres"));
+
+    // Sign-out ends the session server-side.
+    assert_eq!(
+        portal
+            .post(Some(&alice), "/logout", &[("csrf", &alice_csrf)])
+            .status(),
+        303
+    );
+    assert_eq!(portal.get(&alice, "/access").status(), 303);
+    // A session cookie is not an API token, and an API token is not a session cookie.
+    assert!(!server.cli(&alice, &["whoami"]).status.success());
+    assert_eq!(portal.get(ALICE, "/access").status(), 303);
+}

@@ -1,0 +1,91 @@
+//! `GET /v1/deliveries`: the notification outbox, for admins — what was sent where, what is
+//! still being retried and why, what was given up.
+
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    Json,
+};
+use brevet_core::Role;
+use brevet_store::{DeliveryFilter, DeliveryState};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, Caller};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    /// Only deliveries in this state: `pending`, `delivered` or `failed`.
+    state: Option<String>,
+    /// Only this subscriber, e.g. `webhook:siem`, `slack:channel`, `email`.
+    subscriber: Option<String>,
+    /// Only deliveries about this request.
+    request: Option<String>,
+    limit: Option<i64>,
+}
+
+/// One notification delivery and its attempts so far.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub subscriber: String,
+    /// Public event type, e.g. `request.created`.
+    pub event_type: String,
+    pub request_id: Option<String>,
+    /// `pending` (first try or retry due at `next_attempt_at`), `delivered` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Notification deliveries, newest first (admins).
+#[utoipa::path(get, path = "/v1/deliveries", params(DeliveriesQuery),
+    responses((status = 200, body = [DeliveryView]), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<DeliveriesQuery>, QueryRejection>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    caller.require(Role::Admin)?;
+    let Query(q) = q?;
+    let wanted = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`{s}` is not a delivery state; use pending, delivered or failed"
+            ))
+        })?),
+    };
+    let rows = state
+        .broker
+        .store()
+        .list_deliveries(&DeliveryFilter {
+            state: wanted,
+            subscriber: q.subscriber,
+            request_id: q.request,
+            limit: q.limit,
+        })
+        .await
+        .map_err(crate::broker::BrokerError::from)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|d| DeliveryView {
+                id: d.id,
+                subscriber: d.subscriber,
+                event_type: d.event_type,
+                request_id: d.request_id,
+                state: d.state.as_str().to_owned(),
+                attempts: d.attempts,
+                last_error: d.last_error,
+                next_attempt_at: d.next_attempt_at,
+                created_at: d.created_at,
+                updated_at: d.updated_at,
+                delivered_at: d.delivered_at,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,429 @@
+//! Single sign-on with OpenID Connect: authorization code + PKCE for the portal, device
+//! authorization (RFC 8628) for the CLI, performed by the server on the CLI's behalf so the CLI
+//! needs nothing but Brevet's URL. ID tokens are verified by the `openidconnect` crate
+//! (signature against the issuer's JWKS, issuer, audience, expiry, nonce).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use base64::Engine;
+use brevet_core::{PrincipalId, Role};
+use brevet_providers::SecretText;
+use openidconnect::{
+    core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreProviderMetadata},
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse,
+};
+use serde::Deserialize;
+use tokio::sync::RwLock;
+
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// `[oidc]` in the config, validated.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretText,
+    pub scopes: Vec<String>,
+    /// The ID-token claim that names the Brevet principal (`email`, `preferred_username`…).
+    pub principal_claim: String,
+    /// The ID-token claim that lists the user's groups (fed to Cedar as `User in Group`).
+    pub groups_claim: String,
+    /// Groups whose members get a Brevet role (everyone who signs in is a requester).
+    pub role_groups: BTreeMap<Role, BTreeSet<String>>,
+    /// Text on the sign-in button ("Sign in with Okta").
+    pub button: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("the identity provider at {issuer} cannot be reached or answered badly: {message}")]
+    Provider { issuer: String, message: String },
+    #[error("sign-in failed: {0}")]
+    Rejected(String),
+    #[error("this sign-in has expired or was already used; start again")]
+    UnknownFlow,
+}
+
+/// Who the identity provider says signed in.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub principal: PrincipalId,
+    pub groups: BTreeSet<String>,
+    pub roles: BTreeSet<Role>,
+}
+
+/// The start of a browser sign-in: where to send the browser and the state to bind to it.
+pub struct BrowserStart {
+    pub redirect: String,
+    pub state: String,
+    pub verifier: String,
+    pub nonce: String,
+}
+
+/// The start of a device sign-in, as the identity provider answered it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceStart {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    #[serde(default)]
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: u64,
+    #[serde(default)]
+    pub interval: Option<u64>,
+}
+
+/// One poll of a device sign-in.
+pub enum DevicePoll {
+    Pending,
+    SlowDown,
+    Done(Identity),
+}
+
+struct Discovered {
+    client: Client,
+    token_endpoint: String,
+    device_endpoint: Option<String>,
+    fetched: Instant,
+}
+
+pub struct Oidc {
+    config: OidcConfig,
+    redirect_uri: String,
+    http: openidconnect::reqwest::Client,
+    discovered: RwLock<Option<Discovered>>,
+}
+
+/// Keys rotate; discovery (with the JWKS) is refreshed this often, and at once when a token's
+/// signature does not verify.
+const REDISCOVER: Duration = Duration::from_secs(3600);
+
+#[derive(Deserialize)]
+struct ExtraMetadata {
+    token_endpoint: Option<String>,
+    device_authorization_endpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    id_token: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+fn form_encode(s: &str) -> String {
+    openidconnect::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Oidc {
+    pub fn new(config: OidcConfig, public_url: &str) -> Result<Self, OidcError> {
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            // The token endpoint must not redirect (SSRF); see the openidconnect docs.
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| OidcError::Provider {
+                issuer: config.issuer.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            redirect_uri: format!("{public_url}/auth/oidc/callback"),
+            config,
+            http,
+            discovered: RwLock::new(None),
+        })
+    }
+
+    pub fn button(&self) -> &str {
+        &self.config.button
+    }
+
+    fn provider_error(&self, message: impl std::fmt::Display) -> OidcError {
+        OidcError::Provider {
+            issuer: self.config.issuer.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn discover(&self, force: bool) -> Result<(), OidcError> {
+        if !force {
+            if let Some(d) = self.discovered.read().await.as_ref() {
+                if d.fetched.elapsed() < REDISCOVER {
+                    return Ok(());
+                }
+            }
+        }
+        let issuer =
+            IssuerUrl::new(self.config.issuer.clone()).map_err(|e| self.provider_error(e))?;
+        let meta = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| self.provider_error(format!("discovery: {e}")))?;
+        // The device endpoint is not part of the core metadata type; read it from the same document.
+        let extra: ExtraMetadata = self
+            .http
+            .get(format!(
+                "{}/.well-known/openid-configuration",
+                self.config.issuer.trim_end_matches('/')
+            ))
+            .send()
+            .await
+            .map_err(|e| self.provider_error(e))?
+            .json()
+            .await
+            .map_err(|e| self.provider_error(e))?;
+        let token_endpoint = extra
+            .token_endpoint
+            .ok_or_else(|| self.provider_error("discovery names no token_endpoint"))?;
+        let client = CoreClient::from_provider_metadata(
+            meta,
+            ClientId::new(self.config.client_id.clone()),
+            Some(ClientSecret::new(
+                self.config.client_secret.expose().to_owned(),
+            )),
+        )
+        .set_redirect_uri(
+            RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| self.provider_error(e))?,
+        );
+        *self.discovered.write().await = Some(Discovered {
+            client,
+            token_endpoint,
+            device_endpoint: extra.device_authorization_endpoint,
+            fetched: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Builds the authorization URL (code flow, PKCE S256, nonce).
+    pub async fn start_browser(&self) -> Result<BrowserStart, OidcError> {
+        self.discover(false).await?;
+        let guard = self.discovered.read().await;
+        let d = guard
+            .as_ref()
+            .ok_or_else(|| self.provider_error("not discovered"))?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = d.client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        );
+        for s in self.config.scopes.iter().filter(|s| *s != "openid") {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        let (url, state, nonce) = req.set_pkce_challenge(challenge).url();
+        Ok(BrowserStart {
+            redirect: url.to_string(),
+            state: state.secret().clone(),
+            verifier: verifier.secret().clone(),
+            nonce: nonce.secret().clone(),
+        })
+    }
+
+    /// Exchanges the code (with the PKCE verifier) and verifies the ID token with the nonce.
+    pub async fn finish_browser(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<Identity, OidcError> {
+        self.discover(false).await?;
+        let jwt = {
+            let guard = self.discovered.read().await;
+            let d = guard
+                .as_ref()
+                .ok_or_else(|| self.provider_error("not discovered"))?;
+            let token = d
+                .client
+                .exchange_code(AuthorizationCode::new(code.to_owned()))
+                .map_err(|e| self.provider_error(e))?
+                .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+                .request_async(&self.http)
+                .await
+                .map_err(|e| OidcError::Rejected(format!("the code was not accepted: {e}")))?;
+            token
+                .id_token()
+                .ok_or_else(|| OidcError::Rejected("the provider sent no ID token".into()))?
+                .to_string()
+        };
+        self.verify(&jwt, Some(nonce)).await
+    }
+
+    /// Asks the provider for a device code (the CLI shows the user code and the URL).
+    pub async fn start_device(&self) -> Result<DeviceStart, OidcError> {
+        self.discover(false).await?;
+        let endpoint = {
+            let guard = self.discovered.read().await;
+            guard.as_ref().and_then(|d| d.device_endpoint.clone())
+        }
+        .ok_or_else(|| {
+            self.provider_error(
+                "the provider offers no device authorization endpoint; enable the device flow for Brevet's client, or sign in through the portal",
+            )
+        })?;
+        let scope = self.config.scopes.join(" ");
+        let body = format!(
+            "client_id={}&scope={}",
+            form_encode(&self.config.client_id),
+            form_encode(&scope)
+        );
+        let resp = self
+            .http
+            .post(endpoint)
+            .basic_auth(
+                form_encode(&self.config.client_id),
+                Some(form_encode(self.config.client_secret.expose())),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.provider_error(e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| self.provider_error(e))?;
+        if !status.is_success() {
+            return Err(self.provider_error(format!(
+                "device authorization answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            )));
+        }
+        serde_json::from_str(&text).map_err(|e| self.provider_error(e))
+    }
+
+    /// Polls the token endpoint once for a device sign-in.
+    pub async fn poll_device(&self, device_code: &str) -> Result<DevicePoll, OidcError> {
+        self.discover(false).await?;
+        let endpoint = {
+            let guard = self.discovered.read().await;
+            guard.as_ref().map(|d| d.token_endpoint.clone())
+        }
+        .ok_or_else(|| self.provider_error("not discovered"))?;
+        let body = format!(
+            "grant_type={}&device_code={}&client_id={}",
+            form_encode("urn:ietf:params:oauth:grant-type:device_code"),
+            form_encode(device_code),
+            form_encode(&self.config.client_id)
+        );
+        let resp = self
+            .http
+            .post(endpoint)
+            .basic_auth(
+                form_encode(&self.config.client_id),
+                Some(form_encode(self.config.client_secret.expose())),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.provider_error(e))?;
+        let answer: TokenAnswer = resp.json().await.map_err(|e| self.provider_error(e))?;
+        match (answer.id_token, answer.error.as_deref()) {
+            (Some(jwt), None) => Ok(DevicePoll::Done(self.verify(&jwt, None).await?)),
+            (_, Some("authorization_pending")) => Ok(DevicePoll::Pending),
+            (_, Some("slow_down")) => Ok(DevicePoll::SlowDown),
+            (_, Some(e)) => Err(OidcError::Rejected(format!(
+                "{e}{}",
+                answer
+                    .error_description
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ))),
+            (None, None) => Err(OidcError::Rejected(
+                "the provider sent no ID token; make sure the `openid` scope is allowed".into(),
+            )),
+        }
+    }
+
+    /// Verifies an ID token (retrying once with fresh keys) and maps it to an identity.
+    async fn verify(&self, jwt: &str, nonce: Option<&str>) -> Result<Identity, OidcError> {
+        let token = CoreIdToken::from_str(jwt)
+            .map_err(|e| OidcError::Rejected(format!("malformed ID token: {e}")))?;
+        let check = |d: &Discovered| -> Result<(), String> {
+            let verifier = d.client.id_token_verifier();
+            let result = match nonce {
+                Some(n) => token
+                    .claims(&verifier, &Nonce::new(n.to_owned()))
+                    .map(|_| ()),
+                // Device sign-ins send no nonce; the code was bound to this server by the
+                // device code, which only it holds.
+                None => token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map(|_| ()),
+            };
+            result.map_err(|e| e.to_string())
+        };
+        let first = {
+            let guard = self.discovered.read().await;
+            guard.as_ref().map(check)
+        };
+        match first {
+            Some(Ok(())) => {}
+            _ => {
+                self.discover(true).await?;
+                let guard = self.discovered.read().await;
+                let d = guard
+                    .as_ref()
+                    .ok_or_else(|| self.provider_error("not discovered"))?;
+                check(d).map_err(|e| OidcError::Rejected(format!("ID token refused: {e}")))?;
+            }
+        }
+        // The signature, issuer, audience, expiry and nonce are verified above; the claims we
+        // map (any claim name the config chooses, and groups) are read from the same payload.
+        let payload = jwt
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .ok_or_else(|| OidcError::Rejected("unreadable ID token payload".into()))?;
+        self.identity(&payload)
+    }
+
+    fn identity(&self, claims: &serde_json::Value) -> Result<Identity, OidcError> {
+        let c = &self.config;
+        let raw = claims
+            .get(&c.principal_claim)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                OidcError::Rejected(format!(
+                    "the ID token has no `{}` claim; ask for a scope that includes it, or set oidc.principal_claim",
+                    c.principal_claim
+                ))
+            })?;
+        let principal = PrincipalId::parse(&raw.to_lowercase())
+            .map_err(|e| OidcError::Rejected(format!("claim `{}`: {e}", c.principal_claim)))?;
+        let groups: BTreeSet<String> = match claims.get(&c.groups_claim) {
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(s)) => BTreeSet::from([s.clone()]),
+            _ => BTreeSet::new(),
+        };
+        let mut roles = BTreeSet::from([Role::Requester]);
+        for (role, members) in &c.role_groups {
+            if !members.is_disjoint(&groups) {
+                roles.insert(*role);
+            }
+        }
+        Ok(Identity {
+            principal,
+            groups,
+            roles,
+        })
+    }
+}

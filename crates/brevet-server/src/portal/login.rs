@@ -1,0 +1,248 @@
+//! Signing in to the portal (OIDC authorization code + PKCE, or an API token) and out.
+
+use axum::{
+    extract::{rejection::FormRejection, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect},
+    Form,
+};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use maud::html;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::{layout, session_cookie, PageError, PageResult, Viewer, SESSION_COOKIE};
+use crate::{
+    api::AppState,
+    auth::hash_token,
+    session::{self, SessionKind},
+};
+
+/// Binds an OIDC sign-in (or the token form) to the browser that started it.
+const LOGIN_COOKIE: &str = "brevet_login";
+
+fn login_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build((LOGIN_COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.broker.settings().secure_cookies())
+        .path("/")
+        .build()
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    error: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    q: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> impl IntoResponse {
+    // A pre-session CSRF token for the token form (double submit: cookie and field must match).
+    let pre = hex::encode(rand::random::<[u8; 16]>());
+    let jar = jar.add(login_cookie(&state, format!("form:{pre}")));
+    // Only known codes are shown, so a crafted link cannot put its own words on this page.
+    let error = q
+        .ok()
+        .and_then(|Query(q)| q.error)
+        .and_then(|e| match e.as_str() {
+            "bad_token" => Some("That token is not valid."),
+            _ => None,
+        });
+    let body = html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        @if let Some(oidc) = &state.oidc {
+            div.card {
+                p { "Sign in with your organisation's account." }
+                a href="/auth/oidc/start" { button type="button" id="sso" { (oidc.button()) } }
+            }
+        }
+        div.card {
+            form method="post" action="/login/token" {
+                input type="hidden" name="csrf" value=(pre);
+                label for="token" { "Or sign in with an API token" }
+                input type="password" id="token" name="token" autocomplete="off";
+                " "
+                button.secondary type="submit" { "Sign in" }
+            }
+        }
+    };
+    (jar, layout::page("Sign in", None, body))
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    csrf: String,
+    token: String,
+}
+
+pub async fn with_token(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> PageResult {
+    let Form(form) = form?;
+    let expected = jar
+        .get(LOGIN_COOKIE)
+        .and_then(|c| c.value().strip_prefix("form:").map(str::to_owned))
+        .unwrap_or_default();
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "This sign-in form has expired or did not come from Brevet (CSRF check failed). Reload the page and try again.",
+        ));
+    }
+    let mut headers = axum::http::HeaderMap::new();
+    let value = format!("Bearer {}", form.token.trim());
+    headers.insert(
+        axum::http::header::AUTHORIZATION,
+        value
+            .parse()
+            .map_err(|_| PageError::new(StatusCode::BAD_REQUEST, "That token is not valid."))?,
+    );
+    let principal = match state.auth.authenticate(&headers).await {
+        Ok(p) => p,
+        Err(_) => return Ok(Redirect::to("/login?error=bad_token").into_response()),
+    };
+    let s = session::start(&state.broker, principal, SessionKind::Browser, "api_token").await?;
+    let jar = jar
+        .remove(Cookie::from(LOGIN_COOKIE))
+        .add(session_cookie(&state, s.token));
+    Ok((jar, Redirect::to("/access")).into_response())
+}
+
+pub async fn oidc_start(State(state): State<AppState>, jar: CookieJar) -> PageResult {
+    let Some(oidc) = &state.oidc else {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "Single sign-on is not configured; add an [oidc] section to the config.",
+        ));
+    };
+    let start = oidc
+        .start_browser()
+        .await
+        .map_err(|e| PageError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let flow = brevet_store::LoginFlow {
+        id_hash: hex::encode(hash_token(&start.state)),
+        kind: "browser".into(),
+        secret: start.verifier,
+        nonce: start.nonce,
+        return_to: "/access".into(),
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(10),
+    };
+    state
+        .broker
+        .store()
+        .create_login_flow(&flow)
+        .await
+        .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
+    let jar = jar.add(login_cookie(&state, format!("oidc:{}", start.state)));
+    Ok((jar, Redirect::to(&start.redirect)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+pub async fn oidc_callback(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    q: Result<Query<Callback>, axum::extract::rejection::QueryRejection>,
+) -> PageResult {
+    let Some(oidc) = &state.oidc else {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "Single sign-on is not configured.",
+        ));
+    };
+    let Query(q) =
+        q.map_err(|e| PageError::new(StatusCode::BAD_REQUEST, format!("Bad callback: {e}")))?;
+    if let Some(e) = q.error {
+        let why = q.error_description.unwrap_or_default();
+        return Err(PageError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("The identity provider refused the sign-in: {e} {why}"),
+        ));
+    }
+    let (Some(code), Some(st)) = (q.code, q.state) else {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "The callback is missing `code` or `state`; start signing in again from /login.",
+        ));
+    };
+    // The state must be the one this browser started with (login CSRF), and unused.
+    let bound = jar
+        .get(LOGIN_COOKIE)
+        .and_then(|c| c.value().strip_prefix("oidc:").map(str::to_owned))
+        .unwrap_or_default();
+    if bound.is_empty() || !bool::from(bound.as_bytes().ct_eq(st.as_bytes())) {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "This sign-in was not started in this browser; start again from /login.",
+        ));
+    }
+    let store = state.broker.store();
+    let id_hash = hex::encode(hash_token(&st));
+    let flow = store
+        .login_flow(&id_hash, chrono::Utc::now())
+        .await
+        .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?
+        .filter(|f| f.kind == "browser");
+    let Some(flow) = flow else {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "This sign-in has expired or was already used; start again from /login.",
+        ));
+    };
+    if !store
+        .take_login_flow(&id_hash)
+        .await
+        .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?
+    {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "This sign-in was already used; start again from /login.",
+        ));
+    }
+    let identity = oidc
+        .finish_browser(&code, &flow.secret, &flow.nonce)
+        .await
+        .map_err(|e| PageError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let principal = session::with_config(
+        &state.broker,
+        brevet_core::Principal {
+            id: identity.principal,
+            groups: identity.groups,
+            roles: identity.roles,
+        },
+    );
+    let s = session::start(&state.broker, principal, SessionKind::Browser, "oidc").await?;
+    let jar = jar
+        .remove(Cookie::from(LOGIN_COOKIE))
+        .add(session_cookie(&state, s.token));
+    Ok((jar, Redirect::to(&flow.return_to)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    jar: CookieJar,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> PageResult {
+    let Form(form) = form?;
+    viewer.check_csrf(&form.csrf)?;
+    session::end(&state.broker, &viewer.token, &viewer.principal.id).await?;
+    let jar = jar.remove(Cookie::from(SESSION_COOKIE));
+    Ok((jar, Redirect::to("/login")).into_response())
+}
