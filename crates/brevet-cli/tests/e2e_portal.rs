@@ -229,8 +229,9 @@ fn cli_login_uses_the_device_flow_and_logout_ends_the_session() {
     let req = cli(&[
         "--json",
         "request",
-        "postgres:orders",
         "db.read",
+        "--resource",
+        "postgres:orders",
         "--for",
         "10m",
         "--reason",
@@ -461,10 +462,12 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
         DAVE,
         &[
             "request",
-            "postgres:orders",
             "db.read",
+            "--resource",
+            "postgres:orders",
+            // Longer than dave's on-call auto-approval allows, so it waits for an approver.
             "--for",
-            "10m",
+            "30m",
             "--reason",
             "mine",
         ],
