@@ -146,6 +146,8 @@ struct RawOidc {
     roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     button: Option<String>,
+    #[serde(default)]
+    allowed_domains: Vec<String>,
 }
 
 fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, ConfigError> {
@@ -181,6 +183,17 @@ fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, Con
         })?;
         role_groups.insert(r, groups.iter().cloned().collect());
     }
+    let mut allowed_domains = BTreeSet::new();
+    for d in &raw.allowed_domains {
+        let d = d.trim().trim_start_matches('@').to_lowercase();
+        if d.is_empty() || !d.contains('.') || d.contains(['@', '/', ' ']) {
+            return Err(field(
+                "oidc.allowed_domains",
+                format!("`{d}` is not a domain; write it like \"example.com\""),
+            ));
+        }
+        allowed_domains.insert(d);
+    }
     Ok(crate::oidc::OidcConfig {
         issuer,
         client_id: raw.client_id.clone(),
@@ -196,6 +209,7 @@ fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, Con
             .button
             .clone()
             .unwrap_or_else(|| "Sign in with SSO".into()),
+        allowed_domains,
     })
 }
 
@@ -1055,6 +1069,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("server.listen"), "{e}");
+        let oidc = "[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"b\"\nclient_secret = { env = \"PATH\" }\n";
+        let e = parse(&format!("{oidc}allowed_domains = [\"example\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("oidc.allowed_domains"), "{e}");
+        let e = parse(&oidc.replace("https://idp", "http://idp"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("oidc.issuer"), "{e}");
+        assert!(parse(&format!("{oidc}allowed_domains = [\"@Example.com\"]")).is_ok());
         let e = parse("[server]\nlistn = \"x\"").unwrap_err().to_string();
         assert!(e.contains("unknown field `listn`"), "{e}");
         let e = parse("[resources.\"pg:db\"]\ndatabase = \"x\"")

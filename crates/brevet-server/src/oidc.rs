@@ -45,6 +45,9 @@ pub struct OidcConfig {
     pub role_groups: BTreeMap<Role, BTreeSet<String>>,
     /// Text on the sign-in button ("Sign in with Okta").
     pub button: String,
+    /// When not empty, only principals whose e-mail domain (after `@`) is listed may sign in. For
+    /// Google, which signs in any Google account, this is what keeps strangers out.
+    pub allowed_domains: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -404,8 +407,26 @@ impl Oidc {
                     c.principal_claim
                 ))
             })?;
+        // An address the provider has not verified names nobody: refuse it rather than let a
+        // self-registered account claim someone's principal.
+        if c.principal_claim == "email"
+            && claims.get("email_verified") == Some(&serde_json::Value::Bool(false))
+        {
+            return Err(OidcError::Rejected(
+                "the identity provider says this e-mail address is not verified (`email_verified` is false); verify it there, or name principals by another claim (oidc.principal_claim)".into(),
+            ));
+        }
         let principal = PrincipalId::parse(&raw.to_lowercase())
             .map_err(|e| OidcError::Rejected(format!("claim `{}`: {e}", c.principal_claim)))?;
+        if !c.allowed_domains.is_empty() {
+            let domain = principal.as_str().rsplit_once('@').map(|(_, d)| d);
+            if !domain.is_some_and(|d| c.allowed_domains.contains(d)) {
+                return Err(OidcError::Rejected(format!(
+                    "`{principal}` is not in an allowed domain ({}); sign in with your work account",
+                    c.allowed_domains.iter().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
         let groups: BTreeSet<String> = match claims.get(&c.groups_claim) {
             Some(serde_json::Value::Array(a)) => a
                 .iter()
@@ -425,5 +446,71 @@ impl Oidc {
             groups,
             roles,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn oidc(allowed: &[&str]) -> Oidc {
+        Oidc::new(
+            OidcConfig {
+                issuer: "http://127.0.0.1:1".into(),
+                client_id: "brevet".into(),
+                client_secret: SecretText::new("s".into()),
+                scopes: vec!["openid".into()],
+                principal_claim: "email".into(),
+                groups_claim: "groups".into(),
+                role_groups: BTreeMap::from([(Role::Approver, BTreeSet::from(["leads".into()]))]),
+                button: "Sign in".into(),
+                allowed_domains: allowed.iter().map(|d| d.to_string()).collect(),
+            },
+            "http://127.0.0.1:2",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn identity_takes_principal_groups_and_roles_from_claims() {
+        let id = oidc(&[])
+            .identity(&json!({"email": "Alice@Example.com", "email_verified": true, "groups": ["leads", "dba"]}))
+            .unwrap();
+        assert_eq!(id.principal.as_str(), "alice@example.com");
+        assert_eq!(id.groups, BTreeSet::from(["dba".into(), "leads".into()]));
+        assert_eq!(id.roles, BTreeSet::from([Role::Requester, Role::Approver]));
+        // A single group as a string, and no groups at all.
+        let id = oidc(&[])
+            .identity(&json!({"email": "b@example.com", "groups": "dba"}))
+            .unwrap();
+        assert_eq!(id.roles, BTreeSet::from([Role::Requester]));
+        assert_eq!(id.groups.len(), 1);
+    }
+
+    #[test]
+    fn unverified_missing_or_foreign_addresses_are_refused() {
+        let e = oidc(&[])
+            .identity(&json!({"email": "alice@example.com", "email_verified": false}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not verified"), "{e}");
+        let e = oidc(&[])
+            .identity(&json!({"sub": "123"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no `email` claim"), "{e}");
+        let only = oidc(&["example.com"]);
+        assert!(only
+            .identity(&json!({"email": "alice@example.com"}))
+            .is_ok());
+        let e = only
+            .identity(&json!({"email": "mallory@example.com.evil.test"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not in an allowed domain"), "{e}");
+        assert!(only
+            .identity(&json!({"email": "mallory@gmail.com"}))
+            .is_err());
     }
 }

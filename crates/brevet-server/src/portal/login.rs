@@ -213,7 +213,11 @@ pub async fn oidc_callback(
     let identity = oidc
         .finish_browser(&code, &flow.secret, &flow.nonce)
         .await
-        .map_err(|e| PageError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+        .map_err(|e| {
+            // The reason only: never the code, tokens or claims.
+            tracing::warn!(error = %e, "OIDC sign-in refused");
+            PageError::new(StatusCode::UNAUTHORIZED, e.to_string())
+        })?;
     let principal = session::with_config(
         &state.broker,
         brevet_core::Principal {
