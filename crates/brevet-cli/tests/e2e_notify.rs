@@ -263,9 +263,20 @@ fn slack_approvals_go_through_policy_and_update_the_message() {
     assert_eq!(approvals_of(&server, &own), ("pending".into(), vec![]));
 
     // N-of-M: the first approval updates the message to "1 of 2", buttons still there.
+    let bob1 = slack.click_body("UBOB", "brevet_approve", &id, "bob1");
+    let bob1_ts = now_secs();
+    let bob1_sig = FakeSlack::sign(SLACK_SIGNING, bob1_ts, &bob1);
+    let signed = Some((bob1_ts.to_string(), bob1_sig));
+    assert_eq!(post_interaction(&rt, &server, signed.clone(), &bob1), 200);
     assert_eq!(
-        click(&rt, &server, &slack, "UBOB", "brevet_approve", &id, "bob1"),
-        200
+        approvals_of(&server, &id),
+        ("pending".into(), vec!["bob".to_string()])
+    );
+    // The very same signed request, sent again inside the five-minute window: refused.
+    assert_eq!(
+        post_interaction(&rt, &server, signed, &bob1),
+        401,
+        "a replayed interaction is refused"
     );
     assert_eq!(
         approvals_of(&server, &id),

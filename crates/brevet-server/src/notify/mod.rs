@@ -134,6 +134,7 @@ impl Notifications {
                 directory,
                 signing_secret: s.signing_secret.clone(),
                 outbox: outbox.clone(),
+                replays: Default::default(),
             });
         Ok(Self {
             outbox,

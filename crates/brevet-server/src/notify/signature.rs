@@ -74,9 +74,40 @@ pub fn verify_slack(
     }
 }
 
+/// Remembers the signatures of interactions already accepted within the replay window, so the
+/// same signed request cannot be sent twice. The timestamp check bounds how long one must be
+/// remembered; memory is bounded by the number of clicks in ten minutes. Per process: replicas
+/// behind a load balancer each keep their own (a replay to another replica still meets the
+/// idempotent decision path, which records nothing twice).
+#[derive(Default)]
+pub struct ReplayGuard {
+    seen: std::sync::Mutex<std::collections::HashMap<[u8; 32], i64>>,
+}
+
+impl ReplayGuard {
+    /// True the first time this signature is presented (at signed time `t`), false after.
+    pub fn first_use(&self, signature: &str, t: i64, now: i64) -> bool {
+        use sha2::Digest;
+        let key: [u8; 32] = Sha256::digest(signature.trim().as_bytes()).into();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, at| (now - *at).abs() <= 2 * TOLERANCE_SECS);
+        seen.insert(key, t).is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signature_is_accepted_once_within_the_window() {
+        let g = ReplayGuard::default();
+        assert!(g.first_use("v0=aa", 1000, 1000));
+        assert!(!g.first_use("v0=aa", 1000, 1010));
+        assert!(g.first_use("v0=bb", 1000, 1010));
+        // Long after the window the entry is forgotten (the timestamp check refuses it anyway).
+        assert!(g.first_use("v0=aa", 1000, 1000 + 3 * TOLERANCE_SECS));
+    }
 
     fn slack_sign(secret: &[u8], t: &str, body: &[u8]) -> String {
         format!(

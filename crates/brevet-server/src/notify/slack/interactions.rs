@@ -28,7 +28,11 @@ use super::{
 };
 use crate::{
     broker::Broker,
-    notify::{outbox::Outbox, signature::verify_slack, Directory},
+    notify::{
+        outbox::Outbox,
+        signature::{verify_slack, ReplayGuard},
+        Directory,
+    },
 };
 
 #[derive(Clone)]
@@ -37,6 +41,7 @@ pub struct InteractionState {
     pub directory: Arc<Directory>,
     pub signing_secret: SecretText,
     pub outbox: Arc<Outbox>,
+    pub replays: Arc<ReplayGuard>,
 }
 
 pub fn router(state: InteractionState) -> Router {
@@ -82,15 +87,31 @@ async fn interaction(
     body: Bytes,
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = chrono::Utc::now().timestamp();
     if let Err(e) = verify_slack(
         state.signing_secret.expose().as_bytes(),
         header("x-slack-request-timestamp"),
         header("x-slack-signature"),
         &body,
-        chrono::Utc::now().timestamp(),
+        now,
     ) {
         tracing::warn!(reason = %e, "refused a Slack interaction");
         return refuse(StatusCode::UNAUTHORIZED, "invalid Slack signature");
+    }
+    // Verified above, so both headers are present and the timestamp parses.
+    let signed_at = header("x-slack-request-timestamp")
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(now);
+    if !state.replays.first_use(
+        header("x-slack-signature").unwrap_or_default(),
+        signed_at,
+        now,
+    ) {
+        tracing::warn!("refused a replayed Slack interaction");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this Slack request was already received (replay)",
+        );
     }
     let payload = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
         .ok()
