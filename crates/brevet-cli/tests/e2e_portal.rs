@@ -541,3 +541,174 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
     assert!(!server.cli(&alice, &["whoami"]).status.success());
     assert_eq!(portal.get(ALICE, "/access").status(), 303);
 }
+
+/// Every other portal action over plain HTTP, checked against what the server recorded: cancel
+/// one's own request, deny with a comment, activate, extend (policy decides again, and a refusal
+/// is explained on the page), revoke now, unlock, and the audit browser's filters.
+#[test]
+fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    let portal = Portal::new(&server.url);
+    let (alice, alice_csrf) = portal.sign_in(ALICE);
+    let (bob, bob_csrf) = portal.sign_in(BOB);
+    let (dave, dave_csrf) = portal.sign_in(DAVE);
+    let (admin, admin_csrf) = portal.sign_in(ADMIN);
+    let ask = |session: &str, csrf: &str, duration: &str, reason: &str| -> String {
+        let r = portal.post(
+            Some(session),
+            "/request",
+            &[
+                ("csrf", csrf),
+                ("choice", "postgres:orders|db.read"),
+                ("duration", duration),
+                ("reason", reason),
+            ],
+        );
+        assert_eq!(r.status(), 303, "{:?}", r.text());
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        location.trim_start_matches("/requests/").to_owned()
+    };
+    let state_of = |id: &str| server.cli_json(ADMIN, &["show", id])["state"].clone();
+
+    // The requester withdraws a pending request.
+    let first = ask(&alice, &alice_csrf, "10m", "changed my mind");
+    assert_eq!(state_of(&first), "pending");
+    let r = portal.post(
+        Some(&alice),
+        &format!("/requests/{first}/cancel"),
+        &[("csrf", &alice_csrf)],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(state_of(&first), "cancelled");
+
+    // An approver denies with a comment; the requester sees the decision and the comment.
+    let second = ask(&alice, &alice_csrf, "10m", "please");
+    let r = portal.post(
+        Some(&bob),
+        &format!("/requests/{second}/deny"),
+        &[("csrf", &bob_csrf), ("comment", "use the replica")],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(state_of(&second), "denied");
+    let page = portal
+        .get(&alice, &format!("/requests/{second}"))
+        .text()
+        .unwrap();
+    assert!(page.contains("denied"), "{page}");
+    assert!(page.contains("use the replica"), "{page}");
+
+    // dave's on-call rule approves 5m at once; he activates, extends and revokes in the portal.
+    let third = ask(&dave, &dave_csrf, "5m", "INC-9");
+    assert_eq!(state_of(&third), "approved");
+    let shown = portal.post(
+        Some(&dave),
+        &format!("/requests/{third}/activate"),
+        &[("csrf", &dave_csrf)],
+    );
+    assert_eq!(shown.status(), 200);
+    let before = server.cli_json(DAVE, &["show", &third])["expires_at"].clone();
+    let access = portal.get(&dave, "/access").text().unwrap();
+    assert!(
+        access.contains(&format!("data-grant=\"{third}\"")),
+        "{access}"
+    );
+    // Past the rule's 10m maximum: refused with the reason, nothing changes.
+    let refused = portal.post(
+        Some(&dave),
+        &format!("/grants/{third}/extend"),
+        &[("csrf", &dave_csrf), ("duration", "2h")],
+    );
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().unwrap().contains("maximum"));
+    assert_eq!(
+        server.cli_json(DAVE, &["show", &third])["expires_at"],
+        before
+    );
+    let extended = portal.post(
+        Some(&dave),
+        &format!("/grants/{third}/extend"),
+        &[("csrf", &dave_csrf), ("duration", "5m")],
+    );
+    assert_eq!(extended.status(), 303);
+    let after = server.cli_json(DAVE, &["show", &third]);
+    assert_ne!(after["expires_at"], before);
+    assert_eq!(after["extensions_applied"], 1);
+    // alice cannot revoke dave's grant; dave can.
+    let foreign = portal.post(
+        Some(&alice),
+        &format!("/grants/{third}/revoke"),
+        &[("csrf", &alice_csrf)],
+    );
+    assert_eq!(foreign.status(), 404);
+    assert_eq!(state_of(&third), "active");
+    let revoked = portal.post(
+        Some(&dave),
+        &format!("/grants/{third}/revoke"),
+        &[("csrf", &dave_csrf)],
+    );
+    assert_eq!(revoked.status(), 303);
+    assert_eq!(state_of(&third), "revoked");
+    assert!(!portal
+        .get(&dave, "/access")
+        .text()
+        .unwrap()
+        .contains(&format!("data-grant=\"{third}\"")));
+
+    // The admin locks and unlocks in the portal.
+    let k = portal.post(
+        Some(&admin),
+        "/admin/kill",
+        &[
+            ("csrf", &admin_csrf),
+            ("principal", "carol"),
+            ("reason", "drill"),
+        ],
+    );
+    assert_eq!(k.status(), 200);
+    assert_eq!(
+        server.cli_json(ADMIN, &["locks"]).as_array().unwrap().len(),
+        1
+    );
+    let u = portal.post(
+        Some(&admin),
+        "/admin/unlock",
+        &[("csrf", &admin_csrf), ("principal", "carol")],
+    );
+    assert_eq!(u.status(), 303);
+    assert_eq!(
+        server.cli_json(ADMIN, &["locks"]).as_array().unwrap().len(),
+        0
+    );
+
+    // Audit filters: by person, and by time (nothing before the epoch of this test, nothing
+    // after tomorrow); a malformed date is explained.
+    let by_dave = portal
+        .get(&admin, "/admin/audit?person=dave")
+        .text()
+        .unwrap();
+    assert!(by_dave.contains("Chain verified"), "{by_dave}");
+    assert!(by_dave.contains("grant_revoked") && by_dave.contains("grant_extended"));
+    assert!(
+        !by_dave.contains("request_denied"),
+        "alice's events are filtered out"
+    );
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let none = portal
+        .get(&admin, &format!("/admin/audit?since={tomorrow}"))
+        .text()
+        .unwrap();
+    assert!(!none.contains("request_created"), "{none}");
+    // `until` a day means through the end of that day.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let through_today = portal
+        .get(&admin, &format!("/admin/audit?until={today}"))
+        .text()
+        .unwrap();
+    assert!(through_today.contains("request_created"), "{through_today}");
+    let bad = portal.get(&admin, "/admin/audit?since=yesterday");
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().unwrap().contains("since"));
+}

@@ -9,6 +9,7 @@ use axum::{
 };
 use brevet_audit::Verifier;
 use brevet_core::{PrincipalId, Role};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use maud::html;
 use serde::Deserialize;
 
@@ -148,17 +149,61 @@ pub struct AuditQuery {
 /// The most events one page shows (the newest that match).
 const SHOWN: usize = 300;
 
-fn matches(e: &brevet_audit::AuditEvent, data: &serde_json::Value, q: &AuditQuery) -> bool {
+/// A time bound from the filter form: empty (none), a day (`2026-11-01`: from its start for
+/// `since`, through its end for `until`), or an RFC 3339 time.
+fn time_bound(
+    name: &str,
+    text: &str,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>, PageError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
+        return Ok(Some(at.with_timezone(&Utc)));
+    }
+    let day = NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{name}`: `{t}` is not a date; write it like 2026-11-01 or 2026-11-01T09:30:00Z"
+            ),
+        )
+    })?;
+    let start = day.and_time(NaiveTime::MIN).and_utc();
+    Ok(Some(if end_of_day {
+        start + chrono::Duration::days(1) - chrono::Duration::nanoseconds(1)
+    } else {
+        start
+    }))
+}
+
+struct Filter<'a> {
+    person: &'a str,
+    resource: &'a str,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+fn matches(e: &brevet_audit::AuditEvent, data: &serde_json::Value, f: &Filter<'_>) -> bool {
     let field = |k: &str| data.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let person = q.person.trim();
-    let resource = q.resource.trim();
-    (person.is_empty()
-        || e.actor == person
-        || field("requester") == person
-        || field("principal") == person)
-        && (resource.is_empty() || field("resource") == resource)
-        && (q.since.trim().is_empty() || e.at.as_str() >= q.since.trim())
-        && (q.until.trim().is_empty() || e.at.as_str() <= q.until.trim())
+    let at = DateTime::parse_from_rfc3339(&e.at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc));
+    let in_time = match (f.since, f.until) {
+        (None, None) => true,
+        // An event whose time cannot be read cannot be placed in a range: shown only unfiltered.
+        _ => {
+            at.is_some_and(|at| f.since.is_none_or(|s| at >= s) && f.until.is_none_or(|u| at <= u))
+        }
+    };
+    (f.person.is_empty()
+        || e.actor == f.person
+        || field("requester") == f.person
+        || field("principal") == f.person)
+        && (f.resource.is_empty() || field("resource") == f.resource)
+        && in_time
 }
 
 /// Reads the whole chain once: verifies it (as `brevet audit verify` does) and keeps the newest
@@ -170,6 +215,12 @@ pub async fn audit(
 ) -> PageResult {
     viewer.require(Role::Admin)?;
     let Query(q) = q.map_err(|e| PageError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let filter = Filter {
+        person: q.person.trim(),
+        resource: q.resource.trim(),
+        since: time_bound("since", &q.since, false)?,
+        until: time_bound("until", &q.until, true)?,
+    };
     let store = state.broker.store();
     let (head_seq, head_hash) = store.audit_head().await.map_err(BrokerError::from)?;
     let mut verifier = Verifier::new();
@@ -185,7 +236,7 @@ pub async fn audit(
         for e in page.into_iter().filter(|e| e.seq <= head_seq) {
             verifier.push(&e);
             let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
-            if matches(&e, &data, &q) {
+            if matches(&e, &data, &filter) {
                 if shown.len() == SHOWN {
                     shown.pop_front();
                 }

@@ -192,6 +192,12 @@ pub async fn request_page(
         && r.state == RequestState::Pending
         && (viewer.principal.has_role(Role::Approver) || viewer.principal.has_role(Role::Admin));
     let needs_key = state.broker.resource_kind(&r.resource) == Some("ssh");
+    let decisions = state
+        .broker
+        .store()
+        .approvals(r.id)
+        .await
+        .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
     let body = html! {
         div.card id="request" {
             p { "State: " (layout::state_badge(&v.state.to_string())) }
@@ -206,6 +212,25 @@ pub async fn request_page(
                 tr { th { "Policy" } td { (v.policy) } }
                 tr { th { "Expires" } td { (layout::countdown(v.expires_at)) } }
                 @if let Some(e) = &v.last_error { tr { th { "Last error" } td.error { (e) } } }
+                @if let Some(why) = &r.revoke_reason { tr { th { "Revoked because" } td { (why) } } }
+            }
+        }
+        @if !decisions.is_empty() {
+            div.card id="decisions" {
+                h2 { "Decisions" }
+                table {
+                    thead { tr { th { "Who" } th { "Decision" } th { "Comment" } th { "At" } } }
+                    tbody {
+                        @for d in &decisions {
+                            tr {
+                                td { (d.approver) }
+                                td { @if d.decision == ApprovalDecision::Approve { "approved" } @else { "denied" } }
+                                td { (d.comment.clone().unwrap_or_default()) }
+                                td { (d.at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                            }
+                        }
+                    }
+                }
             }
         }
         @if mine && r.state == RequestState::Approved {
