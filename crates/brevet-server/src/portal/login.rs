@@ -56,13 +56,14 @@ pub async fn page(
         @if let Some(oidc) = &state.oidc {
             div.card {
                 p { "Sign in with your organisation's account." }
-                a href="/auth/oidc/start" { button type="button" id="sso" { (oidc.button()) } }
+                // A link, not a form: CSP `form-action 'self'` would block the redirect to the provider.
+                a.button href="/auth/oidc/start" id="sso" { (oidc.button()) }
             }
         }
         div.card {
             form method="post" action="/login/token" {
                 input type="hidden" name="csrf" value=(pre);
-                label for="token" { "Or sign in with an API token" }
+                label for="token" { @if state.oidc.is_some() { "Or sign in with an API token" } @else { "Sign in with an API token" } }
                 input type="password" id="token" name="token" autocomplete="off";
                 " "
                 button.secondary type="submit" { "Sign in" }
