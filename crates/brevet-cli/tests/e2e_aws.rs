@@ -1,6 +1,9 @@
 //! AWS against the moto emulator (a real AWS API emulator, started per test on a loopback port),
 //! through the official AWS SDK for Rust in Brevet and the real AWS CLI on the test side.
-//! moto does not evaluate IAM policies, so the tests assert on the exact documents Brevet writes.
+//! Every test asserts on the exact documents Brevet writes; one also runs moto with its IAM
+//! access control on, so the grant's role is exercised: the profile's actions work, others are
+//! denied, only the requester can assume it. moto's access control ignores session policies and
+//! date conditions (`aws:CurrentTime`, `aws:TokenIssueTime`), so those stay document assertions.
 
 mod common;
 
@@ -534,4 +537,194 @@ fn bad_aws_input_is_refused_and_nothing_is_created() {
         roles["Roles"].as_array().unwrap().is_empty(),
         "nothing created: {roles}"
     );
+}
+
+/// Creates an IAM user in the emulator with an inline policy and an access key; returns
+/// [key id, secret]. Three requests.
+fn iam_user(moto: &Moto, name: &str, policy: &str) -> [String; 2] {
+    moto.aws_json(&["iam", "create-user", "--user-name", name]);
+    moto.aws_json(&[
+        "iam",
+        "put-user-policy",
+        "--user-name",
+        name,
+        "--policy-name",
+        "p",
+        "--policy-document",
+        policy,
+    ]);
+    let k = moto.aws_json(&["iam", "create-access-key", "--user-name", name]);
+    [
+        k["AccessKey"]["AccessKeyId"].as_str().unwrap().to_owned(),
+        k["AccessKey"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ]
+}
+
+/// With the emulator enforcing IAM (moto's access control: identity policies' actions and
+/// resources, and role trust policies), the role Brevet creates for a grant lets the requester —
+/// and only the requester — read the bucket and nothing more, and stops working once revoked.
+/// Brevet itself runs with an IAM user's key, as in a real account.
+#[test]
+fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
+    // The setup below makes exactly this many unauthenticated requests; after them, moto
+    // checks every request's signature and policies.
+    let moto = Moto::start_enforcing(11);
+    let admin =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let may_assume = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#;
+    let brevet = iam_user(&moto, "brevet", admin);
+    let dave = iam_user(&moto, "dave", may_assume);
+    let eve = iam_user(&moto, "eve", may_assume);
+    moto.aws_json(&["s3api", "create-bucket", "--bucket", "data-bucket"]);
+    let report = std::env::temp_dir().join(format!("brevet-report-{}", std::process::id()));
+    std::fs::write(&report, "quarterly numbers").unwrap();
+    moto.aws_json(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "data-bucket",
+        "--key",
+        "report.txt",
+        "--body",
+        report.to_str().unwrap(),
+    ]);
+    // Enforcement is on: the emulator's default test key is now refused.
+    let (ok, text) = moto.aws(&["s3api", "list-buckets"]);
+    assert!(!ok, "moto must be enforcing IAM now: {text}");
+
+    let env = [
+        ("AWS_ACCESS_KEY_ID", brevet[0].as_str()),
+        ("AWS_SECRET_ACCESS_KEY", brevet[1].as_str()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let world = World::build(StoreKind::Sqlite, "", &aws_config(&moto.url), &env);
+    let server = world.start();
+    let r = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "aws.s3-read",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "10m",
+            "--reason",
+            "read the report",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let a = server.cli_json(DAVE, &["activate", &id]);
+    let role_arn = a["credential"]["details"]["role_arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let assume = |who: &[String; 2]| {
+        moto.aws_as(
+            &[&who[0], &who[1]],
+            &[
+                "sts",
+                "assume-role",
+                "--role-arn",
+                &role_arn,
+                "--role-session-name",
+                "brevet-test",
+            ],
+        )
+    };
+    // Only the requester may assume the grant's role.
+    let (ok, text) = assume(&eve);
+    assert!(
+        !ok && text.contains("AccessDenied"),
+        "eve assumed it: {text}"
+    );
+    let (ok, text) = assume(&dave);
+    assert!(ok, "dave could not assume his grant's role: {text}");
+    let c: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let session = [
+        c["Credentials"]["AccessKeyId"].as_str().unwrap().to_owned(),
+        c["Credentials"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        c["Credentials"]["SessionToken"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    let as_grant = |args: &[&str]| moto.aws_as(&[&session[0], &session[1], &session[2]], args);
+
+    // The profile's actions on the grant's resource work…
+    let out = std::env::temp_dir().join(format!("brevet-report-out-{}", std::process::id()));
+    let (ok, text) = as_grant(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "data-bucket",
+        "--key",
+        "report.txt",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "s3:GetObject on the bucket was refused: {text}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "quarterly numbers");
+    let (ok, text) = as_grant(&["s3api", "list-objects-v2", "--bucket", "data-bucket"]);
+    assert!(ok && text.contains("report.txt"), "{text}");
+    // …and nothing else: writing, deleting, other buckets, IAM.
+    for args in [
+        vec![
+            "s3api",
+            "put-object",
+            "--bucket",
+            "data-bucket",
+            "--key",
+            "x.txt",
+            "--body",
+            report.to_str().unwrap(),
+        ],
+        vec![
+            "s3api",
+            "delete-object",
+            "--bucket",
+            "data-bucket",
+            "--key",
+            "report.txt",
+        ],
+        vec!["s3api", "create-bucket", "--bucket", "other-bucket"],
+        vec!["iam", "list-users"],
+    ] {
+        let (ok, text) = as_grant(&args);
+        assert!(
+            !ok && text.contains("AccessDenied"),
+            "{args:?} should be denied: {text}"
+        );
+    }
+
+    // Revoked: the role is gone and the session credentials no longer read the bucket.
+    server.cli_json(DAVE, &["revoke", &id]);
+    let g = server.cli_json(DAVE, &["show", &id]);
+    assert_eq!(g["state"], "revoked", "{g:#}");
+    let (ok, text) = as_grant(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "data-bucket",
+        "--key",
+        "report.txt",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok, "revoked credentials still read the bucket: {text}");
+    // (moto's AssumeRole hands out keys even for a role that does not exist, so the check that
+    // matters is that the role is gone, read back with Brevet's own key.)
+    let role = role_arn.rsplit('/').next().unwrap();
+    let (ok, text) = moto.aws_as(
+        &[&brevet[0], &brevet[1]],
+        &["iam", "get-role", "--role-name", role],
+    );
+    assert!(!ok && text.contains("NoSuchEntity"), "{text}");
+    let _ = std::fs::remove_file(&report);
+    let _ = std::fs::remove_file(&out);
+    drop(world);
 }

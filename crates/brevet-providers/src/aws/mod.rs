@@ -102,11 +102,26 @@ fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             ProviderError::Unreachable(format!("{op}: {e:?}"))
         }
-        SdkError::ServiceError(se) => ProviderError::Target(format!(
-            "{op}: {} {}",
-            se.err().code().unwrap_or("error"),
-            se.err().message().unwrap_or("")
-        )),
+        SdkError::ServiceError(se) => match se.err().code() {
+            Some(code) => {
+                ProviderError::Target(format!("{op}: {code} {}", se.err().message().unwrap_or("")))
+            }
+            // No AWS error code: say what came back, so the cause (a proxy, a wrong endpoint,
+            // an emulator's own error page) is visible. The response carries no secret.
+            None => {
+                let raw = se.raw();
+                let body = raw
+                    .body()
+                    .bytes()
+                    .map(|b| String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned())
+                    .unwrap_or_default();
+                ProviderError::Target(format!(
+                    "{op}: HTTP {} without an AWS error code: {}",
+                    raw.status().as_u16(),
+                    body.trim()
+                ))
+            }
+        },
         other => ProviderError::Target(format!("{op}: {other:?}")),
     }
 }
