@@ -106,6 +106,26 @@ try {
   if (await alice.locator('form#login').count()) await oidcLogin(alice, 'alice', 'alice-pw');
   assert.match(await alice.locator('body').innerText(), /locked by the kill switch/);
   await screenshot(alice, '13-locked-out');
+
+  // Everyone: carol — an admin by her SSO group, not by the config — locks everyone. bob is
+  // signed out; carol keeps her session, can still sign in afresh, and lifts the lock.
+  await carol.goto(`${base}/admin/kill`);
+  await carol.fill('#principal', '*');
+  await carol.fill('#reason', 'incident drill');
+  await carol.click('#kill');
+  assert.match(await carol.locator('#kill-report').innerText(), /session\(s\) ended/);
+  await bob.goto(`${base}/approvals`);
+  await bob.waitForURL(`${base}/login`);
+  const carolAgain = await signIn('carol', 'carol-pw');
+  await carolAgain.goto(`${base}/admin/kill`);
+  await carolAgain.locator('#locks tr:has(input[name="principal"][value="*"]) button').click();
+  await carolAgain.waitForURL(/\/admin\/kill/);
+  const locks = (await carolAgain.locator('#locks').count())
+    ? await carolAgain.locator('#locks').innerText()
+    : '';
+  assert.doesNotMatch(locks, /incident drill/, 'the everyone-lock is lifted');
+  assert.match(locks, /alice@example\.com/, "alice's own lock stays");
+  result.everyone_lock_lifted = true;
 } finally {
   await browser.close();
 }

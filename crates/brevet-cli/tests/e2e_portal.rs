@@ -95,6 +95,16 @@ fn portal_end_to_end_in_chromium_with_oidc() {
     let result: Value = serde_json::from_str(out.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("the browser script printed no result ({e}): {out}"));
     let id = result["request_id"].as_str().expect("request id");
+    assert_eq!(result["everyone_lock_lifted"], true, "{result}");
+    // Only alice's own lock is left after carol lifted the everyone-lock.
+    let locks = server.cli_json(ADMIN, &["locks"]);
+    let locked: Vec<&str> = locks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["principal"].as_str().unwrap())
+        .collect();
+    assert_eq!(locked, ["alice@example.com"], "{locks:#}");
 
     // What the browser saw is what the server recorded: approved by bob, revoked by the kill
     // switch with read-back evidence, everything on a verified chain.

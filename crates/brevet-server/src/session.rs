@@ -55,7 +55,7 @@ pub async fn start(
     kind: SessionKind,
     method: &str,
 ) -> Result<NewSession, BrokerError> {
-    if let Some(lock) = broker.lock_for(&principal.id).await? {
+    if let Some(lock) = broker.lock_for_principal(&principal).await? {
         return Err(BrokerError::Forbidden(format!(
             "`{}` is locked by the kill switch ({}); an admin must unlock them first",
             principal.id, lock.reason

@@ -118,27 +118,35 @@ impl Store {
         Ok(true)
     }
 
-    /// Ends every session of `principal` (or everyone's but the listed admins', for `*`);
-    /// returns how many ended. Used by the kill switch.
+    /// Ends every session of `principal`; returns how many ended. Used by the kill switch. For
+    /// `*` (everyone) it spares the principals listed in `spare` and every session that carries
+    /// the admin role (admins signed in through SSO get the role from their groups, not from the
+    /// config), so someone can still undo the lock.
     pub async fn end_sessions_of(
         &self,
         principal: &str,
         spare: &[String],
     ) -> Result<u64, StoreError> {
-        let rows = if principal == "*" {
-            sqlx::query("SELECT principal FROM sessions")
-                .fetch_all(&self.pool)
+        if principal != "*" {
+            return Ok(sqlx::query("DELETE FROM sessions WHERE principal = $1")
+                .bind(principal)
+                .execute(&self.pool)
                 .await?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<BTreeSet<_>, _>>()?
-        } else {
-            BTreeSet::from([principal.to_owned()])
-        };
+                .rows_affected());
+        }
+        let rows = sqlx::query("SELECT id_hash, principal, roles_json FROM sessions")
+            .fetch_all(&self.pool)
+            .await?;
         let mut ended = 0;
-        for p in rows.iter().filter(|p| !spare.contains(p)) {
-            ended += sqlx::query("DELETE FROM sessions WHERE principal = $1")
-                .bind(p)
+        for r in &rows {
+            let principal: String = r.try_get(1)?;
+            let roles: BTreeSet<String> =
+                serde_json::from_str(&r.try_get::<String, _>(2)?).unwrap_or_default();
+            if spare.contains(&principal) || roles.contains("admin") {
+                continue;
+            }
+            ended += sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(r.try_get::<String, _>(0)?)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();

@@ -88,11 +88,20 @@ async fn sessions_live_and_end(url: &str) {
         0
     );
     assert!(store.session("b1", now).await.unwrap().is_some());
+    // An admin by SSO group (the role is on the session, not in any config) is spared by `*`.
+    let mut sso_admin = session("c1", "carol", Duration::hours(1));
+    sso_admin.roles = BTreeSet::from(["requester".to_owned(), "admin".to_owned()]);
+    store
+        .create_session(&sso_admin, started("carol"))
+        .await
+        .unwrap();
     assert_eq!(
         store.end_sessions_of("*", &[]).await.unwrap(),
         2,
         "b1 and the expired one"
     );
+    assert!(store.session("c1", now).await.unwrap().is_some());
+    assert_eq!(store.end_sessions_of("carol", &[]).await.unwrap(), 1);
     assert!(store.session("b1", now).await.unwrap().is_none());
 
     // A sign-in is redeemed once, and an expired one is gone.

@@ -81,6 +81,16 @@ impl Broker {
         Ok(lock.filter(|l| l.principal != "*" || !admin))
     }
 
+    /// Like [`Broker::lock_for`], for a principal whose roles are known (a sign-in): an admin by
+    /// SSO group is spared by the everyone-lock exactly like an admin in the config.
+    pub async fn lock_for_principal(
+        &self,
+        who: &Principal,
+    ) -> Result<Option<PrincipalLock>, BrokerError> {
+        let lock = self.lock_for(&who.id).await?;
+        Ok(lock.filter(|l| l.principal != "*" || !who.roles.contains(&Role::Admin)))
+    }
+
     /// Refuses anything by or for a locked principal.
     pub(crate) async fn ensure_unlocked(
         &self,
