@@ -617,6 +617,18 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
         &[("csrf", &dave_csrf)],
     );
     assert_eq!(shown.status(), 200);
+    // The connection string revealed on the page works while the grant is active.
+    let html = shown.text().unwrap();
+    let at = html
+        .find("id=\"credential\">")
+        .expect("the credential on the page")
+        + 16;
+    let cred = html[at..].split('<').next().unwrap().replace("&amp;", "&");
+    assert!(cred.starts_with("postgres://"), "{cred}");
+    assert_eq!(
+        psql(&cred, "SELECT 1").expect("the revealed credential connects"),
+        "1"
+    );
     let before = server.cli_json(DAVE, &["show", &third])["expires_at"].clone();
     let access = portal.get(&dave, "/access").text().unwrap();
     assert!(
@@ -659,6 +671,10 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
     );
     assert_eq!(revoked.status(), 303);
     assert_eq!(state_of(&third), "revoked");
+    assert!(
+        psql(&cred, "SELECT 1").is_err(),
+        "the credential stops working when revoked in the portal"
+    );
     assert!(!portal
         .get(&dave, "/access")
         .text()
