@@ -246,6 +246,33 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
     ]);
     assert_eq!(stdout(&out).trim(), "has-session", "{}", stderr(&out));
 
+    // Denies left on the shared base role by earlier revocations: one whose sessions have all
+    // expired (issued before two days ago), one still needed (an hour ago), and a policy that is
+    // not Brevet's. Only the first is pruned when this grant is revoked.
+    let deny = |age_hours: i64| {
+        let t =
+            (chrono::Utc::now() - chrono::Duration::hours(age_hours)).format("%Y-%m-%dT%H:%M:%SZ");
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"BrevetRevokeSessions","Effect":"Deny","Action":"*","Resource":"*","Condition":{{"DateLessThan":{{"aws:TokenIssueTime":"{t}"}},"StringLike":{{"aws:userid":"*:brevet-old"}}}}}}]}}"#
+        )
+    };
+    for (name, doc) in [
+        ("brevet-revoke-sessions-obsolete", deny(48)),
+        ("brevet-revoke-sessions-recent", deny(1)),
+        ("someone-elses-policy", deny(48)),
+    ] {
+        w.moto.aws_json(&[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "brevet-base",
+            "--policy-name",
+            name,
+            "--policy-document",
+            &doc,
+        ]);
+    }
+
     // Early revocation denies this grant's sessions on the shared base role.
     let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
     assert_eq!(revoked["state"], "revoked");
@@ -256,6 +283,32 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
         .as_str()
         .unwrap()
         .starts_with("*:brevet-dave-"));
+    let names = w
+        .moto
+        .aws_json(&["iam", "list-role-policies", "--role-name", "brevet-base"]);
+    let names: Vec<&str> = names["PolicyNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"brevet-revoke-sessions-obsolete"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"brevet-revoke-sessions-recent"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"someone-elses-policy"), "{names:?}");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("brevet-revoke-sessions-"))
+            .count(),
+        2,
+        "the recent deny and this grant's: {names:?}"
+    );
     let out = brevet(&["aws", "credential-process", "--profile", "dv"]);
     assert!(stderr(&out).contains("no active grant"), "{}", stderr(&out));
     drop(w.world);

@@ -57,9 +57,49 @@ pub fn revoke_sessions_policy(at: DateTime<Utc>, session_name: Option<&str>) -> 
     })
 }
 
+/// How long a session-revoking deny can matter: STS session credentials live at most 12 hours
+/// (AssumeRole's `DurationSeconds` limit), plus a margin for clock skew.
+pub fn max_sts_session() -> chrono::Duration {
+    chrono::Duration::hours(12) + chrono::Duration::minutes(15)
+}
+
+/// When a [`revoke_sessions_policy`] document stops protecting anything: every session it
+/// denies was issued before its `aws:TokenIssueTime` and so has expired [`max_sts_session`]
+/// later. `None` when the document does not look like one of Brevet's (never pruned then).
+pub fn revocation_obsolete_at(doc: &Value) -> Option<DateTime<Utc>> {
+    let statements = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        one @ Value::Object(_) => vec![one.clone()],
+        _ => return None,
+    };
+    let mut latest: Option<DateTime<Utc>> = None;
+    for st in &statements {
+        let t = st["Condition"]["DateLessThan"]["aws:TokenIssueTime"].as_str()?;
+        let t = DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc);
+        latest = Some(latest.map_or(t, |l| l.max(t)));
+    }
+    latest.map(|t| t + max_sts_session())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revocations_become_obsolete_when_every_denied_session_has_expired() {
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let doc = revoke_sessions_policy(t, Some("brevet-dave-x"));
+        assert_eq!(revocation_obsolete_at(&doc), Some(t + max_sts_session()));
+        // Not ours, or unreadable: never considered obsolete.
+        let allow = grant_policy(&[IamAction::parse("s3:GetObject").unwrap()], &[], t);
+        assert_eq!(revocation_obsolete_at(&allow), None);
+        assert_eq!(revocation_obsolete_at(&json!({"Statement": "x"})), None);
+        let bad =
+            json!({"Statement": [{"Condition": {"DateLessThan": {"aws:TokenIssueTime": "soon"}}}]});
+        assert_eq!(revocation_obsolete_at(&bad), None);
+    }
 
     #[test]
     fn grant_policy_is_exact_and_expires() {

@@ -406,6 +406,67 @@ impl AwsProvider {
         }
     }
 
+    /// Deletes Brevet's session-revoking denies on a shared base role whose every denied session
+    /// has expired (see [`documents::revocation_obsolete_at`]); returns how many went. Only
+    /// policies named by Brevet (`brevet-revoke-sessions-…`) are ever considered.
+    async fn prune_revocations(
+        &self,
+        binding: &Binding,
+        role: &str,
+        keep: &str,
+    ) -> Result<u32, ProviderError> {
+        let prefix = format!("{REVOKE_POLICY}-");
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let r = self
+                .iam
+                .list_role_policies()
+                .role_name(role)
+                .set_marker(marker.clone())
+                .send()
+                .await;
+            self.logged(binding, "ListRolePolicies", &r);
+            let out = r.map_err(|e| sdk_err("ListRolePolicies", &e))?;
+            names.extend(
+                out.policy_names()
+                    .iter()
+                    .filter(|n| n.starts_with(&prefix) && n.as_str() != keep)
+                    .cloned(),
+            );
+            match out.marker() {
+                Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        let now = Utc::now();
+        let mut pruned = 0;
+        for name in names {
+            let Some(doc) = self.policy_document(binding, role, &name).await? else {
+                continue;
+            };
+            if !documents::revocation_obsolete_at(&doc).is_some_and(|t| t < now) {
+                continue;
+            }
+            let d = self
+                .iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(&name)
+                .send()
+                .await;
+            self.logged(binding, "DeleteRolePolicy", &d);
+            match d {
+                Ok(_) => pruned += 1,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) => {}
+                Err(e) => return Err(sdk_err("DeleteRolePolicy", &e)),
+            }
+        }
+        Ok(pruned)
+    }
+
     fn base_role_name(arn: &Arn) -> String {
         arn.as_str()
             .rsplit('/')
@@ -777,8 +838,13 @@ impl Provider for AwsProvider {
                     "{REVOKE_POLICY}-{}",
                     &self.role_name(binding)[self.config.role_prefix.len()..]
                 );
-                self.put_policy(binding, &Self::base_role_name(base_role_arn), &name, &doc)
-                    .await
+                let role = Self::base_role_name(base_role_arn);
+                // Keep the shared role under IAM's inline-policy size limit: drop denies that no
+                // longer protect anything. A failure here must not stop this revocation.
+                if let Err(e) = self.prune_revocations(binding, &role, &name).await {
+                    tracing::warn!(role = %role, error = %e, "could not prune obsolete session denies");
+                }
+                self.put_policy(binding, &role, &name, &doc).await
             }
             AwsMode::IdentityCenter {
                 instance_arn,
