@@ -445,7 +445,7 @@ impl AwsProvider {
             let Some(doc) = self.policy_document(binding, role, &name).await? else {
                 continue;
             };
-            if !documents::revocation_obsolete_at(&doc).is_some_and(|t| t < now) {
+            if documents::revocation_obsolete_at(&doc).is_none_or(|t| t >= now) {
                 continue;
             }
             let d = self
