@@ -78,7 +78,7 @@ impl Broker {
         ask: AccessAsk,
         kind: RequestKind,
     ) -> Result<Request, BrokerError> {
-        self.ensure_unlocked(&caller.id, "requester").await?;
+        self.ensure_caller_unlocked(caller, "requester").await?;
         let who = Subject {
             id: &caller.id,
             groups: &caller.groups,
@@ -167,7 +167,7 @@ impl Broker {
                 r.state
             )));
         }
-        self.ensure_unlocked(&caller.id, "approver").await?;
+        self.ensure_caller_unlocked(caller, "approver").await?;
         self.ensure_unlocked(&r.requester, "requester").await?;
         let comment = clean(&comment, "comment", 2000)?;
         let rc = self.resources.get(&r.resource).ok_or_else(|| {

@@ -91,13 +91,33 @@ impl Broker {
         Ok(lock.filter(|l| l.principal != "*" || !who.roles.contains(&Role::Admin)))
     }
 
-    /// Refuses anything by or for a locked principal.
+    /// Refuses anything by a locked caller (whose roles are known: an admin by SSO group is
+    /// spared by the everyone-lock like a configured one).
+    pub(crate) async fn ensure_caller_unlocked(
+        &self,
+        caller: &Principal,
+        role: &str,
+    ) -> Result<(), BrokerError> {
+        let lock = self.lock_for_principal(caller).await?;
+        Self::refuse_if_locked(lock, &caller.id, role)
+    }
+
+    /// Refuses anything for a locked principal known only by id (a request's requester).
     pub(crate) async fn ensure_unlocked(
         &self,
         who: &PrincipalId,
         role: &str,
     ) -> Result<(), BrokerError> {
-        match self.lock_for(who).await? {
+        let lock = self.lock_for(who).await?;
+        Self::refuse_if_locked(lock, who, role)
+    }
+
+    fn refuse_if_locked(
+        lock: Option<PrincipalLock>,
+        who: &PrincipalId,
+        role: &str,
+    ) -> Result<(), BrokerError> {
+        match lock {
             Some(l) => Err(BrokerError::Forbidden(format!(
                 "{role} `{who}` is locked by the kill switch ({}, by {}); an admin must run `brevet unlock {}` first",
                 l.reason, l.locked_by, l.principal

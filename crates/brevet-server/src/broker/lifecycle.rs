@@ -98,7 +98,7 @@ impl Broker {
                 "only the requester can activate their access".into(),
             ));
         }
-        self.ensure_unlocked(&caller.id, "requester").await?;
+        self.ensure_caller_unlocked(caller, "requester").await?;
         let input = CredentialInput {
             grant_id: id.to_string(),
             public_key,
@@ -258,7 +258,7 @@ impl Broker {
                 "only the grant's owner can get its credentials".into(),
             ));
         }
-        self.ensure_unlocked(&caller.id, "requester").await?;
+        self.ensure_caller_unlocked(caller, "requester").await?;
         if r.state != RequestState::Active {
             return Err(BrokerError::Conflict(format!(
                 "grant {id} is {}, not active",
