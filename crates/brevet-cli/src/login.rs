@@ -99,13 +99,26 @@ pub async fn login(url: &str, json_out: bool, timeout: Duration) -> Result<()> {
         if Instant::now() > deadline {
             bail!("gave up waiting for the sign-in; run `brevet login` again");
         }
-        let resp = anon
+        let resp = match anon
             .send(
                 Method::POST,
                 "/v1/login/device/poll",
                 Some(json!({"login_id": login_id})),
             )
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            // The identity provider could not be reached for a moment: the sign-in is still
+            // open at Brevet, so keep polling until the deadline.
+            Err(e)
+                if e.downcast_ref::<crate::client::ApiFailure>()
+                    .is_some_and(|f| f.status == reqwest::StatusCode::BAD_GATEWAY) =>
+            {
+                eprintln!("{e:#}; still waiting…");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let accepted = resp.status() == reqwest::StatusCode::ACCEPTED;
         let v: Value = resp.json().await.context("reading the server's answer")?;
         if accepted {

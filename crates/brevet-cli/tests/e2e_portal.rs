@@ -550,6 +550,65 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
     // A session cookie is not an API token, and an API token is not a session cookie.
     assert!(!server.cli(&alice, &["whoami"]).status.success());
     assert_eq!(portal.get(ALICE, "/access").status(), 303);
+
+    // Signing in again in the same browser ends the session it had.
+    let (first, _) = portal.sign_in(BOB);
+    let page = portal
+        .http
+        .get(format!("{}/login", server.url))
+        .send()
+        .unwrap();
+    let pre = cookie_value(&page, "brevet_login").unwrap();
+    let csrf = hidden_csrf(&page.text().unwrap());
+    let again = portal
+        .http
+        .post(format!("{}/login/token", server.url))
+        .header(
+            "cookie",
+            format!("brevet_login={pre}; brevet_session={first}"),
+        )
+        .form(&[("csrf", csrf.as_str()), ("token", BOB)])
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 303);
+    let second = cookie_value(&again, "brevet_session").unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        portal.get(&first, "/access").status(),
+        303,
+        "the old session ended"
+    );
+    assert_eq!(portal.get(&second, "/access").status(), 200);
+    // The sign-in cookie is cleared on the path it was set on.
+    let cleared = again
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("brevet_login="))
+        .expect("the sign-in cookie is removed");
+    assert!(
+        cleared.contains("Path=/") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+
+    // A CLI session token cannot become a browser session through the token form.
+    let page = portal
+        .http
+        .get(format!("{}/login", server.url))
+        .send()
+        .unwrap();
+    let pre = cookie_value(&page, "brevet_login").unwrap();
+    let csrf = hidden_csrf(&page.text().unwrap());
+    let cli_token = portal
+        .http
+        .post(format!("{}/login/token", server.url))
+        .header("cookie", format!("brevet_login={pre}"))
+        .form(&[("csrf", csrf.as_str()), ("token", "bvs_0123456789abcdef")])
+        .send()
+        .unwrap();
+    assert_eq!(cli_token.headers()["location"], "/login?error=bad_token");
+    assert!(cookie_value(&cli_token, "brevet_session").is_none());
 }
 
 /// Every other portal action over plain HTTP, checked against what the server recorded: cancel
@@ -687,19 +746,26 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
         "/admin/kill",
         &[
             ("csrf", &admin_csrf),
-            ("principal", "carol"),
+            // Principal ids are case-insensitive: this is carol.
+            ("principal", "Carol"),
             ("reason", "drill"),
         ],
     );
     assert_eq!(k.status(), 200);
-    assert_eq!(
-        server.cli_json(ADMIN, &["locks"]).as_array().unwrap().len(),
-        1
+    let locks = server.cli_json(ADMIN, &["locks"]);
+    assert_eq!(locks.as_array().unwrap().len(), 1);
+    assert_eq!(locks[0]["principal"], "carol", "{locks}");
+    let fourth = ask(&alice, &alice_csrf, "10m", "while carol is locked");
+    let refused = server.cli(CAROL, &["approve", &fourth]);
+    assert!(
+        stderr(&refused).contains("locked"),
+        "carol is locked: {}",
+        stderr(&refused)
     );
     let u = portal.post(
         Some(&admin),
         "/admin/unlock",
-        &[("csrf", &admin_csrf), ("principal", "carol")],
+        &[("csrf", &admin_csrf), ("principal", "CAROL")],
     );
     assert_eq!(u.status(), 303);
     assert_eq!(

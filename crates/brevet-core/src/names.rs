@@ -39,6 +39,9 @@ macro_rules! string_newtype {
 }
 
 /// Who a principal is: a user id from the authenticator (`alice`, `alice@example.com`).
+/// Case-insensitive, like the e-mail addresses and user names identity providers issue: kept in
+/// lower case, so `Mallory@Corp.com` typed into the kill switch is the `mallory@corp.com` who
+/// signed in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PrincipalId(String);
 
@@ -49,7 +52,7 @@ impl PrincipalId {
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
         if ok {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.to_ascii_lowercase()))
         } else {
             Err(invalid(
                 "principal id",
@@ -214,6 +217,11 @@ mod tests {
         assert!(ProfileName::parse("db..read").is_err());
         assert!(ProfileName::parse("aws.s3-read").is_ok());
         assert!(PrincipalId::parse("alice@example.com").is_ok());
+        assert_eq!(
+            PrincipalId::parse("Mallory@Corp.com").unwrap(),
+            PrincipalId::parse("mallory@corp.com").unwrap(),
+            "principal ids are case-insensitive"
+        );
         assert!(PrincipalId::parse("alice|x").is_err());
         assert!(PrincipalId::parse("").is_err());
     }

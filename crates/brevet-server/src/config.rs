@@ -148,6 +148,12 @@ struct RawOidc {
     button: Option<String>,
     #[serde(default)]
     allowed_domains: Vec<String>,
+    #[serde(default = "yes")]
+    require_verified_email: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, ConfigError> {
@@ -210,6 +216,7 @@ fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, Con
             .clone()
             .unwrap_or_else(|| "Sign in with SSO".into()),
         allowed_domains,
+        require_verified_email: raw.require_verified_email,
     })
 }
 
@@ -968,9 +975,6 @@ fn parse_ssh(
         x11_forwarding: bool,
         force_command: Option<String>,
         source_address: Option<String>,
-    }
-    fn yes() -> bool {
-        true
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]

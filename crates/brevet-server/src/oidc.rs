@@ -48,6 +48,9 @@ pub struct OidcConfig {
     /// When not empty, only principals whose e-mail domain (after `@`) is listed may sign in. For
     /// Google, which signs in any Google account, this is what keeps strangers out.
     pub allowed_domains: BTreeSet<String>,
+    /// With `principal_claim = "email"`, sign-in needs `email_verified: true` in the ID token.
+    /// Off only for providers that never send the claim but vouch for addresses otherwise.
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,37 @@ pub enum OidcError {
     Rejected(String),
     #[error("this sign-in has expired or was already used; start again")]
     UnknownFlow,
+    #[error("too many sign-ins are being started right now; try again in a minute")]
+    Busy,
+}
+
+/// How many sign-ins (browser or device) the server starts per minute. Starting one needs no
+/// credentials, stores a row and, for the device flow, calls the identity provider, so it is
+/// bounded; real people signing in stay far below this.
+const SIGN_INS_PER_MINUTE: u32 = 600;
+
+/// A fixed-window counter for [`SIGN_INS_PER_MINUTE`]. One global count for two endpoints
+/// does not justify a rate-limiting dependency (per-client limits belong in the proxy in front).
+#[derive(Default)]
+struct StartLimiter {
+    window: std::sync::Mutex<(Option<std::time::Instant>, u32)>,
+}
+
+impl StartLimiter {
+    fn admit(&self) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match w.0 {
+            Some(start) if now.duration_since(start) < Duration::from_secs(60) => {
+                if w.1 >= SIGN_INS_PER_MINUTE {
+                    return false;
+                }
+                w.1 += 1;
+            }
+            _ => *w = (Some(now), 1),
+        }
+        true
+    }
 }
 
 /// Who the identity provider says signed in.
@@ -108,6 +142,7 @@ pub struct Oidc {
     redirect_uri: String,
     http: openidconnect::reqwest::Client,
     discovered: RwLock<Option<Discovered>>,
+    starts: StartLimiter,
 }
 
 /// Keys rotate; discovery (with the JWKS) is refreshed this often, and at once when a token's
@@ -147,6 +182,7 @@ impl Oidc {
             config,
             http,
             discovered: RwLock::new(None),
+            starts: StartLimiter::default(),
         })
     }
 
@@ -211,6 +247,9 @@ impl Oidc {
 
     /// Builds the authorization URL (code flow, PKCE S256, nonce).
     pub async fn start_browser(&self) -> Result<BrowserStart, OidcError> {
+        if !self.starts.admit() {
+            return Err(OidcError::Busy);
+        }
         self.discover(false).await?;
         let guard = self.discovered.read().await;
         let d = guard
@@ -265,6 +304,9 @@ impl Oidc {
 
     /// Asks the provider for a device code (the CLI shows the user code and the URL).
     pub async fn start_device(&self) -> Result<DeviceStart, OidcError> {
+        if !self.starts.admit() {
+            return Err(OidcError::Busy);
+        }
         self.discover(false).await?;
         let endpoint = {
             let guard = self.discovered.read().await;
@@ -409,12 +451,18 @@ impl Oidc {
             })?;
         // An address the provider has not verified names nobody: refuse it rather than let a
         // self-registered account claim someone's principal.
-        if c.principal_claim == "email"
-            && claims.get("email_verified") == Some(&serde_json::Value::Bool(false))
-        {
-            return Err(OidcError::Rejected(
-                "the identity provider says this e-mail address is not verified (`email_verified` is false); verify it there, or name principals by another claim (oidc.principal_claim)".into(),
-            ));
+        if c.principal_claim == "email" && c.require_verified_email {
+            // `true`, or the string "true" some providers send; anything else is not verified.
+            let verified = match claims.get("email_verified") {
+                Some(serde_json::Value::Bool(b)) => *b,
+                Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+                _ => false,
+            };
+            if !verified {
+                return Err(OidcError::Rejected(
+                    "the identity provider does not say this e-mail address is verified (`email_verified` is missing or false); verify it there, name principals by another claim (oidc.principal_claim), or — only if the provider vouches for addresses without the claim — set oidc.require_verified_email = false".into(),
+                ));
+            }
         }
         let principal = PrincipalId::parse(&raw.to_lowercase())
             .map_err(|e| OidcError::Rejected(format!("claim `{}`: {e}", c.principal_claim)))?;
@@ -466,10 +514,23 @@ mod tests {
                 role_groups: BTreeMap::from([(Role::Approver, BTreeSet::from(["leads".into()]))]),
                 button: "Sign in".into(),
                 allowed_domains: allowed.iter().map(|d| d.to_string()).collect(),
+                require_verified_email: true,
             },
             "http://127.0.0.1:2",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn sign_in_starts_are_bounded_per_minute() {
+        let l = StartLimiter::default();
+        for _ in 0..SIGN_INS_PER_MINUTE {
+            assert!(l.admit());
+        }
+        assert!(!l.admit());
+        // A new window admits again.
+        l.window.lock().unwrap().0 = Some(std::time::Instant::now() - Duration::from_secs(61));
+        assert!(l.admit());
     }
 
     #[test]
@@ -482,7 +543,7 @@ mod tests {
         assert_eq!(id.roles, BTreeSet::from([Role::Requester, Role::Approver]));
         // A single group as a string, and no groups at all.
         let id = oidc(&[])
-            .identity(&json!({"email": "b@example.com", "groups": "dba"}))
+            .identity(&json!({"email": "b@example.com", "email_verified": "true", "groups": "dba"}))
             .unwrap();
         assert_eq!(id.roles, BTreeSet::from([Role::Requester]));
         assert_eq!(id.groups.len(), 1);
@@ -494,7 +555,16 @@ mod tests {
             .identity(&json!({"email": "alice@example.com", "email_verified": false}))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not verified"), "{e}");
+        assert!(e.contains("is verified"), "{e}");
+        // A missing claim is not a verified address either, unless the operator says so.
+        assert!(oidc(&[])
+            .identity(&json!({"email": "alice@example.com"}))
+            .is_err());
+        let mut lenient = oidc(&[]);
+        lenient.config.require_verified_email = false;
+        assert!(lenient
+            .identity(&json!({"email": "alice@example.com"}))
+            .is_ok());
         let e = oidc(&[])
             .identity(&json!({"sub": "123"}))
             .unwrap_err()
@@ -502,15 +572,15 @@ mod tests {
         assert!(e.contains("no `email` claim"), "{e}");
         let only = oidc(&["example.com"]);
         assert!(only
-            .identity(&json!({"email": "alice@example.com"}))
+            .identity(&json!({"email": "alice@example.com", "email_verified": true}))
             .is_ok());
         let e = only
-            .identity(&json!({"email": "mallory@example.com.evil.test"}))
+            .identity(&json!({"email": "mallory@example.com.evil.test", "email_verified": true}))
             .unwrap_err()
             .to_string();
         assert!(e.contains("not in an allowed domain"), "{e}");
         assert!(only
-            .identity(&json!({"email": "mallory@gmail.com"}))
+            .identity(&json!({"email": "mallory@gmail.com", "email_verified": true}))
             .is_err());
     }
 }

@@ -134,9 +134,12 @@ impl Store {
                 .await?
                 .rows_affected());
         }
-        let rows = sqlx::query("SELECT id_hash, principal, roles_json FROM sessions")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id_hash, principal, roles_json FROM sessions WHERE expires_at > $1",
+        )
+        .bind(millis(Utc::now()))
+        .fetch_all(&self.pool)
+        .await?;
         let mut ended = 0;
         for r in &rows {
             let principal: String = r.try_get(1)?;

@@ -65,6 +65,9 @@ fn upstream(e: crate::oidc::OidcError) -> ApiError {
         crate::oidc::OidcError::Provider { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "identity_provider", e.to_string())
         }
+        crate::oidc::OidcError::Busy => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+        }
     }
 }
 
@@ -133,8 +136,11 @@ pub async fn device_poll(
         Ok(DevicePoll::SlowDown) => return Ok(pending("slow_down")),
         Ok(DevicePoll::Done(i)) => i,
         Err(e) => {
-            // Denied or expired at the provider: this sign-in is over.
-            let _ = store.take_login_flow(&id_hash).await;
+            // Denied or expired at the provider: this sign-in is over. A provider that cannot
+            // be reached right now ends nothing; the CLI polls again.
+            if matches!(e, crate::oidc::OidcError::Rejected(_)) {
+                let _ = store.take_login_flow(&id_hash).await;
+            }
             return Err(upstream(e));
         }
     };

@@ -380,6 +380,15 @@ impl Broker {
     }
 
     pub async fn unlock(&self, caller: &Principal, principal: &str) -> Result<bool, BrokerError> {
+        // Locks are kept under the parsed (lower-case) id; `*` is the everyone-lock.
+        let principal = principal.trim();
+        let principal = match principal {
+            "*" => "*".to_owned(),
+            p => PrincipalId::parse(p)
+                .map_err(|e| BrokerError::BadInput(e.to_string()))?
+                .to_string(),
+        };
+        let principal = principal.as_str();
         let audit = AuditDraft::new(
             EventKind::PrincipalUnlocked,
             caller.id.as_str(),

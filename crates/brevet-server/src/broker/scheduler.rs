@@ -159,6 +159,8 @@ impl Broker {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reconcile = tokio::time::interval(broker.settings.reconcile_every);
             reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut purge = tokio::time::interval(Duration::from_secs(60));
+            purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = shutdown.changed() => break,
@@ -170,6 +172,14 @@ impl Broker {
                                 Ok(_) => break,
                                 Err(e) => { tracing::error!(error = %e, "scheduler tick failed"); tokio::time::sleep(Duration::from_secs(1)).await; break; }
                             }
+                        }
+                    }
+                    _ = purge.tick() => {
+                        // Expired sessions and abandoned sign-ins: gone, so the tables stay small.
+                        match broker.store.purge_expired_sessions(chrono::Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(rows = n, "purged expired sessions and sign-ins"),
+                            Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
                         }
                     }
                     _ = reconcile.tick() => {

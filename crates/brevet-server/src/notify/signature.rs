@@ -88,7 +88,8 @@ impl ReplayGuard {
     /// True the first time this signature is presented (at signed time `t`), false after.
     pub fn first_use(&self, signature: &str, t: i64, now: i64) -> bool {
         use sha2::Digest;
-        let key: [u8; 32] = Sha256::digest(signature.trim().as_bytes()).into();
+        // Hex is case-insensitive to the verifier, so it must be to the memory too.
+        let key: [u8; 32] = Sha256::digest(signature.trim().to_ascii_lowercase().as_bytes()).into();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, at| (now - *at).abs() <= 2 * TOLERANCE_SECS);
         seen.insert(key, t).is_none()
@@ -105,6 +106,10 @@ mod tests {
         assert!(g.first_use("v0=aa", 1000, 1000));
         assert!(!g.first_use("v0=aa", 1000, 1010));
         assert!(g.first_use("v0=bb", 1000, 1010));
+        assert!(
+            !g.first_use("V0=BB", 1000, 1010),
+            "the same signature in upper case"
+        );
         // Long after the window the entry is forgotten (the timestamp check refuses it anyway).
         assert!(g.first_use("v0=aa", 1000, 1000 + 3 * TOLERANCE_SECS));
     }

@@ -30,6 +30,33 @@ fn login_cookie(state: &AppState, value: String) -> Cookie<'static> {
         .build()
 }
 
+/// A cookie removal that matches the cookie's own `Path=/` (without it, browsers would look for
+/// the cookie under the request's directory and keep the real one).
+fn removal(name: &'static str) -> Cookie<'static> {
+    Cookie::build(name).path("/").build()
+}
+
+/// A new sign-in in this browser replaces the session it had: that one ends now, audited,
+/// instead of staying valid until it expires.
+async fn end_previous(state: &AppState, jar: &CookieJar) {
+    let Some(old) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+        return;
+    };
+    let id_hash = hex::encode(hash_token(&old));
+    if let Ok(Some(s)) = state
+        .broker
+        .store()
+        .session(&id_hash, chrono::Utc::now())
+        .await
+    {
+        if let Ok(p) = brevet_core::PrincipalId::parse(&s.principal) {
+            if let Err(e) = session::end(&state.broker, &old, &p).await {
+                tracing::warn!(error = %e, "could not end the session a new sign-in replaces");
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct LoginQuery {
     error: Option<String>,
@@ -95,6 +122,10 @@ pub async fn with_token(
             "This sign-in form has expired or did not come from Brevet (CSRF check failed). Reload the page and try again.",
         ));
     }
+    if form.token.trim().starts_with("bvs_") {
+        // A CLI session stays a CLI session: it must not become a fresh browser session.
+        return Ok(Redirect::to("/login?error=bad_token").into_response());
+    }
     let mut headers = axum::http::HeaderMap::new();
     let value = format!("Bearer {}", form.token.trim());
     headers.insert(
@@ -107,9 +138,10 @@ pub async fn with_token(
         Ok(p) => p,
         Err(_) => return Ok(Redirect::to("/login?error=bad_token").into_response()),
     };
+    end_previous(&state, &jar).await;
     let s = session::start(&state.broker, principal, SessionKind::Browser, "api_token").await?;
     let jar = jar
-        .remove(Cookie::from(LOGIN_COOKIE))
+        .remove(removal(LOGIN_COOKIE))
         .add(session_cookie(&state, s.token));
     Ok((jar, Redirect::to("/access")).into_response())
 }
@@ -121,10 +153,12 @@ pub async fn oidc_start(State(state): State<AppState>, jar: CookieJar) -> PageRe
             "Single sign-on is not configured; add an [oidc] section to the config.",
         ));
     };
-    let start = oidc
-        .start_browser()
-        .await
-        .map_err(|e| PageError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let start = oidc.start_browser().await.map_err(|e| match e {
+        crate::oidc::OidcError::Busy => {
+            PageError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        e => PageError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+    })?;
     let flow = brevet_store::LoginFlow {
         id_hash: hex::encode(hash_token(&start.state)),
         kind: "browser".into(),
@@ -165,10 +199,22 @@ pub async fn oidc_callback(
     let Query(q) =
         q.map_err(|e| PageError::new(StatusCode::BAD_REQUEST, format!("Bad callback: {e}")))?;
     if let Some(e) = q.error {
-        let why = q.error_description.unwrap_or_default();
+        // Only the standard error code is shown, in Brevet's words: the description is text
+        // anyone can put into a link to this page.
+        tracing::info!(error = %e, description = ?q.error_description, "the identity provider refused a sign-in");
+        let what = match e.as_str() {
+            "access_denied" => "you, or the identity provider, declined the sign-in",
+            "login_required" | "interaction_required" | "consent_required" => {
+                "the identity provider needs you to sign in there first"
+            }
+            "temporarily_unavailable" | "server_error" => {
+                "the identity provider is unavailable right now"
+            }
+            _ => "the identity provider refused the request",
+        };
         return Err(PageError::new(
             StatusCode::UNAUTHORIZED,
-            format!("The identity provider refused the sign-in: {e} {why}"),
+            format!("Sign-in did not complete: {what}. Start again from /login."),
         ));
     }
     let (Some(code), Some(st)) = (q.code, q.state) else {
@@ -227,9 +273,10 @@ pub async fn oidc_callback(
             roles: identity.roles,
         },
     );
+    end_previous(&state, &jar).await;
     let s = session::start(&state.broker, principal, SessionKind::Browser, "oidc").await?;
     let jar = jar
-        .remove(Cookie::from(LOGIN_COOKIE))
+        .remove(removal(LOGIN_COOKIE))
         .add(session_cookie(&state, s.token));
     Ok((jar, Redirect::to(&flow.return_to)).into_response())
 }
@@ -248,6 +295,6 @@ pub async fn logout(
     let Form(form) = form?;
     viewer.check_csrf(&form.csrf)?;
     session::end(&state.broker, &viewer.token, &viewer.principal.id).await?;
-    let jar = jar.remove(Cookie::from(SESSION_COOKIE));
+    let jar = jar.remove(removal(SESSION_COOKIE));
     Ok((jar, Redirect::to("/login")).into_response())
 }
