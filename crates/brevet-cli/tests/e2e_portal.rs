@@ -804,3 +804,34 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
     assert_eq!(bad.status(), 400);
     assert!(bad.text().unwrap().contains("since"));
 }
+
+/// A role taken away in the config is gone from live sessions as soon as the server runs with
+/// that config — sessions keep only what sign-in proved, and the config is applied on every
+/// request — instead of lasting until the session ends.
+#[test]
+fn a_role_removed_from_the_config_is_gone_from_live_sessions() {
+    let world = World::new(StoreKind::Sqlite);
+    let mut server = world.start();
+    let portal = Portal::new(&server.url);
+    let (bob, _) = portal.sign_in(BOB);
+    assert_eq!(portal.get(&bob, "/approvals").status(), 200);
+
+    // bob is no longer an approver (the first principal with this line is bob).
+    let config = std::fs::read_to_string(&server.config).unwrap();
+    let edited = config.replacen(
+        r#"roles = ["requester", "approver"]"#,
+        r#"roles = ["requester"]"#,
+        1,
+    );
+    assert_ne!(edited, config);
+    std::fs::write(&server.config, edited).unwrap();
+    server.restart(&world.env_refs());
+
+    let portal = Portal::new(&server.url);
+    assert_eq!(portal.get(&bob, "/approvals").status(), 403);
+    assert_eq!(
+        portal.get(&bob, "/access").status(),
+        200,
+        "still signed in, as a requester"
+    );
+}

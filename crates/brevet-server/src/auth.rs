@@ -90,6 +90,8 @@ impl Authenticator for TokenAuthenticator {
 pub struct SessionAuthenticator {
     pub tokens: TokenAuthenticator,
     pub store: brevet_store::Store,
+    /// The config's principals, merged into every session on every request.
+    pub principals: std::collections::BTreeMap<brevet_core::PrincipalId, PrincipalConfig>,
 }
 
 /// A new random session token (256 bits, hex) and the hash that is stored.
@@ -100,13 +102,25 @@ pub fn new_session_token() -> (String, String) {
     (token, hash)
 }
 
-/// The principal of a stored session.
-pub fn session_principal(s: &brevet_store::SessionRecord) -> Option<Principal> {
-    Some(Principal {
-        id: brevet_core::PrincipalId::parse(&s.principal).ok()?,
+/// The principal of a stored session, as of now. The session keeps what sign-in proved (the
+/// identity provider's groups and roles; nothing for a token sign-in); what the config says
+/// about the principal is added on every request, so a role taken away in the config is gone
+/// as soon as the server runs with that config, not when the session ends.
+pub fn session_principal(
+    s: &brevet_store::SessionRecord,
+    config: impl Fn(&brevet_core::PrincipalId) -> Option<PrincipalConfig>,
+) -> Option<Principal> {
+    let id = brevet_core::PrincipalId::parse(&s.principal).ok()?;
+    let mut p = Principal {
         groups: s.groups.clone(),
         roles: s.roles.iter().filter_map(|r| r.parse().ok()).collect(),
-    })
+        id,
+    };
+    if let Some(c) = config(&p.id) {
+        p.groups.extend(c.groups.iter().cloned());
+        p.roles.extend(c.roles.iter().copied());
+    }
+    Some(p)
 }
 
 #[async_trait]
@@ -138,7 +152,7 @@ impl Authenticator for SessionAuthenticator {
         if session.kind != "cli" {
             return Err(AuthError::Invalid);
         }
-        session_principal(&session).ok_or(AuthError::Invalid)
+        session_principal(&session, |id| self.principals.get(id).cloned()).ok_or(AuthError::Invalid)
     }
 }
 

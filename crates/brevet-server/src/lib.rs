@@ -148,6 +148,11 @@ pub async fn serve(
     let auth = Arc::new(auth::SessionAuthenticator {
         tokens: auth::TokenAuthenticator::new(&config.principals),
         store: broker.store().clone(),
+        principals: config
+            .principals
+            .iter()
+            .map(|p| (p.id.clone(), p.clone()))
+            .collect(),
     });
     let oidc = match &config.oidc {
         Some(c) => Some(Arc::new(

@@ -48,13 +48,16 @@ pub fn with_config(broker: &Broker, mut p: Principal) -> Principal {
     p
 }
 
-/// Starts a session for `principal` after it proved who it is by `method`.
+/// Starts a session for `identity` after it proved who it is by `method`. The session stores
+/// the identity as proved (the identity provider's groups and roles; none for a token sign-in);
+/// the config's view of the principal is added on every request (`auth::session_principal`).
 pub async fn start(
     broker: &Broker,
-    principal: Principal,
+    identity: Principal,
     kind: SessionKind,
     method: &str,
 ) -> Result<NewSession, BrokerError> {
+    let principal = with_config(broker, identity.clone());
     if let Some(lock) = broker.lock_for_principal(&principal).await? {
         return Err(BrokerError::Forbidden(format!(
             "`{}` is locked by the kill switch ({}); an admin must unlock them first",
@@ -71,8 +74,8 @@ pub async fn start(
     let record = brevet_store::SessionRecord {
         id_hash: id_hash.clone(),
         principal: principal.id.to_string(),
-        groups: principal.groups.clone(),
-        roles: role_names.clone(),
+        groups: identity.groups.clone(),
+        roles: crate::auth::role_names(&identity),
         csrf: csrf.clone(),
         kind: kind.as_str().into(),
         created_at: now,

@@ -152,14 +152,13 @@ pub async fn device_poll(
     {
         return Err(upstream(crate::oidc::OidcError::UnknownFlow));
     }
-    let principal = session::with_config(
-        &state.broker,
-        brevet_core::Principal {
-            id: identity.principal,
-            groups: identity.groups,
-            roles: identity.roles,
-        },
-    );
+    // What the identity provider vouched for; the config is added by `session::start` and
+    // again on every request.
+    let principal = brevet_core::Principal {
+        id: identity.principal,
+        groups: identity.groups,
+        roles: identity.roles,
+    };
     let s = session::start(&state.broker, principal, SessionKind::Cli, "oidc_device").await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],

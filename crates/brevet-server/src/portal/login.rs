@@ -139,7 +139,14 @@ pub async fn with_token(
         Err(_) => return Ok(Redirect::to("/login?error=bad_token").into_response()),
     };
     end_previous(&state, &jar).await;
-    let s = session::start(&state.broker, principal, SessionKind::Browser, "api_token").await?;
+    // The token names a configured principal: the config alone says what they may do, on
+    // every request, so the session itself carries no groups or roles.
+    let identity = brevet_core::Principal {
+        id: principal.id,
+        groups: Default::default(),
+        roles: Default::default(),
+    };
+    let s = session::start(&state.broker, identity, SessionKind::Browser, "api_token").await?;
     let jar = jar
         .remove(removal(LOGIN_COOKIE))
         .add(session_cookie(&state, s.token));
@@ -265,14 +272,13 @@ pub async fn oidc_callback(
             tracing::warn!(error = %e, "OIDC sign-in refused");
             PageError::new(StatusCode::UNAUTHORIZED, e.to_string())
         })?;
-    let principal = session::with_config(
-        &state.broker,
-        brevet_core::Principal {
-            id: identity.principal,
-            groups: identity.groups,
-            roles: identity.roles,
-        },
-    );
+    // What the identity provider vouched for; the config is added by `session::start` and
+    // again on every request.
+    let principal = brevet_core::Principal {
+        id: identity.principal,
+        groups: identity.groups,
+        roles: identity.roles,
+    };
     end_previous(&state, &jar).await;
     let s = session::start(&state.broker, principal, SessionKind::Browser, "oidc").await?;
     let jar = jar

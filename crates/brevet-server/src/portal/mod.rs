@@ -80,7 +80,10 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(session) = session.filter(|s| s.kind == "browser") else {
             return Err(PageError::SignIn);
         };
-        let principal = crate::auth::session_principal(&session).ok_or(PageError::SignIn)?;
+        let principal = crate::auth::session_principal(&session, |id| {
+            state.broker.principal_config(id).cloned()
+        })
+        .ok_or(PageError::SignIn)?;
         Ok(Viewer {
             principal,
             csrf: session.csrf,
