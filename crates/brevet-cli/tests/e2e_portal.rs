@@ -653,6 +653,19 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
 
     // An approver denies with a comment; the requester sees the decision and the comment.
     let second = ask(&alice, &alice_csrf, "10m", "please");
+    // The inbox holds what approval policy lets the viewer decide: bob (a lead) sees it; the
+    // admin, whom no approve policy names, does not; alice never sees her own.
+    let card = format!("data-request=\"{second}\"");
+    assert!(portal
+        .get(&bob, "/approvals")
+        .text()
+        .unwrap()
+        .contains(&card));
+    let admin_inbox = portal.get(&admin, "/approvals");
+    assert_eq!(admin_inbox.status(), 200);
+    let admin_inbox = admin_inbox.text().unwrap();
+    assert!(admin_inbox.contains("inbox-empty"), "{admin_inbox}");
+    assert!(!admin_inbox.contains(&card));
     let r = portal.post(
         Some(&bob),
         &format!("/requests/{second}/deny"),

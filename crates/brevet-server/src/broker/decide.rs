@@ -170,28 +170,7 @@ impl Broker {
         self.ensure_caller_unlocked(caller, "approver").await?;
         self.ensure_unlocked(&r.requester, "requester").await?;
         let comment = clean(&comment, "comment", 2000)?;
-        let rc = self.resources.get(&r.resource).ok_or_else(|| {
-            BrokerError::Conflict(format!("resource `{}` is no longer configured", r.resource))
-        })?;
-        let empty = BTreeSet::new();
-        let (allowed, trace) = self.policy.may_approve(&ApproveQuery {
-            approver: Subject {
-                id: &caller.id,
-                groups: &caller.groups,
-            },
-            requester: if r.requester_groups.is_empty() {
-                self.subject_of(&r.requester, &empty)
-            } else {
-                Subject {
-                    id: &r.requester,
-                    groups: &r.requester_groups,
-                }
-            },
-            resource: self.facts(rc),
-            profile: &r.profile,
-            duration: r.duration,
-        });
-        let trace = serde_json::to_value(&trace).unwrap_or_default();
+        let (allowed, trace) = self.approve_policy(caller, &r)?;
         if !allowed {
             return Err(BrokerError::PolicyDenied {
                 reason: format!(
@@ -257,6 +236,45 @@ impl Broker {
     }
 
     /// The requester withdraws a request that has not been activated.
+    /// What Cedar says about `caller` approving `r`, with the decision trace.
+    fn approve_policy(
+        &self,
+        caller: &Principal,
+        r: &Request,
+    ) -> Result<(bool, serde_json::Value), BrokerError> {
+        let rc = self.resources.get(&r.resource).ok_or_else(|| {
+            BrokerError::Conflict(format!("resource `{}` is no longer configured", r.resource))
+        })?;
+        let empty = BTreeSet::new();
+        let (allowed, trace) = self.policy.may_approve(&ApproveQuery {
+            approver: Subject {
+                id: &caller.id,
+                groups: &caller.groups,
+            },
+            requester: if r.requester_groups.is_empty() {
+                self.subject_of(&r.requester, &empty)
+            } else {
+                Subject {
+                    id: &r.requester,
+                    groups: &r.requester_groups,
+                }
+            },
+            resource: self.facts(rc),
+            profile: &r.profile,
+            duration: r.duration,
+        });
+        Ok((allowed, serde_json::to_value(&trace).unwrap_or_default()))
+    }
+
+    /// Whether `caller` may decide `r` at all (not their own, and approval policy permits): what
+    /// an approver's inbox shows. `decide` checks this and more (state, locks, repeat votes).
+    pub fn may_approve(&self, caller: &Principal, r: &Request) -> bool {
+        r.requester != caller.id
+            && self
+                .approve_policy(caller, r)
+                .is_ok_and(|(allowed, _)| allowed)
+    }
+
     pub async fn cancel(&self, caller: &Principal, id: RequestId) -> Result<Request, BrokerError> {
         let mut r = self.get_visible(caller, id).await?;
         if r.requester != caller.id {

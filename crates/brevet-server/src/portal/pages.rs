@@ -472,19 +472,31 @@ pub async fn revoke(
 
 pub async fn approvals(State(state): State<AppState>, viewer: Viewer) -> PageResult {
     viewer.require(Role::Approver)?;
-    let rows = views(
-        &state,
-        brevet_store::RequestFilter {
+    let pending = state
+        .broker
+        .store()
+        .list_requests(&brevet_store::RequestFilter {
             requester: None,
             states: vec![RequestState::Pending],
-            limit: Some(200),
-        },
-    )
-    .await?;
-    let theirs: Vec<_> = rows
-        .into_iter()
-        .filter(|r| r.requester != viewer.principal.id.as_str())
-        .collect();
+            limit: Some(500),
+        })
+        .await
+        .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
+    // Only what this approver may decide (policy, not their own), and has not decided yet.
+    let mut theirs = Vec::new();
+    for r in pending
+        .iter()
+        .filter(|r| state.broker.may_approve(&viewer.principal, r))
+    {
+        let v = view(&state, r).await?;
+        if !v
+            .approvals
+            .iter()
+            .any(|a| a == viewer.principal.id.as_str())
+        {
+            theirs.push(v);
+        }
+    }
     let body = html! {
         @if theirs.is_empty() { p id="inbox-empty" { "Nothing waits for your decision." } }
         @for r in &theirs {
