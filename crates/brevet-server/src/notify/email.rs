@@ -1,6 +1,7 @@
 //! Email over SMTP for approvers who are not on Slack: a pending request is mailed to every
-//! approver (role approver or admin) with an `email`, except the requester, and — when the Slack
-//! app is configured — except those who have a `slack_user` and see it there.
+//! approver (role approver or admin) with an `email` whom approval policy lets decide it, except
+//! the requester, and — when the Slack app is configured — except those who have a `slack_user`
+//! and see it there.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub struct ApproverEmail {
     directory: Arc<Directory>,
     skip_slack_users: bool,
     public_url: String,
+    broker: Arc<crate::broker::Broker>,
 }
 
 impl ApproverEmail {
@@ -35,6 +37,7 @@ impl ApproverEmail {
         skip_slack_users: bool,
         public_url: &str,
         timeout: std::time::Duration,
+        broker: Arc<crate::broker::Broker>,
     ) -> Result<Self, String> {
         // The URL may hold a password: report the error without it.
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose())
@@ -47,14 +50,27 @@ impl ApproverEmail {
             directory,
             skip_slack_users,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            broker,
         })
     }
 
-    fn recipients(&self, requester: &str) -> Vec<Mailbox> {
+    /// Approvers with an address, except the requester (and Slack users when Slack is on);
+    /// with the request at hand, only those approval policy lets decide it.
+    fn recipients(&self, requester: &str, request: Option<&brevet_core::Request>) -> Vec<Mailbox> {
         self.directory
             .approvers()
             .filter(|p| p.id.as_str() != requester)
             .filter(|p| !(self.skip_slack_users && p.slack_user.is_some()))
+            .filter(|p| {
+                request.is_none_or(|r| {
+                    let who = brevet_core::Principal {
+                        id: p.id.clone(),
+                        groups: p.groups.clone(),
+                        roles: p.roles.clone(),
+                    };
+                    self.broker.may_approve(&who, r)
+                })
+            })
             .filter_map(|p| {
                 let address = p.email.as_deref()?.parse().ok()?;
                 Some(Mailbox::new(Some(p.id.to_string()), address))
@@ -77,7 +93,7 @@ impl Subscriber for ApproverEmail {
     fn wants(&self, e: &AuditEvent) -> bool {
         pending_creation(e).is_some_and(|data| {
             !self
-                .recipients(data["requester"].as_str().unwrap_or_default())
+                .recipients(data["requester"].as_str().unwrap_or_default(), None)
                 .is_empty()
         })
     }
@@ -87,7 +103,23 @@ impl Subscriber for ApproverEmail {
         let id = d.request_id.as_deref().unwrap_or("-");
         let s = |k: &str| data[k].as_str().unwrap_or("-").to_owned();
         let requester = s("requester");
-        let to = self.recipients(&requester);
+        let request = match d.request_id.as_deref().and_then(|i| i.parse().ok()) {
+            Some(rid) => self
+                .broker
+                .store()
+                .get_request(rid)
+                .await
+                .map_err(|e| DeliveryError::new(format!("cannot read the request: {e}")))?,
+            None => None,
+        };
+        // Decided, expired or withdrawn meanwhile: nothing to ask anyone.
+        if request
+            .as_ref()
+            .is_some_and(|r| r.state != brevet_core::RequestState::Pending)
+        {
+            return Ok(());
+        }
+        let to = self.recipients(&requester, request.as_ref());
         if to.is_empty() {
             return Ok(());
         }

@@ -121,6 +121,7 @@ impl Notifications {
                     n.slack.is_some(),
                     &config.server.public_url,
                     n.attempt_timeout,
+                    broker.clone(),
                 )
                 .map_err(NotifyError)?,
             ));
