@@ -2,10 +2,9 @@
 //! verification status.
 
 use axum::{
-    extract::{rejection::FormRejection, Query, State},
+    extract::{Query, State},
     http::StatusCode,
     response::IntoResponse,
-    Form,
 };
 use brevet_audit::Verifier;
 use brevet_core::{PrincipalId, Role};
@@ -13,7 +12,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use maud::html;
 use serde::Deserialize;
 
-use super::{layout, PageError, PageResult, Viewer};
+use super::{layout, CsrfField, PageError, PageResult, Posted, Viewer};
 use crate::{
     api::AppState,
     broker::{BrokerError, KillReport, KillTarget},
@@ -89,13 +88,16 @@ pub struct KillForm {
     reason: String,
 }
 
+impl CsrfField for KillForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn kill(
     State(state): State<AppState>,
-    viewer: Viewer,
-    form: Result<Form<KillForm>, FormRejection>,
+    Posted { viewer, form }: Posted<KillForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     viewer.require(Role::Admin)?;
     let target = match form.principal.trim() {
         "*" => KillTarget::Everyone,
@@ -118,13 +120,16 @@ pub struct UnlockForm {
     principal: String,
 }
 
+impl CsrfField for UnlockForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn unlock(
     State(state): State<AppState>,
-    viewer: Viewer,
-    form: Result<Form<UnlockForm>, FormRejection>,
+    Posted { viewer, form }: Posted<UnlockForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     viewer.require(Role::Admin)?;
     state
         .broker

@@ -11,7 +11,7 @@ use maud::html;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{layout, session_cookie, PageError, PageResult, Viewer, SESSION_COOKIE};
+use super::{layout, session_cookie, CsrfForm, PageError, PageResult, Posted, SESSION_COOKIE};
 use crate::{
     api::AppState,
     auth::hash_token,
@@ -287,19 +287,11 @@ pub async fn oidc_callback(
     Ok((jar, Redirect::to(&flow.return_to)).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
 pub async fn logout(
     State(state): State<AppState>,
-    viewer: Viewer,
     jar: CookieJar,
-    form: Result<Form<CsrfOnly>, FormRejection>,
+    Posted { viewer, .. }: Posted<CsrfForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     session::end(&state.broker, &viewer.token, &viewer.principal.id).await?;
     let jar = jar.remove(removal(SESSION_COOKIE));
     Ok((jar, Redirect::to("/login")).into_response())

@@ -10,12 +10,12 @@ mod login;
 mod pages;
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRequest, FromRequestParts, Request},
     http::{header, request::Parts, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
-    Router,
+    Form, Router,
 };
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use brevet_core::{Principal, Role};
@@ -24,6 +24,47 @@ use subtle::ConstantTimeEq;
 use crate::{api::AppState, auth::hash_token, broker::BrokerError};
 
 pub(crate) const SESSION_COOKIE: &str = "brevet_session";
+
+/// A state-changing form from someone signed in: the session (`viewer`) and the `form`, whose
+/// `csrf` field has already been checked against the session in constant time. Every POST page
+/// that needs a session takes this, so none can forget the check. A missing session redirects
+/// to sign-in, a malformed form is a 400, and a wrong token a 403, in that order.
+pub struct Posted<T> {
+    pub viewer: Viewer,
+    pub form: T,
+}
+
+/// A form that carries the session's CSRF token.
+pub trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
+/// A form with nothing but the CSRF token (cancel, revoke, sign out).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl<T> FromRequest<AppState> for Posted<T>
+where
+    T: serde::de::DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        let Form(form) = Form::<T>::from_request(Request::from_parts(parts, body), state).await?;
+        viewer.check_csrf(form.csrf())?;
+        Ok(Self { viewer, form })
+    }
+}
 
 /// Someone signed in to the portal.
 pub struct Viewer {

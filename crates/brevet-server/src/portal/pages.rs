@@ -2,16 +2,15 @@
 //! extend, revoke and the one-time credential), and the approval inbox.
 
 use axum::{
-    extract::{rejection::FormRejection, Path, State},
+    extract::{Path, State},
     http::{header, StatusCode},
     response::{IntoResponse, Redirect},
-    Form,
 };
 use brevet_core::{ApprovalDecision, RequestId, RequestState, Role};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{layout, PageError, PageResult, Viewer};
+use super::{layout, CsrfField, CsrfForm, PageError, PageResult, Posted, Viewer};
 use crate::{
     api::{handlers::view, AppState, CredentialView, RequestView},
     broker::AccessAsk,
@@ -103,17 +102,20 @@ pub struct RequestForm {
     ticket: String,
 }
 
+impl CsrfField for RequestForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 fn opt(s: String) -> Option<String> {
     Some(s).filter(|s| !s.trim().is_empty())
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    viewer: Viewer,
-    form: Result<Form<RequestForm>, FormRejection>,
+    Posted { viewer, form }: Posted<RequestForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     viewer.require(Role::Requester)?;
     let (resource, profile) = form.choice.split_once('|').ok_or_else(|| {
         PageError::new(
@@ -281,16 +283,19 @@ pub struct ActivateForm {
     public_key: String,
 }
 
+impl CsrfField for ActivateForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// Activates and shows the credential once. The page is never cached (`no-store`), and the
 /// credential is not kept anywhere: reloading does not show it again.
 pub async fn activate(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    form: Result<Form<ActivateForm>, FormRejection>,
+    Posted { viewer, form }: Posted<ActivateForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     let a = state
         .broker
         .activate(&viewer.principal, parse_id(&id)?, opt(form.public_key))
@@ -313,19 +318,11 @@ pub async fn activate(
         .into_response())
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
-}
-
 pub async fn cancel(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { viewer, .. }: Posted<CsrfForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     let r = state
         .broker
         .cancel(&viewer.principal, parse_id(&id)?)
@@ -340,15 +337,18 @@ pub struct DecideForm {
     comment: String,
 }
 
+impl CsrfField for DecideForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn decide(
     state: AppState,
-    viewer: Viewer,
+    Posted { viewer, form }: Posted<DecideForm>,
     id: String,
-    form: Result<Form<DecideForm>, FormRejection>,
     d: ApprovalDecision,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     viewer.require(Role::Approver)?;
     state
         .broker
@@ -359,20 +359,18 @@ async fn decide(
 
 pub async fn approve(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    form: Result<Form<DecideForm>, FormRejection>,
+    posted: Posted<DecideForm>,
 ) -> PageResult {
-    decide(state, viewer, id, form, ApprovalDecision::Approve).await
+    decide(state, posted, id, ApprovalDecision::Approve).await
 }
 
 pub async fn deny(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    form: Result<Form<DecideForm>, FormRejection>,
+    posted: Posted<DecideForm>,
 ) -> PageResult {
-    decide(state, viewer, id, form, ApprovalDecision::Deny).await
+    decide(state, posted, id, ApprovalDecision::Deny).await
 }
 
 pub async fn access(State(state): State<AppState>, viewer: Viewer) -> PageResult {
@@ -436,14 +434,17 @@ pub struct ExtendForm {
     duration: String,
 }
 
+impl CsrfField for ExtendForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn extend(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    form: Result<Form<ExtendForm>, FormRejection>,
+    Posted { viewer, form }: Posted<ExtendForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     let r = state
         .broker
         .extend(&viewer.principal, parse_id(&id)?, form.duration)
@@ -453,12 +454,9 @@ pub async fn extend(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { viewer, .. }: Posted<CsrfForm>,
 ) -> PageResult {
-    let Form(form) = form?;
-    viewer.check_csrf(&form.csrf)?;
     state
         .broker
         .revoke(
