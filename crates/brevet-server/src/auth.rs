@@ -40,18 +40,7 @@ impl TokenAuthenticator {
     pub fn new(principals: &[PrincipalConfig]) -> Self {
         let entries = principals
             .iter()
-            .filter_map(|p| {
-                p.token_sha256.map(|h| {
-                    (
-                        h,
-                        Principal {
-                            id: p.id.clone(),
-                            groups: p.groups.clone(),
-                            roles: p.roles.clone(),
-                        },
-                    )
-                })
-            })
+            .filter_map(|p| p.token_sha256.map(|h| (h, p.principal())))
             .collect();
         Self { entries }
     }
@@ -89,9 +78,8 @@ impl Authenticator for TokenAuthenticator {
 /// Static tokens first, then sign-in sessions (CLI and portal alike).
 pub struct SessionAuthenticator {
     pub tokens: TokenAuthenticator,
-    pub store: brevet_store::Store,
-    /// The config's principals, merged into every session on every request.
-    pub principals: std::collections::BTreeMap<brevet_core::PrincipalId, PrincipalConfig>,
+    /// Sessions are in its store; its config is merged into every session on every request.
+    pub broker: std::sync::Arc<crate::broker::Broker>,
 }
 
 /// A new random session token (256 bits, hex) and the hash that is stored.
@@ -100,27 +88,6 @@ pub fn new_session_token() -> (String, String) {
     let token = format!("bvs_{}", hex::encode(bytes));
     let hash = hex::encode(hash_token(&token));
     (token, hash)
-}
-
-/// The principal of a stored session, as of now. The session keeps what sign-in proved (the
-/// identity provider's groups and roles; nothing for a token sign-in); what the config says
-/// about the principal is added on every request, so a role taken away in the config is gone
-/// as soon as the server runs with that config, not when the session ends.
-pub fn session_principal(
-    s: &brevet_store::SessionRecord,
-    config: impl Fn(&brevet_core::PrincipalId) -> Option<PrincipalConfig>,
-) -> Option<Principal> {
-    let id = brevet_core::PrincipalId::parse(&s.principal).ok()?;
-    let mut p = Principal {
-        groups: s.groups.clone(),
-        roles: s.roles.iter().filter_map(|r| r.parse().ok()).collect(),
-        id,
-    };
-    if let Some(c) = config(&p.id) {
-        p.groups.extend(c.groups.iter().cloned());
-        p.roles.extend(c.roles.iter().copied());
-    }
-    Some(p)
 }
 
 #[async_trait]
@@ -142,7 +109,8 @@ impl Authenticator for SessionAuthenticator {
         // The lookup is by hash, so the database compares digests, never the token itself.
         let hash = hex::encode(hash_token(token));
         let session = self
-            .store
+            .broker
+            .store()
             .session(&hash, chrono::Utc::now())
             .await
             .map_err(|_| AuthError::Unavailable)?
@@ -152,7 +120,7 @@ impl Authenticator for SessionAuthenticator {
         if session.kind != "cli" {
             return Err(AuthError::Invalid);
         }
-        session_principal(&session, |id| self.principals.get(id).cloned()).ok_or(AuthError::Invalid)
+        crate::session::principal_of(&self.broker, &session).ok_or(AuthError::Invalid)
     }
 }
 

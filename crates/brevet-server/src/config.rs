@@ -387,6 +387,25 @@ pub struct PrincipalConfig {
     pub email: Option<String>,
 }
 
+impl PrincipalConfig {
+    /// The principal as the config alone describes it.
+    pub fn principal(&self) -> brevet_core::Principal {
+        let mut p = brevet_core::Principal {
+            id: self.id.clone(),
+            groups: BTreeSet::new(),
+            roles: BTreeSet::new(),
+        };
+        self.add_to(&mut p);
+        p
+    }
+
+    /// Adds what the config says (groups, roles) to what sign-in established.
+    pub fn add_to(&self, p: &mut brevet_core::Principal) {
+        p.groups.extend(self.groups.iter().cloned());
+        p.roles.extend(self.roles.iter().copied());
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
     Postgres(PostgresConfig),

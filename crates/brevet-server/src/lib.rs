@@ -147,12 +147,7 @@ pub async fn serve(
     let broker = build_broker(&config).await?;
     let auth = Arc::new(auth::SessionAuthenticator {
         tokens: auth::TokenAuthenticator::new(&config.principals),
-        store: broker.store().clone(),
-        principals: config
-            .principals
-            .iter()
-            .map(|p| (p.id.clone(), p.clone()))
-            .collect(),
+        broker: broker.clone(),
     });
     let oidc = match &config.oidc {
         Some(c) => Some(Arc::new(

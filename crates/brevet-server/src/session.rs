@@ -42,15 +42,27 @@ pub struct NewSession {
 /// Adds what the config says about a principal (groups, roles) to what sign-in established.
 pub fn with_config(broker: &Broker, mut p: Principal) -> Principal {
     if let Some(c) = broker.principal_config(&p.id) {
-        p.groups.extend(c.groups.iter().cloned());
-        p.roles.extend(c.roles.iter().copied());
+        c.add_to(&mut p);
     }
     p
 }
 
+/// The principal of a stored session, as of now. The session keeps what sign-in proved (the
+/// identity provider's groups and roles; nothing for a token sign-in); the config is added on
+/// every request, so a role taken away in the config is gone as soon as the server runs with
+/// that config, not when the session ends.
+pub fn principal_of(broker: &Broker, s: &brevet_store::SessionRecord) -> Option<Principal> {
+    let stored = Principal {
+        id: PrincipalId::parse(&s.principal).ok()?,
+        groups: s.groups.clone(),
+        roles: s.roles.iter().filter_map(|r| r.parse().ok()).collect(),
+    };
+    Some(with_config(broker, stored))
+}
+
 /// Starts a session for `identity` after it proved who it is by `method`. The session stores
 /// the identity as proved (the identity provider's groups and roles; none for a token sign-in);
-/// the config's view of the principal is added on every request (`auth::session_principal`).
+/// the config's view of the principal is added on every request (`principal_of`).
 pub async fn start(
     broker: &Broker,
     identity: Principal,

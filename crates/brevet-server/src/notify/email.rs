@@ -61,16 +61,7 @@ impl ApproverEmail {
             .approvers()
             .filter(|p| p.id.as_str() != requester)
             .filter(|p| !(self.skip_slack_users && p.slack_user.is_some()))
-            .filter(|p| {
-                request.is_none_or(|r| {
-                    let who = brevet_core::Principal {
-                        id: p.id.clone(),
-                        groups: p.groups.clone(),
-                        roles: p.roles.clone(),
-                    };
-                    self.broker.may_approve(&who, r)
-                })
-            })
+            .filter(|p| request.is_none_or(|r| self.broker.may_approve(&p.principal(), r)))
             .filter_map(|p| {
                 let address = p.email.as_deref()?.parse().ok()?;
                 Some(Mailbox::new(Some(p.id.to_string()), address))

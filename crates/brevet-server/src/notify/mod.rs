@@ -53,12 +53,11 @@ impl Directory {
     }
 
     pub fn principal_by_slack_user(&self, slack_user: &str) -> Option<Principal> {
-        let p = self.principals.get(self.by_slack_user.get(slack_user)?)?;
-        Some(Principal {
-            id: p.id.clone(),
-            groups: p.groups.clone(),
-            roles: p.roles.clone(),
-        })
+        Some(
+            self.principals
+                .get(self.by_slack_user.get(slack_user)?)?
+                .principal(),
+        )
     }
 
     /// Principals who may decide requests (role approver or admin).

@@ -121,10 +121,8 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(session) = session.filter(|s| s.kind == "browser") else {
             return Err(PageError::SignIn);
         };
-        let principal = crate::auth::session_principal(&session, |id| {
-            state.broker.principal_config(id).cloned()
-        })
-        .ok_or(PageError::SignIn)?;
+        let principal =
+            crate::session::principal_of(&state.broker, &session).ok_or(PageError::SignIn)?;
         Ok(Viewer {
             principal,
             csrf: session.csrf,
