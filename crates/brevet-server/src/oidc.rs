@@ -302,6 +302,30 @@ impl Oidc {
         self.verify(&jwt, Some(nonce)).await
     }
 
+    /// A form POST to one of the provider's endpoints, authenticated as Brevet's client
+    /// (`client_secret_basic`: id and secret form-encoded, RFC 6749 §2.3.1).
+    ///
+    /// The device flow is written here rather than with `openidconnect`'s device API because
+    /// that API polls in a loop until the user finishes; the server instead answers each of the
+    /// CLI's polls with one token request, keeping only the device code between them.
+    async fn client_post(
+        &self,
+        endpoint: String,
+        body: String,
+    ) -> Result<openidconnect::reqwest::Response, OidcError> {
+        self.http
+            .post(endpoint)
+            .basic_auth(
+                form_encode(&self.config.client_id),
+                Some(form_encode(self.config.client_secret.expose())),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.provider_error(e))
+    }
+
     /// Asks the provider for a device code (the CLI shows the user code and the URL).
     pub async fn start_device(&self) -> Result<DeviceStart, OidcError> {
         if !self.starts.admit() {
@@ -323,18 +347,7 @@ impl Oidc {
             form_encode(&self.config.client_id),
             form_encode(&scope)
         );
-        let resp = self
-            .http
-            .post(endpoint)
-            .basic_auth(
-                form_encode(&self.config.client_id),
-                Some(form_encode(self.config.client_secret.expose())),
-            )
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.provider_error(e))?;
+        let resp = self.client_post(endpoint, body).await?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| self.provider_error(e))?;
         if !status.is_success() {
@@ -360,18 +373,7 @@ impl Oidc {
             form_encode(device_code),
             form_encode(&self.config.client_id)
         );
-        let resp = self
-            .http
-            .post(endpoint)
-            .basic_auth(
-                form_encode(&self.config.client_id),
-                Some(form_encode(self.config.client_secret.expose())),
-            )
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.provider_error(e))?;
+        let resp = self.client_post(endpoint, body).await?;
         let answer: TokenAnswer = resp.json().await.map_err(|e| self.provider_error(e))?;
         match (answer.id_token, answer.error.as_deref()) {
             (Some(jwt), None) => Ok(DevicePoll::Done(self.verify(&jwt, None).await?)),
