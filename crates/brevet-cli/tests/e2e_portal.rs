@@ -297,8 +297,9 @@ impl Portal {
         }
     }
 
-    /// Signs in with an API token through the login form; returns (session cookie, CSRF token).
-    fn sign_in(&self, token: &str) -> (String, String) {
+    /// Opens the sign-in page as a browser would and submits `token` in its form, sending
+    /// `extra_cookie` (say, an existing session) along with the form's own cookie.
+    fn submit_token(&self, token: &str, extra_cookie: Option<&str>) -> reqwest::blocking::Response {
         let page = self
             .http
             .get(format!("{}/login", self.base))
@@ -306,13 +307,21 @@ impl Portal {
             .unwrap();
         let pre = cookie_value(&page, "brevet_login").expect("login cookie");
         let csrf = hidden_csrf(&page.text().unwrap());
-        let resp = self
-            .http
+        let cookie = match extra_cookie {
+            Some(c) => format!("brevet_login={pre}; {c}"),
+            None => format!("brevet_login={pre}"),
+        };
+        self.http
             .post(format!("{}/login/token", self.base))
-            .header("cookie", format!("brevet_login={pre}"))
+            .header("cookie", cookie)
             .form(&[("csrf", csrf.as_str()), ("token", token)])
             .send()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Signs in with an API token through the login form; returns (session cookie, CSRF token).
+    fn sign_in(&self, token: &str) -> (String, String) {
+        let resp = self.submit_token(token, None);
         assert_eq!(resp.status(), 303);
         let raw = resp
             .headers()
@@ -388,20 +397,7 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
     let forged = portal.post(None, "/login/token", &[("csrf", "x"), ("token", ALICE)]);
     assert_eq!(forged.status(), 403);
     // A wrong token is refused.
-    let page = portal
-        .http
-        .get(format!("{}/login", server.url))
-        .send()
-        .unwrap();
-    let pre = cookie_value(&page, "brevet_login").unwrap();
-    let csrf = hidden_csrf(&page.text().unwrap());
-    let wrong = portal
-        .http
-        .post(format!("{}/login/token", server.url))
-        .header("cookie", format!("brevet_login={pre}"))
-        .form(&[("csrf", csrf.as_str()), ("token", "not-a-token")])
-        .send()
-        .unwrap();
+    let wrong = portal.submit_token("not-a-token", None);
     assert_eq!(wrong.headers()["location"], "/login?error=bad_token");
 
     let (alice, alice_csrf) = portal.sign_in(ALICE);
@@ -553,23 +549,7 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
 
     // Signing in again in the same browser ends the session it had.
     let (first, _) = portal.sign_in(BOB);
-    let page = portal
-        .http
-        .get(format!("{}/login", server.url))
-        .send()
-        .unwrap();
-    let pre = cookie_value(&page, "brevet_login").unwrap();
-    let csrf = hidden_csrf(&page.text().unwrap());
-    let again = portal
-        .http
-        .post(format!("{}/login/token", server.url))
-        .header(
-            "cookie",
-            format!("brevet_login={pre}; brevet_session={first}"),
-        )
-        .form(&[("csrf", csrf.as_str()), ("token", BOB)])
-        .send()
-        .unwrap();
+    let again = portal.submit_token(BOB, Some(&format!("brevet_session={first}")));
     assert_eq!(again.status(), 303);
     let second = cookie_value(&again, "brevet_session").unwrap();
     assert_ne!(second, first);
@@ -593,20 +573,7 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
     );
 
     // A CLI session token cannot become a browser session through the token form.
-    let page = portal
-        .http
-        .get(format!("{}/login", server.url))
-        .send()
-        .unwrap();
-    let pre = cookie_value(&page, "brevet_login").unwrap();
-    let csrf = hidden_csrf(&page.text().unwrap());
-    let cli_token = portal
-        .http
-        .post(format!("{}/login/token", server.url))
-        .header("cookie", format!("brevet_login={pre}"))
-        .form(&[("csrf", csrf.as_str()), ("token", "bvs_0123456789abcdef")])
-        .send()
-        .unwrap();
+    let cli_token = portal.submit_token("bvs_0123456789abcdef", None);
     assert_eq!(cli_token.headers()["location"], "/login?error=bad_token");
     assert!(cookie_value(&cli_token, "brevet_session").is_none());
 }
