@@ -149,22 +149,8 @@ pub async fn login(url: &str, json_out: bool, timeout: Duration) -> Result<()> {
             println!(
                 "Signed in as {} (roles: {}; groups: {}) until {}.",
                 session.principal,
-                v["roles"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(|r| r.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_default(),
-                v["groups"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(|r| r.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_default(),
+                comma_list(&v["roles"]),
+                comma_list(&v["groups"]),
                 session.expires_at.format("%Y-%m-%d %H:%M UTC")
             );
         }
@@ -187,4 +173,16 @@ pub async fn logout(url: &str) -> Result<()> {
         Err(e) => println!("Forgot the local session; the server said: {e}"),
     }
     Ok(())
+}
+
+/// A JSON array of strings as `a, b, c` (empty when it is not one).
+fn comma_list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }

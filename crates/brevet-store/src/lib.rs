@@ -98,6 +98,24 @@ impl Store {
         })
     }
 
+    /// Runs one `DELETE … WHERE key = $1` and, if it removed something, appends `audit` in the
+    /// same transaction; returns whether it removed something (nothing is audited otherwise).
+    pub(crate) async fn delete_audited(
+        &self,
+        sql: &'static str,
+        key: &str,
+        audit: Vec<brevet_audit::AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(sql).bind(key).execute(&mut *tx).await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::append(&mut tx, self.backend, audit, chrono::Utc::now()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

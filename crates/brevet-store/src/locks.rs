@@ -44,17 +44,12 @@ impl Store {
         principal: &str,
         audit: Vec<AuditDraft>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM principal_locks WHERE principal = $1")
-            .bind(principal)
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.delete_audited(
+            "DELETE FROM principal_locks WHERE principal = $1",
+            principal,
+            audit,
+        )
+        .await
     }
 
     pub async fn locks(&self) -> Result<Vec<PrincipalLock>, StoreError> {

@@ -105,17 +105,8 @@ impl Store {
         id_hash: &str,
         audit: Vec<AuditDraft>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-            .bind(id_hash)
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.delete_audited("DELETE FROM sessions WHERE id_hash = $1", id_hash, audit)
+            .await
     }
 
     /// Ends every session of `principal`; returns how many ended. Used by the kill switch. For

@@ -6,12 +6,12 @@ use axum::{
     response::{IntoResponse, Redirect},
     Form,
 };
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
 use maud::html;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{layout, session_cookie, CsrfForm, PageError, PageResult, Posted, SESSION_COOKIE};
+use super::{cookie, layout, CsrfForm, PageError, PageResult, Posted, SESSION_COOKIE};
 use crate::{
     api::AppState,
     auth::hash_token,
@@ -20,15 +20,6 @@ use crate::{
 
 /// Binds an OIDC sign-in (or the token form) to the browser that started it.
 const LOGIN_COOKIE: &str = "brevet_login";
-
-fn login_cookie(state: &AppState, value: String) -> Cookie<'static> {
-    Cookie::build((LOGIN_COOKIE, value))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(state.broker.settings().secure_cookies())
-        .path("/")
-        .build()
-}
 
 /// A cookie removal that matches the cookie's own `Path=/` (without it, browsers would look for
 /// the cookie under the request's directory and keep the real one).
@@ -69,7 +60,7 @@ pub async fn page(
 ) -> impl IntoResponse {
     // A pre-session CSRF token for the token form (double submit: cookie and field must match).
     let pre = hex::encode(rand::random::<[u8; 16]>());
-    let jar = jar.add(login_cookie(&state, format!("form:{pre}")));
+    let jar = jar.add(cookie(&state, LOGIN_COOKIE, format!("form:{pre}")));
     // Only known codes are shown, so a crafted link cannot put its own words on this page.
     let error = q
         .ok()
@@ -149,7 +140,7 @@ pub async fn with_token(
     let s = session::start(&state.broker, identity, SessionKind::Browser, "api_token").await?;
     let jar = jar
         .remove(removal(LOGIN_COOKIE))
-        .add(session_cookie(&state, s.token));
+        .add(cookie(&state, SESSION_COOKIE, s.token));
     Ok((jar, Redirect::to("/access")).into_response())
 }
 
@@ -180,7 +171,11 @@ pub async fn oidc_start(State(state): State<AppState>, jar: CookieJar) -> PageRe
         .create_login_flow(&flow)
         .await
         .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
-    let jar = jar.add(login_cookie(&state, format!("oidc:{}", start.state)));
+    let jar = jar.add(cookie(
+        &state,
+        LOGIN_COOKIE,
+        format!("oidc:{}", start.state),
+    ));
     Ok((jar, Redirect::to(&start.redirect)).into_response())
 }
 
@@ -283,7 +278,7 @@ pub async fn oidc_callback(
     let s = session::start(&state.broker, principal, SessionKind::Browser, "oidc").await?;
     let jar = jar
         .remove(removal(LOGIN_COOKIE))
-        .add(session_cookie(&state, s.token));
+        .add(cookie(&state, SESSION_COOKIE, s.token));
     Ok((jar, Redirect::to(&flow.return_to)).into_response())
 }
 

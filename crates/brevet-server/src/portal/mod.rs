@@ -181,10 +181,10 @@ impl IntoResponse for PageError {
 
 pub type PageResult = Result<Response, PageError>;
 
-/// The session cookie: HttpOnly, SameSite=Lax (sent on the identity provider's redirect back),
-/// Secure whenever Brevet is served over HTTPS.
-pub(crate) fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, token))
+/// A portal cookie: HttpOnly, SameSite=Lax (sent on the identity provider's redirect back),
+/// Secure whenever Brevet is served over HTTPS, for the whole site.
+pub(crate) fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build((name, value))
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(state.broker.settings().secure_cookies())
