@@ -91,11 +91,24 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
     /// a transaction that reads and then writes could otherwise deadlock with another writer
     /// (for instance a second process on the same file) and fail instead of waiting.
+    ///
+    /// `BEGIN` runs on a task of its own. A caller that stops waiting (a timeout, a client that
+    /// hung up) could otherwise be dropped after the database began the transaction but before
+    /// sqlx handed back the `Transaction` that rolls it back on drop; the pooled connection would
+    /// stay inside a transaction nobody owns and every later `BEGIN` on it would fail. Here the
+    /// task always receives the `Transaction`, and dropping it unused rolls it back.
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let pool = self.pool.clone();
+        let backend = self.backend;
+        tokio::spawn(async move {
+            match backend {
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => pool.begin().await,
+            }
         })
+        .await
+        .map_err(|e| StoreError::Database(format!("starting a transaction: {e}")))?
+        .map_err(StoreError::from)
     }
 
     /// Runs one `DELETE … WHERE key = $1` and, if it removed something, appends `audit` in the
