@@ -109,10 +109,20 @@ pub async fn broker(
     resources: usize,
     principals: Vec<PrincipalConfig>,
 ) -> Arc<Broker> {
+    broker_with_policy(store_url, resources, principals, POLICY).await
+}
+
+/// [`broker`] with other policies.
+pub async fn broker_with_policy(
+    store_url: &str,
+    resources: usize,
+    principals: Vec<PrincipalConfig>,
+    policy: &str,
+) -> Arc<Broker> {
     let policy = brevet_policy::PolicyEngine::load(
         &[brevet_policy::PolicySource {
             name: "bench".into(),
-            text: POLICY.into(),
+            text: policy.into(),
         }],
         brevet_policy::Defaults::default(),
     )
@@ -146,6 +156,7 @@ pub async fn broker(
         provider_timeout: Duration::from_secs(10),
         public_url: "http://127.0.0.1:0".into(),
         session_ttl: Duration::from_secs(3600),
+        client_ip_header: None,
     };
     Arc::new(Broker::new(
         store,

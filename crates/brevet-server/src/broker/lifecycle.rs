@@ -228,12 +228,26 @@ impl Broker {
     async fn issue(&self, r: &Request, input: &CredentialInput) -> Result<Credential, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let expires_at = r.window.map(|w| w.expires_at).unwrap_or_else(Utc::now);
-        let credential = self
+        let issued = self
             .bounded(
                 r,
                 provider.issue_credentials(&r.binding(), expires_at, input),
             )
-            .await?;
+            .await;
+        let credential = match issued {
+            Ok(c) => c,
+            Err(e) => {
+                // The calls that failed are this step's, so they are audited with it.
+                let audit = event(
+                    EventKind::CredentialsRefused,
+                    r.requester.as_str(),
+                    r,
+                    json!({"error": e.to_string(), "provider_calls": provider.take_call_log(&r.binding())}),
+                );
+                self.store.append_audit(vec![audit]).await?;
+                return Err(e);
+            }
+        };
         // The secret itself is never stored or logged; only the fact that one was issued.
         let audit = event(
             EventKind::CredentialsIssued,
@@ -424,6 +438,24 @@ impl Broker {
     ) -> Result<Request, BrokerError> {
         // Re-read under the lock: an expiry may have started meanwhile.
         let mut parent = self.get(parent_id).await?;
+        // Once per extension: two approvals racing (or an approval whose caller gave up after
+        // the target was extended but before the decision was recorded) must not extend twice.
+        // The grant_extended event is written with the grant itself, under this same lock.
+        let extended = EventKind::GrantExtended.as_str();
+        let ext_id = json!(ext.id);
+        let already = self
+            .store
+            .audit_for_request(&parent_id.to_string())
+            .await?
+            .iter()
+            .filter(|e| e.kind == extended)
+            .any(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.data)
+                    .is_ok_and(|d| d["extension_request"] == ext_id)
+            });
+        if already {
+            return Ok(parent);
+        }
         let by: GrantDuration = ext.duration;
         let window = parent.extend(by)?;
         let provider = self.provider_for(&parent.resource)?.clone();
@@ -436,7 +468,7 @@ impl Broker {
             EventKind::GrantExtended,
             ext.requester.as_str(),
             &parent,
-            json!({"extension_request": ext.id, "by": by}),
+            json!({"extension_request": ext.id, "by": by, "provider_calls": provider.take_call_log(&parent.binding())}),
         )];
         Ok(self.store.update_request(&parent, audit).await?)
     }
