@@ -46,13 +46,31 @@ fn config_path() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".aws").join("config"))
 }
 
-/// Key/value lines of `[profile NAME]` (`[default]` for `default`).
-fn section(text: &str, name: &str) -> Option<Vec<(String, String)>> {
-    let header = if name == "default" {
+/// The section header of an AWS config profile: `[default]` for `default`, else `[profile NAME]`.
+fn header(name: &str) -> String {
+    if name == "default" {
         "[default]".to_owned()
     } else {
         format!("[profile {name}]")
-    };
+    }
+}
+
+/// AWS profile names written by `configure` are kept to characters that need no quoting in the
+/// config file or a shell command line.
+fn check_profile_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bail!("AWS profile name `{name}`: use letters, digits, `-`, `_` and `.` only");
+    }
+    Ok(())
+}
+
+/// Key/value lines of the profile's section.
+fn section(text: &str, name: &str) -> Option<Vec<(String, String)>> {
+    let header = header(name);
     let mut lines = text.lines().skip_while(|l| l.trim() != header);
     lines.next()?;
     Some(
@@ -69,7 +87,7 @@ fn section(text: &str, name: &str) -> Option<Vec<(String, String)>> {
 /// Replaces (or appends) one section, keeping the rest of the file as it was. A small edit by
 /// hand: INI crates rewrite the whole file, losing the user's comments and layout.
 fn replace_section(text: &str, name: &str, body: &str) -> String {
-    let header = format!("[profile {name}]");
+    let header = header(name);
     let mut out = String::new();
     let mut skipping = false;
     let mut replaced = false;
@@ -157,12 +175,18 @@ pub async fn run(client: &Client, cmd: AwsCommand) -> Result<ExitCode> {
             access_profile,
             region,
         } => {
+            check_profile_name(&name)?;
             let path = config_path()?;
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let exe = std::env::current_exe().context("locating the brevet binary")?;
+            let exe = exe.display().to_string();
+            if exe.contains('"') || exe.contains('\n') {
+                bail!("the brevet binary's path {exe:?} cannot be written into credential_process");
+            }
+            // The AWS CLI splits credential_process like a shell: quote the path (it may hold spaces).
             let mut body = format!(
-                "[profile {name}]\ncredential_process = {} aws credential-process --profile {name}\nbrevet_resource = {resource}\nbrevet_access_profile = {access_profile}\n",
-                exe.display()
+                "{}\ncredential_process = \"{exe}\" aws credential-process --profile {name}\nbrevet_resource = {resource}\nbrevet_access_profile = {access_profile}\n",
+                header(&name)
             );
             if let Some(r) = region {
                 body += &format!("region = {r}\n");
@@ -226,5 +250,20 @@ mod tests {
         );
         assert_eq!(section(&added, "default").unwrap()[0].1, "eu-west-1");
         assert!(section(&added, "missing").is_none());
+        // `default` is `[default]`, written and read alike.
+        let d = replace_section(text, "default", "[default]\nregion = d\n\n");
+        assert_eq!(d.matches("[default]").count(), 1, "{d}");
+        assert_eq!(section(&d, "default").unwrap()[0].1, "d");
+    }
+
+    #[test]
+    fn profile_names_need_no_quoting() {
+        for ok in ["dev", "prod-ro", "a_b.c", "default"] {
+            assert!(check_profile_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "x]", "p\nq", "a=b", "sémantique"] {
+            let e = check_profile_name(bad).unwrap_err().to_string();
+            assert!(e.contains("letters, digits"), "{bad}: {e}");
+        }
     }
 }

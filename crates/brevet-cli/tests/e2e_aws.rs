@@ -127,9 +127,21 @@ fn role_per_grant_is_exact_expires_and_is_verified_gone() {
             && c["request_id"].is_string()),
         "{calls:?}"
     );
-    assert!(
-        calls.iter().any(|c| c["op"] == "PutRolePolicy"),
-        "sessions were denied before deletion: {calls:?}"
+    let deny = calls
+        .iter()
+        .position(|c| {
+            c["op"] == "PutRolePolicy"
+                && c["policy"] == "brevet-revoke-sessions"
+                && c["role"] == role.as_str()
+                && c["outcome"] == "ok"
+                && c["request_id"].is_string()
+        })
+        .unwrap_or_else(|| panic!("no session deny before deletion: {calls:?}"));
+    let delete = calls.iter().position(|c| c["op"] == "DeleteRole").unwrap();
+    assert!(deny < delete, "the deny comes first: {calls:?}");
+    assert_eq!(
+        g["evidence"]["observation"]["sessions_denied_before_deletion"],
+        true
     );
     drop(w.world);
 }
@@ -311,6 +323,123 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
     );
     let out = brevet(&["aws", "credential-process", "--profile", "dv"]);
     assert!(stderr(&out).contains("no active grant"), "{}", stderr(&out));
+    drop(w.world);
+}
+
+/// IAM caps a role's inline policies at 10,240 characters in all. When the shared base role has
+/// no room for one more per-grant deny, Brevet collapses its denies into one role-wide deny under
+/// the revoked grant's name (covering every earlier one), and never removes a deny before its
+/// replacement is in place. moto does not enforce the limit, so the test fills the role to just
+/// under it and asserts on what Brevet left there.
+#[test]
+fn session_denies_collapse_into_one_when_the_base_role_is_full() {
+    let w = aws_world(&[]);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    w.moto.aws_json(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "brevet-base",
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    let an_hour_ago =
+        (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
+    let deny = |who: &str| serde_json::json!({"Version":"2012-10-17","Statement":[{"Sid":"BrevetRevokeSessions","Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":an_hour_ago.to_string()},"StringLike":{"aws:userid":format!("*:brevet-{who}-0123456789ab")}}}]});
+    // Someone else's policy sized so that it and two recent denies leave no room for a third
+    // (10,240 − 600 characters), but leave room for two role-wide ones.
+    let mut resources = Vec::new();
+    let mut theirs = serde_json::Value::Null;
+    for i in 0.. {
+        resources.push(format!("arn:aws:s3:::bucket-{i:06}/*"));
+        let doc = serde_json::json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":resources}]});
+        if doc.to_string().len() > 10_240 - 600 {
+            break;
+        }
+        theirs = doc;
+    }
+    for (name, doc) in [
+        ("someone-elses-policy", theirs.clone()),
+        ("brevet-revoke-sessions-erin", deny("erin")),
+        ("brevet-revoke-sessions-frank", deny("frank")),
+    ] {
+        w.moto.aws_json(&[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "brevet-base",
+            "--policy-name",
+            name,
+            "--policy-document",
+            &doc.to_string(),
+        ]);
+    }
+
+    let r = w.server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "aws.s3-session",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "30m",
+            "--reason",
+            "x",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    w.server.cli_json(DAVE, &["activate", &id]);
+    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    assert_eq!(revoked["state"], "revoked", "{revoked}");
+
+    let names = w
+        .moto
+        .aws_json(&["iam", "list-role-policies", "--role-name", "brevet-base"]);
+    let mut names: Vec<String> = names["PolicyNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[1], "someone-elses-policy", "never touched: {names:?}");
+    let ours = &names[0];
+    assert!(ours.starts_with("brevet-revoke-sessions-"), "{names:?}");
+    assert!(
+        !ours.ends_with("erin") && !ours.ends_with("frank"),
+        "{names:?}"
+    );
+    let doc = role_policy(&w.moto, "brevet-base", ours);
+    let st = &doc["Statement"][0];
+    assert_eq!(st["Effect"], "Deny");
+    assert_eq!(st["Action"], "*");
+    assert!(
+        st["Condition"].get("StringLike").is_none(),
+        "role-wide: it covers erin's, frank's and dave's sessions: {doc}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(
+        st["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        at > chrono::Utc::now() - chrono::Duration::minutes(5),
+        "{doc}"
+    );
+    assert_eq!(
+        role_policy(&w.moto, "brevet-base", "someone-elses-policy"),
+        theirs
+    );
+    // The evidence is the deny that covers this grant's sessions.
+    assert!(
+        revoked["evidence"]["observation"]["document"]["Statement"][0]["Condition"]
+            .get("StringLike")
+            .is_none(),
+        "{revoked}"
+    );
     drop(w.world);
 }
 

@@ -1,7 +1,7 @@
 //! The IAM policy documents Brevet writes. Each is built from typed inputs with `serde_json`, so no
 //! input can change a document's structure.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde_json::{json, Value};
 
 use super::names::{Arn, IamAction};
@@ -41,6 +41,14 @@ pub fn trust_policy(requester_arn: &Arn) -> Value {
 /// Denies everything to sessions issued before `at` — AWS's own "revoke active sessions"
 /// technique. `session_name`, when given, narrows it to one grant's sessions on a shared role.
 pub fn revoke_sessions_policy(at: DateTime<Utc>, session_name: Option<&str>) -> Value {
+    // IAM compares whole seconds: round up, so a token issued earlier in the same second as the
+    // revocation is denied too.
+    let whole = at.trunc_subsecs(0);
+    let at = if whole < at {
+        whole + chrono::Duration::seconds(1)
+    } else {
+        whole
+    };
     let mut condition = json!({"DateLessThan": {"aws:TokenIssueTime": time(at)}});
     if let Some(name) = session_name {
         condition["StringLike"] = json!({"aws:userid": format!("*:{name}")});
@@ -55,6 +63,12 @@ pub fn revoke_sessions_policy(at: DateTime<Utc>, session_name: Option<&str>) -> 
             "Condition": condition
         }]
     })
+}
+
+/// A policy's size as IAM counts it against a role's inline-policy limit: its characters, less
+/// white space (so the compact JSON form).
+pub fn policy_size(doc: &Value) -> usize {
+    doc.to_string().chars().count()
 }
 
 /// How long a session-revoking deny can matter: STS session credentials live at most 12 hours
@@ -116,6 +130,13 @@ mod tests {
         assert_eq!(
             p["Statement"][0]["Condition"]["DateLessThan"]["aws:CurrentTime"],
             "2026-01-02T03:04:05Z"
+        );
+        // Revocation rounds up to the next whole second, never down.
+        let later = t + chrono::Duration::milliseconds(250);
+        assert_eq!(
+            revoke_sessions_policy(later, None)["Statement"][0]["Condition"]["DateLessThan"]
+                ["aws:TokenIssueTime"],
+            "2026-01-02T03:04:06Z"
         );
         let r = revoke_sessions_policy(t, Some("brevet-alice-1"));
         assert_eq!(r["Statement"][0]["Effect"], "Deny");

@@ -92,15 +92,30 @@ pub struct AwsProvider {
 
 const GRANT_POLICY: &str = "brevet-grant";
 const REVOKE_POLICY: &str = "brevet-revoke-sessions";
+/// How long an Identity Center assignment operation is polled before the attempt gives up.
+const ASSIGNMENT_SETTLE: Duration = Duration::from_secs(60);
+/// IAM's limit on the total size of a role's inline policies, in characters (whitespace aside).
+const INLINE_POLICY_LIMIT: usize = 10_240;
 
-fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
+/// What tidying a base role's session denies left to do.
+enum Tidy {
+    /// The binding's own deny fits: write it.
+    Fits,
+    /// The denies were collapsed into one role-wide deny under the binding's name: done.
+    Collapsed,
+}
+
+/// Per-grant roles' description: this, then the binding key. Ownership is read from it.
+const ROLE_DESCRIPTION: &str = "brevet binding ";
+
+fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
     op: &str,
     e: &aws_sdk_iam::error::SdkError<E>,
 ) -> ProviderError {
-    use aws_sdk_iam::error::SdkError;
+    use aws_sdk_iam::error::{DisplayErrorContext, SdkError};
     match e {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            ProviderError::Unreachable(format!("{op}: {e:?}"))
+            ProviderError::Unreachable(format!("{op}: {}", DisplayErrorContext(e)))
         }
         SdkError::ServiceError(se) => match se.err().code() {
             Some(code) => {
@@ -122,7 +137,9 @@ fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
                 ))
             }
         },
-        other => ProviderError::Target(format!("{op}: {other:?}")),
+        // Never the Debug form: a response that failed to parse (a `ResponseError`) carries the
+        // raw HTTP response, which for `AssumeRole` holds the session credentials.
+        other => ProviderError::Target(format!("{op}: {}", DisplayErrorContext(other))),
     }
 }
 
@@ -188,6 +205,12 @@ impl AwsProvider {
         format!("{}{}", self.config.role_prefix, &digest[..20])
     }
 
+    /// Whether `name` has the shape of [`Self::role_name`]: the prefix and 20 hex digits.
+    fn is_binding_role_name(&self, name: &str) -> bool {
+        name.strip_prefix(&self.config.role_prefix)
+            .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
     fn session_name(binding: &Binding) -> String {
         let digest = hex::encode(Sha256::digest(binding.key().as_bytes()));
         let who: String = binding
@@ -251,6 +274,17 @@ impl AwsProvider {
         }
     }
 
+    /// The role's `MaxSessionDuration` in seconds (IAM's default, one hour, when unset).
+    async fn role_max_session(&self, binding: &Binding, role: &str) -> Result<i64, ProviderError> {
+        let r = self.iam.get_role().role_name(role).send().await;
+        self.logged(binding, "GetRole", &r);
+        let out = r.map_err(|e| sdk_err("GetRole", &e))?;
+        Ok(out
+            .role()
+            .and_then(|r| r.max_session_duration())
+            .map_or(3600, i64::from))
+    }
+
     async fn put_policy(
         &self,
         binding: &Binding,
@@ -267,6 +301,17 @@ impl AwsProvider {
             .send()
             .await;
         self.logged(binding, "PutRolePolicy", &r);
+        // Which policy: the evidence of a session deny is this entry.
+        if let Some(last) = self
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&binding.key())
+            .and_then(|c| c.last_mut())
+        {
+            last["role"] = json!(role);
+            last["policy"] = json!(name);
+        }
         r.map(|_| ()).map_err(|e| sdk_err("PutRolePolicy", &e))
     }
 
@@ -302,7 +347,7 @@ impl AwsProvider {
             .path(&self.config.role_path)
             .assume_role_policy_document(&trust)
             .max_session_duration(self.config.max_session_duration.as_secs() as i32)
-            .description(format!("brevet binding {}", binding.key()))
+            .description(format!("{ROLE_DESCRIPTION}{}", binding.key()))
             .set_tags(Some(tags.clone()))
             .send()
             .await;
@@ -382,15 +427,7 @@ impl AwsProvider {
             .map_err(|e| sdk_err("ListRolePolicies", &e))?
             .policy_names()
         {
-            let d = self
-                .iam
-                .delete_role_policy()
-                .role_name(role)
-                .policy_name(name)
-                .send()
-                .await;
-            self.logged(binding, "DeleteRolePolicy", &d);
-            d.map_err(|e| sdk_err("DeleteRolePolicy", &e))?;
+            self.delete_policy(binding, role, name).await?;
         }
         let d = self.iam.delete_role().role_name(role).send().await;
         self.logged(binding, "DeleteRole", &d);
@@ -406,15 +443,41 @@ impl AwsProvider {
         }
     }
 
-    /// Deletes Brevet's session-revoking denies on a shared base role whose every denied session
-    /// has expired (see [`documents::revocation_obsolete_at`]); returns how many went. Only
-    /// policies named by Brevet (`brevet-revoke-sessions-…`) are ever considered.
-    async fn prune_revocations(
+    /// Writes the deny for one binding's sessions on a shared base role, keeping the role under
+    /// IAM's limit on its inline policies' total size ([`INLINE_POLICY_LIMIT`]):
+    /// - denies whose every denied session has expired are deleted first
+    ///   ([`documents::revocation_obsolete_at`]);
+    /// - if the new deny still does not fit, Brevet's denies are collapsed into one role-wide deny
+    ///   at this instant, which covers every one of them (each denies only sessions issued before
+    ///   an earlier instant) and this binding. It also ends other people's sessions on the base
+    ///   role issued so far; they obtain new ones through `credential_process`. Fail-closed, and
+    ///   logged as a warning.
+    ///
+    /// A failure to tidy does not stop the deny itself from being attempted.
+    async fn deny_sessions_on_base_role(
         &self,
         binding: &Binding,
         role: &str,
-        keep: &str,
-    ) -> Result<u32, ProviderError> {
+        name: &str,
+    ) -> Result<(), ProviderError> {
+        let doc = documents::revoke_sessions_policy(Utc::now(), Some(&Self::session_name(binding)));
+        match self.tidy_revocations(binding, role, name, &doc).await {
+            Ok(Tidy::Fits) => self.put_policy(binding, role, name, &doc).await,
+            Ok(Tidy::Collapsed) => Ok(()),
+            Err(e) => {
+                tracing::warn!(role = %role, error = %e, "could not tidy session denies");
+                self.put_policy(binding, role, name, &doc).await
+            }
+        }
+    }
+
+    async fn tidy_revocations(
+        &self,
+        binding: &Binding,
+        role: &str,
+        name: &str,
+        doc: &Value,
+    ) -> Result<Tidy, ProviderError> {
         let prefix = format!("{REVOKE_POLICY}-");
         let mut names = Vec::new();
         let mut marker: Option<String> = None;
@@ -428,43 +491,79 @@ impl AwsProvider {
                 .await;
             self.logged(binding, "ListRolePolicies", &r);
             let out = r.map_err(|e| sdk_err("ListRolePolicies", &e))?;
-            names.extend(
-                out.policy_names()
-                    .iter()
-                    .filter(|n| n.starts_with(&prefix) && n.as_str() != keep)
-                    .cloned(),
-            );
+            names.extend(out.policy_names().iter().filter(|n| *n != name).cloned());
             match out.marker() {
                 Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
                 _ => break,
             }
         }
         let now = Utc::now();
-        let mut pruned = 0;
-        for name in names {
-            let Some(doc) = self.policy_document(binding, role, &name).await? else {
+        // What stays on the role besides this binding's deny: (name, size, Brevet's deny?).
+        let mut kept: Vec<(String, usize, bool)> = Vec::new();
+        for n in names {
+            let Some(d) = self.policy_document(binding, role, &n).await? else {
                 continue;
             };
-            if documents::revocation_obsolete_at(&doc).is_none_or(|t| t >= now) {
+            let ours = n.starts_with(&prefix);
+            if ours && documents::revocation_obsolete_at(&d).is_some_and(|t| t < now) {
+                self.delete_policy(binding, role, &n).await?;
                 continue;
             }
-            let d = self
-                .iam
-                .delete_role_policy()
-                .role_name(role)
-                .policy_name(&name)
-                .send()
-                .await;
-            self.logged(binding, "DeleteRolePolicy", &d);
-            match d {
-                Ok(_) => pruned += 1,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_no_such_entity_exception()) => {}
-                Err(e) => return Err(sdk_err("DeleteRolePolicy", &e)),
-            }
+            kept.push((n, documents::policy_size(&d), ours));
         }
-        Ok(pruned)
+        let total: usize = kept.iter().map(|k| k.1).sum::<usize>() + documents::policy_size(doc);
+        if total <= INLINE_POLICY_LIMIT {
+            return Ok(Tidy::Fits);
+        }
+        let ours: Vec<&str> = kept.iter().filter(|k| k.2).map(|k| k.0.as_str()).collect();
+        let Some((first, rest)) = ours.split_first() else {
+            return Err(ProviderError::Config(format!(
+                "the inline policies on base role {role} leave no room under IAM's \
+                 {INLINE_POLICY_LIMIT}-character limit for a session deny: move them to managed policies"
+            )));
+        };
+        tracing::warn!(
+            role = %role,
+            denies = ours.len(),
+            "session denies fill the base role: collapsing them into one role-wide deny"
+        );
+        // In an order that never leaves a revoked session allowed: first one of Brevet's denies
+        // becomes role-wide (smaller than before, so it fits), then the others it covers go, then
+        // it moves to this binding's name.
+        let wide = documents::revoke_sessions_policy(Utc::now(), None);
+        self.put_policy(binding, role, first, &wide).await?;
+        for n in rest {
+            self.delete_policy(binding, role, n).await?;
+        }
+        self.put_policy(binding, role, name, &wide).await?;
+        self.delete_policy(binding, role, first).await?;
+        Ok(Tidy::Collapsed)
+    }
+
+    async fn delete_policy(
+        &self,
+        binding: &Binding,
+        role: &str,
+        name: &str,
+    ) -> Result<(), ProviderError> {
+        let d = self
+            .iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .send()
+            .await;
+        self.logged(binding, "DeleteRolePolicy", &d);
+        match d {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_err("DeleteRolePolicy", &e)),
+        }
     }
 
     fn base_role_name(arn: &Arn) -> String {
@@ -518,7 +617,7 @@ impl AwsProvider {
     ) -> Result<T, ProviderError>
     where
         T: RequestId,
-        E: ProvideErrorMetadata + RequestId + std::fmt::Debug,
+        E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, aws_sdk_iam::error::SdkError<E>>>,
     {
@@ -554,20 +653,31 @@ impl AwsProvider {
     ) -> Result<bool, ProviderError> {
         let res = self.resource(binding)?;
         let user = self.idc_user(binding)?;
-        let r = self
-            .sso
-            .list_account_assignments()
-            .instance_arn(instance)
-            .account_id(&res.account)
-            .permission_set_arn(permission_set)
-            .send()
-            .await;
-        self.logged(binding, "ListAccountAssignments", &r);
-        let out = r.map_err(|e| sdk_err("ListAccountAssignments", &e))?;
-        Ok(out
-            .account_assignments()
-            .iter()
-            .any(|a| a.principal_id() == Some(user.as_str())))
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .sso
+                .list_account_assignments()
+                .instance_arn(instance)
+                .account_id(&res.account)
+                .permission_set_arn(permission_set)
+                .set_next_token(token.clone())
+                .send()
+                .await;
+            self.logged(binding, "ListAccountAssignments", &r);
+            let out = r.map_err(|e| sdk_err("ListAccountAssignments", &e))?;
+            if out
+                .account_assignments()
+                .iter()
+                .any(|a| a.principal_id() == Some(user.as_str()))
+            {
+                return Ok(true);
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(false),
+            }
+        }
     }
 
     fn idc_user(&self, binding: &Binding) -> Result<String, ProviderError> {
@@ -628,11 +738,28 @@ impl AwsProvider {
                 .map(str::to_owned)
         };
         let Some(request_id) = request_id else {
-            return Ok(());
+            // Without it the outcome cannot be followed: never assume it succeeded.
+            return Err(ProviderError::Target(format!(
+                "{} returned no request id to follow",
+                if create {
+                    "CreateAccountAssignment"
+                } else {
+                    "DeleteAccountAssignment"
+                }
+            )));
         };
-        // The operation is asynchronous: poll until it settles (bounded by the caller's timeout).
+        // The operation is asynchronous: poll until it settles, for at most ASSIGNMENT_SETTLE
+        // (the caller's own timeout may end it sooner).
+        let deadline = tokio::time::Instant::now() + ASSIGNMENT_SETTLE;
         let mut delay = Duration::from_millis(100);
         loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProviderError::Unreachable(format!(
+                    "account assignment {request_id} still in progress after {}s; it is checked \
+                     again on the next attempt",
+                    ASSIGNMENT_SETTLE.as_secs()
+                )));
+            }
             let status = if create {
                 let out = self
                     .with_retries(binding, "DescribeAccountAssignmentCreationStatus", || {
@@ -705,6 +832,16 @@ impl Provider for AwsProvider {
     ) -> Result<(), ProviderError> {
         let p = self.profile(&binding.profile)?.clone();
         let remaining = (expires_at - Utc::now()).to_std().unwrap_or_default();
+        if !matches!(p.mode, AwsMode::IdentityCenter { .. })
+            && self.resource(binding)?.arns.is_empty()
+        {
+            // Checked before anything is created: a policy on no resource cannot be written.
+            return Err(ProviderError::BadInput(format!(
+                "resource `{}` lists no ARNs, and profile `{}` grants actions on the resource's ARNs: \
+                 add them under resources.\"{}\".arns",
+                binding.resource, binding.profile, binding.resource
+            )));
+        }
         match &p.mode {
             AwsMode::Role => {
                 if remaining > self.config.max_session_duration + Duration::from_secs(60) {
@@ -772,8 +909,13 @@ impl Provider for AwsProvider {
                         "the grant ends within a minute; extend it first".into(),
                     ));
                 }
-                // STS allows 900 s at least; the session policy's own expiry still ends it on time.
-                let seconds = remaining.clamp(900, 43_200) as i32;
+                // STS allows 900 s at least, and at most the base role's MaxSessionDuration (a
+                // longer grant gets credentials that `credential_process` renews when they
+                // lapse); the session policy's own expiry still ends every one on time.
+                let max = self
+                    .role_max_session(binding, &Self::base_role_name(base_role_arn))
+                    .await?;
+                let seconds = remaining.min(max).max(900) as i32;
                 let policy = documents::grant_policy(&p.actions, &res.arns, expires_at).to_string();
                 let r = self
                     .sts
@@ -830,21 +972,12 @@ impl Provider for AwsProvider {
         match &p.mode {
             AwsMode::Role => self.delete_role(binding, &self.role_name(binding)).await,
             AwsMode::Session { base_role_arn } => {
-                let doc = documents::revoke_sessions_policy(
-                    Utc::now(),
-                    Some(&Self::session_name(binding)),
-                );
                 let name = format!(
                     "{REVOKE_POLICY}-{}",
                     &self.role_name(binding)[self.config.role_prefix.len()..]
                 );
                 let role = Self::base_role_name(base_role_arn);
-                // Keep the shared role under IAM's inline-policy size limit: drop denies that no
-                // longer protect anything. A failure here must not stop this revocation.
-                if let Err(e) = self.prune_revocations(binding, &role, &name).await {
-                    tracing::warn!(role = %role, error = %e, "could not prune obsolete session denies");
-                }
-                self.put_policy(binding, &role, &name, &doc).await
+                self.deny_sessions_on_base_role(binding, &role, &name).await
             }
             AwsMode::IdentityCenter {
                 instance_arn,
@@ -872,7 +1005,21 @@ impl Provider for AwsProvider {
                         "IAM role {role} still exists"
                     )));
                 }
-                json!({"check": "iam:GetRole", "role": role, "result": "NoSuchEntity", "sessions_denied_before_deletion": true})
+                // Whether this attempt wrote the session deny before deleting (an earlier attempt
+                // may have; its calls are in that attempt's audit event).
+                let denied = self
+                    .calls
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&binding.key())
+                    .is_some_and(|c| {
+                        c.iter().any(|e| {
+                            e["op"] == "PutRolePolicy"
+                                && e["policy"] == REVOKE_POLICY
+                                && e["outcome"] == "ok"
+                        })
+                    });
+                json!({"check": "iam:GetRole", "role": role, "result": "NoSuchEntity", "sessions_denied_before_deletion": denied})
             }
             AwsMode::Session { base_role_arn } => {
                 let role = Self::base_role_name(base_role_arn);
@@ -923,16 +1070,21 @@ impl Provider for AwsProvider {
                 .await;
             let page = r.map_err(|e| sdk_err("ListRoles", &e))?;
             for role in page.roles() {
-                if !role.role_name().starts_with(&self.config.role_prefix) {
-                    continue;
-                }
+                // Brevet's only if both the name (prefix + digest) and the description it writes
+                // say so: a base role or anyone else's role under the same path is never listed.
                 let binding_key = role
                     .description()
-                    .and_then(|d| d.strip_prefix("brevet binding "))
+                    .and_then(|d| d.strip_prefix(ROLE_DESCRIPTION))
                     .map(str::to_owned);
+                let Some(binding_key) = binding_key else {
+                    continue;
+                };
+                if !self.is_binding_role_name(role.role_name()) {
+                    continue;
+                }
                 out.push(OwnedAccess {
                     native_id: role.role_name().to_owned(),
-                    binding_key,
+                    binding_key: Some(binding_key),
                 });
             }
             match page.marker() {
@@ -944,10 +1096,10 @@ impl Provider for AwsProvider {
     }
 
     async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
-        if !owned.native_id.starts_with(&self.config.role_prefix) {
+        if !self.is_binding_role_name(&owned.native_id) {
             return Err(ProviderError::Config(format!(
-                "refusing to delete `{}`: it lacks Brevet's role prefix",
-                owned.native_id
+                "refusing to delete `{}`: it is not named like a per-grant role ({}<20 hex digits>)",
+                owned.native_id, self.config.role_prefix
             )));
         }
         let pseudo = Binding {
@@ -980,5 +1132,138 @@ impl Provider for AwsProvider {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&binding.key())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Identity Center retry loop, with AWS error responses built as the SDK would parse
+    //! them (moto never answers `ConflictException` or throttles, so the end-to-end tests cannot
+    //! reach these paths). Time is paused: the backoff sleeps take no real time.
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use aws_sdk_ssoadmin::{
+        error::{ErrorMetadata, SdkError},
+        operation::create_account_assignment::{
+            CreateAccountAssignmentError, CreateAccountAssignmentOutput,
+        },
+        types::error::{AccessDeniedException, ConflictException, ThrottlingException},
+    };
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    async fn provider() -> AwsProvider {
+        AwsProvider::new(
+            "aws",
+            AwsConfig {
+                region: "us-east-1".into(),
+                endpoint_url: Some("http://127.0.0.1:9".into()),
+                role_prefix: "brevet-".into(),
+                role_path: "/brevet/".into(),
+                max_session_duration: Duration::from_secs(3600),
+                profiles: BTreeMap::new(),
+                resources: BTreeMap::new(),
+                identities: BTreeMap::new(),
+            },
+        )
+        .await
+    }
+
+    fn binding() -> Binding {
+        Binding {
+            principal: brevet_core::PrincipalId::parse("alice").unwrap(),
+            resource: brevet_core::ResourceId::parse("aws:acct").unwrap(),
+            profile: ProfileName::parse("aws.admin").unwrap(),
+        }
+    }
+
+    type Answer = Result<CreateAccountAssignmentOutput, SdkError<CreateAccountAssignmentError>>;
+
+    // The SDK's own result type, as an operation's `send()` returns it.
+    #[allow(clippy::result_large_err)]
+    fn failure(code: &str, status: u16) -> Answer {
+        let meta = ErrorMetadata::builder().code(code).message("test").build();
+        let err = match code {
+            "ConflictException" => CreateAccountAssignmentError::ConflictException(
+                ConflictException::builder().meta(meta).build(),
+            ),
+            "ThrottlingException" => CreateAccountAssignmentError::ThrottlingException(
+                ThrottlingException::builder().meta(meta).build(),
+            ),
+            _ => CreateAccountAssignmentError::AccessDeniedException(
+                AccessDeniedException::builder().meta(meta).build(),
+            ),
+        };
+        Err(SdkError::service_error(
+            err,
+            Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+        ))
+    }
+
+    fn outcomes(p: &AwsProvider) -> Vec<String> {
+        p.take_call_log(&binding())
+            .iter()
+            .map(|c| c["outcome"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn conflicts_and_throttling_are_retried_then_succeed() {
+        let p = provider().await;
+        let n = AtomicU32::new(0);
+        let r = p
+            .with_retries(&binding(), "CreateAccountAssignment", || {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match i {
+                        0 => failure("ConflictException", 409),
+                        1 => failure("ThrottlingException", 400),
+                        _ => Ok(CreateAccountAssignmentOutput::builder().build()),
+                    }
+                }
+            })
+            .await;
+        assert!(r.is_ok());
+        assert_eq!(n.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            outcomes(&p),
+            ["ConflictException", "ThrottlingException", "ok"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_bounded_and_other_errors_are_not_retried() {
+        let p = provider().await;
+        let n = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let r = p
+            .with_retries(&binding(), "CreateAccountAssignment", || {
+                n.fetch_add(1, Ordering::SeqCst);
+                async { failure("ConflictException", 409) }
+            })
+            .await;
+        let e = r.expect_err("gives up");
+        assert!(e.to_string().contains("ConflictException"), "{e}");
+        assert_eq!(n.load(Ordering::SeqCst), 6, "six attempts at most");
+        // Backoff between attempts: 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s, plus up to half again of jitter.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(6200) && waited <= Duration::from_millis(9300),
+            "{waited:?}"
+        );
+
+        let n = AtomicU32::new(0);
+        let r = p
+            .with_retries(&binding(), "CreateAccountAssignment", || {
+                n.fetch_add(1, Ordering::SeqCst);
+                async { failure("AccessDeniedException", 400) }
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(n.load(Ordering::SeqCst), 1, "not retryable");
+        assert_eq!(outcomes(&p).last().unwrap(), "AccessDeniedException");
     }
 }
