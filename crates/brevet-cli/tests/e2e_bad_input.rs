@@ -189,7 +189,13 @@ fn malformed_http_is_refused_cleanly() {
 
 #[test]
 fn others_requests_are_invisible_and_untouchable() {
-    let world = World::new(StoreKind::Sqlite);
+    // Erin approves, but no approval policy lets her decide database requests.
+    const ERIN: &str = "test-erin-token";
+    let erin = format!(
+        "[[principals]]\nid = \"erin\"\ngroups = [\"sre\"]\nroles = [\"approver\"]\ntoken_sha256 = \"{}\"\n",
+        sha256_hex(ERIN)
+    );
+    let world = World::build(StoreKind::Sqlite, "", &erin, &[]);
     let server = world.start();
     let r = server.cli_json(
         ALICE,
@@ -219,6 +225,19 @@ fn others_requests_are_invisible_and_untouchable() {
             stderr(&out)
         );
     }
+    // An approver whom policy does not let decide it does not see it either, singly or listed.
+    for args in [vec!["show", id], vec!["approve", id]] {
+        let out = server.cli(ERIN, &args);
+        assert!(
+            stderr(&out).contains("no request"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let listed = server.cli_json(ERIN, &["requests", "--pending"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    let listed = server.cli_json(BOB, &["requests", "--pending"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     // An approver may see it but cannot activate or cancel it for her.
     assert!(stderr(&server.cli(BOB, &["cancel", id])).contains("only the requester"));
     assert_eq!(server.cli_json(ALICE, &["show", id])["state"], "pending");

@@ -43,6 +43,11 @@ permit (principal in Group::"leads", action == Action::"approve", resource);
 "#;
 
 fn oidc_world(provider: &OidcProvider) -> World {
+    oidc_world_with(provider, "")
+}
+
+/// [`oidc_world`] with extra `[server]` settings.
+fn oidc_world_with(provider: &OidcProvider, server_extra: &str) -> World {
     let oidc = format!(
         r#"
 [oidc]
@@ -62,7 +67,7 @@ admin = ["security-admins"]
     );
     World::build(
         StoreKind::Sqlite,
-        "",
+        server_extra,
         &oidc,
         &[("BREVET_TEST_OIDC_SECRET", SECRET)],
     )
@@ -87,6 +92,7 @@ fn portal_end_to_end_in_chromium_with_oidc() {
         PORTAL_POLICY,
         &world.env_refs(),
     );
+    let started = std::time::SystemTime::now();
     let out = run_browser_script(
         "portal-flow.mjs",
         &[("BREVET_URL", &server.url)],
@@ -153,7 +159,7 @@ fn portal_end_to_end_in_chromium_with_oidc() {
         err.contains("does not exist") || err.contains("authentication failed"),
         "{err}"
     );
-    // Screenshots of every page were kept.
+    // Screenshots of every page were taken by this run and kept.
     let shots = browser_artifacts_dir();
     for name in [
         "01-sign-in",
@@ -167,15 +173,109 @@ fn portal_end_to_end_in_chromium_with_oidc() {
         let p = shots.join(format!("{name}.png"));
         assert!(
             std::fs::metadata(&p)
-                .map(|m| m.len() > 1000)
-                .unwrap_or(false),
-            "missing screenshot {}",
+                .is_ok_and(|m| m.len() > 1000 && m.modified().is_ok_and(|t| t >= started)),
+            "no screenshot {} from this run",
             p.display()
         );
     }
     // No secret reached the logs.
     assert!(!server.log_text().contains(SECRET));
     assert!(!server.log_text().contains(cred));
+}
+
+/// The sign-in callback against the real provider: a callback this browser did not start, one
+/// whose state is not the one it started with, and one whose state was already used are each
+/// refused, and none starts a session.
+#[test]
+fn oidc_callback_refuses_foreign_forged_and_reused_state() {
+    let provider = provider();
+    let world = oidc_world_with(&provider, "client_ip_header = \"x-forwarded-for\"");
+    let server = Server::start(
+        std::path::Path::new(BIN),
+        &world.config,
+        PORTAL_POLICY,
+        &world.env_refs(),
+    );
+    let portal = Portal::new(&server.url);
+    let callback = |state: &str, cookie: Option<&str>| {
+        let mut req = portal.http.get(format!(
+            "{}/auth/oidc/callback?code=not-a-real-code&state={state}",
+            server.url
+        ));
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("brevet_login={c}"));
+        }
+        let resp = req.send().unwrap();
+        assert!(
+            cookie_value(&resp, "brevet_session").is_none(),
+            "no session from a refused callback"
+        );
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    // Start a sign-in as a browser would: a redirect to the provider carrying the state, and
+    // the state bound to this browser by a cookie.
+    let start = portal
+        .http
+        .get(format!("{}/auth/oidc/start", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(start.status(), 303, "{:?}", start.headers());
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(provider.issuer()), "{location}");
+    for param in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "nonce=",
+        "state=",
+    ] {
+        assert!(location.contains(param), "{param} in {location}");
+    }
+    let state = location
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("state="))
+        .unwrap()
+        .to_owned();
+    let bound = cookie_value(&start, "brevet_login").expect("the state is bound to the browser");
+
+    let (status, body) = callback(&state, None);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not started in this browser"), "{body}");
+    let (status, body) = callback("forged-state", Some(&bound));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not started in this browser"), "{body}");
+    // The right state with a code the provider never issued: the provider refuses the code,
+    // and the state is used up by that attempt.
+    let (status, body) = callback(&state, Some(&bound));
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = callback(&state, Some(&bound));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("expired or was already used"), "{body}");
+
+    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    assert!(!export.contains("session_started"), "{export}");
+
+    // Starting sign-ins is bounded per client (the address the proxy forwards): one client that
+    // starts too many is told to wait, and another still signs in.
+    let start_from = |client: &str| {
+        portal
+            .http
+            .get(format!("{}/auth/oidc/start", server.url))
+            .header("x-forwarded-for", format!("192.0.2.200, {client}"))
+            .send()
+            .unwrap()
+    };
+    let statuses: Vec<u16> = (0..25)
+        .map(|_| start_from("203.0.113.9").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        20,
+        "{statuses:?}"
+    );
+    let busy = start_from("203.0.113.9");
+    assert_eq!(busy.status(), 503);
+    assert!(busy.text().unwrap().contains("try again in a minute"));
+    assert_eq!(start_from("198.51.100.20").status(), 303);
 }
 
 #[test]
@@ -768,11 +868,13 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
-    let none = portal
-        .get(&admin, &format!("/admin/audit?since={tomorrow}"))
-        .text()
-        .unwrap();
-    assert!(!none.contains("request_created"), "{none}");
+    let none = portal.get(&admin, &format!("/admin/audit?since={tomorrow}"));
+    assert_eq!(none.status(), 200);
+    let none = none.text().unwrap();
+    assert!(
+        none.contains("id=\"events\"") && !none.contains("request_created"),
+        "{none}"
+    );
     // `until` a day means through the end of that day.
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let through_today = portal

@@ -262,6 +262,9 @@ struct RawServer {
     public_url: Option<String>,
     #[serde(default = "default_session_ttl")]
     session_ttl: Dur,
+    /// Behind a reverse proxy: the header it puts the client's address in.
+    #[serde(default)]
+    client_ip_header: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -301,6 +304,7 @@ impl Default for RawServer {
             provider_timeout: default_provider_timeout(),
             public_url: None,
             session_ttl: default_session_ttl(),
+            client_ip_header: None,
         }
     }
 }
@@ -368,6 +372,9 @@ pub struct ServerSettings {
     pub public_url: String,
     /// How long a portal or CLI login session lasts.
     pub session_ttl: Duration,
+    /// The header a reverse proxy in front puts the client's address in (`X-Forwarded-For`:
+    /// its last entry); without it, the connection's peer address. Per-client limits use it.
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 impl ServerSettings {
@@ -470,6 +477,20 @@ impl Config {
             provider_timeout: s.provider_timeout.0,
             public_url: String::new(),
             session_ttl: s.session_ttl.0,
+            client_ip_header: s
+                .client_ip_header
+                .as_deref()
+                .map(|h| {
+                    axum::http::HeaderName::from_bytes(h.trim().as_bytes()).map_err(|_| {
+                        field(
+                            "server.client_ip_header",
+                            format!(
+                                "`{h}` is not a header name; write it like \"x-forwarded-for\""
+                            ),
+                        )
+                    })
+                })
+                .transpose()?,
         };
         server.public_url = match &s.public_url {
             Some(u) => parse_public_url(u)?,

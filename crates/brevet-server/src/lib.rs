@@ -170,9 +170,12 @@ pub async fn serve(
     let app = api::router(state.clone())
         .merge(portal::router(state))
         .merge(notifications.router());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     let _ = stop_tx.send(true);
     let _ = background.await;
     let _ = outbox.await;

@@ -4,7 +4,8 @@
 //! (signature against the issuer's JWKS, issuer, audience, expiry, nonce).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::IpAddr,
     str::FromStr,
     time::{Duration, Instant},
 };
@@ -65,31 +66,60 @@ pub enum OidcError {
     Busy,
 }
 
-/// How many sign-ins (browser or device) the server starts per minute. Starting one needs no
-/// credentials, stores a row and, for the device flow, calls the identity provider, so it is
-/// bounded; real people signing in stay far below this.
-const SIGN_INS_PER_MINUTE: u32 = 600;
+/// How many sign-ins (browser or device) one client address may start per minute. Starting one
+/// needs no credentials, stores a row and, for the device flow, calls the identity provider, so
+/// it is bounded per client — a person signing in stays far below this, and one noisy client
+/// cannot lock everyone else out.
+const SIGN_INS_PER_CLIENT_PER_MINUTE: u32 = 20;
 
-/// A fixed-window counter for [`SIGN_INS_PER_MINUTE`]. One global count for two endpoints
-/// does not justify a rate-limiting dependency (per-client limits belong in the proxy in front).
+/// How many the whole server starts per minute: a backstop for the store and the identity
+/// provider against many addresses at once.
+const SIGN_INS_PER_MINUTE: u32 = 6000;
+
+/// How many client addresses one window tracks; beyond that, new addresses wait for the next
+/// window (memory stays bounded).
+const TRACKED_CLIENTS: usize = 50_000;
+
+/// Fixed one-minute windows: a count per client address and one in all. A keyed limiter for two
+/// unauthenticated endpoints does not justify a rate-limiting dependency.
 #[derive(Default)]
 struct StartLimiter {
-    window: std::sync::Mutex<(Option<std::time::Instant>, u32)>,
+    window: std::sync::Mutex<Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    started: Option<std::time::Instant>,
+    total: u32,
+    per_client: HashMap<IpAddr, u32>,
 }
 
 impl StartLimiter {
-    fn admit(&self) -> bool {
+    fn admit(&self, client: IpAddr) -> bool {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
-        match w.0 {
-            Some(start) if now.duration_since(start) < Duration::from_secs(60) => {
-                if w.1 >= SIGN_INS_PER_MINUTE {
-                    return false;
-                }
-                w.1 += 1;
-            }
-            _ => *w = (Some(now), 1),
+        if w.started
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(60))
+        {
+            *w = Window {
+                started: Some(now),
+                ..Window::default()
+            };
         }
+        if w.total >= SIGN_INS_PER_MINUTE {
+            return false;
+        }
+        let tracked = w.per_client.len();
+        let count = match w.per_client.get_mut(&client) {
+            Some(c) => c,
+            None if tracked >= TRACKED_CLIENTS => return false,
+            None => w.per_client.entry(client).or_insert(0),
+        };
+        if *count >= SIGN_INS_PER_CLIENT_PER_MINUTE {
+            return false;
+        }
+        *count += 1;
+        w.total += 1;
         true
     }
 }
@@ -246,8 +276,8 @@ impl Oidc {
     }
 
     /// Builds the authorization URL (code flow, PKCE S256, nonce).
-    pub async fn start_browser(&self) -> Result<BrowserStart, OidcError> {
-        if !self.starts.admit() {
+    pub async fn start_browser(&self, client: IpAddr) -> Result<BrowserStart, OidcError> {
+        if !self.starts.admit(client) {
             return Err(OidcError::Busy);
         }
         self.discover(false).await?;
@@ -327,8 +357,8 @@ impl Oidc {
     }
 
     /// Asks the provider for a device code (the CLI shows the user code and the URL).
-    pub async fn start_device(&self) -> Result<DeviceStart, OidcError> {
-        if !self.starts.admit() {
+    pub async fn start_device(&self, client: IpAddr) -> Result<DeviceStart, OidcError> {
+        if !self.starts.admit(client) {
             return Err(OidcError::Busy);
         }
         self.discover(false).await?;
@@ -524,15 +554,36 @@ mod tests {
     }
 
     #[test]
-    fn sign_in_starts_are_bounded_per_minute() {
+    fn sign_in_starts_are_bounded_per_client_and_in_all() {
         let l = StartLimiter::default();
-        for _ in 0..SIGN_INS_PER_MINUTE {
-            assert!(l.admit());
+        let noisy: IpAddr = "203.0.113.7".parse().unwrap();
+        let other: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..SIGN_INS_PER_CLIENT_PER_MINUTE {
+            assert!(l.admit(noisy));
         }
-        assert!(!l.admit());
+        assert!(!l.admit(noisy), "one client is bounded");
+        assert!(l.admit(other), "and does not lock anyone else out");
         // A new window admits again.
-        l.window.lock().unwrap().0 = Some(std::time::Instant::now() - Duration::from_secs(61));
-        assert!(l.admit());
+        l.window.lock().unwrap().started =
+            Some(std::time::Instant::now() - Duration::from_secs(61));
+        assert!(l.admit(noisy));
+        // Many clients together meet the server-wide bound.
+        let mut admitted = 1;
+        for i in 0..u32::MAX {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let mut any = false;
+            for _ in 0..SIGN_INS_PER_CLIENT_PER_MINUTE {
+                if l.admit(ip) {
+                    admitted += 1;
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        assert_eq!(admitted, SIGN_INS_PER_MINUTE);
+        assert!(!l.admit(other));
     }
 
     #[test]

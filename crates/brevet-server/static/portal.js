@@ -1,6 +1,7 @@
 // Brevet portal: progressive enhancement only (every page works without it).
-// Live countdowns for elements with data-expires; when one reaches zero, reload so the page
-// shows the grant's new state.
+// Live countdowns for elements with data-expires; when one reaches zero, go to data-then (a
+// page fetched with GET, never a reload: the one-time credential page is a form's answer) so
+// the grant's new state shows.
 (function () {
   "use strict";
   function tick() {
@@ -12,7 +13,10 @@
         (h > 0 ? h + "h " : "") + m + "m " + (s < 10 ? "0" : "") + s + "s left";
       if (left === 0 && !el.dataset.reloaded) {
         el.dataset.reloaded = "1";
-        setTimeout(function () { location.reload(); }, 3000);
+        var then = el.getAttribute("data-then");
+        if (then && then.charAt(0) === "/" && then.charAt(1) !== "/") {
+          setTimeout(function () { location.assign(then); }, 3000);
+        }
       }
     });
   }

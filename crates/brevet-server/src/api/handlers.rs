@@ -95,7 +95,8 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-/// List requests: your own, or (`all=true`, approvers and admins) everyone's.
+/// List requests: your own, or (`all=true`) everyone's that you may see — all, for admins; for
+/// approvers, those approval policy lets them decide.
 #[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [RequestView])))]
 pub async fn list_requests(
     State(state): State<AppState>,
@@ -128,7 +129,7 @@ pub async fn list_requests(
         .await
         .map_err(crate::broker::BrokerError::from)?;
     let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows.iter().filter(|r| state.broker.may_see(&caller.0, r)) {
         out.push(view(&state, r).await?);
     }
     Ok(Json(out))

@@ -73,9 +73,12 @@ fn upstream(e: crate::oidc::OidcError) -> ApiError {
 
 /// Start a device sign-in (no token needed).
 #[utoipa::path(post, path = "/v1/login/device", responses((status = 200, body = DeviceLogin), (status = 404, body = super::ErrorBody), (status = 502, body = super::ErrorBody)))]
-pub async fn device_start(State(state): State<AppState>) -> Result<Json<DeviceLogin>, ApiError> {
+pub async fn device_start(
+    State(state): State<AppState>,
+    client: super::ClientIp,
+) -> Result<Json<DeviceLogin>, ApiError> {
     let o = oidc(&state)?;
-    let d = o.start_device().await.map_err(upstream)?;
+    let d = o.start_device(client.0).await.map_err(upstream)?;
     let login_id = hex::encode(rand::random::<[u8; 24]>());
     let flow = brevet_store::LoginFlow {
         id_hash: hex::encode(hash_token(&login_id)),

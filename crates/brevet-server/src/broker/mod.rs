@@ -244,18 +244,23 @@ impl Broker {
         })
     }
 
-    /// Fetches a request the caller may see: their own, or any if they approve or administer.
-    /// Others' requests are reported as not found, so ids reveal nothing.
+    /// Whether the caller may see a request: their own; any, for an admin; for an approver, those
+    /// that approval policy lets them decide (whatever its state now).
+    pub fn may_see(&self, caller: &Principal, r: &Request) -> bool {
+        r.requester == caller.id
+            || caller.has_role(brevet_core::Role::Admin)
+            || (caller.has_role(brevet_core::Role::Approver) && self.may_approve(caller, r))
+    }
+
+    /// Fetches a request the caller may see ([`Self::may_see`]). Others' requests are reported as
+    /// not found, so ids reveal nothing.
     pub async fn get_visible(
         &self,
         caller: &Principal,
         id: brevet_core::RequestId,
     ) -> Result<Request, BrokerError> {
         let r = self.get(id).await?;
-        let visible = r.requester == caller.id
-            || caller.has_role(brevet_core::Role::Admin)
-            || caller.has_role(brevet_core::Role::Approver);
-        if visible {
+        if self.may_see(caller, &r) {
             Ok(r)
         } else {
             Err(BrokerError::NotFound(format!(

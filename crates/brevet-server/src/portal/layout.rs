@@ -74,13 +74,14 @@ pub fn time(t: Option<DateTime<Utc>>) -> Markup {
     }
 }
 
-/// A live countdown (portal.js ticks it; without script it still shows the expiry time).
-pub fn countdown(expires: Option<DateTime<Utc>>) -> Markup {
+/// A live countdown (portal.js ticks it; without script it still shows the expiry time). At zero
+/// the browser goes to `then` (a page fetched with GET), to show the grant's new state.
+pub fn countdown(expires: Option<DateTime<Utc>>, then: &str) -> Markup {
     match expires {
         Some(t) => {
             let left = (t - Utc::now()).num_seconds().max(0);
             html! {
-                span.countdown data-expires=(t.to_rfc3339()) title=(t.to_rfc3339()) {
+                span.countdown data-expires=(t.to_rfc3339()) data-then=(then) title=(t.to_rfc3339()) {
                     (format!("{}m {:02}s left", left / 60, left % 60))
                 }
             }

@@ -144,14 +144,18 @@ pub async fn with_token(
     Ok((jar, Redirect::to("/access")).into_response())
 }
 
-pub async fn oidc_start(State(state): State<AppState>, jar: CookieJar) -> PageResult {
+pub async fn oidc_start(
+    State(state): State<AppState>,
+    client: crate::api::ClientIp,
+    jar: CookieJar,
+) -> PageResult {
     let Some(oidc) = &state.oidc else {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
             "Single sign-on is not configured; add an [oidc] section to the config.",
         ));
     };
-    let start = oidc.start_browser().await.map_err(|e| match e {
+    let start = oidc.start_browser(client.0).await.map_err(|e| match e {
         crate::oidc::OidcError::Busy => {
             PageError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }

@@ -192,7 +192,8 @@ pub async fn request_page(
     let mine = r.requester == viewer.principal.id;
     let may_decide = !mine
         && r.state == RequestState::Pending
-        && (viewer.principal.has_role(Role::Approver) || viewer.principal.has_role(Role::Admin));
+        && (viewer.principal.has_role(Role::Approver) || viewer.principal.has_role(Role::Admin))
+        && state.broker.may_approve(&viewer.principal, &r);
     let needs_key = state.broker.resource_kind(&r.resource) == Some("ssh");
     let decisions = state
         .broker
@@ -212,7 +213,7 @@ pub async fn request_page(
                 tr { th { "Ticket" } td { (v.ticket.clone().unwrap_or_default()) } }
                 tr { th { "Approvals" } td { (v.approvals.len()) " of " (v.approvals_required) @if !v.approvals.is_empty() { " (" (v.approvals.join(", ")) ")" } } }
                 tr { th { "Policy" } td { (v.policy) } }
-                tr { th { "Expires" } td { (layout::countdown(v.expires_at)) } }
+                tr { th { "Expires" } td { (layout::countdown(v.expires_at, &format!("/requests/{}", r.id))) } }
                 @if let Some(e) = &v.last_error { tr { th { "Last error" } td.error { (e) } } }
                 @if let Some(why) = &r.revoke_reason { tr { th { "Revoked because" } td { (why) } } }
             }
@@ -304,7 +305,7 @@ pub async fn activate(
     let body = html! {
         div.card {
             p.notice { "Access to " (a.request.resource) " (" (a.request.profile) ") is active." }
-            p { "Expires: " (layout::countdown(Some(c.expires_at))) }
+            p { "Expires: " (layout::countdown(Some(c.expires_at), "/access")) }
             p { strong { "Your credential (" (c.kind) ") — shown once; copy it now:" } }
             pre.secret id="credential" { (c.secret) }
             p.muted { "Brevet does not keep it. If you lose it, issue a new one with `brevet credentials " (a.request.id) "`." }
@@ -402,7 +403,7 @@ pub async fn access(State(state): State<AppState>, viewer: Viewer) -> PageResult
                             td { a href=(format!("/requests/{}", r.id)) { (r.resource) } }
                             td { (r.profile) }
                             td { (layout::state_badge(&r.state.to_string())) }
-                            td { (layout::countdown(r.expires_at)) }
+                            td { (layout::countdown(r.expires_at, "/access")) }
                             td {
                                 @if r.state == RequestState::Approved {
                                     a href=(format!("/requests/{}", r.id)) { "Activate…" }

@@ -8,6 +8,22 @@ use serde_json::{json, Value};
 
 use crate::notify::subscriber::{http_outcome, retry_after, transport_error, DeliveryError};
 
+/// Where Slack's `response_url`s point.
+const SLACK_HOOKS: &str = "https://hooks.slack.com/";
+
+/// A `response_url` is followed only to Slack, or to the host `api_base` names (a stand-in or
+/// a proxy in front of Slack): the payload is signed, but Brevet still never posts to an
+/// arbitrary address it was handed.
+fn response_url_allowed(api_base: &str, url: &str) -> bool {
+    if url.starts_with(SLACK_HOOKS) {
+        return true;
+    }
+    match (reqwest::Url::parse(api_base), reqwest::Url::parse(url)) {
+        (Ok(base), Ok(u)) => u.origin() == base.origin() && matches!(u.scheme(), "https" | "http"),
+        _ => false,
+    }
+}
+
 pub struct SlackApi {
     http: reqwest::Client,
     base: String,
@@ -102,6 +118,12 @@ impl SlackApi {
     /// An ephemeral reply to the user who clicked, through the interaction's `response_url`
     /// (which authenticates itself; no token is sent there).
     pub async fn respond(&self, response_url: &str, text: &str) -> Result<(), DeliveryError> {
+        if !response_url_allowed(&self.base, response_url) {
+            return Err(DeliveryError::new(format!(
+                "response_url {response_url:?} is neither Slack's ({SLACK_HOOKS}…) nor on the \
+                 configured api_base's host; not followed"
+            )));
+        }
         let resp = self
             .http
             .post(response_url)
@@ -117,5 +139,38 @@ impl SlackApi {
             .await
             .map_err(transport_error)?;
         http_outcome(resp).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::response_url_allowed;
+
+    #[test]
+    fn response_urls_go_to_slack_or_the_configured_api_host_only() {
+        let slack = "https://slack.com/api";
+        assert!(response_url_allowed(
+            slack,
+            "https://hooks.slack.com/actions/T1/2/abc"
+        ));
+        for bad in [
+            "https://hooks.slack.com.evil.example/actions/x",
+            "http://hooks.slack.com/actions/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://slack.com.evil.example/api",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(!response_url_allowed(slack, bad), "{bad}");
+        }
+        let stand_in = "http://127.0.0.1:4567/api";
+        assert!(response_url_allowed(
+            stand_in,
+            "http://127.0.0.1:4567/response/1"
+        ));
+        assert!(!response_url_allowed(
+            stand_in,
+            "http://127.0.0.1:4568/response/1"
+        ));
     }
 }
