@@ -40,6 +40,51 @@ fn role_policy(moto: &Moto, role: &str, policy: &str) -> serde_json::Value {
     v["PolicyDocument"].clone()
 }
 
+/// The shared base role that session-mode profiles assume (`brevet-base`, trusting the account).
+fn create_base_role(moto: &Moto) {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    moto.aws_json(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "brevet-base",
+        "--assume-role-policy-document",
+        trust,
+    ]);
+}
+
+/// An inline policy on the base role, put there as someone (or an earlier revocation) left it.
+fn put_base_role_policy(moto: &Moto, name: &str, doc: &str) {
+    moto.aws_json(&[
+        "iam",
+        "put-role-policy",
+        "--role-name",
+        "brevet-base",
+        "--policy-name",
+        name,
+        "--policy-document",
+        doc,
+    ]);
+}
+
+/// Dave asks for 30 minutes of `profile` on aws:bucket (granted without approval); its id.
+fn request_aws(w: &AwsWorld, profile: &str) -> String {
+    let r = w.server.cli_json(
+        DAVE,
+        &[
+            "request",
+            profile,
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "30m",
+            "--reason",
+            "x",
+        ],
+    );
+    r["id"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn role_per_grant_is_exact_expires_and_is_verified_gone() {
     let w = aws_world(&[]);
@@ -149,29 +194,8 @@ fn role_per_grant_is_exact_expires_and_is_verified_gone() {
 #[test]
 fn aws_cli_gets_session_credentials_through_credential_process() {
     let w = aws_world(&[]);
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
-    w.moto.aws_json(&[
-        "iam",
-        "create-role",
-        "--role-name",
-        "brevet-base",
-        "--assume-role-policy-document",
-        trust,
-    ]);
-    let r = w.server.cli_json(
-        DAVE,
-        &[
-            "request",
-            "aws.s3-session",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "30m",
-            "--reason",
-            "x",
-        ],
-    );
-    let id = r["id"].as_str().unwrap().to_owned();
+    create_base_role(&w.moto);
+    let id = request_aws(&w, "aws.s3-session");
     let a = w.server.cli_json(DAVE, &["activate", &id]);
     assert_eq!(a["credential"]["kind"], "aws_credential_process");
 
@@ -273,16 +297,7 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
         ("brevet-revoke-sessions-recent", deny(1)),
         ("someone-elses-policy", deny(48)),
     ] {
-        w.moto.aws_json(&[
-            "iam",
-            "put-role-policy",
-            "--role-name",
-            "brevet-base",
-            "--policy-name",
-            name,
-            "--policy-document",
-            &doc,
-        ]);
+        put_base_role_policy(&w.moto, name, &doc);
     }
 
     // Early revocation denies this grant's sessions on the shared base role.
@@ -334,15 +349,7 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
 #[test]
 fn session_denies_collapse_into_one_when_the_base_role_is_full() {
     let w = aws_world(&[]);
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
-    w.moto.aws_json(&[
-        "iam",
-        "create-role",
-        "--role-name",
-        "brevet-base",
-        "--assume-role-policy-document",
-        trust,
-    ]);
+    create_base_role(&w.moto);
     let an_hour_ago =
         (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let deny = |who: &str| serde_json::json!({"Version":"2012-10-17","Statement":[{"Sid":"BrevetRevokeSessions","Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":an_hour_ago.to_string()},"StringLike":{"aws:userid":format!("*:brevet-{who}-0123456789ab")}}}]});
@@ -363,32 +370,10 @@ fn session_denies_collapse_into_one_when_the_base_role_is_full() {
         ("brevet-revoke-sessions-erin", deny("erin")),
         ("brevet-revoke-sessions-frank", deny("frank")),
     ] {
-        w.moto.aws_json(&[
-            "iam",
-            "put-role-policy",
-            "--role-name",
-            "brevet-base",
-            "--policy-name",
-            name,
-            "--policy-document",
-            &doc.to_string(),
-        ]);
+        put_base_role_policy(&w.moto, name, &doc.to_string());
     }
 
-    let r = w.server.cli_json(
-        DAVE,
-        &[
-            "request",
-            "aws.s3-session",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "30m",
-            "--reason",
-            "x",
-        ],
-    );
-    let id = r["id"].as_str().unwrap().to_owned();
+    let id = request_aws(&w, "aws.s3-session");
     w.server.cli_json(DAVE, &["activate", &id]);
     let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
     assert_eq!(revoked["state"], "revoked", "{revoked}");
@@ -492,33 +477,11 @@ fn identity_center_assignment_is_created_and_removed() {
 #[test]
 fn kill_switch_denies_live_sessions_and_removes_roles() {
     let w = aws_world(&[]);
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
-    w.moto.aws_json(&[
-        "iam",
-        "create-role",
-        "--role-name",
-        "brevet-base",
-        "--assume-role-policy-document",
-        trust,
-    ]);
+    create_base_role(&w.moto);
     let mut roles = Vec::new();
     for profile in ["aws.s3-read", "aws.s3-session"] {
-        let r = w.server.cli_json(
-            DAVE,
-            &[
-                "request",
-                profile,
-                "--resource",
-                "aws:bucket",
-                "--for",
-                "30m",
-                "--reason",
-                "x",
-            ],
-        );
-        let a = w
-            .server
-            .cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
+        let id = request_aws(&w, profile);
+        let a = w.server.cli_json(DAVE, &["activate", &id]);
         roles.push(
             a["credential"]["details"]["role_arn"]
                 .as_str()

@@ -8,8 +8,9 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use brevet_core::{ApprovalDecision, Principal, PrincipalId, Role};
-use brevet_server::AccessAsk;
+use brevet_core::{ApprovalDecision, Principal, PrincipalId, Request, Role};
+use brevet_server::{AccessAsk, Broker};
+use chrono::{DateTime, Utc};
 
 const POLICY: &str = r#"
 @id("ask") @approvals("1") @max_duration("1h") @max_extensions("3")
@@ -34,6 +35,35 @@ fn who(id: &str, lead: bool) -> Principal {
     }
 }
 
+/// Alice's 10-minute grant, approved by `lead` and activated: the request and its expiry.
+async fn active_grant(
+    broker: &Broker,
+    alice: &Principal,
+    lead: &Principal,
+    round: usize,
+) -> (Request, DateTime<Utc>) {
+    let r = broker
+        .create(
+            alice,
+            AccessAsk {
+                resource: "mem:db0".into(),
+                profile: "db.read".into(),
+                duration: "10m".into(),
+                reason: Some(format!("round {round}")),
+                ticket: None,
+            },
+        )
+        .await
+        .unwrap();
+    broker
+        .decide(lead, r.id, ApprovalDecision::Approve, None)
+        .await
+        .unwrap();
+    let active = broker.activate(alice, r.id, None).await.unwrap().request;
+    let expires = active.window.unwrap().expires_at;
+    (active, expires)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_approvals_extend_a_grant_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -42,25 +72,7 @@ async fn racing_approvals_extend_a_grant_once() {
     let (alice, lead1, lead2) = (who("alice", false), who("lead1", true), who("lead2", true));
 
     for round in 0..5 {
-        let r = broker
-            .create(
-                &alice,
-                AccessAsk {
-                    resource: "mem:db0".into(),
-                    profile: "db.read".into(),
-                    duration: "10m".into(),
-                    reason: Some(format!("round {round}")),
-                    ticket: None,
-                },
-            )
-            .await
-            .unwrap();
-        broker
-            .decide(&lead1, r.id, ApprovalDecision::Approve, None)
-            .await
-            .unwrap();
-        let active = broker.activate(&alice, r.id, None).await.unwrap().request;
-        let before = active.window.unwrap().expires_at;
+        let (r, before) = active_grant(&broker, &alice, &lead1, round).await;
 
         let ext = broker.extend(&alice, r.id, "5m".into()).await.unwrap();
         let (a, b) = tokio::join!(
@@ -103,31 +115,7 @@ async fn an_abandoned_approval_then_another_extend_a_grant_once() {
     let mut cut_between = 0;
     let mut cut = std::time::Duration::from_micros(0);
     for round in 0..400 {
-        let r = broker
-            .create(
-                &alice,
-                AccessAsk {
-                    resource: "mem:db0".into(),
-                    profile: "db.read".into(),
-                    duration: "10m".into(),
-                    reason: Some(format!("round {round}")),
-                    ticket: None,
-                },
-            )
-            .await
-            .unwrap();
-        broker
-            .decide(&lead1, r.id, ApprovalDecision::Approve, None)
-            .await
-            .unwrap();
-        let before = broker
-            .activate(&alice, r.id, None)
-            .await
-            .unwrap()
-            .request
-            .window
-            .unwrap()
-            .expires_at;
+        let (r, before) = active_grant(&broker, &alice, &lead1, round).await;
         let ext = broker.extend(&alice, r.id, "5m".into()).await.unwrap();
         let first = tokio::time::timeout(
             cut,

@@ -143,6 +143,18 @@ fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
+/// A deletion's outcome: done, or already absent (IAM's `NoSuchEntity`), is success.
+fn deleted<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
+    op: &str,
+    r: Result<T, aws_sdk_iam::error::SdkError<E>>,
+) -> Result<(), ProviderError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchEntity") => Ok(()),
+        Err(e) => Err(sdk_err(op, &e)),
+    }
+}
+
 impl AwsProvider {
     /// Builds the clients. Brevet's own AWS credentials come from the standard chain
     /// (environment, profile, instance role) — never from Brevet's config file.
@@ -431,16 +443,7 @@ impl AwsProvider {
         }
         let d = self.iam.delete_role().role_name(role).send().await;
         self.logged(binding, "DeleteRole", &d);
-        match d {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_err("DeleteRole", &e)),
-        }
+        deleted("DeleteRole", d)
     }
 
     /// Writes the deny for one binding's sessions on a shared base role, keeping the role under
@@ -554,16 +557,7 @@ impl AwsProvider {
             .send()
             .await;
         self.logged(binding, "DeleteRolePolicy", &d);
-        match d {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_err("DeleteRolePolicy", &e)),
-        }
+        deleted("DeleteRolePolicy", d)
     }
 
     fn base_role_name(arn: &Arn) -> String {
