@@ -203,7 +203,8 @@ fn oidc_callback_refuses_foreign_forged_and_reused_state() {
             server.url
         ));
         if let Some(c) = cookie {
-            req = req.header("cookie", format!("brevet_login={c}"));
+            // Another tab's token form cookie alongside does not matter.
+            req = req.header("cookie", format!("brevet_login=form:x; brevet_oidc={c}"));
         }
         let resp = req.send().unwrap();
         assert!(
@@ -235,7 +236,8 @@ fn oidc_callback_refuses_foreign_forged_and_reused_state() {
         .find_map(|kv| kv.strip_prefix("state="))
         .unwrap()
         .to_owned();
-    let bound = cookie_value(&start, "brevet_login").expect("the state is bound to the browser");
+    let bound = cookie_value(&start, "brevet_oidc").expect("the state is bound to the browser");
+    assert_eq!(bound, state);
 
     let (status, body) = callback(&state, None);
     assert_eq!(status, 403, "{body}");

@@ -18,8 +18,11 @@ use crate::{
     session::{self, SessionKind},
 };
 
-/// Binds an OIDC sign-in (or the token form) to the browser that started it.
+/// Binds the token sign-in form to the browser that opened it.
 const LOGIN_COOKIE: &str = "brevet_login";
+/// Binds an OIDC sign-in to the browser that started it (a cookie of its own, so opening the
+/// sign-in page in another tab meanwhile does not break it).
+const OIDC_COOKIE: &str = "brevet_oidc";
 
 /// A cookie removal that matches the cookie's own `Path=/` (without it, browsers would look for
 /// the cookie under the request's directory and keep the real one).
@@ -175,11 +178,7 @@ pub async fn oidc_start(
         .create_login_flow(&flow)
         .await
         .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
-    let jar = jar.add(cookie(
-        &state,
-        LOGIN_COOKIE,
-        format!("oidc:{}", start.state),
-    ));
+    let jar = jar.add(cookie(&state, OIDC_COOKIE, start.state));
     Ok((jar, Redirect::to(&start.redirect)).into_response())
 }
 
@@ -231,8 +230,8 @@ pub async fn oidc_callback(
     };
     // The state must be the one this browser started with (login CSRF), and unused.
     let bound = jar
-        .get(LOGIN_COOKIE)
-        .and_then(|c| c.value().strip_prefix("oidc:").map(str::to_owned))
+        .get(OIDC_COOKIE)
+        .map(|c| c.value().to_owned())
         .unwrap_or_default();
     if bound.is_empty() || !bool::from(bound.as_bytes().ct_eq(st.as_bytes())) {
         return Err(PageError::new(
@@ -281,6 +280,7 @@ pub async fn oidc_callback(
     end_previous(&state, &jar).await;
     let s = session::start(&state.broker, principal, SessionKind::Browser, "oidc").await?;
     let jar = jar
+        .remove(removal(OIDC_COOKIE))
         .remove(removal(LOGIN_COOKIE))
         .add(cookie(&state, SESSION_COOKIE, s.token));
     Ok((jar, Redirect::to(&flow.return_to)).into_response())
