@@ -41,6 +41,13 @@ fn bad_config_is_refused_with_the_field_named() {
         ),
         (
             world.config.replace(
+                "listen = \"127.0.0.1:0\"",
+                "listen = \"127.0.0.1:0\"\nclient_ip_header = \"x forwarded for\"",
+            ),
+            "server.client_ip_header",
+        ),
+        (
+            world.config.replace(
                 "[resources.\"postgres:orders\"]",
                 "[resources.\"pg:orders\"]",
             ),

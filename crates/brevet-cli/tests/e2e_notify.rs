@@ -145,7 +145,7 @@ api_base = "{}"
 fn slack_approvals_go_through_policy_and_update_the_message() {
     let rt = Runtime::new().unwrap();
     let slack = FakeSlack::start(&rt, SLACK_TOKEN);
-    let mut world = slack_world(StoreKind::Sqlite, &slack, "", "");
+    let mut world = slack_world(StoreKind::Sqlite, &slack, "", "team_id = \"T0TEST\"");
     link(&mut world, "alice", "slack_user = \"UALICE\"");
     link(&mut world, "bob", "slack_user = \"UBOB\"");
     link(&mut world, "carol", "slack_user = \"UCAROL\"");
@@ -219,6 +219,17 @@ fn slack_approvals_go_through_policy_and_update_the_message() {
         401,
         "a signature over another body is refused"
     );
+    assert_eq!(approvals_of(&server, &id), ("pending".into(), vec![]));
+
+    // Signed by the app, but from another workspace (where `UBOB` may be anyone): refused.
+    let body = slack.click_body_in("T0OTHER", "UBOB", "brevet_approve", &id, "other-team");
+    let at = now_secs();
+    let sig = FakeSlack::sign(SLACK_SIGNING, at, &body);
+    assert_eq!(
+        post_interaction(&rt, &server, Some((at.to_string(), sig)), &body),
+        200
+    );
+    assert!(reply_text(&slack, "other-team").contains("not the one Brevet takes approvals from"));
     assert_eq!(approvals_of(&server, &id), ("pending".into(), vec![]));
 
     // Signed, but by people who may not decide: refused with an ephemeral reply saying why.

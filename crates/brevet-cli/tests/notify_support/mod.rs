@@ -414,14 +414,26 @@ impl FakeSlack {
         request_id: &str,
         response_id: &str,
     ) -> String {
+        self.click_body_in("T0TEST", user, action_id, request_id, response_id)
+    }
+
+    /// [`Self::click_body`] from the workspace `team`.
+    pub fn click_body_in(
+        &self,
+        team: &str,
+        user: &str,
+        action_id: &str,
+        request_id: &str,
+        response_id: &str,
+    ) -> String {
         let payload = json!({
             "type": "block_actions",
-            "user": {"id": user, "username": user.to_lowercase(), "team_id": "T0TEST"},
+            "user": {"id": user, "username": user.to_lowercase(), "team_id": team},
             "api_app_id": "A0TEST",
             "token": "deprecated-verification-token",
             "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C0APPROVERS", "is_ephemeral": false},
             "trigger_id": "1.2.3",
-            "team": {"id": "T0TEST", "domain": "test"},
+            "team": {"id": team, "domain": "test"},
             "channel": {"id": "C0APPROVERS", "name": "approvers"},
             "response_url": self.response_url(response_id),
             "actions": [{

@@ -133,6 +133,7 @@ impl Notifications {
                 broker: broker.clone(),
                 directory,
                 signing_secret: s.signing_secret.clone(),
+                team_id: s.team_id.clone(),
                 outbox: outbox.clone(),
                 replays: Default::default(),
             });

@@ -41,6 +41,9 @@ struct RawSlack {
     approver_channel: String,
     #[serde(default = "default_slack_api")]
     api_base: String,
+    /// The workspace (team) id clicks must come from, e.g. "T0123ABCD".
+    #[serde(default)]
+    team_id: Option<String>,
 }
 
 fn default_slack_api() -> String {
@@ -78,6 +81,9 @@ pub struct SlackConfig {
     pub approver_channel: String,
     /// Without a trailing slash.
     pub api_base: String,
+    /// When set, clicks from any other Slack workspace are refused (an app installed in several
+    /// workspaces shares its signing secret, and user ids are only unique within one).
+    pub team_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +219,20 @@ impl NotifySettings {
                         .resolve("notify.slack.signing_secret", base)?,
                     approver_channel: s.approver_channel.clone(),
                     api_base,
+                    team_id: match s.team_id.as_deref().map(str::trim) {
+                        None => None,
+                        Some(t)
+                            if !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                        {
+                            Some(t.to_owned())
+                        }
+                        Some(_) => {
+                            return Err(field(
+                                "notify.slack.team_id",
+                                "use the workspace's id, e.g. \"T0123ABCD\" (workspace settings, or the \"team\" in an app's OAuth answer)",
+                            ))
+                        }
+                    },
                 })
             })
             .transpose()?;
@@ -327,6 +347,27 @@ mod tests {
         assert!(e.contains("notify.email.from"), "{e}");
         let e = parse("max_attempts = 0").unwrap_err().to_string();
         assert!(e.contains("notify.max_attempts"), "{e}");
+
+        std::env::set_var("BREVET_TEST_SLACK_BOT", "xoxb-test");
+        let slack = |team: &str| {
+            parse(&format!(
+                "[slack]\nbot_token = {{ env = \"BREVET_TEST_SLACK_BOT\" }}\nsigning_secret = {{ env = \"BREVET_TEST_HOOK_SECRET\" }}\napprover_channel = \"C0123\"\n{team}"
+            ))
+        };
+        assert_eq!(slack("").unwrap().slack.unwrap().team_id, None);
+        assert_eq!(
+            slack("team_id = \"T0123ABCD\"")
+                .unwrap()
+                .slack
+                .unwrap()
+                .team_id,
+            Some("T0123ABCD".to_owned())
+        );
+        let e = slack("team_id = \"my workspace\"").unwrap_err().to_string();
+        assert!(
+            e.contains("notify.slack.team_id") && e.contains("T0123ABCD"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct InteractionState {
     pub broker: Arc<Broker>,
     pub directory: Arc<Directory>,
     pub signing_secret: SecretText,
+    /// The only workspace clicks are taken from, when configured.
+    pub team_id: Option<String>,
     pub outbox: Arc<Outbox>,
     pub replays: Arc<ReplayGuard>,
 }
@@ -62,8 +64,15 @@ struct Payload {
     kind: String,
     user: SlackUser,
     #[serde(default)]
+    team: Option<SlackTeam>,
+    #[serde(default)]
     actions: Vec<Action>,
     response_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SlackTeam {
+    id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +134,21 @@ async fn interaction(
     };
     if payload.kind != "block_actions" {
         return StatusCode::OK.into_response();
+    }
+    if let Some(want) = &state.team_id {
+        let team = payload.team.as_ref().map(|t| t.id.as_str());
+        if team != Some(want.as_str()) {
+            tracing::warn!(team = ?team, slack_user = %payload.user.id, "refused a Slack click from another workspace");
+            if let Some(url) = &payload.response_url {
+                reply(
+                    &state,
+                    url,
+                    ":no_entry: this Slack workspace is not the one Brevet takes approvals from",
+                )
+                .await;
+            }
+            return StatusCode::OK.into_response();
+        }
     }
     let Some((action, decision)) =
         payload
