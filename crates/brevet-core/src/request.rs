@@ -210,6 +210,11 @@ pub struct Request {
     pub policy_rule: String,
     pub max_extensions: u32,
     pub extensions_applied: u32,
+    /// The extension requests already applied to this grant, so none is applied twice (two
+    /// approvals racing, or an approval abandoned between extending and recording). Requests
+    /// stored before this list existed have only the count above.
+    #[serde(default)]
+    pub applied_extensions: Vec<RequestId>,
     pub created_at: DateTime<Utc>,
     pub approve_by: DateTime<Utc>,
     pub activate_by: Option<DateTime<Utc>>,
@@ -259,6 +264,7 @@ impl Request {
             policy_rule: n.policy_rule,
             max_extensions: n.max_extensions,
             extensions_applied: 0,
+            applied_extensions: Vec::new(),
             created_at: now,
             approve_by,
             activate_by: None,
@@ -441,8 +447,16 @@ impl Request {
         Ok(())
     }
 
-    /// Lengthens an active grant (an approved extension request).
-    pub fn extend(&mut self, by: GrantDuration) -> Result<Window, CoreError> {
+    /// Lengthens an active grant by the approved extension request `extension`; `None` when
+    /// that extension was applied already (nothing changes then).
+    pub fn extend(
+        &mut self,
+        by: GrantDuration,
+        extension: RequestId,
+    ) -> Result<Option<Window>, CoreError> {
+        if self.applied_extensions.contains(&extension) {
+            return Ok(None);
+        }
         let (RequestState::Active, Some(w)) = (self.state, self.window) else {
             return Err(CoreError::BadTransition {
                 action: "extend",
@@ -466,7 +480,8 @@ impl Request {
         };
         self.window = Some(w);
         self.extensions_applied += 1;
-        Ok(w)
+        self.applied_extensions.push(extension);
+        Ok(Some(w))
     }
 
     /// When the scheduler next has work for this request (a deadline, expiry or retry), if ever.
@@ -596,10 +611,21 @@ mod tests {
         r.start_activation(Utc::now()).unwrap();
         r.activation_succeeded().unwrap();
         let before = r.window.unwrap().expires_at;
-        let w = r.extend(GrantDuration::parse("30m").unwrap()).unwrap();
+        let (first, second) = (RequestId::new(), RequestId::new());
+        let w = r
+            .extend(GrantDuration::parse("30m").unwrap(), first)
+            .unwrap()
+            .unwrap();
         assert_eq!(w.expires_at, before + chrono::Duration::minutes(30));
+        // The same extension again changes nothing, and does not count.
+        assert_eq!(
+            r.extend(GrantDuration::parse("30m").unwrap(), first),
+            Ok(None)
+        );
+        assert_eq!(r.window.unwrap().expires_at, w.expires_at);
+        assert_eq!(r.extensions_applied, 1);
         let e = r
-            .extend(GrantDuration::parse("30m").unwrap())
+            .extend(GrantDuration::parse("30m").unwrap(), second)
             .unwrap_err()
             .to_string();
         assert!(e.contains("all 1 extensions"), "{e}");

@@ -35,6 +35,14 @@ fn who(id: &str, lead: bool) -> Principal {
     }
 }
 
+/// A broker on a fresh SQLite store (kept while the directory lives) with [`POLICY`].
+async fn broker() -> (tempfile::TempDir, std::sync::Arc<Broker>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("b.db").display());
+    let broker = support::broker_with_policy(&url, 1, vec![], POLICY).await;
+    (dir, broker)
+}
+
 /// Alice's 10-minute grant, approved by `lead` and activated: the request and its expiry.
 async fn active_grant(
     broker: &Broker,
@@ -66,9 +74,7 @@ async fn active_grant(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_approvals_extend_a_grant_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("b.db").display());
-    let broker = support::broker_with_policy(&url, 1, vec![], POLICY).await;
+    let (_dir, broker) = broker().await;
     let (alice, lead1, lead2) = (who("alice", false), who("lead1", true), who("lead2", true));
 
     for round in 0..5 {
@@ -108,9 +114,7 @@ async fn racing_approvals_extend_a_grant_once() {
 /// exactly the extension, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_approval_then_another_extend_a_grant_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("b.db").display());
-    let broker = support::broker_with_policy(&url, 1, vec![], POLICY).await;
+    let (_dir, broker) = broker().await;
     let (alice, lead1, lead2) = (who("alice", false), who("lead1", true), who("lead2", true));
     let mut cut_between = 0;
     let mut cut = std::time::Duration::from_micros(0);

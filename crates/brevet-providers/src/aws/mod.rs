@@ -184,13 +184,22 @@ impl AwsProvider {
         }
     }
 
-    fn log(&self, binding: &Binding, op: &str, request_id: Option<&str>, outcome: &str) {
+    /// Keeps one call's outcome for the audit log; `detail` names what it acted on.
+    fn log(
+        &self,
+        binding: &Binding,
+        op: &str,
+        request_id: Option<&str>,
+        outcome: &str,
+        detail: &[(&str, &str)],
+    ) {
         tracing::info!(provider = %self.name, op, request_id, outcome, "aws call");
+        let mut entry = json!({"op": op, "request_id": request_id, "outcome": outcome});
+        for (k, v) in detail {
+            entry[*k] = json!(v);
+        }
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        calls
-            .entry(binding.key())
-            .or_default()
-            .push(json!({"op": op, "request_id": request_id, "outcome": outcome}));
+        calls.entry(binding.key()).or_default().push(entry);
     }
 
     fn logged<T: RequestId, E: ProvideErrorMetadata + RequestId>(
@@ -199,14 +208,24 @@ impl AwsProvider {
         op: &str,
         r: &Result<T, aws_sdk_iam::error::SdkError<E>>,
     ) {
+        self.logged_with(binding, op, r, &[]);
+    }
+
+    fn logged_with<T: RequestId, E: ProvideErrorMetadata + RequestId>(
+        &self,
+        binding: &Binding,
+        op: &str,
+        r: &Result<T, aws_sdk_iam::error::SdkError<E>>,
+        detail: &[(&str, &str)],
+    ) {
         match r {
-            Ok(out) => self.log(binding, op, out.request_id(), "ok"),
+            Ok(out) => self.log(binding, op, out.request_id(), "ok", detail),
             Err(e) => {
                 let (rid, code) = match e.as_service_error() {
                     Some(se) => (se.request_id(), se.code().unwrap_or("error")),
                     None => (None, "unreachable"),
                 };
-                self.log(binding, op, rid, code);
+                self.log(binding, op, rid, code, detail);
             }
         }
     }
@@ -312,18 +331,13 @@ impl AwsProvider {
             .policy_document(doc.to_string())
             .send()
             .await;
-        self.logged(binding, "PutRolePolicy", &r);
-        // Which policy: the evidence of a session deny is this entry.
-        if let Some(last) = self
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&binding.key())
-            .and_then(|c| c.last_mut())
-        {
-            last["role"] = json!(role);
-            last["policy"] = json!(name);
-        }
+        // Which policy on which role: the evidence of a session deny is this entry.
+        self.logged_with(
+            binding,
+            "PutRolePolicy",
+            &r,
+            &[("role", role), ("policy", name)],
+        );
         r.map(|_| ()).map_err(|e| sdk_err("PutRolePolicy", &e))
     }
 
@@ -920,17 +934,7 @@ impl Provider for AwsProvider {
                     .duration_seconds(seconds)
                     .send()
                     .await;
-                match &r {
-                    Ok(out) => self.log(binding, "AssumeRole", out.request_id(), "ok"),
-                    Err(e) => self.log(
-                        binding,
-                        "AssumeRole",
-                        e.as_service_error().and_then(|s| s.request_id()),
-                        e.as_service_error()
-                            .and_then(|s| s.code())
-                            .unwrap_or("unreachable"),
-                    ),
-                }
+                self.logged(binding, "AssumeRole", &r);
                 let out = r.map_err(|e| sdk_err("AssumeRole", &e))?;
                 let c = out.credentials().ok_or_else(|| {
                     ProviderError::Target("AssumeRole returned no credentials".into())

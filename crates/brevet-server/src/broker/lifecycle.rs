@@ -438,26 +438,12 @@ impl Broker {
     ) -> Result<Request, BrokerError> {
         // Re-read under the lock: an expiry may have started meanwhile.
         let mut parent = self.get(parent_id).await?;
-        // Once per extension: two approvals racing (or an approval whose caller gave up after
-        // the target was extended but before the decision was recorded) must not extend twice.
-        // The grant_extended event is written with the grant itself, under this same lock.
-        let extended = EventKind::GrantExtended.as_str();
-        let ext_id = json!(ext.id);
-        let already = self
-            .store
-            .audit_for_request(&parent_id.to_string())
-            .await?
-            .iter()
-            .filter(|e| e.kind == extended)
-            .any(|e| {
-                serde_json::from_str::<serde_json::Value>(&e.data)
-                    .is_ok_and(|d| d["extension_request"] == ext_id)
-            });
-        if already {
-            return Ok(parent);
-        }
         let by: GrantDuration = ext.duration;
-        let window = parent.extend(by)?;
+        // Once per extension request (the grant records which it applied): two approvals racing,
+        // or one whose caller gave up between extending and recording, extend it once.
+        let Some(window) = parent.extend(by, ext.id)? else {
+            return Ok(parent);
+        };
         let provider = self.provider_for(&parent.resource)?.clone();
         self.bounded(
             &parent,
