@@ -59,6 +59,25 @@ fn bad_config_is_refused_with_the_field_named() {
                 .replace("roles = [\"admin\"]", "roles = [\"root\"]"),
             "principals[3].roles",
         ),
+        // Issue #9 item 9: on 879dbb0 a zero interval was accepted and panicked the scheduler.
+        (
+            world
+                .config
+                .replace("reconcile_every = \"2s\"", "reconcile_every = \"0s\""),
+            "reconcile_every = \"0s\"",
+        ),
+        (
+            world
+                .config
+                .replace("reconcile_every = \"2s\"", "reconcile_every = \"0s\""),
+            "or \"off\" to turn it off",
+        ),
+        (
+            world
+                .config
+                .replace("provider_timeout = \"2s\"", "provider_timeout = \"0s\""),
+            "is zero; write a duration longer than zero",
+        ),
     ];
     for (config, expected) in cases {
         std::fs::write(dir.path().join("brevet.toml"), &config).unwrap();

@@ -212,3 +212,133 @@ database = "{db}"
         world.brevet_roles()
     );
 }
+
+const ADMIN2: &str = "test-admin2-token";
+
+/// A world with a second admin, `admin2`, who may also request (group `oncall`: auto-approved).
+fn two_admins() -> World {
+    World::build(
+        StoreKind::Sqlite,
+        "",
+        &format!(
+            r#"
+[[principals]]
+id = "admin2"
+groups = ["oncall"]
+roles = ["admin"]
+token_sha256 = "{}"
+"#,
+            sha256_hex(ADMIN2)
+        ),
+        &[],
+    )
+}
+
+fn active_grant(server: &Server, token: &str) -> String {
+    let r = server.cli_json(
+        token,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "10m",
+            "--reason",
+            "x",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    server.cli_json(token, &["activate", &id]);
+    id
+}
+
+/// Issue #9 item 4 (review finding 2). On 879dbb0 locks were checked only in some broker
+/// operations, never for admin routes or static tokens: a killed admin's config token could
+/// `POST /v1/unlock` for themselves (200), run the kill switch, export the audit log and revoke
+/// others' grants. The lock is now checked once, in the `Caller` extractor.
+#[test]
+fn a_killed_admin_can_use_their_token_for_nothing() {
+    let world = two_admins();
+    let server = world.start();
+    let daves = active_grant(&server, DAVE);
+    server.cli_json(ADMIN, &["kill", "admin2", "--reason", "token leaked"]);
+
+    let attempts: Vec<(&str, String, Option<serde_json::Value>)> = vec![
+        ("POST", "/v1/unlock".into(), Some(serde_json::json!({"principal": "admin2"}))),
+        ("POST", "/v1/kill".into(), Some(serde_json::json!({"principal": "dave", "reason": "x"}))),
+        ("POST", "/v1/kill".into(), Some(serde_json::json!({"all": true, "reason": "x"}))),
+        ("GET", "/v1/audit/export".into(), None),
+        ("GET", "/v1/audit/verify".into(), None),
+        ("POST", format!("/v1/grants/{daves}/revoke"), Some(serde_json::json!({}))),
+        ("POST", "/v1/reconcile".into(), None),
+        ("GET", "/v1/deliveries".into(), None),
+        ("GET", "/v1/locks".into(), None),
+        ("GET", "/v1/requests".into(), None),
+        ("GET", "/v1/whoami".into(), None),
+    ];
+    for (method, path, body) in attempts {
+        let (status, text) = api_call(&server, ADMIN2, method, &path, body);
+        assert_eq!(status, 403, "{method} {path} by a killed admin: {text}");
+        assert!(text.contains("locked by the kill switch"), "{method} {path}: {text}");
+    }
+    // And the CLI says so too.
+    let out = server.cli(ADMIN2, &["unlock", "admin2"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("locked by the kill switch (token leaked, by admin)"), "{}", stderr(&out));
+
+    // Nothing changed: the lock holds, dave is neither locked nor revoked.
+    let locks = server.cli_json(ADMIN, &["locks"]);
+    assert_eq!(locks.as_array().unwrap().len(), 1, "{locks:#}");
+    assert_eq!(locks[0]["principal"], "admin2");
+    assert_eq!(server.cli_json(DAVE, &["show", &daves])["state"], "active");
+    // The other admin is not affected, and can lift it.
+    server.cli_json(ADMIN, &["unlock", "admin2"]);
+    assert_eq!(api_call(&server, ADMIN2, "GET", "/v1/locks", None).0, 200);
+}
+
+/// Issue #9 item 5 (review finding 5). On 879dbb0 `lock_of` returned the first matching lock and
+/// `*` sorts first; for an admin the everyone-lock is then discarded, so a killed admin became
+/// free again as soon as `kill --all` was engaged: they could sign in, request and approve, and
+/// the sweep skipped their grants.
+#[test]
+fn an_everyone_lock_does_not_lift_a_lock_on_an_admin() {
+    let world = two_admins();
+    let server = world.start();
+    server.cli_json(ADMIN, &["kill", "admin2", "--reason", "compromised"]);
+    server.cli_json(ADMIN, &["kill", "--all", "--reason", "incident"]);
+
+    let request = serde_json::json!({"resource": "postgres:orders", "profile": "db.read", "duration": "5m", "reason": "x"});
+    let (status, text) = api_call(&server, ADMIN2, "POST", "/v1/requests", Some(request));
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = api_call(&server, ADMIN2, "POST", "/v1/unlock", Some(serde_json::json!({"principal": "*"})));
+    assert_eq!(status, 403, "{text}");
+    // No portal sign-in either.
+    let portal = Portal::new(&server.url);
+    let resp = portal.submit_token(ADMIN2, None);
+    assert!(cookie_value(&resp, "brevet_session").is_none(), "a killed admin got a session");
+    assert!(resp.text().unwrap().contains("locked by the kill switch"));
+    // The admin who is not locked by name still can act under the everyone-lock.
+    assert_eq!(api_call(&server, ADMIN, "GET", "/v1/locks", None).0, 200);
+}
+
+/// Issue #9 item 5, the sweep: an admin holding a grant is spared by `kill --all`; when a lock on
+/// them by name then appears (written here straight into the store, as another replica's kill
+/// would), the scheduler's sweep must revoke their grant. On 879dbb0 the everyone-lock hid the
+/// lock by name and the grant stayed active.
+#[test]
+fn the_sweep_revokes_an_admin_locked_by_name_under_an_everyone_lock() {
+    let world = two_admins();
+    let server = world.start();
+    let grant = active_grant(&server, ADMIN2);
+    let report = server.cli_json(ADMIN, &["kill", "--all", "--reason", "incident"]);
+    assert!(report["grants"].as_array().unwrap().is_empty(), "admins are spared: {report:#}");
+    assert_eq!(server.cli_json(ADMIN2, &["show", &grant])["state"], "active");
+    let store = format!("sqlite://{}", server.dir.path().join("store.db").display());
+    exec_store_sql(
+        &store,
+        "INSERT INTO principal_locks (principal, reason, locked_by, locked_at) VALUES ('admin2', 'by name', 'admin', 0)",
+    );
+    server.wait_for(ADMIN, &grant, Duration::from_secs(20), |v| v["state"] == "revoked");
+    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
+}

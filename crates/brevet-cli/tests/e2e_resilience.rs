@@ -135,3 +135,63 @@ fn two_replicas_on_one_postgres_store_share_work_once() {
     }
     assert_eq!(b.cli_json(ADMIN, &["audit", "verify"])["ok"], true);
 }
+
+/// Issue #9 item 9 (review finding 8). On 879dbb0 `/v1/health` only pinged the store, so a
+/// scheduler stuck in a tick (or dead) left it green while nothing expired. Health now fails
+/// once the scheduler has made no progress for a tick plus two leases, and `/metrics` says so.
+#[test]
+fn a_stuck_scheduler_makes_health_fail() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start_with(&[("BREVET_FAILPOINT", "scheduler-tick")]);
+    let health = format!("{}/v1/health", server.url);
+    let status = || reqwest::blocking::get(&health).unwrap().status().as_u16();
+    assert_eq!(status(), 200, "healthy at first");
+    let started = std::time::Instant::now();
+    while status() == 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "health stayed green with a stuck scheduler"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // tick 200ms + 2 × lease 6s: not before about 12 s.
+    assert!(started.elapsed() >= Duration::from_secs(10), "{:?}", started.elapsed());
+    let body = reqwest::blocking::get(&health).unwrap();
+    assert_eq!(body.status().as_u16(), 503);
+    let text = body.text().unwrap();
+    assert!(text.contains("scheduler has made no progress"), "{text}");
+    let metrics = http_get(&format!("{}/metrics", server.url));
+    assert!(metrics.contains("brevet_scheduler_healthy 0"), "{metrics}");
+    assert!(metrics.contains("brevet_scheduler_last_progress_seconds "), "{metrics}");
+}
+
+/// Issue #9 item 9. On 879dbb0 a panic in the background task (as `reconcile_every = "0s"`
+/// caused) went unnoticed: the API kept serving and nothing expired. A background task that dies
+/// now stops the server with an error naming it, for the service manager to restart.
+#[test]
+fn a_dead_scheduler_stops_the_server() {
+    let world = World::new(StoreKind::Sqlite);
+    let mut server = world.start_with(&[("BREVET_FAILPOINT", "scheduler-panic")]);
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("the server kept running without its scheduler");
+    assert!(!status.success(), "{status:?}");
+    let log = server.log_text();
+    assert!(log.contains("background task `scheduler` died"), "{log}");
+}
+
+/// `reconcile_every = "off"` turns the reconciler off explicitly; expiry still works.
+#[test]
+fn the_reconciler_can_be_turned_off_and_grants_still_expire() {
+    let world = World::with_server_settings(StoreKind::Sqlite, "reconcile_every = \"off\"");
+    let server = world.start();
+    let r = server.cli_json(
+        DAVE,
+        &["request", "db.read", "--resource", "postgres:orders", "--for", "2s", "--reason", "x"],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    server.cli_json(DAVE, &["activate", &id]);
+    server.wait_for(DAVE, &id, Duration::from_secs(20), |v| v["state"] == "revoked");
+    assert!(world.brevet_roles().is_empty());
+    assert!(server.log_text().contains("the reconciler is off"));
+}

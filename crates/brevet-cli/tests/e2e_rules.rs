@@ -285,3 +285,102 @@ fn an_extension_that_needs_approval_is_applied_when_approved() {
     let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
     assert!(export.contains("\"kind\":\"grant_extended\""));
 }
+
+/// Issue #9 item 11 (review finding 15): on 879dbb0 `decide` never looked at `approve_by`, so
+/// while the scheduler was behind or stuck (held here by a failpoint) a request past its
+/// deadline could still be approved and then activated.
+#[test]
+fn a_request_past_its_approve_by_deadline_cannot_be_approved() {
+    let world = World::with_server_settings(StoreKind::Sqlite, "approve_within = \"2s\"");
+    let server = world.start_with(&[("BREVET_FAILPOINT", "scheduler-tick")]);
+    let r = server.cli_json(
+        ALICE,
+        &["request", "db.read", "--resource", "postgres:orders", "--for", "5m", "--reason", "x"],
+    );
+    assert_eq!(r["state"], "pending");
+    let id = r["id"].as_str().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = server.cli(BOB, &["approve", id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("approve-by deadline"), "{}", stderr(&out));
+    assert_eq!(server.cli_json(ALICE, &["show", id])["state"], "pending", "nothing changed");
+}
+
+/// Issue #9 item 7 (review finding 9). On 879dbb0 revocation took no binding lock and counted an
+/// `activating` grant as a holder: grant A expiring while grant B (same binding) was still
+/// activating kept the role for B, pushing `VALID UNTIL` to B's would-be end; when B's
+/// activation then failed, nothing covered the role, and A's password worked until a reconcile
+/// pass. Here the reconciler is off, B is held after its intent by a failpoint, A expires, then
+/// B's provider stops answering: the role must be gone as soon as A is revoked.
+#[test]
+fn a_grant_expiring_beside_a_failing_activation_leaves_no_access() {
+    let forwarder = Forwarder::start();
+    let world = World::build(
+        StoreKind::Sqlite,
+        "lease = \"20s\"\nreconcile_every = \"off\"",
+        r#"
+[providers.slowpg]
+kind = "postgres"
+admin_url = { env = "BREVET_TEST_PG2_URL" }
+role_prefix = "{prefix}2"
+
+[resources."slowpg:orders"]
+database = "{db}"
+"#,
+        &[("BREVET_TEST_PG2_URL", &forwarder.url())],
+    );
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("hold-activation");
+    let gate_s = gate.display().to_string();
+    let server = world.start_with(&[
+        ("BREVET_FAILPOINT", "after-intent"),
+        ("BREVET_FAILPOINT_WHILE", &gate_s),
+    ]);
+    let ask = |d: &str| {
+        let r = server.cli_json(
+            DAVE,
+            &["request", "db.read", "--resource", "slowpg:orders", "--for", d, "--reason", "x"],
+        );
+        r["id"].as_str().unwrap().to_owned()
+    };
+    let a = ask("3s");
+    let a_conn = server.cli_json(DAVE, &["activate", &a])["credential"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(world.brevet_roles().len(), 1);
+
+    let b = ask("5m");
+    std::fs::write(&gate, "").unwrap();
+    let activating = std::process::Command::new(BIN)
+        .args(["--json", "activate", &b])
+        .env("BREVET_URL", &server.url)
+        .env("BREVET_TOKEN", DAVE)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_for(DAVE, &b, Duration::from_secs(10), |v| v["state"] == "activating");
+
+    // A expires while B is still activating: B's access is not in place, so A's role goes.
+    let revoked = server.wait_for(DAVE, &a, Duration::from_secs(20), |v| v["state"] == "revoked");
+    assert_eq!(
+        revoked["evidence"]["observation"]["role_exists"], false,
+        "A's revocation kept the access for an activation still in flight: {revoked:#}"
+    );
+    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
+    assert!(psql(&a_conn, "SELECT 1").is_err(), "A's credential still works");
+
+    // B's provider stops answering, and B's activation fails; its undo fails too, so the grant
+    // ends and the removal is retried (never ignored) until the provider is back.
+    forwarder.blackhole();
+    std::fs::remove_file(&gate).unwrap();
+    let out = activating.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
+    let b_now = server.cli_json(DAVE, &["show", &b]);
+    assert_eq!(b_now["state"], "revoke_failed", "{b_now:#}");
+    forwarder.forward();
+    server.wait_for(DAVE, &b, Duration::from_secs(30), |v| v["state"] == "revoked");
+    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
+}

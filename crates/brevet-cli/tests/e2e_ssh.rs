@@ -14,6 +14,11 @@ struct SshWorld {
 }
 
 fn ssh_world(extra: &str) -> SshWorld {
+    ssh_world_with(extra, &[])
+}
+
+/// An SSH world whose server runs with extra environment (failpoints).
+fn ssh_world_with(extra: &str, env: &[(&str, &str)]) -> SshWorld {
     let port = free_port();
     let world = World::build(
         StoreKind::Sqlite,
@@ -21,7 +26,7 @@ fn ssh_world(extra: &str) -> SshWorld {
         &format!("{}{extra}", ssh_config(port)),
         &[],
     );
-    let server = world.start();
+    let server = world.start_with(env);
     let ca = stdout(&server.cli(ADMIN, &["ssh-ca", "public-key"]));
     assert!(ca.starts_with("ssh-ed25519 "), "{ca}");
     let krl = server.dir.path().join("revoked.krl");
@@ -325,4 +330,108 @@ fn http_get_bytes(url: &str) -> Vec<u8> {
             .unwrap()
             .to_vec()
     })
+}
+
+/// Issue #9 item 6 (review finding 6). On 879dbb0 `credentials` issued outside the request's
+/// lease, so a kill switch racing it revoked the grant first and the certificate minted just
+/// after was in no KRL: it logged in until the next reconcile pass. Here a failpoint holds the
+/// issuance between its state check and the signing while `brevet kill` runs; the certificate
+/// that comes out (if any) must be refused by sshd and listed in the KRL.
+#[test]
+fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("hold-issue");
+    let gate_s = gate.display().to_string();
+    let w = ssh_world_with(
+        "",
+        &[("BREVET_FAILPOINT", "before-issue"), ("BREVET_FAILPOINT_WHILE", &gate_s)],
+    );
+    let first = w
+        .server
+        .cli_json(DAVE, &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"]);
+    let (key1, cert1) = cert_files(&first);
+    assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
+
+    std::fs::write(&gate, "").unwrap();
+    let reissue = std::process::Command::new(BIN)
+        .args(["--json", "ssh-cert", "root@box"])
+        .env("BREVET_URL", &w.server.url)
+        .env("BREVET_TOKEN", DAVE)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !w.server.log_text().contains("failpoint reached: holding") {
+        assert!(t.elapsed() < Duration::from_secs(20), "the issuance never reached the failpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new(BIN)
+        .args(["--json", "kill", "dave", "--reason", "stolen laptop"])
+        .env("BREVET_URL", &w.server.url)
+        .env("BREVET_TOKEN", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_file(&gate).unwrap();
+    let reissued = reissue.wait_with_output().unwrap();
+    let killed = kill.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&killed.stdout)
+        .unwrap_or_else(|_| panic!("kill: {}", stderr(&killed)));
+    assert_eq!(report["revoked"], 1, "{report:#}");
+
+    // Whatever came out of the paused issuance cannot log in, and OpenSSH's own `ssh-keygen -Q`
+    // finds it in the KRL sshd reads.
+    let krl = w.server.dir.path().join("revoked.krl");
+    let in_krl = |cert: &str| {
+        let q = std::process::Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-f")
+            .arg(&krl)
+            .arg(cert)
+            .output()
+            .unwrap();
+        stdout(&q).contains("REVOKED")
+    };
+    assert!(!w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
+    assert!(in_krl(&cert1));
+    if reissued.status.success() {
+        let second: serde_json::Value = serde_json::from_slice(&reissued.stdout).unwrap();
+        let (key2, cert2) = cert_files(&second);
+        let refused = w.sshd.ssh(&key2, &cert2, "root", "true");
+        assert!(
+            !refused.status.success(),
+            "a certificate issued while the kill switch ran still logs in"
+        );
+        assert!(in_krl(&cert2), "the certificate issued meanwhile is not in the KRL");
+    }
+}
+
+/// Issue #9 item 11 (review finding 14), end to end: a second certificate for the same grant
+/// puts the first in the KRL (on 879dbb0 both stayed valid), checked by sshd and `ssh-keygen -Q`.
+#[test]
+fn a_reissued_certificate_locks_out_the_earlier_one() {
+    let w = ssh_world("");
+    let first = w
+        .server
+        .cli_json(DAVE, &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"]);
+    let (key1, cert1) = cert_files(&first);
+    assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
+    let second = w.server.cli_json(DAVE, &["ssh-cert", "root@box"]);
+    let (key2, cert2) = cert_files(&second);
+    assert!(w.sshd.ssh(&key2, &cert2, "root", "true").status.success());
+    assert!(
+        !w.sshd.ssh(&key1, &cert1, "root", "true").status.success(),
+        "the earlier certificate still logs in"
+    );
+    let q = std::process::Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(w.server.dir.path().join("revoked.krl"))
+        .arg(&cert1)
+        .output()
+        .unwrap();
+    assert!(stdout(&q).contains("REVOKED"), "{}", stdout(&q));
 }

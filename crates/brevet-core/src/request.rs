@@ -107,6 +107,9 @@ pub enum Transition {
     StartActivation,
     ActivationSucceeded,
     ActivationFailed,
+    /// The activation failed and what it had created could not be removed: the grant ends, and
+    /// the removal is retried like a failed revocation.
+    ActivationAbandoned,
     StartRevocation,
     RevocationVerified,
     RevocationFailed,
@@ -123,6 +126,7 @@ impl Transition {
             Self::StartActivation => "activate",
             Self::ActivationSucceeded => "complete activation of",
             Self::ActivationFailed => "fail activation of",
+            Self::ActivationAbandoned => "abandon activation of",
             Self::StartRevocation => "revoke",
             Self::RevocationVerified => "complete revocation of",
             Self::RevocationFailed => "fail revocation of",
@@ -306,6 +310,7 @@ impl Request {
             (S::Approved, T::StartActivation) if !extension => Some(S::Activating),
             (S::Activating, T::ActivationSucceeded) => Some(S::Active),
             (S::Activating, T::ActivationFailed) => Some(S::Approved),
+            (S::Activating, T::ActivationAbandoned) => Some(S::RevokeFailed),
             (S::Active, T::StartRevocation) => Some(S::Revoking),
             (S::Revoking | S::RevokeFailed, T::RevocationVerified) => Some(S::Revoked),
             (S::Revoking | S::RevokeFailed, T::RevocationFailed) => Some(S::RevokeFailed),
@@ -347,6 +352,23 @@ impl Request {
     ) -> Result<(), CoreError> {
         self.next_state(Transition::Approve)?;
         self.mark_approved(now, activate_within);
+        Ok(())
+    }
+
+    /// Whether an approver may still decide: pending, and before its approve-by deadline. The
+    /// deadline holds at decision time, not only when the scheduler gets round to expiring it.
+    pub fn ensure_decidable(&self, now: DateTime<Utc>) -> Result<(), CoreError> {
+        self.next_state(Transition::Approve)?;
+        if now >= self.approve_by {
+            return Err(CoreError::BadTransition {
+                action: "decide on",
+                state: self.state,
+                hint: format!(
+                    "; its approve-by deadline {} has passed, so the requester must ask again",
+                    self.approve_by
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -406,6 +428,26 @@ impl Request {
         self.apply(Transition::ActivationFailed)?;
         self.window = None;
         self.last_error = Some(error);
+        Ok(())
+    }
+
+    /// The activation failed and its rollback failed too, so access may exist that nothing
+    /// covers: the grant ends here and its removal is retried with backoff until verified, like a
+    /// failed revocation (never forgotten, visible as overdue).
+    pub fn activation_abandoned(
+        &mut self,
+        now: DateTime<Utc>,
+        error: String,
+        jitter: f64,
+    ) -> Result<(), CoreError> {
+        self.apply(Transition::ActivationAbandoned)?;
+        self.revoke_reason = Some(format!("activation failed: {error}"));
+        self.attempts += 1;
+        self.last_error = Some(error);
+        self.next_attempt_at = Some(
+            now + chrono::Duration::from_std(revoke_backoff(self.attempts, jitter))
+                .unwrap_or(chrono::Duration::minutes(5)),
+        );
         Ok(())
     }
 
@@ -576,6 +618,19 @@ mod tests {
         assert_eq!(r.state, RequestState::Expired);
     }
 
+    /// Issue #9 item 11 (review finding 15): on 879dbb0 `approve_by` was enforced only by the
+    /// scheduler expiring the request, so with the scheduler behind or stuck a request past its
+    /// deadline could still be approved.
+    #[test]
+    fn the_approve_by_deadline_holds_at_decision_time() {
+        let r = req(1);
+        assert!(r.ensure_decidable(r.created_at).is_ok());
+        let late = r.approve_by;
+        let e = r.ensure_decidable(late).unwrap_err().to_string();
+        assert!(e.contains("approve-by deadline"), "{e}");
+        assert!(req(0).ensure_decidable(Utc::now()).is_err(), "approved: nothing to decide");
+    }
+
     #[test]
     fn pending_cannot_be_activated_with_a_hint() {
         let mut r = req(2);
@@ -603,6 +658,25 @@ mod tests {
         r.revocation_verified(now, ev).unwrap();
         assert_eq!(r.state, RequestState::Revoked);
         assert_eq!(r.due_at(), None);
+    }
+
+    #[test]
+    fn an_abandoned_activation_ends_the_grant_and_retries_the_removal() {
+        let mut r = req(0);
+        let now = Utc::now();
+        r.start_activation(now).unwrap();
+        r.activation_abandoned(now, "rollback timed out".into(), 0.0)
+            .unwrap();
+        assert_eq!(r.state, RequestState::RevokeFailed);
+        assert_eq!(r.due_at(), Some(now + chrono::Duration::seconds(2)));
+        assert!(r.is_overdue(now, chrono::Duration::zero()));
+        assert!(r.start_activation(now).is_err(), "it cannot be activated again");
+        let ev = Evidence {
+            checked_at: now,
+            observation: serde_json::json!({"role": "absent"}),
+        };
+        r.revocation_verified(now, ev).unwrap();
+        assert_eq!(r.state, RequestState::Revoked);
     }
 
     #[test]
@@ -648,6 +722,7 @@ mod tests {
             Just(Transition::StartActivation),
             Just(Transition::ActivationSucceeded),
             Just(Transition::ActivationFailed),
+            Just(Transition::ActivationAbandoned),
             Just(Transition::StartRevocation),
             Just(Transition::RevocationVerified),
             Just(Transition::RevocationFailed),
@@ -668,7 +743,8 @@ mod tests {
                     prop_assert!(!before.is_terminal(), "{before} -> {next}");
                     r.state = next;
                     was_approved |= next == RequestState::Approved;
-                    passed_revoking |= next == RequestState::Revoking;
+                    // Revocation states: a revocation, or the removal an abandoned activation owes.
+                    passed_revoking |= matches!(next, RequestState::Revoking | RequestState::RevokeFailed);
                     if next.holds_access() { prop_assert!(was_approved); }
                     if next == RequestState::Revoked { prop_assert!(passed_revoking); }
                 }

@@ -61,6 +61,7 @@ fn main() {
         ca_key_file: "unused".into(),
         krl_file: None,
         backdate: Duration::from_secs(60),
+        krl_margin: Duration::from_secs(600),
         profiles: BTreeMap::from([(
             profile.clone(),
             SshProfile {

@@ -220,18 +220,62 @@ fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, Con
     })
 }
 
-/// A duration written as text in the config (`30s`, `8h`).
+/// A duration written as text in the config (`30s`, `8h`). Zero is refused: every duration in
+/// the config is an interval, a timeout or a lifetime, and zero would silently mean "never" or
+/// "at once" (an interval of zero once stopped the scheduler). Where zero makes sense the field
+/// says so with [`DurOrZero`]; where a feature can be turned off it says so with `"off"`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dur(pub(crate) Duration);
+
+fn parse_dur<E: serde::de::Error>(s: &str) -> Result<Duration, E> {
+    humantime::parse_duration(s).map_err(|e| {
+        E::custom(format!(
+            "`{s}` is not a duration ({e}); write it like \"30s\" or \"8h\""
+        ))
+    })
+}
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(Dur).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a duration ({e}); write it like \"30s\" or \"8h\""
-            ))
-        })
+        let v = parse_dur(&s)?;
+        if v.is_zero() {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is zero; write a duration longer than zero, like \"30s\""
+            )));
+        }
+        Ok(Dur(v))
+    }
+}
+
+/// A duration that may be zero (a clock-skew allowance, say).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DurOrZero(pub(crate) Duration);
+
+impl<'de> Deserialize<'de> for DurOrZero {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_dur(&s).map(DurOrZero)
+    }
+}
+
+/// A duration, or `"off"` for a periodic task an operator may turn off.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DurOrOff(pub(crate) Option<Duration>);
+
+impl<'de> Deserialize<'de> for DurOrOff {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim() == "off" {
+            return Ok(DurOrOff(None));
+        }
+        let v = parse_dur(&s)?;
+        if v.is_zero() {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is zero; write an interval like \"60s\", or \"off\" to turn it off"
+            )));
+        }
+        Ok(DurOrOff(Some(v)))
     }
 }
 
@@ -254,7 +298,7 @@ struct RawServer {
     #[serde(default = "default_lease")]
     lease: Dur,
     #[serde(default = "default_reconcile")]
-    reconcile_every: Dur,
+    reconcile_every: DurOrOff,
     #[serde(default = "default_provider_timeout")]
     provider_timeout: Dur,
     /// The address people reach Brevet at (links in notifications, OIDC redirect URI).
@@ -265,6 +309,16 @@ struct RawServer {
     /// Behind a reverse proxy: the header it puts the client's address in.
     #[serde(default)]
     client_ip_header: Option<String>,
+    /// Requests (and extension requests) one principal may create per minute.
+    #[serde(default = "default_requests_per_minute")]
+    requests_per_minute: u32,
+    /// A token `/metrics` requires (`Authorization: Bearer …`); without it `/metrics` is open.
+    #[serde(default)]
+    metrics_token: Option<SecretRef>,
+}
+
+fn default_requests_per_minute() -> u32 {
+    60
 }
 
 fn default_listen() -> String {
@@ -282,8 +336,8 @@ fn default_tick() -> Dur {
 fn default_lease() -> Dur {
     d("90s")
 }
-fn default_reconcile() -> Dur {
-    d("60s")
+fn default_reconcile() -> DurOrOff {
+    DurOrOff(Some(Duration::from_secs(60)))
 }
 fn default_provider_timeout() -> Dur {
     d("20s")
@@ -305,6 +359,8 @@ impl Default for RawServer {
             public_url: None,
             session_ttl: default_session_ttl(),
             client_ip_header: None,
+            requests_per_minute: default_requests_per_minute(),
+            metrics_token: None,
         }
     }
 }
@@ -366,7 +422,8 @@ pub struct ServerSettings {
     pub activate_within: Duration,
     pub tick: Duration,
     pub lease: Duration,
-    pub reconcile_every: Duration,
+    /// How often the reconciler runs; `None` when the config turns it off.
+    pub reconcile_every: Option<Duration>,
     pub provider_timeout: Duration,
     /// Where people reach Brevet, without a trailing slash (`http://<listen>` when not set).
     pub public_url: String,
@@ -375,6 +432,10 @@ pub struct ServerSettings {
     /// The header a reverse proxy in front puts the client's address in (`X-Forwarded-For`:
     /// its last entry); without it, the connection's peer address. Per-client limits use it.
     pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Requests one principal may create per minute (each attempt is audited and may notify).
+    pub requests_per_minute: u32,
+    /// SHA-256 of the token `/metrics` requires, if one is configured.
+    pub metrics_token_sha256: Option<[u8; 32]>,
 }
 
 impl ServerSettings {
@@ -491,7 +552,27 @@ impl Config {
                     })
                 })
                 .transpose()?,
+            requests_per_minute: match s.requests_per_minute {
+                0 => {
+                    return Err(field(
+                        "server.requests_per_minute",
+                        "must be at least 1 (it bounds how many requests one principal may create per minute)",
+                    ))
+                }
+                n => n,
+            },
+            metrics_token_sha256: None,
         };
+        if let Some(t) = &s.metrics_token {
+            let token = t.resolve("server.metrics_token", &base)?;
+            if token.expose().len() < 16 {
+                return Err(field(
+                    "server.metrics_token",
+                    "is shorter than 16 characters; use a long random value (`brevet token new` makes one)",
+                ));
+            }
+            server.metrics_token_sha256 = Some(crate::auth::hash_token(token.expose()));
+        }
         server.public_url = match &s.public_url {
             Some(u) => parse_public_url(u)?,
             None => format!("http://{}", server.listen),
@@ -995,11 +1076,17 @@ fn parse_ssh(
         ca_key_file: PathBuf,
         krl_file: Option<PathBuf>,
         #[serde(default = "backdate")]
-        backdate: Dur,
+        backdate: DurOrZero,
+        /// How long revoked serials stay in the KRL past expiry (hosts' clock skew).
+        #[serde(default = "krl_margin")]
+        krl_margin: DurOrZero,
         profiles: BTreeMap<String, RawProfile>,
     }
-    fn backdate() -> Dur {
-        d("60s")
+    fn backdate() -> DurOrZero {
+        DurOrZero(Duration::from_secs(60))
+    }
+    fn krl_margin() -> DurOrZero {
+        DurOrZero(Duration::from_secs(600))
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -1080,6 +1167,7 @@ fn parse_ssh(
         ca_key_file: base.join(raw.ca_key_file),
         krl_file: raw.krl_file.map(|f| base.join(f)),
         backdate: raw.backdate.0,
+        krl_margin: raw.krl_margin.0,
         profiles,
         resources: hosts,
     }))

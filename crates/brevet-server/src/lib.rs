@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod limits;
 pub mod notify;
 pub mod oidc;
 pub mod portal;
@@ -48,6 +49,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("background task `{task}` died ({cause}); the server stopped rather than run without it (nothing would expire). Restart it; the log above says why it died")]
+    BackgroundDied { task: &'static str, cause: String },
 }
 
 pub fn load_policy(config: &Config) -> Result<PolicyEngine, brevet_policy::PolicyError> {
@@ -157,8 +160,43 @@ pub async fn serve(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifications = notify::Notifications::build(&config, &broker)?;
-    let outbox = notifications.outbox.spawn(stop_rx.clone());
-    let background = broker.spawn_background(stop_rx);
+    let mut background = broker.spawn_background(stop_rx.clone());
+    background.push(("notification outbox", notifications.outbox.spawn(stop_rx)));
+    // Supervision: a background task that ends before shutdown has died (a panic, say). Serving
+    // on without the scheduler would keep the API green while nothing expires, so the server
+    // stops instead (fail closed) and says which task died.
+    let (died_tx, mut died_rx) = tokio::sync::mpsc::channel::<(&'static str, String)>(4);
+    let watched: Vec<_> = background
+        .into_iter()
+        .map(|(task, handle)| {
+            let died = died_tx.clone();
+            let stopping = stop_tx.subscribe();
+            tokio::spawn(async move {
+                // A task that returns has finished its work (the outbox with no subscribers
+                // does at once); one that panics or is cancelled has died.
+                let cause = match handle.await {
+                    Ok(()) => return,
+                    Err(e) if e.is_panic() => "it panicked".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if !*stopping.borrow() {
+                    tracing::error!(task, %cause, "background task died");
+                    let _ = died.send((task, cause)).await;
+                }
+            })
+        })
+        .collect();
+    drop(died_tx);
+    let died = Arc::new(std::sync::Mutex::new(None));
+    let died_slot = died.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            Some(d) = died_rx.recv() => {
+                *died_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+            }
+        }
+    };
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -177,7 +215,11 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     let _ = stop_tx.send(true);
-    let _ = background.await;
-    let _ = outbox.await;
+    for w in watched {
+        let _ = w.await;
+    }
+    if let Some((task, cause)) = died.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(StartError::BackgroundDied { task, cause });
+    }
     result.map_err(|source| StartError::Listen { addr, source })
 }

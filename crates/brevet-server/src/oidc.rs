@@ -76,52 +76,16 @@ const SIGN_INS_PER_CLIENT_PER_MINUTE: u32 = 20;
 /// provider against many addresses at once.
 const SIGN_INS_PER_MINUTE: u32 = 6000;
 
-/// How many client addresses one window tracks; beyond that, new addresses wait for the next
-/// window (memory stays bounded).
-const TRACKED_CLIENTS: usize = 50_000;
+/// Sign-in starts, per client address and in all.
+type StartLimiter = crate::limits::WindowLimiter<IpAddr>;
 
-/// Fixed one-minute windows: a count per client address and one in all. A keyed limiter for two
-/// unauthenticated endpoints does not justify a rate-limiting dependency.
-#[derive(Default)]
-struct StartLimiter {
-    window: std::sync::Mutex<Window>,
-}
-
-#[derive(Default)]
-struct Window {
-    started: Option<std::time::Instant>,
-    total: u32,
-    per_client: HashMap<IpAddr, u32>,
-}
-
-impl StartLimiter {
-    fn admit(&self, client: IpAddr) -> bool {
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        if w.started
-            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(60))
-        {
-            *w = Window {
-                started: Some(now),
-                ..Window::default()
-            };
-        }
-        if w.total >= SIGN_INS_PER_MINUTE {
-            return false;
-        }
-        let tracked = w.per_client.len();
-        let count = match w.per_client.get_mut(&client) {
-            Some(c) => c,
-            None if tracked >= TRACKED_CLIENTS => return false,
-            None => w.per_client.entry(client).or_insert(0),
-        };
-        if *count >= SIGN_INS_PER_CLIENT_PER_MINUTE {
-            return false;
-        }
-        *count += 1;
-        w.total += 1;
-        true
-    }
+fn start_limiter() -> StartLimiter {
+    crate::limits::WindowLimiter::new(crate::limits::Limits {
+        per_key_per_minute: SIGN_INS_PER_CLIENT_PER_MINUTE,
+        total_per_minute: SIGN_INS_PER_MINUTE,
+        // Beyond that, new addresses wait for the next window (memory stays bounded).
+        tracked_keys: 50_000,
+    })
 }
 
 /// Who the identity provider says signed in.
@@ -212,7 +176,7 @@ impl Oidc {
             config,
             http,
             discovered: RwLock::new(None),
-            starts: StartLimiter::default(),
+            starts: start_limiter(),
         })
     }
 
@@ -496,7 +460,9 @@ impl Oidc {
                 ));
             }
         }
-        let principal = PrincipalId::parse(&raw.to_lowercase())
+        // `parse` checks for ASCII first and only then folds case: Unicode lowercasing before
+        // the check would turn U+212A KELVIN SIGN into `k` and let one identity pose as another.
+        let principal = PrincipalId::parse(raw)
             .map_err(|e| OidcError::Rejected(format!("claim `{}`: {e}", c.principal_claim)))?;
         if !c.allowed_domains.is_empty() {
             let domain = principal.as_str().rsplit_once('@').map(|(_, d)| d);
@@ -555,7 +521,7 @@ mod tests {
 
     #[test]
     fn sign_in_starts_are_bounded_per_client_and_in_all() {
-        let l = StartLimiter::default();
+        let l = start_limiter();
         let noisy: IpAddr = "203.0.113.7".parse().unwrap();
         let other: IpAddr = "198.51.100.1".parse().unwrap();
         for _ in 0..SIGN_INS_PER_CLIENT_PER_MINUTE {
@@ -564,8 +530,7 @@ mod tests {
         assert!(!l.admit(noisy), "one client is bounded");
         assert!(l.admit(other), "and does not lock anyone else out");
         // A new window admits again.
-        l.window.lock().unwrap().started =
-            Some(std::time::Instant::now() - Duration::from_secs(61));
+        l.expire_window();
         assert!(l.admit(noisy));
         // Many clients together meet the server-wide bound.
         let mut admitted = 1;
@@ -584,6 +549,23 @@ mod tests {
         }
         assert_eq!(admitted, SIGN_INS_PER_MINUTE);
         assert!(!l.admit(other));
+    }
+
+    /// Issue #9 item 11 (review finding 13): on 879dbb0 the claim was lowercased with Unicode
+    /// rules before the ASCII check, so `\u{212A}ate@example.com` (KELVIN SIGN) became
+    /// `kate@example.com`, someone else's principal.
+    #[test]
+    fn a_claim_that_folds_into_another_identity_is_refused() {
+        let o = oidc(&[]);
+        let e = o
+            .identity(&json!({"email": "\u{212A}ate@example.com", "email_verified": true}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("principal id"), "{e}");
+        let kate = o
+            .identity(&json!({"email": "Kate@Example.com", "email_verified": true}))
+            .unwrap();
+        assert_eq!(kate.principal.as_str(), "kate@example.com");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use sqlx::{
 pub use certificates::CertificateRecord;
 pub use deliveries::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use error::StoreError;
-pub use locks::PrincipalLock;
+pub use locks::{LocksOn, PrincipalLock};
 pub use requests::RequestFilter;
 pub use sessions::{LoginFlow, SessionRecord};
 

@@ -69,12 +69,26 @@ impl Store {
             .collect()
     }
 
-    /// The lock that applies to `principal` (its own, or the everyone lock), if any.
-    pub async fn lock_of(&self, principal: &str) -> Result<Option<PrincipalLock>, StoreError> {
-        Ok(self
-            .locks()
-            .await?
-            .into_iter()
-            .find(|l| l.principal == principal || l.principal == "*"))
+    /// The locks that bear on `principal`: its own and the everyone-lock, kept apart so a
+    /// caller can never mistake one for the other (admins are spared only by the everyone-lock).
+    pub async fn locks_on(&self, principal: &str) -> Result<LocksOn, StoreError> {
+        let mut on = LocksOn::default();
+        for l in self.locks().await? {
+            if l.principal == "*" {
+                on.everyone = Some(l);
+            } else if l.principal == principal {
+                on.own = Some(l);
+            }
+        }
+        Ok(on)
     }
+}
+
+/// The kill-switch locks that bear on one principal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocksOn {
+    /// A lock on this principal by name.
+    pub own: Option<PrincipalLock>,
+    /// The everyone-lock (`*`), if engaged.
+    pub everyone: Option<PrincipalLock>,
 }

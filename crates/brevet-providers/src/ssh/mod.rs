@@ -55,6 +55,9 @@ pub struct SshConfig {
     pub krl_file: Option<PathBuf>,
     /// Certificates start this much before issue, for clock skew.
     pub backdate: Duration,
+    /// Revoked serials stay in the KRL this long past their certificate's expiry, so a host whose
+    /// clock lags Brevet's does not accept an early-revoked certificate again.
+    pub krl_margin: Duration,
     pub profiles: BTreeMap<ProfileName, SshProfile>,
     pub resources: BTreeMap<String, SshHost>,
 }
@@ -66,7 +69,13 @@ pub struct SshProvider {
     ca_public: PublicKey,
     ledger: Arc<dyn CertificateLedger>,
     krl_write: tokio::sync::Mutex<()>,
+    /// The KRL as last built, served at `/v1/ssh/krl` without a store read per GET.
+    krl_cache: std::sync::Mutex<Option<(std::time::Instant, Vec<u8>)>>,
 }
+
+/// How long a served KRL may be reused before it is rebuilt: revocations made here rebuild it at
+/// once; this bounds how late one made by another replica (or an expiry) shows.
+const KRL_CACHE_FOR: Duration = Duration::from_secs(5);
 
 fn ledger_err(e: impl std::fmt::Display) -> ProviderError {
     ProviderError::Target(format!("certificate ledger: {e}"))
@@ -87,6 +96,7 @@ impl SshProvider {
             ca_public,
             ledger,
             krl_write: tokio::sync::Mutex::new(()),
+            krl_cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -101,10 +111,15 @@ impl SshProvider {
         self.ca_public.to_bytes().unwrap_or_default()
     }
 
-    /// The current KRL: every revoked certificate that has not yet expired.
+    fn margin(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.krl_margin).unwrap_or_default()
+    }
+
+    /// The current KRL, built from the ledger: every revoked certificate that has not expired
+    /// more than the skew margin ago.
     pub async fn krl(&self) -> Result<Vec<u8>, ProviderError> {
         let now = Utc::now();
-        let certs = self.ledger.unexpired(&self.name, now).await?;
+        let certs = self.ledger.unexpired(&self.name, now - self.margin()).await?;
         let serials: Vec<u64> = certs
             .iter()
             .filter(|c| c.revoked_at.is_some())
@@ -120,13 +135,33 @@ impl SshProvider {
         ))
     }
 
-    /// Rewrites the KRL file (atomically: temp file, then rename) if one is configured.
+    /// The KRL to serve at `/v1/ssh/krl`: the cached one while fresh, else rebuilt, so a flood
+    /// of GETs costs at most one ledger read per [`KRL_CACHE_FOR`].
+    pub async fn served_krl(&self) -> Result<Vec<u8>, ProviderError> {
+        if let Some((at, bytes)) = &*self.krl_cache.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < KRL_CACHE_FOR {
+                return Ok(bytes.clone());
+            }
+        }
+        let _guard = self.krl_write.lock().await;
+        self.rebuild_krl().await
+    }
+
+    async fn rebuild_krl(&self) -> Result<Vec<u8>, ProviderError> {
+        let bytes = self.krl().await?;
+        *self.krl_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// Rebuilds the KRL after a change: the served copy, and the file (atomically: temp file,
+    /// then rename) if one is configured.
     pub async fn write_krl(&self) -> Result<(), ProviderError> {
+        let _guard = self.krl_write.lock().await;
+        let bytes = self.rebuild_krl().await?;
         let Some(path) = &self.config.krl_file else {
             return Ok(());
         };
-        let _guard = self.krl_write.lock().await;
-        let bytes = self.krl().await?;
         let tmp = path.with_extension("krl.tmp");
         std::fs::write(&tmp, &bytes)
             .and_then(|_| std::fs::rename(&tmp, path))
@@ -318,6 +353,23 @@ impl Provider for SshProvider {
                 revoked_at: None,
             })
             .await?;
+        // A fresh certificate replaces the binding's earlier ones, as the trait promises: they
+        // go into the KRL before this one is handed out, so re-issuing never multiplies
+        // concurrently valid certificates.
+        let superseded: Vec<u64> = self
+            .ledger
+            .of_binding(&self.name, &binding.key())
+            .await?
+            .into_iter()
+            .filter(|c| c.serial != serial && c.revoked_at.is_none() && c.valid_before > now)
+            .map(|c| c.serial)
+            .collect();
+        for s in &superseded {
+            self.ledger.revoke_serial(&self.name, *s, now).await?;
+        }
+        if !superseded.is_empty() {
+            self.write_krl().await?;
+        }
         let text = cert.to_openssh().map_err(bad)?;
         Ok(Credential {
             kind: "ssh_certificate",
@@ -331,6 +383,7 @@ impl Provider for SshProvider {
                 "host": host.host,
                 "port": host.port,
                 "ca_fingerprint": self.ca_public.fingerprint(HashAlg::Sha256).to_string(),
+                "superseded_serials": superseded.iter().map(u64::to_string).collect::<Vec<_>>(),
             }),
             expires_at,
         })
@@ -346,7 +399,11 @@ impl Provider for SshProvider {
     async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
         let now = Utc::now();
         let certs = self.ledger.of_binding(&self.name, &binding.key()).await?;
-        let live: Vec<&IssuedCertificate> = certs.iter().filter(|c| c.valid_before > now).collect();
+        // Within the skew margin a certificate may still be accepted by a host whose clock lags.
+        let live: Vec<&IssuedCertificate> = certs
+            .iter()
+            .filter(|c| c.valid_before + self.margin() > now)
+            .collect();
         let (krl, source) = self.read_back_krl().await?;
         let listed: HashSet<u64> = krl::revoked_serials(&krl, &self.ca_blob())
             .map_err(ledger_err)?
@@ -370,7 +427,8 @@ impl Provider for SshProvider {
                 "check": "unexpired certificate serials of the binding are listed in the KRL sshd reads",
                 "krl": source,
                 "serials_in_krl": live.iter().map(|c| c.serial.to_string()).collect::<Vec<_>>(),
-                "serials_expired": certs.iter().filter(|c| c.valid_before <= now).map(|c| c.serial.to_string()).collect::<Vec<_>>(),
+                "serials_expired": certs.iter().filter(|c| c.valid_before + self.margin() <= now).map(|c| c.serial.to_string()).collect::<Vec<_>>(),
+                "krl_margin_seconds": self.config.krl_margin.as_secs(),
             }),
         })
     }
@@ -413,5 +471,163 @@ impl Provider for SshProvider {
     /// refuses every new login with the certificate at once.
     async fn terminate_sessions(&self, _binding: &Binding) -> Result<u64, ProviderError> {
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use brevet_core::{PrincipalId, ResourceId};
+    use ssh_key::PrivateKey;
+
+    use super::*;
+
+    /// A ledger that keeps what it is told, in memory, with the store's semantics.
+    #[derive(Default)]
+    struct MemLedger(Mutex<Vec<IssuedCertificate>>);
+
+    #[async_trait]
+    impl CertificateLedger for MemLedger {
+        async fn record(&self, c: &IssuedCertificate) -> Result<(), ProviderError> {
+            self.0.lock().unwrap().push(c.clone());
+            Ok(())
+        }
+        async fn revoke_binding(
+            &self,
+            _: &str,
+            key: &str,
+            at: DateTime<Utc>,
+        ) -> Result<(), ProviderError> {
+            for c in self.0.lock().unwrap().iter_mut() {
+                if c.binding_key == key && c.revoked_at.is_none() {
+                    c.revoked_at = Some(at);
+                }
+            }
+            Ok(())
+        }
+        async fn revoke_serial(
+            &self,
+            _: &str,
+            serial: u64,
+            at: DateTime<Utc>,
+        ) -> Result<(), ProviderError> {
+            for c in self.0.lock().unwrap().iter_mut() {
+                if c.serial == serial && c.revoked_at.is_none() {
+                    c.revoked_at = Some(at);
+                }
+            }
+            Ok(())
+        }
+        async fn unexpired(
+            &self,
+            _: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Vec<IssuedCertificate>, ProviderError> {
+            let all = self.0.lock().unwrap();
+            Ok(all.iter().filter(|c| c.valid_before > now).cloned().collect())
+        }
+        async fn of_binding(
+            &self,
+            _: &str,
+            key: &str,
+        ) -> Result<Vec<IssuedCertificate>, ProviderError> {
+            let all = self.0.lock().unwrap();
+            Ok(all.iter().filter(|c| c.binding_key == key).cloned().collect())
+        }
+    }
+
+    fn provider(margin: Duration) -> (SshProvider, Arc<MemLedger>) {
+        let ca = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).unwrap();
+        let profile = ProfileName::parse("ssh.login").unwrap();
+        let config = SshConfig {
+            ca_key_file: "unused".into(),
+            krl_file: None,
+            backdate: Duration::from_secs(60),
+            krl_margin: margin,
+            profiles: BTreeMap::from([(
+                profile,
+                SshProfile {
+                    principals: vec!["ops".into()],
+                    permit_pty: true,
+                    port_forwarding: false,
+                    agent_forwarding: false,
+                    x11_forwarding: false,
+                    force_command: None,
+                    source_address: None,
+                },
+            )]),
+            resources: BTreeMap::from([(
+                "box".to_string(),
+                SshHost {
+                    host: "127.0.0.1".into(),
+                    port: 22,
+                },
+            )]),
+        };
+        let ledger = Arc::new(MemLedger::default());
+        (SshProvider::new("ssh", config, ca, ledger.clone()), ledger)
+    }
+
+    fn binding() -> Binding {
+        Binding {
+            principal: PrincipalId::parse("dave").unwrap(),
+            resource: ResourceId::parse("ssh:box").unwrap(),
+            profile: ProfileName::parse("ssh.login").unwrap(),
+        }
+    }
+
+    fn input() -> CredentialInput {
+        let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).unwrap();
+        CredentialInput {
+            grant_id: "g1".into(),
+            public_key: Some(key.public_key().to_openssh().unwrap()),
+        }
+    }
+
+    async fn krl_serials(p: &SshProvider) -> Vec<u64> {
+        krl::revoked_serials(&p.krl().await.unwrap(), &p.ca_blob()).unwrap()
+    }
+
+    fn serial_of(c: &Credential) -> u64 {
+        c.details["serial"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Issue #9 item 11 (review finding 14): on 879dbb0 every re-issue minted another
+    /// certificate valid until the grant's end and left the earlier ones valid, although the
+    /// trait says earlier credentials stop working.
+    #[tokio::test]
+    async fn a_reissued_certificate_revokes_the_earlier_ones() {
+        let (p, _) = provider(Duration::from_secs(600));
+        let expires = Utc::now() + chrono::Duration::hours(1);
+        let first = p.issue_credentials(&binding(), expires, &input()).await.unwrap();
+        assert!(krl_serials(&p).await.is_empty());
+        let second = p.issue_credentials(&binding(), expires, &input()).await.unwrap();
+        assert_eq!(krl_serials(&p).await, vec![serial_of(&first)]);
+        assert_eq!(
+            second.details["superseded_serials"],
+            serde_json::json!([serial_of(&first).to_string()])
+        );
+        // The served copy is rebuilt on the change, not left stale for its cache time.
+        let served = krl::revoked_serials(&p.served_krl().await.unwrap(), &p.ca_blob()).unwrap();
+        assert_eq!(served, vec![serial_of(&first)]);
+    }
+
+    /// Issue #9 item 11 (review finding 14): on 879dbb0 a revoked serial left the KRL the instant
+    /// its certificate expired by Brevet's clock, so a host whose clock lags accepted it again.
+    #[tokio::test]
+    async fn revoked_serials_stay_in_the_krl_for_the_skew_margin() {
+        for (margin, listed) in [(Duration::from_secs(600), true), (Duration::ZERO, false)] {
+            let (p, ledger) = provider(margin);
+            let expires = Utc::now() + chrono::Duration::hours(1);
+            let c = p.issue_credentials(&binding(), expires, &input()).await.unwrap();
+            p.revoke(&binding()).await.unwrap();
+            // Its validity ended a minute ago (by Brevet's clock).
+            for cert in ledger.0.lock().unwrap().iter_mut() {
+                cert.valid_before = Utc::now() - chrono::Duration::minutes(1);
+            }
+            let serials = krl_serials(&p).await;
+            assert_eq!(serials.contains(&serial_of(&c)), listed, "margin {margin:?}: {serials:?}");
+        }
     }
 }

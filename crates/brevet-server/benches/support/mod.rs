@@ -152,11 +152,13 @@ pub async fn broker_with_policy(
         activate_within: Duration::from_secs(3600),
         tick: Duration::from_secs(1),
         lease: Duration::from_secs(60),
-        reconcile_every: Duration::from_secs(3600),
+        reconcile_every: Some(Duration::from_secs(3600)),
         provider_timeout: Duration::from_secs(10),
         public_url: "http://127.0.0.1:0".into(),
         session_ttl: Duration::from_secs(3600),
         client_ip_header: None,
+        requests_per_minute: u32::MAX,
+        metrics_token_sha256: None,
     };
     Arc::new(Broker::new(
         store,

@@ -81,6 +81,9 @@ impl From<BrokerError> for ApiError {
                 trace: Some(trace),
             },
             BrokerError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            BrokerError::RateLimited(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            }
             BrokerError::Provider { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "provider_failed", message)
             }

@@ -509,7 +509,27 @@ pub async fn reconcile(
 }
 
 /// Prometheus metrics: requests by state and overdue revocations.
-pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    // Optionally behind its own token (`server.metrics_token`), compared in constant time, so a
+    // scraper needs no user token and the counts are not open to anyone who can reach Brevet.
+    if let Some(expected) = state.broker.settings().metrics_token_sha256 {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| crate::auth::hash_token(t.trim()));
+        let ok = presented.is_some_and(|p| bool::from(subtle::ConstantTimeEq::ct_eq(&p[..], &expected[..])));
+        if !ok {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "/metrics needs `Authorization: Bearer <server.metrics_token>`",
+            ));
+        }
+    }
     let counts = state
         .broker
         .store()
@@ -531,6 +551,13 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
         .map(|(_, n)| n)
         .sum::<i64>();
     out += &format!("# HELP brevet_revocations_overdue Revocations that failed and are being retried.\n# TYPE brevet_revocations_overdue gauge\nbrevet_revocations_overdue {overdue}\n");
+    // Liveness of background work, so an operator can alert on a stuck scheduler.
+    let hb = &state.broker.heartbeat;
+    let secs = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
+    out += &format!("# HELP brevet_scheduler_last_progress_seconds Unix time the scheduler last made progress.\n# TYPE brevet_scheduler_last_progress_seconds gauge\nbrevet_scheduler_last_progress_seconds {}\n", secs(hb.scheduler_at()));
+    out += &format!("# HELP brevet_reconciler_last_pass_seconds Unix time of the reconciler's last completed pass (0: none yet).\n# TYPE brevet_reconciler_last_pass_seconds gauge\nbrevet_reconciler_last_pass_seconds {}\n", hb.reconciler_at().map_or(0.0, secs));
+    let healthy = state.broker.scheduler_health(chrono::Utc::now()).is_ok();
+    out += &format!("# HELP brevet_scheduler_healthy 1 while the scheduler makes progress, 0 when it is stuck.\n# TYPE brevet_scheduler_healthy gauge\nbrevet_scheduler_healthy {}\n", u8::from(healthy));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
@@ -634,7 +661,7 @@ pub async fn ssh_krl(
     let Query(q) = q?;
     let p = state.broker.ssh_provider(q.provider.as_deref())?;
     let bytes = p
-        .krl()
+        .served_krl()
         .await
         .map_err(|source| crate::broker::BrokerError::Provider {
             provider: "ssh".into(),

@@ -88,7 +88,12 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Caller(state.auth.authenticate(&parts.headers).await?))
+        let principal = state.auth.authenticate(&parts.headers).await?;
+        // The kill switch is checked here, once, for every route and every kind of token, so no
+        // handler can forget it: a locked caller can do nothing, admins included (an admin is
+        // spared only by the everyone-lock). Storage trouble refuses too (fail closed).
+        state.broker.ensure_caller_unlocked(&principal, "caller").await?;
+        Ok(Caller(principal))
     }
 }
 
@@ -148,6 +153,8 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
+/// Healthy only if the store answers and the scheduler is making progress: an API that answers
+/// while nothing expires must not look green to a load balancer or an alert.
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state
         .broker
@@ -155,7 +162,19 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         .ping()
         .await
         .map_err(|e| ApiError::from(crate::broker::BrokerError::from(e)))?;
-    Ok(Json(serde_json::json!({"status": "ok"})))
+    let hb = &state.broker.heartbeat;
+    state.broker.scheduler_health(chrono::Utc::now()).map_err(|m| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "scheduler_stalled",
+            m,
+        )
+    })?;
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "scheduler_last_progress": hb.scheduler_at(),
+        "reconciler_last_pass": hb.reconciler_at(),
+    })))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -79,6 +79,14 @@ impl Broker {
         kind: RequestKind,
     ) -> Result<Request, BrokerError> {
         self.ensure_caller_unlocked(caller, "requester").await?;
+        // Every attempt counts, refused ones too: each is audited and may notify approvers.
+        if !self.request_limiter.admit(caller.id.clone()) {
+            return Err(BrokerError::RateLimited(format!(
+                "`{}` has created {} requests in the last minute, the most `server.requests_per_minute` allows; wait a minute",
+                caller.id,
+                self.request_limiter.limits().per_key_per_minute
+            )));
+        }
         let who = Subject {
             id: &caller.id,
             groups: &caller.groups,
@@ -167,6 +175,7 @@ impl Broker {
                 r.state
             )));
         }
+        r.ensure_decidable(Utc::now())?;
         self.ensure_caller_unlocked(caller, "approver").await?;
         self.ensure_unlocked(&r.requester, "requester").await?;
         let comment = clean(&comment, "comment", 2000)?;

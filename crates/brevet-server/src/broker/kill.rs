@@ -71,24 +71,39 @@ const LIVE: [RequestState; 6] = [
 ];
 
 impl Broker {
-    /// Is `who` locked by the kill switch? The everyone-lock spares admins, so they can undo it.
+    /// Is `who` (known only by id: a request's requester) locked by the kill switch? Their
+    /// roles are the config's.
     pub async fn lock_for(&self, who: &PrincipalId) -> Result<Option<PrincipalLock>, BrokerError> {
-        let lock = self.store.lock_of(who.as_str()).await?;
         let admin = self
             .principals
             .get(who)
             .is_some_and(|p| p.roles.contains(&Role::Admin));
-        Ok(lock.filter(|l| l.principal != "*" || !admin))
+        self.lock_applying(who, admin).await
     }
 
-    /// Like [`Broker::lock_for`], for a principal whose roles are known (a sign-in): an admin by
-    /// SSO group is spared by the everyone-lock exactly like an admin in the config.
+    /// The lock that binds `who`, whose roles are known (a caller, a sign-in): an admin by SSO
+    /// group is spared by the everyone-lock exactly like an admin in the config.
     pub async fn lock_for_principal(
         &self,
         who: &Principal,
     ) -> Result<Option<PrincipalLock>, BrokerError> {
-        let lock = self.lock_for(&who.id).await?;
-        Ok(lock.filter(|l| l.principal != "*" || !who.roles.contains(&Role::Admin)))
+        let admin = who.has_role(Role::Admin)
+            || self
+                .principals
+                .get(&who.id)
+                .is_some_and(|p| p.roles.contains(&Role::Admin));
+        self.lock_applying(&who.id, admin).await
+    }
+
+    /// A lock on the principal by name always binds them; the everyone-lock binds all but
+    /// admins, so that someone can lift it. Both are read, so one can never hide the other.
+    async fn lock_applying(
+        &self,
+        who: &PrincipalId,
+        admin: bool,
+    ) -> Result<Option<PrincipalLock>, BrokerError> {
+        let on = self.store.locks_on(who.as_str()).await?;
+        Ok(on.own.or(if admin { None } else { on.everyone }))
     }
 
     /// Refuses anything by a locked caller (whose roles are known: an admin by SSO group is
@@ -158,12 +173,12 @@ impl Broker {
         // Everyone means everyone but admins (and the caller), so someone can still undo it.
         let mut spare: Vec<String> = Vec::new();
         if matches!(target, KillTarget::Everyone) {
-            spare.extend(
-                self.principals
-                    .values()
-                    .filter(|p| p.roles.contains(&Role::Admin))
-                    .map(|p| p.id.to_string()),
-            );
+            for p in self.principals.values() {
+                // An admin locked by name stays cut off: the everyone-lock spares only the free.
+                if p.roles.contains(&Role::Admin) && self.lock_for(&p.id).await?.is_none() {
+                    spare.push(p.id.to_string());
+                }
+            }
             spare.push(caller.id.to_string());
         }
         let sessions_ended = self.store.end_sessions_of(&key, &spare).await?;
@@ -178,12 +193,7 @@ impl Broker {
         };
         let mut affected = self.store.list_requests(&filter).await?;
         if matches!(target, KillTarget::Everyone) {
-            affected.retain(|r| {
-                !self
-                    .principals
-                    .get(&r.requester)
-                    .is_some_and(|p| p.roles.contains(&Role::Admin))
-            });
+            affected.retain(|r| spare.iter().all(|s| s != r.requester.as_str()));
         }
         let why = format!("kill switch by {}: {reason}", caller.id);
         let mut cancelled = Vec::new();

@@ -41,7 +41,9 @@ impl Broker {
         work: impl Future<Output = Result<T, BrokerError>>,
     ) -> Result<T, BrokerError> {
         let key = r.binding().key();
-        let owner = format!("{}/{}", self.replica, r.id);
+        // One owner per operation, never per request: two operations on one grant (two extension
+        // approvals, say) must not both hold the lock at once.
+        let owner = self.operation_owner();
         let deadline = tokio::time::Instant::now() + self.settings.provider_timeout;
         while !self
             .store
@@ -64,14 +66,29 @@ impl Broker {
         out
     }
 
-    async fn hang_at(&self, point: Failpoint) {
-        if self.failpoint == Some(point) {
-            tracing::warn!(?point, "failpoint reached: hanging until killed");
-            std::future::pending::<()>().await;
+    pub(crate) async fn hang_at(&self, point: Failpoint) {
+        if self.failpoint != Some(point) {
+            return;
+        }
+        match &self.failpoint_while {
+            None => {
+                tracing::warn!(?point, "failpoint reached: hanging until killed");
+                std::future::pending::<()>().await;
+            }
+            // Held only while the test's file exists, so a test can pause one step and race it.
+            Some(file) if file.exists() => {
+                tracing::warn!(?point, "failpoint reached: holding while the file exists");
+                while file.exists() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                tracing::warn!(?point, "failpoint released");
+            }
+            Some(_) => {}
         }
     }
 
-    /// The latest expiry among other grants holding the same binding (the reference count).
+    /// The latest expiry among other grants whose access is in place on the same binding (the
+    /// reference count). Read under the binding lock, so it cannot change before it is acted on.
     async fn holders_expiry(
         &self,
         r: &Request,
@@ -115,17 +132,20 @@ impl Broker {
                 "request {id} is being processed; retry in a moment"
             )));
         }
-        let result = self
-            .activate_claimed(r)
-            .instrument(tracing::info_span!("activate", grant_id = %id))
-            .await;
+        // The credential is issued under the same lease, so a revocation or the kill switch
+        // (which claim the request first) waits for it and then covers it.
+        let result = async {
+            let request = self.activate_claimed(r).await?;
+            let credential = self.issue_covered(&request, &input).await?;
+            Ok(Activated {
+                request,
+                credential,
+            })
+        }
+        .instrument(tracing::info_span!("activate", grant_id = %id))
+        .await;
         self.store.release(id, &owner).await?;
-        let request = result?;
-        let credential = self.issue(&request, &input).await?;
-        Ok(Activated {
-            request,
-            credential,
-        })
+        result
     }
 
     async fn activate_claimed(&self, mut r: Request) -> Result<Request, BrokerError> {
@@ -186,18 +206,39 @@ impl Broker {
                 Ok(stored)
             }
             Err(e) => {
-                // Undo whatever part was created, unless another grant holds the binding.
-                if holders.is_empty() {
-                    let _ = self.bounded(&r, provider.revoke(&binding)).await;
+                // Undo whatever part was created, unless another grant holds the binding. If the
+                // undo fails too, access may exist that nothing covers: the grant ends and the
+                // removal is retried by the scheduler like a failed revocation, never dropped.
+                let rollback = if holders.is_empty() {
+                    self.bounded(&r, provider.revoke(&binding)).await.err()
+                } else {
+                    None
+                };
+                let calls = provider.take_call_log(&binding);
+                match rollback {
+                    None => {
+                        r.activation_failed(e.to_string())?;
+                        let audit = vec![event(
+                            EventKind::ActivationFailed,
+                            actor,
+                            &r,
+                            json!({"error": e.to_string(), "provider_calls": calls}),
+                        )];
+                        self.store.update_request(&r, audit).await?;
+                    }
+                    Some(undo) => {
+                        let why = format!("{e}; removing what it created failed too: {undo}");
+                        r.activation_abandoned(Utc::now(), why.clone(), rand::random::<f64>())?;
+                        let audit = vec![event(
+                            EventKind::ActivationFailed,
+                            actor,
+                            &r,
+                            json!({"error": e.to_string(), "rollback_error": undo.to_string(), "removal_retried": true, "next_attempt_at": r.next_attempt_at, "provider_calls": calls}),
+                        )];
+                        self.store.update_request(&r, audit).await?;
+                        tracing::warn!(grant_id = %r.id, error = %why, "activation abandoned; removal will be retried");
+                    }
                 }
-                r.activation_failed(e.to_string())?;
-                let audit = vec![event(
-                    EventKind::ActivationFailed,
-                    actor,
-                    &r,
-                    json!({"error": e.to_string(), "provider_calls": provider.take_call_log(&binding)}),
-                )];
-                self.store.update_request(&r, audit).await?;
                 Err(e)
             }
         }
@@ -223,6 +264,46 @@ impl Broker {
             });
         }
         Ok(())
+    }
+
+    /// Issues a credential for a grant whose lease the caller holds, then checks the grant is
+    /// still active: if it ended meanwhile (the lease ran out under a slow provider), what was
+    /// just minted is revoked at once, since the revocation that ended it may not cover it.
+    async fn issue_covered(
+        &self,
+        r: &Request,
+        input: &CredentialInput,
+    ) -> Result<Credential, BrokerError> {
+        self.hang_at(Failpoint::BeforeIssue).await;
+        let credential = self.issue(r, input).await?;
+        let now = self.get(r.id).await?;
+        if now.state == RequestState::Active {
+            return Ok(credential);
+        }
+        drop(credential);
+        let provider = self.provider_for(&r.resource)?.clone();
+        let binding = r.binding();
+        let revoked = self
+            .with_binding_lock(r, async {
+                let (holders, _) = self.holders_expiry(r).await?;
+                if holders.is_empty() {
+                    self.bounded(r, provider.revoke(&binding)).await?;
+                }
+                Ok(())
+            })
+            .await;
+        let audit = event(
+            EventKind::CredentialsRefused,
+            r.requester.as_str(),
+            r,
+            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "provider_calls": provider.take_call_log(&binding)}),
+        );
+        self.store.append_audit(vec![audit]).await?;
+        revoked?;
+        Err(BrokerError::Conflict(format!(
+            "grant {} is {} now; the credential issued meanwhile was revoked",
+            r.id, now.state
+        )))
     }
 
     async fn issue(&self, r: &Request, input: &CredentialInput) -> Result<Credential, BrokerError> {
@@ -273,18 +354,37 @@ impl Broker {
             ));
         }
         self.ensure_caller_unlocked(caller, "requester").await?;
-        if r.state != RequestState::Active {
-            return Err(BrokerError::Conflict(format!(
-                "grant {id} is {}, not active",
-                r.state
-            )));
-        }
         let input = CredentialInput {
             grant_id: id.to_string(),
             public_key,
         };
         self.check_input(&r, &input).await?;
-        self.issue(&r, &input).await
+        // Under the request's lease, like activation: a revocation claims it first and so
+        // either runs before (and this refuses) or after (and covers what this issues).
+        let owner = self.operation_owner();
+        if !self
+            .store
+            .claim(id, &owner, Utc::now(), self.settings.lease)
+            .await?
+        {
+            return Err(BrokerError::Conflict(format!(
+                "grant {id} is being processed; retry in a moment"
+            )));
+        }
+        let result = async {
+            let r = self.get(id).await?;
+            if r.state != RequestState::Active {
+                return Err(BrokerError::Conflict(format!(
+                    "grant {id} is {}, not active",
+                    r.state
+                )));
+            }
+            self.issue_covered(&r, &input).await
+        }
+        .instrument(tracing::info_span!("credentials", grant_id = %id))
+        .await;
+        self.store.release(id, &owner).await?;
+        result
     }
 
     /// Ends a grant early: its owner or an admin. Revocation runs now and, if it fails, keeps
@@ -339,7 +439,10 @@ impl Broker {
     ) -> Result<Request, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let binding = r.binding();
-        let outcome: Result<Evidence, BrokerError> = async {
+        // Under the binding lock: the holder check and the provider work are one step, so an
+        // activation or another revocation of the same binding cannot slip in between.
+        let locked = r.clone();
+        let outcome: Result<Evidence, BrokerError> = self.with_binding_lock(&locked, async {
             let (holders, latest) = self.holders_expiry(&r).await?;
             if let Some(latest) = latest {
                 // Reference counting: another active grant covers this binding, so the access
@@ -352,7 +455,7 @@ impl Broker {
             }
             self.bounded(&r, provider.revoke(&binding)).await?;
             self.bounded(&r, provider.verify_revoked(&binding)).await
-        }
+        })
         .await;
         match outcome {
             Ok(evidence) => {
@@ -445,16 +548,17 @@ impl Broker {
             return Ok(parent);
         };
         let provider = self.provider_for(&parent.resource)?.clone();
-        self.bounded(
-            &parent,
-            provider.ensure(&parent.binding(), window.expires_at),
-        )
-        .await?;
+        // The target's expiry covers every grant holding the binding, not only this one: an
+        // extension of the shorter of two overlapping grants must not cut the longer one short.
+        let (_, latest) = self.holders_expiry(&parent).await?;
+        let until = latest.map_or(window.expires_at, |l| l.max(window.expires_at));
+        self.bounded(&parent, provider.ensure(&parent.binding(), until))
+            .await?;
         let audit = vec![event(
             EventKind::GrantExtended,
             ext.requester.as_str(),
             &parent,
-            json!({"extension_request": ext.id, "by": by, "provider_calls": provider.take_call_log(&parent.binding())}),
+            json!({"extension_request": ext.id, "by": by, "target_expiry": until, "provider_calls": provider.take_call_log(&parent.binding())}),
         )];
         Ok(self.store.update_request(&parent, audit).await?)
     }

@@ -21,7 +21,7 @@ use crate::config::{PrincipalConfig, ResourceConfig, ServerSettings};
 pub use decide::{AccessAsk, Eligible};
 pub use kill::{KillOutcome, KillReport, KillTarget};
 pub use lifecycle::Activated;
-pub use scheduler::ReconcileReport;
+pub use scheduler::{Heartbeat, ReconcileReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -38,6 +38,8 @@ pub enum BrokerError {
     },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("provider `{provider}` failed: {source}")]
     Provider {
         provider: String,
@@ -62,11 +64,20 @@ impl From<CoreError> for BrokerError {
 }
 
 /// Test-only crash points: when `BREVET_FAILPOINT` names one, the server stops making progress
-/// there (it hangs), so a test can `kill -9` it at exactly that step and check recovery.
+/// there (it hangs), so a test can `kill -9` it at exactly that step and check recovery. With
+/// `BREVET_FAILPOINT_WHILE=<file>` it holds only while that file exists (and passes straight
+/// through when it does not), so a test can pause one step, race something against it, and
+/// let it go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failpoint {
     AfterIntent,
     AfterProviderGrant,
+    /// Between a credential request's state check and the provider's issuance.
+    BeforeIssue,
+    /// At the start of a scheduler tick (a stuck scheduler).
+    SchedulerTick,
+    /// The scheduler task panics at its first tick (a dead scheduler).
+    SchedulerPanic,
 }
 
 impl Failpoint {
@@ -74,6 +85,9 @@ impl Failpoint {
         match std::env::var("BREVET_FAILPOINT").ok()?.as_str() {
             "after-intent" => Some(Self::AfterIntent),
             "after-provider-grant" => Some(Self::AfterProviderGrant),
+            "before-issue" => Some(Self::BeforeIssue),
+            "scheduler-tick" => Some(Self::SchedulerTick),
+            "scheduler-panic" => Some(Self::SchedulerPanic),
             _ => None,
         }
     }
@@ -89,6 +103,11 @@ pub struct Broker {
     /// Identifies this process in leases, so replicas never work on the same row at once.
     pub(crate) replica: String,
     pub(crate) failpoint: Option<Failpoint>,
+    pub(crate) failpoint_while: Option<std::path::PathBuf>,
+    /// When background work last made progress (health and metrics).
+    pub heartbeat: Heartbeat,
+    /// Request creation per principal (`server.requests_per_minute`).
+    pub(crate) request_limiter: crate::limits::WindowLimiter<PrincipalId>,
     /// SSH providers by name, for serving their CA public key and KRL.
     pub(crate) ssh: BTreeMap<ProviderName, Arc<brevet_providers::ssh::SshProvider>>,
 }
@@ -102,6 +121,11 @@ impl Broker {
         principals: Vec<PrincipalConfig>,
         settings: ServerSettings,
     ) -> Self {
+        let request_limiter = crate::limits::WindowLimiter::new(crate::limits::Limits {
+            per_key_per_minute: settings.requests_per_minute,
+            total_per_minute: settings.requests_per_minute.saturating_mul(1000),
+            tracked_keys: 100_000,
+        });
         Self {
             store,
             policy,
@@ -111,6 +135,9 @@ impl Broker {
             settings,
             replica: format!("replica-{}", uuid::Uuid::new_v4()),
             failpoint: Failpoint::from_env(),
+            failpoint_while: std::env::var_os("BREVET_FAILPOINT_WHILE").map(Into::into),
+            heartbeat: Heartbeat::new(),
+            request_limiter,
             ssh: BTreeMap::new(),
         }
     }

@@ -1,11 +1,17 @@
 //! Background work: deadlines, expiry, resumption of interrupted activations, revocation retries,
 //! and reconciliation of what providers hold against what grants cover.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use brevet_audit::{AuditDraft, EventKind};
 use brevet_core::{Request, RequestState};
-use chrono::Utc;
+use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -25,6 +31,7 @@ pub struct ReconcileReport {
 impl Broker {
     /// Claims due requests and works on each. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, BrokerError> {
+        self.heartbeat.scheduled();
         if let Err(e) = self.sweep_locked().await {
             tracing::warn!(error = %e, "locked-principal sweep failed; retrying next tick");
         }
@@ -40,6 +47,7 @@ impl Broker {
                 tracing::warn!(grant_id = %id, error = %e, "scheduled work failed; it stays due");
             }
             self.store.release(id, &self.replica).await?;
+            self.heartbeat.scheduled();
         }
         Ok(n)
     }
@@ -148,8 +156,25 @@ impl Broker {
         Ok(report)
     }
 
-    /// Runs the scheduler and the reconciler until `shutdown` changes.
+    /// Starts the background tasks — the scheduler, the reconciler (unless turned off) and the
+    /// session purge — each running until `shutdown` changes. The caller supervises them: one
+    /// that ends before shutdown has died, and the server stops rather than serve without it.
     pub fn spawn_background(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<(&'static str, tokio::task::JoinHandle<()>)> {
+        let mut tasks = vec![
+            ("scheduler", self.spawn_scheduler(shutdown.clone())),
+            ("session purge", self.spawn_purge(shutdown.clone())),
+        ];
+        match self.settings.reconcile_every {
+            Some(every) => tasks.push(("reconciler", self.spawn_reconciler(every, shutdown))),
+            None => tracing::warn!("the reconciler is off (server.reconcile_every = \"off\"): access left behind after a crash is not removed"),
+        }
+        tasks
+    }
+
+    fn spawn_scheduler(
         self: &Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
@@ -157,14 +182,14 @@ impl Broker {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(broker.settings.tick);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut reconcile = tokio::time::interval(broker.settings.reconcile_every);
-            reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut purge = tokio::time::interval(Duration::from_secs(60));
-            purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = shutdown.changed() => break,
                     _ = tick.tick() => {
+                        if broker.failpoint == Some(super::Failpoint::SchedulerPanic) {
+                            panic!("failpoint scheduler-panic reached");
+                        }
+                        broker.hang_at(super::Failpoint::SchedulerTick).await;
                         // Keep draining while there is a backlog, then wait for the next tick.
                         loop {
                             match broker.tick().await {
@@ -174,6 +199,22 @@ impl Broker {
                             }
                         }
                     }
+                }
+            }
+        })
+    }
+
+    fn spawn_purge(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut purge = tokio::time::interval(Duration::from_secs(60));
+            purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
                     _ = purge.tick() => {
                         // Expired sessions and abandoned sign-ins: gone, so the tables stay small.
                         match broker.store.purge_expired_sessions(chrono::Utc::now()).await {
@@ -182,15 +223,99 @@ impl Broker {
                             Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
                         }
                     }
+                }
+            }
+        })
+    }
+
+    fn spawn_reconciler(
+        self: &Arc<Self>,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut reconcile = tokio::time::interval(every);
+            reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
                     _ = reconcile.tick() => {
                         match broker.reconcile().await {
                             Ok(r) if !r.orphans_removed.is_empty() || !r.errors.is_empty() => tracing::warn!(?r, "reconciliation found drift"),
                             Ok(_) => {}
                             Err(e) => tracing::error!(error = %e, "reconciliation failed"),
                         }
+                        broker.heartbeat.reconciled();
                     }
                 }
             }
         })
+    }
+}
+
+/// When the background work last made progress, for `/v1/health` and `/metrics`: a scheduler
+/// that is stuck (or dead) must show, since nothing expires without it.
+#[derive(Debug)]
+pub struct Heartbeat {
+    scheduler: AtomicI64,
+    reconciler: AtomicI64,
+}
+
+impl Heartbeat {
+    pub(crate) fn new() -> Self {
+        let now = Utc::now().timestamp_millis();
+        Self {
+            scheduler: AtomicI64::new(now),
+            reconciler: AtomicI64::new(0),
+        }
+    }
+
+    pub(crate) fn scheduled(&self) {
+        self.scheduler
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    fn reconciled(&self) {
+        self.reconciler
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// The scheduler's last progress (start of a tick, or one piece of due work done).
+    pub fn scheduler_at(&self) -> DateTime<Utc> {
+        at(self.scheduler.load(Ordering::Relaxed))
+    }
+
+    /// The reconciler's last completed pass, if any.
+    pub fn reconciler_at(&self) -> Option<DateTime<Utc>> {
+        match self.reconciler.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(at(ms)),
+        }
+    }
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl Broker {
+    /// How long the scheduler may go without progress before it counts as stuck: a tick plus
+    /// two leases (one piece of work is bounded by its lease).
+    pub fn scheduler_stale_after(&self) -> Duration {
+        self.settings.tick + self.settings.lease * 2
+    }
+
+    /// `Err` with what is wrong when the scheduler has made no progress for too long.
+    pub fn scheduler_health(&self, now: DateTime<Utc>) -> Result<(), String> {
+        let last = self.heartbeat.scheduler_at();
+        let idle = (now - last).to_std().unwrap_or_default();
+        if idle > self.scheduler_stale_after() {
+            return Err(format!(
+                "the scheduler has made no progress for {}s (last at {last}); expiry and revocation retries are not running",
+                idle.as_secs()
+            ));
+        }
+        Ok(())
     }
 }

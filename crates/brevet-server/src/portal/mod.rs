@@ -123,6 +123,11 @@ impl FromRequestParts<AppState> for Viewer {
         };
         let principal =
             crate::session::principal_of(&state.broker, &session).ok_or(PageError::SignIn)?;
+        // Same check as the API's `Caller`: every page, every action, whatever the role.
+        state
+            .broker
+            .ensure_caller_unlocked(&principal, "caller")
+            .await?;
         Ok(Viewer {
             principal,
             csrf: session.csrf,
