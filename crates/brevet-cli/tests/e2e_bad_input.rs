@@ -268,3 +268,37 @@ fn others_requests_are_invisible_and_untouchable() {
     assert!(stderr(&server.cli(BOB, &["cancel", id])).contains("only the requester"));
     assert_eq!(server.cli_json(ALICE, &["show", id])["state"], "pending");
 }
+
+/// Review finding 15: on 879dbb0 a revoke reason was taken as sent (64 KiB, control
+/// characters), into the audit log, DMs and terminals. Now it is checked like every other
+/// free-text field, and a refused revoke changes nothing.
+#[test]
+fn a_revoke_reason_with_control_characters_is_refused() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    let r = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "5m",
+            "--reason",
+            "x",
+        ],
+    );
+    let id = r["id"].as_str().unwrap();
+    server.cli_json(DAVE, &["activate", id]);
+    let (status, body) = api_call(
+        &server,
+        DAVE,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        Some(serde_json::json!({"reason": "done\u{1b}[2J\u{1b}[31mhacked"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("control characters"), "{body}");
+    assert_eq!(server.cli_json(DAVE, &["show", id])["state"], "active");
+}

@@ -148,14 +148,6 @@ fn full_flow(store: StoreKind) {
     );
 }
 
-fn chrono_epoch(s: &str) -> i64 {
-    let out = Command::new("date")
-        .args(["-u", "-d", s, "+%s"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 #[test]
 fn full_flow_on_sqlite_store() {
     full_flow(StoreKind::Sqlite);

@@ -265,12 +265,28 @@ fn a_killed_admin_can_use_their_token_for_nothing() {
     server.cli_json(ADMIN, &["kill", "admin2", "--reason", "token leaked"]);
 
     let attempts: Vec<(&str, String, Option<serde_json::Value>)> = vec![
-        ("POST", "/v1/unlock".into(), Some(serde_json::json!({"principal": "admin2"}))),
-        ("POST", "/v1/kill".into(), Some(serde_json::json!({"principal": "dave", "reason": "x"}))),
-        ("POST", "/v1/kill".into(), Some(serde_json::json!({"all": true, "reason": "x"}))),
+        (
+            "POST",
+            "/v1/unlock".into(),
+            Some(serde_json::json!({"principal": "admin2"})),
+        ),
+        (
+            "POST",
+            "/v1/kill".into(),
+            Some(serde_json::json!({"principal": "dave", "reason": "x"})),
+        ),
+        (
+            "POST",
+            "/v1/kill".into(),
+            Some(serde_json::json!({"all": true, "reason": "x"})),
+        ),
         ("GET", "/v1/audit/export".into(), None),
         ("GET", "/v1/audit/verify".into(), None),
-        ("POST", format!("/v1/grants/{daves}/revoke"), Some(serde_json::json!({}))),
+        (
+            "POST",
+            format!("/v1/grants/{daves}/revoke"),
+            Some(serde_json::json!({})),
+        ),
         ("POST", "/v1/reconcile".into(), None),
         ("GET", "/v1/deliveries".into(), None),
         ("GET", "/v1/locks".into(), None),
@@ -280,12 +296,19 @@ fn a_killed_admin_can_use_their_token_for_nothing() {
     for (method, path, body) in attempts {
         let (status, text) = api_call(&server, ADMIN2, method, &path, body);
         assert_eq!(status, 403, "{method} {path} by a killed admin: {text}");
-        assert!(text.contains("locked by the kill switch"), "{method} {path}: {text}");
+        assert!(
+            text.contains("locked by the kill switch"),
+            "{method} {path}: {text}"
+        );
     }
     // And the CLI says so too.
     let out = server.cli(ADMIN2, &["unlock", "admin2"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("locked by the kill switch (token leaked, by admin)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("locked by the kill switch (token leaked, by admin)"),
+        "{}",
+        stderr(&out)
+    );
 
     // Nothing changed: the lock holds, dave is neither locked nor revoked.
     let locks = server.cli_json(ADMIN, &["locks"]);
@@ -311,12 +334,21 @@ fn an_everyone_lock_does_not_lift_a_lock_on_an_admin() {
     let request = serde_json::json!({"resource": "postgres:orders", "profile": "db.read", "duration": "5m", "reason": "x"});
     let (status, text) = api_call(&server, ADMIN2, "POST", "/v1/requests", Some(request));
     assert_eq!(status, 403, "{text}");
-    let (status, text) = api_call(&server, ADMIN2, "POST", "/v1/unlock", Some(serde_json::json!({"principal": "*"})));
+    let (status, text) = api_call(
+        &server,
+        ADMIN2,
+        "POST",
+        "/v1/unlock",
+        Some(serde_json::json!({"principal": "*"})),
+    );
     assert_eq!(status, 403, "{text}");
     // No portal sign-in either.
     let portal = Portal::new(&server.url);
     let resp = portal.submit_token(ADMIN2, None);
-    assert!(cookie_value(&resp, "brevet_session").is_none(), "a killed admin got a session");
+    assert!(
+        cookie_value(&resp, "brevet_session").is_none(),
+        "a killed admin got a session"
+    );
     assert!(resp.text().unwrap().contains("locked by the kill switch"));
     // The admin who is not locked by name still can act under the everyone-lock.
     assert_eq!(api_call(&server, ADMIN, "GET", "/v1/locks", None).0, 200);
@@ -332,13 +364,25 @@ fn the_sweep_revokes_an_admin_locked_by_name_under_an_everyone_lock() {
     let server = world.start();
     let grant = active_grant(&server, ADMIN2);
     let report = server.cli_json(ADMIN, &["kill", "--all", "--reason", "incident"]);
-    assert!(report["grants"].as_array().unwrap().is_empty(), "admins are spared: {report:#}");
-    assert_eq!(server.cli_json(ADMIN2, &["show", &grant])["state"], "active");
+    assert!(
+        report["grants"].as_array().unwrap().is_empty(),
+        "admins are spared: {report:#}"
+    );
+    assert_eq!(
+        server.cli_json(ADMIN2, &["show", &grant])["state"],
+        "active"
+    );
     let store = format!("sqlite://{}", server.dir.path().join("store.db").display());
     exec_store_sql(
         &store,
         "INSERT INTO principal_locks (principal, reason, locked_by, locked_at) VALUES ('admin2', 'by name', 'admin', 0)",
     );
-    server.wait_for(ADMIN, &grant, Duration::from_secs(20), |v| v["state"] == "revoked");
-    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
+    server.wait_for(ADMIN, &grant, Duration::from_secs(20), |v| {
+        v["state"] == "revoked"
+    });
+    assert!(
+        world.brevet_roles().is_empty(),
+        "{:?}",
+        world.brevet_roles()
+    );
 }

@@ -155,14 +155,21 @@ fn a_stuck_scheduler_makes_health_fail() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // tick 200ms + 2 × lease 6s: not before about 12 s.
-    assert!(started.elapsed() >= Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let body = reqwest::blocking::get(&health).unwrap();
     assert_eq!(body.status().as_u16(), 503);
     let text = body.text().unwrap();
     assert!(text.contains("scheduler has made no progress"), "{text}");
     let metrics = http_get(&format!("{}/metrics", server.url));
     assert!(metrics.contains("brevet_scheduler_healthy 0"), "{metrics}");
-    assert!(metrics.contains("brevet_scheduler_last_progress_seconds "), "{metrics}");
+    assert!(
+        metrics.contains("brevet_scheduler_last_progress_seconds "),
+        "{metrics}"
+    );
 }
 
 /// Issue #9 item 9. On 879dbb0 a panic in the background task (as `reconcile_every = "0s"`
@@ -187,11 +194,22 @@ fn the_reconciler_can_be_turned_off_and_grants_still_expire() {
     let server = world.start();
     let r = server.cli_json(
         DAVE,
-        &["request", "db.read", "--resource", "postgres:orders", "--for", "2s", "--reason", "x"],
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "2s",
+            "--reason",
+            "x",
+        ],
     );
     let id = r["id"].as_str().unwrap().to_owned();
     server.cli_json(DAVE, &["activate", &id]);
-    server.wait_for(DAVE, &id, Duration::from_secs(20), |v| v["state"] == "revoked");
+    server.wait_for(DAVE, &id, Duration::from_secs(20), |v| {
+        v["state"] == "revoked"
+    });
     assert!(world.brevet_roles().is_empty());
     assert!(server.log_text().contains("the reconciler is off"));
 }

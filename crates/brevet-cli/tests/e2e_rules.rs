@@ -295,15 +295,32 @@ fn a_request_past_its_approve_by_deadline_cannot_be_approved() {
     let server = world.start_with(&[("BREVET_FAILPOINT", "scheduler-tick")]);
     let r = server.cli_json(
         ALICE,
-        &["request", "db.read", "--resource", "postgres:orders", "--for", "5m", "--reason", "x"],
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "5m",
+            "--reason",
+            "x",
+        ],
     );
     assert_eq!(r["state"], "pending");
     let id = r["id"].as_str().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let out = server.cli(BOB, &["approve", id]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("approve-by deadline"), "{}", stderr(&out));
-    assert_eq!(server.cli_json(ALICE, &["show", id])["state"], "pending", "nothing changed");
+    assert!(
+        stderr(&out).contains("approve-by deadline"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.cli_json(ALICE, &["show", id])["state"],
+        "pending",
+        "nothing changed"
+    );
 }
 
 /// Issue #9 item 7 (review finding 9). On 879dbb0 revocation took no binding lock and counted an
@@ -339,7 +356,16 @@ database = "{db}"
     let ask = |d: &str| {
         let r = server.cli_json(
             DAVE,
-            &["request", "db.read", "--resource", "slowpg:orders", "--for", d, "--reason", "x"],
+            &[
+                "request",
+                "db.read",
+                "--resource",
+                "slowpg:orders",
+                "--for",
+                d,
+                "--reason",
+                "x",
+            ],
         );
         r["id"].as_str().unwrap().to_owned()
     };
@@ -360,16 +386,27 @@ database = "{db}"
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    server.wait_for(DAVE, &b, Duration::from_secs(10), |v| v["state"] == "activating");
+    server.wait_for(DAVE, &b, Duration::from_secs(10), |v| {
+        v["state"] == "activating"
+    });
 
     // A expires while B is still activating: B's access is not in place, so A's role goes.
-    let revoked = server.wait_for(DAVE, &a, Duration::from_secs(20), |v| v["state"] == "revoked");
+    let revoked = server.wait_for(DAVE, &a, Duration::from_secs(20), |v| {
+        v["state"] == "revoked"
+    });
     assert_eq!(
         revoked["evidence"]["observation"]["role_exists"], false,
         "A's revocation kept the access for an activation still in flight: {revoked:#}"
     );
-    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
-    assert!(psql(&a_conn, "SELECT 1").is_err(), "A's credential still works");
+    assert!(
+        world.brevet_roles().is_empty(),
+        "{:?}",
+        world.brevet_roles()
+    );
+    assert!(
+        psql(&a_conn, "SELECT 1").is_err(),
+        "A's credential still works"
+    );
 
     // B's provider stops answering, and B's activation fails; its undo fails too, so the grant
     // ends and the removal is retried (never ignored) until the provider is back.
@@ -377,10 +414,66 @@ database = "{db}"
     std::fs::remove_file(&gate).unwrap();
     let out = activating.wait_with_output().unwrap();
     assert!(!out.status.success(), "{}", stdout(&out));
-    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
+    assert!(
+        world.brevet_roles().is_empty(),
+        "{:?}",
+        world.brevet_roles()
+    );
     let b_now = server.cli_json(DAVE, &["show", &b]);
     assert_eq!(b_now["state"], "revoke_failed", "{b_now:#}");
     forwarder.forward();
-    server.wait_for(DAVE, &b, Duration::from_secs(30), |v| v["state"] == "revoked");
-    assert!(world.brevet_roles().is_empty(), "{:?}", world.brevet_roles());
+    server.wait_for(DAVE, &b, Duration::from_secs(30), |v| {
+        v["state"] == "revoked"
+    });
+    assert!(
+        world.brevet_roles().is_empty(),
+        "{:?}",
+        world.brevet_roles()
+    );
+}
+
+/// Issue #9 item 11 (review finding 12). On 879dbb0 an extension set the target's expiry to the
+/// extended grant's own end, ignoring the other grants on the binding: extending the shorter of
+/// two overlapping grants cut the longer one's `VALID UNTIL` short.
+#[test]
+fn extending_the_shorter_of_two_grants_keeps_the_longer_ones_expiry() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    let grant = |d: &str| {
+        let r = server.cli_json(
+            DAVE,
+            &[
+                "request",
+                "db.read",
+                "--resource",
+                "postgres:orders",
+                "--for",
+                d,
+                "--reason",
+                "x",
+            ],
+        );
+        let id = r["id"].as_str().unwrap().to_owned();
+        let a = server.cli_json(DAVE, &["activate", &id]);
+        (id, a)
+    };
+    let (short, _) = grant("1m");
+    let (_, long) = grant("8m");
+    let role = long["credential"]["details"]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let long_end = chrono_epoch(long["grant"]["expires_at"].as_str().unwrap());
+    server.cli_json(DAVE, &["extend", &short, "--for", "1m"]);
+    let until: i64 = psql(
+        &pg_admin_url(),
+        &format!("SELECT extract(epoch FROM rolvaliduntil)::bigint FROM pg_roles WHERE rolname = '{role}'"),
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(
+        until >= long_end - 1,
+        "VALID UNTIL {until} fell before the longer grant's end {long_end}"
+    );
 }

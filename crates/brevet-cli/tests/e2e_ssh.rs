@@ -344,11 +344,15 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
     let gate_s = gate.display().to_string();
     let w = ssh_world_with(
         "",
-        &[("BREVET_FAILPOINT", "before-issue"), ("BREVET_FAILPOINT_WHILE", &gate_s)],
+        &[
+            ("BREVET_FAILPOINT", "before-issue"),
+            ("BREVET_FAILPOINT_WHILE", &gate_s),
+        ],
     );
-    let first = w
-        .server
-        .cli_json(DAVE, &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"]);
+    let first = w.server.cli_json(
+        DAVE,
+        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
+    );
     let (key1, cert1) = cert_files(&first);
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
 
@@ -363,7 +367,10 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
         .unwrap();
     let t = std::time::Instant::now();
     while !w.server.log_text().contains("failpoint reached: holding") {
-        assert!(t.elapsed() < Duration::from_secs(20), "the issuance never reached the failpoint");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the issuance never reached the failpoint"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let kill = std::process::Command::new(BIN)
@@ -405,7 +412,10 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
             !refused.status.success(),
             "a certificate issued while the kill switch ran still logs in"
         );
-        assert!(in_krl(&cert2), "the certificate issued meanwhile is not in the KRL");
+        assert!(
+            in_krl(&cert2),
+            "the certificate issued meanwhile is not in the KRL"
+        );
     }
 }
 
@@ -414,9 +424,10 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
 #[test]
 fn a_reissued_certificate_locks_out_the_earlier_one() {
     let w = ssh_world("");
-    let first = w
-        .server
-        .cli_json(DAVE, &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"]);
+    let first = w.server.cli_json(
+        DAVE,
+        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
+    );
     let (key1, cert1) = cert_files(&first);
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
     let second = w.server.cli_json(DAVE, &["ssh-cert", "root@box"]);

@@ -628,7 +628,10 @@ mod tests {
         let late = r.approve_by;
         let e = r.ensure_decidable(late).unwrap_err().to_string();
         assert!(e.contains("approve-by deadline"), "{e}");
-        assert!(req(0).ensure_decidable(Utc::now()).is_err(), "approved: nothing to decide");
+        assert!(
+            req(0).ensure_decidable(Utc::now()).is_err(),
+            "approved: nothing to decide"
+        );
     }
 
     #[test]
@@ -670,7 +673,10 @@ mod tests {
         assert_eq!(r.state, RequestState::RevokeFailed);
         assert_eq!(r.due_at(), Some(now + chrono::Duration::seconds(2)));
         assert!(r.is_overdue(now, chrono::Duration::zero()));
-        assert!(r.start_activation(now).is_err(), "it cannot be activated again");
+        assert!(
+            r.start_activation(now).is_err(),
+            "it cannot be activated again"
+        );
         let ev = Evidence {
             checked_at: now,
             observation: serde_json::json!({"role": "absent"}),

@@ -4,7 +4,7 @@
 //! (signature against the issuer's JWKS, issuer, audience, expiry, nonce).
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     str::FromStr,
     time::{Duration, Instant},

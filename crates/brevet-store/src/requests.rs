@@ -201,11 +201,11 @@ impl Store {
         let rows = sqlx::query(
             "SELECT doc, version FROM requests WHERE binding = $1 AND state = $2 AND id <> $3",
         )
-            .bind(binding_key)
-            .bind(RequestState::Active.as_str())
-            .bind(except.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        .bind(binding_key)
+        .bind(RequestState::Active.as_str())
+        .bind(except.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(with_version).collect()
     }
 

@@ -118,9 +118,10 @@ impl World {
         .iter()
         .filter(|line| {
             let key = line.split(' ').next().unwrap_or_default();
-            !server_extra
-                .lines()
-                .any(|l| l.trim_start().starts_with(&format!("{key} ")) || l.trim_start().starts_with(&format!("{key}=")))
+            !server_extra.lines().any(|l| {
+                l.trim_start().starts_with(&format!("{key} "))
+                    || l.trim_start().starts_with(&format!("{key}="))
+            })
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -693,7 +694,11 @@ impl Portal {
 
     /// Opens the sign-in page as a browser would and submits `token` in its form, sending
     /// `extra_cookie` (say, an existing session) along with the form's own cookie.
-    pub fn submit_token(&self, token: &str, extra_cookie: Option<&str>) -> reqwest::blocking::Response {
+    pub fn submit_token(
+        &self,
+        token: &str,
+        extra_cookie: Option<&str>,
+    ) -> reqwest::blocking::Response {
         let page = self
             .http
             .get(format!("{}/login", self.base))
@@ -787,4 +792,13 @@ pub fn api_call(
     }
     let resp = req.send().unwrap();
     (resp.status().as_u16(), resp.text().unwrap())
+}
+
+/// Seconds since the epoch of an RFC 3339 time, as `date` reads it.
+pub fn chrono_epoch(s: &str) -> i64 {
+    let out = Command::new("date")
+        .args(["-u", "-d", s, "+%s"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

@@ -119,7 +119,10 @@ impl SshProvider {
     /// more than the skew margin ago.
     pub async fn krl(&self) -> Result<Vec<u8>, ProviderError> {
         let now = Utc::now();
-        let certs = self.ledger.unexpired(&self.name, now - self.margin()).await?;
+        let certs = self
+            .ledger
+            .unexpired(&self.name, now - self.margin())
+            .await?;
         let serials: Vec<u64> = certs
             .iter()
             .filter(|c| c.revoked_at.is_some())
@@ -525,7 +528,11 @@ mod tests {
             now: DateTime<Utc>,
         ) -> Result<Vec<IssuedCertificate>, ProviderError> {
             let all = self.0.lock().unwrap();
-            Ok(all.iter().filter(|c| c.valid_before > now).cloned().collect())
+            Ok(all
+                .iter()
+                .filter(|c| c.valid_before > now)
+                .cloned()
+                .collect())
         }
         async fn of_binding(
             &self,
@@ -533,7 +540,11 @@ mod tests {
             key: &str,
         ) -> Result<Vec<IssuedCertificate>, ProviderError> {
             let all = self.0.lock().unwrap();
-            Ok(all.iter().filter(|c| c.binding_key == key).cloned().collect())
+            Ok(all
+                .iter()
+                .filter(|c| c.binding_key == key)
+                .cloned()
+                .collect())
         }
     }
 
@@ -600,9 +611,15 @@ mod tests {
     async fn a_reissued_certificate_revokes_the_earlier_ones() {
         let (p, _) = provider(Duration::from_secs(600));
         let expires = Utc::now() + chrono::Duration::hours(1);
-        let first = p.issue_credentials(&binding(), expires, &input()).await.unwrap();
+        let first = p
+            .issue_credentials(&binding(), expires, &input())
+            .await
+            .unwrap();
         assert!(krl_serials(&p).await.is_empty());
-        let second = p.issue_credentials(&binding(), expires, &input()).await.unwrap();
+        let second = p
+            .issue_credentials(&binding(), expires, &input())
+            .await
+            .unwrap();
         assert_eq!(krl_serials(&p).await, vec![serial_of(&first)]);
         assert_eq!(
             second.details["superseded_serials"],
@@ -620,14 +637,21 @@ mod tests {
         for (margin, listed) in [(Duration::from_secs(600), true), (Duration::ZERO, false)] {
             let (p, ledger) = provider(margin);
             let expires = Utc::now() + chrono::Duration::hours(1);
-            let c = p.issue_credentials(&binding(), expires, &input()).await.unwrap();
+            let c = p
+                .issue_credentials(&binding(), expires, &input())
+                .await
+                .unwrap();
             p.revoke(&binding()).await.unwrap();
             // Its validity ended a minute ago (by Brevet's clock).
             for cert in ledger.0.lock().unwrap().iter_mut() {
                 cert.valid_before = Utc::now() - chrono::Duration::minutes(1);
             }
             let serials = krl_serials(&p).await;
-            assert_eq!(serials.contains(&serial_of(&c)), listed, "margin {margin:?}: {serials:?}");
+            assert_eq!(
+                serials.contains(&serial_of(&c)),
+                listed,
+                "margin {margin:?}: {serials:?}"
+            );
         }
     }
 }

@@ -521,7 +521,8 @@ pub async fn metrics(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| crate::auth::hash_token(t.trim()));
-        let ok = presented.is_some_and(|p| bool::from(subtle::ConstantTimeEq::ct_eq(&p[..], &expected[..])));
+        let ok = presented
+            .is_some_and(|p| bool::from(subtle::ConstantTimeEq::ct_eq(&p[..], &expected[..])));
         if !ok {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,

@@ -92,7 +92,10 @@ impl FromRequestParts<AppState> for Caller {
         // The kill switch is checked here, once, for every route and every kind of token, so no
         // handler can forget it: a locked caller can do nothing, admins included (an admin is
         // spared only by the everyone-lock). Storage trouble refuses too (fail closed).
-        state.broker.ensure_caller_unlocked(&principal, "caller").await?;
+        state
+            .broker
+            .ensure_caller_unlocked(&principal, "caller")
+            .await?;
         Ok(Caller(principal))
     }
 }
@@ -163,13 +166,16 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         .await
         .map_err(|e| ApiError::from(crate::broker::BrokerError::from(e)))?;
     let hb = &state.broker.heartbeat;
-    state.broker.scheduler_health(chrono::Utc::now()).map_err(|m| {
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "scheduler_stalled",
-            m,
-        )
-    })?;
+    state
+        .broker
+        .scheduler_health(chrono::Utc::now())
+        .map_err(|m| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "scheduler_stalled",
+                m,
+            )
+        })?;
     Ok(Json(serde_json::json!({
         "status": "ok",
         "scheduler_last_progress": hb.scheduler_at(),

@@ -21,7 +21,11 @@ pub struct AccessAsk {
     pub ticket: Option<String>,
 }
 
-fn clean(s: &Option<String>, what: &str, max: usize) -> Result<Option<String>, BrokerError> {
+pub(crate) fn clean(
+    s: &Option<String>,
+    what: &str,
+    max: usize,
+) -> Result<Option<String>, BrokerError> {
     match s.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(t) if t.len() > max => Err(BrokerError::BadInput(format!(

@@ -35,7 +35,8 @@ pub struct KillOutcome {
     pub principal: String,
     pub resource: String,
     pub profile: String,
-    /// `revoked` (and verified), `retrying` (failed or timed out; the scheduler keeps trying), or
+    /// `revoked` (and verified), `retrying` (failed or timed out; the scheduler keeps trying),
+    /// `cancelled` (its activation failed and rolled back meanwhile: nothing was granted), or
     /// `pending_activation` (an activation in flight; revoked as soon as it lands).
     pub outcome: String,
     pub error: Option<String>,
@@ -251,6 +252,9 @@ impl Broker {
                     Ok(Ok(done)) if done.state == RequestState::Activating => {
                         o.outcome = "pending_activation".into();
                     }
+                    Ok(Ok(done)) if done.state == RequestState::Cancelled => {
+                        o.outcome = "cancelled".into();
+                    }
                     Ok(Ok(done)) => {
                         o.outcome = "retrying".into();
                         o.error = Some(done.last_error.unwrap_or_else(|| {
@@ -278,7 +282,10 @@ impl Broker {
             target: key,
             reason,
             revoked: outcomes.iter().filter(|o| o.outcome == "revoked").count(),
-            retrying: outcomes.iter().filter(|o| o.outcome != "revoked").count(),
+            retrying: outcomes
+                .iter()
+                .filter(|o| o.outcome != "revoked" && o.outcome != "cancelled")
+                .count(),
             grants: outcomes,
             cancelled_requests: cancelled,
             sessions_ended,
@@ -358,12 +365,46 @@ impl Broker {
                 RequestState::Revoking | RequestState::RevokeFailed => {
                     self.finish_revocation(r, actor).await
                 }
+                // An activation whose process died (its lease ran out): end it and remove
+                // whatever it may have created, rather than let the scheduler finish it.
+                RequestState::Activating => self.abandon_activation(r, why, actor).await,
+                // An activation that failed and rolled back while we waited: nothing to revoke,
+                // and nobody may activate it now.
+                RequestState::Pending | RequestState::Approved => {
+                    r.cancel()?;
+                    let audit = vec![event(
+                        EventKind::RequestCancelled,
+                        actor,
+                        &r,
+                        json!({"why": why}),
+                    )];
+                    Ok(self.store.update_request(&r, audit).await?)
+                }
                 _ => Ok(r),
             }
         }
         .await;
         self.store.release(id, &owner).await?;
         result
+    }
+
+    /// Ends an interrupted activation of a locked principal and removes what it may have
+    /// created (the caller holds the request's lease).
+    pub(crate) async fn abandon_activation(
+        &self,
+        mut r: Request,
+        why: &str,
+        actor: &str,
+    ) -> Result<Request, BrokerError> {
+        r.activation_abandoned(Utc::now(), why.to_owned(), rand::random::<f64>())?;
+        let audit = vec![event(
+            EventKind::ActivationFailed,
+            actor,
+            &r,
+            json!({"error": why, "removal_retried": true}),
+        )];
+        let r = self.store.update_request(&r, audit).await?;
+        self.finish_revocation(r, actor).await
     }
 
     /// Scheduler backstop: no locked principal keeps access, even one whose activation landed

@@ -401,6 +401,8 @@ impl Broker {
                 "only the grant's owner or an admin can revoke it".into(),
             ));
         }
+        // It goes into the audit log, notifications and terminals: plain text, bounded.
+        let reason = super::decide::clean(&reason, "reason", 2000)?;
         let owner = self.operation_owner();
         if !self
             .store

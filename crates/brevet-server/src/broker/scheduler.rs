@@ -65,6 +65,11 @@ impl Broker {
                 )];
                 self.store.update_request(&r, audit).await?;
             }
+            RequestState::Activating if self.lock_for(&r.requester).await?.is_some() => {
+                // Its owner was locked by the kill switch meanwhile: never finish granting it.
+                let why = "activation interrupted, and its requester is locked by the kill switch";
+                self.abandon_activation(r, why, "system").await?;
+            }
             RequestState::Activating => {
                 // An intent without an outcome: the activating process died. Finish it (the
                 // provider call is idempotent); the requester fetches credentials afresh.
