@@ -1195,6 +1195,40 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     }
 
+    /// Issue #9 item 9: on 879dbb0 `reconcile_every = "0s"` was accepted and panicked the
+    /// scheduler task; every zero duration is refused now, and "off" is the explicit way out.
+    #[test]
+    fn durations_are_never_zero_and_the_reconciler_can_be_off() {
+        for field in [
+            "reconcile_every",
+            "tick",
+            "lease",
+            "provider_timeout",
+            "session_ttl",
+            "approve_within",
+        ] {
+            let e = parse(&format!("[server]\n{field} = \"0s\""))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("is zero"), "{field}: {e}");
+        }
+        assert_eq!(
+            parse("[server]\nreconcile_every = \"off\"")
+                .unwrap()
+                .server
+                .reconcile_every,
+            None
+        );
+        assert_eq!(
+            parse("").unwrap().server.reconcile_every,
+            Some(Duration::from_secs(60))
+        );
+        let e = parse("[server]\nrequests_per_minute = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.requests_per_minute"), "{e}");
+    }
+
     #[test]
     fn errors_name_the_field() {
         let e = parse("[server]\nlisten = \"nowhere\"")
