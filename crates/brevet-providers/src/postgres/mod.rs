@@ -432,3 +432,65 @@ impl Provider for PostgresProvider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn config(admin_url: &str, prefix: &str) -> PostgresConfig {
+        PostgresConfig {
+            admin_url: SecretText::new(admin_url.to_owned()),
+            role_prefix: prefix.to_owned(),
+            connect_host: None,
+            connect_port: None,
+            profiles: PostgresConfig::default_profiles(),
+            resources: BTreeMap::new(),
+            connection_limit: 5,
+            on_revoke_objects: OnRevokeObjects::default(),
+            inert_owner: None,
+        }
+    }
+
+    /// Fails on 879dbb0 because nothing compared the prefix with the admin login: `brevet_`
+    /// covered `brevet_admin`, which the reconciler then disabled and tried to drop.
+    #[test]
+    fn a_prefix_covering_the_admin_login_is_refused_naming_the_field() {
+        let err = PostgresProvider::new("pg", config("postgres://brevet_admin@db:5432/postgres", "brevet_"))
+            .err()
+            .expect("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("providers.pg.role_prefix") && msg.contains("`brevet_admin`"),
+            "{msg}"
+        );
+        assert!(PostgresProvider::new("pg", config("postgres://brevet@db:5432/postgres", "brevet_")).is_ok());
+    }
+
+    #[test]
+    fn an_inert_owner_shaped_like_a_grant_role_is_refused() {
+        let mut c = config("postgres://admin@db/postgres", "brevet_");
+        c.inert_owner = Some("brevet_0123456789abcdef0123".into());
+        let msg = PostgresProvider::new("pg", c).err().expect("refused").to_string();
+        assert!(msg.contains("providers.pg.inert_owner"), "{msg}");
+    }
+
+    /// Fails on 879dbb0 because any role with the prefix counted as Brevet's.
+    #[test]
+    fn only_the_prefix_and_20_lowercase_hex_digits_is_a_grant_role_name() {
+        let p = PostgresProvider::new("pg", config("postgres://admin@db/postgres", "brevet_")).unwrap();
+        assert!(p.is_grant_role_name("brevet_0123456789abcdef0123"));
+        for other in [
+            "brevet_admin",
+            "brevet_reporting",
+            "brevet_inert",
+            "brevet_0123456789abcdef012",
+            "brevet_0123456789abcdef01234",
+            "brevet_0123456789ABCDEF0123",
+            "other_0123456789abcdef0123",
+        ] {
+            assert!(!p.is_grant_role_name(other), "{other}");
+        }
+    }
+}

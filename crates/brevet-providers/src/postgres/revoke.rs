@@ -346,3 +346,51 @@ async fn quarantine_objects(
     );
     Ok(acted)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::{postgres::PgConnectOptions, Connection, PgConnection};
+
+    use super::*;
+
+    /// Fails on 879dbb0 because the check after `DROP ROLE` counted sessions by name
+    /// (`usename = $1`), which finds nothing once the role is dropped: a session that survived
+    /// the drop went unseen and the revocation was reported verified. Against the real test
+    /// cluster: a session outlives an out-of-band `DROP ROLE`; by name it is invisible, by the
+    /// OID captured before the drop it is found, and terminated.
+    #[tokio::test]
+    async fn a_dropped_roles_surviving_session_is_found_by_oid_not_by_name() {
+        let url = std::env::var("BREVET_TEST_PG_URL")
+            .expect("BREVET_TEST_PG_URL is not set: run the tests with scripts/test");
+        let admin = PgPool::connect(&url).await.unwrap();
+        let role = format!("brvoid_{}", hex::encode(rand::random::<[u8; 6]>()));
+        sqlx::raw_sql(&format!("CREATE ROLE {role} LOGIN PASSWORD 'pw'"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let oid = role_oid(&admin, &role).await.unwrap().unwrap();
+        let opts = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .username(&role)
+            .password("pw");
+        let session = PgConnection::connect_with(&opts).await.unwrap();
+        sqlx::raw_sql(&format!("DROP ROLE {role}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+
+        let by_name: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
+                .bind(&role)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+        assert_eq!(by_name, 0, "by name, the surviving session is invisible");
+        assert_eq!(sessions_of(&admin, oid).await.unwrap(), 1);
+        assert_eq!(terminate_oid(&admin, oid).await.unwrap(), 1);
+        assert_eq!(sessions_of(&admin, oid).await.unwrap(), 0);
+        drop(session);
+    }
+}
