@@ -61,7 +61,7 @@ impl PostgresProvider {
             })?
             // Only the catalogs are searched: a grantee with CREATE on a schema cannot plant a
             // function or operator that Brevet's own statements would pick up.
-            .options([("search_path", "pg_catalog, pg_temp")]);
+            .options([("search_path", "pg_catalog,pg_temp")]);
         let admin_user = admin.get_username().to_owned();
         if admin_user.starts_with(&config.role_prefix) {
             return Err(ProviderError::Config(format!(

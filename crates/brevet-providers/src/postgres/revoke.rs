@@ -137,11 +137,13 @@ const TRIGGER_FUNCTIONS: &str = "SELECT format('DROP FUNCTION %s CASCADE', p.oid
 
 const SECURITY_DEFINER: &str = "SELECT format('ALTER ROUTINE %s SECURITY INVOKER', p.oid::regprocedure), \
        format('routine %s', p.oid::regprocedure) \
-     FROM pg_proc p WHERE p.proowner::int8 = $1 AND p.prosecdef ORDER BY 2";
+     FROM pg_proc p WHERE p.proowner::int8 = $1 AND p.prosecdef \
+       AND p.oid NOT IN (SELECT tgfoid FROM pg_trigger UNION SELECT evtfoid FROM pg_event_trigger) ORDER BY 2";
 
 /// Every privilege others hold on the role's relations, routines and schemas, PUBLIC's
 /// included (routines are executable by PUBLIC unless revoked): a kept object is readable or
-/// callable by nobody until a DBA adopts it.
+/// callable by nobody until a DBA adopts it. Trigger functions are left out here and in
+/// `SECURITY_DEFINER`: `TRIGGER_FUNCTIONS` drops them first, in the same transaction.
 const PRIVILEGES: &str = "SELECT format('REVOKE ALL ON %s %s FROM PUBLIC%s CASCADE', kind, name, \
          (SELECT string_agg(', ' || quote_ident(r.rolname), '') FROM aclexplode(acl) a \
           JOIN pg_roles r ON r.oid = a.grantee WHERE a.grantee <> owner)), \
@@ -150,6 +152,7 @@ const PRIVILEGES: &str = "SELECT format('REVOKE ALL ON %s %s FROM PUBLIC%s CASCA
        SELECT 'TABLE' AS kind, c.oid::regclass::text AS name, c.relacl AS acl, c.relowner AS owner FROM pg_class c \
          WHERE c.relowner::int8 = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
        UNION ALL SELECT 'ROUTINE', p.oid::regprocedure::text, p.proacl, p.proowner FROM pg_proc p WHERE p.proowner::int8 = $1 \
+         AND p.oid NOT IN (SELECT tgfoid FROM pg_trigger UNION SELECT evtfoid FROM pg_event_trigger) \
        UNION ALL SELECT 'SCHEMA', quote_ident(n.nspname), n.nspacl, n.nspowner FROM pg_namespace n WHERE n.nspowner::int8 = $1 \
      ) o ORDER BY 2";
 
@@ -284,13 +287,13 @@ async fn drop_objects(
         .into_iter()
         .map(|(_, object)| (object, "dropped"))
         .collect();
-    acted.extend(
-        planned(pool, OWNED_OBJECTS, oid, "")
-            .await?
-            .into_iter()
-            .filter(|(_, object)| !acted.iter().any(|(a, _)| a.starts_with(object.as_str())))
-            .map(|(_, object)| (object, "dropped")),
-    );
+    let owned: Vec<(String, &'static str)> = planned(pool, OWNED_OBJECTS, oid, "")
+        .await?
+        .into_iter()
+        .filter(|(_, object)| !acted.iter().any(|(a, _)| a.starts_with(object.as_str())))
+        .map(|(_, object)| (object, "dropped"))
+        .collect();
+    acted.extend(owned);
     sqlx::raw_sql(&format!("DROP OWNED BY {} CASCADE", quote_ident(role)))
         .execute(pool)
         .await
