@@ -13,7 +13,7 @@ use brevet_providers::{
     aws::{
         ActionCatalog, Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsResource, IamAction,
     },
-    postgres::{PgResource, PostgresConfig, Privilege},
+    postgres::{OnRevokeObjects, PgResource, PostgresConfig, Privilege},
     ssh::{SshConfig, SshHost, SshProfile},
     SecretText,
 };
@@ -762,6 +762,9 @@ fn parse_provider(
                 profiles: BTreeMap<String, Privilege>,
                 #[serde(default = "limit")]
                 connection_limit: i32,
+                #[serde(default)]
+                on_revoke_objects: OnRevokeObjects,
+                inert_owner: Option<String>,
             }
             fn prefix() -> String {
                 "brevet_".into()
@@ -829,6 +832,8 @@ fn parse_provider(
                 profiles,
                 resources: res,
                 connection_limit: raw.connection_limit,
+                on_revoke_objects: raw.on_revoke_objects,
+                inert_owner: raw.inert_owner,
             }))
         }
         "ssh" => parse_ssh(name, t, resources, base),

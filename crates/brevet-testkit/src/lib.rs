@@ -65,29 +65,122 @@ pub fn psql(url: &str, sql: &str) -> Result<String, String> {
     }
 }
 
+/// `postgres://…/<db>` for a database on the cluster whose superuser URL is `cluster`.
+pub fn url_on(cluster: &str, db: &str) -> String {
+    let (base, _) = cluster
+        .rsplit_once('/')
+        .expect("a cluster URL must end in /<database>");
+    format!("{base}/{db}")
+}
+
+/// `cluster`'s URL with another user and password (same host, port and database).
+pub fn url_as(cluster: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = cluster
+        .split_once("://")
+        .expect("a cluster URL starts with postgres://");
+    let host_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}:{password}@{host_db}")
+}
+
 /// A database created for one test and dropped afterwards.
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    cluster: String,
 }
 
 impl TestDb {
     pub fn create(prefix: &str) -> Self {
+        Self::create_on(&pg_admin_url(), prefix)
+    }
+
+    /// A database on another cluster (`cluster` is its superuser URL), e.g. the PostgreSQL 16 one.
+    pub fn create_on(cluster: &str, prefix: &str) -> Self {
         let name = format!("{prefix}_{}", random_suffix());
-        psql(&pg_admin_url(), &format!("CREATE DATABASE {name}")).expect("create test database");
+        psql(cluster, &format!("CREATE DATABASE {name}")).expect("create test database");
         Self {
-            url: pg_url_for(&name),
+            url: url_on(cluster, &name),
             name,
+            cluster: cluster.to_owned(),
         }
+    }
+
+    /// The superuser URL of the cluster this database lives on.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = psql(
-            &pg_admin_url(),
+            &self.cluster,
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         );
+    }
+}
+
+/// A `NOSUPERUSER CREATEROLE` login with exactly the grants docs/postgres.md tells operators to
+/// give Brevet's login, for tests that must not run as a superuser. Dropped afterwards.
+pub struct PgAdminLogin {
+    pub name: String,
+    /// Its URL, on the cluster's `postgres` database (where Brevet's admin pool connects).
+    pub url: String,
+    cluster: String,
+    databases: Vec<String>,
+}
+
+impl PgAdminLogin {
+    /// Creates the login on `cluster` (a superuser URL) with, on each `(database, schemas)`:
+    /// `CONNECT` on the database, `USAGE, CREATE` on each schema, and all privileges on the
+    /// schema's tables and sequences, each `WITH GRANT OPTION`.
+    pub fn create(cluster: &str, resources: &[(&str, &[&str])]) -> Self {
+        let name = format!("brvadm_{}", random_suffix());
+        let password = random_suffix();
+        psql(
+            cluster,
+            &format!("CREATE ROLE {name} LOGIN NOSUPERUSER CREATEROLE NOCREATEDB INHERIT PASSWORD '{password}'"),
+        )
+        .expect("create the admin login");
+        for (db, schemas) in resources {
+            let mut sql = format!("GRANT CONNECT ON DATABASE {db} TO {name} WITH GRANT OPTION;");
+            for s in *schemas {
+                sql += &format!(
+                    "GRANT USAGE, CREATE ON SCHEMA {s} TO {name} WITH GRANT OPTION;\
+                     GRANT ALL ON ALL TABLES IN SCHEMA {s} TO {name} WITH GRANT OPTION;\
+                     GRANT ALL ON ALL SEQUENCES IN SCHEMA {s} TO {name} WITH GRANT OPTION;"
+                );
+            }
+            psql(&url_on(cluster, db), &sql).expect("grant to the admin login");
+        }
+        Self {
+            url: url_on(&url_as(cluster, &name, &password), "postgres"),
+            name,
+            cluster: cluster.to_owned(),
+            databases: resources.iter().map(|(db, _)| db.to_string()).collect(),
+        }
+    }
+
+    /// Whether the login really is no superuser (so a test cannot pass by accident).
+    pub fn is_superuser(&self) -> bool {
+        psql(
+            &self.cluster,
+            &format!("SELECT rolsuper FROM pg_roles WHERE rolname = '{}'", self.name),
+        )
+        .expect("read pg_roles")
+            == "t"
+    }
+}
+
+impl Drop for PgAdminLogin {
+    fn drop(&mut self) {
+        for db in self.databases.iter().map(String::as_str).chain(["postgres"]) {
+            let _ = psql(
+                &url_on(&self.cluster, db),
+                &format!("DROP OWNED BY {} CASCADE", self.name),
+            );
+        }
+        let _ = psql(&self.cluster, &format!("DROP ROLE IF EXISTS {}", self.name));
     }
 }
 

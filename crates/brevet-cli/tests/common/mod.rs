@@ -57,6 +57,12 @@ when { resource.kind == "aws" };
 
 @id("leads-approve")
 permit (principal in Group::"leads", action == Action::"approve", resource);
+
+@id("oncall-owner-auto")
+@max_duration("10m")
+@approvals("0")
+permit (principal in Group::"oncall", action == Action::"request", resource)
+when { context.profile == "db.owner" };
 "#;
 
 /// One test's world: target database, store, unique role prefix, and the server config.
@@ -801,4 +807,57 @@ pub fn chrono_epoch(s: &str) -> i64 {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+impl World {
+    /// The same world with its target database (seeded the same way) on another cluster, given by
+    /// its superuser URL: the PostgreSQL 16 one, say. The store stays where it was.
+    pub fn on_cluster(self, cluster: &str) -> World {
+        let World {
+            target: old,
+            store_db,
+            prefix,
+            config,
+            mut env,
+        } = self;
+        let target = TestDb::create_on(cluster, "brevet_target");
+        psql(
+            &target.url,
+            "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'widget'), (2, 'gadget');",
+        )
+        .expect("seed target");
+        let config = config
+            .replace(&format!("\"{}\"", old.name), &format!("\"{}\"", target.name))
+            .replace(
+                "admin_url = { env = \"BREVET_TEST_PG_URL\" }",
+                "admin_url = { env = \"BREVET_TEST_TARGET_ADMIN_URL\" }",
+            );
+        env.push(("BREVET_TEST_TARGET_ADMIN_URL".into(), cluster.to_owned()));
+        World {
+            target,
+            store_db,
+            prefix,
+            config,
+            env,
+        }
+    }
+
+    /// Points the `postgres` provider's `admin_url` at `url` (a non-superuser login, say).
+    pub fn with_admin_url(mut self, url: &str) -> World {
+        self.config = self
+            .config
+            .replace(
+                "admin_url = { env = \"BREVET_TEST_PG_URL\" }",
+                "admin_url = { env = \"BREVET_TEST_TARGET_ADMIN_URL\" }",
+            );
+        self.env.retain(|(k, _)| k != "BREVET_TEST_TARGET_ADMIN_URL");
+        self.env
+            .push(("BREVET_TEST_TARGET_ADMIN_URL".into(), url.to_owned()));
+        self
+    }
+
+    /// Superuser URL of the cluster the target database lives on.
+    pub fn cluster(&self) -> String {
+        self.target.cluster().to_owned()
+    }
 }

@@ -16,6 +16,20 @@ pub enum Privilege {
     Owner,
 }
 
+/// What revocation does with objects the grant role made (tables, functions, triggers …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRevokeObjects {
+    /// `DROP OWNED … CASCADE` in every database where the role owns something: nothing the
+    /// grantee wrote survives the grant, so nothing of theirs can run later as someone else.
+    #[default]
+    Drop,
+    /// Keep the objects, quarantined: owned by the inert `NOLOGIN` role, every privilege on them
+    /// revoked (PUBLIC included), `SECURITY DEFINER` turned off, and trigger functions dropped
+    /// with their triggers. For grantees whose tables must outlive the grant.
+    KeepInert,
+}
+
 /// One database Brevet can grant access to.
 #[derive(Debug, Clone)]
 pub struct PgResource {
@@ -26,7 +40,7 @@ pub struct PgResource {
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
     /// URL of an administrative login on the target cluster (needs CREATEROLE and the right to
-    /// grant on the resources' schemas; it does not need to be a superuser).
+    /// grant on the resources' schemas; it does not need to be a superuser: docs/postgres.md).
     pub admin_url: SecretText,
     /// Prefix of every role Brevet creates; roles with it are Brevet's to reconcile.
     pub role_prefix: String,
@@ -37,6 +51,11 @@ pub struct PostgresConfig {
     pub resources: BTreeMap<String, PgResource>,
     /// `CONNECTION LIMIT` of each granted role.
     pub connection_limit: i32,
+    /// What revocation does with objects the grant role made.
+    pub on_revoke_objects: OnRevokeObjects,
+    /// The `NOLOGIN` role that receives kept objects under `keep_inert` (default
+    /// `<role_prefix>inert`); Brevet creates it if missing and never reconciles it.
+    pub inert_owner: Option<String>,
 }
 
 impl PostgresConfig {

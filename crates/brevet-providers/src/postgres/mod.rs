@@ -1,9 +1,11 @@
 //! PostgreSQL: a grant is a dedicated login role per binding, with exactly the profile's
 //! privileges on one database's schemas and `VALID UNTIL` the grant's expiry, so the server itself
 //! refuses new logins after expiry even if Brevet is down. Revocation disables the role, ends its
-//! sessions (`pg_terminate_backend`), drops its privileges and the role, then reads `pg_roles` back.
+//! sessions (`pg_terminate_backend`), drops or quarantines what it made in every database
+//! (`revoke.rs`), drops the role, then reads `pg_roles` and `pg_stat_activity` back.
 
 mod config;
+mod revoke;
 mod scram;
 
 use std::{collections::HashMap, str::FromStr, sync::Mutex, time::Duration};
@@ -18,7 +20,10 @@ use sqlx::{
     PgPool, Row,
 };
 
-pub use config::{quote_ident, quote_literal, PgResource, PostgresConfig, Privilege};
+pub use config::{
+    quote_ident, quote_literal, OnRevokeObjects, PgResource, PostgresConfig, Privilege,
+};
+use revoke::{membership_sql, role_oid, server_version_num, sessions_of, terminate_oid, Cleanup};
 
 use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
 
@@ -29,6 +34,9 @@ pub struct PostgresProvider {
     config: PostgresConfig,
     admin: PgConnectOptions,
     pools: Mutex<HashMap<String, PgPool>>,
+    /// What the last revocation of each role found and did, for `verify_revoked`'s evidence
+    /// (the role's OID above all: once it is dropped, its name finds nothing).
+    cleanups: Mutex<HashMap<String, Option<Cleanup>>>,
 }
 
 fn target_err(e: sqlx::Error) -> ProviderError {
@@ -45,15 +53,53 @@ impl PostgresProvider {
     /// `name` is the provider instance name (the resource-id prefix). Nothing is contacted yet:
     /// the target may be down when Brevet starts, and work is retried until it is back.
     pub fn new(name: &str, config: PostgresConfig) -> Result<Self, ProviderError> {
-        let admin = PgConnectOptions::from_str(config.admin_url.expose()).map_err(|_| {
-            ProviderError::Config("admin_url is not a valid postgres:// URL".into())
-        })?;
-        Ok(Self {
+        let admin = PgConnectOptions::from_str(config.admin_url.expose())
+            .map_err(|_| {
+                ProviderError::Config(format!(
+                    "providers.{name}.admin_url is not a valid postgres:// URL"
+                ))
+            })?
+            // Only the catalogs are searched: a grantee with CREATE on a schema cannot plant a
+            // function or operator that Brevet's own statements would pick up.
+            .options([("search_path", "pg_catalog,pg_temp")]);
+        let admin_user = admin.get_username().to_owned();
+        if admin_user.starts_with(&config.role_prefix) {
+            return Err(ProviderError::Config(format!(
+                "providers.{name}.role_prefix `{}` also matches Brevet's own login `{admin_user}` \
+                 (the user in admin_url); choose a role_prefix that no existing role starts with",
+                config.role_prefix
+            )));
+        }
+        let provider = Self {
             name: name.to_owned(),
             config,
             admin,
             pools: Mutex::new(HashMap::new()),
-        })
+            cleanups: Mutex::new(HashMap::new()),
+        };
+        let inert = provider.inert_owner();
+        if inert == admin_user || provider.is_grant_role_name(&inert) || inert.len() > 63 {
+            return Err(ProviderError::Config(format!(
+                "providers.{name}.inert_owner `{inert}` must be a role of its own: not Brevet's \
+                 login, not shaped like a grant role, at most 63 bytes"
+            )));
+        }
+        Ok(provider)
+    }
+
+    /// The role objects are quarantined under with `on_revoke_objects = "keep_inert"`.
+    fn inert_owner(&self) -> String {
+        self.config
+            .inert_owner
+            .clone()
+            .unwrap_or_else(|| format!("{}inert", self.config.role_prefix))
+    }
+
+    /// Whether `name` has the shape of the roles Brevet makes: the prefix and 20 lowercase hex
+    /// digits. Anything else with the prefix (a DBA's `brevet_reporting`) is not Brevet's.
+    fn is_grant_role_name(&self, name: &str) -> bool {
+        name.strip_prefix(&self.config.role_prefix)
+            .is_some_and(|h| h.len() == 20 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
     }
 
     fn pool(&self, database: Option<&str>) -> PgPool {
@@ -114,65 +160,69 @@ impl PostgresProvider {
         Ok(row.is_some())
     }
 
-    async fn live_sessions(&self, role: &str) -> Result<i64, ProviderError> {
-        let row = sqlx::query("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
-            .bind(role)
-            .fetch_one(&self.pool(None))
-            .await
-            .map_err(target_err)?;
-        row.try_get(0).map_err(target_err)
-    }
-
-    async fn terminate(&self, role: &str) -> Result<u64, ProviderError> {
-        let rows = sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-        )
-        .bind(role)
-        .fetch_all(&self.pool(None))
-        .await
-        .map_err(target_err)?;
-        Ok(rows.len() as u64)
-    }
-
-    /// Disables, disconnects and drops `role`; `database` is where its privileges live, if known.
-    async fn drop_role(&self, role: &str, database: Option<&str>) -> Result<(), ProviderError> {
-        if !self.role_exists(role).await? {
-            return Ok(());
-        }
-        let q = quote_ident(role);
-        let cluster = self.pool(None);
-        // NOLOGIN first, so nothing reconnects between ending sessions and dropping the role.
-        sqlx::raw_sql(&format!("ALTER ROLE {q} NOLOGIN"))
-            .execute(&cluster)
-            .await
-            .map_err(target_err)?;
-        self.terminate(role).await?;
-        if let Some(db) = database {
-            // Objects the role created are kept (given to the admin), then its privileges go.
-            let sql = format!("REASSIGN OWNED BY {q} TO CURRENT_USER; DROP OWNED BY {q}");
-            sqlx::raw_sql(&sql)
-                .execute(&self.pool(Some(db)))
-                .await
-                .map_err(target_err)?;
-        }
-        sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {q}"))
-            .execute(&cluster)
-            .await
-            .map_err(target_err)?;
-        Ok(())
-    }
-
-    fn absent_evidence(&self, role: &str, sessions: i64) -> Evidence {
+    fn evidence(&self, role: &str, cleanup: Option<&Cleanup>, sessions: Option<i64>) -> Evidence {
         Evidence {
             checked_at: Utc::now(),
             observation: serde_json::json!({
                 "provider": self.name,
-                "check": "SELECT 1 FROM pg_roles WHERE rolname = $1; SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                "check": "SELECT 1 FROM pg_roles WHERE rolname = $1; SELECT count(*) FROM pg_stat_activity WHERE usesysid = <role oid captured before the drop>",
                 "role": role,
                 "role_exists": false,
+                "role_oid": cleanup.map(|c| c.role_oid),
                 "live_sessions": sessions,
+                "sessions_terminated": cleanup.map(|c| c.sessions_terminated),
+                "on_revoke_objects": cleanup.map(|c| c.on_revoke_objects),
+                "databases_cleaned": cleanup.map(|c| c.databases.clone()),
+                "objects": cleanup.map(|c| c.objects.clone()).unwrap_or_default(),
             }),
         }
+    }
+
+    /// Reads the target back after `drop_role`: the role is gone and no session of its OID is
+    /// left. Without a recorded OID (the role was already gone when revocation began) there is
+    /// nothing a dropped role's sessions could still be found by, and the evidence says so.
+    async fn check_dropped(&self, role: &str) -> Result<Evidence, ProviderError> {
+        let cluster = self.pool(None);
+        if role_oid(&cluster, role).await?.is_some() {
+            return Err(ProviderError::StillPresent(format!(
+                "role {role} still exists in pg_roles"
+            )));
+        }
+        let cleanup = self
+            .cleanups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(role)
+            .cloned()
+            .flatten();
+        let sessions = match &cleanup {
+            Some(c) => {
+                let n = sessions_of(&cluster, c.role_oid).await?;
+                if n > 0 {
+                    return Err(ProviderError::StillPresent(format!(
+                        "{n} sessions of dropped role {role} (oid {}) are still open",
+                        c.role_oid
+                    )));
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        self.cleanups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(role);
+        Ok(self.evidence(role, cleanup.as_ref(), sessions))
+    }
+
+    async fn revoke_role(&self, role: &str, database: Option<&str>) -> Result<(), ProviderError> {
+        let cleanup = self.drop_role(role, database).await?;
+        let mut cleanups = self.cleanups.lock().unwrap_or_else(|p| p.into_inner());
+        // A retry that finds the role gone keeps what the attempt that dropped it recorded.
+        if cleanup.is_some() || !cleanups.contains_key(role) {
+            cleanups.insert(role.to_owned(), cleanup);
+        }
+        Ok(())
     }
 }
 
@@ -224,8 +274,18 @@ impl Provider for PostgresProvider {
         let q = quote_ident(&role);
         let cluster = self.pool(None);
         let until = valid_until(expires_at);
+        let version = server_version_num(&cluster).await?;
+        // The comment marks the role as Brevet's for the reconciler, and the membership lets a
+        // non-superuser login revoke it later; both commit with the role or not at all (one
+        // multi-statement query is one implicit transaction).
+        let marks = format!(
+            "COMMENT ON ROLE {q} IS {}; {}",
+            quote_literal(&format!("{COMMENT_PREFIX}{}", binding.key())),
+            membership_sql(&role, version)
+        );
+        let update = format!("ALTER ROLE {q} LOGIN VALID UNTIL {until}; {marks}");
         if self.role_exists(&role).await? {
-            sqlx::raw_sql(&format!("ALTER ROLE {q} LOGIN VALID UNTIL {until}"))
+            sqlx::raw_sql(&update)
                 .execute(&cluster)
                 .await
                 .map_err(target_err)?;
@@ -233,14 +293,14 @@ impl Provider for PostgresProvider {
             // No password yet: nobody can log in until credentials are issued to the requester.
             let sql = format!(
                 "CREATE ROLE {q} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
-                 CONNECTION LIMIT {} VALID UNTIL {until}",
+                 CONNECTION LIMIT {} VALID UNTIL {until}; {marks}",
                 self.config.connection_limit
             );
             match sqlx::raw_sql(&sql).execute(&cluster).await {
                 Ok(_) => {}
                 // Another attempt created it in between: fine, ensure is idempotent.
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => {
-                    sqlx::raw_sql(&format!("ALTER ROLE {q} LOGIN VALID UNTIL {until}"))
+                    sqlx::raw_sql(&update)
                         .execute(&cluster)
                         .await
                         .map_err(target_err)?;
@@ -248,14 +308,11 @@ impl Provider for PostgresProvider {
                 Err(e) => return Err(target_err(e)),
             }
         }
-        let comment = format!(
-            "COMMENT ON ROLE {q} IS {}",
-            quote_literal(&format!("{COMMENT_PREFIX}{}", binding.key()))
-        );
-        sqlx::raw_sql(&comment)
-            .execute(&cluster)
-            .await
-            .map_err(target_err)?;
+        // A new role of this name: an earlier revocation's record is not about it.
+        self.cleanups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&role);
         sqlx::raw_sql(&grant_sql(&role, privilege, resource))
             .execute(&self.pool(Some(&resource.database)))
             .await
@@ -309,81 +366,131 @@ impl Provider for PostgresProvider {
 
     async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
         let resource = self.resource(binding)?;
-        self.drop_role(&self.role_name(binding), Some(&resource.database))
+        self.revoke_role(&self.role_name(binding), Some(&resource.database))
             .await
     }
 
     async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
-        let role = self.role_name(binding);
-        if self.role_exists(&role).await? {
-            return Err(ProviderError::StillPresent(format!(
-                "role {role} still exists in pg_roles"
-            )));
-        }
-        let sessions = self.live_sessions(&role).await?;
-        if sessions > 0 {
-            return Err(ProviderError::StillPresent(format!(
-                "{sessions} sessions of role {role} are still open"
-            )));
-        }
-        Ok(self.absent_evidence(&role, sessions))
+        self.check_dropped(&self.role_name(binding)).await
     }
 
+    /// Roles named and marked as Brevet's: the prefix plus 20 hex digits, and the `brevet
+    /// binding …` comment. A role with the prefix but not both is someone else's and is left alone.
     async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
-        let pattern = format!(
-            "{}%",
-            self.config
-                .role_prefix
-                .replace('\\', "\\\\")
-                .replace('_', "\\_")
-                .replace('%', "\\%")
-        );
         let rows = sqlx::query(
-            "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname LIKE $1 ORDER BY rolname",
+            "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY rolname",
         )
-        .bind(pattern)
+        .bind(&self.config.role_prefix)
         .fetch_all(&self.pool(None))
         .await
         .map_err(target_err)?;
-        rows.iter()
-            .map(|r| {
-                let native_id: String = r.try_get(0).map_err(target_err)?;
-                let comment: Option<String> = r.try_get(1).map_err(target_err)?;
-                let binding_key =
-                    comment.and_then(|c| c.strip_prefix(COMMENT_PREFIX).map(str::to_owned));
-                Ok(OwnedAccess {
+        let mut owned = Vec::new();
+        for r in &rows {
+            let native_id: String = r.try_get(0).map_err(target_err)?;
+            let comment: Option<String> = r.try_get(1).map_err(target_err)?;
+            let binding_key = comment.and_then(|c| c.strip_prefix(COMMENT_PREFIX).map(str::to_owned));
+            if self.is_grant_role_name(&native_id) && binding_key.is_some() {
+                owned.push(OwnedAccess {
                     native_id,
                     binding_key,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(owned)
     }
 
     async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
-        if !owned.native_id.starts_with(&self.config.role_prefix) {
+        let Some(key) = owned.binding_key.as_deref() else {
             return Err(ProviderError::Config(format!(
-                "refusing to drop `{}`: it lacks Brevet's role prefix",
+                "refusing to drop `{}`: it carries no Brevet binding comment",
                 owned.native_id
             )));
+        };
+        if !self.is_grant_role_name(&owned.native_id) {
+            return Err(ProviderError::Config(format!(
+                "refusing to drop `{}`: it is not named like a Brevet grant role ({}<20 hex digits>)",
+                owned.native_id, self.config.role_prefix
+            )));
         }
-        // The database its privileges live in, when the binding is still recorded on the role.
-        let database = owned
-            .binding_key
-            .as_deref()
-            .and_then(|k| k.split('|').nth(1))
+        // The database its privileges live in, when the binding names a configured resource.
+        let database = key
+            .split('|')
+            .nth(1)
             .and_then(|res| res.split_once(':'))
             .and_then(|(_, name)| self.config.resources.get(name))
             .map(|r| r.database.clone());
-        self.drop_role(&owned.native_id, database.as_deref())
+        self.revoke_role(&owned.native_id, database.as_deref())
             .await?;
-        if self.role_exists(&owned.native_id).await? {
-            return Err(ProviderError::StillPresent(owned.native_id.clone()));
-        }
-        let sessions = self.live_sessions(&owned.native_id).await?;
-        Ok(self.absent_evidence(&owned.native_id, sessions))
+        self.check_dropped(&owned.native_id).await
     }
 
     async fn terminate_sessions(&self, binding: &Binding) -> Result<u64, ProviderError> {
-        self.terminate(&self.role_name(binding)).await
+        let cluster = self.pool(None);
+        match role_oid(&cluster, &self.role_name(binding)).await? {
+            Some(oid) => terminate_oid(&cluster, oid).await,
+            None => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn config(admin_url: &str, prefix: &str) -> PostgresConfig {
+        PostgresConfig {
+            admin_url: SecretText::new(admin_url.to_owned()),
+            role_prefix: prefix.to_owned(),
+            connect_host: None,
+            connect_port: None,
+            profiles: PostgresConfig::default_profiles(),
+            resources: BTreeMap::new(),
+            connection_limit: 5,
+            on_revoke_objects: OnRevokeObjects::default(),
+            inert_owner: None,
+        }
+    }
+
+    /// Fails on 879dbb0 because nothing compared the prefix with the admin login: `brevet_`
+    /// covered `brevet_admin`, which the reconciler then disabled and tried to drop.
+    #[test]
+    fn a_prefix_covering_the_admin_login_is_refused_naming_the_field() {
+        let err = PostgresProvider::new("pg", config("postgres://brevet_admin@db:5432/postgres", "brevet_"))
+            .err()
+            .expect("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("providers.pg.role_prefix") && msg.contains("`brevet_admin`"),
+            "{msg}"
+        );
+        assert!(PostgresProvider::new("pg", config("postgres://brevet@db:5432/postgres", "brevet_")).is_ok());
+    }
+
+    #[test]
+    fn an_inert_owner_shaped_like_a_grant_role_is_refused() {
+        let mut c = config("postgres://admin@db/postgres", "brevet_");
+        c.inert_owner = Some("brevet_0123456789abcdef0123".into());
+        let msg = PostgresProvider::new("pg", c).err().expect("refused").to_string();
+        assert!(msg.contains("providers.pg.inert_owner"), "{msg}");
+    }
+
+    /// Fails on 879dbb0 because any role with the prefix counted as Brevet's.
+    #[test]
+    fn only_the_prefix_and_20_lowercase_hex_digits_is_a_grant_role_name() {
+        let p = PostgresProvider::new("pg", config("postgres://admin@db/postgres", "brevet_")).unwrap();
+        assert!(p.is_grant_role_name("brevet_0123456789abcdef0123"));
+        for other in [
+            "brevet_admin",
+            "brevet_reporting",
+            "brevet_inert",
+            "brevet_0123456789abcdef012",
+            "brevet_0123456789abcdef01234",
+            "brevet_0123456789ABCDEF0123",
+            "other_0123456789abcdef0123",
+        ] {
+            assert!(!p.is_grant_role_name(other), "{other}");
+        }
     }
 }
