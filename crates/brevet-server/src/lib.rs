@@ -2,6 +2,7 @@
 //! background scheduler and reconciler, and the HTTP API.
 
 pub mod api;
+pub mod audit_anchor;
 pub mod auth;
 pub mod broker;
 pub mod config;
@@ -41,6 +42,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
+    #[error(transparent)]
+    Audit(#[from] audit_anchor::AnchorError),
     #[error("single sign-on: {0}")]
     Oidc(oidc::OidcError),
     #[error("cannot listen on {addr}: {source}")]
@@ -158,6 +161,12 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifications = notify::Notifications::build(&config, &broker)?;
     let outbox = notifications.outbox.spawn(stop_rx.clone());
+    let anchor = Arc::new(audit_anchor::AuditAnchor::open(
+        &config.audit,
+        broker.store().clone(),
+        Some(notifications.outbox.clone()),
+    )?);
+    let checkpoints = anchor.spawn(stop_rx.clone());
     let background = broker.spawn_background(stop_rx);
     let addr = listener
         .local_addr()
@@ -166,7 +175,12 @@ pub async fn serve(
     tracing::info!(%addr, store = ?broker.store().backend(), policies = broker.policy().policy_count(), "brevet listening");
     // Printed on stdout so scripts and tests can wait for it.
     println!("brevet listening on http://{addr}");
-    let state = api::AppState { broker, auth, oidc };
+    let state = api::AppState {
+        broker,
+        auth,
+        oidc,
+        anchor,
+    };
     let app = api::router(state.clone())
         .merge(portal::router(state))
         .merge(notifications.router());
@@ -179,5 +193,6 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = background.await;
     let _ = outbox.await;
+    let _ = checkpoints.await;
     result.map_err(|source| StartError::Listen { addr, source })
 }

@@ -6,7 +6,6 @@ use axum::{
     http::StatusCode,
     response::IntoResponse,
 };
-use brevet_audit::Verifier;
 use brevet_core::{PrincipalId, Role};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use maud::html;
@@ -228,7 +227,7 @@ pub async fn audit(
     };
     let store = state.broker.store();
     let (head_seq, head_hash) = store.audit_head().await.map_err(BrokerError::from)?;
-    let mut verifier = Verifier::new();
+    let mut verifier = state.anchor.verifier();
     let mut shown = std::collections::VecDeque::new();
     let mut after = 0;
     while after < head_seq {
