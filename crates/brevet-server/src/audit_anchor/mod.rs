@@ -115,6 +115,7 @@ impl AuditAnchor {
 
     /// Verifies the stored chain against its head and against the latest signed checkpoint.
     pub async fn verify_log(&self) -> Result<VerifyReport, AnchorError> {
+        // The checkpoint before the head: one signed in between would lie beyond the head read.
         let (latest, file_problem) = match self.latest() {
             Ok(l) => (l, None),
             Err(e) => (self.memory(), Some(e.to_string())),
