@@ -16,7 +16,20 @@ pub struct VerifyReport {
     pub events: u64,
     pub last_seq: i64,
     pub last_hash: String,
+    /// The sequence number of the anchor (signed checkpoint, or expected head) the chain was held
+    /// to, if any.
+    pub anchored_at: Option<i64>,
     pub problems: Vec<Problem>,
+}
+
+/// A point the chain must pass through, vouched for outside the database: event `seq` exists and
+/// has `hash`. A signed checkpoint is one; so is a head written down earlier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+    /// Says where the anchor comes from, in problem messages ("the checkpoint signed at …").
+    pub source: String,
 }
 
 /// Checks a chain incrementally, so exports of any size verify in constant memory.
@@ -26,6 +39,8 @@ pub struct Verifier {
     prev_hash: String,
     events: u64,
     problems: Vec<Problem>,
+    anchor: Option<Anchor>,
+    anchor_seen: bool,
 }
 
 const MAX_PROBLEMS: usize = 50;
@@ -43,7 +58,31 @@ impl Verifier {
             prev_hash: GENESIS_HASH.to_owned(),
             events: 0,
             problems: Vec::new(),
+            anchor: None,
+            anchor_seen: false,
         }
+    }
+
+    /// Checks only the events after `seq`, whose hash is already known to be `hash` (for
+    /// example from a verified checkpoint): the first event pushed must be `seq + 1` and link to
+    /// `hash`.
+    pub fn after(seq: i64, hash: &str) -> Self {
+        Self {
+            expected_seq: seq + 1,
+            prev_hash: hash.to_owned(),
+            ..Self::new()
+        }
+    }
+
+    /// Holds the chain to `anchor`: verification fails unless event `anchor.seq` is present
+    /// with `anchor.hash`. This is what catches a log cut short with its head set back, which the
+    /// chain alone cannot: the head sits in the same database as the events.
+    pub fn anchored(mut self, anchor: Anchor) -> Self {
+        // An anchor at or before the starting point is already behind us.
+        if anchor.seq >= self.expected_seq {
+            self.anchor = Some(anchor);
+        }
+        self
     }
 
     fn problem(&mut self, seq: i64, what: String) {
@@ -81,6 +120,21 @@ impl Verifier {
                 "content does not match its hash (the event was edited)".into(),
             );
         }
+        if let Some(a) = self.anchor.as_ref().filter(|a| a.seq == e.seq) {
+            let what = (a.hash != e.hash).then(|| {
+                format!(
+                    "event {} differs from {} (hash {}…, expected {}…): the log was rewritten from here on",
+                    e.seq,
+                    a.source,
+                    short(&e.hash),
+                    short(&a.hash)
+                )
+            });
+            self.anchor_seen = true;
+            if let Some(what) = what {
+                self.problem(e.seq, what);
+            }
+        }
         self.expected_seq = e.seq + 1;
         self.prev_hash = e.hash.clone();
     }
@@ -96,14 +150,28 @@ impl Verifier {
                 );
             }
         }
+        let anchored_at = self.anchor.as_ref().map(|a| a.seq);
+        if let Some(a) = self.anchor.take().filter(|_| !self.anchor_seen) {
+            let what = if last_seq < a.seq {
+                format!("the log ends at event {last_seq} but {} is for event {} (hash {}…): events {}..{} were removed from the end, and the head set back", a.source, a.seq, short(&a.hash), last_seq + 1, a.seq)
+            } else {
+                format!("event {}, which {} vouches for, is missing", a.seq, a.source)
+            };
+            self.problem(last_seq, what);
+        }
         VerifyReport {
             ok: self.problems.is_empty(),
             events: self.events,
             last_seq,
             last_hash: self.prev_hash,
+            anchored_at,
             problems: self.problems,
         }
     }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 #[cfg(test)]
@@ -175,5 +243,59 @@ mod tests {
         let truncated = &c[..4];
         let r = verify(truncated, Some(head));
         assert!(!r.ok && r.problems[0].what.contains("end"), "{r:?}");
+    }
+
+    fn anchored(events: &[AuditEvent], seq: i64, hash: &str) -> VerifyReport {
+        let mut v = Verifier::new().anchored(Anchor {
+            seq,
+            hash: hash.to_owned(),
+            source: "the checkpoint signed at T".into(),
+        });
+        events.iter().for_each(|e| v.push(e));
+        v.finish(None)
+    }
+
+    /// Fails on 879dbb0 because there was no anchor: a chain cut short whose (same-database) head
+    /// was set back verified as intact.
+    #[test]
+    fn an_anchor_catches_truncation_and_rewrites_behind_a_moved_head() {
+        let c = chain(5);
+        let r = anchored(&c, 5, &c[4].hash);
+        assert!(r.ok && r.anchored_at == Some(5), "{r:?}");
+        // Longer than the anchor is fine: events appended since.
+        assert!(anchored(&c, 3, &c[2].hash).ok);
+
+        let r = anchored(&c[..4], 5, &c[4].hash);
+        assert!(!r.ok, "{r:?}");
+        assert!(
+            r.problems[0].what.contains("ends at event 4")
+                && r.problems[0].what.contains("checkpoint signed at T is for event 5"),
+            "{r:?}"
+        );
+
+        // A consistent rewrite from event 3 on (every hash recomputed) still differs at the anchor.
+        let mut rewritten: Vec<AuditEvent> = c[..2].to_vec();
+        let mut prev = c[1].hash.clone();
+        for seq in 3..=5 {
+            let e = AuditDraft::new(EventKind::RequestCreated, "mallory", None, serde_json::json!({}))
+                .seal(seq, Utc::now(), &prev);
+            prev = e.hash.clone();
+            rewritten.push(e);
+        }
+        let plain = verify(&rewritten, Some((5, &prev)));
+        assert!(plain.ok, "the chain alone cannot tell: {plain:?}");
+        let r = anchored(&rewritten, 4, &c[3].hash);
+        assert!(!r.ok && r.problems[0].what.contains("rewritten"), "{r:?}");
+    }
+
+    #[test]
+    fn after_checks_only_what_follows_a_known_point() {
+        let c = chain(5);
+        let mut v = Verifier::after(3, &c[2].hash);
+        c[3..].iter().for_each(|e| v.push(e));
+        assert!(v.finish(Some((5, &c[4].hash))).ok);
+        let mut v = Verifier::after(3, &c[1].hash);
+        c[3..].iter().for_each(|e| v.push(e));
+        assert!(!v.finish(None).ok);
     }
 }

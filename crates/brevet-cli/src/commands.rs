@@ -1,7 +1,7 @@
 use std::{io::Write, process::ExitCode, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use brevet_audit::{AuditEvent, Verifier};
+use brevet_audit::{Anchor, AuditEvent, Checkpoint, PublicKey, Verifier};
 use rand::RngCore;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -176,15 +176,47 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 _ => {}
             }
         }
-        Command::Audit(AuditCommand::Verify { file }) => {
-            let report = match file {
-                Some(path) => verify_file(&path)?,
-                None => client.call(Method::GET, "/v1/audit/verify", None).await?,
+        Command::Audit(AuditCommand::Verify {
+            file,
+            head,
+            checkpoint,
+            public_key,
+        }) => {
+            let anchor = match (head, checkpoint) {
+                (Some(_), Some(_)) => bail!("give --head or --checkpoint, not both"),
+                (Some(h), None) => Some(parse_head(&h)?),
+                (None, Some(c)) => Some(checked_checkpoint(&client, &c, public_key.as_deref()).await?),
+                (None, None) => None,
+            };
+            let report = match (file, anchor) {
+                (Some(path), anchor) => {
+                    let text = if path.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+                    } else {
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?
+                    };
+                    verify_lines(&path.display().to_string(), &text, anchor)?
+                }
+                (None, Some(anchor)) => {
+                    let text = client
+                        .send(Method::GET, "/v1/audit/export?format=jsonl", None)
+                        .await?
+                        .text()
+                        .await
+                        .context("reading the export stream")?;
+                    verify_lines("the server's export", &text, Some(anchor))?
+                }
+                (None, None) => client.call(Method::GET, "/v1/audit/verify", None).await?,
             };
             print(j, &report, |r| {
                 if r["ok"] == true {
+                    let anchored = match r["anchored_at"].as_i64() {
+                        Some(seq) => format!("; reaches the signed/expected event {seq}"),
+                        None => String::new(),
+                    };
                     format!(
-                        "audit log intact: {} events, head {} {}",
+                        "audit log intact: {} events, head {} {}{anchored}",
                         r["events"],
                         r["last_seq"],
                         r["last_hash"].as_str().unwrap_or("")
@@ -213,6 +245,33 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             });
             if report["ok"] != true {
                 return Ok(ExitCode::from(DENIED));
+            }
+        }
+        Command::Audit(AuditCommand::Checkpoint { latest }) => {
+            let method = if latest { Method::GET } else { Method::POST };
+            let view: Value = client.call(method, "/v1/audit/checkpoint", None).await?;
+            let cp = &view["checkpoint"];
+            if j {
+                // The checkpoint itself, so `> cp.json` gives what `verify --checkpoint` reads.
+                if cp.is_null() {
+                    bail!("no checkpoint yet: the audit log is empty");
+                }
+                println!("{}", serde_json::to_string_pretty(cp)?);
+            } else if cp.is_null() {
+                println!(
+                    "no checkpoint yet: the audit log is empty\npublic key: {}",
+                    view["public_key"].as_str().unwrap_or("")
+                );
+            } else {
+                println!(
+                    "checkpoint: event {}, hash {}, signed at {}\npublic key: {}\nsignature: {}\nkeep a copy (brevet audit verify --checkpoint reads it):\n{}",
+                    cp["seq"],
+                    cp["hash"].as_str().unwrap_or(""),
+                    cp["signed_at"].as_str().unwrap_or(""),
+                    view["public_key"].as_str().unwrap_or(""),
+                    cp["signature"].as_str().unwrap_or(""),
+                    serde_json::to_string(cp)?
+                );
             }
         }
         Command::Audit(AuditCommand::Export { format }) => {
@@ -525,20 +584,87 @@ fn policy_test_offline(
     )?)
 }
 
-fn verify_file(path: &std::path::Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn verify_lines(source: &str, text: &str, anchor: Option<Anchor>) -> Result<Value> {
     let mut v = Verifier::new();
+    if let Some(a) = anchor {
+        v = v.anchored(a);
+    }
     for (n, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let e: AuditEvent = serde_json::from_str(line)
-            .with_context(|| format!("{} line {} is not an audit event", path.display(), n + 1))?;
+            .with_context(|| format!("{source} line {} is not an audit event", n + 1))?;
         v.push(&e);
     }
     Ok(serde_json::to_value(v.finish(None))?)
+}
+
+/// `--head SEQ:HASH`.
+fn parse_head(text: &str) -> Result<Anchor> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--head must be SEQ:HASH, e.g. 42:3f5a…(64 hex characters), as `brevet audit verify` prints the head; got `{text}`"
+        )
+    };
+    let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
+    let seq: i64 = seq.trim().parse().map_err(|_| bad())?;
+    let hash = hash.trim().to_ascii_lowercase();
+    if seq < 1 || hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(Anchor {
+        seq,
+        hash,
+        source: "the expected head given with --head".into(),
+    })
+}
+
+/// Reads `--checkpoint` (a file or inline JSON) and checks its signature with the pinned key,
+/// or else with the key the server reports.
+async fn checked_checkpoint(
+    client: &Client,
+    arg: &str,
+    public_key: Option<&str>,
+) -> Result<Anchor> {
+    let text = if arg.trim_start().starts_with('{') {
+        arg.to_owned()
+    } else {
+        std::fs::read_to_string(arg).with_context(|| format!("reading --checkpoint {arg}"))?
+    };
+    let v: Value = serde_json::from_str(&text)
+        .with_context(|| format!("--checkpoint {arg} is not JSON"))?;
+    // Also accept the API's answer, which wraps the checkpoint.
+    let v = if v["checkpoint"].is_object() {
+        v["checkpoint"].clone()
+    } else {
+        v
+    };
+    let cp: Checkpoint = serde_json::from_value(v).with_context(|| {
+        format!("--checkpoint {arg} is not a checkpoint: it needs seq, hash, signed_at, public_key and signature")
+    })?;
+    let key = match public_key {
+        Some(k) if k.trim().len() == 64 => PublicKey::parse(k, "--public-key")?,
+        Some(path) => {
+            let k = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --public-key {path}"))?;
+            PublicKey::parse(&k, &format!("--public-key file {path}"))?
+        }
+        None => {
+            let view: Value = client
+                .call(Method::GET, "/v1/audit/checkpoint", None)
+                .await
+                .context("asking the server for its audit public key (or pass --public-key)")?;
+            PublicKey::parse(
+                view["public_key"].as_str().unwrap_or(""),
+                "the server's public key",
+            )?
+        }
+    };
+    cp.verify(&key)
+        .context("refusing --checkpoint: its signature does not verify")?;
+    Ok(cp.anchor())
 }
 
 fn init_tracing() {

@@ -227,11 +227,36 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain: on the server, or in an exported JSON-lines file.
+    /// Verify the hash chain: on the server (against its head and its latest signed
+    /// checkpoint), or in an exported JSON-lines file.
+    ///
+    /// With --head or --checkpoint the log (the file, or else the server's export) must contain
+    /// that event with that hash, so a log cut short or rewritten since is caught even when
+    /// whoever did it also set the database's head back.
     Verify {
-        /// Verify this `brevet audit export --format jsonl` file instead of the server's log.
+        /// Verify this `brevet audit export --format jsonl` file (`-` for stdin) instead of the
+        /// server's log.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The log must contain event SEQ with hash HASH (a head written down earlier, e.g.
+        /// from `brevet audit verify`).
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+        /// A signed checkpoint the log must reach: a file or the JSON itself, as printed by
+        /// `brevet --json audit checkpoint`, sent to webhooks as `audit.checkpoint`, or logged.
+        #[arg(long, value_name = "FILE|JSON")]
+        checkpoint: Option<String>,
+        /// The audit public key to check --checkpoint with (hex, or a file holding it). Pin it:
+        /// without it the key is asked of the server.
+        #[arg(long, value_name = "HEX|FILE", requires = "checkpoint")]
+        public_key: Option<String>,
+    },
+    /// Sign the log's current head now (if it moved since the last checkpoint) and print the
+    /// checkpoint and the public key that verifies it.
+    Checkpoint {
+        /// Only print the latest checkpoint; do not sign a new one.
+        #[arg(long)]
+        latest: bool,
     },
     /// Stream every audit event to stdout.
     Export {

@@ -24,12 +24,28 @@ async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
     let principals = support::principals(USERS);
     let auth = std::sync::Arc::new(TokenAuthenticator::new(&principals));
     let broker = support::broker(store_url, 1, principals).await;
+    let anchor = std::sync::Arc::new(
+        brevet_server::audit_anchor::AuditAnchor::open(
+            &brevet_server::audit_anchor::AuditSettings {
+                signing_key: brevet_server::audit_anchor::KeySource::Configured(
+                    std::sync::Arc::new(brevet_audit::CheckpointKey::from_seed([7; 32])),
+                ),
+                checkpoint_file: std::env::temp_dir()
+                    .join(format!("brevet-bench-{}.checkpoint.json", uuid::Uuid::new_v4())),
+                checkpoint_every: std::time::Duration::from_secs(60),
+            },
+            broker.store().clone(),
+            None,
+        )
+        .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = router(AppState {
         broker,
         auth,
         oidc: None,
+        anchor,
     });
     let handle = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

@@ -127,6 +127,8 @@ struct RawConfig {
     notify: crate::notify::RawNotify,
     #[serde(default)]
     oidc: Option<RawOidc>,
+    #[serde(default)]
+    audit: crate::audit_anchor::RawAudit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -502,6 +504,8 @@ pub struct Config {
     pub notify: crate::notify::NotifySettings,
     /// Single sign-on; without it only API tokens sign in.
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// `[audit]`: the checkpoint signing key and where checkpoints are kept.
+    pub audit: crate::audit_anchor::AuditSettings,
 }
 
 impl Config {
@@ -716,7 +720,10 @@ impl Config {
             );
         }
 
+        let audit =
+            crate::audit_anchor::AuditSettings::parse(&raw.audit, &base, store_url.expose())?;
         Ok(Self {
+            audit,
             path: path.to_path_buf(),
             server,
             store_url,

@@ -2,6 +2,7 @@
 //! background scheduler and reconciler, and the HTTP API.
 
 pub mod api;
+pub mod audit_anchor;
 pub mod auth;
 pub mod broker;
 pub mod config;
@@ -42,6 +43,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
+    #[error(transparent)]
+    Audit(#[from] audit_anchor::AnchorError),
     #[error("single sign-on: {0}")]
     Oidc(oidc::OidcError),
     #[error("cannot listen on {addr}: {source}")]
@@ -160,7 +163,13 @@ pub async fn serve(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifications = notify::Notifications::build(&config, &broker)?;
+    let anchor = Arc::new(audit_anchor::AuditAnchor::open(
+        &config.audit,
+        broker.store().clone(),
+        Some(notifications.outbox.clone()),
+    )?);
     let mut background = broker.spawn_background(stop_rx.clone());
+    background.push(("audit checkpoints", anchor.spawn(stop_rx.clone())));
     background.push(("notification outbox", notifications.outbox.spawn(stop_rx)));
     // Supervision: a background task that ends before shutdown has died (a panic, say). Serving
     // on without the scheduler would keep the API green while nothing expires, so the server
@@ -204,7 +213,12 @@ pub async fn serve(
     tracing::info!(%addr, store = ?broker.store().backend(), policies = broker.policy().policy_count(), "brevet listening");
     // Printed on stdout so scripts and tests can wait for it.
     println!("brevet listening on http://{addr}");
-    let state = api::AppState { broker, auth, oidc };
+    let state = api::AppState {
+        broker,
+        auth,
+        oidc,
+        anchor,
+    };
     let app = api::router(state.clone())
         .merge(portal::router(state))
         .merge(notifications.router());

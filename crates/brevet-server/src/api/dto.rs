@@ -150,6 +150,14 @@ pub struct ActivatedView {
     pub credential: CredentialView,
 }
 
+/// The server's audit public key and its latest signed checkpoint (none while the log is empty).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointView {
+    /// Ed25519 public key, hex: what verifiers pin.
+    pub public_key: String,
+    pub checkpoint: Option<brevet_audit::Checkpoint>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WhoAmI {
     pub id: String,

@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use brevet_audit::{ExportFormat, Verifier, VerifyReport};
+use brevet_audit::{ExportFormat, VerifyReport};
 use brevet_core::{ApprovalDecision, PrincipalId, RequestId, RequestState, Role};
 use brevet_policy::{RequestDecision, Subject};
 use futures::StreamExt;
@@ -398,36 +398,53 @@ impl From<RequestDecision> for PolicyTestView {
     }
 }
 
-/// Verify the audit chain (admins).
+/// Verify the audit chain (admins): against its head, and against the latest checkpoint this
+/// server signed (so events removed from the end with the head set back are found too).
 #[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = VerifyReport)))]
 pub async fn audit_verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<VerifyReport>> {
     caller.require(Role::Admin)?;
-    let store = state.broker.store();
-    // Read the head first: events appended meanwhile lie beyond it and are not checked this time.
-    let (head_seq, head_hash) = store
-        .audit_head()
-        .await
-        .map_err(crate::broker::BrokerError::from)?;
-    let mut v = Verifier::new();
-    let mut after = 0;
-    loop {
-        let page = store
-            .audit_page(after, 1000)
-            .await
-            .map_err(crate::broker::BrokerError::from)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in page.iter().filter(|e| e.seq <= head_seq) {
-            v.push(e);
-        }
-        if after >= head_seq {
-            break;
+    Ok(Json(state.anchor.verify_log().await.map_err(anchor_error)?))
+}
+
+fn anchor_error(e: crate::audit_anchor::AnchorError) -> ApiError {
+    use crate::audit_anchor::AnchorError;
+    match e {
+        AnchorError::Store(s) => crate::broker::BrokerError::from(s).into(),
+        AnchorError::Broken(_) => ApiError::new(StatusCode::CONFLICT, "audit_tampered", e.to_string()),
+        AnchorError::Key { .. } | AnchorError::File { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "audit_checkpoint_untrusted", e.to_string())
         }
     }
-    Ok(Json(v.finish(Some((head_seq, &head_hash)))))
+}
+
+/// The latest signed audit checkpoint and the public key that verifies it (admins).
+#[utoipa::path(get, path = "/v1/audit/checkpoint", responses((status = 200, body = CheckpointView)))]
+pub async fn audit_checkpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<CheckpointView>> {
+    caller.require(Role::Admin)?;
+    Ok(Json(CheckpointView {
+        public_key: state.anchor.public_key().to_string(),
+        checkpoint: state.anchor.latest().map_err(anchor_error)?,
+    }))
+}
+
+/// Sign the current head now, if it moved since the last checkpoint, and publish it (admins).
+/// Refused (409) when the log does not extend the last checkpoint.
+#[utoipa::path(post, path = "/v1/audit/checkpoint", responses((status = 200, body = CheckpointView), (status = 409, body = ErrorBody)))]
+pub async fn audit_checkpoint_now(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<CheckpointView>> {
+    caller.require(Role::Admin)?;
+    Ok(Json(CheckpointView {
+        public_key: state.anchor.public_key().to_string(),
+        checkpoint: state.anchor.checkpoint().await.map_err(anchor_error)?,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

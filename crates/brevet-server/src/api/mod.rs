@@ -31,6 +31,8 @@ pub struct AppState {
     pub auth: Arc<dyn Authenticator>,
     /// Single sign-on, when `[oidc]` is configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Signed audit checkpoints: what `audit verify` holds the chain to.
+    pub anchor: Arc<crate::audit_anchor::AuditAnchor>,
 }
 
 /// The authenticated caller of a route. Every route that changes or reads data takes one.
@@ -119,6 +121,8 @@ impl FromRequestParts<AppState> for Caller {
         handlers::credentials,
         handlers::policy_test,
         handlers::audit_verify,
+        handlers::audit_checkpoint,
+        handlers::audit_checkpoint_now,
         handlers::audit_export,
         handlers::reconcile,
         handlers::kill,
@@ -131,7 +135,7 @@ impl FromRequestParts<AppState> for Caller {
         login::device_poll,
         login::logout,
     ),
-    components(schemas(DeviceLogin, DevicePollBody, LoginResult, crate::broker::Eligible, DeliveryView, CredentialBody, KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
+    components(schemas(DeviceLogin, DevicePollBody, LoginResult, crate::broker::Eligible, DeliveryView, CredentialBody, KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, CheckpointView, brevet_audit::Checkpoint, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -208,6 +212,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants/{id}/credentials", post(handlers::credentials))
         .route("/v1/policy/test", post(handlers::policy_test))
         .route("/v1/audit/verify", get(handlers::audit_verify))
+        .route(
+            "/v1/audit/checkpoint",
+            get(handlers::audit_checkpoint).post(handlers::audit_checkpoint_now),
+        )
         .route("/v1/audit/export", get(handlers::audit_export))
         .route("/v1/reconcile", post(handlers::reconcile))
         .route("/v1/kill", post(handlers::kill))

@@ -1,12 +1,14 @@
 //! Event types as subscribers see them: the audit event kind with a dot (`request_created` →
-//! `request.created`), plus `grant.expiring`, which Brevet queues itself before a grant ends.
+//! `request.created`), plus `grant.expiring`, which Brevet queues itself before a grant ends, and
+//! `audit.checkpoint`, a signed copy of the log's head for subscribers to keep.
 
 use brevet_audit::{AuditEvent, EventKind};
 use brevet_core::Request;
 use serde_json::{json, Value};
 
-/// The one event type that does not come from the audit log.
+/// Event types that do not come from the audit log.
 pub const GRANT_EXPIRING: &str = "grant.expiring";
+pub const AUDIT_CHECKPOINT: &str = "audit.checkpoint";
 
 /// `request_created` → `request.created`.
 pub fn event_type(kind: &str) -> String {
@@ -15,6 +17,7 @@ pub fn event_type(kind: &str) -> String {
 
 fn is_known(event_type: &str) -> bool {
     event_type == GRANT_EXPIRING
+        || event_type == AUDIT_CHECKPOINT
         || (event_type.matches('.').count() == 1
             && serde_json::from_value::<EventKind>(Value::String(event_type.replace('.', "_")))
                 .is_ok())
@@ -74,6 +77,16 @@ pub fn audit_payload(e: &AuditEvent) -> Value {
     })
 }
 
+/// The JSON of an `audit.checkpoint`: the signed checkpoint as `brevet audit verify
+/// --checkpoint` reads it, with its `type`.
+pub fn checkpoint_payload(cp: &brevet_audit::Checkpoint) -> Value {
+    let mut v = serde_json::to_value(cp).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("type".into(), AUDIT_CHECKPOINT.into());
+    }
+    v
+}
+
 /// The JSON of a `grant.expiring` notice, shaped like an audit event (without chain fields).
 pub fn expiring_payload(r: &Request, now: chrono::DateTime<chrono::Utc>) -> Value {
     json!({
@@ -104,6 +117,9 @@ mod tests {
         assert_eq!(event_type("grant_revoked"), "grant.revoked");
         let f = EventFilter::parse(&["request.created".into(), "grant.expiring".into()]).unwrap();
         assert!(f.wants("request.created") && f.wants("grant.expiring"));
+        assert!(EventFilter::parse(&["audit.checkpoint".into()])
+            .unwrap()
+            .wants(AUDIT_CHECKPOINT));
         assert!(!f.wants("request.denied"));
         assert!(EventFilter::parse(&["*".into()])
             .unwrap()

@@ -16,7 +16,10 @@ use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
 use super::{
-    event::{audit_payload, event_type, expiring_payload, GRANT_EXPIRING},
+    event::{
+        audit_payload, checkpoint_payload, event_type, expiring_payload, AUDIT_CHECKPOINT,
+        GRANT_EXPIRING,
+    },
     settings::{NotifySettings, RetryPolicy},
     subscriber::{DeliveryError, Subscriber},
 };
@@ -98,6 +101,32 @@ impl Outbox {
                 payload: payload.clone(),
             })
             .collect()
+    }
+
+    /// Queues a signed audit checkpoint for every subscriber that keeps them, so copies of it
+    /// exist outside Brevet's database. Once per checkpointed event, whichever replica signs.
+    pub async fn queue_checkpoint(
+        &self,
+        cp: &brevet_audit::Checkpoint,
+    ) -> Result<usize, StoreError> {
+        let payload = checkpoint_payload(cp);
+        let mut queued = 0;
+        for s in self.subscribers.iter().filter(|s| s.wants_checkpoint()) {
+            let d = NewDelivery {
+                subscriber: s.name().to_owned(),
+                event_key: format!("checkpoint:{}", cp.seq),
+                event_type: AUDIT_CHECKPOINT.into(),
+                request_id: None,
+                payload: payload.clone(),
+            };
+            if self.store.enqueue_delivery(&d).await? {
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            self.wake_worker.notify_one();
+        }
+        Ok(queued)
     }
 
     /// Routes every new audit event and due expiry notice. Returns how many were routed.

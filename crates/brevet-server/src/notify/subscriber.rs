@@ -40,6 +40,11 @@ pub trait Subscriber: Send + Sync {
         false
     }
 
+    /// Whether to queue each signed audit checkpoint (`audit.checkpoint`).
+    fn wants_checkpoint(&self) -> bool {
+        false
+    }
+
     /// One attempt. Must be idempotent enough to be retried: the outbox delivers at least once.
     async fn deliver(&self, delivery: &Delivery) -> Result<(), DeliveryError>;
 }

@@ -10,7 +10,7 @@ use brevet_store::Delivery;
 use chrono::Utc;
 
 use super::{
-    event::{event_type, GRANT_EXPIRING},
+    event::{event_type, AUDIT_CHECKPOINT, GRANT_EXPIRING},
     settings::WebhookConfig,
     signature::webhook_signature,
     subscriber::{http_outcome, transport_error, DeliveryError, Subscriber},
@@ -59,6 +59,10 @@ impl Subscriber for Webhook {
 
     fn wants_expiring(&self, _grant: &Request) -> bool {
         self.config.events.wants(GRANT_EXPIRING)
+    }
+
+    fn wants_checkpoint(&self) -> bool {
+        self.config.events.wants(AUDIT_CHECKPOINT)
     }
 
     async fn deliver(&self, d: &Delivery) -> Result<(), DeliveryError> {

@@ -6,7 +6,6 @@ use axum::{
     http::StatusCode,
     response::IntoResponse,
 };
-use brevet_audit::Verifier;
 use brevet_core::{PrincipalId, Role};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use maud::html;
@@ -227,8 +226,9 @@ pub async fn audit(
         until: time_bound("until", &q.until, true)?,
     };
     let store = state.broker.store();
+    // The checkpoint before the head: one signed in between would lie beyond the head read.
+    let mut verifier = state.anchor.verifier();
     let (head_seq, head_hash) = store.audit_head().await.map_err(BrokerError::from)?;
-    let mut verifier = Verifier::new();
     let mut shown = std::collections::VecDeque::new();
     let mut after = 0;
     while after < head_seq {
