@@ -428,9 +428,107 @@ fn session_denies_collapse_into_one_when_the_base_role_is_full() {
     drop(w.world);
 }
 
+/// An AWS world whose `aws.admin` profile uses a permission set created in moto's Identity Center
+/// instance (so its inline policy can carry session denies); also returns the instance and
+/// permission set ARNs.
+fn identity_center_world() -> (AwsWorld, String, String) {
+    let moto = Moto::start();
+    let (config, instance, permission_set) = identity_center_config(&moto, &moto.url);
+    let world = World::build(StoreKind::Sqlite, "", &config, &AWS_ENV);
+    let server = world.start();
+    (
+        AwsWorld {
+            world,
+            server,
+            moto,
+        },
+        instance,
+        permission_set,
+    )
+}
+
+/// The USER and GROUP assignments of `permission_set` in `account`, as (type, principal id).
+fn assignments(
+    moto: &Moto,
+    instance: &str,
+    permission_set: &str,
+    account: &str,
+) -> Vec<(String, String)> {
+    moto.aws_json(&[
+        "sso-admin",
+        "list-account-assignments",
+        "--instance-arn",
+        instance,
+        "--account-id",
+        account,
+        "--permission-set-arn",
+        permission_set,
+    ])["AccountAssignments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            (
+                a["PrincipalType"].as_str().unwrap().to_owned(),
+                a["PrincipalId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// An assignment made outside Brevet, as an administrator would.
+fn assign(moto: &Moto, instance: &str, permission_set: &str, account: &str, kind: &str, who: &str) {
+    moto.aws_json(&[
+        "sso-admin",
+        "create-account-assignment",
+        "--instance-arn",
+        instance,
+        "--target-id",
+        account,
+        "--target-type",
+        "AWS_ACCOUNT",
+        "--permission-set-arn",
+        permission_set,
+        "--principal-type",
+        kind,
+        "--principal-id",
+        who,
+    ]);
+}
+
+/// The permission set's inline policy, parsed.
+fn inline_policy(moto: &Moto, instance: &str, permission_set: &str) -> serde_json::Value {
+    let v = moto.aws_json(&[
+        "sso-admin",
+        "get-inline-policy-for-permission-set",
+        "--instance-arn",
+        instance,
+        "--permission-set-arn",
+        permission_set,
+    ]);
+    serde_json::from_str(v["InlinePolicy"].as_str().unwrap()).unwrap()
+}
+
+/// Brevet's deny statements in a permission set's inline policy that name `user`.
+fn denies_for(doc: &serde_json::Value, user: &str) -> Vec<serde_json::Value> {
+    doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| {
+            st["Sid"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("BrevetRevokeSessions"))
+                && st["Condition"]["StringEquals"]["identitystore:UserId"] == user
+        })
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn identity_center_assignment_is_created_and_removed() {
-    let w = aws_world(&[]);
+    let (w, instance, permission_set) = identity_center_world();
     let r = w.server.cli_json(
         DAVE,
         &[
@@ -447,30 +545,259 @@ fn identity_center_assignment_is_created_and_removed() {
     let id = r["id"].as_str().unwrap().to_owned();
     let a = w.server.cli_json(DAVE, &["activate", &id]);
     assert_eq!(a["credential"]["kind"], "aws_identity_center");
-    let list = |moto: &Moto| {
-        moto.aws_json(&[
-            "sso-admin",
-            "list-account-assignments",
-            "--instance-arn",
-            "arn:aws:sso:::instance/ssoins-test0000000000",
-            "--account-id",
-            "123456789012",
-            "--permission-set-arn",
-            "arn:aws:sso:::permissionSet/ssoins-test0000000000/ps-admin000000000",
-        ])["AccountAssignments"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
+    let list = |moto: &Moto| assignments(moto, &instance, &permission_set, "123456789012");
     let assigned = list(&w.moto);
-    assert_eq!(assigned.len(), 1);
-    assert_eq!(assigned[0]["PrincipalId"], "idc-user-dave");
+    assert_eq!(assigned, [("USER".to_owned(), "idc-user-dave".to_owned())]);
     // At expiry the assignment is deleted and read back as gone.
     let revoked = w.server.wait_for(DAVE, &id, Duration::from_secs(40), |v| {
         v["state"] == "revoked"
     });
     assert_eq!(revoked["evidence"]["observation"]["assigned"], false);
     assert!(list(&w.moto).is_empty());
+    drop(w.world);
+}
+
+/// `CreateAccountAssignment` is asynchronous and can take longer than `provider_timeout` (2 s in
+/// the test config): a proxy holds it for 5 s before passing it to the emulator, so the
+/// activation gives up and rolls back before the assignment exists, and then it is created.
+/// Within one reconcile pass (`reconcile_every` = 2 s, plus the pass's own calls) after it
+/// appears it is gone again, the grant is not active, the removal is audited as drift, and the
+/// user's sessions are denied in the permission set.
+///
+/// Fails on 879dbb0 because the rollback found nothing to delete yet and the reconciler listed
+/// only IAM roles: the assignment stayed, with no grant covering it, forever.
+#[test]
+fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() {
+    let moto = Moto::start();
+    let proxy = HoldingProxy::start(
+        &moto.url,
+        "SWBExternalService.CreateAccountAssignment",
+        Duration::from_secs(5),
+    );
+    let (config, instance, permission_set) = identity_center_config(&moto, &proxy.url);
+    let world = World::build(StoreKind::Sqlite, "", &config, &AWS_ENV);
+    let server = world.start();
+    let r = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "aws.admin",
+            "--resource",
+            "aws:bucket",
+            "--for",
+            "30m",
+            "--reason",
+            "incident",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let out = server.cli(DAVE, &["activate", &id]);
+    assert!(
+        !out.status.success(),
+        "the activation cannot finish while the creation is held: {}",
+        stdout(&out)
+    );
+    assert!(
+        proxy.forwarded().is_empty(),
+        "the activation gave up before the assignment existed"
+    );
+
+    let waiting = std::time::Instant::now() + Duration::from_secs(20);
+    let landed = loop {
+        if let Some(t) = proxy.forwarded().first() {
+            break *t;
+        }
+        assert!(
+            std::time::Instant::now() < waiting,
+            "the held creation never reached the emulator"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let one_pass = landed + Duration::from_secs(2) + Duration::from_secs(3);
+    let list = || assignments(&moto, &instance, &permission_set, "123456789012");
+    loop {
+        let assigned = list();
+        if assigned.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < one_pass,
+            "still assigned {:?} after it appeared, with no grant covering it: {assigned:?}\n{}",
+            landed.elapsed(),
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let g = server.cli_json(DAVE, &["show", &id]);
+    assert_ne!(g["state"], "active", "{g:#}");
+
+    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    assert!(
+        export.lines().any(|l| l.contains("drift_detected")
+            && l.contains("identity-center-assignment:")
+            && l.contains("removed")),
+        "{export}"
+    );
+    // The user may have signed in during the moments it existed: those sessions are denied.
+    let doc = inline_policy(&moto, &instance, &permission_set);
+    assert_eq!(denies_for(&doc, "idc-user-dave").len(), 1, "{doc}");
+    // And it stays gone.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(list().is_empty());
+    assert_ne!(server.cli_json(DAVE, &["show", &id])["state"], "active");
+}
+
+/// The reconciler removes an assignment of a Brevet-managed permission set, in a configured
+/// account, to a configured user, that no grant covers (a standing assignment made outside
+/// Brevet, as docs/aws.md warns), and keeps one a grant covers. It never touches assignments to
+/// anyone else: an unconfigured user, a group, another permission set or another account.
+///
+/// Fails on 879dbb0 because assignments were never reconciled: dave's standing assignment stayed.
+#[test]
+fn reconciler_removes_uncovered_assignments_of_configured_users_only() {
+    let (w, instance, permission_set) = identity_center_world();
+    let other = w.moto.aws_json(&[
+        "sso-admin",
+        "create-permission-set",
+        "--instance-arn",
+        &instance,
+        "--name",
+        "NotBrevets",
+    ])["PermissionSet"]["PermissionSetArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let acct = "123456789012";
+    assign(&w.moto, &instance, &permission_set, acct, "USER", "idc-user-erin");
+    assign(&w.moto, &instance, &permission_set, acct, "GROUP", "idc-user-dave");
+    assign(&w.moto, &instance, &other, acct, "USER", "idc-user-dave");
+    assign(&w.moto, &instance, &permission_set, "210987654321", "USER", "idc-user-dave");
+    let others = |moto: &Moto| {
+        (
+            assignments(moto, &instance, &permission_set, acct),
+            assignments(moto, &instance, &other, acct),
+            assignments(moto, &instance, &permission_set, "210987654321"),
+        )
+    };
+    let before = others(&w.moto);
+
+    // Covered by an active grant: kept.
+    let id = request_aws(&w, "aws.admin");
+    w.server.cli_json(DAVE, &["activate", &id]);
+    let report = w.server.cli_json(ADMIN, &["reconcile"]);
+    assert!(
+        report["orphans_removed"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(assignments(&w.moto, &instance, &permission_set, acct)
+        .contains(&("USER".into(), "idc-user-dave".into())));
+    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    assert_eq!(revoked["state"], "revoked", "{revoked:#}");
+
+    // A standing assignment to dave that no grant covers: removed.
+    assign(&w.moto, &instance, &permission_set, acct, "USER", "idc-user-dave");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while assignments(&w.moto, &instance, &permission_set, acct)
+        .contains(&("USER".into(), "idc-user-dave".into()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dave's standing assignment was not reconciled"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Everyone else's, after several more passes and one on demand: untouched.
+    std::thread::sleep(Duration::from_secs(4));
+    let report = w.server.cli_json(ADMIN, &["reconcile"]);
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report:#}");
+    assert_eq!(others(&w.moto), before);
+    assert!(before.0.contains(&("USER".into(), "idc-user-erin".into())));
+    assert!(before.0.contains(&("GROUP".into(), "idc-user-dave".into())));
+    drop(w.world);
+}
+
+/// Deleting an assignment does not end role sessions already issued from the permission set, so
+/// revocation adds AWS's documented deny to the permission set's inline policy (every action,
+/// for this Identity Center user, for sessions issued before the revocation) and provisions it to
+/// the account. The permission set's own statements stay, Brevet's denies older than its session
+/// duration (1 h here) are pruned, recent ones for other users stay.
+///
+/// Fails on 879dbb0 because revocation only deleted the assignment: sessions issued from it
+/// stayed valid for the permission set's session duration.
+#[test]
+fn identity_center_revocation_denies_sessions_issued_before_it() {
+    let (w, instance, permission_set) = identity_center_world();
+    let deny = |user: &str, sid: &str, age: chrono::Duration| {
+        let t = (chrono::Utc::now() - age).format("%Y-%m-%dT%H:%M:%SZ");
+        serde_json::json!({"Sid": sid, "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"StringEquals": {"identitystore:UserId": user}, "DateLessThan": {"aws:TokenIssueTime": t.to_string()}}})
+    };
+    let own: serde_json::Value = serde_json::from_str(PERMISSION_SET_OWN_POLICY).unwrap();
+    let erins = deny("idc-user-erin", "BrevetRevokeSessionsErin", chrono::Duration::minutes(10));
+    let existing = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        own["Statement"][0].clone(),
+        deny("idc-user-old", "BrevetRevokeSessionsOld", chrono::Duration::hours(3)),
+        erins.clone(),
+    ]});
+    w.moto.aws_json(&[
+        "sso-admin",
+        "put-inline-policy-to-permission-set",
+        "--instance-arn",
+        &instance,
+        "--permission-set-arn",
+        &permission_set,
+        "--inline-policy",
+        &existing.to_string(),
+    ]);
+
+    let id = request_aws(&w, "aws.admin");
+    w.server.cli_json(DAVE, &["activate", &id]);
+    let activated = chrono::Utc::now();
+    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    assert_eq!(revoked["state"], "revoked", "{revoked:#}");
+
+    let doc = inline_policy(&w.moto, &instance, &permission_set);
+    let statements = doc["Statement"].as_array().unwrap();
+    assert_eq!(statements[0], own["Statement"][0], "its own statement: {doc}");
+    assert!(statements.contains(&erins), "a recent deny stays: {doc}");
+    assert!(denies_for(&doc, "idc-user-old").is_empty(), "expired: {doc}");
+    assert_eq!(statements.len(), 3, "{doc}");
+    let mine = denies_for(&doc, "idc-user-dave");
+    assert_eq!(mine.len(), 1, "{doc}");
+    let st = &mine[0];
+    assert_eq!(st["Effect"], "Deny");
+    assert_eq!(st["Action"], "*");
+    assert_eq!(st["Resource"], "*");
+    let until = chrono::DateTime::parse_from_rfc3339(
+        st["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        until >= activated - chrono::Duration::seconds(1)
+            && until <= chrono::Utc::now() + chrono::Duration::seconds(1),
+        "sessions issued up to the revocation are denied: {st}"
+    );
+    assert_eq!(revoked["evidence"]["observation"]["session_deny"], *st);
+
+    // The deny was written after the deletion (no session could be issued in between) and
+    // provisioned to the account's role.
+    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let line = export
+        .lines()
+        .find(|l| l.contains("\"kind\":\"grant_revoked\""))
+        .unwrap();
+    let e: serde_json::Value = serde_json::from_str(line).unwrap();
+    let data: serde_json::Value = serde_json::from_str(e["data"].as_str().unwrap()).unwrap();
+    let calls = data["provider_calls"].as_array().unwrap();
+    let at = |op: &str| {
+        calls
+            .iter()
+            .position(|c| c["op"] == op && c["outcome"] == "ok")
+            .unwrap_or_else(|| panic!("no {op}: {calls:?}"))
+    };
+    assert!(at("DeleteAccountAssignment") < at("PutInlinePolicyToPermissionSet"));
+    assert!(at("PutInlinePolicyToPermissionSet") < at("ProvisionPermissionSet"));
     drop(w.world);
 }
 

@@ -861,3 +861,166 @@ impl World {
         self.target.cluster().to_owned()
     }
 }
+
+/// An HTTP proxy in front of the emulator that holds every request for one AWS operation (by its
+/// `X-Amz-Target` header, e.g. `SWBExternalService.CreateAccountAssignment`) for `hold` before
+/// forwarding it, and forwards everything else at once. A held request is forwarded even when
+/// the client has given up meanwhile, as AWS finishes a request whose caller went away. Each
+/// connection carries one request (`Connection: close`), so no request waits behind a held one.
+pub struct HoldingProxy {
+    pub url: String,
+    forwarded: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl HoldingProxy {
+    pub fn start(upstream: &str, target: &str, hold: std::time::Duration) -> Self {
+        use std::{
+            io::{Read, Write},
+            net::{TcpListener, TcpStream},
+            sync::{Arc, Mutex},
+        };
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("an http:// emulator URL")
+            .trim_end_matches('/')
+            .to_owned();
+        let wanted = format!("x-amz-target: {}", target.to_ascii_lowercase());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let forwarded: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+        let seen = forwarded.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let (upstream, wanted, seen) = (upstream.clone(), wanted.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let mut client = client;
+                    // One request: its head up to the blank line, then Content-Length bytes.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match client.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let held = head
+                        .lines()
+                        .any(|l| l.to_ascii_lowercase().trim_end() == wanted);
+                    if held {
+                        std::thread::sleep(hold);
+                    }
+                    // Same request, but asking the emulator to close after answering.
+                    let mut request: Vec<u8> = head
+                        .split("\r\n")
+                        .filter(|l| {
+                            !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty()
+                        })
+                        .flat_map(|l| format!("{l}\r\n").into_bytes())
+                        .collect();
+                    request.extend_from_slice(b"Connection: close\r\n\r\n");
+                    request.extend_from_slice(&buf[head_end..head_end + length]);
+                    let Ok(mut server) = TcpStream::connect(&upstream) else {
+                        return;
+                    };
+                    let mut response = Vec::new();
+                    if server.write_all(&request).is_err()
+                        || server.read_to_end(&mut response).is_err()
+                    {
+                        return;
+                    }
+                    if held {
+                        seen.lock().unwrap().push(std::time::Instant::now());
+                    }
+                    // Tell the client this connection ends here, then end it.
+                    let text_end = response
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(response.len(), |i| i + 4);
+                    let head = String::from_utf8_lossy(&response[..text_end]).to_string();
+                    let mut out: Vec<u8> = head
+                        .split("\r\n")
+                        .filter(|l| {
+                            !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty()
+                        })
+                        .flat_map(|l| format!("{l}\r\n").into_bytes())
+                        .collect();
+                    out.extend_from_slice(b"Connection: close\r\n\r\n");
+                    out.extend_from_slice(&response[text_end..]);
+                    let _ = client.write_all(&out);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Self { url, forwarded }
+    }
+
+    /// When each held request reached the emulator and was answered, oldest first.
+    pub fn forwarded(&self) -> Vec<std::time::Instant> {
+        self.forwarded.lock().unwrap().clone()
+    }
+}
+
+/// moto's Identity Center instance with a permission set created in it (session duration one
+/// hour and an allow statement of its own), and `aws_config` pointed at them: what an
+/// `identity_center` profile needs to write session denies. Returns (config, instance ARN,
+/// permission set ARN).
+pub fn identity_center_config(moto: &Moto, endpoint_url: &str) -> (String, String, String) {
+    let instances = moto.aws_json(&["sso-admin", "list-instances"]);
+    let instance = instances["Instances"][0]["InstanceArn"]
+        .as_str()
+        .expect("moto has an Identity Center instance")
+        .to_owned();
+    let created = moto.aws_json(&[
+        "sso-admin",
+        "create-permission-set",
+        "--instance-arn",
+        &instance,
+        "--name",
+        "Admin",
+        "--session-duration",
+        "PT1H",
+    ]);
+    let permission_set = created["PermissionSet"]["PermissionSetArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    moto.aws_json(&[
+        "sso-admin",
+        "put-inline-policy-to-permission-set",
+        "--instance-arn",
+        &instance,
+        "--permission-set-arn",
+        &permission_set,
+        "--inline-policy",
+        PERMISSION_SET_OWN_POLICY,
+    ]);
+    let config = aws_config(endpoint_url)
+        .replace(
+            "arn:aws:sso:::permissionSet/ssoins-test0000000000/ps-admin000000000",
+            &permission_set,
+        )
+        .replace("arn:aws:sso:::instance/ssoins-test0000000000", &instance);
+    (config, instance, permission_set)
+}
+
+/// The permission set's own inline policy in [`identity_center_config`]: never Brevet's to change.
+pub const PERMISSION_SET_OWN_POLICY: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Sid":"Admin","Effect":"Allow","Action":"*","Resource":"*"}]}"#;

@@ -9,11 +9,14 @@
 //!   in the AWS CLI `credential_process` shape. Revocation denies this grant's sessions on the base
 //!   role (TokenIssueTime + session name).
 //! - `identity_center`: an IAM Identity Center account assignment of a permission set, created and
-//!   deleted asynchronously and polled until done, with conflicts and throttling retried.
+//!   deleted asynchronously and polled until done, with conflicts and throttling retried; revocation
+//!   also denies the user's sessions issued so far in the permission set's inline policy, and the
+//!   reconciler lists assignments too (see `identity_center.rs`).
 //!
 //! Every AWS call's outcome, with its request id, is kept per binding for the audit log.
 
 mod documents;
+mod identity_center;
 pub mod names;
 
 use std::{
@@ -88,12 +91,18 @@ pub struct AwsProvider {
     sts: aws_sdk_sts::Client,
     sso: aws_sdk_ssoadmin::Client,
     calls: Mutex<HashMap<String, Vec<Value>>>,
+    /// Identity Center creations sent whose outcome is not seen yet, by binding key. In memory
+    /// only: after a restart the reconciler finds what they left.
+    creations: Mutex<HashMap<String, identity_center::InFlight>>,
+    /// When each Identity Center binding's sessions were denied by its latest revocation, for
+    /// `verify_revoked` to check the deny is (still) there.
+    revoked_at: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 const GRANT_POLICY: &str = "brevet-grant";
 const REVOKE_POLICY: &str = "brevet-revoke-sessions";
-/// How long an Identity Center assignment operation is polled before the attempt gives up.
-const ASSIGNMENT_SETTLE: Duration = Duration::from_secs(60);
+/// The SDK's bound on one whole operation, retries included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 /// IAM's limit on the total size of a role's inline policies, in characters (whitespace aside).
 const INLINE_POLICY_LIMIT: usize = 10_240;
 
@@ -164,7 +173,7 @@ impl AwsProvider {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
             .operation_attempt_timeout(Duration::from_secs(5))
-            .operation_timeout(Duration::from_secs(15))
+            .operation_timeout(OPERATION_TIMEOUT)
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(config.region.clone()))
@@ -181,6 +190,8 @@ impl AwsProvider {
             sso: aws_sdk_ssoadmin::Client::new(&shared),
             config,
             calls: Mutex::new(HashMap::new()),
+            creations: Mutex::new(HashMap::new()),
+            revoked_at: Mutex::new(HashMap::new()),
         }
     }
 
@@ -652,162 +663,6 @@ impl AwsProvider {
         }
         Err(ProviderError::Target(format!("{op}: retries exhausted")))
     }
-
-    async fn assignment_present(
-        &self,
-        binding: &Binding,
-        instance: &str,
-        permission_set: &str,
-    ) -> Result<bool, ProviderError> {
-        let res = self.resource(binding)?;
-        let user = self.idc_user(binding)?;
-        let mut token: Option<String> = None;
-        loop {
-            let r = self
-                .sso
-                .list_account_assignments()
-                .instance_arn(instance)
-                .account_id(&res.account)
-                .permission_set_arn(permission_set)
-                .set_next_token(token.clone())
-                .send()
-                .await;
-            self.logged(binding, "ListAccountAssignments", &r);
-            let out = r.map_err(|e| sdk_err("ListAccountAssignments", &e))?;
-            if out
-                .account_assignments()
-                .iter()
-                .any(|a| a.principal_id() == Some(user.as_str()))
-            {
-                return Ok(true);
-            }
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => return Ok(false),
-            }
-        }
-    }
-
-    fn idc_user(&self, binding: &Binding) -> Result<String, ProviderError> {
-        self.identity(binding)?
-            .identity_center_user_id
-            .clone()
-            .ok_or_else(|| {
-                ProviderError::BadInput(format!(
-                    "`{}` has no Identity Center user id (identities.{}.identity_center_user_id)",
-                    binding.principal, binding.principal
-                ))
-            })
-    }
-
-    async fn assignment(
-        &self,
-        binding: &Binding,
-        instance: &str,
-        permission_set: &str,
-        create: bool,
-    ) -> Result<(), ProviderError> {
-        use aws_sdk_ssoadmin::types::{PrincipalType, StatusValues, TargetType};
-        let res = self.resource(binding)?;
-        let user = self.idc_user(binding)?;
-        let request_id = if create {
-            let out = self
-                .with_retries(binding, "CreateAccountAssignment", || {
-                    self.sso
-                        .create_account_assignment()
-                        .instance_arn(instance)
-                        .target_id(&res.account)
-                        .target_type(TargetType::AwsAccount)
-                        .permission_set_arn(permission_set)
-                        .principal_type(PrincipalType::User)
-                        .principal_id(&user)
-                        .send()
-                })
-                .await?;
-            out.account_assignment_creation_status()
-                .and_then(|s| s.request_id())
-                .map(str::to_owned)
-        } else {
-            let out = self
-                .with_retries(binding, "DeleteAccountAssignment", || {
-                    self.sso
-                        .delete_account_assignment()
-                        .instance_arn(instance)
-                        .target_id(&res.account)
-                        .target_type(TargetType::AwsAccount)
-                        .permission_set_arn(permission_set)
-                        .principal_type(PrincipalType::User)
-                        .principal_id(&user)
-                        .send()
-                })
-                .await?;
-            out.account_assignment_deletion_status()
-                .and_then(|s| s.request_id())
-                .map(str::to_owned)
-        };
-        let Some(request_id) = request_id else {
-            // Without it the outcome cannot be followed: never assume it succeeded.
-            return Err(ProviderError::Target(format!(
-                "{} returned no request id to follow",
-                if create {
-                    "CreateAccountAssignment"
-                } else {
-                    "DeleteAccountAssignment"
-                }
-            )));
-        };
-        // The operation is asynchronous: poll until it settles, for at most ASSIGNMENT_SETTLE
-        // (the caller's own timeout may end it sooner).
-        let deadline = tokio::time::Instant::now() + ASSIGNMENT_SETTLE;
-        let mut delay = Duration::from_millis(100);
-        loop {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProviderError::Unreachable(format!(
-                    "account assignment {request_id} still in progress after {}s; it is checked \
-                     again on the next attempt",
-                    ASSIGNMENT_SETTLE.as_secs()
-                )));
-            }
-            let status = if create {
-                let out = self
-                    .with_retries(binding, "DescribeAccountAssignmentCreationStatus", || {
-                        self.sso
-                            .describe_account_assignment_creation_status()
-                            .instance_arn(instance)
-                            .account_assignment_creation_request_id(&request_id)
-                            .send()
-                    })
-                    .await?;
-                out.account_assignment_creation_status()
-                    .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
-            } else {
-                let out = self
-                    .with_retries(binding, "DescribeAccountAssignmentDeletionStatus", || {
-                        self.sso
-                            .describe_account_assignment_deletion_status()
-                            .instance_arn(instance)
-                            .account_assignment_deletion_request_id(&request_id)
-                            .send()
-                    })
-                    .await?;
-                out.account_assignment_deletion_status()
-                    .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
-            };
-            match status {
-                Some((Some(StatusValues::Succeeded), _)) => return Ok(()),
-                Some((Some(StatusValues::Failed), why)) => {
-                    return Err(ProviderError::Target(format!(
-                        "account assignment failed: {}",
-                        why.unwrap_or_default()
-                    )))
-                }
-                _ => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
 }
 
 fn chrono_of(t: &aws_sdk_sts::primitives::DateTime) -> DateTime<Utc> {
@@ -875,13 +730,7 @@ impl Provider for AwsProvider {
                 instance_arn,
                 permission_set_arn,
             } => {
-                if self
-                    .assignment_present(binding, instance_arn, permission_set_arn)
-                    .await?
-                {
-                    return Ok(());
-                }
-                self.assignment(binding, instance_arn, permission_set_arn, true)
+                self.ensure_assignment(binding, instance_arn, permission_set_arn)
                     .await
             }
         }
@@ -981,13 +830,7 @@ impl Provider for AwsProvider {
                 instance_arn,
                 permission_set_arn,
             } => {
-                if !self
-                    .assignment_present(binding, instance_arn, permission_set_arn)
-                    .await?
-                {
-                    return Ok(());
-                }
-                self.assignment(binding, instance_arn, permission_set_arn, false)
+                self.revoke_assignment(binding, instance_arn, permission_set_arn)
                     .await
             }
         }
@@ -1036,15 +879,8 @@ impl Provider for AwsProvider {
                 instance_arn,
                 permission_set_arn,
             } => {
-                if self
-                    .assignment_present(binding, instance_arn, permission_set_arn)
+                self.verify_assignment_revoked(binding, instance_arn, permission_set_arn)
                     .await?
-                {
-                    return Err(ProviderError::StillPresent(
-                        "the account assignment still exists".into(),
-                    ));
-                }
-                json!({"check": "sso:ListAccountAssignments", "permission_set_arn": permission_set_arn, "assigned": false})
             }
         };
         let mut observation = observation;
@@ -1090,24 +926,21 @@ impl Provider for AwsProvider {
                 _ => break,
             }
         }
+        out.extend(self.owned_assignments().await?);
         Ok(out)
     }
 
     async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
+        if identity_center::Assignment::is_native_id(&owned.native_id) {
+            return self.remove_owned_assignment(owned).await;
+        }
         if !self.is_binding_role_name(&owned.native_id) {
             return Err(ProviderError::Config(format!(
                 "refusing to delete `{}`: it is not named like a per-grant role ({}<20 hex digits>)",
                 owned.native_id, self.config.role_prefix
             )));
         }
-        let pseudo = Binding {
-            principal: brevet_core::PrincipalId::parse("reconciler")
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-            resource: brevet_core::ResourceId::parse(&format!("{}:orphan", self.name))
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-            profile: ProfileName::parse("aws.orphan")
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-        };
+        let pseudo = Self::reconciler_binding(&self.name)?;
         self.delete_role(&pseudo, &owned.native_id).await?;
         if self.role_exists(&pseudo, &owned.native_id).await? {
             return Err(ProviderError::StillPresent(owned.native_id.clone()));
@@ -1206,6 +1039,76 @@ mod tests {
             .iter()
             .map(|c| c["outcome"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// The reconciler's removal acts only on what `list_owned` can report: an assignment of a
+    /// configured permission set, in a configured account, to a configured user. Anything else is
+    /// refused before any AWS call (the endpoint here answers nothing, so a call would fail
+    /// differently).
+    #[tokio::test]
+    async fn remove_owned_refuses_assignments_brevet_does_not_manage() {
+        let mut p = provider().await;
+        p.config.profiles.insert(
+            ProfileName::parse("aws.admin").unwrap(),
+            AwsProfile {
+                mode: AwsMode::IdentityCenter {
+                    instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+                    permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
+                },
+                actions: Vec::new(),
+            },
+        );
+        p.config.resources.insert(
+            "acct".into(),
+            AwsResource {
+                account: "123456789012".into(),
+                arns: Vec::new(),
+            },
+        );
+        p.config.identities.insert(
+            "alice".into(),
+            AwsIdentity {
+                arn: None,
+                identity_center_user_id: Some("u-alice".into()),
+            },
+        );
+        let ok = "identity-center-assignment:arn:aws:sso:::instance/ssoins-1|123456789012|arn:aws:sso:::permissionSet/ssoins-1/ps-1|u-alice";
+        for forged in [
+            ok.replace("ps-1|", "ps-2|"),
+            ok.replace("ssoins-1|", "ssoins-2|"),
+            ok.replace("|123456789012|", "|210987654321|"),
+            ok.replace("u-alice", "u-erin"),
+            format!("{ok}|extra"),
+            "identity-center-assignment:".to_owned(),
+        ] {
+            let e = p
+                .remove_owned(&OwnedAccess {
+                    native_id: forged.clone(),
+                    binding_key: Some("alice|aws:acct|aws.admin".into()),
+                })
+                .await
+                .expect_err(&forged);
+            assert!(e.to_string().contains("refusing to delete"), "{forged}: {e}");
+        }
+        // The genuine one gets as far as calling AWS (which is not there).
+        let e = p
+            .remove_owned(&OwnedAccess {
+                native_id: ok.into(),
+                binding_key: None,
+            })
+            .await
+            .expect_err("nothing answers");
+        assert!(!e.to_string().contains("refusing"), "{e}");
+        assert_eq!(
+            p.bindings_of(&identity_center::Assignment {
+                instance: "arn:aws:sso:::instance/ssoins-1".into(),
+                permission_set: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
+                account: "123456789012".into(),
+                user: "u-alice".into(),
+            }),
+            ["alice|aws:acct|aws.admin"],
+            "the binding key the broker's reconciler compares with covered bindings"
+        );
     }
 
     #[tokio::test(start_paused = true)]
