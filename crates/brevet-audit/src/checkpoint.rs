@@ -160,10 +160,7 @@ impl Checkpoint {
         let bytes = hex::decode(&self.signature).map_err(|_| bad())?;
         let signature = Signature::from_slice(&bytes).map_err(|_| bad())?;
         key.0
-            .verify_strict(
-                &message(self.seq, &self.hash, &self.signed_at),
-                &signature,
-            )
+            .verify_strict(&message(self.seq, &self.hash, &self.signed_at), &signature)
             .map_err(|_| bad())
     }
 
@@ -233,7 +230,10 @@ mod tests {
         let e = CheckpointKey::from_hex("short", "audit.signing_key").unwrap_err();
         assert!(e.to_string().contains("64 hex characters"), "{e}");
         let pk = k.public_key().to_string();
-        assert_eq!(PublicKey::parse(&pk, "--public-key").unwrap(), k.public_key());
+        assert_eq!(
+            PublicKey::parse(&pk, "--public-key").unwrap(),
+            k.public_key()
+        );
         assert!(PublicKey::parse("zz", "--public-key").is_err());
     }
 }

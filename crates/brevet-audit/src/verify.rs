@@ -155,7 +155,10 @@ impl Verifier {
             let what = if last_seq < a.seq {
                 format!("the log ends at event {last_seq} but {} is for event {} (hash {}…): events {}..{} were removed from the end, and the head set back", a.source, a.seq, short(&a.hash), last_seq + 1, a.seq)
             } else {
-                format!("event {}, which {} vouches for, is missing", a.seq, a.source)
+                format!(
+                    "event {}, which {} vouches for, is missing",
+                    a.seq, a.source
+                )
             };
             self.problem(last_seq, what);
         }
@@ -269,7 +272,9 @@ mod tests {
         assert!(!r.ok, "{r:?}");
         assert!(
             r.problems[0].what.contains("ends at event 4")
-                && r.problems[0].what.contains("checkpoint signed at T is for event 5"),
+                && r.problems[0]
+                    .what
+                    .contains("checkpoint signed at T is for event 5"),
             "{r:?}"
         );
 
@@ -277,8 +282,13 @@ mod tests {
         let mut rewritten: Vec<AuditEvent> = c[..2].to_vec();
         let mut prev = c[1].hash.clone();
         for seq in 3..=5 {
-            let e = AuditDraft::new(EventKind::RequestCreated, "mallory", None, serde_json::json!({}))
-                .seal(seq, Utc::now(), &prev);
+            let e = AuditDraft::new(
+                EventKind::RequestCreated,
+                "mallory",
+                None,
+                serde_json::json!({}),
+            )
+            .seal(seq, Utc::now(), &prev);
             prev = e.hash.clone();
             rewritten.push(e);
         }

@@ -185,7 +185,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let anchor = match (head, checkpoint) {
                 (Some(_), Some(_)) => bail!("give --head or --checkpoint, not both"),
                 (Some(h), None) => Some(parse_head(&h)?),
-                (None, Some(c)) => Some(checked_checkpoint(&client, &c, public_key.as_deref()).await?),
+                (None, Some(c)) => {
+                    Some(checked_checkpoint(&client, &c, public_key.as_deref()).await?)
+                }
                 (None, None) => None,
             };
             let report = match (file, anchor) {
@@ -633,8 +635,8 @@ async fn checked_checkpoint(
     } else {
         std::fs::read_to_string(arg).with_context(|| format!("reading --checkpoint {arg}"))?
     };
-    let v: Value = serde_json::from_str(&text)
-        .with_context(|| format!("--checkpoint {arg} is not JSON"))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("--checkpoint {arg} is not JSON"))?;
     // Also accept the API's answer, which wraps the checkpoint.
     let v = if v["checkpoint"].is_object() {
         v["checkpoint"].clone()

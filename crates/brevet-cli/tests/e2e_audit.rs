@@ -167,7 +167,10 @@ fn truncation_behind_a_moved_head_is_detected(store: StoreKind) {
     let cp = server.cli_json(ADMIN, &["audit", "checkpoint"]);
     assert_eq!(cp["seq"], 4, "{cp}");
     assert!(
-        server.log_text().contains("audit checkpoint") && server.log_text().contains(cp["signature"].as_str().unwrap()),
+        server.log_text().contains("audit checkpoint")
+            && server
+                .log_text()
+                .contains(cp["signature"].as_str().unwrap()),
         "the checkpoint is published to the log output:\n{}",
         server.log_text()
     );
@@ -194,11 +197,19 @@ fn truncation_behind_a_moved_head_is_detected(store: StoreKind) {
     let env = world.env_refs();
     server.restart(&env);
     let (ok, text) = verify(&server);
-    assert!(!ok && text.contains("is for event 4"), "after restart: {text}");
+    assert!(
+        !ok && text.contains("is for event 4"),
+        "after restart: {text}"
+    );
     wait_until(
         std::time::Duration::from_secs(10),
         "the start-up checkpoint refused and logged",
-        || server.log_text().contains("AUDIT LOG TAMPERED").then_some(()),
+        || {
+            server
+                .log_text()
+                .contains("AUDIT LOG TAMPERED")
+                .then_some(())
+        },
     );
 
     // Putting the row back and the head forward makes the log whole again.
@@ -209,7 +220,10 @@ fn truncation_behind_a_moved_head_is_detected(store: StoreKind) {
          DROP TABLE saved;",
     );
     let (ok, text) = verify(&server);
-    assert!(ok && text.contains("reaches the signed/expected event 4"), "{text}");
+    assert!(
+        ok && text.contains("reaches the signed/expected event 4"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -282,22 +296,61 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     // The chain alone cannot tell a shortened export from a complete one.
     assert!(verify_args(&server, &["--file", short]).0);
 
-    let (ok, out, err) = verify_args(&server, &["--file", full, "--checkpoint", cp_path, "--public-key", &public_key]);
-    assert!(ok && out.contains("reaches the signed/expected event 4"), "{out}{err}");
-    let (ok, out, err) = verify_args(&server, &["--file", short, "--checkpoint", cp_path, "--public-key", &public_key]);
-    assert!(!ok && out.contains("the log ends at event 3") && out.contains("is for event 4"), "{out}{err}");
+    let (ok, out, err) = verify_args(
+        &server,
+        &[
+            "--file",
+            full,
+            "--checkpoint",
+            cp_path,
+            "--public-key",
+            &public_key,
+        ],
+    );
+    assert!(
+        ok && out.contains("reaches the signed/expected event 4"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = verify_args(
+        &server,
+        &[
+            "--file",
+            short,
+            "--checkpoint",
+            cp_path,
+            "--public-key",
+            &public_key,
+        ],
+    );
+    assert!(
+        !ok && out.contains("the log ends at event 3") && out.contains("is for event 4"),
+        "{out}{err}"
+    );
     let (ok, out, _) = verify_args(&server, &["--file", short, "--head", &head]);
     assert!(!ok && out.contains("--head is for event 4"), "{out}");
     assert!(verify_args(&server, &["--file", full, "--head", &head]).0);
     // Without --file, the server's own export is held to the checkpoint.
-    let (ok, out, err) = verify_args(&server, &["--checkpoint", cp_path, "--public-key", &public_key]);
+    let (ok, out, err) = verify_args(
+        &server,
+        &["--checkpoint", cp_path, "--public-key", &public_key],
+    );
     assert!(ok, "{out}{err}");
 
     // The webhook receiver's copy is a checkpoint as it stands (key asked of the server).
-    let got = wait_until(std::time::Duration::from_secs(15), "audit.checkpoint at the webhook", || {
-        hook.received().into_iter().find(|r| r.event == "audit.checkpoint")
-    });
-    assert!(got.verified && got.body["seq"] == 4 && got.body["signature"] == cp["signature"], "{:?}", got.body);
+    let got = wait_until(
+        std::time::Duration::from_secs(15),
+        "audit.checkpoint at the webhook",
+        || {
+            hook.received()
+                .into_iter()
+                .find(|r| r.event == "audit.checkpoint")
+        },
+    );
+    assert!(
+        got.verified && got.body["seq"] == 4 && got.body["signature"] == cp["signature"],
+        "{:?}",
+        got.body
+    );
     let received = got.body.to_string();
     let (ok, out, err) = verify_args(&server, &["--file", short, "--checkpoint", &received]);
     assert!(!ok && out.contains("is for event 4"), "{out}{err}");
@@ -309,13 +362,38 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     back["hash"] = serde_json::from_str::<serde_json::Value>(lines[2]).unwrap()["hash"].clone();
     let mut mangled = cp.clone();
     let sig = cp["signature"].as_str().unwrap();
-    mangled["signature"] = format!("{}{}", if sig.starts_with('0') { "1" } else { "0" }, &sig[1..]).into();
+    mangled["signature"] = format!(
+        "{}{}",
+        if sig.starts_with('0') { "1" } else { "0" },
+        &sig[1..]
+    )
+    .into();
     for forged in [back, mangled] {
-        let (ok, out, err) = verify_args(&server, &["--file", short, "--checkpoint", &forged.to_string(), "--public-key", &public_key]);
+        let (ok, out, err) = verify_args(
+            &server,
+            &[
+                "--file",
+                short,
+                "--checkpoint",
+                &forged.to_string(),
+                "--public-key",
+                &public_key,
+            ],
+        );
         assert!(!ok && err.contains("invalid signature"), "{out}{err}");
     }
     let other_key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
-    let (ok, out, err) = verify_args(&server, &["--file", full, "--checkpoint", cp_path, "--public-key", other_key]);
+    let (ok, out, err) = verify_args(
+        &server,
+        &[
+            "--file",
+            full,
+            "--checkpoint",
+            cp_path,
+            "--public-key",
+            other_key,
+        ],
+    );
     assert!(!ok && err.contains("not by the expected key"), "{out}{err}");
 
     // On the server, a forged checkpoint file fails verification until the real one is back.
@@ -325,7 +403,10 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     fake["seq"] = 99.into();
     std::fs::write(&on_disk, fake.to_string()).unwrap();
     let (ok, text) = verify(&server);
-    assert!(!ok && text.contains("checkpoint file") && text.contains("invalid signature"), "{text}");
+    assert!(
+        !ok && text.contains("checkpoint file") && text.contains("invalid signature"),
+        "{text}"
+    );
     std::fs::write(&on_disk, real).unwrap();
     assert!(verify(&server).0);
 }

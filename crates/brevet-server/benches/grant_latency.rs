@@ -30,8 +30,10 @@ async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
                 signing_key: brevet_server::audit_anchor::KeySource::Configured(
                     std::sync::Arc::new(brevet_audit::CheckpointKey::from_seed([7; 32])),
                 ),
-                checkpoint_file: std::env::temp_dir()
-                    .join(format!("brevet-bench-{}.checkpoint.json", uuid::Uuid::new_v4())),
+                checkpoint_file: std::env::temp_dir().join(format!(
+                    "brevet-bench-{}.checkpoint.json",
+                    uuid::Uuid::new_v4()
+                )),
                 checkpoint_every: std::time::Duration::from_secs(60),
             },
             broker.store().clone(),

@@ -413,10 +413,14 @@ fn anchor_error(e: crate::audit_anchor::AnchorError) -> ApiError {
     use crate::audit_anchor::AnchorError;
     match e {
         AnchorError::Store(s) => crate::broker::BrokerError::from(s).into(),
-        AnchorError::Broken(_) => ApiError::new(StatusCode::CONFLICT, "audit_tampered", e.to_string()),
-        AnchorError::Key { .. } | AnchorError::File { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "audit_checkpoint_untrusted", e.to_string())
+        AnchorError::Broken(_) => {
+            ApiError::new(StatusCode::CONFLICT, "audit_tampered", e.to_string())
         }
+        AnchorError::Key { .. } | AnchorError::File { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_checkpoint_untrusted",
+            e.to_string(),
+        ),
     }
 }
 

@@ -142,7 +142,9 @@ impl AuditAnchor {
             let page = self.store.audit_page(after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            page.iter().filter(|e| e.seq <= upto).for_each(|e| v.push(e));
+            page.iter()
+                .filter(|e| e.seq <= upto)
+                .for_each(|e| v.push(e));
         }
         Ok(())
     }
@@ -185,7 +187,12 @@ impl AuditAnchor {
                 .collect();
             let since = previous.as_ref().map_or_else(
                 || "the chain is broken".to_owned(),
-                |p| format!("the chain does not extend the checkpoint of event {}", p.seq),
+                |p| {
+                    format!(
+                        "the chain does not extend the checkpoint of event {}",
+                        p.seq
+                    )
+                },
             );
             return Err(AnchorError::Broken(format!(
                 "{since} ({}); run `brevet audit verify`",
@@ -214,7 +221,10 @@ impl AuditAnchor {
     }
 
     /// Signs at start and then every `audit.checkpoint_every`, until `shutdown` changes.
-    pub fn spawn(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let anchor = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(anchor.every);
@@ -229,7 +239,9 @@ impl AuditAnchor {
                     Err(AnchorError::Broken(m)) => {
                         tracing::error!(problem = %m, "AUDIT LOG TAMPERED: no checkpoint signed")
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot sign an audit checkpoint; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot sign an audit checkpoint; retrying")
+                    }
                 }
             }
         })
@@ -301,8 +313,11 @@ fn read_checkpoint(path: &Path, key: &PublicKey) -> Result<Option<Checkpoint>, A
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(err(e.to_string())),
     };
-    let cp: Checkpoint = serde_json::from_str(&text)
-        .map_err(|e| err(format!("is not a checkpoint ({e}); it was damaged or replaced")))?;
+    let cp: Checkpoint = serde_json::from_str(&text).map_err(|e| {
+        err(format!(
+            "is not a checkpoint ({e}); it was damaged or replaced"
+        ))
+    })?;
     cp.verify(key).map_err(|e| {
         err(format!(
             "{e}. Either the signing key changed or the file was forged: find out which; to start afresh with this key, move the file away"

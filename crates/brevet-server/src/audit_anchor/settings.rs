@@ -39,11 +39,7 @@ pub struct AuditSettings {
 }
 
 impl AuditSettings {
-    pub(crate) fn parse(
-        raw: &RawAudit,
-        base: &Path,
-        store_url: &str,
-    ) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(raw: &RawAudit, base: &Path, store_url: &str) -> Result<Self, ConfigError> {
         let (default_key, default_checkpoint) = default_paths(store_url, base);
         let signing_key = match &raw.signing_key {
             None => KeySource::Generated(default_key),
