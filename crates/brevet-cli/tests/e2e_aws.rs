@@ -668,10 +668,31 @@ fn reconciler_removes_uncovered_assignments_of_configured_users_only() {
         .unwrap()
         .to_owned();
     let acct = "123456789012";
-    assign(&w.moto, &instance, &permission_set, acct, "USER", "idc-user-erin");
-    assign(&w.moto, &instance, &permission_set, acct, "GROUP", "idc-user-dave");
+    assign(
+        &w.moto,
+        &instance,
+        &permission_set,
+        acct,
+        "USER",
+        "idc-user-erin",
+    );
+    assign(
+        &w.moto,
+        &instance,
+        &permission_set,
+        acct,
+        "GROUP",
+        "idc-user-dave",
+    );
     assign(&w.moto, &instance, &other, acct, "USER", "idc-user-dave");
-    assign(&w.moto, &instance, &permission_set, "210987654321", "USER", "idc-user-dave");
+    assign(
+        &w.moto,
+        &instance,
+        &permission_set,
+        "210987654321",
+        "USER",
+        "idc-user-dave",
+    );
     let others = |moto: &Moto| {
         (
             assignments(moto, &instance, &permission_set, acct),
@@ -695,7 +716,14 @@ fn reconciler_removes_uncovered_assignments_of_configured_users_only() {
     assert_eq!(revoked["state"], "revoked", "{revoked:#}");
 
     // A standing assignment to dave that no grant covers: removed.
-    assign(&w.moto, &instance, &permission_set, acct, "USER", "idc-user-dave");
+    assign(
+        &w.moto,
+        &instance,
+        &permission_set,
+        acct,
+        "USER",
+        "idc-user-dave",
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while assignments(&w.moto, &instance, &permission_set, acct)
         .contains(&("USER".into(), "idc-user-dave".into()))
@@ -709,7 +737,10 @@ fn reconciler_removes_uncovered_assignments_of_configured_users_only() {
     // Everyone else's, after several more passes and one on demand: untouched.
     std::thread::sleep(Duration::from_secs(4));
     let report = w.server.cli_json(ADMIN, &["reconcile"]);
-    assert!(report["errors"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(
+        report["errors"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
     assert_eq!(others(&w.moto), before);
     assert!(before.0.contains(&("USER".into(), "idc-user-erin".into())));
     assert!(before.0.contains(&("GROUP".into(), "idc-user-dave".into())));
@@ -732,7 +763,11 @@ fn identity_center_revocation_denies_sessions_issued_before_it() {
         serde_json::json!({"Sid": sid, "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"StringEquals": {"identitystore:UserId": user}, "DateLessThan": {"aws:TokenIssueTime": t.to_string()}}})
     };
     let own: serde_json::Value = serde_json::from_str(PERMISSION_SET_OWN_POLICY).unwrap();
-    let erins = deny("idc-user-erin", "BrevetRevokeSessionsErin", chrono::Duration::minutes(10));
+    let erins = deny(
+        "idc-user-erin",
+        "BrevetRevokeSessionsErin",
+        chrono::Duration::minutes(10),
+    );
     let existing = serde_json::json!({"Version": "2012-10-17", "Statement": [
         own["Statement"][0].clone(),
         deny("idc-user-old", "BrevetRevokeSessionsOld", chrono::Duration::hours(3)),
@@ -757,9 +792,15 @@ fn identity_center_revocation_denies_sessions_issued_before_it() {
 
     let doc = inline_policy(&w.moto, &instance, &permission_set);
     let statements = doc["Statement"].as_array().unwrap();
-    assert_eq!(statements[0], own["Statement"][0], "its own statement: {doc}");
+    assert_eq!(
+        statements[0], own["Statement"][0],
+        "its own statement: {doc}"
+    );
     assert!(statements.contains(&erins), "a recent deny stays: {doc}");
-    assert!(denies_for(&doc, "idc-user-old").is_empty(), "expired: {doc}");
+    assert!(
+        denies_for(&doc, "idc-user-old").is_empty(),
+        "expired: {doc}"
+    );
     assert_eq!(statements.len(), 3, "{doc}");
     let mine = denies_for(&doc, "idc-user-dave");
     assert_eq!(mine.len(), 1, "{doc}");

@@ -1022,5 +1022,4 @@ pub fn identity_center_config(moto: &Moto, endpoint_url: &str) -> (String, Strin
 }
 
 /// The permission set's own inline policy in [`identity_center_config`]: never Brevet's to change.
-pub const PERMISSION_SET_OWN_POLICY: &str =
-    r#"{"Version":"2012-10-17","Statement":[{"Sid":"Admin","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+pub const PERMISSION_SET_OWN_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Admin","Effect":"Allow","Action":"*","Resource":"*"}]}"#;

@@ -2,8 +2,8 @@
 //! input can change a document's structure.
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use sha2::Digest;
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::names::{Arn, IamAction};
 
@@ -291,12 +291,17 @@ mod tests {
         assert_eq!(scope, DenyScope::User);
         let st = doc["Statement"].as_array().unwrap();
         assert_eq!(st.len(), 2);
-        assert_eq!(st[0], own["Statement"][0], "the permission set's own statement stays");
-        assert_eq!(st[1]["Effect"], "Deny");
-        assert_eq!(st[1]["Condition"]["StringEquals"]["identitystore:UserId"], "u-dave");
         assert_eq!(
-            st[1]["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
-            "2026-01-02T12:00:01Z",
+            st[0], own["Statement"][0],
+            "the permission set's own statement stays"
+        );
+        assert_eq!(st[1]["Effect"], "Deny");
+        assert_eq!(
+            st[1]["Condition"]["StringEquals"]["identitystore:UserId"],
+            "u-dave"
+        );
+        assert_eq!(
+            st[1]["Condition"]["DateLessThan"]["aws:TokenIssueTime"], "2026-01-02T12:00:01Z",
             "rounded up"
         );
         let (t, _) = permission_set_deny_for(&doc, "u-dave").unwrap();
@@ -348,12 +353,14 @@ mod tests {
             for j in 0..=i {
                 let u = format!("9067{j:04}-aaaa-bbbb-cccc-dddddddddddd");
                 let (t, _) = permission_set_deny_for(&d, &u).unwrap_or_else(|| panic!("{u}: {d}"));
-                assert!(t >= now + chrono::Duration::seconds(j), "{u} covered from its revocation");
+                assert!(
+                    t >= now + chrono::Duration::seconds(j),
+                    "{u} covered from its revocation"
+                );
             }
             doc = d.to_string();
         }
-        let (_, scope) =
-            permission_set_policy_with_deny(&doc, "x", now + hour, hour, 300).unwrap();
+        let (_, scope) = permission_set_policy_with_deny(&doc, "x", now + hour, hour, 300).unwrap();
         assert_eq!(scope, DenyScope::Everyone);
         assert!(permission_set_policy_with_deny(&doc, "x", now, hour, 100).is_err());
     }
@@ -361,7 +368,10 @@ mod tests {
     #[test]
     fn session_durations_parse_as_identity_center_writes_them() {
         assert_eq!(iso_duration("PT1H"), Some(chrono::Duration::hours(1)));
-        assert_eq!(iso_duration("PT8H30M"), Some(chrono::Duration::minutes(510)));
+        assert_eq!(
+            iso_duration("PT8H30M"),
+            Some(chrono::Duration::minutes(510))
+        );
         assert_eq!(iso_duration("PT900S"), Some(chrono::Duration::seconds(900)));
         for bad in ["", "PT", "P1D", "1H", "PTH", "PT1X", "PT-1H"] {
             assert_eq!(iso_duration(bad), None, "{bad}");

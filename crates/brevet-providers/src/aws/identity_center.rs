@@ -188,9 +188,7 @@ impl AwsProvider {
                 .account_assignment_creation_status()
                 .and_then(|s| s.status())
             {
-                Some(StatusValues::Succeeded) | Some(StatusValues::Failed) => {
-                    Ok(Creation::Settled)
-                }
+                Some(StatusValues::Succeeded) | Some(StatusValues::Failed) => Ok(Creation::Settled),
                 _ => Ok(Creation::InProgress),
             },
             // AWS keeps creation statuses for a while only; a forgotten one is long settled.

@@ -1088,7 +1088,10 @@ mod tests {
                 })
                 .await
                 .expect_err(&forged);
-            assert!(e.to_string().contains("refusing to delete"), "{forged}: {e}");
+            assert!(
+                e.to_string().contains("refusing to delete"),
+                "{forged}: {e}"
+            );
         }
         // The genuine one gets as far as calling AWS (which is not there).
         let e = p
