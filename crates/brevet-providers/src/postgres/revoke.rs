@@ -106,10 +106,7 @@ async fn planned(
     if sql.contains("$2") {
         query = query.bind(inert);
     }
-    let rows = query
-        .fetch_all(pool)
-        .await
-        .map_err(target_err)?;
+    let rows = query.fetch_all(pool).await.map_err(target_err)?;
     rows.iter()
         .map(|r| {
             Ok((
@@ -121,7 +118,8 @@ async fn planned(
 }
 
 /// Everything the role owns in the connected database, described (for the evidence).
-const OWNED_OBJECTS: &str = "SELECT '', pg_describe_object(classid, objid, objsubid) FROM pg_shdepend \
+const OWNED_OBJECTS: &str =
+    "SELECT '', pg_describe_object(classid, objid, objsubid) FROM pg_shdepend \
      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
        AND refclassid = 'pg_authid'::regclass AND refobjid::int8 = $1 AND deptype = 'o' ORDER BY 2";
 
