@@ -89,7 +89,11 @@ fn plant(conn: &str, eve: &str) {
 /// After revocation, an ordinary login that may insert into `orders` calls `public.f()`, inserts
 /// (firing any trigger) and reads the copy: nothing the grantee wrote may run with anyone's
 /// privileges, so `eve` must not exist. Returns the probe's results for `f()` and the copy.
-fn probe(world: &World, guard: &mut RolesToDrop, eve: &str) -> (Result<String, String>, Result<String, String>) {
+fn probe(
+    world: &World,
+    guard: &mut RolesToDrop,
+    eve: &str,
+) -> (Result<String, String>, Result<String, String>) {
     let cluster = world.cluster();
     let name = format!("probe_{}", random_suffix());
     psql(&cluster, &format!("CREATE ROLE {name} LOGIN PASSWORD 'pw'")).unwrap();
@@ -161,18 +165,30 @@ fn revocation_drops_what_the_grantee_made_by_default() {
         "function public.g(), used by trigger t on public.orders",
         "table public.copy",
     ] {
-        assert!(acted_on(&done, o, "dropped"), "evidence lists `{o}`: {}", objects(&done));
+        assert!(
+            acted_on(&done, o, "dropped"),
+            "evidence lists `{o}`: {}",
+            objects(&done)
+        );
     }
 
     let (called, copy) = probe(&world, &mut guard, &eve);
     assert!(called.is_err(), "f() is gone: {called:?}");
     assert!(copy.is_err(), "the public copy is gone: {copy:?}");
     assert_eq!(
-        psql(&world.target.url, "SELECT count(*) FROM pg_proc WHERE proname IN ('f', 'g')").unwrap(),
+        psql(
+            &world.target.url,
+            "SELECT count(*) FROM pg_proc WHERE proname IN ('f', 'g')"
+        )
+        .unwrap(),
         "0"
     );
     assert_eq!(
-        psql(&world.target.url, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass").unwrap(),
+        psql(
+            &world.target.url,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass"
+        )
+        .unwrap(),
         "0"
     );
 }
@@ -212,12 +228,19 @@ fn keep_inert_quarantines_objects_with_a_non_superuser_admin() {
     for (o, action) in [
         ("routine public.f()", "made SECURITY INVOKER"),
         ("routine public.f()", "privileges revoked"),
-        ("function public.g(), used by trigger t on public.orders", "dropped (used by a trigger)"),
+        (
+            "function public.g(), used by trigger t on public.orders",
+            "dropped (used by a trigger)",
+        ),
         ("table public.copy", "privileges revoked"),
         ("table public.copy", "reassigned to the inert owner"),
         ("function public.f()", "reassigned to the inert owner"),
     ] {
-        assert!(acted_on(&done, o, action), "evidence has `{o}`: {action}: {}", objects(&done));
+        assert!(
+            acted_on(&done, o, action),
+            "evidence has `{o}`: {action}: {}",
+            objects(&done)
+        );
     }
 
     let owner = psql(
@@ -227,7 +250,11 @@ fn keep_inert_quarantines_objects_with_a_non_superuser_admin() {
     .unwrap();
     assert_eq!(owner, format!("{inert} false"));
     assert_eq!(
-        psql(&world.target.url, "SELECT relowner::regrole FROM pg_class WHERE relname = 'copy'").unwrap(),
+        psql(
+            &world.target.url,
+            "SELECT relowner::regrole FROM pg_class WHERE relname = 'copy'"
+        )
+        .unwrap(),
         inert
     );
     let attrs = psql(
@@ -238,11 +265,14 @@ fn keep_inert_quarantines_objects_with_a_non_superuser_admin() {
     assert_eq!(attrs, "false false false", "the inert owner can do nothing");
     let (called, copy) = probe(&world, &mut guard, &eve);
     assert!(
-        called.as_ref().is_err_and(|e| e.contains("permission denied")),
+        called
+            .as_ref()
+            .is_err_and(|e| e.contains("permission denied")),
         "{called:?}"
     );
     assert!(
-        copy.as_ref().is_err_and(|e| e.contains("permission denied")),
+        copy.as_ref()
+            .is_err_and(|e| e.contains("permission denied")),
         "{copy:?}"
     );
     drop(server);
@@ -290,8 +320,14 @@ fn kill_with_a_non_superuser_admin(cluster: &str) {
     let g = &report["grants"][0];
     assert_eq!(g["outcome"], "revoked", "{report:#}");
     assert_eq!(g["sessions_terminated"], 1, "{report:#}");
-    assert!(g["evidence"]["observation"]["role_oid"].is_i64(), "{report:#}");
-    assert_eq!(g["evidence"]["observation"]["live_sessions"], 0, "{report:#}");
+    assert!(
+        g["evidence"]["observation"]["role_oid"].is_i64(),
+        "{report:#}"
+    );
+    assert_eq!(
+        g["evidence"]["observation"]["live_sessions"], 0,
+        "{report:#}"
+    );
     assert_eq!(server.cli_json(ADMIN, &["show", &id])["state"], "revoked");
     assert!(!role_exists_on(cluster, &role));
     let s = session.wait_with_output().unwrap();
@@ -312,7 +348,10 @@ fn kill_with_a_non_superuser_admin(cluster: &str) {
 fn kill_with_a_non_superuser_admin_on_postgres_15() {
     let cluster = pg_admin_url();
     let version = psql(&cluster, "SHOW server_version_num").unwrap();
-    assert!(version.starts_with("15"), "BREVET_TEST_PG_URL is PostgreSQL {version}, expected 15");
+    assert!(
+        version.starts_with("15"),
+        "BREVET_TEST_PG_URL is PostgreSQL {version}, expected 15"
+    );
     kill_with_a_non_superuser_admin(&cluster);
 }
 
@@ -328,7 +367,10 @@ fn kill_with_a_non_superuser_admin_on_postgres_16() {
         return;
     };
     let version = psql(&cluster, "SHOW server_version_num").unwrap();
-    assert!(version.starts_with("16"), "BREVET_TEST_PG16_URL is PostgreSQL {version}, expected 16");
+    assert!(
+        version.starts_with("16"),
+        "BREVET_TEST_PG16_URL is PostgreSQL {version}, expected 16"
+    );
     kill_with_a_non_superuser_admin(&cluster);
 }
 
@@ -343,7 +385,10 @@ fn revocation_cleans_up_in_every_database_the_grantee_touched() {
     let world = world.with_admin_url(&admin.url);
     let server = world.start();
     let (id, conn, role) = activate(&server, "db.read");
-    let elsewhere = conn.replace(&format!("/{}", world.target.name), &format!("/{}", other.name));
+    let elsewhere = conn.replace(
+        &format!("/{}", world.target.name),
+        &format!("/{}", other.name),
+    );
     psql(&elsewhere, "CREATE TABLE public.mine (x int)").expect("PUBLIC may create here");
 
     let done = revoke(&server, &id);
@@ -389,7 +434,11 @@ fn reconciler_leaves_roles_brevet_did_not_make() {
     )
     .unwrap();
     let report = server.cli_json(ADMIN, &["reconcile"]);
-    assert_eq!(report["orphans_removed"], serde_json::json!([]), "{report:#}");
+    assert_eq!(
+        report["orphans_removed"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
     assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
     for r in [&dba, &lookalike, &marked_dba] {
         assert!(world.role_exists(r), "{r} survives reconciliation");

@@ -165,7 +165,10 @@ impl PgAdminLogin {
     pub fn is_superuser(&self) -> bool {
         psql(
             &self.cluster,
-            &format!("SELECT rolsuper FROM pg_roles WHERE rolname = '{}'", self.name),
+            &format!(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = '{}'",
+                self.name
+            ),
         )
         .expect("read pg_roles")
             == "t"
@@ -174,7 +177,12 @@ impl PgAdminLogin {
 
 impl Drop for PgAdminLogin {
     fn drop(&mut self) {
-        for db in self.databases.iter().map(String::as_str).chain(["postgres"]) {
+        for db in self
+            .databases
+            .iter()
+            .map(String::as_str)
+            .chain(["postgres"])
+        {
             let _ = psql(
                 &url_on(&self.cluster, db),
                 &format!("DROP OWNED BY {} CASCADE", self.name),

@@ -827,7 +827,10 @@ impl World {
         )
         .expect("seed target");
         let config = config
-            .replace(&format!("\"{}\"", old.name), &format!("\"{}\"", target.name))
+            .replace(
+                &format!("\"{}\"", old.name),
+                &format!("\"{}\"", target.name),
+            )
             .replace(
                 "admin_url = { env = \"BREVET_TEST_PG_URL\" }",
                 "admin_url = { env = \"BREVET_TEST_TARGET_ADMIN_URL\" }",
@@ -844,13 +847,12 @@ impl World {
 
     /// Points the `postgres` provider's `admin_url` at `url` (a non-superuser login, say).
     pub fn with_admin_url(mut self, url: &str) -> World {
-        self.config = self
-            .config
-            .replace(
-                "admin_url = { env = \"BREVET_TEST_PG_URL\" }",
-                "admin_url = { env = \"BREVET_TEST_TARGET_ADMIN_URL\" }",
-            );
-        self.env.retain(|(k, _)| k != "BREVET_TEST_TARGET_ADMIN_URL");
+        self.config = self.config.replace(
+            "admin_url = { env = \"BREVET_TEST_PG_URL\" }",
+            "admin_url = { env = \"BREVET_TEST_TARGET_ADMIN_URL\" }",
+        );
+        self.env
+            .retain(|(k, _)| k != "BREVET_TEST_TARGET_ADMIN_URL");
         self.env
             .push(("BREVET_TEST_TARGET_ADMIN_URL".into(), url.to_owned()));
         self

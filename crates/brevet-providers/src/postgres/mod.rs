@@ -99,7 +99,9 @@ impl PostgresProvider {
     /// digits. Anything else with the prefix (a DBA's `brevet_reporting`) is not Brevet's.
     fn is_grant_role_name(&self, name: &str) -> bool {
         name.strip_prefix(&self.config.role_prefix)
-            .is_some_and(|h| h.len() == 20 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .is_some_and(|h| {
+                h.len() == 20 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
     }
 
     fn pool(&self, database: Option<&str>) -> PgPool {
@@ -388,7 +390,8 @@ impl Provider for PostgresProvider {
         for r in &rows {
             let native_id: String = r.try_get(0).map_err(target_err)?;
             let comment: Option<String> = r.try_get(1).map_err(target_err)?;
-            let binding_key = comment.and_then(|c| c.strip_prefix(COMMENT_PREFIX).map(str::to_owned));
+            let binding_key =
+                comment.and_then(|c| c.strip_prefix(COMMENT_PREFIX).map(str::to_owned));
             if self.is_grant_role_name(&native_id) && binding_key.is_some() {
                 owned.push(OwnedAccess {
                     native_id,
@@ -457,29 +460,40 @@ mod tests {
     /// covered `brevet_admin`, which the reconciler then disabled and tried to drop.
     #[test]
     fn a_prefix_covering_the_admin_login_is_refused_naming_the_field() {
-        let err = PostgresProvider::new("pg", config("postgres://brevet_admin@db:5432/postgres", "brevet_"))
-            .err()
-            .expect("refused");
+        let err = PostgresProvider::new(
+            "pg",
+            config("postgres://brevet_admin@db:5432/postgres", "brevet_"),
+        )
+        .err()
+        .expect("refused");
         let msg = err.to_string();
         assert!(
             msg.contains("providers.pg.role_prefix") && msg.contains("`brevet_admin`"),
             "{msg}"
         );
-        assert!(PostgresProvider::new("pg", config("postgres://brevet@db:5432/postgres", "brevet_")).is_ok());
+        assert!(PostgresProvider::new(
+            "pg",
+            config("postgres://brevet@db:5432/postgres", "brevet_")
+        )
+        .is_ok());
     }
 
     #[test]
     fn an_inert_owner_shaped_like_a_grant_role_is_refused() {
         let mut c = config("postgres://admin@db/postgres", "brevet_");
         c.inert_owner = Some("brevet_0123456789abcdef0123".into());
-        let msg = PostgresProvider::new("pg", c).err().expect("refused").to_string();
+        let msg = PostgresProvider::new("pg", c)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(msg.contains("providers.pg.inert_owner"), "{msg}");
     }
 
     /// Fails on 879dbb0 because any role with the prefix counted as Brevet's.
     #[test]
     fn only_the_prefix_and_20_lowercase_hex_digits_is_a_grant_role_name() {
-        let p = PostgresProvider::new("pg", config("postgres://admin@db/postgres", "brevet_")).unwrap();
+        let p =
+            PostgresProvider::new("pg", config("postgres://admin@db/postgres", "brevet_")).unwrap();
         assert!(p.is_grant_role_name("brevet_0123456789abcdef0123"));
         for other in [
             "brevet_admin",

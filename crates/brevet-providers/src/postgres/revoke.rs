@@ -106,10 +106,7 @@ async fn planned(
     if sql.contains("$2") {
         query = query.bind(inert);
     }
-    let rows = query
-        .fetch_all(pool)
-        .await
-        .map_err(target_err)?;
+    let rows = query.fetch_all(pool).await.map_err(target_err)?;
     rows.iter()
         .map(|r| {
             Ok((
@@ -121,7 +118,8 @@ async fn planned(
 }
 
 /// Everything the role owns in the connected database, described (for the evidence).
-const OWNED_OBJECTS: &str = "SELECT '', pg_describe_object(classid, objid, objsubid) FROM pg_shdepend \
+const OWNED_OBJECTS: &str =
+    "SELECT '', pg_describe_object(classid, objid, objsubid) FROM pg_shdepend \
      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
        AND refclassid = 'pg_authid'::regclass AND refobjid::int8 = $1 AND deptype = 'o' ORDER BY 2";
 
@@ -157,9 +155,10 @@ const PRIVILEGES: &str = "SELECT format('REVOKE ALL ON %s %s FROM PUBLIC%s CASCA
      ) o ORDER BY 2";
 
 /// Schemas holding the role's objects that it does not own: the inert owner needs `CREATE` on
-/// them, because PostgreSQL refuses to give an object to a role that cannot create it there.
+/// them, because PostgreSQL refuses to give an object to a role that cannot create it there
+/// (`pg_toast` aside: a table's TOAST table follows the table).
 const SCHEMAS_FOR_INERT: &str = "SELECT DISTINCT format('GRANT CREATE ON SCHEMA %I TO %I', n.nspname, $2::text), format('schema %I', n.nspname) \
-     FROM pg_namespace n WHERE n.nspowner::int8 <> $1 AND n.oid IN ( \
+     FROM pg_namespace n WHERE n.nspowner::int8 <> $1 AND n.nspname <> 'pg_toast' AND n.oid IN ( \
        SELECT relnamespace FROM pg_class WHERE relowner::int8 = $1 \
        UNION SELECT pronamespace FROM pg_proc WHERE proowner::int8 = $1 \
        UNION SELECT typnamespace FROM pg_type WHERE typowner::int8 = $1 \
