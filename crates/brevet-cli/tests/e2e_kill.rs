@@ -195,7 +195,8 @@ database = "{db}"
     );
     // Bounded: provider_timeout is 2s; the whole kill answers well within its 7s per-grant bound.
     assert!(report["elapsed_ms"].as_u64().unwrap() < 8000, "{report:#}");
-    let stuck_now = server.cli_json(DAVE, &["show", &ids[1]]);
+    // dave is locked now, so even reading his own grant is refused to him; an admin looks.
+    let stuck_now = server.cli_json(ADMIN, &["show", &ids[1]]);
     assert!(
         ["revoking", "revoke_failed"].contains(&stuck_now["state"].as_str().unwrap()),
         "{stuck_now:#}"
@@ -203,7 +204,7 @@ database = "{db}"
 
     // The provider comes back; the scheduler finishes the job.
     forwarder.forward();
-    server.wait_for(DAVE, &ids[1], Duration::from_secs(60), |v| {
+    server.wait_for(ADMIN, &ids[1], Duration::from_secs(60), |v| {
         v["state"] == "revoked"
     });
     assert!(

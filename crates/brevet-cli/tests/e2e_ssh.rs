@@ -42,6 +42,21 @@ fn ssh_world_with(extra: &str, env: &[(&str, &str)]) -> SshWorld {
     }
 }
 
+/// A certificate's serial as OpenSSH's own `ssh-keygen -L` prints it.
+fn cert_serial(cert: &str) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-L", "-f", cert])
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Serial: "))
+        .unwrap_or_else(|| panic!("no serial in {}", stdout(&out)))
+        .trim()
+        .to_owned()
+}
+
 fn cert_files(v: &serde_json::Value) -> (String, String) {
     (
         v["key"].as_str().unwrap().to_owned(),
@@ -69,6 +84,8 @@ fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
     assert_eq!(stdout(&ok).trim(), "root", "{}", stderr(&ok));
     let grants = w.server.cli_json(DAVE, &["grants"]);
     let id = grants[0]["id"].as_str().unwrap().to_owned();
+    // The first grant signed two certificates (`brevet ssh`'s, then this one).
+    let first_serials = [cert_serial(&cert)];
 
     // After expiry sshd refuses the certificate.
     w.server.wait_for(DAVE, &id, Duration::from_secs(30), |v| {
@@ -100,7 +117,19 @@ fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(serials.len(), 1, "{revoked:#}");
+    // This certificate's serial, as OpenSSH reads it, is in the KRL; so are the first grant's two
+    // (same binding), which stay listed for the skew margin (`krl_margin`) past their expiry.
+    assert!(
+        serials.contains(&serde_json::json!(cert_serial(&cert))),
+        "{revoked:#}"
+    );
+    assert!(
+        first_serials
+            .iter()
+            .all(|s| serials.contains(&serde_json::json!(s))),
+        "{first_serials:?} {revoked:#}"
+    );
+    assert_eq!(serials.len(), 3, "{revoked:#}");
     let refused = w.sshd.ssh(&key, &cert, "root", "true");
     assert!(
         !refused.status.success(),

@@ -32,6 +32,27 @@ pub enum ConfigError {
     Field { field: String, message: String },
 }
 
+/// Parses TOML text into `T`; an error names the dotted path of the field it is about
+/// (`prefix.key.sub`), beside TOML's own line, column and snippet. An error about the text as a
+/// whole has an empty field name.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    prefix: &str,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+        let at = e.path().to_string();
+        let field = match (prefix, at.as_str()) {
+            (p, ".") => p.to_owned(),
+            ("", at) => at.to_owned(),
+            (p, at) => format!("{p}.{at}"),
+        };
+        ConfigError::Field {
+            field,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
 pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
@@ -518,9 +539,12 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.display().to_string(),
-            message: e.to_string(),
+        let raw: RawConfig = parse_toml(text, "").map_err(|e| match e {
+            ConfigError::Field { field, message } if field.is_empty() => ConfigError::Syntax {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let s = &raw.server;
@@ -1222,7 +1246,10 @@ mod tests {
             let e = parse(&format!("[server]\n{field} = \"0s\""))
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains(field) && e.contains("is zero"), "{field}: {e}");
+            assert!(
+                e.contains(&format!("`server.{field}`")) && e.contains("is zero"),
+                "{field}: {e}"
+            );
         }
         assert_eq!(
             parse("[server]\nreconcile_every = \"off\"")

@@ -100,7 +100,7 @@ mod tests {
     use super::*;
 
     fn parse(toml_text: &str, store_url: &str) -> Result<AuditSettings, ConfigError> {
-        let raw: RawAudit = toml::from_str(toml_text).map_err(|e| field("audit", e.to_string()))?;
+        let raw: RawAudit = crate::config::parse_toml(toml_text, "audit")?;
         AuditSettings::parse(&raw, Path::new("/etc/brevet"), store_url)
     }
 

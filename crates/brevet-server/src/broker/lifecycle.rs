@@ -11,6 +11,67 @@ use tracing::Instrument;
 
 use super::{audit_data::event, decide::AccessAsk, Broker, BrokerError, Failpoint};
 
+/// A binding lock this operation holds or is taking. Released when the work ends; if the
+/// operation is dropped first (a client hung up, a caller's timeout ran out), the release is
+/// spawned from `Drop`, so the next operation on the binding does not wait for the lease to run
+/// out. Each attempt to take the lock runs on its own task, so a dropped caller cannot leave a
+/// half-sent attempt that lands after the release: the release waits for it.
+struct HeldBindingLock {
+    store: brevet_store::Store,
+    key: String,
+    owner: String,
+    in_flight: Option<tokio::task::JoinHandle<Result<bool, brevet_store::StoreError>>>,
+    released: bool,
+}
+
+impl HeldBindingLock {
+    async fn try_take(&mut self, lease: std::time::Duration) -> Result<bool, BrokerError> {
+        let (store, key, owner) = (self.store.clone(), self.key.clone(), self.owner.clone());
+        let attempt = self.in_flight.insert(tokio::spawn(async move {
+            store.lock_binding(&key, &owner, Utc::now(), lease).await
+        }));
+        let taken = attempt.await;
+        self.in_flight = None;
+        match taken {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(BrokerError::Conflict(format!(
+                "taking the lock on {} failed ({e}); retry in a moment",
+                self.key
+            ))),
+        }
+    }
+
+    async fn release(&mut self) {
+        // Marked released only once done: a caller dropped during the release leaves it to Drop.
+        // If it fails, the lock's lease runs out on its own.
+        if let Err(e) = self.store.unlock_binding(&self.key, &self.owner).await {
+            tracing::warn!(error = %e, "could not release binding lock");
+        }
+        self.released = true;
+    }
+}
+
+impl Drop for HeldBindingLock {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (store, key, owner) = (self.store.clone(), self.key.clone(), self.owner.clone());
+        let in_flight = self.in_flight.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Some(attempt) = in_flight {
+                    let _ = attempt.await;
+                }
+                // The owner is this operation's alone: this deletes nothing if it never got it.
+                if let Err(e) = store.unlock_binding(&key, &owner).await {
+                    tracing::warn!(error = %e, "could not release an abandoned binding lock");
+                }
+            });
+        }
+    }
+}
+
 /// An activated grant and its one-time credential.
 pub struct Activated {
     pub request: Request,
@@ -40,17 +101,19 @@ impl Broker {
         r: &Request,
         work: impl Future<Output = Result<T, BrokerError>>,
     ) -> Result<T, BrokerError> {
-        let key = r.binding().key();
         // One owner per operation, never per request: two operations on one grant (two extension
         // approvals, say) must not both hold the lock at once.
-        let owner = self.operation_owner();
+        let mut held = HeldBindingLock {
+            store: self.store.clone(),
+            key: r.binding().key(),
+            owner: self.operation_owner(),
+            in_flight: None,
+            released: false,
+        };
         let deadline = tokio::time::Instant::now() + self.settings.provider_timeout;
-        while !self
-            .store
-            .lock_binding(&key, &owner, Utc::now(), self.settings.lease)
-            .await?
-        {
+        while !held.try_take(self.settings.lease).await? {
             if tokio::time::Instant::now() >= deadline {
+                held.released = true;
                 return Err(BrokerError::Conflict(format!(
                     "another operation on {} is in progress; retry in a moment",
                     r.binding()
@@ -59,10 +122,7 @@ impl Broker {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let out = work.await;
-        // If this fails the lock's lease runs out on its own.
-        if let Err(e) = self.store.unlock_binding(&key, &owner).await {
-            tracing::warn!(error = %e, "could not release binding lock");
-        }
+        held.release().await;
         out
     }
 

@@ -307,8 +307,7 @@ mod tests {
     use super::*;
 
     fn parse(toml_text: &str) -> Result<NotifySettings, ConfigError> {
-        let raw: RawNotify =
-            toml::from_str(toml_text).map_err(|e| field("notify", e.to_string()))?;
+        let raw: RawNotify = crate::config::parse_toml(toml_text, "notify")?;
         NotifySettings::parse(&raw, Path::new("."))
     }
 
