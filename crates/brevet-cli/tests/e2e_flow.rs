@@ -11,8 +11,15 @@ use std::{
 
 use common::*;
 
-fn full_flow(store: StoreKind) {
+/// `superuser`: Brevet's PostgreSQL login is the cluster's superuser (as in the quickstart)
+/// instead of the least-privilege login every other test uses.
+fn full_flow(store: StoreKind, superuser: bool) {
     let world = World::new(store);
+    let world = if superuser {
+        world.with_superuser_admin()
+    } else {
+        world
+    };
     let server = world.start();
 
     // Alice asks and waits; the CLI shows progress and activates once approved.
@@ -150,10 +157,16 @@ fn full_flow(store: StoreKind) {
 
 #[test]
 fn full_flow_on_sqlite_store() {
-    full_flow(StoreKind::Sqlite);
+    full_flow(StoreKind::Sqlite, false);
+}
+
+/// The one run with a superuser admin login.
+#[test]
+fn full_flow_with_a_superuser_admin_login() {
+    full_flow(StoreKind::Sqlite, true);
 }
 
 #[test]
 fn full_flow_on_postgres_store() {
-    full_flow(StoreKind::Postgres);
+    full_flow(StoreKind::Postgres, false);
 }

@@ -68,26 +68,38 @@ fn role_exists_on(cluster: &str, role: &str) -> bool {
 }
 
 /// What a `db.owner` grantee leaves behind to keep access: a `SECURITY DEFINER` function and a
-/// trigger on `orders` that would each create the superuser `eve` when run by someone else,
-/// and a copy of the data readable by PUBLIC.
+/// trigger (on a table of theirs that PUBLIC may write) that would each create the login `eve`
+/// when run by someone else — which works as Brevet's admin, superuser or `CREATEROLE` — and a
+/// copy of the data readable by PUBLIC. A trigger on `orders` itself is refused: `db.owner` has
+/// no TRIGGER privilege, since a trigger belongs to its table and would outlive the grant.
 fn plant(conn: &str, eve: &str) {
     psql(
         conn,
         &format!(
             "CREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS \
-             $$BEGIN EXECUTE 'CREATE ROLE {eve} LOGIN SUPERUSER PASSWORD ''x'''; END$$; \
+             $$BEGIN EXECUTE 'CREATE ROLE {eve} LOGIN PASSWORD ''x'''; END$$; \
              CREATE FUNCTION public.g() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS \
-             $$BEGIN EXECUTE 'CREATE ROLE {eve} LOGIN SUPERUSER PASSWORD ''x'''; RETURN NULL; END$$; \
-             CREATE TRIGGER t AFTER INSERT ON public.orders FOR EACH STATEMENT EXECUTE FUNCTION public.g(); \
+             $$BEGIN EXECUTE 'CREATE ROLE {eve} LOGIN PASSWORD ''x'''; RETURN NULL; END$$; \
              CREATE TABLE public.copy AS SELECT * FROM public.orders; \
-             GRANT SELECT ON public.copy TO PUBLIC;"
+             GRANT SELECT, INSERT ON public.copy TO PUBLIC; \
+             CREATE TRIGGER t AFTER INSERT ON public.copy FOR EACH STATEMENT EXECUTE FUNCTION public.g();"
         ),
     )
     .expect("the grantee may create objects with db.owner");
+    let on_orders = psql(
+        conn,
+        "CREATE TRIGGER t2 AFTER INSERT ON public.orders FOR EACH STATEMENT EXECUTE FUNCTION public.g()",
+    );
+    assert!(
+        on_orders
+            .as_ref()
+            .is_err_and(|e| e.contains("must be owner") || e.contains("permission denied")),
+        "a db.owner grantee put a trigger on someone else's table: {on_orders:?}"
+    );
 }
 
 /// After revocation, an ordinary login that may insert into `orders` calls `public.f()`, inserts
-/// (firing any trigger) and reads the copy: nothing the grantee wrote may run with anyone's
+/// into `orders` and the copy (firing any trigger) and reads the copy: nothing the grantee wrote may run with anyone's
 /// privileges, so `eve` must not exist. Returns the probe's results for `f()` and the copy.
 fn probe(
     world: &World,
@@ -107,6 +119,8 @@ fn probe(
     let called = psql(&url, "SELECT public.f()");
     psql(&url, "INSERT INTO public.orders VALUES (10, 'after')")
         .expect("inserting into orders still works");
+    // Fires the grantee's trigger, if it were still there and writable.
+    let _ = psql(&url, "INSERT INTO public.copy VALUES (11, 'after')");
     let copy = psql(&url, "SELECT count(*) FROM public.copy");
     assert!(
         !role_exists_on(&cluster, eve),
@@ -140,11 +154,12 @@ fn acted_on(done: &Value, object: &str, action: &str) -> bool {
 }
 
 /// Fails on 879dbb0 because revocation ran `REASSIGN OWNED BY <grant role> TO CURRENT_USER`:
-/// `f` and the trigger function became the superuser admin's, so the probe's `SELECT public.f()`
-/// and its insert into `orders` created the superuser `eve`, and the copy stayed readable.
+/// `f`, the copy and its trigger function became the admin's, so the probe's `SELECT public.f()`
+/// and its insert into the copy created the login `eve`, and the copy stayed readable. Run with
+/// a superuser admin login, as in the quickstart (the worst case of the review).
 #[test]
 fn revocation_drops_what_the_grantee_made_by_default() {
-    let world = World::new(StoreKind::Sqlite);
+    let world = World::new(StoreKind::Sqlite).with_superuser_admin();
     let server = world.start();
     let mut guard = RolesToDrop {
         cluster: world.cluster(),
@@ -162,7 +177,7 @@ fn revocation_drops_what_the_grantee_made_by_default() {
     assert_eq!(ev["on_revoke_objects"], "drop", "{ev:#}");
     for o in [
         "function public.f()",
-        "function public.g(), used by trigger t on public.orders",
+        "function public.g(), used by trigger t on public.copy",
         "table public.copy",
     ] {
         assert!(
@@ -229,7 +244,7 @@ fn keep_inert_quarantines_objects_with_a_non_superuser_admin() {
         ("routine public.f()", "made SECURITY INVOKER"),
         ("routine public.f()", "privileges revoked"),
         (
-            "function public.g(), used by trigger t on public.orders",
+            "function public.g(), used by trigger t on public.copy",
             "dropped (used by a trigger)",
         ),
         ("table public.copy", "privileges revoked"),
@@ -360,6 +375,11 @@ fn kill_with_a_non_superuser_admin_on_postgres_15() {
 #[test]
 fn kill_with_a_non_superuser_admin_on_postgres_16() {
     let Ok(cluster) = std::env::var("BREVET_TEST_PG16_URL") else {
+        // scripts/test always provides it; in CI its absence is a broken set-up, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BREVET_TEST_PG16_URL is not set under CI: scripts/test starts a PostgreSQL 16 cluster"
+        );
         eprintln!(
             "\n\n!!! SKIPPED kill_with_a_non_superuser_admin_on_postgres_16: BREVET_TEST_PG16_URL \
              is not set (scripts/test sets it, starting a PostgreSQL 16 cluster) !!!\n\n"
@@ -450,7 +470,8 @@ fn reconciler_leaves_roles_brevet_did_not_make() {
 /// the reconciler would then disable and try to drop.
 #[test]
 fn a_role_prefix_matching_the_admin_login_is_refused() {
-    let world = World::new(StoreKind::Sqlite);
+    // The admin login is the superuser `postgres`, which the prefix `postgr` covers.
+    let world = World::new(StoreKind::Sqlite).with_superuser_admin();
     let dir = tempfile::tempdir().unwrap();
     let config = world.config.replace(
         &format!("role_prefix = \"{}\"", world.prefix),
@@ -458,16 +479,110 @@ fn a_role_prefix_matching_the_admin_login_is_refused() {
     );
     std::fs::write(dir.path().join("brevet.toml"), &config).unwrap();
     std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
-    let out = Command::new(BIN)
-        .args(["server", "--config", "brevet.toml"])
-        .current_dir(dir.path())
-        .envs(world.env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["server", "--config", "brevet.toml"])
+            .current_dir(dir.path())
+            .envs(world.env.iter().map(|(k, v)| (k, v))),
+        Duration::from_secs(30),
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
         err.contains("providers.postgres.role_prefix") && err.contains("`postgres`"),
         "{err}"
     );
+}
+
+/// Review of the hardening (after 879dbb0): only `NOLOGIN` was committed before the cleanup, so
+/// while a cleanup kept failing (here: a table of the grantee's is locked by someone else, so
+/// dropping it waits), the grantee's `SECURITY DEFINER` function still ran with the grant's
+/// privileges for any login. Now the role is disarmed first, statement by statement: its
+/// routines run as their caller, PUBLIC may not call them, and what Brevet granted it is taken
+/// back — so the leak is closed while the revocation is still being retried.
+#[test]
+fn a_revocation_stuck_in_cleanup_leaves_nothing_with_power() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    let cluster = world.cluster();
+    let (id, conn, role) = activate(&server, "db.owner");
+    psql(
+        &conn,
+        "CREATE FUNCTION public.leak() RETURNS bigint LANGUAGE sql SECURITY DEFINER \
+         AS $$SELECT count(*) FROM public.orders$$; CREATE TABLE public.mine (x int);",
+    )
+    .unwrap();
+    let probe = format!("probe_{}", random_suffix());
+    psql(
+        &cluster,
+        &format!("CREATE ROLE {probe} LOGIN PASSWORD 'pw'"),
+    )
+    .unwrap();
+    let _guard = RolesToDrop {
+        cluster: cluster.clone(),
+        db_url: world.target.url.clone(),
+        roles: vec![probe.clone()],
+    };
+    let probe_url = url_on(&url_as(&cluster, &probe, "pw"), &world.target.name);
+    // The hole, before revocation: a login with no privilege on `orders` reads it through `leak`.
+    assert_eq!(psql(&probe_url, "SELECT public.leak()").unwrap(), "2");
+
+    // Someone else holds a lock on the grantee's table for a while: the cleanup cannot finish.
+    let holder = Command::new("psql")
+        .args([
+            world.target.url.as_str(),
+            "-X",
+            "-q",
+            "-c",
+            "BEGIN; LOCK TABLE public.mine IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut locked = String::new();
+    for _ in 0..50 {
+        locked = psql(
+            &world.target.url,
+            "SELECT count(*) FROM pg_locks WHERE relation = 'public.mine'::regclass AND mode = 'AccessExclusiveLock' AND granted",
+        )
+        .unwrap();
+        if locked == "1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(locked, "1", "the lock is held");
+
+    let out = server.cli(ADMIN, &["--json", "revoke", &id, "--reason", "done"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["state"], "revoke_failed", "{first:#}");
+    // The role still exists (cleanup is pending), but it can do nothing for anyone.
+    assert!(world.role_exists(&role));
+    let leaked = psql(&probe_url, "SELECT public.leak()");
+    assert!(
+        leaked
+            .as_ref()
+            .is_err_and(|e| e.contains("permission denied")),
+        "{leaked:?}"
+    );
+    assert_eq!(
+        psql(
+            &world.target.url,
+            &format!(
+                "SELECT prosecdef::text || ' ' || has_table_privilege('{role}', 'public.orders', 'SELECT')::text \
+                 FROM pg_proc WHERE proname = 'leak'"
+            )
+        )
+        .unwrap(),
+        "false false"
+    );
+
+    // Once the lock is gone, the retried revocation finishes.
+    let _ = holder.wait_with_output();
+    let done = server.wait_for(ADMIN, &id, Duration::from_secs(60), |v| {
+        v["state"] == "revoked"
+    });
+    assert!(!world.role_exists(&role), "{done:#}");
 }

@@ -192,6 +192,29 @@ impl Drop for PgAdminLogin {
     }
 }
 
+/// Runs `cmd` to completion, as `Command::output` does, but kills it and panics after `limit`:
+/// a command expected to refuse and exit (a server given a bad config) must not hang the test.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "{cmd:?} still ran after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("wait")
+}
+
 /// A running `brevet server`. Killed when dropped.
 pub struct Server {
     bin: PathBuf,

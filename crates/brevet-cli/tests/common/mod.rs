@@ -66,7 +66,13 @@ when { context.profile == "db.owner" };
 "#;
 
 /// One test's world: target database, store, unique role prefix, and the server config.
+///
+/// The `postgres` provider runs as a `NOSUPERUSER CREATEROLE` login with exactly the grants
+/// docs/postgres.md lists (`admin`), as a least-privilege deployment would; a test that wants
+/// the superuser (one is kept, in e2e_flow) calls [`World::with_superuser_admin`].
 pub struct World {
+    /// Brevet's PostgreSQL login for the target; `None` once a test has chosen another one.
+    pub admin: Option<PgAdminLogin>,
     pub target: TestDb,
     pub store_db: Option<TestDb>,
     pub prefix: String,
@@ -98,7 +104,14 @@ impl World {
         .expect("seed target");
         let prefix = format!("brv_{}_", random_suffix());
         let store_db = matches!(store, StoreKind::Postgres).then(|| TestDb::create("brevet_store"));
-        let mut env = vec![("BREVET_TEST_PG_URL".to_string(), pg_admin_url())];
+        let admin = PgAdminLogin::create(&pg_admin_url(), &[(&target.name, &["public"])]);
+        let mut env = vec![
+            ("BREVET_TEST_PG_URL".to_string(), pg_admin_url()),
+            (
+                "BREVET_TEST_TARGET_ADMIN_URL".to_string(),
+                admin.url.clone(),
+            ),
+        ];
         if let Some(db) = &store_db {
             env.push(("BREVET_TEST_STORE_URL".into(), db.url.clone()));
         }
@@ -173,7 +186,7 @@ token_sha256 = "{dave}"
 
 [providers.postgres]
 kind = "postgres"
-admin_url = {{ env = "BREVET_TEST_PG_URL" }}
+admin_url = {{ env = "BREVET_TEST_TARGET_ADMIN_URL" }}
 role_prefix = "{prefix}"
 
 [resources."postgres:orders"]
@@ -189,6 +202,7 @@ schemas = ["public"]
             db = target.name,
         );
         Self {
+            admin: Some(admin),
             target,
             store_db,
             prefix,
@@ -814,48 +828,51 @@ impl World {
     /// its superuser URL: the PostgreSQL 16 one, say. The store stays where it was.
     pub fn on_cluster(self, cluster: &str) -> World {
         let World {
+            admin,
             target: old,
             store_db,
             prefix,
             config,
-            mut env,
+            env,
         } = self;
+        drop(admin);
         let target = TestDb::create_on(cluster, "brevet_target");
         psql(
             &target.url,
             "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'widget'), (2, 'gadget');",
         )
         .expect("seed target");
-        let config = config
-            .replace(
-                &format!("\"{}\"", old.name),
-                &format!("\"{}\"", target.name),
-            )
-            .replace(
-                "admin_url = { env = \"BREVET_TEST_PG_URL\" }",
-                "admin_url = { env = \"BREVET_TEST_TARGET_ADMIN_URL\" }",
-            );
-        env.push(("BREVET_TEST_TARGET_ADMIN_URL".into(), cluster.to_owned()));
+        let config = config.replace(
+            &format!("\"{}\"", old.name),
+            &format!("\"{}\"", target.name),
+        );
+        let admin = PgAdminLogin::create(cluster, &[(&target.name, &["public"])]);
+        let url = admin.url.clone();
         World {
+            admin: Some(admin),
             target,
             store_db,
             prefix,
             config,
             env,
         }
+        .with_admin_url(&url)
     }
 
-    /// Points the `postgres` provider's `admin_url` at `url` (a non-superuser login, say).
+    /// Points the `postgres` provider's `admin_url` at `url` (another login, made by the test).
     pub fn with_admin_url(mut self, url: &str) -> World {
-        self.config = self.config.replace(
-            "admin_url = { env = \"BREVET_TEST_PG_URL\" }",
-            "admin_url = { env = \"BREVET_TEST_TARGET_ADMIN_URL\" }",
-        );
         self.env
             .retain(|(k, _)| k != "BREVET_TEST_TARGET_ADMIN_URL");
         self.env
             .push(("BREVET_TEST_TARGET_ADMIN_URL".into(), url.to_owned()));
         self
+    }
+
+    /// Runs the `postgres` provider as the cluster's superuser (the quickstart's setting).
+    pub fn with_superuser_admin(mut self) -> World {
+        let cluster = self.cluster();
+        self.admin = None;
+        self.with_admin_url(&cluster)
     }
 
     /// Superuser URL of the cluster the target database lives on.

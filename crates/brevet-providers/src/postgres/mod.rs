@@ -199,6 +199,11 @@ impl PostgresProvider {
             .flatten();
         let sessions = match &cleanup {
             Some(c) => {
+                // A session that outlived the drop (it was still exiting, or a retry found the
+                // role already gone) is ended here, by the OID; only one that survives that fails.
+                if sessions_of(&cluster, c.role_oid).await? > 0 {
+                    terminate_oid(&cluster, c.role_oid).await?;
+                }
                 let n = sessions_of(&cluster, c.role_oid).await?;
                 if n > 0 {
                     return Err(ProviderError::StillPresent(format!(
@@ -240,7 +245,12 @@ fn grant_sql(role: &str, privilege: Privilege, r: &PgResource) -> String {
         let (tables, sequences) = match privilege {
             Privilege::Read => ("SELECT", "SELECT"),
             Privilege::Write => ("SELECT, INSERT, UPDATE, DELETE", "SELECT, USAGE"),
-            Privilege::Owner => ("ALL PRIVILEGES", "ALL PRIVILEGES"),
+            // Everything but TRIGGER: a trigger belongs to its table, not to the role, so one
+            // the grantee put on someone else's table would outlive the grant.
+            Privilege::Owner => (
+                "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES",
+                "ALL PRIVILEGES",
+            ),
         };
         sql += &format!("GRANT {tables} ON ALL TABLES IN SCHEMA {s} TO {q};\n");
         sql += &format!("GRANT {sequences} ON ALL SEQUENCES IN SCHEMA {s} TO {q};\n");

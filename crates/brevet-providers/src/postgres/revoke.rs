@@ -140,31 +140,81 @@ const SECURITY_DEFINER: &str = "SELECT format('ALTER ROUTINE %s SECURITY INVOKER
 
 /// Every privilege others hold on the role's relations, routines and schemas, PUBLIC's
 /// included (routines are executable by PUBLIC unless revoked): a kept object is readable or
-/// callable by nobody until a DBA adopts it. Trigger functions are left out here and in
-/// `SECURITY_DEFINER`: `TRIGGER_FUNCTIONS` drops them first, in the same transaction.
-const PRIVILEGES: &str = "SELECT format('REVOKE ALL ON %s %s FROM PUBLIC%s CASCADE', kind, name, \
-         (SELECT string_agg(', ' || quote_ident(r.rolname), '') FROM aclexplode(acl) a \
-          JOIN pg_roles r ON r.oid = a.grantee WHERE a.grantee <> owner)), \
-       format('%s %s', lower(kind), name) \
-     FROM ( \
-       SELECT 'TABLE' AS kind, c.oid::regclass::text AS name, c.relacl AS acl, c.relowner AS owner FROM pg_class c \
-         WHERE c.relowner::int8 = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
-       UNION ALL SELECT 'ROUTINE', p.oid::regprocedure::text, p.proacl, p.proowner FROM pg_proc p WHERE p.proowner::int8 = $1 \
-         AND p.oid NOT IN (SELECT tgfoid FROM pg_trigger UNION SELECT evtfoid FROM pg_event_trigger) \
-       UNION ALL SELECT 'SCHEMA', quote_ident(n.nspname), n.nspacl, n.nspowner FROM pg_namespace n WHERE n.nspowner::int8 = $1 \
-     ) o ORDER BY 2";
+/// callable by nobody until a DBA adopts it. `$routines` narrows the routines.
+macro_rules! privileges {
+    ($routines:literal) => {
+        concat!(
+            "SELECT format('REVOKE ALL ON %s %s FROM PUBLIC%s CASCADE', kind, name, \
+               (SELECT string_agg(', ' || quote_ident(r.rolname), '') FROM aclexplode(acl) a \
+                JOIN pg_roles r ON r.oid = a.grantee WHERE a.grantee <> owner)), \
+             format('%s %s', lower(kind), name) \
+             FROM ( \
+               SELECT 'TABLE' AS kind, c.oid::regclass::text AS name, c.relacl AS acl, c.relowner AS owner FROM pg_class c \
+                 WHERE c.relowner::int8 = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+               UNION ALL SELECT 'ROUTINE', p.oid::regprocedure::text, p.proacl, p.proowner FROM pg_proc p \
+                 WHERE p.proowner::int8 = $1 ",
+            $routines,
+            " UNION ALL SELECT 'SCHEMA', quote_ident(n.nspname), n.nspacl, n.nspowner FROM pg_namespace n \
+                 WHERE n.nspowner::int8 = $1 \
+             ) o ORDER BY 2"
+        )
+    };
+}
+/// For the quarantine: trigger functions are left out here and in `SECURITY_DEFINER`, because
+/// `TRIGGER_FUNCTIONS` drops them first, in the same transaction.
+const PRIVILEGES: &str = privileges!(
+    "AND p.oid NOT IN (SELECT tgfoid FROM pg_trigger UNION SELECT evtfoid FROM pg_event_trigger)"
+);
+/// For the disarming, which runs before anything is dropped: every routine.
+const PRIVILEGES_ALL: &str = privileges!("");
 
 /// Schemas holding the role's objects that it does not own: the inert owner needs `CREATE` on
 /// them, because PostgreSQL refuses to give an object to a role that cannot create it there
-/// (`pg_toast` aside: a table's TOAST table follows the table).
-const SCHEMAS_FOR_INERT: &str = "SELECT DISTINCT format('GRANT CREATE ON SCHEMA %I TO %I', n.nspname, $2::text), format('schema %I', n.nspname) \
-     FROM pg_namespace n WHERE n.nspowner::int8 <> $1 AND n.nspname <> 'pg_toast' AND n.oid IN ( \
-       SELECT relnamespace FROM pg_class WHERE relowner::int8 = $1 \
-       UNION SELECT pronamespace FROM pg_proc WHERE proowner::int8 = $1 \
-       UNION SELECT typnamespace FROM pg_type WHERE typowner::int8 = $1 \
-       UNION SELECT connamespace FROM pg_conversion WHERE conowner::int8 = $1 \
-       UNION SELECT oprnamespace FROM pg_operator WHERE oprowner::int8 = $1 \
-       UNION SELECT collnamespace FROM pg_collation WHERE collowner::int8 = $1) ORDER BY 2";
+/// (`pg_toast` aside: a table's TOAST table follows the table). Taken back once the objects are
+/// its, so the inert owner keeps no privilege (`SCHEMAS_AFTER_INERT`).
+macro_rules! schemas_for_inert {
+    ($statement:literal) => {
+        concat!(
+            "SELECT DISTINCT format('",
+            $statement,
+            "', n.nspname, $2::text), format('schema %I', n.nspname) \
+             FROM pg_namespace n WHERE n.nspowner::int8 <> $1 AND n.nspname <> 'pg_toast' AND n.oid IN ( \
+               SELECT relnamespace FROM pg_class WHERE relowner::int8 = $1 \
+               UNION SELECT pronamespace FROM pg_proc WHERE proowner::int8 = $1 \
+               UNION SELECT typnamespace FROM pg_type WHERE typowner::int8 = $1 \
+               UNION SELECT connamespace FROM pg_conversion WHERE conowner::int8 = $1 \
+               UNION SELECT oprnamespace FROM pg_operator WHERE oprowner::int8 = $1 \
+               UNION SELECT collnamespace FROM pg_collation WHERE collowner::int8 = $1) ORDER BY 2"
+        )
+    };
+}
+const SCHEMAS_FOR_INERT: &str = schemas_for_inert!("GRANT CREATE ON SCHEMA %I TO %I");
+const SCHEMAS_AFTER_INERT: &str = schemas_for_inert!("REVOKE CREATE ON SCHEMA %I FROM %I");
+
+/// Disarming, before anything is dropped or moved: every routine the role owns, trigger
+/// functions included, stops running as its owner (`SECURITY DEFINER` off).
+const DISARM_SECURITY_DEFINER: &str =
+    "SELECT format('ALTER ROUTINE %s SECURITY INVOKER', p.oid::regprocedure), \
+       format('routine %s', p.oid::regprocedure) \
+     FROM pg_proc p WHERE p.proowner::int8 = $1 AND p.prosecdef ORDER BY 2";
+
+/// Disarming: what Brevet granted the role in this database (and on it) is taken back, so
+/// anything that still runs with the role's privileges — a view it owns, a function — can reach
+/// nothing. `$2` is the role's name. Column privileges are not granted by Brevet, so not listed.
+const DISARM_GRANTS: &str = "SELECT format('REVOKE ALL ON %s %s FROM %I', k.kind, k.name, $2::text), \
+       format('%s %s', lower(k.kind), k.name) \
+     FROM pg_shdepend d CROSS JOIN LATERAL ( \
+       SELECT CASE d.classid WHEN 'pg_class'::regclass THEN 'TABLE' WHEN 'pg_namespace'::regclass THEN 'SCHEMA' \
+                WHEN 'pg_proc'::regclass THEN 'ROUTINE' WHEN 'pg_type'::regclass THEN 'TYPE' \
+                WHEN 'pg_database'::regclass THEN 'DATABASE' END AS kind, \
+              CASE d.classid WHEN 'pg_class'::regclass THEN d.objid::regclass::text \
+                WHEN 'pg_namespace'::regclass THEN (SELECT quote_ident(nspname) FROM pg_namespace WHERE oid = d.objid) \
+                WHEN 'pg_proc'::regclass THEN d.objid::regprocedure::text \
+                WHEN 'pg_type'::regclass THEN d.objid::regtype::text \
+                WHEN 'pg_database'::regclass THEN (SELECT quote_ident(datname) FROM pg_database WHERE oid = d.objid) END AS name) k \
+     WHERE d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database())) \
+       AND d.refclassid = 'pg_authid'::regclass AND d.refobjid::int8 = $1 AND d.deptype = 'a' \
+       AND k.kind IS NOT NULL AND k.name IS NOT NULL ORDER BY 2";
 
 impl PostgresProvider {
     /// Disables, disconnects, cleans up after and drops `role`; `database` is the resource's
@@ -196,6 +246,16 @@ impl PostgresProvider {
             OnRevokeObjects::KeepInert => Some(self.ensure_inert_owner(version).await?),
         };
         let mut objects = Vec::new();
+        // Disarm everywhere first, statement by statement, each committed on its own: if the
+        // cleanup below fails (and is retried), nothing the role left runs with any power meanwhile.
+        for db in &databases {
+            let acted = disarm(&self.pool(Some(db)), role, oid).await?;
+            objects.extend(acted.into_iter().map(|(object, action)| ObjectAction {
+                database: db.clone(),
+                object,
+                action,
+            }));
+        }
         for db in &databases {
             let pool = self.pool(Some(db));
             let acted = match &inert {
@@ -212,6 +272,9 @@ impl PostgresProvider {
             .execute(&cluster)
             .await
             .map_err(target_err)?;
+        // The disarming and the cleanup may both name an action on an object: once is enough.
+        let mut seen = std::collections::HashSet::new();
+        objects.retain(|o| seen.insert((o.database.clone(), o.object.clone(), o.action)));
         Ok(Some(Cleanup {
             role_oid: oid,
             sessions_terminated,
@@ -266,12 +329,66 @@ impl PostgresProvider {
                 Err(e) => return Err(target_err(e)),
             }
         }
+        // Whoever made it, it must still be inert: objects handed to a role that can log in, or
+        // inherits from another, would carry that role's powers.
+        let row = sqlx::query(
+            "SELECT r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication \
+                    OR r.rolbypassrls OR r.rolinherit \
+                    OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid), \
+                    coalesce(shobj_description(r.oid, 'pg_authid'), '') LIKE 'brevet inert owner:%' \
+             FROM pg_roles r WHERE r.rolname = $1",
+        )
+        .bind(&inert)
+        .fetch_one(&cluster)
+        .await
+        .map_err(target_err)?;
+        let (powers, marked): (bool, bool) = (
+            row.try_get(0).map_err(target_err)?,
+            row.try_get(1).map_err(target_err)?,
+        );
+        if powers || !marked {
+            return Err(ProviderError::Config(format!(
+                "refusing to hand objects to `{inert}` (providers.{}.inert_owner): it must be \
+                 NOLOGIN NOINHERIT with no attributes or memberships and Brevet's comment; drop \
+                 it and let Brevet create it, or name another role",
+                self.name
+            )));
+        }
         sqlx::raw_sql(&membership_sql(&inert, version))
             .execute(&cluster)
             .await
             .map_err(target_err)?;
         Ok(inert)
     }
+}
+
+/// Turns off `SECURITY DEFINER` on the role's routines, revokes every privilege others hold on
+/// its objects (PUBLIC's `EXECUTE` included), and takes back what Brevet granted it. Each
+/// statement commits alone and a failing one does not stop the rest (it is logged; the cleanup
+/// that follows covers the same ground and reports its own failure).
+async fn disarm(
+    pool: &PgPool,
+    role: &str,
+    oid: i64,
+) -> Result<Vec<(String, &'static str)>, ProviderError> {
+    let mut acted = Vec::new();
+    // The grant role's own privileges before its objects' ACLs: revoking on one of its objects
+    // waits for that object's locks, revoking on the resource's tables does not depend on them.
+    for (query, action) in [
+        (DISARM_SECURITY_DEFINER, "made SECURITY INVOKER"),
+        (DISARM_GRANTS, "grant role's privilege revoked"),
+        (PRIVILEGES_ALL, "privileges revoked"),
+    ] {
+        for (statement, object) in planned(pool, query, oid, role).await? {
+            match sqlx::raw_sql(&statement).execute(pool).await {
+                Ok(_) => acted.push((object, action)),
+                Err(e) => {
+                    tracing::warn!(role, %object, error = %e, "could not disarm; the cleanup will retry")
+                }
+            }
+        }
+    }
+    Ok(acted)
 }
 
 /// `drop`: everything the role owns goes, with what depends on it (its triggers on other
@@ -326,10 +443,15 @@ async fn quarantine_objects(
         }
     }
     let owned = planned(pool, OWNED_OBJECTS, oid, inert).await?;
+    let take_back = planned(pool, SCHEMAS_AFTER_INERT, oid, inert).await?;
     script += &format!(
-        "REASSIGN OWNED BY {q} TO {};\nDROP OWNED BY {q};",
+        "REASSIGN OWNED BY {q} TO {};\nDROP OWNED BY {q};\n",
         quote_ident(inert)
     );
+    for (statement, _) in take_back {
+        script += &statement;
+        script += ";\n";
+    }
     sqlx::raw_sql(&script)
         .execute(pool)
         .await
