@@ -561,8 +561,9 @@ fn identity_center_assignment_is_created_and_removed() {
 /// the test config): a proxy holds it for 5 s before passing it to the emulator, so the
 /// activation gives up and rolls back before the assignment exists, and then it is created.
 /// Within one reconcile pass (`reconcile_every` = 2 s, plus the pass's own calls) after it
-/// appears it is gone again, the grant is not active, the removal is audited as drift, and the
-/// user's sessions are denied in the permission set.
+/// appears it is gone again, the grant is being revoked (an undo that cannot be read back is
+/// retried, never dropped), the removal is audited, and the user's sessions are denied in the
+/// permission set.
 ///
 /// Fails on 879dbb0 because the rollback found nothing to delete yet and the reconciler listed
 /// only IAM roles: the assignment stayed, with no grant covering it, forever.
@@ -628,23 +629,43 @@ fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The activation's undo could not be confirmed (the creation's answer never came), so the
+    // grant was not handed back as `approved`: it ends like a revocation, retried until the
+    // creation can no longer land.
     let g = server.cli_json(DAVE, &["show", &id]);
-    assert_ne!(g["state"], "active", "{g:#}");
-
-    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
     assert!(
-        export.lines().any(|l| l.contains("drift_detected")
-            && l.contains("identity-center-assignment:")
-            && l.contains("removed")),
-        "{export}"
+        ["revoking", "revoke_failed", "revoked"].contains(&g["state"].as_str().unwrap()),
+        "{g:#}"
     );
+
+    // Removed by the retried revocation or by the reconciler, whichever ran first; audited once
+    // that step has finished (it goes on to deny sessions after the deletion).
+    let audited = |export: &str| {
+        export.lines().any(|l| {
+            (l.contains("drift_detected")
+                && l.contains("identity-center-assignment:")
+                && l.contains("removed"))
+                || (l.contains(&id) && l.contains("DeleteAccountAssignment"))
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    let mut export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    while !audited(&export) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(250));
+        export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    }
+    assert!(audited(&export), "{export}");
     // The user may have signed in during the moments it existed: those sessions are denied.
     let doc = inline_policy(&moto, &instance, &permission_set);
     assert_eq!(denies_for(&doc, "idc-user-dave").len(), 1, "{doc}");
     // And it stays gone.
     std::thread::sleep(Duration::from_secs(5));
     assert!(list().is_empty());
-    assert_ne!(server.cli_json(DAVE, &["show", &id])["state"], "active");
+    assert!(["revoking", "revoke_failed", "revoked"].contains(
+        &server.cli_json(DAVE, &["show", &id])["state"]
+            .as_str()
+            .unwrap()
+    ));
 }
 
 /// The reconciler removes an assignment of a Brevet-managed permission set, in a configured

@@ -1086,7 +1086,7 @@ fn parse_aws(
             },
         );
     }
-    Ok(ProviderConfig::Aws(AwsConfig {
+    let config = AwsConfig {
         region: raw.region,
         endpoint_url: raw.endpoint_url,
         role_prefix: raw.role_prefix,
@@ -1095,7 +1095,11 @@ fn parse_aws(
         profiles,
         resources: res,
         identities,
-    }))
+    };
+    config
+        .check_identity_center_unambiguous(name)
+        .map_err(|(at, why)| field(at, why))?;
+    Ok(ProviderConfig::Aws(config))
 }
 
 fn parse_ssh(

@@ -84,6 +84,66 @@ pub struct AwsConfig {
     pub identities: BTreeMap<String, AwsIdentity>,
 }
 
+impl AwsConfig {
+    /// Identity Center grants access per account, permission set and user, not per resource:
+    /// when two bindings would map to one assignment, revoking one grant would delete the
+    /// assignment the other relies on, and the reconciler could not tell whose it is. Such a
+    /// config is refused, naming the fix; `Err` holds (field path, message).
+    pub fn check_identity_center_unambiguous(&self, name: &str) -> Result<(), (String, String)> {
+        let mut sets: BTreeMap<(&str, &str), &ProfileName> = BTreeMap::new();
+        for (profile, p) in &self.profiles {
+            if let AwsMode::IdentityCenter {
+                instance_arn,
+                permission_set_arn,
+            } = &p.mode
+            {
+                if let Some(other) = sets.insert((instance_arn, permission_set_arn), profile) {
+                    return Err((
+                        format!("providers.{name}.profiles.\"{profile}\".permission_set_arn"),
+                        format!(
+                            "profiles `{other}` and `{profile}` assign the same permission set; \
+                             one assignment cannot belong to two profiles: keep one of them"
+                        ),
+                    ));
+                }
+            }
+        }
+        if sets.is_empty() {
+            return Ok(());
+        }
+        let mut accounts: BTreeMap<&str, &str> = BTreeMap::new();
+        for (resource, r) in &self.resources {
+            if let Some(other) = accounts.insert(&r.account, resource) {
+                return Err((
+                    format!("resources.\"{name}:{resource}\".account"),
+                    format!(
+                        "`{name}:{other}` and `{name}:{resource}` are both account {}, and \
+                         Identity Center assigns a permission set to a whole account: give \
+                         Identity Center profiles a provider of their own (another \
+                         [providers.NAME] with kind = \"aws\") with one resource per account",
+                        r.account
+                    ),
+                ));
+            }
+        }
+        let mut users: BTreeMap<&str, &str> = BTreeMap::new();
+        for (principal, identity) in &self.identities {
+            if let Some(user) = identity.identity_center_user_id.as_deref() {
+                if let Some(other) = users.insert(user, principal) {
+                    return Err((
+                        format!("providers.{name}.identities.{principal}.identity_center_user_id"),
+                        format!(
+                            "`{other}` and `{principal}` have the same Identity Center user id \
+                             `{user}`: each user id belongs to one principal"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct AwsProvider {
     name: String,
     config: AwsConfig,
@@ -1169,5 +1229,119 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(n.load(Ordering::SeqCst), 1, "not retryable");
         assert_eq!(outcomes(&p).last().unwrap(), "AccessDeniedException");
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn ic(set: &str) -> AwsProfile {
+        AwsProfile {
+            mode: AwsMode::IdentityCenter {
+                instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+                permission_set_arn: format!("arn:aws:sso:::permissionSet/ssoins-1/{set}"),
+            },
+            actions: vec![],
+        }
+    }
+
+    fn config(
+        profiles: &[(&str, AwsProfile)],
+        accounts: &[(&str, &str)],
+        users: &[(&str, &str)],
+    ) -> AwsConfig {
+        AwsConfig {
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            role_prefix: "brevet-".into(),
+            role_path: "/brevet/".into(),
+            max_session_duration: Duration::from_secs(3600),
+            profiles: profiles
+                .iter()
+                .map(|(n, p)| (ProfileName::parse(n).unwrap(), p.clone()))
+                .collect(),
+            resources: accounts
+                .iter()
+                .map(|(r, a)| {
+                    (
+                        r.to_string(),
+                        AwsResource {
+                            account: a.to_string(),
+                            arns: vec![],
+                        },
+                    )
+                })
+                .collect(),
+            identities: users
+                .iter()
+                .map(|(p, u)| {
+                    (
+                        p.to_string(),
+                        AwsIdentity {
+                            arn: None,
+                            identity_center_user_id: Some(u.to_string()),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Review of the hardening: two bindings on one assignment meant revoking one grant deleted
+    /// the assignment another relied on, and the reconciler skipped it with only a log line.
+    #[test]
+    fn identity_center_configs_where_one_assignment_has_two_bindings_are_refused() {
+        let role = AwsProfile {
+            mode: AwsMode::Role,
+            actions: vec![],
+        };
+        // Role-mode profiles may share an account between resources.
+        let ok = config(
+            &[("aws.read", role.clone())],
+            &[("a", "111111111111"), ("b", "111111111111")],
+            &[("alice", "u-1"), ("bob", "u-1")],
+        );
+        assert!(ok.check_identity_center_unambiguous("aws").is_ok());
+        let ok = config(
+            &[("aws.admin", ic("ps-1")), ("aws.read", role)],
+            &[("a", "111111111111"), ("b", "222222222222")],
+            &[("alice", "u-1"), ("bob", "u-2")],
+        );
+        assert!(ok.check_identity_center_unambiguous("aws").is_ok());
+
+        for (c, at, says) in [
+            (
+                config(
+                    &[("aws.admin", ic("ps-1"))],
+                    &[("a", "111111111111"), ("b", "111111111111")],
+                    &[],
+                ),
+                "resources.\"aws:b\".account",
+                "are both account 111111111111",
+            ),
+            (
+                config(
+                    &[("aws.admin", ic("ps-1")), ("aws.ops", ic("ps-1"))],
+                    &[("a", "111111111111")],
+                    &[],
+                ),
+                "providers.aws.profiles.\"aws.ops\".permission_set_arn",
+                "the same permission set",
+            ),
+            (
+                config(
+                    &[("aws.admin", ic("ps-1"))],
+                    &[("a", "111111111111")],
+                    &[("alice", "u-1"), ("bob", "u-1")],
+                ),
+                "providers.aws.identities.bob.identity_center_user_id",
+                "same Identity Center user id",
+            ),
+        ] {
+            let (field, why) = c.check_identity_center_unambiguous("aws").unwrap_err();
+            assert_eq!(field, at);
+            assert!(why.contains(says), "{why}");
+        }
     }
 }

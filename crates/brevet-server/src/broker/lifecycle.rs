@@ -269,8 +269,18 @@ impl Broker {
                 // Undo whatever part was created, unless another grant holds the binding. If the
                 // undo fails too, access may exist that nothing covers: the grant ends and the
                 // removal is retried by the scheduler like a failed revocation, never dropped.
+                //
+                // The undo is read back like a revocation: a part that may still appear (an
+                // asynchronous creation whose answer never came) fails the check, so the grant
+                // ends in the retried state instead of going back to `approved` with it.
                 let rollback = if holders.is_empty() {
-                    self.bounded(&r, provider.revoke(&binding)).await.err()
+                    match self.bounded(&r, provider.revoke(&binding)).await {
+                        Ok(()) => self
+                            .bounded(&r, provider.verify_revoked(&binding))
+                            .await
+                            .err(),
+                        Err(undo) => Some(undo),
+                    }
                 } else {
                     None
                 };
