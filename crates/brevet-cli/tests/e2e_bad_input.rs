@@ -302,3 +302,61 @@ fn a_revoke_reason_with_control_characters_is_refused() {
     assert!(body.contains("control characters"), "{body}");
     assert_eq!(server.cli_json(DAVE, &["show", id])["state"], "active");
 }
+
+/// Issue #9 item 11 (review finding 15). On 879dbb0 nothing bounded how many requests one
+/// principal could create (each is audited and may notify approvers), and `/metrics` was open to
+/// anyone. Now `server.requests_per_minute` refuses the excess with 429 and creates nothing, for
+/// that principal only; and with `server.metrics_token` set, `/metrics` answers only to it.
+#[test]
+fn request_creation_is_limited_per_principal_and_metrics_can_need_a_token() {
+    const METRICS_TOKEN: &str = "metrics-token-0123456789";
+    let world = World::build(
+        StoreKind::Sqlite,
+        "requests_per_minute = 3\nmetrics_token = { env = \"BREVET_TEST_METRICS_TOKEN\" }",
+        "",
+        &[("BREVET_TEST_METRICS_TOKEN", METRICS_TOKEN)],
+    );
+    let server = world.start();
+    let ask = serde_json::json!({
+        "resource": "postgres:orders", "profile": "db.read", "duration": "5m", "reason": "x"
+    });
+    for _ in 0..3 {
+        let (status, body) = api_call(&server, DAVE, "POST", "/v1/requests", Some(ask.clone()));
+        assert_eq!(status, 201, "{body}");
+    }
+    let before = audit_len(&server);
+    let (status, body) = api_call(&server, DAVE, "POST", "/v1/requests", Some(ask.clone()));
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("rate_limited") && body.contains("server.requests_per_minute"),
+        "{body}"
+    );
+    assert_eq!(
+        requests_of(&server, DAVE),
+        3,
+        "the refused one was not created"
+    );
+    assert_eq!(audit_len(&server), before, "and not audited as a request");
+    // Another principal is not held back by dave's burst.
+    let (status, body) = api_call(&server, ALICE, "POST", "/v1/requests", Some(ask));
+    assert_eq!(status, 201, "{body}");
+
+    let metrics = |token: Option<&str>| {
+        let mut req = reqwest::blocking::Client::new().get(format!("{}/metrics", server.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    assert_eq!(metrics(None).0, 401);
+    assert_eq!(metrics(Some("metrics-token-wrong-0000")).0, 401);
+    assert_eq!(
+        metrics(Some(ADMIN)).0,
+        401,
+        "an API token is not the metrics token"
+    );
+    let (status, body) = metrics(Some(METRICS_TOKEN));
+    assert_eq!(status, 200);
+    assert!(body.contains("brevet_"), "{body}");
+}

@@ -216,7 +216,8 @@ database = "{db}"
 
 const ADMIN2: &str = "test-admin2-token";
 
-/// A world with a second admin, `admin2`, who may also request (group `oncall`: auto-approved).
+/// A world with a second admin, `admin2`, who may also request (group `oncall`: auto-approved)
+/// and approve (group `leads`).
 fn two_admins() -> World {
     World::build(
         StoreKind::Sqlite,
@@ -225,8 +226,8 @@ fn two_admins() -> World {
             r#"
 [[principals]]
 id = "admin2"
-groups = ["oncall"]
-roles = ["admin"]
+groups = ["oncall", "leads"]
+roles = ["admin", "approver"]
 token_sha256 = "{}"
 "#,
             sha256_hex(ADMIN2)
@@ -329,8 +330,45 @@ fn a_killed_admin_can_use_their_token_for_nothing() {
 fn an_everyone_lock_does_not_lift_a_lock_on_an_admin() {
     let world = two_admins();
     let server = world.start();
+    // Two of alice's requests that need one approval: admin2 may approve them, as the first shows.
+    let ask = || {
+        server.cli_json(
+            ALICE,
+            &[
+                "request",
+                "db.read",
+                "--resource",
+                "postgres:orders",
+                "--for",
+                "5m",
+                "--reason",
+                "x",
+            ],
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (first, second) = (ask(), ask());
+    assert_eq!(
+        server.cli_json(ADMIN2, &["approve", &first])["state"],
+        "approved"
+    );
     server.cli_json(ADMIN, &["kill", "admin2", "--reason", "compromised"]);
     server.cli_json(ADMIN, &["kill", "--all", "--reason", "incident"]);
+    let (status, text) = api_call(
+        &server,
+        ADMIN2,
+        "POST",
+        &format!("/v1/requests/{second}/approve"),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("locked by the kill switch"), "{text}");
+    // (`kill --all` cancelled alice's pending request too; admin2's approval is not on it.)
+    let second = server.cli_json(ADMIN, &["show", &second]);
+    assert_ne!(second["state"], "approved", "{second:#}");
+    assert_eq!(second["approvals"], serde_json::json!([]), "{second:#}");
 
     let request = serde_json::json!({"resource": "postgres:orders", "profile": "db.read", "duration": "5m", "reason": "x"});
     let (status, text) = api_call(&server, ADMIN2, "POST", "/v1/requests", Some(request));

@@ -433,19 +433,98 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
     };
     assert!(!w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
     assert!(in_krl(&cert1));
-    if reissued.status.success() {
-        let second: serde_json::Value = serde_json::from_slice(&reissued.stdout).unwrap();
-        let (key2, cert2) = cert_files(&second);
-        let refused = w.sshd.ssh(&key2, &cert2, "root", "true");
+    // The issuance held the lease, so the kill waited for it and then covered what it issued.
+    assert!(reissued.status.success(), "{}", stderr(&reissued));
+    let second: serde_json::Value = serde_json::from_slice(&reissued.stdout).unwrap();
+    let (key2, cert2) = cert_files(&second);
+    let refused = w.sshd.ssh(&key2, &cert2, "root", "true");
+    assert!(
+        !refused.status.success(),
+        "a certificate issued while the kill switch ran still logs in"
+    );
+    assert!(
+        in_krl(&cert2),
+        "the certificate issued meanwhile is not in the KRL"
+    );
+}
+
+/// When the issuance is held longer than its lease (6 s here), the kill switch takes the grant
+/// over and revokes it before the certificate exists. The issuance then signs one for a grant
+/// that has ended: it re-checks the grant afterwards, revokes what it just minted (into the KRL)
+/// and answers with an error instead of the certificate.
+#[test]
+fn a_certificate_minted_after_its_grant_ended_is_revoked_at_once() {
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("hold-issue");
+    let gate_s = gate.display().to_string();
+    let w = ssh_world_with(
+        "",
+        &[
+            ("BREVET_FAILPOINT", "before-issue"),
+            ("BREVET_FAILPOINT_WHILE", &gate_s),
+        ],
+    );
+    let first = w.server.cli_json(
+        DAVE,
+        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
+    );
+    let id = w.server.cli_json(DAVE, &["grants"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (key1, cert1) = cert_files(&first);
+    assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
+
+    std::fs::write(&gate, "").unwrap();
+    let reissue = std::process::Command::new(BIN)
+        .args(["--json", "ssh-cert", "root@box"])
+        .env("BREVET_URL", &w.server.url)
+        .env("BREVET_TOKEN", DAVE)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !w.server.log_text().contains("failpoint reached: holding") {
         assert!(
-            !refused.status.success(),
-            "a certificate issued while the kill switch ran still logs in"
+            t.elapsed() < Duration::from_secs(20),
+            "the issuance never reached the failpoint"
         );
-        assert!(
-            in_krl(&cert2),
-            "the certificate issued meanwhile is not in the KRL"
-        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+    // The kill waits for the lease; once it has run out, it (or the scheduler) revokes.
+    let _ = w.server.cli(
+        ADMIN,
+        &["--json", "kill", "dave", "--reason", "stolen laptop"],
+    );
+    w.server.wait_for(ADMIN, &id, Duration::from_secs(30), |v| {
+        v["state"] == "revoked"
+    });
+    std::fs::remove_file(&gate).unwrap();
+    let reissued = reissue.wait_with_output().unwrap();
+    assert!(!reissued.status.success(), "{}", stdout(&reissued));
+    assert!(
+        stderr(&reissued).contains("the credential issued meanwhile was revoked"),
+        "{}",
+        stderr(&reissued)
+    );
+    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    assert!(
+        export.lines().any(|l| l.contains("credentials_refused")
+            && l.contains(&id)
+            && l.contains(r#"\"credential_revoked\":true"#)),
+        "{export}"
+    );
+    // The minted certificate was audited as issued, then revoked in the same step.
+    assert!(
+        export
+            .lines()
+            .filter(|l| l.contains("credentials_issued") && l.contains(&id))
+            .count()
+            >= 2,
+        "{export}"
+    );
+    assert!(!w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
 }
 
 /// Issue #9 item 11 (review finding 14), end to end: a second certificate for the same grant

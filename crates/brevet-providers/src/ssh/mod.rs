@@ -141,13 +141,23 @@ impl SshProvider {
     /// The KRL to serve at `/v1/ssh/krl`: the cached one while fresh, else rebuilt, so a flood
     /// of GETs costs at most one ledger read per [`KRL_CACHE_FOR`].
     pub async fn served_krl(&self) -> Result<Vec<u8>, ProviderError> {
-        if let Some((at, bytes)) = &*self.krl_cache.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at.elapsed() < KRL_CACHE_FOR {
-                return Ok(bytes.clone());
-            }
+        if let Some(bytes) = self.fresh_krl() {
+            return Ok(bytes);
         }
         let _guard = self.krl_write.lock().await;
+        // Whoever held the lock before us may just have rebuilt it: the GETs that queued behind
+        // one rebuild share it instead of each reading the ledger again.
+        if let Some(bytes) = self.fresh_krl() {
+            return Ok(bytes);
+        }
         self.rebuild_krl().await
+    }
+
+    fn fresh_krl(&self) -> Option<Vec<u8>> {
+        match &*self.krl_cache.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((at, bytes)) if at.elapsed() < KRL_CACHE_FOR => Some(bytes.clone()),
+            _ => None,
+        }
     }
 
     async fn rebuild_krl(&self) -> Result<Vec<u8>, ProviderError> {

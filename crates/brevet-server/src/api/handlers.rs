@@ -577,7 +577,7 @@ pub async fn metrics(
     let hb = &state.broker.heartbeat;
     let secs = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
     out += &format!("# HELP brevet_scheduler_last_progress_seconds Unix time the scheduler last made progress.\n# TYPE brevet_scheduler_last_progress_seconds gauge\nbrevet_scheduler_last_progress_seconds {}\n", secs(hb.scheduler_at()));
-    out += &format!("# HELP brevet_reconciler_last_pass_seconds Unix time of the reconciler's last completed pass (0: none yet).\n# TYPE brevet_reconciler_last_pass_seconds gauge\nbrevet_reconciler_last_pass_seconds {}\n", hb.reconciler_at().map_or(0.0, secs));
+    out += &format!("# HELP brevet_reconciler_last_pass_seconds Unix time of the reconciler's last pass that reached every provider without an error (0: none yet); alert when it falls behind reconcile_every.\n# TYPE brevet_reconciler_last_pass_seconds gauge\nbrevet_reconciler_last_pass_seconds {}\n", hb.reconciler_at().map_or(0.0, secs));
     let healthy = state.broker.scheduler_health(chrono::Utc::now()).is_ok();
     out += &format!("# HELP brevet_scheduler_healthy 1 while the scheduler makes progress, 0 when it is stuck.\n# TYPE brevet_scheduler_healthy gauge\nbrevet_scheduler_healthy {}\n", u8::from(healthy));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())

@@ -246,12 +246,18 @@ impl Broker {
                 tokio::select! {
                     _ = shutdown.changed() => break,
                     _ = reconcile.tick() => {
+                        // Only a pass that checked every provider counts: one that keeps
+                        // failing (a provider unreachable, say) must show as stale.
                         match broker.reconcile().await {
-                            Ok(r) if !r.orphans_removed.is_empty() || !r.errors.is_empty() => tracing::warn!(?r, "reconciliation found drift"),
-                            Ok(_) => {}
+                            Ok(r) if !r.errors.is_empty() => tracing::error!(?r, "reconciliation incomplete"),
+                            Ok(r) => {
+                                if !r.orphans_removed.is_empty() {
+                                    tracing::warn!(?r, "reconciliation found drift");
+                                }
+                                broker.heartbeat.reconciled();
+                            }
                             Err(e) => tracing::error!(error = %e, "reconciliation failed"),
                         }
-                        broker.heartbeat.reconciled();
                     }
                 }
             }
@@ -291,7 +297,7 @@ impl Heartbeat {
         at(self.scheduler.load(Ordering::Relaxed))
     }
 
-    /// The reconciler's last completed pass, if any.
+    /// The reconciler's last pass that reached every provider without an error, if any.
     pub fn reconciler_at(&self) -> Option<DateTime<Utc>> {
         match self.reconciler.load(Ordering::Relaxed) {
             0 => None,
