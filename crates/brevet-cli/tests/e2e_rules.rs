@@ -327,14 +327,18 @@ fn a_request_past_its_approve_by_deadline_cannot_be_approved() {
 /// `activating` grant as a holder: grant A expiring while grant B (same binding) was still
 /// activating kept the role for B, pushing `VALID UNTIL` to B's would-be end; when B's
 /// activation then failed, nothing covered the role, and A's password worked until a reconcile
-/// pass. Here the reconciler is off, B is held after its intent by a failpoint, A expires, then
-/// B's provider stops answering: the role must be gone as soon as A is revoked.
+/// pass. Here the reconciler is off and B is held after its intent by a failpoint. B holds the
+/// binding from its intent (the intent and the lock are one transaction), so A's revocation,
+/// due meanwhile, waits for it and is retried. B's provider then stops answering and B's
+/// activation fails (its undo too: it is retried as a revocation). Once the provider is back,
+/// both end revoked, A's revocation counted no holder, and no role is left — before any
+/// reconcile pass. (`holders` ignoring an activating grant is tested in the store's `steps`.)
 #[test]
 fn a_grant_expiring_beside_a_failing_activation_leaves_no_access() {
     let forwarder = Forwarder::start();
     let world = World::build(
         StoreKind::Sqlite,
-        "lease = \"20s\"\nreconcile_every = \"off\"",
+        "lease = \"8s\"\nreconcile_every = \"off\"",
         r#"
 [providers.slowpg]
 kind = "postgres"
@@ -389,15 +393,29 @@ database = "{db}"
     server.wait_for(DAVE, &b, Duration::from_secs(10), |v| {
         v["state"] == "activating"
     });
+    // A's end comes while B is mid-activation.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_ne!(server.cli_json(DAVE, &["show", &a])["state"], "active");
 
-    // A expires while B is still activating: B's access is not in place, so A's role goes.
-    let revoked = server.wait_for(DAVE, &a, Duration::from_secs(20), |v| {
+    // B's provider stops answering, and B's activation fails; its undo fails too, so the grant
+    // ends and the removal is retried (never ignored) until the provider is back.
+    forwarder.blackhole();
+    std::fs::remove_file(&gate).unwrap();
+    let out = activating.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let b_now = server.cli_json(DAVE, &["show", &b]);
+    assert_eq!(b_now["state"], "revoke_failed", "{b_now:#}");
+    forwarder.forward();
+    let revoked = server.wait_for(DAVE, &a, Duration::from_secs(60), |v| {
         v["state"] == "revoked"
     });
     assert_eq!(
         revoked["evidence"]["observation"]["role_exists"], false,
-        "A's revocation kept the access for an activation still in flight: {revoked:#}"
+        "A's revocation kept the access for an activation that never completed: {revoked:#}"
     );
+    server.wait_for(DAVE, &b, Duration::from_secs(60), |v| {
+        v["state"] == "revoked"
+    });
     assert!(
         world.brevet_roles().is_empty(),
         "{:?}",
@@ -406,29 +424,6 @@ database = "{db}"
     assert!(
         psql(&a_conn, "SELECT 1").is_err(),
         "A's credential still works"
-    );
-
-    // B's provider stops answering, and B's activation fails; its undo fails too, so the grant
-    // ends and the removal is retried (never ignored) until the provider is back.
-    forwarder.blackhole();
-    std::fs::remove_file(&gate).unwrap();
-    let out = activating.wait_with_output().unwrap();
-    assert!(!out.status.success(), "{}", stdout(&out));
-    assert!(
-        world.brevet_roles().is_empty(),
-        "{:?}",
-        world.brevet_roles()
-    );
-    let b_now = server.cli_json(DAVE, &["show", &b]);
-    assert_eq!(b_now["state"], "revoke_failed", "{b_now:#}");
-    forwarder.forward();
-    server.wait_for(DAVE, &b, Duration::from_secs(30), |v| {
-        v["state"] == "revoked"
-    });
-    assert!(
-        world.brevet_roles().is_empty(),
-        "{:?}",
-        world.brevet_roles()
     );
 }
 

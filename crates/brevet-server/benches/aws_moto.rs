@@ -138,6 +138,8 @@ async fn run(url: &str) {
         client_ip_header: None,
         requests_per_minute: u32::MAX,
         metrics_token_sha256: None,
+        max_in_flight: max_in_flight(),
+        admission_wait: Duration::from_millis(100),
     };
     let broker = Broker::new(
         store,
@@ -220,4 +222,12 @@ async fn run(url: &str) {
         ms(revoke) / (revoke_calls * ms(rtt)),
         revoke_calls
     );
+}
+
+/// `BENCH_MAX_IN_FLIGHT`, else the server's default.
+fn max_in_flight() -> usize {
+    std::env::var("BENCH_MAX_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
 }

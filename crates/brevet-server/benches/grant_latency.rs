@@ -17,9 +17,15 @@ use brevet_server::{
     auth::TokenAuthenticator,
 };
 
-const USERS: usize = 200;
+const USERS: usize = 2000;
 
-async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
+async fn start(
+    store_url: &str,
+) -> (
+    String,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<brevet_server::Broker>,
+) {
     // Many principals, so overlapping-grant bookkeeping is realistic rather than one hot binding.
     let principals = support::principals(USERS);
     let auth = std::sync::Arc::new(TokenAuthenticator::new(&principals));
@@ -44,7 +50,7 @@ async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = router(AppState {
-        broker,
+        broker: broker.clone(),
         auth,
         oidc: None,
         anchor,
@@ -52,21 +58,29 @@ async fn start(store_url: &str) -> (String, tokio::task::JoinHandle<()>) {
     let handle = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    (url, handle)
+    (url, handle, broker)
 }
 
-async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<(), String> {
+/// How one operation ended: granted, or refused at once because the server was at capacity
+/// (503 with `Retry-After`, the graceful answer to overload), or failed.
+enum Outcome {
+    Granted,
+    Refused,
+}
+
+async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<Outcome, String> {
     let token = format!("token-{}", i % USERS);
-    let created: serde_json::Value = http
+    let resp = http
         .post(format!("{url}/v1/requests"))
         .bearer_auth(&token)
         .json(&serde_json::json!({"profile": "db.read", "resource": "mem:db0", "duration": "30m", "reason": "bench"}))
         .send()
         .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
         .map_err(|e| e.to_string())?;
+    if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return Ok(Outcome::Refused);
+    }
+    let created: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
     let id = created["id"]
         .as_str()
         .ok_or_else(|| format!("no id: {created}"))?;
@@ -76,10 +90,13 @@ async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<(), String> 
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return Ok(Outcome::Refused);
+    }
     if !r.status().is_success() {
         return Err(format!("activate: {}", r.text().await.unwrap_or_default()));
     }
-    Ok(())
+    Ok(Outcome::Granted)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -87,13 +104,16 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn run(label: &str, store_url: &str, rate: f64, seconds: f64) {
-    let (url, server) = start(store_url).await;
+    let (url, server, broker) = start(store_url).await;
     let http = reqwest::Client::new();
     // Warm up connections and caches.
     for i in 0..20 {
-        one(&http, &url, i).await.unwrap();
+        if let Err(e) = one(&http, &url, i).await {
+            panic!("warm-up failed: {e}");
+        }
     }
     let total = (rate * seconds) as usize;
+    let commits_before = broker.store().commits();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
@@ -101,14 +121,18 @@ async fn run(label: &str, store_url: &str, rate: f64, seconds: f64) {
         tokio::time::sleep_until(due.into()).await;
         let (http, url) = (http.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
-            one(&http, &url, i + 20).await.map(|_| due.elapsed())
+            one(&http, &url, i + 20)
+                .await
+                .map(|outcome| (outcome, due.elapsed()))
         }));
     }
     let mut latencies = Vec::with_capacity(total);
+    let mut refused = Vec::new();
     let mut errors = 0;
     for t in tasks {
         match t.await.unwrap() {
-            Ok(d) => latencies.push(d),
+            Ok((Outcome::Granted, d)) => latencies.push(d),
+            Ok((Outcome::Refused, d)) => refused.push(d),
             Err(e) => {
                 errors += 1;
                 if errors < 3 {
@@ -118,16 +142,29 @@ async fn run(label: &str, store_url: &str, rate: f64, seconds: f64) {
         }
     }
     let wall = start.elapsed();
+    let commits = broker.store().commits() - commits_before;
     latencies.sort();
+    refused.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{label:<10} rate {rate:>5.0}/s  n {:>5}  errors {errors}  achieved {:>6.1}/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        "{label:<10} rate {rate:>5.0}/s  granted {:>5}  errors {errors}  goodput {:>6.1}/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  commits/grant {:.2}",
         latencies.len(),
         latencies.len() as f64 / wall.as_secs_f64(),
-        pct(&latencies, 0.50).as_secs_f64() * 1e3,
-        pct(&latencies, 0.90).as_secs_f64() * 1e3,
-        pct(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().unwrap().as_secs_f64() * 1e3,
+        ms(pct(&latencies, 0.50)),
+        ms(pct(&latencies, 0.90)),
+        ms(pct(&latencies, 0.99)),
+        ms(*latencies.last().unwrap()),
+        commits as f64 / latencies.len().max(1) as f64,
     );
+    if !refused.is_empty() {
+        println!(
+            "{:<10} refused (503, Retry-After) {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            "",
+            refused.len(),
+            ms(pct(&refused, 0.50)),
+            ms(pct(&refused, 0.99)),
+        );
+    }
     server.abort();
 }
 

@@ -338,6 +338,18 @@ struct RawServer {
     /// A token `/metrics` requires (`Authorization: Bearer …`); without it `/metrics` is open.
     #[serde(default)]
     metrics_token: Option<SecretRef>,
+    /// API requests served at once; more wait up to `admission_wait`, then get 503.
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: usize,
+    #[serde(default = "default_admission_wait")]
+    admission_wait: DurOrZero,
+}
+
+fn default_max_in_flight() -> usize {
+    64
+}
+fn default_admission_wait() -> DurOrZero {
+    DurOrZero(Duration::from_millis(100))
 }
 
 fn default_requests_per_minute() -> u32 {
@@ -384,6 +396,8 @@ impl Default for RawServer {
             client_ip_header: None,
             requests_per_minute: default_requests_per_minute(),
             metrics_token: None,
+            max_in_flight: default_max_in_flight(),
+            admission_wait: default_admission_wait(),
         }
     }
 }
@@ -459,6 +473,12 @@ pub struct ServerSettings {
     pub requests_per_minute: u32,
     /// SHA-256 of the token `/metrics` requires, if one is configured.
     pub metrics_token_sha256: Option<[u8; 32]>,
+    /// Admission control: API requests served at once, and how long one more may wait for a
+    /// turn before it is refused with 503 and `Retry-After` (past capacity the excess is
+    /// refused fast instead of queueing for minutes). Health, metrics and the kill switch are
+    /// never held back.
+    pub max_in_flight: usize,
+    pub admission_wait: Duration,
 }
 
 impl ServerSettings {
@@ -590,6 +610,16 @@ impl Config {
                 n => n,
             },
             metrics_token_sha256: None,
+            max_in_flight: match s.max_in_flight {
+                0 => {
+                    return Err(field(
+                        "server.max_in_flight",
+                        "must be at least 1 (it is how many API requests are served at once)",
+                    ))
+                }
+                n => n,
+            },
+            admission_wait: s.admission_wait.0,
         };
         if let Some(t) = &s.metrics_token {
             let token = t.resolve("server.metrics_token", &base)?;

@@ -10,7 +10,7 @@ impl Store {
     pub async fn append_audit(&self, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         append(&mut tx, self.backend, drafts, Utc::now()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -22,7 +22,7 @@ impl Store {
         )
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -34,7 +34,7 @@ impl Store {
              WHERE request_id = $1 ORDER BY seq",
         )
         .bind(request_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -42,7 +42,7 @@ impl Store {
     /// The recorded end of the chain: last sequence number and its hash.
     pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }

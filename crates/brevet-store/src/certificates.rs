@@ -49,7 +49,7 @@ impl Store {
         .bind(&c.grant_id)
         .bind(&c.key_id)
         .bind(millis(c.valid_before))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -64,7 +64,7 @@ impl Store {
             .bind(millis(now))
             .bind(provider)
             .bind(binding)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected())
     }
@@ -79,7 +79,7 @@ impl Store {
             .bind(millis(now))
             .bind(provider)
             .bind(serial as i64)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected())
     }
@@ -92,7 +92,7 @@ impl Store {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM ssh_certificates WHERE provider = $1 AND valid_before > $2 ORDER BY serial"))
             .bind(provider)
             .bind(millis(now))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(from_row).collect()
     }
@@ -105,7 +105,7 @@ impl Store {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM ssh_certificates WHERE provider = $1 AND binding = $2 ORDER BY serial"))
             .bind(provider)
             .bind(binding)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(from_row).collect()
     }

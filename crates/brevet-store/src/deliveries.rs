@@ -188,7 +188,7 @@ impl Store {
             .bind(last)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(events.len())
     }
 
@@ -198,7 +198,7 @@ impl Store {
         sqlx::query(
             "UPDATE notify_cursor SET seq = (SELECT seq FROM audit_head WHERE id = 1) WHERE id = 1",
         )
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -242,7 +242,7 @@ impl Store {
                 insert(&mut tx, &d, now).await?;
             }
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(noticed)
     }
 
@@ -251,7 +251,7 @@ impl Store {
     pub async fn enqueue_delivery(&self, d: &NewDelivery) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         let queued = insert(&mut tx, d, Utc::now()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(queued)
     }
 
@@ -282,7 +282,7 @@ impl Store {
             .bind(DeliveryState::Pending.as_str())
             .bind(millis(now))
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.writer())
             .await?;
         rows.iter().map(delivery_from_row).collect()
     }
@@ -316,7 +316,7 @@ impl Store {
         .bind(millis(now))
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -350,7 +350,7 @@ impl Store {
             q = q.bind(r.clone());
         }
         q = q.bind(f.limit.unwrap_or(200).clamp(1, 5000));
-        q.fetch_all(&self.pool)
+        q.fetch_all(&self.reader)
             .await?
             .iter()
             .map(delivery_from_row)
@@ -371,7 +371,7 @@ impl Store {
         .bind(request_id)
         .bind(channel)
         .bind(ts)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -383,7 +383,7 @@ impl Store {
     ) -> Result<Option<(String, String)>, StoreError> {
         let row = sqlx::query("SELECT channel, ts FROM slack_messages WHERE request_id = $1")
             .bind(request_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }

@@ -8,6 +8,9 @@ pub enum StoreError {
     Migrate(String),
     #[error("request {0} was changed by someone else at the same time; retry")]
     Conflict(String),
+    /// A lease or lock that a step needed is held by another live operation.
+    #[error("{0} is being worked on by another operation; retry in a moment")]
+    Busy(String),
     #[error("`{0}` has already recorded a decision on this request")]
     AlreadyDecided(String),
     #[error("stored data is corrupt: {0}")]

@@ -23,7 +23,7 @@ pub use certificates::CertificateRecord;
 pub use deliveries::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use error::StoreError;
 pub use locks::{LocksOn, PrincipalLock};
-pub use requests::RequestFilter;
+pub use requests::{Hold, RequestFilter, Step};
 pub use sessions::{LoginFlow, SessionRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,16 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Writes, and reads inside a write transaction. On SQLite: its one writer connection.
     pool: AnyPool,
+    /// Plain reads. On SQLite: separate read-only connections, which WAL lets read while the
+    /// writer commits, so a status read never queues behind another request's fsync; each read
+    /// sees every transaction committed before it began. On PostgreSQL: the same pool.
+    reader: AnyPool,
     backend: Backend,
+    /// Write transactions committed (explicit, or one statement on its own), for
+    /// [`Store::commits`].
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -85,7 +93,32 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Self { pool, backend })
+        // An in-memory database is private to its connection: it has only the writer.
+        let reader = match backend {
+            Backend::Sqlite if url.contains(":memory:") => pool.clone(),
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(
+                    AnyConnectOptions::from_str(&url)
+                        .map_err(|e| StoreError::Config(e.to_string()))?,
+                )
+                .await
+                .map_err(|e| StoreError::Connect(redact(&e.to_string())))?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Self {
+            pool,
+            reader,
+            backend,
+            commits: Default::default(),
+        })
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
@@ -125,8 +158,32 @@ impl Store {
             return Ok(false);
         }
         audit::append(&mut tx, self.backend, audit, chrono::Utc::now()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
+    }
+
+    /// How many write transactions this store has committed so far: each is one durable write
+    /// (an fsync on SQLite), so the count per operation is what bounds throughput. Benchmarks
+    /// and a regression test read it.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        tx.commit().await?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The pool for a write that is its own transaction; counted as one commit.
+    pub(crate) fn writer(&self) -> &AnyPool {
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.pool
     }
 
     pub fn backend(&self) -> Backend {

@@ -34,7 +34,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         append(&mut tx, self.backend, audit, Utc::now()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -54,7 +54,7 @@ impl Store {
 
     pub async fn locks(&self) -> Result<Vec<PrincipalLock>, StoreError> {
         let rows = sqlx::query("SELECT principal, reason, locked_by, locked_at FROM principal_locks ORDER BY principal")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|r| {

@@ -66,7 +66,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         append(&mut tx, self.backend, audit, Utc::now()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -82,7 +82,7 @@ impl Store {
         )
         .bind(id_hash)
         .bind(millis(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         let Some(r) = row else { return Ok(None) };
         let groups: String = r.try_get(2)?;
@@ -121,7 +121,7 @@ impl Store {
         if principal != "*" {
             return Ok(sqlx::query("DELETE FROM sessions WHERE principal = $1")
                 .bind(principal)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?
                 .rows_affected());
         }
@@ -129,7 +129,7 @@ impl Store {
             "SELECT id_hash, principal, roles_json FROM sessions WHERE expires_at > $1",
         )
         .bind(millis(Utc::now()))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         let mut ended = 0;
         for r in &rows {
@@ -141,7 +141,7 @@ impl Store {
             }
             ended += sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                 .bind(r.try_get::<String, _>(0)?)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?
                 .rows_affected();
         }
@@ -152,12 +152,12 @@ impl Store {
     pub async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let a = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(millis(now))
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?
             .rows_affected();
         let b = sqlx::query("DELETE FROM login_flows WHERE expires_at <= $1")
             .bind(millis(now))
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(a + b)
@@ -173,7 +173,7 @@ impl Store {
         .bind(&f.nonce)
         .bind(&f.return_to)
         .bind(millis(f.expires_at))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -189,7 +189,7 @@ impl Store {
         )
         .bind(id_hash)
         .bind(millis(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         let Some(r) = row else { return Ok(None) };
         Ok(Some(LoginFlow {
@@ -206,7 +206,7 @@ impl Store {
     pub async fn take_login_flow(&self, id_hash: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query("DELETE FROM login_flows WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?
             .rows_affected()
             == 1)

@@ -159,6 +159,8 @@ pub async fn broker_with_policy(
         client_ip_header: None,
         requests_per_minute: u32::MAX,
         metrics_token_sha256: None,
+        max_in_flight: max_in_flight(),
+        admission_wait: Duration::from_millis(100),
     };
     Arc::new(Broker::new(
         store,
@@ -168,4 +170,12 @@ pub async fn broker_with_policy(
         principals,
         settings,
     ))
+}
+
+/// `BENCH_MAX_IN_FLIGHT`, else the server's default.
+fn max_in_flight() -> usize {
+    std::env::var("BENCH_MAX_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
 }

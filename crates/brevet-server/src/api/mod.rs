@@ -1,5 +1,6 @@
 //! The HTTP JSON API under `/v1`, with its OpenAPI document at `/v1/openapi.json`.
 
+mod admission;
 mod deliveries;
 mod dto;
 mod error;
@@ -188,6 +189,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 pub fn router(state: AppState) -> Router {
+    let admission = Arc::new(admission::Admission::new(state.broker.clone()));
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
@@ -231,6 +233,10 @@ pub fn router(state: AppState) -> Router {
                 "no such route; see /v1/openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

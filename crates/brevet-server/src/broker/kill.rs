@@ -360,10 +360,10 @@ impl Broker {
                         json!({"why": why}),
                     )];
                     let r = self.store.update_request(&r, audit).await?;
-                    self.finish_revocation(r, actor).await
+                    self.finish_revocation(r, actor, None).await
                 }
                 RequestState::Revoking | RequestState::RevokeFailed => {
-                    self.finish_revocation(r, actor).await
+                    self.finish_revocation(r, actor, None).await
                 }
                 // An activation whose process died (its lease ran out): end it and remove
                 // whatever it may have created, rather than let the scheduler finish it.
@@ -404,7 +404,7 @@ impl Broker {
             json!({"error": why, "removal_retried": true}),
         )];
         let r = self.store.update_request(&r, audit).await?;
-        self.finish_revocation(r, actor).await
+        self.finish_revocation(r, actor, None).await
     }
 
     /// Scheduler backstop: no locked principal keeps access, even one whose activation landed

@@ -9,68 +9,17 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{audit_data::event, decide::AccessAsk, Broker, BrokerError, Failpoint};
+use brevet_store::{Hold, Step, StoreError};
 
-/// A binding lock this operation holds or is taking. Released when the work ends; if the
-/// operation is dropped first (a client hung up, a caller's timeout ran out), the release is
-/// spawned from `Drop`, so the next operation on the binding does not wait for the lease to run
-/// out. Each attempt to take the lock runs on its own task, so a dropped caller cannot leave a
-/// half-sent attempt that lands after the release: the release waits for it.
-struct HeldBindingLock {
-    store: brevet_store::Store,
-    key: String,
-    owner: String,
-    in_flight: Option<tokio::task::JoinHandle<Result<bool, brevet_store::StoreError>>>,
-    released: bool,
-}
+use super::{
+    audit_data::event,
+    binding_lock::{busy_binding, wait_for_binding, HeldBindingLock},
+    decide::AccessAsk,
+    Broker, BrokerError, Failpoint,
+};
 
-impl HeldBindingLock {
-    async fn try_take(&mut self, lease: std::time::Duration) -> Result<bool, BrokerError> {
-        let (store, key, owner) = (self.store.clone(), self.key.clone(), self.owner.clone());
-        let attempt = self.in_flight.insert(tokio::spawn(async move {
-            store.lock_binding(&key, &owner, Utc::now(), lease).await
-        }));
-        let taken = attempt.await;
-        self.in_flight = None;
-        match taken {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(BrokerError::Conflict(format!(
-                "taking the lock on {} failed ({e}); retry in a moment",
-                self.key
-            ))),
-        }
-    }
-
-    async fn release(&mut self) {
-        // Marked released only once done: a caller dropped during the release leaves it to Drop.
-        // If it fails, the lock's lease runs out on its own.
-        if let Err(e) = self.store.unlock_binding(&self.key, &self.owner).await {
-            tracing::warn!(error = %e, "could not release binding lock");
-        }
-        self.released = true;
-    }
-}
-
-impl Drop for HeldBindingLock {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let (store, key, owner) = (self.store.clone(), self.key.clone(), self.owner.clone());
-        let in_flight = self.in_flight.take();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Some(attempt) = in_flight {
-                    let _ = attempt.await;
-                }
-                // The owner is this operation's alone: this deletes nothing if it never got it.
-                if let Err(e) = store.unlock_binding(&key, &owner).await {
-                    tracing::warn!(error = %e, "could not release an abandoned binding lock");
-                }
-            });
-        }
-    }
-}
+/// An activation's outcome and, when one was asked for, the credential or why none was issued.
+type IssuedActivation = (Request, Option<Result<Credential, BrokerError>>);
 
 /// An activated grant and its one-time credential.
 pub struct Activated {
@@ -92,38 +41,6 @@ impl Broker {
             Ok(Err(source)) => Err(BrokerError::Provider { provider, source }),
             Err(_) => Err(BrokerError::ProviderTimeout(provider)),
         }
-    }
-
-    /// Runs `work` holding the binding's lock, so provider work on one binding (activation,
-    /// revocation, extension of overlapping grants) never interleaves, across replicas too.
-    pub(crate) async fn with_binding_lock<T>(
-        &self,
-        r: &Request,
-        work: impl Future<Output = Result<T, BrokerError>>,
-    ) -> Result<T, BrokerError> {
-        // One owner per operation, never per request: two operations on one grant (two extension
-        // approvals, say) must not both hold the lock at once.
-        let mut held = HeldBindingLock {
-            store: self.store.clone(),
-            key: r.binding().key(),
-            owner: self.operation_owner(),
-            in_flight: None,
-            released: false,
-        };
-        let deadline = tokio::time::Instant::now() + self.settings.provider_timeout;
-        while !held.try_take(self.settings.lease).await? {
-            if tokio::time::Instant::now() >= deadline {
-                held.released = true;
-                return Err(BrokerError::Conflict(format!(
-                    "another operation on {} is in progress; retry in a moment",
-                    r.binding()
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let out = work.await;
-        held.release().await;
-        out
     }
 
     pub(crate) async fn hang_at(&self, point: Failpoint) {
@@ -162,7 +79,12 @@ impl Broker {
     }
 
     /// Activates an approved request: writes the intent, has the provider create the access with
-    /// the target's own expiry set, records the outcome, and issues the one-time credential.
+    /// the target's own expiry set, issues the one-time credential, and records the outcome.
+    ///
+    /// Two store transactions: the intent (with the request's lease and the binding's lock taken
+    /// in it), and the outcome (with the credential's audit event, both given back in it). The
+    /// credential is issued before the outcome is recorded and returned only once it is, so a
+    /// revocation or kill switch (which wait for the lease) covers whatever was issued.
     pub async fn activate(
         &self,
         caller: &Principal,
@@ -182,88 +104,186 @@ impl Broker {
         };
         // Refuse bad credential input before anything is granted.
         self.check_input(&r, &input).await?;
-        let owner = self.operation_owner();
-        if !self
-            .store
-            .claim(id, &owner, Utc::now(), self.settings.lease)
-            .await?
-        {
-            return Err(BrokerError::Conflict(format!(
-                "request {id} is being processed; retry in a moment"
-            )));
-        }
-        // The credential is issued under the same lease, so a revocation or the kill switch
-        // (which claim the request first) waits for it and then covers it.
-        let result = async {
-            let request = self.activate_claimed(r).await?;
-            let credential = self.issue_covered(&request, &input).await?;
+        async {
+            let (r, expires_at, mut lock) = self.write_intent(r).await?;
+            self.hang_at(Failpoint::AfterIntent).await;
+            let actor = r.requester.to_string();
+            let lease_owner = lock.owner().to_owned();
+            let finished = self
+                .complete_activation_held(
+                    r,
+                    expires_at,
+                    &actor,
+                    &mut lock,
+                    Some((&lease_owner, &input)),
+                )
+                .await;
+            lock.release().await;
+            if finished.is_err() {
+                // Nothing is left for this operation to do; a step that failed before giving the
+                // lease back leaves the grant to the scheduler only if it is mid-activation.
+                let _ = self.store.release(id, &lease_owner).await;
+            }
+            let (request, credential) = finished?;
             Ok(Activated {
                 request,
-                credential,
+                credential: credential
+                    .ok_or_else(|| BrokerError::Conflict("no credential was issued".into()))??,
             })
         }
         .instrument(tracing::info_span!("activate", grant_id = %id))
-        .await;
-        self.store.release(id, &owner).await?;
-        result
+        .await
     }
 
-    async fn activate_claimed(&self, mut r: Request) -> Result<Request, BrokerError> {
-        // Re-read under the lease: the copy we were handed may be stale.
-        if let Some(fresh) = self.store.get_request(r.id).await? {
-            r = fresh;
+    /// The intent, durable before any provider call: the request goes `activating`, its lease
+    /// and its binding's lock are taken, in one transaction. A binding busy with another
+    /// operation is waited for (up to `server.provider_timeout`), with nothing written meanwhile.
+    async fn write_intent(
+        &self,
+        mut r: Request,
+    ) -> Result<(Request, DateTime<Utc>, HeldBindingLock), BrokerError> {
+        let owner = self.operation_owner();
+        let deadline = tokio::time::Instant::now() + self.settings.provider_timeout;
+        loop {
+            let now = Utc::now();
+            let window = r.start_activation(now)?;
+            let audit = vec![event(
+                EventKind::ActivationStarted,
+                r.requester.as_str(),
+                &r,
+                json!({"replica": self.replica}),
+            )];
+            let mut lock = HeldBindingLock::new(self, &r, owner.clone());
+            let wakeup = lock.wakeup();
+            let given_back = wakeup.notified();
+            let (store, lease, step_owner, request) = (
+                self.store.clone(),
+                self.settings.lease,
+                owner.clone(),
+                r.clone(),
+            );
+            let written = lock
+                .write(async move {
+                    let hold = Hold::Take {
+                        owner: &step_owner,
+                        now,
+                        lease,
+                    };
+                    store
+                        .write_step(Step {
+                            request: &request,
+                            lease: hold,
+                            binding_lock: hold,
+                            audit,
+                        })
+                        .await
+                })
+                .await;
+            match written {
+                Ok(stored) => return Ok((stored, window.expires_at, lock)),
+                Err(StoreError::Busy(what)) if what.starts_with("binding") => {
+                    lock.not_taken();
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(busy_binding(&r));
+                    }
+                    wait_for_binding(given_back).await;
+                    r = self.get(r.id).await?;
+                }
+                Err(StoreError::Busy(_)) => {
+                    lock.not_taken();
+                    return Err(BrokerError::Conflict(format!(
+                        "request {} is being processed; retry in a moment",
+                        r.id
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        let window = r.start_activation(Utc::now())?;
-        let actor = r.requester.to_string();
-        let audit = vec![event(
-            EventKind::ActivationStarted,
-            &actor,
-            &r,
-            json!({"replica": self.replica}),
-        )];
-        let r = self.store.update_request(&r, audit).await?;
-        self.hang_at(Failpoint::AfterIntent).await;
-        self.complete_activation(r, window.expires_at, &actor).await
     }
 
-    /// Second half of activation, also used to resume an intent after a crash.
+    /// Second half of activation, used by the scheduler to resume an intent after a crash.
     pub(crate) async fn complete_activation(
         &self,
         r: Request,
         expires_at: DateTime<Utc>,
         actor: &str,
     ) -> Result<Request, BrokerError> {
-        let locked = r.clone();
-        self.with_binding_lock(
-            &locked,
-            self.complete_activation_locked(r, expires_at, actor),
-        )
-        .await
+        let mut lock = self.lock_binding(&r).await?;
+        let out = self
+            .complete_activation_held(r, expires_at, actor, &mut lock, None)
+            .await;
+        lock.release().await;
+        Ok(out?.0)
     }
 
-    async fn complete_activation_locked(
+    /// Has the provider create the access (with the target's expiry covering every holder),
+    /// then records the outcome, giving back the binding's lock in the same transaction. With
+    /// `issue` (the lease owner and the credential input), the credential is issued first and
+    /// audited with the outcome, and the lease is given back there too; a credential that could
+    /// not be issued is returned as the inner error (the grant is active; it can be asked for
+    /// again).
+    async fn complete_activation_held(
         &self,
         mut r: Request,
         expires_at: DateTime<Utc>,
         actor: &str,
-    ) -> Result<Request, BrokerError> {
+        lock: &mut HeldBindingLock,
+        issue: Option<(&str, &CredentialInput)>,
+    ) -> Result<IssuedActivation, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let (holders, latest) = self.holders_expiry(&r).await?;
         let until = latest.map_or(expires_at, |l| l.max(expires_at));
         let binding = r.binding();
+        let lease = issue.map_or(Hold::Keep, |(owner, _)| Hold::Release { owner });
         match self.bounded(&r, provider.ensure(&binding, until)).await {
             Ok(()) => {
                 self.hang_at(Failpoint::AfterProviderGrant).await;
                 r.activation_succeeded()?;
-                let audit = vec![event(
+                let mut audit = vec![event(
                     EventKind::GrantActivated,
                     actor,
                     &r,
                     json!({"target_expiry": until, "shared_with": holders, "provider_calls": provider.take_call_log(&binding)}),
                 )];
-                let stored = self.store.update_request(&r, audit).await?;
+                let mut credential = None;
+                if let Some((_, input)) = issue {
+                    self.hang_at(Failpoint::BeforeIssue).await;
+                    let issued = self
+                        .bounded(&r, provider.issue_credentials(&binding, expires_at, input))
+                        .await;
+                    let calls = provider.take_call_log(&binding);
+                    audit.push(match &issued {
+                        // The secret itself is never stored or logged; only that one was issued.
+                        Ok(c) => event(
+                            EventKind::CredentialsIssued,
+                            r.requester.as_str(),
+                            &r,
+                            json!({"credential_kind": c.kind, "details": c.details, "provider_calls": calls}),
+                        ),
+                        Err(e) => event(
+                            EventKind::CredentialsRefused,
+                            r.requester.as_str(),
+                            &r,
+                            json!({"error": e.to_string(), "provider_calls": calls}),
+                        ),
+                    });
+                    credential = Some(issued);
+                }
+                let stored = match self.write_outcome(&r, lease, lock, audit).await {
+                    Ok(stored) => stored,
+                    Err(BrokerError::Store(StoreError::Conflict(_)))
+                        if matches!(credential, Some(Ok(_))) =>
+                    {
+                        // The grant changed while this held it (its lease ran out under a slow
+                        // provider, and a revocation took it over): what was just minted may not
+                        // be covered by that revocation, so it is revoked here.
+                        let minted = credential.and_then(Result::ok);
+                        return Err(self.revoke_minted(&r, minted, lock).await);
+                    }
+                    Err(e) => return Err(e),
+                };
                 tracing::info!(grant_id = %stored.id, expires_at = %expires_at, "grant active");
-                Ok(stored)
+                Ok((stored, credential))
             }
             Err(e) => {
                 // Undo whatever part was created, unless another grant holds the binding. If the
@@ -294,7 +314,7 @@ impl Broker {
                             &r,
                             json!({"error": e.to_string(), "provider_calls": calls}),
                         )];
-                        self.store.update_request(&r, audit).await?;
+                        self.write_outcome(&r, lease, lock, audit).await?;
                     }
                     Some(undo) => {
                         let why = format!("{e}; removing what it created failed too: {undo}");
@@ -305,13 +325,90 @@ impl Broker {
                             &r,
                             json!({"error": e.to_string(), "rollback_error": undo.to_string(), "removal_retried": true, "next_attempt_at": r.next_attempt_at, "provider_calls": calls}),
                         )];
-                        self.store.update_request(&r, audit).await?;
+                        self.write_outcome(&r, lease, lock, audit).await?;
                         tracing::warn!(grant_id = %r.id, error = %why, "activation abandoned; removal will be retried");
                     }
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Writes an activation's outcome, giving back the binding's lock (and, per `lease`, the
+    /// request's lease) in the same transaction.
+    async fn write_outcome(
+        &self,
+        r: &Request,
+        lease: Hold<'_>,
+        lock: &mut HeldBindingLock,
+        audit: Vec<brevet_audit::AuditDraft>,
+    ) -> Result<Request, BrokerError> {
+        let (store, request, lock_owner) = (self.store.clone(), r.clone(), lock.owner().to_owned());
+        let lease_owner = match lease {
+            Hold::Release { owner } => Some(owner.to_owned()),
+            _ => None,
+        };
+        let stored = lock
+            .write(async move {
+                store
+                    .write_step(Step {
+                        request: &request,
+                        lease: lease_owner
+                            .as_deref()
+                            .map_or(Hold::Keep, |owner| Hold::Release { owner }),
+                        binding_lock: Hold::Release { owner: &lock_owner },
+                        audit,
+                    })
+                    .await
+            })
+            .await?;
+        lock.released_by_step();
+        Ok(stored)
+    }
+
+    /// A credential was minted for a grant that changed meanwhile: revoke what the binding has
+    /// (unless another grant holds it), audit it, and answer with the conflict.
+    async fn revoke_minted(
+        &self,
+        r: &Request,
+        minted: Option<Credential>,
+        lock: &mut HeldBindingLock,
+    ) -> BrokerError {
+        let details = minted.map(|c| c.details);
+        let provider = match self.provider_for(&r.resource) {
+            Ok(p) => p.clone(),
+            Err(e) => return e,
+        };
+        let binding = r.binding();
+        let revoked = async {
+            let (holders, _) = self.holders_expiry(r).await?;
+            if holders.is_empty() {
+                self.bounded(r, provider.revoke(&binding)).await?;
+            }
+            Ok::<_, BrokerError>(())
+        }
+        .await;
+        lock.release().await;
+        let now = match self.get(r.id).await {
+            Ok(now) => now,
+            Err(e) => return e,
+        };
+        let audit = event(
+            EventKind::CredentialsRefused,
+            r.requester.as_str(),
+            r,
+            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "details": details, "provider_calls": provider.take_call_log(&binding)}),
+        );
+        if let Err(e) = self.store.append_audit(vec![audit]).await {
+            return e.into();
+        }
+        if let Err(e) = revoked {
+            return e;
+        }
+        BrokerError::Conflict(format!(
+            "grant {} is {} now; the credential issued meanwhile was revoked",
+            r.id, now.state
+        ))
     }
 
     /// Checks credential input with the provider; a refusal is audited and changes nothing else.
@@ -458,14 +555,15 @@ impl Broker {
     }
 
     /// Ends a grant early: its owner or an admin. Revocation runs now and, if it fails, keeps
-    /// being retried by the scheduler.
+    /// being retried by the scheduler. Three commits: the start (with the request's lease taken
+    /// in it), the binding's lock, and the outcome (giving both back).
     pub async fn revoke(
         &self,
         caller: &Principal,
         id: RequestId,
         reason: Option<String>,
     ) -> Result<Request, BrokerError> {
-        let r = self.get_visible(caller, id).await?;
+        let mut r = self.get_visible(caller, id).await?;
         if r.requester != caller.id && !caller.has_role(Role::Admin) {
             return Err(BrokerError::Forbidden(
                 "only the grant's owner or an admin can revoke it".into(),
@@ -474,87 +572,129 @@ impl Broker {
         // It goes into the audit log, notifications and terminals: plain text, bounded.
         let reason = super::decide::clean(&reason, "reason", 2000)?;
         let owner = self.operation_owner();
-        if !self
-            .store
-            .claim(id, &owner, Utc::now(), self.settings.lease)
-            .await?
-        {
-            return Err(BrokerError::Conflict(format!(
-                "grant {id} is being processed; retry in a moment"
-            )));
-        }
         let reason = reason.unwrap_or_else(|| format!("revoked by {}", caller.id));
         let result = async {
-            let mut r = self.get(id).await?;
-            r.start_revocation(Utc::now(), &reason)?;
+            let now = Utc::now();
+            r.start_revocation(now, &reason)?;
             let audit = vec![event(
                 EventKind::RevocationStarted,
                 caller.id.as_str(),
                 &r,
                 json!({"why": reason}),
             )];
-            let r = self.store.update_request(&r, audit).await?;
-            self.finish_revocation(r, caller.id.as_str()).await
+            let step = Step {
+                request: &r,
+                lease: Hold::Take {
+                    owner: &owner,
+                    now,
+                    lease: self.settings.lease,
+                },
+                binding_lock: Hold::Keep,
+                audit,
+            };
+            let r = match self.store.write_step(step).await {
+                Ok(r) => r,
+                Err(StoreError::Busy(_)) => {
+                    return Err(BrokerError::Conflict(format!(
+                        "grant {id} is being processed; retry in a moment"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.finish_revocation(r, caller.id.as_str(), Some(&owner))
+                .await
         }
         .instrument(tracing::info_span!("revoke", grant_id = %id))
         .await;
-        self.store.release(id, &owner).await?;
+        if result.is_err() {
+            // Given back by the outcome's step when there was one; a no-op if never taken.
+            self.store.release(id, &owner).await?;
+        }
         result
     }
 
     /// Removes the access (unless another grant still holds the binding), reads the target back,
-    /// and records the evidence; on failure records it for a retry with backoff.
+    /// and records the evidence; on failure records it for a retry with backoff. The outcome's
+    /// step gives back the binding's lock and, with `lease_owner`, the request's lease.
     pub(crate) async fn finish_revocation(
         &self,
         mut r: Request,
         actor: &str,
+        lease_owner: Option<&str>,
     ) -> Result<Request, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let binding = r.binding();
         // Under the binding lock: the holder check and the provider work are one step, so an
         // activation or another revocation of the same binding cannot slip in between.
-        let locked = r.clone();
-        let outcome: Result<Evidence, BrokerError> = self.with_binding_lock(&locked, async {
-            let (holders, latest) = self.holders_expiry(&r).await?;
-            if let Some(latest) = latest {
-                // Reference counting: another active grant covers this binding, so the access
-                // stays, with the target's own expiry brought back to that grant's end.
-                self.bounded(&r, provider.ensure(&binding, latest)).await?;
-                return Ok(Evidence {
-                    checked_at: Utc::now(),
-                    observation: json!({"binding_still_held_by": holders, "target_expiry": latest, "access_removed": false}),
-                });
+        let (outcome, mut lock): (Result<Evidence, BrokerError>, _) = match self
+            .lock_binding(&r)
+            .await
+        {
+            Err(e) => (Err(e), None),
+            Ok(lock) => {
+                let outcome = async {
+                        let (holders, latest) = self.holders_expiry(&r).await?;
+                        if let Some(latest) = latest {
+                            // Reference counting: another active grant covers this binding, so
+                            // the access stays, with the target's own expiry brought back to
+                            // that grant's end.
+                            self.bounded(&r, provider.ensure(&binding, latest)).await?;
+                            return Ok(Evidence {
+                                checked_at: Utc::now(),
+                                observation: json!({"binding_still_held_by": holders, "target_expiry": latest, "access_removed": false}),
+                            });
+                        }
+                        self.bounded(&r, provider.revoke(&binding)).await?;
+                        self.bounded(&r, provider.verify_revoked(&binding)).await
+                    }
+                    .await;
+                (outcome, Some(lock))
             }
-            self.bounded(&r, provider.revoke(&binding)).await?;
-            self.bounded(&r, provider.verify_revoked(&binding)).await
-        })
-        .await;
-        match outcome {
+        };
+        let audit = match &outcome {
             Ok(evidence) => {
                 r.revocation_verified(Utc::now(), evidence.clone())?;
-                let audit = vec![event(
+                vec![event(
                     EventKind::GrantRevoked,
                     actor,
                     &r,
                     json!({"evidence": evidence, "provider_calls": provider.take_call_log(&binding)}),
-                )];
-                let stored = self.store.update_request(&r, audit).await?;
-                tracing::info!(grant_id = %stored.id, "grant revoked and verified");
-                Ok(stored)
+                )]
             }
             Err(e) => {
                 r.revocation_failed(Utc::now(), e.to_string(), rand::random::<f64>())?;
-                let audit = vec![event(
+                vec![event(
                     EventKind::RevocationFailed,
                     actor,
                     &r,
                     json!({"error": e.to_string(), "attempts": r.attempts, "next_attempt_at": r.next_attempt_at, "provider_calls": provider.take_call_log(&binding)}),
-                )];
-                let stored = self.store.update_request(&r, audit).await?;
-                tracing::warn!(grant_id = %stored.id, attempts = stored.attempts, error = %e, "revocation failed; will retry");
-                Ok(stored)
+                )]
+            }
+        };
+        let lease = lease_owner.map_or(Hold::Keep, |owner| Hold::Release { owner });
+        let stored = match lock.as_mut() {
+            Some(lock) => self.write_outcome(&r, lease, lock, audit).await?,
+            None => {
+                self.store
+                    .write_step(Step {
+                        request: &r,
+                        lease,
+                        binding_lock: Hold::Keep,
+                        audit,
+                    })
+                    .await?
+            }
+        };
+        if let Some(mut lock) = lock {
+            lock.release().await;
+        }
+        match outcome {
+            Ok(_) => tracing::info!(grant_id = %stored.id, "grant revoked and verified"),
+            Err(e) => {
+                tracing::warn!(grant_id = %stored.id, attempts = stored.attempts, error = %e, "revocation failed; will retry")
             }
         }
+        Ok(stored)
     }
 
     /// Asks to lengthen an active grant. The extension passes policy again (as an extension) and

@@ -2,6 +2,7 @@
 //! intents and outcomes to the store (with their audit events, atomically) and calls providers.
 
 mod audit_data;
+mod binding_lock;
 mod decide;
 mod kill;
 mod lifecycle;
@@ -110,6 +111,10 @@ pub struct Broker {
     pub(crate) request_limiter: crate::limits::WindowLimiter<PrincipalId>,
     /// SSH providers by name, for serving their CA public key and KRL.
     pub(crate) ssh: BTreeMap<ProviderName, Arc<brevet_providers::ssh::SshProvider>>,
+    /// Wakes operations waiting for a binding's lock when this process gives one back.
+    pub(crate) binding_wakeups: binding_lock::Wakeups,
+    /// API requests refused with 503 because the server was at capacity (for `/metrics`).
+    pub(crate) requests_shed: std::sync::atomic::AtomicU64,
 }
 
 impl Broker {
@@ -134,6 +139,8 @@ impl Broker {
             principals: principals.into_iter().map(|p| (p.id.clone(), p)).collect(),
             settings,
             replica: format!("replica-{}", uuid::Uuid::new_v4()),
+            binding_wakeups: binding_lock::Wakeups::default(),
+            requests_shed: Default::default(),
             failpoint: Failpoint::from_env(),
             failpoint_while: std::env::var_os("BREVET_FAILPOINT_WHILE").map(Into::into),
             heartbeat: Heartbeat::new(),

@@ -86,10 +86,10 @@ impl Broker {
                     json!({"why": "expired"}),
                 )];
                 let r = self.store.update_request(&r, audit).await?;
-                self.finish_revocation(r, "system").await?;
+                self.finish_revocation(r, "system", None).await?;
             }
             RequestState::Revoking | RequestState::RevokeFailed => {
-                self.finish_revocation(r, "system").await?;
+                self.finish_revocation(r, "system", None).await?;
             }
             RequestState::Denied
             | RequestState::Expired

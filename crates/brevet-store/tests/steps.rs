@@ -1,0 +1,188 @@
+//! Lifecycle steps on both real backends: a step takes or gives back the request's lease and
+//! its binding's lock in the same transaction as its write — one commit — and writes nothing
+//! when a hold it needs is another operation's; the reference count (`holders`) counts only
+//! grants whose access is in place.
+
+use std::time::Duration;
+
+use brevet_audit::{AuditDraft, EventKind};
+use brevet_core::{
+    GrantDuration, NewRequest, PrincipalId, ProfileName, Request, RequestKind, RequestState,
+    ResourceId,
+};
+use brevet_store::{Hold, Step, Store, StoreError};
+use brevet_testkit::TestDb;
+use chrono::Utc;
+
+fn approved(who: &str) -> Request {
+    Request::new(
+        NewRequest {
+            kind: RequestKind::Access,
+            requester: PrincipalId::parse(who).unwrap(),
+            resource: ResourceId::parse("postgres:orders").unwrap(),
+            profile: ProfileName::parse("db.read").unwrap(),
+            duration: GrantDuration::parse("1h").unwrap(),
+            reason: Some("r".into()),
+            ticket: None,
+            approvals_required: 0,
+            policy_rule: "p".into(),
+            max_extensions: 0,
+            approve_within: Duration::from_secs(60),
+            activate_within: Duration::from_secs(60),
+        },
+        Utc::now(),
+    )
+}
+
+fn audit(r: &Request) -> Vec<AuditDraft> {
+    vec![AuditDraft::new(
+        EventKind::ActivationStarted,
+        "test",
+        Some(r.id.to_string()),
+        serde_json::json!({}),
+    )]
+}
+
+async fn steps(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let a = store
+        .insert_request(&approved("alice"), vec![])
+        .await
+        .unwrap();
+    let b = store
+        .insert_request(&approved("alice"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(a.binding().key(), b.binding().key(), "one binding");
+
+    // The intent: lease and binding lock taken with the write, in one commit.
+    let mut ra = a.clone();
+    ra.start_activation(Utc::now()).unwrap();
+    let take = |owner| Hold::Take {
+        owner,
+        now: Utc::now(),
+        lease,
+    };
+    let before = store.commits();
+    let ra = store
+        .write_step(Step {
+            request: &ra,
+            lease: take("op-a"),
+            binding_lock: take("op-a"),
+            audit: audit(&ra),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.commits() - before, 1, "one commit for the whole step");
+
+    // Another operation on the same binding is refused while op-a holds it: nothing written.
+    let events = store.audit_head().await.unwrap().0;
+    let mut rb = b.clone();
+    rb.start_activation(Utc::now()).unwrap();
+    let busy = store
+        .write_step(Step {
+            request: &rb,
+            lease: take("op-b"),
+            binding_lock: take("op-b"),
+            audit: audit(&rb),
+        })
+        .await;
+    assert!(
+        matches!(&busy, Err(StoreError::Busy(what)) if what.starts_with("binding")),
+        "{busy:?}"
+    );
+    let still = store.get_request(b.id).await.unwrap().unwrap();
+    assert_eq!(still.state, RequestState::Approved, "nothing written");
+    assert_eq!(
+        store.audit_head().await.unwrap().0,
+        events,
+        "nothing audited"
+    );
+    assert!(
+        store.claim(b.id, "op-b", Utc::now(), lease).await.unwrap(),
+        "B's lease was not taken either"
+    );
+    store.release(b.id, "op-b").await.unwrap();
+
+    // The request's own lease, too: a second operation on A is refused.
+    let mut again = ra.clone();
+    again.reason = Some("other".into());
+    let busy = store
+        .write_step(Step {
+            request: &again,
+            lease: take("op-z"),
+            binding_lock: Hold::Keep,
+            audit: vec![],
+        })
+        .await;
+    assert!(
+        matches!(&busy, Err(StoreError::Busy(what)) if what.starts_with("request")),
+        "{busy:?}"
+    );
+
+    // An activating grant is no holder: its access may not be in place.
+    assert!(store
+        .holders(&b.binding().key(), b.id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The outcome gives both back: B can now take the binding.
+    let mut done = ra.clone();
+    done.activation_succeeded().unwrap();
+    let done = store
+        .write_step(Step {
+            request: &done,
+            lease: Hold::Release { owner: "op-a" },
+            binding_lock: Hold::Release { owner: "op-a" },
+            audit: audit(&done),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .holders(&b.binding().key(), b.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>(),
+        vec![done.id],
+        "an active grant is a holder"
+    );
+    let rb = store
+        .write_step(Step {
+            request: &rb,
+            lease: take("op-b"),
+            binding_lock: take("op-b"),
+            audit: audit(&rb),
+        })
+        .await
+        .unwrap();
+
+    // A stale copy is refused as a conflict, and changes nothing.
+    let stale = store.write_step(Step {
+        request: &b,
+        lease: Hold::Keep,
+        binding_lock: Hold::Keep,
+        audit: vec![],
+    });
+    assert!(matches!(stale.await, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        store.get_request(b.id).await.unwrap().unwrap().version,
+        rb.version
+    );
+}
+
+#[tokio::test]
+async fn sqlite_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    steps(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn postgres_steps() {
+    let db = TestDb::create("brevet_store_steps");
+    steps(&db.url).await;
+}
