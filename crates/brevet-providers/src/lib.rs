@@ -8,6 +8,8 @@ pub mod aws;
 pub mod postgres;
 mod secret;
 pub mod ssh;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 use async_trait::async_trait;
 use brevet_core::{Binding, Evidence, ProfileName};

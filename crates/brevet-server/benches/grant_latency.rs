@@ -6,7 +6,9 @@
 //! so a slow server cannot hide its queueing delay (no coordinated omission).
 //!
 //! `cargo bench -p brevet-server --bench grant_latency`; knobs: BENCH_RATE (ops/s, default 50),
-//! BENCH_SECONDS (default 10); PostgreSQL runs when BREVET_TEST_PG_URL is set.
+//! BENCH_SECONDS (default 10), BENCH_USERS (default 2000), BENCH_MAX_IN_FLIGHT (default 64);
+//! PostgreSQL runs when BREVET_TEST_PG_URL is set. Besides latency it prints the store commits
+//! per grant, and the requests refused with 503 when the offered rate is past capacity.
 
 mod support;
 
@@ -17,7 +19,17 @@ use brevet_server::{
     auth::TokenAuthenticator,
 };
 
-const USERS: usize = 2000;
+/// Principals the load rotates over (`BENCH_USERS`, default 2,000): each one's grants share a
+/// binding, so fewer of them means more operations contending for one binding's lock.
+fn users() -> usize {
+    static USERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *USERS.get_or_init(|| {
+        std::env::var("BENCH_USERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000)
+    })
+}
 
 async fn start(
     store_url: &str,
@@ -27,7 +39,7 @@ async fn start(
     std::sync::Arc<brevet_server::Broker>,
 ) {
     // Many principals, so overlapping-grant bookkeeping is realistic rather than one hot binding.
-    let principals = support::principals(USERS);
+    let principals = support::principals(users());
     let auth = std::sync::Arc::new(TokenAuthenticator::new(&principals));
     let broker = support::broker(store_url, 1, principals).await;
     let anchor = std::sync::Arc::new(
@@ -69,7 +81,7 @@ enum Outcome {
 }
 
 async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<Outcome, String> {
-    let token = format!("token-{}", i % USERS);
+    let token = format!("token-{}", i % users());
     let resp = http
         .post(format!("{url}/v1/requests"))
         .bearer_auth(&token)

@@ -16,8 +16,19 @@ use std::{
 use rand::Rng;
 use serde_json::Value;
 
+mod moto;
 mod oidc;
+pub use moto::*;
 pub use oidc::*;
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 pub fn pg_admin_url() -> String {
     std::env::var("BREVET_TEST_PG_URL").unwrap_or_else(|_| {

@@ -1001,6 +1001,29 @@ impl Provider for AwsProvider {
             )));
         }
         let pseudo = Self::reconciler_binding(&self.name)?;
+        // Read back before deleting: the name alone is not proof (a role someone made with the
+        // same shape), only Brevet's description on it is. Absent is success.
+        let r = self.iam.get_role().role_name(&owned.native_id).send().await;
+        self.logged(&pseudo, "GetRole", &r);
+        match r {
+            Ok(out) => {
+                let marked = out
+                    .role()
+                    .and_then(|r| r.description())
+                    .is_some_and(|d| d.starts_with(ROLE_DESCRIPTION));
+                if !marked {
+                    let _ = self.take_call_log(&pseudo);
+                    return Err(ProviderError::Config(format!(
+                        "refusing to delete `{}`: it does not carry Brevet's `{ROLE_DESCRIPTION}…` description",
+                        owned.native_id
+                    )));
+                }
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) => {}
+            Err(e) => return Err(sdk_err("GetRole", &e)),
+        }
         self.delete_role(&pseudo, &owned.native_id).await?;
         if self.role_exists(&pseudo, &owned.native_id).await? {
             return Err(ProviderError::StillPresent(owned.native_id.clone()));

@@ -39,6 +39,13 @@ pub struct PostgresProvider {
     cleanups: Mutex<HashMap<String, Option<Cleanup>>>,
 }
 
+/// A `CREATE ROLE` that lost a race: PostgreSQL says `duplicate_object` (42710) when the role
+/// existed before the statement, and `unique_violation` (23505) on its catalog when another
+/// session created it at the same moment.
+fn already_exists(e: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(e.code().as_deref(), Some("42710") | Some("23505"))
+}
+
 fn target_err(e: sqlx::Error) -> ProviderError {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
@@ -265,17 +272,9 @@ fn valid_until(t: DateTime<Utc>) -> String {
     quote_literal(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
-#[async_trait]
-impl Provider for PostgresProvider {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn profiles(&self) -> Vec<ProfileName> {
-        self.config.profiles.keys().cloned().collect()
-    }
-
-    async fn ensure(
+impl PostgresProvider {
+    /// One attempt of [`Provider::ensure`].
+    async fn ensure_once(
         &self,
         binding: &Binding,
         expires_at: DateTime<Utc>,
@@ -311,7 +310,7 @@ impl Provider for PostgresProvider {
             match sqlx::raw_sql(&sql).execute(&cluster).await {
                 Ok(_) => {}
                 // Another attempt created it in between: fine, ensure is idempotent.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => {
+                Err(sqlx::Error::Database(e)) if already_exists(e.as_ref()) => {
                     sqlx::raw_sql(&update)
                         .execute(&cluster)
                         .await
@@ -330,6 +329,40 @@ impl Provider for PostgresProvider {
             .await
             .map_err(target_err)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for PostgresProvider {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn profiles(&self) -> Vec<ProfileName> {
+        self.config.profiles.keys().cloned().collect()
+    }
+
+    async fn ensure(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
+        // Two sessions changing the same role or object's grants at once make PostgreSQL fail
+        // one with "tuple concurrently updated"; every statement here is idempotent, so the
+        // loser tries again.
+        let mut attempt = 0;
+        loop {
+            match self.ensure_once(binding, expires_at).await {
+                Err(ProviderError::Target(m))
+                    if m.contains("tuple concurrently updated") && attempt < 5 =>
+                {
+                    attempt += 1;
+                    let jitter = rand::random::<u64>() % 50;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt + jitter)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn issue_credentials(
@@ -424,6 +457,23 @@ impl Provider for PostgresProvider {
                 "refusing to drop `{}`: it is not named like a Brevet grant role ({}<20 hex digits>)",
                 owned.native_id, self.config.role_prefix
             )));
+        }
+        // Read back before dropping: what the caller says is not proof, the role's own comment
+        // is (a role someone made with the same name shape has none). Absent is success.
+        let comment: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(&owned.native_id)
+        .fetch_optional(&self.pool(None))
+        .await
+        .map_err(target_err)?;
+        if let Some(comment) = comment {
+            if comment.as_deref() != Some(&format!("{COMMENT_PREFIX}{key}")) {
+                return Err(ProviderError::Config(format!(
+                    "refusing to drop `{}`: it does not carry Brevet's comment for {key}",
+                    owned.native_id
+                )));
+            }
         }
         // The database its privileges live in, when the binding names a configured resource.
         let database = key

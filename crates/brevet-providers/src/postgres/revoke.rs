@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use sqlx::{PgPool, Row};
 
 use super::{
+    already_exists,
     config::{quote_ident, OnRevokeObjects},
     target_err, PostgresProvider,
 };
@@ -325,7 +326,7 @@ impl PostgresProvider {
             match sqlx::raw_sql(&create).execute(&cluster).await {
                 Ok(_) => {}
                 // Made by a concurrent revocation in between: fine.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => {}
+                Err(sqlx::Error::Database(e)) if already_exists(e.as_ref()) => {}
                 Err(e) => return Err(target_err(e)),
             }
         }

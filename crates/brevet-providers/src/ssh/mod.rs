@@ -489,76 +489,13 @@ impl Provider for SshProvider {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use brevet_core::{PrincipalId, ResourceId};
     use ssh_key::PrivateKey;
 
     use super::*;
+    use crate::testing::MemoryLedger;
 
-    /// A ledger that keeps what it is told, in memory, with the store's semantics.
-    #[derive(Default)]
-    struct MemLedger(Mutex<Vec<IssuedCertificate>>);
-
-    #[async_trait]
-    impl CertificateLedger for MemLedger {
-        async fn record(&self, c: &IssuedCertificate) -> Result<(), ProviderError> {
-            self.0.lock().unwrap().push(c.clone());
-            Ok(())
-        }
-        async fn revoke_binding(
-            &self,
-            _: &str,
-            key: &str,
-            at: DateTime<Utc>,
-        ) -> Result<(), ProviderError> {
-            for c in self.0.lock().unwrap().iter_mut() {
-                if c.binding_key == key && c.revoked_at.is_none() {
-                    c.revoked_at = Some(at);
-                }
-            }
-            Ok(())
-        }
-        async fn revoke_serial(
-            &self,
-            _: &str,
-            serial: u64,
-            at: DateTime<Utc>,
-        ) -> Result<(), ProviderError> {
-            for c in self.0.lock().unwrap().iter_mut() {
-                if c.serial == serial && c.revoked_at.is_none() {
-                    c.revoked_at = Some(at);
-                }
-            }
-            Ok(())
-        }
-        async fn unexpired(
-            &self,
-            _: &str,
-            now: DateTime<Utc>,
-        ) -> Result<Vec<IssuedCertificate>, ProviderError> {
-            let all = self.0.lock().unwrap();
-            Ok(all
-                .iter()
-                .filter(|c| c.valid_before > now)
-                .cloned()
-                .collect())
-        }
-        async fn of_binding(
-            &self,
-            _: &str,
-            key: &str,
-        ) -> Result<Vec<IssuedCertificate>, ProviderError> {
-            let all = self.0.lock().unwrap();
-            Ok(all
-                .iter()
-                .filter(|c| c.binding_key == key)
-                .cloned()
-                .collect())
-        }
-    }
-
-    fn provider(margin: Duration) -> (SshProvider, Arc<MemLedger>) {
+    fn provider(margin: Duration) -> (SshProvider, Arc<MemoryLedger>) {
         let ca = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).unwrap();
         let profile = ProfileName::parse("ssh.login").unwrap();
         let config = SshConfig {
@@ -586,7 +523,7 @@ mod tests {
                 },
             )]),
         };
-        let ledger = Arc::new(MemLedger::default());
+        let ledger = Arc::new(MemoryLedger::default());
         (SshProvider::new("ssh", config, ca, ledger.clone()), ledger)
     }
 
@@ -653,7 +590,7 @@ mod tests {
                 .unwrap();
             p.revoke(&binding()).await.unwrap();
             // Its validity ended a minute ago (by Brevet's clock).
-            for cert in ledger.0.lock().unwrap().iter_mut() {
+            for cert in ledger.records().iter_mut() {
                 cert.valid_before = Utc::now() - chrono::Duration::minutes(1);
             }
             let serials = krl_serials(&p).await;

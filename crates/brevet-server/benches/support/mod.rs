@@ -2,90 +2,18 @@
 //! answers at once, so numbers show Brevet's own cost) and a broker built around it.
 #![allow(dead_code)]
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
-use brevet_core::{Binding, Evidence, ProfileName, ProviderName, ResourceId};
-use brevet_providers::{
-    Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText,
-};
+use brevet_core::{ProviderName, ResourceId};
+use brevet_providers::Provider;
 use brevet_server::{
     config::{PrincipalConfig, ResourceConfig, ServerSettings},
     Broker,
 };
-use chrono::{DateTime, Utc};
 
-/// Keeps bindings in memory; behaves like a target that always answers at once.
-#[derive(Default)]
-pub struct InMemoryProvider {
-    bindings: Mutex<HashMap<String, DateTime<Utc>>>,
-}
-
-#[async_trait]
-impl Provider for InMemoryProvider {
-    fn kind(&self) -> &'static str {
-        "memory"
-    }
-    fn profiles(&self) -> Vec<ProfileName> {
-        vec![ProfileName::parse("db.read").unwrap()]
-    }
-    async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
-        self.bindings.lock().unwrap().insert(b.key(), until);
-        Ok(())
-    }
-    async fn issue_credentials(
-        &self,
-        _: &Binding,
-        until: DateTime<Utc>,
-        _: &CredentialInput,
-    ) -> Result<Credential, ProviderError> {
-        Ok(Credential {
-            kind: "memory",
-            secret: SecretText::new("x".into()),
-            details: serde_json::json!({}),
-            expires_at: until,
-        })
-    }
-    async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
-        self.bindings.lock().unwrap().remove(&b.key());
-        Ok(())
-    }
-    async fn verify_revoked(&self, b: &Binding) -> Result<Evidence, ProviderError> {
-        if self.bindings.lock().unwrap().contains_key(&b.key()) {
-            return Err(ProviderError::StillPresent(b.key()));
-        }
-        Ok(Evidence {
-            checked_at: Utc::now(),
-            observation: serde_json::json!({"absent": true}),
-        })
-    }
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
-        Ok(self
-            .bindings
-            .lock()
-            .unwrap()
-            .keys()
-            .map(|k| OwnedAccess {
-                native_id: k.clone(),
-                binding_key: Some(k.clone()),
-            })
-            .collect())
-    }
-    async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
-        self.bindings.lock().unwrap().remove(&o.native_id);
-        Ok(Evidence {
-            checked_at: Utc::now(),
-            observation: serde_json::json!({}),
-        })
-    }
-    async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
-        Ok(0)
-    }
-}
+/// The providers crate's in-memory provider: a target that answers at once, so numbers show
+/// Brevet's own cost. It passes the provider conformance suite.
+pub use brevet_providers::testing::InMemoryProvider;
 
 pub const POLICY: &str = r#"@id("auto") @approvals("0") @max_duration("1h")
 permit (principal, action == Action::"request", resource) when { context.profile == "db.read" };"#;

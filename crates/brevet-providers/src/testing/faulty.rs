@@ -1,0 +1,203 @@
+//! A wrapper that injects faults into any provider: chosen operations fail (as an unreachable
+//! target, or a refusal), are slowed down, or hang until the caller gives up — always, or at a
+//! chosen fraction of calls (seeded, so a failing run can be repeated). Calls not faulted go to
+//! the wrapped provider unchanged.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use brevet_core::{Binding, Evidence, ProfileName};
+use chrono::{DateTime, Utc};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError};
+
+/// A provider operation that can be faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Ensure,
+    Issue,
+    Revoke,
+    Verify,
+    ListOwned,
+    RemoveOwned,
+    TerminateSessions,
+}
+
+/// What happens to a faulted call.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Fails as if the target could not be reached (retryable).
+    Unreachable,
+    /// Fails as if the target refused.
+    Refused,
+    /// Answers after this long (then as the wrapped provider does).
+    Slow(Duration),
+    /// Never answers: only the caller's timeout ends it.
+    Hang,
+}
+
+struct Rule {
+    fault: Fault,
+    /// Fraction of calls faulted (1.0: every one).
+    rate: f64,
+}
+
+pub struct FaultyProvider {
+    inner: Arc<dyn Provider>,
+    rules: Mutex<HashMap<Op, Rule>>,
+    rng: Mutex<StdRng>,
+    faulted: Mutex<HashMap<Op, u64>>,
+}
+
+impl FaultyProvider {
+    /// Wraps `inner`; `seed` makes the choice of faulted calls repeatable.
+    pub fn new(inner: Arc<dyn Provider>, seed: u64) -> Self {
+        Self {
+            inner,
+            rules: Mutex::default(),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            faulted: Mutex::default(),
+        }
+    }
+
+    /// Faults `rate` (0..=1) of the calls to `op` from now on.
+    pub fn set(&self, op: Op, fault: Fault, rate: f64) {
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(op, Rule { fault, rate });
+    }
+
+    /// Stops faulting `op`.
+    pub fn clear(&self, op: Op) {
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&op);
+    }
+
+    /// How many calls to `op` were faulted so far.
+    pub fn faulted(&self, op: Op) -> u64 {
+        *self
+            .faulted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&op)
+            .unwrap_or(&0)
+    }
+
+    /// Applies the rule for `op`, if any: an error to return instead of calling through, or
+    /// `None` (after any delay) to call through.
+    async fn fault(&self, op: Op) -> Option<ProviderError> {
+        let fault = {
+            let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+            let rule = rules.get(&op)?;
+            let hit = self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .gen_bool(rule.rate.clamp(0.0, 1.0));
+            if !hit {
+                return None;
+            }
+            rule.fault.clone()
+        };
+        *self
+            .faulted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(op)
+            .or_default() += 1;
+        match fault {
+            Fault::Unreachable => Some(ProviderError::Unreachable(format!(
+                "injected fault: {op:?} could not reach the target"
+            ))),
+            Fault::Refused => Some(ProviderError::Target(format!(
+                "injected fault: the target refused {op:?}"
+            ))),
+            Fault::Slow(d) => {
+                tokio::time::sleep(d).await;
+                None
+            }
+            Fault::Hang => {
+                std::future::pending::<()>().await;
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for FaultyProvider {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn profiles(&self) -> Vec<ProfileName> {
+        self.inner.profiles()
+    }
+    fn max_grant_duration(&self, profile: &ProfileName) -> Option<Duration> {
+        self.inner.max_grant_duration(profile)
+    }
+    fn check_credential_input(
+        &self,
+        b: &Binding,
+        input: &CredentialInput,
+    ) -> Result<(), ProviderError> {
+        self.inner.check_credential_input(b, input)
+    }
+    async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
+        match self.fault(Op::Ensure).await {
+            Some(e) => Err(e),
+            None => self.inner.ensure(b, until).await,
+        }
+    }
+    async fn issue_credentials(
+        &self,
+        b: &Binding,
+        until: DateTime<Utc>,
+        input: &CredentialInput,
+    ) -> Result<Credential, ProviderError> {
+        match self.fault(Op::Issue).await {
+            Some(e) => Err(e),
+            None => self.inner.issue_credentials(b, until, input).await,
+        }
+    }
+    async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
+        match self.fault(Op::Revoke).await {
+            Some(e) => Err(e),
+            None => self.inner.revoke(b).await,
+        }
+    }
+    async fn verify_revoked(&self, b: &Binding) -> Result<Evidence, ProviderError> {
+        match self.fault(Op::Verify).await {
+            Some(e) => Err(e),
+            None => self.inner.verify_revoked(b).await,
+        }
+    }
+    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+        match self.fault(Op::ListOwned).await {
+            Some(e) => Err(e),
+            None => self.inner.list_owned().await,
+        }
+    }
+    async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
+        match self.fault(Op::RemoveOwned).await {
+            Some(e) => Err(e),
+            None => self.inner.remove_owned(o).await,
+        }
+    }
+    async fn terminate_sessions(&self, b: &Binding) -> Result<u64, ProviderError> {
+        match self.fault(Op::TerminateSessions).await {
+            Some(e) => Err(e),
+            None => self.inner.terminate_sessions(b).await,
+        }
+    }
+    fn take_call_log(&self, b: &Binding) -> Vec<serde_json::Value> {
+        self.inner.take_call_log(b)
+    }
+}
