@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::Arc};
 use async_trait::async_trait;
 use brevet_core::{Binding, PrincipalId, ProfileName, ResourceId};
 use brevet_providers::{
-    testing::conformance::{run, Fixture, Inspector},
+    testing::conformance::{run, Fixture, Inspector, Report},
     Credential, CredentialInput, SecretText,
 };
 use chrono::{DateTime, TimeZone, Utc};
@@ -64,7 +64,11 @@ mod postgres {
         async fn present(&self, b: &Binding, _: Option<&Credential>) -> bool {
             self.role_of(b).is_some()
         }
-        async fn enforced_expiry(&self, b: &Binding) -> Option<DateTime<Utc>> {
+        async fn enforced_expiry(
+            &self,
+            b: &Binding,
+            _: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
             let (_, until) = self.role_of(b)?;
             Utc.timestamp_opt(until?, 0).single()
         }
@@ -99,7 +103,8 @@ mod postgres {
     /// checked there).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_passes_the_conformance_suite() {
-        postgres_conformance(&pg_admin_url()).await;
+        let report = postgres_conformance(&pg_admin_url()).await;
+        assert!(report.expiry_checked);
     }
 
     /// On the PostgreSQL 16 cluster `scripts/test` starts with SCRAM password authentication for
@@ -116,10 +121,14 @@ mod postgres {
             );
             return;
         };
-        postgres_conformance(&cluster).await;
+        let report = postgres_conformance(&cluster).await;
+        assert!(
+            report.credentials_checked,
+            "on a cluster that checks passwords the credential checks must run: {report:?}"
+        );
     }
 
-    async fn postgres_conformance(cluster: &str) {
+    async fn postgres_conformance(cluster: &str) -> Report {
         let cluster = cluster.to_owned();
         let target = TestDb::create_on(&cluster, "brevet_conformance");
         psql(
@@ -152,7 +161,7 @@ mod postgres {
             cluster: cluster.clone(),
             prefix: prefix.clone(),
         });
-        run(
+        let report = run(
             Arc::new(provider),
             catalog.clone(),
             Fixture {
@@ -169,6 +178,7 @@ mod postgres {
             &format!("DROP ROLE IF EXISTS {prefix}0123456789abcdef0123"),
         );
         drop(admin);
+        report
     }
 }
 
@@ -237,16 +247,13 @@ mod ssh {
                 !self.revoked(c) && self.valid_before(c).is_some_and(|t| t > Utc::now())
             })
         }
-        async fn enforced_expiry(&self, b: &Binding) -> Option<DateTime<Utc>> {
-            // The latest certificate's end, as sshd reads it.
-            let newest = self
-                .ledger
-                .records()
-                .iter()
-                .filter(|r| r.binding_key == b.key())
-                .map(|r| r.valid_before)
-                .max();
-            newest.map(|t| t.trunc_subsecs_to_seconds())
+        async fn enforced_expiry(
+            &self,
+            _: &Binding,
+            c: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
+            // The certificate's end, as OpenSSH reads it.
+            self.valid_before(c?)
         }
         async fn credential_works(&self, c: &Credential) -> Option<bool> {
             Some(!self.revoked(c))
@@ -273,16 +280,6 @@ mod ssh {
                 .records()
                 .iter()
                 .any(|r| r.serial.to_string() == serial && r.revoked_at.is_none())
-        }
-    }
-
-    trait Seconds {
-        fn trunc_subsecs_to_seconds(self) -> Self;
-    }
-    impl Seconds for DateTime<Utc> {
-        fn trunc_subsecs_to_seconds(self) -> Self {
-            use chrono::SubsecRound;
-            self.trunc_subsecs(0)
         }
     }
 
@@ -328,7 +325,7 @@ mod ssh {
             krl,
             ledger,
         });
-        run(
+        let report = run(
             Arc::new(provider),
             inspector,
             Fixture {
@@ -343,6 +340,13 @@ mod ssh {
             },
         )
         .await;
+        assert_eq!(
+            report,
+            Report {
+                credentials_checked: true,
+                expiry_checked: true
+            }
+        );
     }
 }
 
@@ -435,7 +439,11 @@ mod aws {
         async fn present(&self, b: &Binding, _: Option<&Credential>) -> bool {
             self.role_of(b).is_some()
         }
-        async fn enforced_expiry(&self, b: &Binding) -> Option<DateTime<Utc>> {
+        async fn enforced_expiry(
+            &self,
+            b: &Binding,
+            _: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
             let role = self.role_of(b)?;
             let names = self
                 .moto
@@ -544,7 +552,11 @@ mod aws {
         async fn present(&self, b: &Binding, _: Option<&Credential>) -> bool {
             self.assigned(&format!("idc-user-{}", b.principal))
         }
-        async fn enforced_expiry(&self, _: &Binding) -> Option<DateTime<Utc>> {
+        async fn enforced_expiry(
+            &self,
+            _: &Binding,
+            _: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
             None
         }
         async fn credential_works(&self, _: &Credential) -> Option<bool> {

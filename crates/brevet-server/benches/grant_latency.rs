@@ -80,6 +80,17 @@ enum Outcome {
     Refused,
 }
 
+/// A 503 counts as a fast refusal only when admission control said so (`overloaded`); any
+/// other 503 (the store failing) is an error.
+async fn refused(resp: reqwest::Response) -> Result<Outcome, String> {
+    let body = resp.text().await.unwrap_or_default();
+    if body.contains("\"overloaded\"") {
+        Ok(Outcome::Refused)
+    } else {
+        Err(format!("503: {body}"))
+    }
+}
+
 async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<Outcome, String> {
     let token = format!("token-{}", i % users());
     let resp = http
@@ -90,7 +101,7 @@ async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<Outcome, Str
         .await
         .map_err(|e| e.to_string())?;
     if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-        return Ok(Outcome::Refused);
+        return refused(resp).await;
     }
     let created: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
     let id = created["id"]
@@ -103,7 +114,7 @@ async fn one(http: &reqwest::Client, url: &str, i: usize) -> Result<Outcome, Str
         .await
         .map_err(|e| e.to_string())?;
     if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-        return Ok(Outcome::Refused);
+        return refused(r).await;
     }
     if !r.status().is_success() {
         return Err(format!("activate: {}", r.text().await.unwrap_or_default()));

@@ -162,9 +162,10 @@ impl Store {
         Ok(true)
     }
 
-    /// How many write transactions this store has committed so far: each is one durable write
-    /// (an fsync on SQLite), so the count per operation is what bounds throughput. Benchmarks
-    /// and a regression test read it.
+    /// How many writes this store has sent so far — transactions committed, and write statements
+    /// run on their own (counted when sent, so one that changed nothing counts too). Each is up to
+    /// one durable write (an fsync on SQLite), so the count per operation is what bounds
+    /// throughput. Benchmarks and a regression test read it.
     pub fn commits(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -192,7 +193,8 @@ impl Store {
 
     /// Is the database reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // On a read connection: a health check must not queue behind the writer's fsyncs.
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 }

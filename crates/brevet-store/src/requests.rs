@@ -138,11 +138,16 @@ impl Store {
         }
         let stored = write_request(&mut tx, r, false).await?;
         if let Hold::Release { owner } = step.lease {
-            sqlx::query("UPDATE requests SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
+            // A step that gives the lease back must still hold it: if it ran out and another
+            // operation took the request over, this step's outcome is not the request's.
+            let released = sqlx::query("UPDATE requests SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
                 .bind(&id)
                 .bind(owner)
                 .execute(&mut *tx)
                 .await?;
+            if released.rows_affected() != 1 {
+                return Err(StoreError::Conflict(id));
+            }
         }
         if let Hold::Release { owner } = step.binding_lock {
             sqlx::query("DELETE FROM binding_locks WHERE binding = $1 AND owner = $2")

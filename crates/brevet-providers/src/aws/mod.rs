@@ -1007,14 +1007,18 @@ impl Provider for AwsProvider {
         self.logged(&pseudo, "GetRole", &r);
         match r {
             Ok(out) => {
+                let wanted = owned
+                    .binding_key
+                    .as_deref()
+                    .map(|k| format!("{ROLE_DESCRIPTION}{k}"));
                 let marked = out
                     .role()
                     .and_then(|r| r.description())
-                    .is_some_and(|d| d.starts_with(ROLE_DESCRIPTION));
+                    .is_some_and(|d| Some(d) == wanted.as_deref());
                 if !marked {
                     let _ = self.take_call_log(&pseudo);
                     return Err(ProviderError::Config(format!(
-                        "refusing to delete `{}`: it does not carry Brevet's `{ROLE_DESCRIPTION}…` description",
+                        "refusing to delete `{}`: it does not carry Brevet's `{ROLE_DESCRIPTION}…` description for that binding",
                         owned.native_id
                     )));
                 }

@@ -38,8 +38,13 @@ pub trait Inspector: Send + Sync {
     /// issued for it, for targets where the access is the credential itself (certificates).
     async fn present(&self, binding: &Binding, credential: Option<&Credential>) -> bool;
 
-    /// The expiry the target itself enforces for the binding's access, if it keeps one.
-    async fn enforced_expiry(&self, binding: &Binding) -> Option<DateTime<Utc>>;
+    /// The expiry the target itself enforces for the binding's access, if it keeps one
+    /// (`credential`: the latest one issued, for targets where the access is the credential).
+    async fn enforced_expiry(
+        &self,
+        binding: &Binding,
+        credential: Option<&Credential>,
+    ) -> Option<DateTime<Utc>>;
 
     /// Whether a credential works against the target (`None`: this target cannot tell, e.g. it
     /// needs the requester's own identity).
@@ -79,9 +84,28 @@ fn near(a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
     (a - b).num_milliseconds().abs() <= 1_500
 }
 
+/// What the suite could check: an inspector that cannot tell whether a credential works (the
+/// target needs the requester's own identity, or trusts every local login) skips those checks,
+/// and the caller can insist they ran.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Whether the credential checks of 3 and 6 (newest works, earlier and revoked do not) ran.
+    pub credentials_checked: bool,
+    /// Whether the target's own expiry was compared with what `ensure` asked for.
+    pub expiry_checked: bool,
+}
+
 /// Runs the suite against `provider`. Use a fresh provider instance and fresh bindings: the
 /// suite leaves nothing behind it created, but expects to start from nothing.
-pub async fn run(provider: Arc<dyn Provider>, inspector: Arc<dyn Inspector>, fx: Fixture) {
+pub async fn run(
+    provider: Arc<dyn Provider>,
+    inspector: Arc<dyn Inspector>,
+    fx: Fixture,
+) -> Report {
+    let mut report = Report {
+        expiry_checked: fx.enforces_expiry,
+        ..Report::default()
+    };
     let p = provider.as_ref();
     let b = &fx.binding;
 
@@ -113,7 +137,7 @@ pub async fn run(provider: Arc<dyn Provider>, inspector: Arc<dyn Inspector>, fx:
         );
     }
     if fx.enforces_expiry && !fx.access_is_credential {
-        let seen = inspector.enforced_expiry(b).await;
+        let seen = inspector.enforced_expiry(b, None).await;
         assert!(
             seen.is_some_and(|s| near(s, t1)),
             "check 2: the target enforces {seen:?}, ensure asked for {t1}"
@@ -124,7 +148,7 @@ pub async fn run(provider: Arc<dyn Provider>, inspector: Arc<dyn Inspector>, fx:
         .await
         .unwrap_or_else(|e| panic!("check 2: ensure with a later expiry failed: {e}"));
     if fx.enforces_expiry && !fx.access_is_credential {
-        let seen = inspector.enforced_expiry(b).await;
+        let seen = inspector.enforced_expiry(b, None).await;
         assert!(
             seen.is_some_and(|s| near(s, t2)),
             "check 2: after a second ensure the target enforces {seen:?}, not {t2}"
@@ -141,7 +165,7 @@ pub async fn run(provider: Arc<dyn Provider>, inspector: Arc<dyn Inspector>, fx:
         first.expires_at
     );
     if fx.enforces_expiry && fx.access_is_credential {
-        let seen = inspector.enforced_expiry(b).await;
+        let seen = inspector.enforced_expiry(b, Some(&first)).await;
         assert!(
             seen.is_some_and(|s| s <= t2 + chrono::Duration::seconds(1)),
             "check 3: the credential's enforced end {seen:?} is after the grant's {t2}"
@@ -149,6 +173,7 @@ pub async fn run(provider: Arc<dyn Provider>, inspector: Arc<dyn Inspector>, fx:
     }
     if let Some(works) = inspector.credential_works(&first).await {
         assert!(works, "check 3: a freshly issued credential does not work");
+        report.credentials_checked = true;
     }
     let second = bounded(
         "issue_credentials (again)",
@@ -256,6 +281,8 @@ pub async fn run(provider: Arc<dyn Provider>, inspector: Arc<dyn Inspector>, fx:
         inspector.lookalike_present(&lookalike).await,
         "check 7: remove_owned removed the look-alike `{lookalike}`, which is not the provider's"
     );
+    eprintln!("conformance: {} passed all checks; {report:?}", p.kind());
+    report
 }
 
 trait TruncSeconds {
@@ -283,7 +310,11 @@ mod tests {
             let map = self.0.lock().unwrap();
             map.get(&b.key()).is_some_and(|e| e.ours)
         }
-        async fn enforced_expiry(&self, b: &Binding) -> Option<DateTime<Utc>> {
+        async fn enforced_expiry(
+            &self,
+            b: &Binding,
+            _: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
             self.0.lock().unwrap().get(&b.key()).map(|e| e.expires_at)
         }
         async fn credential_works(&self, c: &Credential) -> Option<bool> {
@@ -334,7 +365,93 @@ mod tests {
     async fn the_in_memory_provider_passes() {
         let p = InMemoryProvider::default();
         let inspector = Arc::new(MapInspector(p.target()));
-        run(Arc::new(p), inspector, fixture()).await;
+        let report = run(Arc::new(p), inspector, fixture()).await;
+        assert_eq!(
+            report,
+            Report {
+                credentials_checked: true,
+                expiry_checked: true
+            }
+        );
+    }
+
+    /// A provider that keeps its own record honestly but never touches the target: its
+    /// `verify_revoked` believes its record. Only the inspector, looking at the target, can
+    /// catch it — and must.
+    struct ForgetfulRevoke {
+        inner: InMemoryProvider,
+        revoked: std::sync::Mutex<std::collections::HashSet<String>>,
+    }
+
+    #[async_trait]
+    impl Provider for ForgetfulRevoke {
+        fn kind(&self) -> &'static str {
+            "forgetful"
+        }
+        fn profiles(&self) -> Vec<brevet_core::ProfileName> {
+            self.inner.profiles()
+        }
+        async fn ensure(&self, b: &Binding, t: DateTime<Utc>) -> Result<(), ProviderError> {
+            self.revoked.lock().unwrap().remove(&b.key());
+            self.inner.ensure(b, t).await
+        }
+        async fn issue_credentials(
+            &self,
+            b: &Binding,
+            t: DateTime<Utc>,
+            i: &CredentialInput,
+        ) -> Result<Credential, ProviderError> {
+            self.inner.issue_credentials(b, t, i).await
+        }
+        async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
+            self.revoked.lock().unwrap().insert(b.key());
+            Ok(())
+        }
+        async fn verify_revoked(
+            &self,
+            b: &Binding,
+        ) -> Result<brevet_core::Evidence, ProviderError> {
+            let present = self.inner.verify_revoked(b).await.is_err();
+            if present && !self.revoked.lock().unwrap().contains(&b.key()) {
+                return Err(ProviderError::StillPresent(b.key()));
+            }
+            Ok(brevet_core::Evidence {
+                checked_at: Utc::now(),
+                observation: serde_json::json!({"recorded_revoked": true}),
+            })
+        }
+        async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+            self.inner.list_owned().await
+        }
+        async fn remove_owned(
+            &self,
+            o: &OwnedAccess,
+        ) -> Result<brevet_core::Evidence, ProviderError> {
+            self.inner.remove_owned(o).await
+        }
+        async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_believes_its_own_record_instead_of_the_target_fails_the_suite() {
+        let p = ForgetfulRevoke {
+            inner: InMemoryProvider::default(),
+            revoked: Default::default(),
+        };
+        let inspector = Arc::new(MapInspector(p.inner.target()));
+        let outcome = tokio::spawn(run(Arc::new(p), inspector, fixture())).await;
+        let panic = outcome.expect_err("the suite passed a provider that leaves access in place");
+        let message = panic
+            .into_panic()
+            .downcast::<String>()
+            .map(|s| *s)
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("check 6: after revoke the target still shows access"),
+            "{message}"
+        );
     }
 
     /// A provider whose `revoke` says yes and does nothing: the suite must catch it.

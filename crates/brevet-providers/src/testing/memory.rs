@@ -1,6 +1,7 @@
 //! A provider whose target is a map in memory: a binding's access exists while its entry does,
-//! and ends at the expiry `ensure` set (which the map "enforces" like `VALID UNTIL` would). Each
-//! credential is a random token; only the latest one issued for a binding works. It passes the
+//! with the expiry `ensure` gave it recorded (what a target that enforces expiry would hold; a
+//! credential is issued only until then). Each credential is a random token; only the latest one
+//! issued for a binding works. It passes the
 //! conformance suite like the real providers, so broker tests built on it test the real contract.
 
 use std::{
@@ -95,8 +96,14 @@ impl Provider for InMemoryProvider {
             credential: None,
             ours: true,
         });
+        if !entry.ours {
+            // Someone else's, with this binding's name: never adopted.
+            return Err(ProviderError::Target(format!(
+                "{} exists on the target and was not made by this provider",
+                b.key()
+            )));
+        }
         entry.expires_at = until;
-        entry.ours = true;
         Ok(())
     }
 

@@ -2,8 +2,11 @@
 //! one more waits up to `server.admission_wait` for a turn and is otherwise refused at once with
 //! 503 and `Retry-After`. Past capacity, goodput stays at capacity and the excess is told to come
 //! back, instead of every request queueing behind the store for seconds. Health, metrics, the
-//! OpenAPI document and the kill switch (kill, unlock, locks) are never held back: an operator
-//! must be able to cut someone off while the server is overloaded.
+//! OpenAPI document, the kill switch (kill, unlock, locks), revocation and the SSH CA and KRL are
+//! never held back: an operator must be able to cut someone off while the server is overloaded,
+//! and hosts must keep getting the list of revoked certificates. A request that holds a permit
+//! keeps it while it waits on providers, so a dead provider can fill the permits for up to about
+//! three `provider_timeout`s; the exempt routes are not affected.
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -37,11 +40,20 @@ impl Admission {
     }
 }
 
+/// Never held back: what keeps access from outliving its grant (the kill switch, revocation, and
+/// the SSH KRL hosts fetch to refuse revoked certificates), and what operators watch.
 fn exempt(path: &str) -> bool {
     matches!(
         path,
-        "/v1/health" | "/metrics" | "/v1/openapi.json" | "/v1/kill" | "/v1/unlock" | "/v1/locks"
-    )
+        "/v1/health"
+            | "/metrics"
+            | "/v1/openapi.json"
+            | "/v1/kill"
+            | "/v1/unlock"
+            | "/v1/locks"
+            | "/v1/ssh/krl"
+            | "/v1/ssh/ca"
+    ) || (path.starts_with("/v1/grants/") && path.ends_with("/revoke"))
 }
 
 pub(super) async fn admit(

@@ -580,7 +580,7 @@ pub async fn metrics(
     out += &format!("# HELP brevet_reconciler_last_pass_seconds Unix time of the reconciler's last pass that reached every provider without an error (0: none yet); alert when it falls behind reconcile_every.\n# TYPE brevet_reconciler_last_pass_seconds gauge\nbrevet_reconciler_last_pass_seconds {}\n", hb.reconciler_at().map_or(0.0, secs));
     let healthy = state.broker.scheduler_health(chrono::Utc::now()).is_ok();
     out += &format!("# HELP brevet_requests_shed_total API requests refused with 503 because the server was at capacity (server.max_in_flight).\n# TYPE brevet_requests_shed_total counter\nbrevet_requests_shed_total {}\n", state.broker.requests_shed.load(std::sync::atomic::Ordering::Relaxed));
-    out += &format!("# HELP brevet_store_commits_total Write transactions the store has committed (each one fsync on SQLite).\n# TYPE brevet_store_commits_total counter\nbrevet_store_commits_total {}\n", state.broker.store().commits());
+    out += &format!("# HELP brevet_store_commits_total Writes the store has sent: transactions committed and single write statements (each up to one fsync on SQLite).\n# TYPE brevet_store_commits_total counter\nbrevet_store_commits_total {}\n", state.broker.store().commits());
     out += &format!("# HELP brevet_scheduler_healthy 1 while the scheduler makes progress, 0 when it is stuck.\n# TYPE brevet_scheduler_healthy gauge\nbrevet_scheduler_healthy {}\n", u8::from(healthy));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

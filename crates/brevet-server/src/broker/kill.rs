@@ -348,44 +348,59 @@ impl Broker {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let result = async {
-            let mut r = self.get(id).await?;
-            match r.state {
-                RequestState::Active => {
-                    r.start_revocation(Utc::now(), why)?;
-                    let audit = vec![event(
-                        EventKind::RevocationStarted,
-                        actor,
-                        &r,
-                        json!({"why": why}),
-                    )];
-                    let r = self.store.update_request(&r, audit).await?;
-                    self.finish_revocation(r, actor, None).await
-                }
-                RequestState::Revoking | RequestState::RevokeFailed => {
-                    self.finish_revocation(r, actor, None).await
-                }
-                // An activation whose process died (its lease ran out): end it and remove
-                // whatever it may have created, rather than let the scheduler finish it.
-                RequestState::Activating => self.abandon_activation(r, why, actor).await,
-                // An activation that failed and rolled back while we waited: nothing to revoke,
-                // and nobody may activate it now.
-                RequestState::Pending | RequestState::Approved => {
-                    r.cancel()?;
-                    let audit = vec![event(
-                        EventKind::RequestCancelled,
-                        actor,
-                        &r,
-                        json!({"why": why}),
-                    )];
-                    Ok(self.store.update_request(&r, audit).await?)
-                }
-                _ => Ok(r),
+        // An activation finishing at this moment (its outcome written just before this reads
+        // or writes) shows as a conflict: read the grant again and act on what it is now.
+        let mut attempts = 0;
+        let result = loop {
+            match self.kill_step(id, why, actor).await {
+                Err(BrokerError::Conflict(_)) if attempts < 3 => attempts += 1,
+                other => break other,
             }
-        }
-        .await;
+        };
         self.store.release(id, &owner).await?;
         result
+    }
+
+    /// One attempt of [`Self::kill_grant`]'s work, holding the request's lease.
+    async fn kill_step(
+        &self,
+        id: brevet_core::RequestId,
+        why: &str,
+        actor: &str,
+    ) -> Result<Request, BrokerError> {
+        let mut r = self.get(id).await?;
+        match r.state {
+            RequestState::Active => {
+                r.start_revocation(Utc::now(), why)?;
+                let audit = vec![event(
+                    EventKind::RevocationStarted,
+                    actor,
+                    &r,
+                    json!({"why": why}),
+                )];
+                let r = self.store.update_request(&r, audit).await?;
+                self.finish_revocation(r, actor, None).await
+            }
+            RequestState::Revoking | RequestState::RevokeFailed => {
+                self.finish_revocation(r, actor, None).await
+            }
+            // An activation whose process died (its lease ran out): end it and remove
+            // whatever it may have created, rather than let the scheduler finish it.
+            RequestState::Activating => self.abandon_activation(r, why, actor).await,
+            // An activation that failed and rolled back while we waited: nothing to revoke,
+            // and nobody may activate it now.
+            RequestState::Pending | RequestState::Approved => {
+                r.cancel()?;
+                let audit = vec![event(
+                    EventKind::RequestCancelled,
+                    actor,
+                    &r,
+                    json!({"why": why}),
+                )];
+                Ok(self.store.update_request(&r, audit).await?)
+            }
+            _ => Ok(r),
+        }
     }
 
     /// Ends an interrupted activation of a locked principal and removes what it may have

@@ -196,7 +196,16 @@ impl Broker {
                         r.id
                     )));
                 }
-                Err(e) => return Err(e.into()),
+                // The copy read earlier is stale (decided, cancelled, activated meanwhile): read
+                // it again; its state then says whether activating still makes sense.
+                Err(StoreError::Conflict(_)) if tokio::time::Instant::now() < deadline => {
+                    lock.not_taken();
+                    r = self.get(r.id).await?;
+                }
+                Err(e) => {
+                    lock.not_taken();
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -239,19 +248,22 @@ impl Broker {
             Ok(()) => {
                 self.hang_at(Failpoint::AfterProviderGrant).await;
                 r.activation_succeeded()?;
+                let ensure_calls = provider.take_call_log(&binding);
                 let mut audit = vec![event(
                     EventKind::GrantActivated,
                     actor,
                     &r,
-                    json!({"target_expiry": until, "shared_with": holders, "provider_calls": provider.take_call_log(&binding)}),
+                    json!({"target_expiry": until, "shared_with": holders, "provider_calls": ensure_calls}),
                 )];
                 let mut credential = None;
+                let mut issue_calls = Vec::new();
                 if let Some((_, input)) = issue {
                     self.hang_at(Failpoint::BeforeIssue).await;
                     let issued = self
                         .bounded(&r, provider.issue_credentials(&binding, expires_at, input))
                         .await;
                     let calls = provider.take_call_log(&binding);
+                    issue_calls.clone_from(&calls);
                     audit.push(match &issued {
                         // The secret itself is never stored or logged; only that one was issued.
                         Ok(c) => event(
@@ -271,16 +283,17 @@ impl Broker {
                 }
                 let stored = match self.write_outcome(&r, lease, lock, audit).await {
                     Ok(stored) => stored,
-                    Err(BrokerError::Store(StoreError::Conflict(_)))
-                        if matches!(credential, Some(Ok(_))) =>
-                    {
-                        // The grant changed while this held it (its lease ran out under a slow
-                        // provider, and a revocation took it over): what was just minted may not
-                        // be covered by that revocation, so it is revoked here.
-                        let minted = credential.and_then(Result::ok);
-                        return Err(self.revoke_minted(&r, minted, lock).await);
-                    }
-                    Err(e) => return Err(e),
+                    Err(e @ StoreError::Conflict(_)) => match credential {
+                        // This operation's lease ran out under a slow provider and another took
+                        // the grant over; what was just minted is settled with the grant as it
+                        // is now (its access and these calls audited either way).
+                        Some(Ok(minted)) => {
+                            let calls = json!({"ensure": ensure_calls, "issue": issue_calls});
+                            return self.settle_minted(&r, minted, lock, calls).await;
+                        }
+                        _ => return Err(e.into()),
+                    },
+                    Err(e) => return Err(e.into()),
                 };
                 tracing::info!(grant_id = %stored.id, expires_at = %expires_at, "grant active");
                 Ok((stored, credential))
@@ -314,7 +327,9 @@ impl Broker {
                             &r,
                             json!({"error": e.to_string(), "provider_calls": calls}),
                         )];
-                        self.write_outcome(&r, lease, lock, audit).await?;
+                        self.write_outcome(&r, lease, lock, audit)
+                            .await
+                            .map_err(BrokerError::from)?;
                     }
                     Some(undo) => {
                         let why = format!("{e}; removing what it created failed too: {undo}");
@@ -325,7 +340,9 @@ impl Broker {
                             &r,
                             json!({"error": e.to_string(), "rollback_error": undo.to_string(), "removal_retried": true, "next_attempt_at": r.next_attempt_at, "provider_calls": calls}),
                         )];
-                        self.write_outcome(&r, lease, lock, audit).await?;
+                        self.write_outcome(&r, lease, lock, audit)
+                            .await
+                            .map_err(BrokerError::from)?;
                         tracing::warn!(grant_id = %r.id, error = %why, "activation abandoned; removal will be retried");
                     }
                 }
@@ -342,7 +359,7 @@ impl Broker {
         lease: Hold<'_>,
         lock: &mut HeldBindingLock,
         audit: Vec<brevet_audit::AuditDraft>,
-    ) -> Result<Request, BrokerError> {
+    ) -> Result<Request, StoreError> {
         let (store, request, lock_owner) = (self.store.clone(), r.clone(), lock.owner().to_owned());
         let lease_owner = match lease {
             Hold::Release { owner } => Some(owner.to_owned()),
@@ -366,49 +383,57 @@ impl Broker {
         Ok(stored)
     }
 
-    /// A credential was minted for a grant that changed meanwhile: revoke what the binding has
-    /// (unless another grant holds it), audit it, and answer with the conflict.
-    async fn revoke_minted(
+    /// A credential was minted, then the outcome could not be written: the grant was taken over
+    /// meanwhile. If the grant is active now (the scheduler resumed this very activation), the
+    /// credential is covered by it and is handed out; otherwise what the binding has is revoked —
+    /// under a fresh binding lock, and only if no other grant holds the binding — because the
+    /// revocation that took the grant over may have run before the credential existed.
+    async fn settle_minted(
         &self,
         r: &Request,
-        minted: Option<Credential>,
+        minted: Credential,
         lock: &mut HeldBindingLock,
-    ) -> BrokerError {
-        let details = minted.map(|c| c.details);
-        let provider = match self.provider_for(&r.resource) {
-            Ok(p) => p.clone(),
-            Err(e) => return e,
-        };
-        let binding = r.binding();
-        let revoked = async {
-            let (holders, _) = self.holders_expiry(r).await?;
-            if holders.is_empty() {
-                self.bounded(r, provider.revoke(&binding)).await?;
-            }
-            Ok::<_, BrokerError>(())
-        }
-        .await;
+        calls: serde_json::Value,
+    ) -> Result<IssuedActivation, BrokerError> {
+        // This operation's lock ran out with its lease; give back whatever is still ours.
         lock.release().await;
-        let now = match self.get(r.id).await {
-            Ok(now) => now,
-            Err(e) => return e,
-        };
+        let now = self.get(r.id).await?;
+        let provider = self.provider_for(&r.resource)?.clone();
+        if now.state == RequestState::Active {
+            let audit = event(
+                EventKind::CredentialsIssued,
+                r.requester.as_str(),
+                &now,
+                json!({"credential_kind": minted.kind, "details": minted.details, "provider_calls": calls, "activated_by": "the resumed activation"}),
+            );
+            self.store.append_audit(vec![audit]).await?;
+            return Ok((now, Some(Ok(minted))));
+        }
+        let details = minted.details.clone();
+        drop(minted);
+        let binding = r.binding();
+        let revoked = self
+            .with_binding_lock(r, async {
+                let (holders, _) = self.holders_expiry(r).await?;
+                if holders.is_empty() {
+                    self.bounded(r, provider.revoke(&binding)).await?;
+                }
+                Ok(())
+            })
+            .await;
         let audit = event(
             EventKind::CredentialsRefused,
             r.requester.as_str(),
             r,
-            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "details": details, "provider_calls": provider.take_call_log(&binding)}),
+            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "details": details, "provider_calls": {"minting": calls, "revoking": provider.take_call_log(&binding)}}),
         );
-        if let Err(e) = self.store.append_audit(vec![audit]).await {
-            return e.into();
-        }
-        if let Err(e) = revoked {
-            return e;
-        }
-        BrokerError::Conflict(format!(
+        self.store.append_audit(vec![audit]).await?;
+        // If this revoke failed, the reconciler removes what no grant covers.
+        revoked?;
+        Err(BrokerError::Conflict(format!(
             "grant {} is {} now; the credential issued meanwhile was revoked",
             r.id, now.state
-        ))
+        )))
     }
 
     /// Checks credential input with the provider; a refusal is audited and changes nothing else.
@@ -574,32 +599,41 @@ impl Broker {
         let owner = self.operation_owner();
         let reason = reason.unwrap_or_else(|| format!("revoked by {}", caller.id));
         let result = async {
-            let now = Utc::now();
-            r.start_revocation(now, &reason)?;
-            let audit = vec![event(
-                EventKind::RevocationStarted,
-                caller.id.as_str(),
-                &r,
-                json!({"why": reason}),
-            )];
-            let step = Step {
-                request: &r,
-                lease: Hold::Take {
-                    owner: &owner,
-                    now,
-                    lease: self.settings.lease,
-                },
-                binding_lock: Hold::Keep,
-                audit,
-            };
-            let r = match self.store.write_step(step).await {
-                Ok(r) => r,
-                Err(StoreError::Busy(_)) => {
-                    return Err(BrokerError::Conflict(format!(
-                        "grant {id} is being processed; retry in a moment"
-                    )))
+            let mut attempts = 0;
+            let r = loop {
+                let now = Utc::now();
+                let mut next = r.clone();
+                next.start_revocation(now, &reason)?;
+                let audit = vec![event(
+                    EventKind::RevocationStarted,
+                    caller.id.as_str(),
+                    &next,
+                    json!({"why": reason}),
+                )];
+                let step = Step {
+                    request: &next,
+                    lease: Hold::Take {
+                        owner: &owner,
+                        now,
+                        lease: self.settings.lease,
+                    },
+                    binding_lock: Hold::Keep,
+                    audit,
+                };
+                match self.store.write_step(step).await {
+                    Ok(r) => break r,
+                    Err(StoreError::Busy(_)) => {
+                        return Err(BrokerError::Conflict(format!(
+                            "grant {id} is being processed; retry in a moment"
+                        )))
+                    }
+                    // Changed since it was read (extended, say): read it again and retry.
+                    Err(StoreError::Conflict(_)) if attempts < 3 => {
+                        attempts += 1;
+                        r = self.get(id).await?;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
             };
             self.finish_revocation(r, caller.id.as_str(), Some(&owner))
                 .await
@@ -673,7 +707,10 @@ impl Broker {
         };
         let lease = lease_owner.map_or(Hold::Keep, |owner| Hold::Release { owner });
         let stored = match lock.as_mut() {
-            Some(lock) => self.write_outcome(&r, lease, lock, audit).await?,
+            Some(lock) => self
+                .write_outcome(&r, lease, lock, audit)
+                .await
+                .map_err(BrokerError::from)?,
             None => {
                 self.store
                     .write_step(Step {

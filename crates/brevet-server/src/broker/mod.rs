@@ -49,7 +49,18 @@ pub enum BrokerError {
     #[error("provider `{0}` did not answer in time; the operation will be retried")]
     ProviderTimeout(String),
     #[error("storage failed, so nothing was changed: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for BrokerError {
+    /// A write refused because someone else changed the request meanwhile, or holds it, is a
+    /// conflict to retry (409), not a store failure.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) | StoreError::Busy(_) => Self::Conflict(e.to_string()),
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl From<CoreError> for BrokerError {
