@@ -1,32 +1,6 @@
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 
-/// Secret text whose `Debug` and `Display` never show the value. Reading it takes an explicit
-/// call to [`SecretText::expose`], which is easy to find in review.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretText(String);
-
-impl SecretText {
-    pub fn new(s: String) -> Self {
-        Self(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretText(***)")
-    }
-}
-
-impl fmt::Display for SecretText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use brevet_config::SecretText;
 
 /// What a requester receives once: how to use their access.
 #[derive(Debug, Clone)]

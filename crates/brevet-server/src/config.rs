@@ -19,117 +19,8 @@ use brevet_providers::{
 };
 use serde::Deserialize;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid: {message}")]
-    Syntax { path: String, message: String },
-    #[error("config field `{field}`: {message}")]
-    Field { field: String, message: String },
-}
-
-/// Parses TOML text into `T`; an error names the dotted path of the field it is about
-/// (`prefix.key.sub`), beside TOML's own line, column and snippet. An error about the text as a
-/// whole has an empty field name.
-pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    prefix: &str,
-) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
-        let at = e.path().to_string();
-        let field = match (prefix, at.as_str()) {
-            (p, ".") => p.to_owned(),
-            ("", at) => at.to_owned(),
-            (p, at) => format!("{p}.{at}"),
-        };
-        ConfigError::Field {
-            field,
-            message: e.into_inner().to_string(),
-        }
-    })
-}
-
-pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-/// Where a secret comes from. Secrets never sit in the config file itself.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum SecretRef {
-    Env {
-        env: String,
-    },
-    File {
-        file: PathBuf,
-    },
-    /// Allowed only for values that contain no secret (e.g. a URL without a password).
-    Plain(String),
-}
-
-impl SecretRef {
-    pub(crate) fn resolve(&self, name: &str, base: &Path) -> Result<SecretText, ConfigError> {
-        match self {
-            SecretRef::Env { env } => std::env::var(env).map(SecretText::new).map_err(|_| {
-                field(name, format!("environment variable `{env}` is not set; export it, or use {{ file = \"PATH\" }}"))
-            }),
-            SecretRef::File { file } => {
-                let path = base.join(file);
-                check_private(&path).map_err(|m| field(name, m))?;
-                std::fs::read_to_string(&path)
-                    .map(|s| SecretText::new(s.trim().to_owned()))
-                    .map_err(|e| field(name, format!("cannot read secret file {}: {e}", path.display())))
-            }
-            SecretRef::Plain(s) => {
-                if url_has_password(s) {
-                    return Err(field(
-                        name,
-                        "contains a password; keep secrets out of the config file with { env = \"VAR\" } or { file = \"PATH\" }",
-                    ));
-                }
-                Ok(SecretText::new(s.clone()))
-            }
-        }
-    }
-}
-
-fn url_has_password(s: &str) -> bool {
-    let Some((_, rest)) = s.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        || s.contains("password=")
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "secret file {} is readable by group or others; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_: &Path) -> Result<(), String> {
-    Ok(())
-}
+pub use brevet_config::{field, parse_toml, ConfigError, SecretRef};
+use brevet_config::{duration_literal, ConfigDuration, DurationOrOff, DurationOrZero};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,92 +134,28 @@ fn parse_oidc(raw: &RawOidc, base: &Path) -> Result<crate::oidc::OidcConfig, Con
     })
 }
 
-/// A duration written as text in the config (`30s`, `8h`). Zero is refused: every duration in
-/// the config is an interval, a timeout or a lifetime, and zero would silently mean "never" or
-/// "at once" (an interval of zero once stopped the scheduler). Where zero makes sense the field
-/// says so with [`DurOrZero`]; where a feature can be turned off it says so with `"off"`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Dur(pub(crate) Duration);
-
-fn parse_dur<E: serde::de::Error>(s: &str) -> Result<Duration, E> {
-    humantime::parse_duration(s).map_err(|e| {
-        E::custom(format!(
-            "`{s}` is not a duration ({e}); write it like \"30s\" or \"8h\""
-        ))
-    })
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let v = parse_dur(&s)?;
-        if v.is_zero() {
-            return Err(serde::de::Error::custom(format!(
-                "`{s}` is zero; write a duration longer than zero, like \"30s\""
-            )));
-        }
-        Ok(Dur(v))
-    }
-}
-
-/// A duration that may be zero (a clock-skew allowance, say).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DurOrZero(pub(crate) Duration);
-
-impl<'de> Deserialize<'de> for DurOrZero {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_dur(&s).map(DurOrZero)
-    }
-}
-
-/// A duration, or `"off"` for a periodic task an operator may turn off.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DurOrOff(pub(crate) Option<Duration>);
-
-impl<'de> Deserialize<'de> for DurOrOff {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.trim() == "off" {
-            return Ok(DurOrOff(None));
-        }
-        let v = parse_dur(&s)?;
-        if v.is_zero() {
-            return Err(serde::de::Error::custom(format!(
-                "`{s}` is zero; write an interval like \"60s\", or \"off\" to turn it off"
-            )));
-        }
-        Ok(DurOrOff(Some(v)))
-    }
-}
-
-pub(crate) fn d(s: &str) -> Dur {
-    // Only called with the literal defaults below, which all parse.
-    Dur(humantime::parse_duration(s).unwrap_or(Duration::from_secs(1)))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
     #[serde(default = "default_listen")]
     listen: String,
     #[serde(default = "default_approve_within")]
-    approve_within: Dur,
+    approve_within: ConfigDuration,
     #[serde(default = "default_activate_within")]
-    activate_within: Dur,
+    activate_within: ConfigDuration,
     #[serde(default = "default_tick")]
-    tick: Dur,
+    tick: ConfigDuration,
     #[serde(default = "default_lease")]
-    lease: Dur,
+    lease: ConfigDuration,
     #[serde(default = "default_reconcile")]
-    reconcile_every: DurOrOff,
+    reconcile_every: DurationOrOff,
     #[serde(default = "default_provider_timeout")]
-    provider_timeout: Dur,
+    provider_timeout: ConfigDuration,
     /// The address people reach Brevet at (links in notifications, OIDC redirect URI).
     #[serde(default)]
     public_url: Option<String>,
     #[serde(default = "default_session_ttl")]
-    session_ttl: Dur,
+    session_ttl: ConfigDuration,
     /// Behind a reverse proxy: the header it puts the client's address in.
     #[serde(default)]
     client_ip_header: Option<String>,
@@ -342,14 +169,14 @@ struct RawServer {
     #[serde(default = "default_max_in_flight")]
     max_in_flight: usize,
     #[serde(default = "default_admission_wait")]
-    admission_wait: DurOrZero,
+    admission_wait: DurationOrZero,
 }
 
 fn default_max_in_flight() -> usize {
     64
 }
-fn default_admission_wait() -> DurOrZero {
-    DurOrZero(Duration::from_millis(100))
+fn default_admission_wait() -> DurationOrZero {
+    DurationOrZero(Duration::from_millis(100))
 }
 
 fn default_requests_per_minute() -> u32 {
@@ -359,26 +186,26 @@ fn default_requests_per_minute() -> u32 {
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
-fn default_approve_within() -> Dur {
-    d("24h")
+fn default_approve_within() -> ConfigDuration {
+    duration_literal("24h")
 }
-fn default_activate_within() -> Dur {
-    d("8h")
+fn default_activate_within() -> ConfigDuration {
+    duration_literal("8h")
 }
-fn default_tick() -> Dur {
-    d("1s")
+fn default_tick() -> ConfigDuration {
+    duration_literal("1s")
 }
-fn default_lease() -> Dur {
-    d("90s")
+fn default_lease() -> ConfigDuration {
+    duration_literal("90s")
 }
-fn default_reconcile() -> DurOrOff {
-    DurOrOff(Some(Duration::from_secs(60)))
+fn default_reconcile() -> DurationOrOff {
+    DurationOrOff(Some(Duration::from_secs(60)))
 }
-fn default_provider_timeout() -> Dur {
-    d("20s")
+fn default_provider_timeout() -> ConfigDuration {
+    duration_literal("20s")
 }
-fn default_session_ttl() -> Dur {
-    d("8h")
+fn default_session_ttl() -> ConfigDuration {
+    duration_literal("8h")
 }
 
 impl Default for RawServer {
@@ -924,7 +751,7 @@ fn parse_aws(
         #[serde(default = "path")]
         role_path: String,
         #[serde(default = "max_session")]
-        max_session_duration: Dur,
+        max_session_duration: ConfigDuration,
         #[serde(default)]
         allow_wildcards: bool,
         action_catalog: Option<PathBuf>,
@@ -939,8 +766,8 @@ fn parse_aws(
     fn path() -> String {
         "/brevet/".into()
     }
-    fn max_session() -> Dur {
-        d("1h")
+    fn max_session() -> ConfigDuration {
+        duration_literal("1h")
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -1146,17 +973,17 @@ fn parse_ssh(
         ca_key_file: PathBuf,
         krl_file: Option<PathBuf>,
         #[serde(default = "backdate")]
-        backdate: DurOrZero,
+        backdate: DurationOrZero,
         /// How long revoked serials stay in the KRL past expiry (hosts' clock skew).
         #[serde(default = "krl_margin")]
-        krl_margin: DurOrZero,
+        krl_margin: DurationOrZero,
         profiles: BTreeMap<String, RawProfile>,
     }
-    fn backdate() -> DurOrZero {
-        DurOrZero(Duration::from_secs(60))
+    fn backdate() -> DurationOrZero {
+        DurationOrZero(Duration::from_secs(60))
     }
-    fn krl_margin() -> DurOrZero {
-        DurOrZero(Duration::from_secs(600))
+    fn krl_margin() -> DurationOrZero {
+        DurationOrZero(Duration::from_secs(600))
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]

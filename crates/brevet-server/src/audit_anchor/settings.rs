@@ -10,7 +10,7 @@ use std::{
 use brevet_audit::CheckpointKey;
 use serde::Deserialize;
 
-use crate::config::{d, field, ConfigError, Dur, SecretRef};
+use brevet_config::{duration_literal, field, ConfigDuration, ConfigError, SecretRef};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +18,7 @@ pub struct RawAudit {
     /// The Ed25519 private key (64 hex characters): `{ env = "VAR" }` or `{ file = "PATH" }`.
     signing_key: Option<SecretRef>,
     checkpoint_file: Option<PathBuf>,
-    checkpoint_every: Option<Dur>,
+    checkpoint_every: Option<ConfigDuration>,
 }
 
 /// Where the signing key comes from.
@@ -56,7 +56,7 @@ impl AuditSettings {
                 KeySource::Configured(Arc::new(key))
             }
         };
-        let checkpoint_every = raw.checkpoint_every.unwrap_or(d("1m")).0;
+        let checkpoint_every = raw.checkpoint_every.unwrap_or(duration_literal("1m")).0;
         if checkpoint_every < Duration::from_secs(1) {
             return Err(field(
                 "audit.checkpoint_every",

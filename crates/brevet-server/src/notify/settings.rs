@@ -7,17 +7,17 @@ use brevet_providers::SecretText;
 use serde::Deserialize;
 
 use super::event::EventFilter;
-use crate::config::{d, field, ConfigError, Dur, SecretRef};
+use brevet_config::{duration_literal, field, ConfigDuration, ConfigError, SecretRef};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNotify {
-    retry_base: Option<Dur>,
-    max_retry_delay: Option<Dur>,
+    retry_base: Option<ConfigDuration>,
+    max_retry_delay: Option<ConfigDuration>,
     max_attempts: Option<u32>,
-    attempt_timeout: Option<Dur>,
-    poll_every: Option<Dur>,
-    expiry_warning: Option<Dur>,
+    attempt_timeout: Option<ConfigDuration>,
+    poll_every: Option<ConfigDuration>,
+    expiry_warning: Option<ConfigDuration>,
     #[serde(default)]
     webhooks: Vec<RawWebhook>,
     slack: Option<RawSlack>,
@@ -117,8 +117,8 @@ impl NotifySettings {
 
     pub(crate) fn parse(raw: &RawNotify, base: &Path) -> Result<Self, ConfigError> {
         let retry = RetryPolicy {
-            base: raw.retry_base.unwrap_or(d("2s")).0,
-            max_delay: raw.max_retry_delay.unwrap_or(d("10m")).0,
+            base: raw.retry_base.unwrap_or(duration_literal("2s")).0,
+            max_delay: raw.max_retry_delay.unwrap_or(duration_literal("10m")).0,
             max_attempts: raw.max_attempts.unwrap_or(8),
         };
         if retry.base < Duration::from_millis(10) {
@@ -127,7 +127,7 @@ impl NotifySettings {
         if !(1..=50).contains(&retry.max_attempts) {
             return Err(field("notify.max_attempts", "must be between 1 and 50"));
         }
-        let attempt_timeout = raw.attempt_timeout.unwrap_or(d("10s")).0;
+        let attempt_timeout = raw.attempt_timeout.unwrap_or(duration_literal("10s")).0;
         if attempt_timeout < Duration::from_millis(100)
             || attempt_timeout > Duration::from_secs(120)
         {
@@ -263,10 +263,10 @@ impl NotifySettings {
             attempt_timeout,
             poll_every: raw
                 .poll_every
-                .unwrap_or(d("1s"))
+                .unwrap_or(duration_literal("1s"))
                 .0
                 .max(Duration::from_millis(50)),
-            expiry_warning: raw.expiry_warning.unwrap_or(d("10m")).0,
+            expiry_warning: raw.expiry_warning.unwrap_or(duration_literal("10m")).0,
             webhooks,
             slack,
             email,
