@@ -78,9 +78,11 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
     prefix: &str,
 ) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| ConfigError::Field {
-        field: joined(prefix, e.path()),
-        message: e.into_inner().to_string(),
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+        ConfigError::Field {
+            field: joined(prefix, e.path()),
+            message: e.into_inner().to_string(),
+        }
     })
 }
 
@@ -163,14 +165,19 @@ mod tests {
     #[test]
     fn errors_carry_the_full_dotted_path() {
         let t: toml::Table =
-            toml::from_str("[profiles.\"aws.read\"]\nactions = [\"1s\", \"2s\", \"soon\"]").unwrap();
-        let e = parse_table::<Raw>(&t, "providers.aws").unwrap_err().to_string();
+            toml::from_str("[profiles.\"aws.read\"]\nactions = [\"1s\", \"2s\", \"soon\"]")
+                .unwrap();
+        let e = parse_table::<Raw>(&t, "providers.aws")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("`providers.aws.profiles.\"aws.read\".actions[2]`") && e.contains("`soon`"),
             "{e}"
         );
         let t: toml::Table = toml::from_str("profile = 1").unwrap();
-        let e = parse_table::<Raw>(&t, "providers.aws").unwrap_err().to_string();
+        let e = parse_table::<Raw>(&t, "providers.aws")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `profile`"), "{e}");
     }
 }

@@ -123,7 +123,10 @@ mod tests {
             .resolve("providers.pg.admin_url", Path::new("."))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("providers.pg.admin_url") && e.contains("password"), "{e}");
+        assert!(
+            e.contains("providers.pg.admin_url") && e.contains("password"),
+            "{e}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s");
         std::fs::write(&file, "x").unwrap();

@@ -1,13 +1,20 @@
 //! Providers: what turns a Brevet grant into real access on a target, and takes it away again.
 //!
 //! One trait, [`Provider`], is the extension point; each implementation lives in its own module
-//! folder (`postgres/`, later `ssh/`, `aws/` …). Every operation is idempotent, so the server can
-//! retry it or resume it after a crash without creating anything twice.
+//! folder (`postgres/`, `ssh/`, `aws/`), parses its own config and is listed once in
+//! [`registry::builtin`] (one Cargo feature each). Every operation is idempotent, so the server
+//! can retry it or resume it after a crash without creating anything twice. Durable state a
+//! provider needs lives in [`state::ProviderState`], scoped to the instance.
 
+#[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod registry;
 mod secret;
+#[cfg(feature = "ssh")]
 pub mod ssh;
+pub mod state;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
@@ -57,6 +64,24 @@ pub struct OwnedAccess {
     pub binding_key: Option<String>,
 }
 
+/// What a requester must send to get credentials, besides asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialInputKind {
+    /// Nothing: the provider makes the credential (a password, a role to assume).
+    None,
+    /// An OpenSSH public key of the requester's, for the provider to certify.
+    PublicKey,
+}
+
+/// A document a provider publishes (no token needed): what hosts or clients fetch to trust or
+/// check its credentials, served at `/v1/providers/{name}/{document}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Document {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub description: &'static str,
+}
+
 /// The provider interface. `ensure` and `revoke` act on a [`Binding`] (one principal's profile on
 /// one resource); the server reference-counts overlapping grants so a provider never has to.
 #[async_trait]
@@ -66,6 +91,27 @@ pub trait Provider: Send + Sync {
 
     /// The access profiles this instance can grant.
     fn profiles(&self) -> Vec<ProfileName>;
+
+    /// What a requester must send with a credential request (the portal and CLI ask for it).
+    fn credential_input(&self) -> CredentialInputKind {
+        CredentialInputKind::None
+    }
+
+    /// Runs once before the server serves (SSH writes its KRL: sshd refuses every key while the
+    /// file it reads is missing).
+    async fn on_start(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// The documents this provider publishes.
+    fn documents(&self) -> &'static [Document] {
+        &[]
+    }
+
+    /// One published document's current content; `None` if it has no such document.
+    async fn document(&self, _name: &str) -> Result<Option<Vec<u8>>, ProviderError> {
+        Ok(None)
+    }
 
     /// Makes the binding exist with access ending at `expires_at`; creates or updates.
     /// Where the target can enforce expiry itself, it must be told `expires_at` here.

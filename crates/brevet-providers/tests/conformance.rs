@@ -184,8 +184,11 @@ mod postgres {
 
 mod ssh {
     use brevet_providers::{
-        ssh::{SshConfig, SshHost, SshProfile, SshProvider},
-        testing::MemoryLedger,
+        ssh::{
+            CertificateLedger, IssuedCertificate, SshConfig, SshHost, SshProfile, SshProvider,
+            StateLedger,
+        },
+        testing::{MemoryLedger, MemoryState},
     };
     use ssh_key::{Algorithm, PrivateKey};
 
@@ -197,7 +200,10 @@ mod ssh {
     struct OpenSsh {
         dir: tempfile::TempDir,
         krl: PathBuf,
-        ledger: Arc<MemoryLedger>,
+        /// Where the look-alike is planted: the ledger of another SSH provider instance.
+        other_ledger: Arc<dyn CertificateLedger>,
+        /// How to read back the look-alike.
+        lookalike_live: Box<dyn Fn(u64) -> bool + Send + Sync>,
     }
 
     impl OpenSsh {
@@ -260,8 +266,7 @@ mod ssh {
         }
         async fn plant_lookalike(&self) -> String {
             let serial: u64 = 4_242_424_242;
-            use brevet_providers::ssh::{CertificateLedger, IssuedCertificate};
-            self.ledger
+            self.other_ledger
                 .record(&IssuedCertificate {
                     provider: "other-ssh".into(),
                     serial,
@@ -276,18 +281,11 @@ mod ssh {
             serial.to_string()
         }
         async fn lookalike_present(&self, serial: &str) -> bool {
-            self.ledger
-                .records()
-                .iter()
-                .any(|r| r.serial.to_string() == serial && r.revoked_at.is_none())
+            serial.parse().is_ok_and(|s| (self.lookalike_live)(s))
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn ssh_passes_the_conformance_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let krl = dir.path().join("revoked.krl");
-        let ca = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).unwrap();
+    fn config(dir: &std::path::Path) -> SshConfig {
         let profile = SshProfile {
             principals: vec!["ops".into()],
             permit_pty: true,
@@ -297,9 +295,9 @@ mod ssh {
             force_command: None,
             source_address: None,
         };
-        let config = SshConfig {
-            ca_key_file: dir.path().join("ca"),
-            krl_file: Some(krl.clone()),
+        SshConfig {
+            ca_key_file: dir.join("ca"),
+            krl_file: Some(dir.join("revoked.krl")),
             backdate: std::time::Duration::from_secs(60),
             krl_margin: std::time::Duration::from_secs(600),
             profiles: BTreeMap::from([
@@ -313,21 +311,24 @@ mod ssh {
                     port: 22,
                 },
             )]),
-        };
-        let ledger = Arc::new(MemoryLedger::default());
-        let provider = SshProvider::new("ssh", config, ca, ledger.clone());
-        // sshd refuses every key while its RevokedKeys file is missing: the server writes it at
-        // start, so does this test.
-        provider.write_krl().await.unwrap();
+        }
+    }
+
+    async fn ssh_conformance(
+        ledger: Arc<dyn CertificateLedger>,
+        inspector: OpenSsh,
+        dir: &std::path::Path,
+    ) {
+        let ca = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).unwrap();
+        let provider = SshProvider::new("ssh", config(dir), ca, ledger);
+        // sshd refuses every key while its RevokedKeys file is missing: the server's start-up
+        // hook writes it, so does this test.
+        use brevet_providers::Provider;
+        provider.on_start().await.unwrap();
         let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).unwrap();
-        let inspector = Arc::new(OpenSsh {
-            dir: tempfile::tempdir().unwrap(),
-            krl,
-            ledger,
-        });
         let report = run(
             Arc::new(provider),
-            inspector,
+            Arc::new(inspector),
             Fixture {
                 binding: binding("alice", "ssh:box", "ssh.login"),
                 other: binding("bob", "ssh:box", "ssh.dev"),
@@ -347,6 +348,57 @@ mod ssh {
                 expiry_checked: true
             }
         );
+    }
+
+    /// One ledger shared by two instances (as the old table was): the other instance's record
+    /// must be invisible to this one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ssh_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(MemoryLedger::default());
+        let seen = ledger.clone();
+        let inspector = OpenSsh {
+            dir: tempfile::tempdir().unwrap(),
+            krl: dir.path().join("revoked.krl"),
+            other_ledger: ledger.clone(),
+            lookalike_live: Box::new(move |serial| {
+                seen.records()
+                    .iter()
+                    .any(|r| r.serial == serial && r.revoked_at.is_none())
+            }),
+        };
+        ssh_conformance(ledger, inspector, dir.path()).await;
+    }
+
+    /// The ledger as the server keeps it: in the provider's own scope of state.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ssh_on_provider_state_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = Arc::new(StateLedger(Arc::new(MemoryState::default())));
+        let others = Arc::new(MemoryState::default());
+        let seen = others.clone();
+        let inspector = OpenSsh {
+            dir: tempfile::tempdir().unwrap(),
+            krl: dir.path().join("revoked.krl"),
+            other_ledger: Arc::new(StateLedger(others)),
+            lookalike_live: Box::new(move |serial| {
+                let state = seen.clone();
+                let key = format!("cert/{serial:020}");
+                std::thread::spawn(move || {
+                    tokio::runtime::Runtime::new().unwrap().block_on(async {
+                        use brevet_providers::state::ProviderState;
+                        state
+                            .get(&key)
+                            .await
+                            .unwrap()
+                            .is_some_and(|s| s.value["revoked_at"].is_null())
+                    })
+                })
+                .join()
+                .unwrap()
+            }),
+        };
+        ssh_conformance(mine, inspector, dir.path()).await;
     }
 }
 

@@ -8,19 +8,12 @@ use std::{
     time::Duration,
 };
 
-use brevet_core::{GrantDuration, PrincipalId, ProfileName, ProviderName, ResourceId, Role};
-use brevet_providers::{
-    aws::{
-        ActionCatalog, Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsResource, IamAction,
-    },
-    postgres::{OnRevokeObjects, PgResource, PostgresConfig, Privilege},
-    ssh::{SshConfig, SshHost, SshProfile},
-    SecretText,
-};
+use brevet_core::{GrantDuration, PrincipalId, ProviderName, ResourceId, Role};
+use brevet_providers::registry::{self, ProviderSetup};
 use serde::Deserialize;
 
-pub use brevet_config::{field, parse_toml, ConfigError, SecretRef};
 use brevet_config::{duration_literal, ConfigDuration, DurationOrOff, DurationOrZero};
+pub use brevet_config::{field, parse_toml, ConfigError, SecretRef, SecretText};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -344,11 +337,11 @@ impl PrincipalConfig {
     }
 }
 
+/// One `[providers.NAME]` instance: its kind and what that kind parsed from its tables.
 #[derive(Debug, Clone)]
-pub enum ProviderConfig {
-    Postgres(PostgresConfig),
-    Ssh(SshConfig),
-    Aws(AwsConfig),
+pub struct ConfiguredProvider {
+    pub kind: &'static str,
+    pub setup: std::sync::Arc<dyn ProviderSetup>,
 }
 
 #[derive(Debug, Clone)]
@@ -367,7 +360,7 @@ pub struct Config {
     pub policy_files: Vec<(String, String)>,
     pub policy_defaults: brevet_policy::Defaults,
     pub principals: Vec<PrincipalConfig>,
-    pub providers: BTreeMap<ProviderName, ProviderConfig>,
+    pub providers: BTreeMap<ProviderName, ConfiguredProvider>,
     pub resources: BTreeMap<ResourceId, ResourceConfig>,
     pub notify: crate::notify::NotifySettings,
     /// Single sign-on; without it only API tokens sign in.
@@ -542,20 +535,55 @@ impl Config {
             });
         }
 
+        // Each provider's folder parses its own tables; only `kind` (which folder) and a
+        // resource's `tags` (which Cedar sees for every provider) are read here.
+        let kinds = registry::builtin();
         let mut providers = BTreeMap::new();
         for (name, table) in &raw.providers {
             let pname = ProviderName::parse(name)
                 .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
-            let resources: BTreeMap<&str, &toml::Table> = raw
+            let mut table = table.clone();
+            let kind = match table.remove("kind") {
+                Some(toml::Value::String(k)) => k,
+                _ => {
+                    return Err(field(
+                        format!("providers.{name}.kind"),
+                        format!(
+                            "missing; set kind = \"…\" to one of: {}",
+                            kinds
+                                .iter()
+                                .map(|k| k.kind())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ))
+                }
+            };
+            let resources = raw
                 .resources
                 .iter()
                 .filter_map(|(id, t)| {
-                    id.split_once(':')
-                        .filter(|(p, _)| p == name)
-                        .map(|(_, n)| (n, t))
+                    id.split_once(':').filter(|(p, _)| p == name).map(|(_, n)| {
+                        let mut t = t.clone();
+                        t.remove("tags");
+                        (n.to_owned(), t)
+                    })
                 })
                 .collect();
-            providers.insert(pname, parse_provider(name, table, &resources, &base)?);
+            let tables = brevet_config::ProviderTables {
+                name: name.clone(),
+                table,
+                resources,
+                base: base.clone(),
+            };
+            let kind = registry::lookup(&kinds, &kind, &format!("providers.{name}.kind"))?;
+            providers.insert(
+                pname,
+                ConfiguredProvider {
+                    kind: kind.kind(),
+                    setup: kind.parse(&tables)?,
+                },
+            );
         }
 
         let mut resources = BTreeMap::new();
@@ -586,11 +614,7 @@ impl Config {
                     )
                 })?,
             };
-            let kind = match provider {
-                ProviderConfig::Postgres(_) => "postgres",
-                ProviderConfig::Ssh(_) => "ssh",
-                ProviderConfig::Aws(_) => "aws",
-            };
+            let kind = provider.kind;
             resources.insert(
                 rid.clone(),
                 ResourceConfig {
@@ -621,453 +645,6 @@ impl Config {
                 .transpose()?,
         })
     }
-}
-
-fn parse_provider(
-    name: &str,
-    t: &toml::Table,
-    resources: &BTreeMap<&str, &toml::Table>,
-    base: &Path,
-) -> Result<ProviderConfig, ConfigError> {
-    let at = |f: &str| format!("providers.{name}.{f}");
-    let kind = t
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .ok_or_else(|| field(at("kind"), "missing; set kind = \"postgres\""))?;
-    match kind {
-        "postgres" => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Raw {
-                #[allow(dead_code)]
-                kind: String,
-                admin_url: SecretRef,
-                #[serde(default = "prefix")]
-                role_prefix: String,
-                connect_host: Option<String>,
-                connect_port: Option<u16>,
-                #[serde(default)]
-                profiles: BTreeMap<String, Privilege>,
-                #[serde(default = "limit")]
-                connection_limit: i32,
-                #[serde(default)]
-                on_revoke_objects: OnRevokeObjects,
-                inert_owner: Option<String>,
-            }
-            fn prefix() -> String {
-                "brevet_".into()
-            }
-            fn limit() -> i32 {
-                5
-            }
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct RawRes {
-                database: String,
-                #[serde(default = "public")]
-                schemas: Vec<String>,
-                #[allow(dead_code)]
-                #[serde(default)]
-                tags: BTreeMap<String, String>,
-            }
-            fn public() -> Vec<String> {
-                vec!["public".into()]
-            }
-            let raw: Raw = t
-                .clone()
-                .try_into()
-                .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
-            let ok_prefix = raw.role_prefix.len() >= 3
-                && raw.role_prefix.len() <= 30
-                && raw
-                    .role_prefix
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !ok_prefix {
-                return Err(field(
-                    at("role_prefix"),
-                    "use 3-30 lowercase letters, digits or _ (e.g. \"brevet_\")",
-                ));
-            }
-            let mut profiles = PostgresConfig::default_profiles();
-            if !raw.profiles.is_empty() {
-                profiles.clear();
-                for (p, v) in raw.profiles {
-                    let pn =
-                        ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
-                    profiles.insert(pn, v);
-                }
-            }
-            let mut res = BTreeMap::new();
-            for (rname, rt) in resources {
-                let r: RawRes = (*rt)
-                    .clone()
-                    .try_into()
-                    .map_err(|e| field(format!("resources.\"{name}:{rname}\""), e.to_string()))?;
-                res.insert(
-                    (*rname).to_owned(),
-                    PgResource {
-                        database: r.database,
-                        schemas: r.schemas,
-                    },
-                );
-            }
-            Ok(ProviderConfig::Postgres(PostgresConfig {
-                admin_url: raw.admin_url.resolve(&at("admin_url"), base)?,
-                role_prefix: raw.role_prefix,
-                connect_host: raw.connect_host,
-                connect_port: raw.connect_port,
-                profiles,
-                resources: res,
-                connection_limit: raw.connection_limit,
-                on_revoke_objects: raw.on_revoke_objects,
-                inert_owner: raw.inert_owner,
-            }))
-        }
-        "ssh" => parse_ssh(name, t, resources, base),
-        "aws" => parse_aws(name, t, resources, base),
-        other => Err(field(
-            at("kind"),
-            format!("unknown provider kind `{other}`; supported: postgres, ssh, aws"),
-        )),
-    }
-}
-
-fn parse_aws(
-    name: &str,
-    t: &toml::Table,
-    resources: &BTreeMap<&str, &toml::Table>,
-    base: &Path,
-) -> Result<ProviderConfig, ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Raw {
-        #[allow(dead_code)]
-        kind: String,
-        region: String,
-        endpoint_url: Option<String>,
-        #[serde(default = "prefix")]
-        role_prefix: String,
-        #[serde(default = "path")]
-        role_path: String,
-        #[serde(default = "max_session")]
-        max_session_duration: ConfigDuration,
-        #[serde(default)]
-        allow_wildcards: bool,
-        action_catalog: Option<PathBuf>,
-        sensitive_actions: Option<PathBuf>,
-        #[serde(default)]
-        identities: BTreeMap<String, RawIdentity>,
-        profiles: BTreeMap<String, RawProfile>,
-    }
-    fn prefix() -> String {
-        "brevet-".into()
-    }
-    fn path() -> String {
-        "/brevet/".into()
-    }
-    fn max_session() -> ConfigDuration {
-        duration_literal("1h")
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RawIdentity {
-        arn: Option<String>,
-        identity_center_user_id: Option<String>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RawProfile {
-        mode: String,
-        #[serde(default)]
-        actions: Vec<String>,
-        base_role_arn: Option<String>,
-        instance_arn: Option<String>,
-        permission_set_arn: Option<String>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RawRes {
-        account: String,
-        #[serde(default)]
-        arns: Vec<String>,
-        #[allow(dead_code)]
-        #[serde(default)]
-        tags: BTreeMap<String, String>,
-    }
-    let at = |f: &str| format!("providers.{name}.{f}");
-    let raw: Raw = t
-        .clone()
-        .try_into()
-        .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
-    let max = raw.max_session_duration.0;
-    if !(3600..=43_200).contains(&max.as_secs()) {
-        return Err(field(at("max_session_duration"), "IAM allows 1h to 12h"));
-    }
-    let prefix_ok = !raw.role_prefix.is_empty()
-        && raw.role_prefix.len() <= 40
-        && raw
-            .role_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
-    if !prefix_ok {
-        return Err(field(
-            at("role_prefix"),
-            "use up to 40 characters from letters, digits and +=,.@_-",
-        ));
-    }
-    if !(raw.role_path.starts_with('/') && raw.role_path.ends_with('/')) {
-        return Err(field(
-            at("role_path"),
-            "an IAM path starts and ends with `/`, e.g. \"/brevet/\"",
-        ));
-    }
-    let catalog = match &raw.action_catalog {
-        Some(dir) => Some(
-            ActionCatalog::load(
-                &base.join(dir),
-                raw.sensitive_actions
-                    .as_ref()
-                    .map(|p| base.join(p))
-                    .as_deref(),
-            )
-            .map_err(|e| field(at("action_catalog"), e.to_string()))?,
-        ),
-        None => None,
-    };
-    let mut profiles = BTreeMap::new();
-    for (p, rp) in raw.profiles {
-        let pat = |f: &str| at(&format!("profiles.\"{p}\".{f}"));
-        let pn = ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
-        let mut actions = Vec::new();
-        for a in &rp.actions {
-            let action = IamAction::parse(a).map_err(|e| field(pat("actions"), e))?;
-            if action.is_wildcard() && !raw.allow_wildcards {
-                return Err(field(
-                    pat("actions"),
-                    format!("`{action}` is a wildcard; list the exact actions, or set allow_wildcards = true"),
-                ));
-            }
-            if let Some(c) = &catalog {
-                if let Some(warning) = c.check(&action).map_err(|e| field(pat("actions"), e))? {
-                    tracing::warn!(provider = name, profile = %pn, "{warning}");
-                }
-            }
-            actions.push(action);
-        }
-        let mode = match rp.mode.as_str() {
-            "role" => AwsMode::Role,
-            "session" => AwsMode::Session {
-                base_role_arn: Arn::parse(rp.base_role_arn.as_deref().ok_or_else(|| {
-                    field(
-                        pat("base_role_arn"),
-                        "session mode needs the base role to assume",
-                    )
-                })?)
-                .map_err(|e| field(pat("base_role_arn"), e))?,
-            },
-            "identity_center" => AwsMode::IdentityCenter {
-                instance_arn: rp.instance_arn.ok_or_else(|| {
-                    field(
-                        pat("instance_arn"),
-                        "identity_center mode needs the instance ARN",
-                    )
-                })?,
-                permission_set_arn: rp.permission_set_arn.ok_or_else(|| {
-                    field(
-                        pat("permission_set_arn"),
-                        "identity_center mode needs the permission set ARN",
-                    )
-                })?,
-            },
-            other => {
-                return Err(field(
-                    pat("mode"),
-                    format!("`{other}` is not a mode; use role, session or identity_center"),
-                ))
-            }
-        };
-        if !matches!(mode, AwsMode::IdentityCenter { .. }) && actions.is_empty() {
-            return Err(field(
-                pat("actions"),
-                "list the IAM actions this profile allows, e.g. [\"s3:GetObject\"]",
-            ));
-        }
-        profiles.insert(pn, AwsProfile { mode, actions });
-    }
-    let mut identities = BTreeMap::new();
-    for (who, ri) in raw.identities {
-        let arn = ri
-            .arn
-            .as_deref()
-            .map(Arn::parse)
-            .transpose()
-            .map_err(|e| field(at(&format!("identities.{who}.arn")), e))?;
-        identities.insert(
-            who,
-            AwsIdentity {
-                arn,
-                identity_center_user_id: ri.identity_center_user_id,
-            },
-        );
-    }
-    let mut res = BTreeMap::new();
-    for (rname, rt) in resources {
-        let rat = format!("resources.\"{name}:{rname}\"");
-        let r: RawRes = (*rt)
-            .clone()
-            .try_into()
-            .map_err(|e| field(rat.clone(), e.to_string()))?;
-        if r.account.len() != 12 || !r.account.chars().all(|c| c.is_ascii_digit()) {
-            return Err(field(
-                format!("{rat}.account"),
-                "an AWS account id is 12 digits",
-            ));
-        }
-        let mut arns = Vec::new();
-        for a in &r.arns {
-            let arn = Arn::parse(a).map_err(|e| field(format!("{rat}.arns"), e))?;
-            if !arn.account().is_empty() && arn.account() != r.account {
-                return Err(field(
-                    format!("{rat}.arns"),
-                    format!("`{a}` is in account {}, not {}", arn.account(), r.account),
-                ));
-            }
-            arns.push(arn);
-        }
-        res.insert(
-            (*rname).to_owned(),
-            AwsResource {
-                account: r.account,
-                arns,
-            },
-        );
-    }
-    let config = AwsConfig {
-        region: raw.region,
-        endpoint_url: raw.endpoint_url,
-        role_prefix: raw.role_prefix,
-        role_path: raw.role_path,
-        max_session_duration: max,
-        profiles,
-        resources: res,
-        identities,
-    };
-    config
-        .check_identity_center_unambiguous(name)
-        .map_err(|(at, why)| field(at, why))?;
-    Ok(ProviderConfig::Aws(config))
-}
-
-fn parse_ssh(
-    name: &str,
-    t: &toml::Table,
-    resources: &BTreeMap<&str, &toml::Table>,
-    base: &Path,
-) -> Result<ProviderConfig, ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Raw {
-        #[allow(dead_code)]
-        kind: String,
-        ca_key_file: PathBuf,
-        krl_file: Option<PathBuf>,
-        #[serde(default = "backdate")]
-        backdate: DurationOrZero,
-        /// How long revoked serials stay in the KRL past expiry (hosts' clock skew).
-        #[serde(default = "krl_margin")]
-        krl_margin: DurationOrZero,
-        profiles: BTreeMap<String, RawProfile>,
-    }
-    fn backdate() -> DurationOrZero {
-        DurationOrZero(Duration::from_secs(60))
-    }
-    fn krl_margin() -> DurationOrZero {
-        DurationOrZero(Duration::from_secs(600))
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RawProfile {
-        principals: Vec<String>,
-        #[serde(default = "yes")]
-        permit_pty: bool,
-        #[serde(default)]
-        port_forwarding: bool,
-        #[serde(default)]
-        agent_forwarding: bool,
-        #[serde(default)]
-        x11_forwarding: bool,
-        force_command: Option<String>,
-        source_address: Option<String>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RawHost {
-        host: String,
-        #[serde(default = "port22")]
-        port: u16,
-        #[allow(dead_code)]
-        #[serde(default)]
-        tags: BTreeMap<String, String>,
-    }
-    fn port22() -> u16 {
-        22
-    }
-    let at = |f: &str| format!("providers.{name}.{f}");
-    let raw: Raw = t
-        .clone()
-        .try_into()
-        .map_err(|e| field(format!("providers.{name}"), e.to_string()))?;
-    let mut profiles = BTreeMap::new();
-    for (p, rp) in raw.profiles {
-        let pn = ProfileName::parse(&p).map_err(|e| field(at("profiles"), e.to_string()))?;
-        let ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
-        };
-        if rp.principals.is_empty() || !rp.principals.iter().all(|s| ok(s)) {
-            return Err(field(
-                at(&format!("profiles.\"{p}\".principals")),
-                "list one or more principal names (letters, digits, . _ - @), e.g. [\"deploy\"]",
-            ));
-        }
-        profiles.insert(
-            pn,
-            SshProfile {
-                principals: rp.principals,
-                permit_pty: rp.permit_pty,
-                port_forwarding: rp.port_forwarding,
-                agent_forwarding: rp.agent_forwarding,
-                x11_forwarding: rp.x11_forwarding,
-                force_command: rp.force_command,
-                source_address: rp.source_address,
-            },
-        );
-    }
-    let mut hosts = BTreeMap::new();
-    for (rname, rt) in resources {
-        let h: RawHost = (*rt)
-            .clone()
-            .try_into()
-            .map_err(|e| field(format!("resources.\"{name}:{rname}\""), e.to_string()))?;
-        hosts.insert(
-            (*rname).to_owned(),
-            SshHost {
-                host: h.host,
-                port: h.port,
-            },
-        );
-    }
-    Ok(ProviderConfig::Ssh(SshConfig {
-        ca_key_file: base.join(raw.ca_key_file),
-        krl_file: raw.krl_file.map(|f| base.join(f)),
-        backdate: raw.backdate.0,
-        krl_margin: raw.krl_margin.0,
-        profiles,
-        resources: hosts,
-    }))
 }
 
 #[cfg(test)]

@@ -10,18 +10,13 @@ pub mod limits;
 pub mod notify;
 pub mod oidc;
 pub mod portal;
+pub mod provider_state;
 pub mod session;
-pub mod ssh_ledger;
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use brevet_policy::{PolicyEngine, PolicySource};
-use brevet_providers::{
-    aws::AwsProvider,
-    postgres::PostgresProvider,
-    ssh::{load_or_create_ca, SshProvider},
-    Provider,
-};
+use brevet_providers::Provider;
 use brevet_store::Store;
 use tokio::sync::watch;
 
@@ -68,42 +63,30 @@ pub fn load_policy(config: &Config) -> Result<PolicyEngine, brevet_policy::Polic
     PolicyEngine::load(&sources, config.policy_defaults)
 }
 
-/// The provider instances named in the config; SSH providers are also returned on their own.
-pub struct Providers {
-    pub all: BTreeMap<brevet_core::ProviderName, Arc<dyn Provider>>,
-    pub ssh: BTreeMap<brevet_core::ProviderName, Arc<SshProvider>>,
-}
-
-/// Builds the providers (SSH providers keep their certificate ledger in `store`).
-pub async fn build_providers(config: &Config, store: &Store) -> Result<Providers, StartError> {
+/// Builds the provider instances named in the config, each with its own scope of state in
+/// `store`, and runs their start-up work.
+pub async fn build_providers(
+    config: &Config,
+    store: &Store,
+) -> Result<BTreeMap<brevet_core::ProviderName, Arc<dyn Provider>>, StartError> {
     let mut all: BTreeMap<_, Arc<dyn Provider>> = BTreeMap::new();
-    let mut ssh = BTreeMap::new();
-    for (name, pc) in &config.providers {
+    for (name, configured) in &config.providers {
         let err = |source| StartError::Provider {
             name: name.to_string(),
             source,
         };
-        let p: Arc<dyn Provider> = match pc {
-            config::ProviderConfig::Postgres(c) => {
-                Arc::new(PostgresProvider::new(name.as_str(), c.clone()).map_err(err)?)
-            }
-            config::ProviderConfig::Aws(c) => {
-                Arc::new(AwsProvider::new(name.as_str(), c.clone()).await)
-            }
-            config::ProviderConfig::Ssh(c) => {
-                let (ca, created) = load_or_create_ca(&c.ca_key_file).map_err(err)?;
-                if created {
-                    tracing::warn!(provider = %name, path = %c.ca_key_file.display(), "generated a new SSH user CA; publish it with `brevet ssh-ca public-key`");
-                }
-                let ledger = Arc::new(ssh_ledger::StoreLedger(store.clone()));
-                let p = Arc::new(SshProvider::new(name.as_str(), c.clone(), ca, ledger));
-                ssh.insert(name.clone(), p.clone());
-                p
-            }
+        let cx = brevet_providers::registry::BuildContext {
+            name: name.to_string(),
+            state: Arc::new(provider_state::StoreState {
+                store: store.clone(),
+                provider: name.to_string(),
+            }),
         };
+        let p = configured.setup.build(cx).await.map_err(err)?;
+        p.on_start().await.map_err(err)?;
         all.insert(name.clone(), p);
     }
-    Ok(Providers { all, ssh })
+    Ok(all)
 }
 
 /// Connects the store and builds the broker from a validated config.
@@ -111,24 +94,14 @@ pub async fn build_broker(config: &Config) -> Result<Arc<Broker>, StartError> {
     let policy = Arc::new(load_policy(config)?);
     let store = Store::connect(config.store_url.expose()).await?;
     let providers = build_providers(config, &store).await?;
-    // sshd refuses every key while its RevokedKeys file is missing: write it before serving.
-    for (name, p) in &providers.ssh {
-        p.write_krl().await.map_err(|source| StartError::Provider {
-            name: name.to_string(),
-            source,
-        })?;
-    }
-    Ok(Arc::new(
-        Broker::new(
-            store,
-            policy,
-            providers.all,
-            config.resources.clone(),
-            config.principals.clone(),
-            config.server.clone(),
-        )
-        .with_ssh(providers.ssh),
-    ))
+    Ok(Arc::new(Broker::new(
+        store,
+        policy,
+        providers,
+        config.resources.clone(),
+        config.principals.clone(),
+        config.server.clone(),
+    )))
 }
 
 /// Runs the server until `shutdown` resolves.

@@ -5,12 +5,12 @@
 //! state change without its audit record cannot exist: if the audit cannot be written, nothing is.
 
 mod audit;
-mod certificates;
 mod deliveries;
 mod error;
 mod locks;
 mod requests;
 mod sessions;
+mod state;
 
 use std::{str::FromStr, time::Duration};
 
@@ -19,12 +19,12 @@ use sqlx::{
     AnyPool, Executor,
 };
 
-pub use certificates::CertificateRecord;
 pub use deliveries::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use error::StoreError;
 pub use locks::{LocksOn, PrincipalLock};
 pub use requests::{Hold, RequestFilter, Step};
 pub use sessions::{LoginFlow, SessionRecord};
+pub use state::StateEntry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -113,12 +113,20 @@ impl Store {
                 .map_err(|e| StoreError::Connect(redact(&e.to_string())))?,
             Backend::Postgres => pool.clone(),
         };
-        Ok(Self {
+        let store = Self {
             pool,
             reader,
             backend,
             commits: Default::default(),
-        })
+        };
+        let moved = store.import_legacy_certificates().await?;
+        if moved > 0 {
+            tracing::info!(
+                records = moved,
+                "moved SSH certificate records into provider state"
+            );
+        }
+        Ok(store)
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):

@@ -18,6 +18,7 @@
 mod documents;
 mod identity_center;
 pub mod names;
+mod settings;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -34,6 +35,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub use names::{ActionCatalog, Arn, IamAction};
+pub use settings::Kind;
 
 use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
 

@@ -7,6 +7,7 @@
 mod config;
 mod revoke;
 mod scram;
+mod settings;
 
 use std::{collections::HashMap, str::FromStr, sync::Mutex, time::Duration};
 
@@ -24,6 +25,7 @@ pub use config::{
     quote_ident, quote_literal, OnRevokeObjects, PgResource, PostgresConfig, Privilege,
 };
 use revoke::{membership_sql, role_oid, server_version_num, sessions_of, terminate_oid, Cleanup};
+pub use settings::Kind;
 
 use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
 

@@ -6,6 +6,7 @@
 mod ca;
 pub mod krl;
 mod ledger;
+mod settings;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -21,7 +22,8 @@ use rand::Rng;
 use ssh_key::{certificate, Algorithm, HashAlg, PrivateKey, PublicKey};
 
 pub use ca::load_or_create_ca;
-pub use ledger::{CertificateLedger, IssuedCertificate};
+pub use ledger::{CertificateLedger, IssuedCertificate, StateLedger};
+pub use settings::Kind;
 
 use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
 
@@ -262,6 +264,37 @@ impl Provider for SshProvider {
 
     fn profiles(&self) -> Vec<ProfileName> {
         self.config.profiles.keys().cloned().collect()
+    }
+
+    fn credential_input(&self) -> crate::CredentialInputKind {
+        crate::CredentialInputKind::PublicKey
+    }
+
+    async fn on_start(&self) -> Result<(), ProviderError> {
+        self.write_krl().await
+    }
+
+    fn documents(&self) -> &'static [crate::Document] {
+        &[
+            crate::Document {
+                name: "ca",
+                content_type: "text/plain",
+                description: "the user CA's OpenSSH public key line, for sshd's TrustedUserCAKeys",
+            },
+            crate::Document {
+                name: "krl",
+                content_type: "application/octet-stream",
+                description: "the OpenSSH KRL of revoked certificates, for sshd's RevokedKeys",
+            },
+        ]
+    }
+
+    async fn document(&self, name: &str) -> Result<Option<Vec<u8>>, ProviderError> {
+        match name {
+            "ca" => Ok(Some(format!("{}\n", self.ca_public_line()).into_bytes())),
+            "krl" => self.served_krl().await.map(Some),
+            _ => Ok(None),
+        }
     }
 
     fn check_credential_input(

@@ -143,6 +143,18 @@ impl Provider for FaultyProvider {
     fn max_grant_duration(&self, profile: &ProfileName) -> Option<Duration> {
         self.inner.max_grant_duration(profile)
     }
+    fn credential_input(&self) -> crate::CredentialInputKind {
+        self.inner.credential_input()
+    }
+    async fn on_start(&self) -> Result<(), ProviderError> {
+        self.inner.on_start().await
+    }
+    fn documents(&self) -> &'static [crate::Document] {
+        self.inner.documents()
+    }
+    async fn document(&self, name: &str) -> Result<Option<Vec<u8>>, ProviderError> {
+        self.inner.document(name).await
+    }
     fn check_credential_input(
         &self,
         b: &Binding,

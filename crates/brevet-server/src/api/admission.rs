@@ -1,10 +1,11 @@
 //! Admission control for the API: at most `server.max_in_flight` requests are served at once;
 //! one more waits up to `server.admission_wait` for a turn and is otherwise refused at once with
 //! 503 and `Retry-After`. Past capacity, goodput stays at capacity and the excess is told to come
-//! back, instead of every request queueing behind the store for seconds. Health, metrics, the
-//! OpenAPI document, the kill switch (kill, unlock, locks), revocation and the SSH CA and KRL are
-//! never held back: an operator must be able to cut someone off while the server is overloaded,
-//! and hosts must keep getting the list of revoked certificates. A request that holds a permit
+//! back, instead of every request queueing behind the store for seconds. The router applies it to
+//! every route but health, metrics, the OpenAPI document, the kill switch (kill, unlock, locks),
+//! revocation and providers' published documents (the SSH CA and KRL): an operator must be able
+//! to cut someone off while the server is overloaded, and hosts must keep getting the list of
+//! revoked certificates. A request that holds a permit
 //! keeps it while it waits on providers, so a dead provider can fill the permits for up to about
 //! three `provider_timeout`s; the exempt routes are not affected.
 
@@ -40,30 +41,11 @@ impl Admission {
     }
 }
 
-/// Never held back: what keeps access from outliving its grant (the kill switch, revocation, and
-/// the SSH KRL hosts fetch to refuse revoked certificates), and what operators watch.
-fn exempt(path: &str) -> bool {
-    matches!(
-        path,
-        "/v1/health"
-            | "/metrics"
-            | "/v1/openapi.json"
-            | "/v1/kill"
-            | "/v1/unlock"
-            | "/v1/locks"
-            | "/v1/ssh/krl"
-            | "/v1/ssh/ca"
-    ) || (path.starts_with("/v1/grants/") && path.ends_with("/revoke"))
-}
-
 pub(super) async fn admit(
     State(admission): State<Arc<Admission>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if exempt(req.uri().path()) {
-        return next.run(req).await;
-    }
     let permit =
         tokio::time::timeout(admission.wait, admission.permits.clone().acquire_owned()).await;
     match permit {

@@ -656,47 +656,55 @@ pub async fn locks(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct SshQuery {
-    /// The SSH provider (needed only when several are configured).
+pub struct DocumentQuery {
+    /// Which provider instance of the kind (needed only when several are configured).
     provider: Option<String>,
 }
 
-/// The SSH user CA's public key: the line for sshd's `TrustedUserCAKeys`. Public; no token needed.
-#[utoipa::path(get, path = "/v1/ssh/ca", params(SshQuery), responses((status = 200, description = "OpenSSH public key line", content_type = "text/plain")))]
-pub async fn ssh_ca(
-    State(state): State<AppState>,
-    q: Result<Query<SshQuery>, QueryRejection>,
-) -> ApiResult<Response> {
-    let Query(q) = q?;
-    let p = state.broker.ssh_provider(q.provider.as_deref())?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain")],
-        format!("{}\n", p.ca_public_line()),
-    )
-        .into_response())
-}
-
-/// The current OpenSSH KRL (binary) for sshd's `RevokedKeys`. Public; no token needed.
-#[utoipa::path(get, path = "/v1/ssh/krl", params(SshQuery), responses((status = 200, description = "OpenSSH KRL", content_type = "application/octet-stream")))]
-pub async fn ssh_krl(
-    State(state): State<AppState>,
-    q: Result<Query<SshQuery>, QueryRejection>,
-) -> ApiResult<Response> {
-    let Query(q) = q?;
-    let p = state.broker.ssh_provider(q.provider.as_deref())?;
-    let bytes = p
-        .served_krl()
-        .await
-        .map_err(|source| crate::broker::BrokerError::Provider {
-            provider: "ssh".into(),
-            source,
-        })?;
-    Ok((
+fn document_response(content_type: &'static str, bytes: Vec<u8>) -> Response {
+    (
         [
-            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         bytes,
     )
-        .into_response())
+        .into_response()
+}
+
+/// A document a provider instance publishes (the SSH provider: `ca`, its user CA's public key
+/// line for sshd's `TrustedUserCAKeys`, and `krl`, the OpenSSH KRL for `RevokedKeys`). Public;
+/// no token needed.
+#[utoipa::path(get, path = "/v1/providers/{name}/{document}", params(("name" = String, Path, description = "Provider instance"), ("document" = String, Path, description = "Document name")), responses((status = 200, description = "The document, in its own content type")))]
+pub async fn provider_document(
+    State(state): State<AppState>,
+    Path((name, document)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (content_type, bytes) = state
+        .broker
+        .provider_document(crate::broker::DocumentOwner::Instance(&name), &document)
+        .await?;
+    Ok(document_response(content_type, bytes))
+}
+
+/// The same, by provider kind: `/v1/ssh/ca` and `/v1/ssh/krl` (the paths hosts are configured
+/// with) serve the one SSH provider's, or the one `?provider=` names. Public; no token needed.
+#[utoipa::path(get, path = "/v1/{kind}/{document}", params(("kind" = String, Path, description = "Provider kind, e.g. ssh"), ("document" = String, Path, description = "Document name, e.g. krl"), DocumentQuery), responses((status = 200, description = "The document, in its own content type")))]
+pub async fn kind_document(
+    State(state): State<AppState>,
+    Path((kind, document)): Path<(String, String)>,
+    q: Result<Query<DocumentQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    let (content_type, bytes) = state
+        .broker
+        .provider_document(
+            crate::broker::DocumentOwner::Kind {
+                kind: &kind,
+                instance: q.provider.as_deref(),
+            },
+            &document,
+        )
+        .await?;
+    Ok(document_response(content_type, bytes))
 }

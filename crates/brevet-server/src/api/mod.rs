@@ -129,8 +129,8 @@ impl FromRequestParts<AppState> for Caller {
         handlers::kill,
         handlers::unlock,
         handlers::locks,
-        handlers::ssh_ca,
-        handlers::ssh_krl,
+        handlers::provider_document,
+        handlers::kind_document,
         deliveries::list_deliveries,
         login::device_start,
         login::device_poll,
@@ -190,10 +190,23 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 
 pub fn router(state: AppState) -> Router {
     let admission = Arc::new(admission::Admission::new(state.broker.clone()));
-    Router::new()
+    // Never held back by admission control: what keeps access from outliving its grant (the
+    // kill switch, revocation, the documents hosts fetch such as the SSH KRL) and what
+    // operators watch.
+    let always = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(handlers::metrics))
+        .route("/v1/kill", post(handlers::kill))
+        .route("/v1/unlock", post(handlers::unlock))
+        .route("/v1/locks", get(handlers::locks))
+        .route("/v1/grants/{id}/revoke", post(handlers::revoke))
+        .route(
+            "/v1/providers/{name}/{document}",
+            get(handlers::provider_document),
+        )
+        .route("/v1/{kind}/{document}", get(handlers::kind_document));
+    let admitted = Router::new()
         .route("/v1/whoami", get(handlers::whoami))
         .route("/v1/eligible", get(handlers::eligible))
         .route("/v1/login/device", post(login::device_start))
@@ -209,7 +222,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}/cancel", post(handlers::cancel))
         .route("/v1/requests/{id}/activate", post(handlers::activate))
         .route("/v1/grants", get(handlers::list_grants))
-        .route("/v1/grants/{id}/revoke", post(handlers::revoke))
         .route("/v1/grants/{id}/extend", post(handlers::extend))
         .route("/v1/grants/{id}/credentials", post(handlers::credentials))
         .route("/v1/policy/test", post(handlers::policy_test))
@@ -220,12 +232,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/audit/export", get(handlers::audit_export))
         .route("/v1/reconcile", post(handlers::reconcile))
-        .route("/v1/kill", post(handlers::kill))
-        .route("/v1/unlock", post(handlers::unlock))
-        .route("/v1/locks", get(handlers::locks))
         .route("/v1/deliveries", get(deliveries::list_deliveries))
-        .route("/v1/ssh/ca", get(handlers::ssh_ca))
-        .route("/v1/ssh/krl", get(handlers::ssh_krl))
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ));
+    Router::new()
+        .merge(always)
+        .merge(admitted)
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -233,10 +247,6 @@ pub fn router(state: AppState) -> Router {
                 "no such route; see /v1/openapi.json",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            admission,
-            admission::admit,
-        ))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

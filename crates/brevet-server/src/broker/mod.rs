@@ -75,6 +75,15 @@ impl From<CoreError> for BrokerError {
     }
 }
 
+/// Whose document [`Broker::provider_document`] serves.
+pub enum DocumentOwner<'a> {
+    Instance(&'a str),
+    Kind {
+        kind: &'a str,
+        instance: Option<&'a str>,
+    },
+}
+
 /// Test-only crash points: when `BREVET_FAILPOINT` names one, the server stops making progress
 /// there (it hangs), so a test can `kill -9` it at exactly that step and check recovery. With
 /// `BREVET_FAILPOINT_WHILE=<file>` it holds only while that file exists (and passes straight
@@ -120,8 +129,6 @@ pub struct Broker {
     pub heartbeat: Heartbeat,
     /// Request creation per principal (`server.requests_per_minute`).
     pub(crate) request_limiter: crate::limits::WindowLimiter<PrincipalId>,
-    /// SSH providers by name, for serving their CA public key and KRL.
-    pub(crate) ssh: BTreeMap<ProviderName, Arc<brevet_providers::ssh::SshProvider>>,
     /// Wakes operations waiting for a binding's lock when this process gives one back.
     pub(crate) binding_wakeups: binding_lock::Wakeups,
     /// API requests refused with 503 because the server was at capacity (for `/metrics`).
@@ -156,49 +163,93 @@ impl Broker {
             failpoint_while: std::env::var_os("BREVET_FAILPOINT_WHILE").map(Into::into),
             heartbeat: Heartbeat::new(),
             request_limiter,
-            ssh: BTreeMap::new(),
         }
     }
 
     /// Registers the SSH providers (also present in `providers`) for the CA and KRL endpoints.
-    pub fn with_ssh(
-        mut self,
-        ssh: BTreeMap<ProviderName, Arc<brevet_providers::ssh::SshProvider>>,
-    ) -> Self {
-        self.ssh = ssh;
-        self
-    }
-
-    /// The SSH provider named `name`, or the only one when `name` is None.
-    pub fn ssh_provider(
+    /// A document a provider publishes (`/v1/providers/{name}/{document}`): by instance name,
+    /// or — for `/v1/{kind}/{document}` — the one instance of `kind` (`instance` picks one when
+    /// there are several).
+    pub async fn provider_document(
         &self,
-        name: Option<&str>,
-    ) -> Result<&Arc<brevet_providers::ssh::SshProvider>, BrokerError> {
-        let names = || {
-            self.ssh
-                .keys()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match name {
-            Some(n) => self
-                .ssh
+        by: DocumentOwner<'_>,
+        document: &str,
+    ) -> Result<(&'static str, Vec<u8>), BrokerError> {
+        let (name, provider) = match by {
+            DocumentOwner::Instance(n) => self
+                .providers
                 .iter()
                 .find(|(k, _)| k.as_str() == n)
-                .map(|(_, v)| v)
-                .ok_or_else(|| {
-                    BrokerError::NotFound(format!("no SSH provider `{n}`; configured: {}", names()))
-                }),
-            None if self.ssh.len() == 1 => Ok(self.ssh.values().next().expect("one entry")),
-            None if self.ssh.is_empty() => Err(BrokerError::NotFound(
-                "no SSH provider is configured".into(),
-            )),
-            None => Err(BrokerError::BadInput(format!(
-                "several SSH providers are configured; name one with ?provider= ({})",
-                names()
-            ))),
-        }
+                .ok_or_else(|| BrokerError::NotFound(format!("no provider `{n}` is configured")))?,
+            DocumentOwner::Kind { kind, instance } => {
+                let of_kind: Vec<_> = self
+                    .providers
+                    .iter()
+                    .filter(|(_, p)| p.kind() == kind)
+                    .collect();
+                let names = || {
+                    of_kind
+                        .iter()
+                        .map(|(k, _)| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                match (instance, of_kind.as_slice()) {
+                    (Some(n), _) => {
+                        *of_kind
+                            .iter()
+                            .find(|(k, _)| k.as_str() == n)
+                            .ok_or_else(|| {
+                                BrokerError::NotFound(format!(
+                                    "no `{kind}` provider `{n}`; configured: {}",
+                                    names()
+                                ))
+                            })?
+                    }
+                    (None, [one]) => *one,
+                    (None, []) => {
+                        return Err(BrokerError::NotFound(format!(
+                            "no `{kind}` provider is configured"
+                        )))
+                    }
+                    (None, _) => {
+                        return Err(BrokerError::BadInput(format!(
+                        "several `{kind}` providers are configured; name one with ?provider= ({})",
+                        names()
+                    )))
+                    }
+                }
+            }
+        };
+        let Some(doc) = provider.documents().iter().find(|d| d.name == document) else {
+            return Err(BrokerError::NotFound(format!(
+                "provider `{name}` publishes no `{document}`; it publishes: {}",
+                provider
+                    .documents()
+                    .iter()
+                    .map(|d| d.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let bytes = provider
+            .document(document)
+            .await
+            .map_err(|source| BrokerError::Provider {
+                provider: name.to_string(),
+                source,
+            })?
+            .ok_or_else(|| BrokerError::NotFound(format!("`{document}` is not available")))?;
+        Ok((doc.content_type, bytes))
+    }
+
+    /// What a requester must send for credentials on `resource` (the portal asks for it).
+    pub fn credential_input(&self, resource: &ResourceId) -> brevet_providers::CredentialInputKind {
+        self.providers
+            .get(&resource.provider())
+            .map_or(brevet_providers::CredentialInputKind::None, |p| {
+                p.credential_input()
+            })
     }
 
     /// A lease owner for one operation: unique, so two tasks of this replica (an API call and

@@ -227,6 +227,11 @@ impl Broker {
                             Ok(n) => tracing::debug!(rows = n, "purged expired sessions and sign-ins"),
                             Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
                         }
+                        match broker.store.purge_expired_state(chrono::Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(rows = n, "purged expired provider state"),
+                            Err(e) => tracing::warn!(error = %e, "could not purge expired provider state"),
+                        }
                     }
                 }
             }

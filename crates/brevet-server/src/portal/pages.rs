@@ -194,7 +194,8 @@ pub async fn request_page(
         && r.state == RequestState::Pending
         && (viewer.principal.has_role(Role::Approver) || viewer.principal.has_role(Role::Admin))
         && state.broker.may_approve(&viewer.principal, &r);
-    let needs_key = state.broker.resource_kind(&r.resource) == Some("ssh");
+    let needs_key = state.broker.credential_input(&r.resource)
+        == brevet_providers::CredentialInputKind::PublicKey;
     let decisions = state
         .broker
         .store()

@@ -1,0 +1,343 @@
+//! `[providers.NAME]` with `kind = "aws"`, and its resources' tables: parsed here, with errors
+//! named by their full path.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+
+use async_trait::async_trait;
+use brevet_config::{duration_literal, field, ConfigDuration, ConfigError, ProviderTables};
+use brevet_core::ProfileName;
+use serde::Deserialize;
+
+use super::{
+    ActionCatalog, Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsProvider, AwsResource,
+    IamAction,
+};
+use crate::{
+    registry::{BuildContext, ProviderKind, ProviderSetup},
+    Provider, ProviderError,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    region: String,
+    endpoint_url: Option<String>,
+    #[serde(default = "prefix")]
+    role_prefix: String,
+    #[serde(default = "path")]
+    role_path: String,
+    #[serde(default = "max_session")]
+    max_session_duration: ConfigDuration,
+    #[serde(default)]
+    allow_wildcards: bool,
+    action_catalog: Option<PathBuf>,
+    sensitive_actions: Option<PathBuf>,
+    #[serde(default)]
+    identities: BTreeMap<String, RawIdentity>,
+    profiles: BTreeMap<String, RawProfile>,
+}
+
+fn prefix() -> String {
+    "brevet-".into()
+}
+fn path() -> String {
+    "/brevet/".into()
+}
+fn max_session() -> ConfigDuration {
+    duration_literal("1h")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    arn: Option<String>,
+    identity_center_user_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    mode: String,
+    #[serde(default)]
+    actions: Vec<String>,
+    base_role_arn: Option<String>,
+    instance_arn: Option<String>,
+    permission_set_arn: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    account: String,
+    #[serde(default)]
+    arns: Vec<String>,
+}
+
+/// Parses and checks one instance's tables.
+pub fn parse(t: &ProviderTables) -> Result<AwsConfig, ConfigError> {
+    let raw: Raw = t.parse()?;
+    let max = raw.max_session_duration.0;
+    if !(3600..=43_200).contains(&max.as_secs()) {
+        return Err(field(t.at("max_session_duration"), "IAM allows 1h to 12h"));
+    }
+    let prefix_ok = !raw.role_prefix.is_empty()
+        && raw.role_prefix.len() <= 40
+        && raw
+            .role_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !prefix_ok {
+        return Err(field(
+            t.at("role_prefix"),
+            "use up to 40 characters from letters, digits and +=,.@_-",
+        ));
+    }
+    if !(raw.role_path.starts_with('/') && raw.role_path.ends_with('/')) {
+        return Err(field(
+            t.at("role_path"),
+            "an IAM path starts and ends with `/`, e.g. \"/brevet/\"",
+        ));
+    }
+    let catalog = match &raw.action_catalog {
+        Some(dir) => Some(
+            ActionCatalog::load(
+                &t.path(dir),
+                raw.sensitive_actions.as_ref().map(|p| t.path(p)).as_deref(),
+            )
+            .map_err(|e| field(t.at("action_catalog"), e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut profiles = BTreeMap::new();
+    for (p, rp) in raw.profiles {
+        let pat = |f: &str| t.at(&format!("profiles.\"{p}\".{f}"));
+        let pn = ProfileName::parse(&p)
+            .map_err(|e| field(t.at(&format!("profiles.\"{p}\"")), e.to_string()))?;
+        let mut actions = Vec::new();
+        for (i, a) in rp.actions.iter().enumerate() {
+            let at = pat(&format!("actions[{i}]"));
+            let action = IamAction::parse(a).map_err(|e| field(at.clone(), e))?;
+            if action.is_wildcard() && !raw.allow_wildcards {
+                return Err(field(
+                    at,
+                    format!("`{action}` is a wildcard; list the exact actions, or set allow_wildcards = true"),
+                ));
+            }
+            if let Some(c) = &catalog {
+                if let Some(warning) = c.check(&action).map_err(|e| field(at.clone(), e))? {
+                    tracing::warn!(provider = %t.name, profile = %pn, "{warning}");
+                }
+            }
+            actions.push(action);
+        }
+        let mode = match rp.mode.as_str() {
+            "role" => AwsMode::Role,
+            "session" => AwsMode::Session {
+                base_role_arn: Arn::parse(rp.base_role_arn.as_deref().ok_or_else(|| {
+                    field(
+                        pat("base_role_arn"),
+                        "session mode needs the base role to assume",
+                    )
+                })?)
+                .map_err(|e| field(pat("base_role_arn"), e))?,
+            },
+            "identity_center" => AwsMode::IdentityCenter {
+                instance_arn: rp.instance_arn.ok_or_else(|| {
+                    field(
+                        pat("instance_arn"),
+                        "identity_center mode needs the instance ARN",
+                    )
+                })?,
+                permission_set_arn: rp.permission_set_arn.ok_or_else(|| {
+                    field(
+                        pat("permission_set_arn"),
+                        "identity_center mode needs the permission set ARN",
+                    )
+                })?,
+            },
+            other => {
+                return Err(field(
+                    pat("mode"),
+                    format!("`{other}` is not a mode; use role, session or identity_center"),
+                ))
+            }
+        };
+        if !matches!(mode, AwsMode::IdentityCenter { .. }) && actions.is_empty() {
+            return Err(field(
+                pat("actions"),
+                "list the IAM actions this profile allows, e.g. [\"s3:GetObject\"]",
+            ));
+        }
+        profiles.insert(pn, AwsProfile { mode, actions });
+    }
+    let mut identities = BTreeMap::new();
+    for (who, ri) in raw.identities {
+        let arn = ri
+            .arn
+            .as_deref()
+            .map(Arn::parse)
+            .transpose()
+            .map_err(|e| field(t.at(&format!("identities.{who}.arn")), e))?;
+        identities.insert(
+            who,
+            AwsIdentity {
+                arn,
+                identity_center_user_id: ri.identity_center_user_id,
+            },
+        );
+    }
+    let mut resources = BTreeMap::new();
+    for (id, r) in t.parse_resources::<RawResource>()? {
+        let rat = t.resource_at(&id);
+        if r.account.len() != 12 || !r.account.chars().all(|c| c.is_ascii_digit()) {
+            return Err(field(
+                format!("{rat}.account"),
+                "an AWS account id is 12 digits",
+            ));
+        }
+        let mut arns = Vec::new();
+        for (i, a) in r.arns.iter().enumerate() {
+            let at = format!("{rat}.arns[{i}]");
+            let arn = Arn::parse(a).map_err(|e| field(at.clone(), e))?;
+            if !arn.account().is_empty() && arn.account() != r.account {
+                return Err(field(
+                    at,
+                    format!("`{a}` is in account {}, not {}", arn.account(), r.account),
+                ));
+            }
+            arns.push(arn);
+        }
+        resources.insert(
+            id,
+            AwsResource {
+                account: r.account,
+                arns,
+            },
+        );
+    }
+    let config = AwsConfig {
+        region: raw.region,
+        endpoint_url: raw.endpoint_url,
+        role_prefix: raw.role_prefix,
+        role_path: raw.role_path,
+        max_session_duration: max,
+        profiles,
+        resources,
+        identities,
+    };
+    config
+        .check_identity_center_unambiguous(&t.name)
+        .map_err(|(at, why)| field(at, why))?;
+    Ok(config)
+}
+
+/// `kind = "aws"`.
+pub struct Kind;
+
+#[derive(Debug)]
+struct Setup(AwsConfig);
+
+impl ProviderKind for Kind {
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+    fn parse(&self, tables: &ProviderTables) -> Result<Arc<dyn ProviderSetup>, ConfigError> {
+        Ok(Arc::new(Setup(parse(tables)?)))
+    }
+}
+
+#[async_trait]
+impl ProviderSetup for Setup {
+    async fn build(&self, cx: BuildContext) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(AwsProvider::new(&cx.name, self.0.clone()).await))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(provider: &str, resources: &[(&str, &str)]) -> ProviderTables {
+        ProviderTables {
+            name: "aws".into(),
+            table: toml::from_str(provider).unwrap(),
+            resources: resources
+                .iter()
+                .map(|(id, t)| (id.to_string(), toml::from_str(t).unwrap()))
+                .collect(),
+            base: ".".into(),
+        }
+    }
+
+    const PROFILE: &str = "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObject\"]";
+
+    #[test]
+    fn a_valid_instance_parses() {
+        let c = parse(&tables(
+            PROFILE,
+            &[(
+                "bucket",
+                "account = \"123456789012\"\narns = [\"arn:aws:s3:::b\"]",
+            )],
+        ))
+        .unwrap();
+        assert_eq!(c.role_prefix, "brevet-");
+        assert_eq!(c.resources["bucket"].arns.len(), 1);
+    }
+
+    /// Config errors for the AWS provider, by the full path of the field (these were tested only
+    /// by spawning the binary before the provider parsed its own tables).
+    #[test]
+    fn errors_name_the_field_by_its_full_path() {
+        for (provider, resources, at, says) in [
+            (
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObject\", \"s3:*\"]",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".actions[1]",
+                "wildcard",
+            ),
+            (
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"nonsense\"]",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".actions[0]",
+                "",
+            ),
+            (
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"sudo\"",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".mode",
+                "not a mode",
+            ),
+            (
+                "region = \"us-east-1\"\nmax_session_duration = \"13h\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObject\"]",
+                vec![],
+                "providers.aws.max_session_duration",
+                "1h to 12h",
+            ),
+            (
+                PROFILE,
+                vec![("bucket", "account = \"1234\"")],
+                "resources.\"aws:bucket\".account",
+                "12 digits",
+            ),
+            (
+                PROFILE,
+                vec![(
+                    "bucket",
+                    "account = \"123456789012\"\narns = [\"arn:aws:iam::210987654321:role/x\"]",
+                )],
+                "resources.\"aws:bucket\".arns[0]",
+                "is in account 210987654321",
+            ),
+            (
+                "region = \"us-east-1\"\nregionn = \"x\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObject\"]",
+                vec![],
+                "providers.aws.regionn",
+                "unknown field `regionn`",
+            ),
+        ] {
+            let e = parse(&tables(provider, &resources)).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{at}`")) && e.contains(says), "{at}: {e}");
+        }
+    }
+}
