@@ -1,4 +1,4 @@
-// The portal end to end in headless Chromium, driven by crates/brevet-cli/tests/e2e_portal.rs:
+// The portal end to end in headless Chromium, driven by crates/brevet-cli/tests/e2e/portal.rs:
 // alice signs in through the real OIDC provider and asks for database access; bob (an approver
 // by his `sre-leads` group) signs in and approves; alice activates and sees the one-time
 // connection string and a live countdown; carol (admin) engages the kill switch; the grant is

@@ -3,9 +3,11 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
+use brevet_core::RequestState;
+use brevet_wire::{
+    AwsProcessCredentials, CredentialBody, CredentialKind, CredentialView, RequestView,
+};
 use clap::Subcommand;
-use reqwest::Method;
-use serde_json::{json, Value};
 
 use crate::client::Client;
 
@@ -115,7 +117,7 @@ fn replace_section(text: &str, name: &str, body: &str) -> String {
     out
 }
 
-async fn credentials(client: &Client, name: &str) -> Result<Value> {
+async fn credentials(client: &Client, name: &str) -> Result<AwsProcessCredentials> {
     let path = config_path()?;
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -130,44 +132,36 @@ async fn credentials(client: &Client, name: &str) -> Result<Value> {
             path.display()
         );
     };
-    let grants: Value = client.call(Method::GET, "/v1/grants", None).await?;
+    let grants: Vec<RequestView> = client.get("/v1/grants").await?;
     let Some(id) = grants
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|g| {
-            g["state"] == "active"
-                && g["resource"] == resource.as_str()
-                && g["profile"] == profile.as_str()
-        })
-        .and_then(|g| g["id"].as_str().map(str::to_owned))
+        .iter()
+        .find(|g| g.state == RequestState::Active && g.resource == resource && g.profile == profile)
+        .map(|g| g.id.clone())
     else {
         bail!(
             "no active grant for {profile} on {resource}; ask for one: brevet request {profile} --resource {resource} --for 1h --reason \"…\" --wait"
         );
     };
-    let c: Value = client
-        .call(
-            Method::POST,
+    let c: CredentialView = client
+        .post(
             &format!("/v1/grants/{id}/credentials"),
-            Some(json!({})),
+            &CredentialBody::default(),
         )
         .await?;
-    if c["kind"] != "aws_credential_process" {
+    if c.kind != CredentialKind::AwsCredentialProcess {
         bail!(
             "{profile} on {resource} does not hand out AWS session credentials (it gives {})",
-            c["kind"]
+            c.kind
         );
     }
-    serde_json::from_str(c["secret"].as_str().unwrap_or(""))
-        .context("the credential is not credential_process JSON")
+    serde_json::from_str(&c.secret).context("the credential is not credential_process JSON")
 }
 
 pub async fn run(client: &Client, cmd: AwsCommand) -> Result<ExitCode> {
     match cmd {
         AwsCommand::CredentialProcess { profile } => {
             let v = credentials(client, &profile).await?;
-            println!("{v}");
+            println!("{}", serde_json::to_string(&v)?);
         }
         AwsCommand::Configure {
             name,
@@ -204,19 +198,10 @@ pub async fn run(client: &Client, cmd: AwsCommand) -> Result<ExitCode> {
             let v = credentials(client, &name).await?;
             let status = std::process::Command::new(&command[0])
                 .args(&command[1..])
-                .env("AWS_ACCESS_KEY_ID", v["AccessKeyId"].as_str().unwrap_or(""))
-                .env(
-                    "AWS_SECRET_ACCESS_KEY",
-                    v["SecretAccessKey"].as_str().unwrap_or(""),
-                )
-                .env(
-                    "AWS_SESSION_TOKEN",
-                    v["SessionToken"].as_str().unwrap_or(""),
-                )
-                .env(
-                    "AWS_CREDENTIAL_EXPIRATION",
-                    v["Expiration"].as_str().unwrap_or(""),
-                )
+                .env("AWS_ACCESS_KEY_ID", &v.access_key_id)
+                .env("AWS_SECRET_ACCESS_KEY", &v.secret_access_key)
+                .env("AWS_SESSION_TOKEN", &v.session_token)
+                .env("AWS_CREDENTIAL_EXPIRATION", &v.expiration)
                 .env_remove("AWS_PROFILE")
                 .status()
                 .with_context(|| format!("running {}", command[0]))?;

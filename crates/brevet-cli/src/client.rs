@@ -1,9 +1,10 @@
-//! A small typed client for the Brevet API.
+//! A small typed client for the Brevet API: answers are read into the wire types the server
+//! writes (`brevet-wire`), never indexed as untyped JSON.
 
 use anyhow::{anyhow, Context, Result};
+use brevet_wire::ErrorBody;
 use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::{de::DeserializeOwned, Serialize};
 
 pub struct Client {
     http: reqwest::Client,
@@ -20,6 +21,9 @@ pub struct ApiFailure {
     pub message: String,
 }
 
+/// No body.
+const NONE: Option<&()> = None;
+
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self> {
         let http = reqwest::Client::builder()
@@ -33,23 +37,26 @@ impl Client {
         })
     }
 
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<T> {
-        let resp = self.send(method, path, body).await?;
-        resp.json::<T>()
-            .await
-            .context("reading the server's answer")
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        read(self.send(Method::GET, path, NONE).await?).await
     }
 
-    pub async fn send(
+    /// POST with a JSON body.
+    pub async fn post<T: DeserializeOwned, B: Serialize>(&self, path: &str, body: &B) -> Result<T> {
+        read(self.send(Method::POST, path, Some(body)).await?).await
+    }
+
+    /// POST without a body.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        read(self.send(Method::POST, path, NONE).await?).await
+    }
+
+    /// The raw answer of a successful call (for text and streams); a failure is an `ApiFailure`.
+    pub async fn send<B: Serialize>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<&B>,
     ) -> Result<reqwest::Response> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
@@ -57,7 +64,7 @@ impl Client {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         let resp = req
             .send()
@@ -67,16 +74,42 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        let code = v["error"]["code"].as_str().unwrap_or("error").to_owned();
-        let message = v["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("HTTP {status}"));
+        let (code, message) = match resp.json::<ErrorBody>().await {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => ("error".to_owned(), format!("HTTP {status}")),
+        };
         Err(anyhow!(ApiFailure {
             status,
             code,
             message
         }))
     }
+
+    /// GET without a body, as text.
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        self.send(Method::GET, path, NONE)
+            .await?
+            .text()
+            .await
+            .context("reading the server's answer")
+    }
+
+    /// The raw answer of a GET (for streams).
+    pub async fn get_raw(&self, path: &str) -> Result<reqwest::Response> {
+        self.send(Method::GET, path, NONE).await
+    }
+}
+
+/// Reads a successful answer into its wire type; a mismatch names the type it expected.
+pub async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+    let bytes = resp.bytes().await.context("reading the server's answer")?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "the server's answer is not a {} (is the server a different Brevet version?)",
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("known answer")
+        )
+    })
 }

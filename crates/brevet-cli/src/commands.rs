@@ -1,10 +1,17 @@
 use std::{io::Write, process::ExitCode, time::Duration};
 
 use anyhow::{bail, Context, Result};
+use brevet_audit::VerifyReport;
 use brevet_audit::{Anchor, AuditEvent, Checkpoint, PublicKey, Verifier};
+use brevet_core::RequestState;
+use brevet_wire::{
+    ActivatedView, CheckpointView, CreateRequest, CredentialBody, CredentialView, Decision,
+    DeliveryView, ExtendBody, KillBody, KillReport, LockView, PolicyTestBody, PolicyTestView,
+    ReconcileReport, RequestView, RevokeBody, UnlockBody, WhoAmI,
+};
 use rand::RngCore;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use crate::{
     client::{ApiFailure, Client},
@@ -16,7 +23,8 @@ use crate::{
 pub const DENIED: u8 = 2;
 pub const EXPIRED: u8 = 3;
 
-fn print(json_mode: bool, v: &Value, human: impl FnOnce(&Value) -> String) {
+/// Prints an answer: as JSON with `--json` (the wire type as the server wrote it), else as text.
+fn print<T: Serialize>(json_mode: bool, v: &T, human: impl FnOnce(&T) -> String) {
     if json_mode {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
@@ -24,18 +32,8 @@ fn print(json_mode: bool, v: &Value, human: impl FnOnce(&Value) -> String) {
     }
 }
 
-fn list(json_mode: bool, v: &Value) {
-    print(json_mode, v, |v| {
-        let rows: Vec<String> = v
-            .as_array()
-            .map(|a| a.iter().map(output::request_line).collect())
-            .unwrap_or_default();
-        if rows.is_empty() {
-            "nothing to show".into()
-        } else {
-            rows.join("\n")
-        }
-    });
+fn list(json_mode: bool, v: &[RequestView]) {
+    print(json_mode, &v, |v| output::request_list(v));
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -55,83 +53,57 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Request(args) => return request(&client, args, j).await,
         Command::Requests { pending, all } => {
-            let v: Value = client
-                .call(
-                    Method::GET,
-                    &format!("/v1/requests?pending={pending}&all={all}"),
-                    None,
-                )
+            let v: Vec<RequestView> = client
+                .get(&format!("/v1/requests?pending={pending}&all={all}"))
                 .await?;
             list(j, &v);
         }
         Command::Show { id } => {
-            let v: Value = client
-                .call(Method::GET, &format!("/v1/requests/{id}"), None)
-                .await?;
+            let v: RequestView = client.get(&format!("/v1/requests/{id}")).await?;
             print(j, &v, output::request_detail);
         }
         Command::Approve { id, comment } => decide(&client, j, &id, "approve", comment).await?,
         Command::Deny { id, comment } => decide(&client, j, &id, "deny", comment).await?,
         Command::Cancel { id } => {
-            let v: Value = client
-                .call(Method::POST, &format!("/v1/requests/{id}/cancel"), None)
+            let v: RequestView = client
+                .post_empty(&format!("/v1/requests/{id}/cancel"))
                 .await?;
             print(j, &v, output::request_line);
         }
         Command::Activate { id, public_key } => {
-            let body = json!({"public_key": read_key(public_key.as_deref())?});
-            let v: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/v1/requests/{id}/activate"),
-                    Some(body),
-                )
+            let body = CredentialBody {
+                public_key: read_key(public_key.as_deref())?,
+            };
+            let v: ActivatedView = client
+                .post(&format!("/v1/requests/{id}/activate"), &body)
                 .await?;
-            print(j, &v, |v| {
-                format!(
-                    "{}\n{}",
-                    output::request_line(&v["grant"]),
-                    output::credential(&v["credential"])
-                )
-            });
+            print(j, &v, activated);
         }
         Command::Grants { all } => {
-            let v: Value = client
-                .call(Method::GET, &format!("/v1/grants?all={all}"), None)
-                .await?;
+            let v: Vec<RequestView> = client.get(&format!("/v1/grants?all={all}")).await?;
             list(j, &v);
         }
         Command::Revoke { id, reason } => {
-            let v: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/v1/grants/{id}/revoke"),
-                    Some(json!({"reason": reason})),
-                )
+            let v: RequestView = client
+                .post(&format!("/v1/grants/{id}/revoke"), &RevokeBody { reason })
                 .await?;
             print(j, &v, output::request_detail);
-            if v["state"] != "revoked" {
+            if v.state != RequestState::Revoked {
                 return Ok(ExitCode::FAILURE);
             }
         }
         Command::Extend { id, duration } => {
-            let v: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/v1/grants/{id}/extend"),
-                    Some(json!({"duration": duration})),
-                )
+            let v: RequestView = client
+                .post(&format!("/v1/grants/{id}/extend"), &ExtendBody { duration })
                 .await?;
             print(j, &v, |v| format!("extension {}", output::request_line(v)));
         }
         Command::Credentials { id, public_key } => {
-            let body = json!({"public_key": read_key(public_key.as_deref())?});
-            let v: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/v1/grants/{id}/credentials"),
-                    Some(body),
-                )
+            let body = CredentialBody {
+                public_key: read_key(public_key.as_deref())?,
+            };
+            let v: CredentialView = client
+                .post(&format!("/v1/grants/{id}/credentials"), &body)
                 .await?;
             print(j, &v, output::credential);
         }
@@ -151,22 +123,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     &path, principal, groups, profile, resource, duration, reason, ticket,
                 )?,
                 None => {
-                    let body = json!({"principal": principal, "groups": groups, "profile": profile, "resource": resource, "duration": duration, "reason": reason, "ticket": ticket});
-                    client
-                        .call(Method::POST, "/v1/policy/test", Some(body))
-                        .await?
+                    let body = PolicyTestBody {
+                        principal,
+                        groups,
+                        profile,
+                        resource,
+                        duration,
+                        reason,
+                        ticket,
+                    };
+                    client.post("/v1/policy/test", &body).await?
                 }
             };
-            print(j, &v, |v| match v["outcome"].as_str() {
-                Some("allow") => format!(
+            print(j, &v, |v| match v.outcome.as_str() {
+                "allow" => format!(
                     "allow by policy `{}`: {} approval(s) needed, at most {}",
-                    v["policy"].as_str().unwrap_or("?"),
-                    v["approvals_required"],
-                    v["max_duration"].as_str().unwrap_or("?")
+                    v.policy.as_deref().unwrap_or("?"),
+                    v.approvals_required.map_or("?".into(), |n| n.to_string()),
+                    v.max_duration.as_deref().unwrap_or("?")
                 ),
-                _ => format!("deny: {}", v["reason"].as_str().unwrap_or("?")),
+                _ => format!("deny: {}", v.reason.as_deref().unwrap_or("?")),
             });
-            let outcome = v["outcome"].as_str().unwrap_or("deny");
+            let outcome = v.outcome.as_str();
             match expect {
                 Some(want) if want != outcome => {
                     eprintln!("expected {want}, got {outcome}");
@@ -202,87 +180,68 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 (None, Some(anchor)) => {
                     let text = client
-                        .send(Method::GET, "/v1/audit/export?format=jsonl", None)
-                        .await?
-                        .text()
+                        .get_text("/v1/audit/export?format=jsonl")
                         .await
                         .context("reading the export stream")?;
                     verify_lines("the server's export", &text, Some(anchor))?
                 }
-                (None, None) => client.call(Method::GET, "/v1/audit/verify", None).await?,
+                (None, None) => client.get("/v1/audit/verify").await?,
             };
-            print(j, &report, |r| {
-                if r["ok"] == true {
-                    let anchored = match r["anchored_at"].as_i64() {
+            print(j, &report, |r: &VerifyReport| {
+                if r.ok {
+                    let anchored = match r.anchored_at {
                         Some(seq) => format!("; reaches the signed/expected event {seq}"),
                         None => String::new(),
                     };
                     format!(
                         "audit log intact: {} events, head {} {}{anchored}",
-                        r["events"],
-                        r["last_seq"],
-                        r["last_hash"].as_str().unwrap_or("")
+                        r.events, r.last_seq, r.last_hash
                     )
                 } else {
-                    let problems: Vec<String> = r["problems"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|p| {
-                                    format!(
-                                        "  event {}: {}",
-                                        p["seq"],
-                                        p["what"].as_str().unwrap_or("")
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let problems: Vec<String> = r
+                        .problems
+                        .iter()
+                        .map(|p| format!("  event {}: {}", p.seq, p.what))
+                        .collect();
                     format!(
                         "AUDIT LOG TAMPERED ({} events read):\n{}",
-                        r["events"],
+                        r.events,
                         problems.join("\n")
                     )
                 }
             });
-            if report["ok"] != true {
+            if !report.ok {
                 return Ok(ExitCode::from(DENIED));
             }
         }
         Command::Audit(AuditCommand::Checkpoint { latest }) => {
-            let method = if latest { Method::GET } else { Method::POST };
-            let view: Value = client.call(method, "/v1/audit/checkpoint", None).await?;
-            let cp = &view["checkpoint"];
-            if j {
-                // The checkpoint itself, so `> cp.json` gives what `verify --checkpoint` reads.
-                if cp.is_null() {
-                    bail!("no checkpoint yet: the audit log is empty");
-                }
-                println!("{}", serde_json::to_string_pretty(cp)?);
-            } else if cp.is_null() {
-                println!(
-                    "no checkpoint yet: the audit log is empty\npublic key: {}",
-                    view["public_key"].as_str().unwrap_or("")
-                );
+            let view: CheckpointView = if latest {
+                client.get("/v1/audit/checkpoint").await?
             } else {
-                println!(
+                client.post_empty("/v1/audit/checkpoint").await?
+            };
+            match (&view.checkpoint, j) {
+                // The checkpoint itself, so `> cp.json` gives what `verify --checkpoint` reads.
+                (None, true) => bail!("no checkpoint yet: the audit log is empty"),
+                (Some(cp), true) => println!("{}", serde_json::to_string_pretty(cp)?),
+                (None, false) => println!(
+                    "no checkpoint yet: the audit log is empty\npublic key: {}",
+                    view.public_key
+                ),
+                (Some(cp), false) => println!(
                     "checkpoint: event {}, hash {}, signed at {}\npublic key: {}\nsignature: {}\nkeep a copy (brevet audit verify --checkpoint reads it):\n{}",
-                    cp["seq"],
-                    cp["hash"].as_str().unwrap_or(""),
-                    cp["signed_at"].as_str().unwrap_or(""),
-                    view["public_key"].as_str().unwrap_or(""),
-                    cp["signature"].as_str().unwrap_or(""),
+                    cp.seq,
+                    cp.hash,
+                    cp.signed_at,
+                    view.public_key,
+                    cp.signature,
                     serde_json::to_string(cp)?
-                );
+                ),
             }
         }
         Command::Audit(AuditCommand::Export { format }) => {
             let mut resp = client
-                .send(
-                    Method::GET,
-                    &format!("/v1/audit/export?format={format}"),
-                    None,
-                )
+                .get_raw(&format!("/v1/audit/export?format={format}"))
                 .await?;
             let mut out = std::io::stdout().lock();
             while let Some(chunk) = resp.chunk().await.context("reading the export stream")? {
@@ -294,11 +253,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             rand::rngs::OsRng.fill_bytes(&mut raw);
             let token = format!("brv_{}", hex::encode(raw));
             let hash = hex::encode(brevet_server::auth::hash_token(&token));
-            print(j, &json!({"token": token, "token_sha256": hash}), |v| {
+            print(j, &json!({"token": token, "token_sha256": hash}), |_| {
                 format!(
-                    "token (give it to its owner; it is not stored anywhere):\n  {}\nput this in the principal's config entry:\n  token_sha256 = \"{}\"",
-                    v["token"].as_str().unwrap_or(""),
-                    v["token_sha256"].as_str().unwrap_or("")
+                    "token (give it to its owner; it is not stored anywhere):\n  {token}\nput this in the principal's config entry:\n  token_sha256 = \"{hash}\""
                 )
             });
         }
@@ -307,53 +264,29 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             all,
             reason,
         } => {
-            let body = json!({"principal": principal, "all": all, "reason": reason});
-            let v: Value = client.call(Method::POST, "/v1/kill", Some(body)).await?;
+            let body = KillBody {
+                principal,
+                all,
+                reason,
+            };
+            let v: KillReport = client.post("/v1/kill", &body).await?;
             print(j, &v, output::kill_report);
-            if v["retrying"].as_u64().unwrap_or(0) > 0 {
+            if v.retrying > 0 {
                 return Ok(ExitCode::from(DENIED));
             }
         }
         Command::Unlock { principal } => {
-            let v: Value = client
-                .call(
-                    Method::POST,
-                    "/v1/unlock",
-                    Some(json!({"principal": principal})),
-                )
-                .await?;
+            let body = UnlockBody {
+                principal: principal.clone(),
+            };
+            let v: Vec<LockView> = client.post("/v1/unlock", &body).await?;
             print(j, &v, |v| {
-                format!(
-                    "unlocked `{principal}`; locks now: {}",
-                    v.as_array().map_or(0, |a| a.len())
-                )
+                format!("unlocked `{principal}`; locks now: {}", v.len())
             });
         }
         Command::Locks => {
-            let v: Value = client.call(Method::GET, "/v1/locks", None).await?;
-            print(j, &v, |v| {
-                let rows: Vec<String> = v
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|l| {
-                                format!(
-                                    "{}  locked by {} at {}: {}",
-                                    l["principal"].as_str().unwrap_or(""),
-                                    l["locked_by"].as_str().unwrap_or(""),
-                                    l["locked_at"].as_str().unwrap_or(""),
-                                    l["reason"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if rows.is_empty() {
-                    "no locks".into()
-                } else {
-                    rows.join("\n")
-                }
-            });
+            let v: Vec<LockView> = client.get("/v1/locks").await?;
+            print(j, &v, |v| output::locks(v));
         }
         Command::Deliveries {
             state,
@@ -371,14 +304,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     query.push(format!("{k}={}", output::query_escape(&v)));
                 }
             }
-            let v: Value = client
-                .call(
-                    Method::GET,
-                    &format!("/v1/deliveries?{}", query.join("&")),
-                    None,
-                )
+            let v: Vec<DeliveryView> = client
+                .get(&format!("/v1/deliveries?{}", query.join("&")))
                 .await?;
-            print(j, &v, output::deliveries);
+            print(j, &v, |v| output::deliveries(v));
         }
         Command::Aws(cmd) => return crate::aws::run(&client, cmd).await,
         Command::SshCa(SshCaCommand::PublicKey { provider }) => {
@@ -386,7 +315,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Some(p) => format!("/v1/ssh/ca?provider={p}"),
                 None => "/v1/ssh/ca".into(),
             };
-            let text = client.send(Method::GET, &path, None).await?.text().await?;
+            let text = client.get_text(&path).await?;
             print!("{text}");
         }
         Command::SshCert(args) => {
@@ -410,19 +339,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
         }
         Command::Reconcile => {
-            let v: Value = client.call(Method::POST, "/v1/reconcile", None).await?;
+            let v: ReconcileReport = client.post_empty("/v1/reconcile").await?;
             print(j, &v, |v| {
                 serde_json::to_string_pretty(v).unwrap_or_default()
             });
         }
         Command::Whoami => {
-            let v: Value = client.call(Method::GET, "/v1/whoami", None).await?;
+            let v: WhoAmI = client.get("/v1/whoami").await?;
             print(j, &v, |v| {
                 format!(
                     "{} groups={} roles={}",
-                    v["id"].as_str().unwrap_or(""),
-                    v["groups"],
-                    v["roles"]
+                    v.id,
+                    serde_json::to_string(&v.groups).unwrap_or_default(),
+                    serde_json::to_string(&v.roles).unwrap_or_default()
                 )
             });
         }
@@ -431,8 +360,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn request(client: &Client, a: RequestArgs, j: bool) -> Result<ExitCode> {
-    let body = json!({"profile": a.profile, "resource": a.resource, "duration": a.duration, "reason": a.reason, "ticket": a.ticket});
-    let created: Value = match client.call(Method::POST, "/v1/requests", Some(body)).await {
+    let body = CreateRequest {
+        profile: a.profile,
+        resource: a.resource,
+        duration: a.duration,
+        reason: a.reason,
+        ticket: a.ticket,
+    };
+    let created: RequestView = match client.post("/v1/requests", &body).await {
         Ok(v) => v,
         Err(e) => {
             if let Some(f) = e.downcast_ref::<ApiFailure>() {
@@ -448,60 +383,56 @@ async fn request(client: &Client, a: RequestArgs, j: bool) -> Result<ExitCode> {
         print(j, &created, output::request_line);
         return Ok(ExitCode::SUCCESS);
     }
-    let id = created["id"]
-        .as_str()
-        .context("the server's answer has no request id")?
-        .to_owned();
-    eprintln!("request {id}: {}", created["state"].as_str().unwrap_or("?"));
+    let id = created.id;
+    eprintln!("request {id}: {}", created.state.as_str());
     if let Err(code) = wait_for_approval(client, &id).await? {
         return Ok(ExitCode::from(code));
     }
-    let v: Value = client
-        .call(Method::POST, &format!("/v1/requests/{id}/activate"), None)
+    let v: ActivatedView = client
+        .post_empty(&format!("/v1/requests/{id}/activate"))
         .await?;
-    print(j, &v, |v| {
-        format!(
-            "{}\n{}",
-            output::request_line(&v["grant"]),
-            output::credential(&v["credential"])
-        )
-    });
+    print(j, &v, activated);
     Ok(ExitCode::SUCCESS)
+}
+
+fn activated(v: &ActivatedView) -> String {
+    format!(
+        "{}\n{}",
+        output::request_line(&v.grant),
+        output::credential(&v.credential)
+    )
 }
 
 /// Polls a request until it is approved (`Ok(Ok(()))`), or ends without approval (`Ok(Err(exit
 /// code))`), showing progress on stderr.
 pub async fn wait_for_approval(client: &Client, id: &str) -> Result<Result<(), u8>> {
-    let mut last = String::new();
+    let mut last = None;
     loop {
-        let r: Value = client
-            .call(Method::GET, &format!("/v1/requests/{id}"), None)
-            .await?;
-        let state = r["state"].as_str().unwrap_or("").to_owned();
-        let progress = format!("{state} {}", r["approvals"]);
-        if progress != last {
-            match state.as_str() {
-                "pending" => eprintln!(
+        let r: RequestView = client.get(&format!("/v1/requests/{id}")).await?;
+        let progress = (r.state, r.approvals.len());
+        if last != Some(progress) {
+            match r.state {
+                RequestState::Pending => eprintln!(
                     "waiting for approval ({}/{})…",
-                    r["approvals"].as_array().map_or(0, |a| a.len()),
-                    r["approvals_required"]
+                    r.approvals.len(),
+                    r.approvals_required
                 ),
-                other => eprintln!("{other}"),
+                other => eprintln!("{}", other.as_str()),
             }
-            last = progress;
+            last = Some(progress);
         }
-        match state.as_str() {
-            "pending" => tokio::time::sleep(Duration::from_millis(500)).await,
-            "approved" => return Ok(Ok(())),
-            "denied" | "cancelled" => {
-                eprintln!("request {id} was {state}");
+        match r.state {
+            RequestState::Pending => tokio::time::sleep(Duration::from_millis(500)).await,
+            RequestState::Approved => return Ok(Ok(())),
+            RequestState::Denied | RequestState::Cancelled => {
+                eprintln!("request {id} was {}", r.state.as_str());
                 return Ok(Err(DENIED));
             }
-            "expired" => {
+            RequestState::Expired => {
                 eprintln!("request {id} expired before it was approved");
                 return Ok(Err(EXPIRED));
             }
-            other => bail!("request {id} is unexpectedly {other}"),
+            other => bail!("request {id} is unexpectedly {}", other.as_str()),
         }
     }
 }
@@ -514,13 +445,8 @@ async fn decide(
     verb: &str,
     comment: Option<String>,
 ) -> Result<()> {
-    let body = json!({"comment": comment});
-    let v: Value = client
-        .call(
-            Method::POST,
-            &format!("/v1/requests/{id}/{verb}"),
-            Some(body),
-        )
+    let v: RequestView = client
+        .post(&format!("/v1/requests/{id}/{verb}"), &Decision { comment })
         .await?;
     print(j, &v, output::request_line);
     Ok(())
@@ -545,7 +471,7 @@ fn policy_test_offline(
     duration: String,
     reason: Option<String>,
     ticket: Option<String>,
-) -> Result<Value> {
+) -> Result<PolicyTestView> {
     let config = brevet_server::Config::load(path)?;
     let policy = brevet_server::load_policy(&config)?;
     let principal = principal.context("--principal is required with --config")?;
@@ -581,12 +507,10 @@ fn policy_test_offline(
         ticket: ticket.as_deref(),
         extension: false,
     });
-    Ok(serde_json::to_value(
-        brevet_server::api::PolicyTestView::from(d),
-    )?)
+    Ok(brevet_server::api::policy_test_view(d))
 }
 
-fn verify_lines(source: &str, text: &str, anchor: Option<Anchor>) -> Result<Value> {
+fn verify_lines(source: &str, text: &str, anchor: Option<Anchor>) -> Result<VerifyReport> {
     let mut v = Verifier::new();
     if let Some(a) = anchor {
         v = v.anchored(a);
@@ -600,7 +524,7 @@ fn verify_lines(source: &str, text: &str, anchor: Option<Anchor>) -> Result<Valu
             .with_context(|| format!("{source} line {} is not an audit event", n + 1))?;
         v.push(&e);
     }
-    Ok(serde_json::to_value(v.finish(None))?)
+    Ok(v.finish(None))
 }
 
 /// `--head SEQ:HASH`.
@@ -635,13 +559,15 @@ async fn checked_checkpoint(
     } else {
         std::fs::read_to_string(arg).with_context(|| format!("reading --checkpoint {arg}"))?
     };
-    let v: Value =
+    let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("--checkpoint {arg} is not JSON"))?;
-    // Also accept the API's answer, which wraps the checkpoint.
-    let v = if v["checkpoint"].is_object() {
-        v["checkpoint"].clone()
-    } else {
-        v
+    // Also accept the API's answer (a CheckpointView), which wraps the checkpoint.
+    let v = match serde_json::from_value::<CheckpointView>(v.clone()) {
+        Ok(CheckpointView {
+            checkpoint: Some(cp),
+            ..
+        }) => serde_json::to_value(cp)?,
+        _ => v,
     };
     let cp: Checkpoint = serde_json::from_value(v).with_context(|| {
         format!("--checkpoint {arg} is not a checkpoint: it needs seq, hash, signed_at, public_key and signature")
@@ -654,14 +580,11 @@ async fn checked_checkpoint(
             PublicKey::parse(&k, &format!("--public-key file {path}"))?
         }
         None => {
-            let view: Value = client
-                .call(Method::GET, "/v1/audit/checkpoint", None)
+            let view: CheckpointView = client
+                .get("/v1/audit/checkpoint")
                 .await
                 .context("asking the server for its audit public key (or pass --public-key)")?;
-            PublicKey::parse(
-                view["public_key"].as_str().unwrap_or(""),
-                "the server's public key",
-            )?
+            PublicKey::parse(&view.public_key, "the server's public key")?
         }
     };
     cp.verify(&key)

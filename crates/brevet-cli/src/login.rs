@@ -10,9 +10,10 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use brevet_wire::{DeviceLogin, DevicePollBody, LoginResult};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::client::Client;
 
@@ -75,36 +76,35 @@ pub fn saved_token(url: &str) -> Option<String> {
 
 pub async fn login(url: &str, json_out: bool, timeout: Duration) -> Result<()> {
     let anon = Client::new(url, None)?;
-    let start: Value = anon.call(Method::POST, "/v1/login/device", None).await?;
-    let user_code = start["user_code"].as_str().unwrap_or_default();
-    let uri = start["verification_uri"].as_str().unwrap_or_default();
-    let login_id = start["login_id"].as_str().unwrap_or_default().to_owned();
-    let mut interval = Duration::from_secs(start["interval"].as_u64().unwrap_or(5).max(1));
+    let start: DeviceLogin = anon.post_empty("/v1/login/device").await?;
+    let mut interval = Duration::from_secs(start.interval.max(1));
     if json_out {
         println!(
             "{}",
-            json!({"user_code": user_code, "verification_uri": uri,
-                   "verification_uri_complete": start["verification_uri_complete"]})
+            json!({"user_code": start.user_code, "verification_uri": start.verification_uri,
+                   "verification_uri_complete": start.verification_uri_complete})
         );
     } else {
-        eprintln!("To sign in, open {uri} and enter the code {user_code}");
-        if let Some(c) = start["verification_uri_complete"].as_str() {
+        eprintln!(
+            "To sign in, open {} and enter the code {}",
+            start.verification_uri, start.user_code
+        );
+        if let Some(c) = &start.verification_uri_complete {
             eprintln!("(or open {c})");
         }
         eprintln!("Waiting for you to finish signing in…");
     }
     let deadline = Instant::now() + timeout;
+    let poll = DevicePollBody {
+        login_id: start.login_id.clone(),
+    };
     loop {
         tokio::time::sleep(interval).await;
         if Instant::now() > deadline {
             bail!("gave up waiting for the sign-in; run `brevet login` again");
         }
         let resp = match anon
-            .send(
-                Method::POST,
-                "/v1/login/device/poll",
-                Some(json!({"login_id": login_id})),
-            )
+            .send(Method::POST, "/v1/login/device/poll", Some(&poll))
             .await
         {
             Ok(r) => r,
@@ -120,21 +120,17 @@ pub async fn login(url: &str, json_out: bool, timeout: Duration) -> Result<()> {
             Err(e) => return Err(e),
         };
         let accepted = resp.status() == reqwest::StatusCode::ACCEPTED;
-        let v: Value = resp.json().await.context("reading the server's answer")?;
+        let v: LoginResult = crate::client::read(resp).await?;
         if accepted {
-            if v["status"] == "slow_down" {
+            if v.status == "slow_down" {
                 interval += Duration::from_secs(5);
             }
             continue;
         }
         let session = SavedSession {
-            token: v["token"]
-                .as_str()
-                .context("the server sent no token")?
-                .to_owned(),
-            principal: v["principal"].as_str().unwrap_or_default().to_owned(),
-            expires_at: serde_json::from_value(v["expires_at"].clone())
-                .context("the server sent no expiry")?,
+            token: v.token.clone().context("the server sent no token")?,
+            principal: v.principal.clone().unwrap_or_default(),
+            expires_at: v.expires_at.context("the server sent no expiry")?,
         };
         let mut all = load_all();
         all.insert(key(url), session.clone());
@@ -142,15 +138,15 @@ pub async fn login(url: &str, json_out: bool, timeout: Duration) -> Result<()> {
         if json_out {
             println!(
                 "{}",
-                json!({"principal": session.principal, "groups": v["groups"], "roles": v["roles"],
+                json!({"principal": session.principal, "groups": v.groups, "roles": v.roles,
                        "expires_at": session.expires_at, "session_file": path})
             );
         } else {
             println!(
                 "Signed in as {} (roles: {}; groups: {}) until {}.",
                 session.principal,
-                comma_list(&v["roles"]),
-                comma_list(&v["groups"]),
+                v.roles.join(", "),
+                v.groups.join(", "),
                 session.expires_at.format("%Y-%m-%d %H:%M UTC")
             );
         }
@@ -166,23 +162,11 @@ pub async fn logout(url: &str) -> Result<()> {
     };
     let client = Client::new(url, Some(s.token))?;
     // Ends the session at the server; forget it locally either way.
-    let ended = client.send(Method::POST, "/v1/logout", None).await;
+    let ended = client.send(Method::POST, "/v1/logout", None::<&()>).await;
     save_all(&all)?;
     match ended {
         Ok(_) => println!("Signed out of {url}."),
         Err(e) => println!("Forgot the local session; the server said: {e}"),
     }
     Ok(())
-}
-
-/// A JSON array of strings as `a, b, c` (empty when it is not one).
-fn comma_list(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
 }

@@ -1,76 +1,87 @@
 //! Human-readable rendering of API answers.
 
-use serde_json::Value;
+use brevet_core::RequestState;
+use brevet_wire::{CredentialView, DeliveryView, KillReport, LockView, RequestView};
+use chrono::{DateTime, SecondsFormat, Utc};
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
+use crate::ssh::Kept;
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-pub fn request_line(r: &Value) -> String {
+pub fn request_line(r: &RequestView) -> String {
     let mut line = format!(
         "{}  {:<13} {} {} on {}  for {}",
-        s(&r["id"]),
-        s(&r["state"]),
-        s(&r["requester"]),
-        s(&r["profile"]),
-        s(&r["resource"]),
-        s(&r["duration"])
+        r.id,
+        r.state.as_str(),
+        r.requester,
+        r.profile,
+        r.resource,
+        r.duration
     );
-    if r["state"] == "pending" {
-        let have = r["approvals"].as_array().map_or(0, |a| a.len());
-        line += &format!("  approvals {}/{}", have, r["approvals_required"]);
+    if r.state == RequestState::Pending {
+        line += &format!("  approvals {}/{}", r.approvals.len(), r.approvals_required);
     }
-    if let Some(exp) = r["expires_at"].as_str() {
-        line += &format!("  expires {exp}");
+    if let Some(exp) = &r.expires_at {
+        line += &format!("  expires {}", time(exp));
     }
-    if let Some(e) = r["last_error"].as_str() {
+    if let Some(e) = &r.last_error {
         line += &format!("  last error: {e}");
     }
     line
 }
 
-pub fn request_detail(r: &Value) -> String {
+pub fn request_list(rows: &[RequestView]) -> String {
+    if rows.is_empty() {
+        "nothing to show".into()
+    } else {
+        rows.iter().map(request_line).collect::<Vec<_>>().join("\n")
+    }
+}
+
+pub fn request_detail(r: &RequestView) -> String {
     let mut out = request_line(r);
-    if let Some(reason) = r["reason"].as_str() {
+    if let Some(reason) = &r.reason {
         out += &format!("\n  reason: {reason}");
     }
-    out += &format!("\n  policy: {}", s(&r["policy"]));
-    if let Some(ev) = r.get("evidence").filter(|e| !e.is_null()) {
+    out += &format!("\n  policy: {}", r.policy);
+    if let Some(ev) = r.evidence.as_ref().filter(|e| !e.is_null()) {
         out += &format!("\n  revocation evidence: {ev}");
     }
     out
 }
 
-pub fn credential(c: &Value) -> String {
+pub fn credential(c: &CredentialView) -> String {
     format!(
         "credential ({}), valid until {} — shown once, Brevet does not keep it:\n{}",
-        s(&c["kind"]),
-        s(&c["expires_at"]),
-        s(&c["secret"])
+        c.kind,
+        time(&c.expires_at),
+        c.secret
     )
 }
 
-pub fn kill_report(v: &Value) -> String {
+pub fn kill_report(v: &KillReport) -> String {
     let mut out = format!(
         "kill switch on `{}` ({}): {} revoked, {} still retrying, {} requests cancelled, in {} ms",
-        s(&v["target"]),
-        s(&v["reason"]),
-        v["revoked"],
-        v["retrying"],
-        v["cancelled_requests"].as_array().map_or(0, |a| a.len()),
-        v["elapsed_ms"]
+        v.target,
+        v.reason,
+        v.revoked,
+        v.retrying,
+        v.cancelled_requests.len(),
+        v.elapsed_ms
     );
-    for g in v["grants"].as_array().into_iter().flatten() {
+    for g in &v.grants {
         out += &format!(
             "\n  {}  {:<18} {} {} on {}  ({} ms){}",
-            s(&g["grant_id"]),
-            s(&g["outcome"]),
-            s(&g["principal"]),
-            s(&g["profile"]),
-            s(&g["resource"]),
-            g["elapsed_ms"],
-            g["error"]
-                .as_str()
+            g.grant_id,
+            g.outcome,
+            g.principal,
+            g.profile,
+            g.resource,
+            g.elapsed_ms,
+            g.error
+                .as_ref()
                 .map(|e| format!("  error: {e}"))
                 .unwrap_or_default()
         );
@@ -78,22 +89,39 @@ pub fn kill_report(v: &Value) -> String {
     out
 }
 
-pub fn ssh_cert(v: &Value) -> String {
+pub fn locks(rows: &[LockView]) -> String {
+    if rows.is_empty() {
+        return "no locks".into();
+    }
+    rows.iter()
+        .map(|l| {
+            format!(
+                "{}  locked by {} at {}: {}",
+                l.principal,
+                l.locked_by,
+                time(&l.locked_at),
+                l.reason
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn ssh_cert(v: &Kept) -> String {
     format!(
         "certificate for {user}@{host}:{port} (principals {principals}), valid until {until}\n  key:  {key}\n  cert: {cert}\nconnect with: ssh -i {key} -o CertificateFile={cert} -p {port} {user}@{host}",
-        user = s(&v["user"]),
-        host = s(&v["host"]),
-        port = v["port"],
-        principals = v["principals"],
-        until = s(&v["expires_at"]),
-        key = s(&v["key"]),
-        cert = s(&v["cert"]),
+        user = v.user,
+        host = v.host,
+        port = v.port,
+        principals = v.principals.join(","),
+        until = time(&v.expires_at),
+        key = v.key.display(),
+        cert = v.cert.display(),
     )
 }
 
 /// A table of notification deliveries.
-pub fn deliveries(v: &Value) -> String {
-    let rows = v.as_array().cloned().unwrap_or_default();
+pub fn deliveries(rows: &[DeliveryView]) -> String {
     if rows.is_empty() {
         return "no deliveries".into();
     }
@@ -101,24 +129,19 @@ pub fn deliveries(v: &Value) -> String {
         "{:<36}  {:<16} {:<20} {:<9} {:>8}  {}",
         "ID", "SUBSCRIBER", "EVENT", "STATE", "ATTEMPTS", "LAST ERROR / NEXT ATTEMPT"
     );
-    for d in &rows {
-        let detail = match (d["state"].as_str(), d["last_error"].as_str()) {
-            (Some("pending"), e) => format!(
+    for d in rows {
+        let detail = match (d.state.as_str(), &d.last_error) {
+            ("pending", e) => format!(
                 "{}next {}",
-                e.map(|e| format!("{e}; ")).unwrap_or_default(),
-                s(&d["next_attempt_at"])
+                e.as_ref().map(|e| format!("{e}; ")).unwrap_or_default(),
+                d.next_attempt_at.as_ref().map_or("-".into(), time)
             ),
-            (_, Some(e)) => e.to_owned(),
+            (_, Some(e)) => e.clone(),
             _ => String::new(),
         };
         out += &format!(
             "\n{:<36}  {:<16} {:<20} {:<9} {:>8}  {}",
-            s(&d["id"]),
-            s(&d["subscriber"]),
-            s(&d["event_type"]),
-            s(&d["state"]),
-            d["attempts"],
-            detail
+            d.id, d.subscriber, d.event_type, d.state, d.attempts, detail
         );
     }
     out

@@ -5,9 +5,13 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
+use brevet_wire::{
+    ActivatedView, CreateRequest, CredentialBody, CredentialInputKind, CredentialKind,
+    CredentialView, Eligible, RequestView, SshCertificateDetails,
+};
+use chrono::{DateTime, Utc};
 use clap::Args;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde::Serialize;
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
 use crate::{
@@ -17,7 +21,8 @@ use crate::{
 
 #[derive(Args, Clone)]
 pub struct SshArgs {
-    /// `[user@]HOST`: HOST is a resource name (`web-1` means `ssh:web-1`) or a full resource id.
+    /// `[user@]HOST`: HOST is a resource name (`web-1` finds the one resource named `web-1` that
+    /// takes an SSH public key and that you may ask for) or a full resource id (`ssh:web-1`).
     pub target: String,
     /// Access profile.
     #[arg(long, default_value = "ssh.login")]
@@ -30,9 +35,10 @@ pub struct SshArgs {
     pub reason: Option<String>,
     #[arg(long)]
     pub ticket: Option<String>,
-    /// The SSH provider name used when HOST has no `provider:` prefix.
-    #[arg(long, default_value = "ssh")]
-    pub provider: String,
+    /// The provider whose resource HOST is, when HOST has no `provider:` prefix (default: found
+    /// among the resources you may ask for).
+    #[arg(long)]
+    pub provider: Option<String>,
 }
 
 pub struct Obtained {
@@ -41,24 +47,42 @@ pub struct Obtained {
     cert: PathBuf,
     user: String,
     host: String,
-    port: u64,
+    port: u16,
     principals: Vec<String>,
-    expires_at: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// What `ssh-cert` leaves on disk, described.
+#[derive(Debug, Serialize)]
+pub struct Kept {
+    pub dir: PathBuf,
+    pub key: PathBuf,
+    pub cert: PathBuf,
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub principals: Vec<String>,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Obtained {
     /// Keeps the files (for `ssh-cert`) and describes them.
-    pub fn keep(self) -> Value {
-        let dir = self.dir.keep();
-        json!({
-            "dir": dir, "key": self.key, "cert": self.cert, "user": self.user, "host": self.host,
-            "port": self.port, "principals": self.principals, "expires_at": self.expires_at,
-        })
+    pub fn keep(self) -> Kept {
+        Kept {
+            dir: self.dir.keep(),
+            key: self.key,
+            cert: self.cert,
+            user: self.user,
+            host: self.host,
+            port: self.port,
+            principals: self.principals,
+            expires_at: self.expires_at,
+        }
     }
 
     /// Runs `ssh` with the key and certificate; the files are removed afterwards.
     pub fn run_ssh(self, options: &[String], command: &[String]) -> Result<ExitCode> {
-        let mut cmd = std::process::Command::new("ssh");
+        let mut cmd = std::process::Command::new(OPENSSH_CLIENT);
         cmd.arg("-i").arg(&self.key);
         cmd.arg("-o")
             .arg(format!("CertificateFile={}", self.cert.display()));
@@ -78,46 +102,98 @@ impl Obtained {
     }
 }
 
+/// The OpenSSH client program.
+const OPENSSH_CLIENT: &str = "ssh";
+
+/// The resource id HOST names: as given when it has a `provider:` prefix or `--provider` is set;
+/// else the one resource named HOST that takes a public key among those the caller may ask for;
+/// else HOST under the one provider whose resources take a public key (so a request that policy
+/// refuses is refused by the server, naming the policy, rather than not found here).
+async fn resource_of(client: &Client, host: &str, provider: Option<&str>) -> Result<String> {
+    if host.contains(':') {
+        return Ok(host.to_owned());
+    }
+    if let Some(p) = provider {
+        return Ok(format!("{p}:{host}"));
+    }
+    let eligible: Vec<Eligible> = client.get("/v1/eligible").await?;
+    let takes_key: Vec<(&str, &str)> = eligible
+        .iter()
+        .filter(|e| e.credential_input == CredentialInputKind::PublicKey)
+        .filter_map(|e| e.resource.split_once(':'))
+        .collect();
+    let distinct = |it: &mut dyn Iterator<Item = String>| {
+        let mut v: Vec<String> = it.collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let named = distinct(
+        &mut takes_key
+            .iter()
+            .filter(|(_, n)| *n == host)
+            .map(|(p, n)| format!("{p}:{n}")),
+    );
+    match named.as_slice() {
+        [one] => return Ok(one.clone()),
+        [] => {}
+        many => bail!(
+            "`{host}` names several SSH resources ({}); give the full id",
+            many.join(", ")
+        ),
+    }
+    let providers = distinct(&mut takes_key.iter().map(|(p, _)| (*p).to_owned()));
+    match providers.as_slice() {
+        [one] => Ok(format!("{one}:{host}")),
+        [] => bail!(
+            "you may ask for no resource that takes an SSH key; give the full resource id (PROVIDER:{host})"
+        ),
+        many => bail!(
+            "several providers take SSH keys ({}); give the full resource id (PROVIDER:{host}) or --provider",
+            many.join(", ")
+        ),
+    }
+}
+
 /// Gets a certificate for the target, or the exit code to stop with (denied, expired).
 pub async fn obtain(client: &Client, a: &SshArgs) -> Result<Result<Obtained, u8>> {
     let (user, host) = match a.target.split_once('@') {
         Some((u, h)) => (Some(u.to_owned()), h.to_owned()),
         None => (None, a.target.clone()),
     };
-    let resource = if host.contains(':') {
-        host
-    } else {
-        format!("{}:{host}", a.provider)
-    };
+    let resource = resource_of(client, &host, a.provider.as_deref()).await?;
     let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
         .context("generating a key pair")?;
     let public = key
         .public_key()
         .to_openssh()
         .context("encoding the public key")?;
-    let body = json!({"public_key": public});
+    let body = CredentialBody {
+        public_key: Some(public),
+    };
 
-    let grants: Value = client.call(Method::GET, "/v1/grants", None).await?;
-    let existing = grants.as_array().into_iter().flatten().find(|g| {
-        g["state"] == "active"
-            && g["resource"] == resource.as_str()
-            && g["profile"] == a.profile.as_str()
+    let grants: Vec<RequestView> = client.get("/v1/grants").await?;
+    let existing = grants.iter().find(|g| {
+        g.state == brevet_core::RequestState::Active
+            && g.resource == resource
+            && g.profile == a.profile
     });
-    let credential: Value = match existing {
+    let credential: CredentialView = match existing {
         Some(g) => {
-            let id = g["id"].as_str().unwrap_or_default();
-            eprintln!("using active grant {id}");
+            eprintln!("using active grant {}", g.id);
             client
-                .call(
-                    Method::POST,
-                    &format!("/v1/grants/{id}/credentials"),
-                    Some(body),
-                )
+                .post(&format!("/v1/grants/{}/credentials", g.id), &body)
                 .await?
         }
         None => {
-            let ask = json!({"profile": a.profile, "resource": resource, "duration": a.duration, "reason": a.reason, "ticket": a.ticket});
-            let created: Value = match client.call(Method::POST, "/v1/requests", Some(ask)).await {
+            let ask = CreateRequest {
+                profile: a.profile.clone(),
+                resource: resource.clone(),
+                duration: a.duration.clone(),
+                reason: a.reason.clone(),
+                ticket: a.ticket.clone(),
+            };
+            let created: RequestView = match client.post("/v1/requests", &ask).await {
                 Ok(v) => v,
                 Err(e) => {
                     if let Some(f) = e.downcast_ref::<ApiFailure>() {
@@ -129,42 +205,30 @@ pub async fn obtain(client: &Client, a: &SshArgs) -> Result<Result<Obtained, u8>
                     return Err(e);
                 }
             };
-            let id = created["id"]
-                .as_str()
-                .context("no request id in the answer")?
-                .to_owned();
-            eprintln!("request {id}: {}", created["state"].as_str().unwrap_or("?"));
-            if let Err(code) = wait_for_approval(client, &id).await? {
+            eprintln!("request {}: {}", created.id, created.state.as_str());
+            if let Err(code) = wait_for_approval(client, &created.id).await? {
                 return Ok(Err(code));
             }
-            let activated: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/v1/requests/{id}/activate"),
-                    Some(body),
-                )
+            let activated: ActivatedView = client
+                .post(&format!("/v1/requests/{}/activate", created.id), &body)
                 .await?;
-            activated["credential"].clone()
+            activated.credential
         }
     };
-    if credential["kind"] != "ssh_certificate" {
+    if credential.kind != CredentialKind::SshCertificate {
         bail!(
             "`{resource}` is not an SSH resource (its credential is {})",
-            credential["kind"]
+            credential.kind
         );
     }
-    let d = &credential["details"];
-    let principals: Vec<String> = d["principals"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.as_str().map(str::to_owned))
-        .collect();
+    let d: SshCertificateDetails = serde_json::from_value(credential.details.clone())
+        .context("the SSH certificate's details are not what this CLI reads")?;
     // The login name is the user's choice: hosts may map certificate principals to accounts
     // (AuthorizedPrincipalsFile), so sshd, not this CLI, decides whether it is allowed.
     let user = match user {
         Some(u) => u,
-        None => principals
+        None => d
+            .principals
             .first()
             .cloned()
             .context("the certificate names no principal")?,
@@ -182,22 +246,16 @@ pub async fn obtain(client: &Client, a: &SshArgs) -> Result<Result<Obtained, u8>
             .context("encoding the key")?
             .as_bytes(),
     )?;
-    std::fs::write(
-        &cert_path,
-        format!("{}\n", credential["secret"].as_str().unwrap_or_default()),
-    )?;
+    std::fs::write(&cert_path, format!("{}\n", credential.secret))?;
     Ok(Ok(Obtained {
         key: key_path,
         cert: cert_path,
         dir,
         user,
-        host: d["host"].as_str().unwrap_or_default().to_owned(),
-        port: d["port"].as_u64().unwrap_or(22),
-        principals,
-        expires_at: credential["expires_at"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        host: d.host,
+        port: d.port,
+        principals: d.principals,
+        expires_at: credential.expires_at,
     }))
 }
 

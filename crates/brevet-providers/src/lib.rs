@@ -64,14 +64,9 @@ pub struct OwnedAccess {
     pub binding_key: Option<String>,
 }
 
-/// What a requester must send to get credentials, besides asking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialInputKind {
-    /// Nothing: the provider makes the credential (a password, a role to assume).
-    None,
-    /// An OpenSSH public key of the requester's, for the provider to certify.
-    PublicKey,
-}
+/// What a requester must send to get credentials (a wire type: the CLI and portal read it), and
+/// the secret's format.
+pub use brevet_wire::{CredentialInputKind, CredentialKind};
 
 /// A document a provider publishes (no token needed): what hosts or clients fetch to trust or
 /// check its credentials, served at `/v1/providers/{name}/{document}`.

@@ -5,8 +5,8 @@ pub use brevet_config::SecretText;
 /// What a requester receives once: how to use their access.
 #[derive(Debug, Clone)]
 pub struct Credential {
-    /// e.g. `postgres_connection_string`.
-    pub kind: &'static str,
+    /// The secret's format, which tells clients what to do with it.
+    pub kind: brevet_wire::CredentialKind,
     pub secret: SecretText,
     /// Non-secret details worth showing (user name, host, database).
     pub details: serde_json::Value,
@@ -22,7 +22,7 @@ mod tests {
         let s = SecretText::new("hunter2".into());
         assert!(!format!("{s:?}{s}").contains("hunter2"));
         let c = Credential {
-            kind: "k",
+            kind: brevet_wire::CredentialKind::Opaque,
             secret: s,
             details: serde_json::json!({}),
             expires_at: Utc::now(),

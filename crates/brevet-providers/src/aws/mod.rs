@@ -815,7 +815,7 @@ impl Provider for AwsProvider {
                     self.role_name(binding)
                 );
                 Ok(Credential {
-                    kind: "aws_role",
+                    kind: crate::CredentialKind::AwsRole,
                     secret: SecretText::new(arn.clone()),
                     details: json!({"role_arn": arn, "assume_with": format!("aws sts assume-role --role-arn {arn} --role-session-name {}", binding.principal)}),
                     expires_at,
@@ -851,16 +851,18 @@ impl Provider for AwsProvider {
                     ProviderError::Target("AssumeRole returned no credentials".into())
                 })?;
                 let expiration = chrono_of(c.expiration()).min(expires_at);
-                let process = json!({
-                    "Version": 1,
-                    "AccessKeyId": c.access_key_id(),
-                    "SecretAccessKey": c.secret_access_key(),
-                    "SessionToken": c.session_token(),
-                    "Expiration": expiration.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                });
+                let process = brevet_wire::AwsProcessCredentials {
+                    version: 1,
+                    access_key_id: c.access_key_id().to_owned(),
+                    secret_access_key: c.secret_access_key().to_owned(),
+                    session_token: c.session_token().to_owned(),
+                    expiration: expiration.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                let process = serde_json::to_string(&process)
+                    .map_err(|e| ProviderError::Target(format!("encoding credentials: {e}")))?;
                 Ok(Credential {
-                    kind: "aws_credential_process",
-                    secret: SecretText::new(process.to_string()),
+                    kind: crate::CredentialKind::AwsCredentialProcess,
+                    secret: SecretText::new(process),
                     details: json!({"role_arn": base_role_arn.as_str(), "session_name": Self::session_name(binding), "access_key_id": c.access_key_id()}),
                     expires_at: expiration,
                 })
@@ -868,7 +870,7 @@ impl Provider for AwsProvider {
             AwsMode::IdentityCenter {
                 permission_set_arn, ..
             } => Ok(Credential {
-                kind: "aws_identity_center",
+                kind: crate::CredentialKind::AwsIdentityCenter,
                 secret: SecretText::new(String::new()),
                 details: json!({"account": res.account, "permission_set_arn": permission_set_arn, "sign_in": "use your AWS access portal"}),
                 expires_at,

@@ -404,7 +404,7 @@ impl Provider for PostgresProvider {
             resource.database
         );
         Ok(Credential {
-            kind: "postgres_connection_string",
+            kind: crate::CredentialKind::PostgresConnectionString,
             secret: SecretText::new(url),
             details: serde_json::json!({"user": role, "host": host, "port": port, "database": resource.database}),
             expires_at,

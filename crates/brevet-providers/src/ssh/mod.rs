@@ -418,18 +418,18 @@ impl Provider for SshProvider {
         }
         let text = cert.to_openssh().map_err(bad)?;
         Ok(Credential {
-            kind: "ssh_certificate",
+            kind: crate::CredentialKind::SshCertificate,
             secret: SecretText::new(text),
-            details: serde_json::json!({
-                "serial": serial.to_string(),
-                "key_id": key_id,
-                "principals": profile.principals,
-                "valid_after": valid_after,
-                "valid_before": valid_before,
-                "host": host.host,
-                "port": host.port,
-                "ca_fingerprint": self.ca_public.fingerprint(HashAlg::Sha256).to_string(),
-                "superseded_serials": superseded.iter().map(u64::to_string).collect::<Vec<_>>(),
+            details: serde_json::json!(brevet_wire::SshCertificateDetails {
+                serial: serial.to_string(),
+                key_id,
+                principals: profile.principals.clone(),
+                valid_after,
+                valid_before,
+                host: host.host.clone(),
+                port: host.port,
+                ca_fingerprint: self.ca_public.fingerprint(HashAlg::Sha256).to_string(),
+                superseded_serials: superseded.iter().map(u64::to_string).collect(),
             }),
             expires_at,
         })

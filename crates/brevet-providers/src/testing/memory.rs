@@ -123,7 +123,7 @@ impl Provider for InMemoryProvider {
             .ok_or_else(|| ProviderError::Target(format!("{} has no access to issue for", b)))?;
         entry.credential = Some(token.clone());
         Ok(Credential {
-            kind: "memory",
+            kind: crate::CredentialKind::Opaque,
             secret: SecretText::new(token),
             details: serde_json::json!({"binding": b.key()}),
             expires_at: until.min(entry.expires_at),

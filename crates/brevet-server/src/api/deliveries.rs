@@ -7,8 +7,8 @@ use axum::{
 };
 use brevet_core::Role;
 use brevet_store::{DeliveryFilter, DeliveryState};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+
+use serde::Deserialize;
 
 use super::{ApiError, AppState, Caller};
 
@@ -24,23 +24,7 @@ pub struct DeliveriesQuery {
     limit: Option<i64>,
 }
 
-/// One notification delivery and its attempts so far.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryView {
-    pub id: String,
-    pub subscriber: String,
-    /// Public event type, e.g. `request.created`.
-    pub event_type: String,
-    pub request_id: Option<String>,
-    /// `pending` (first try or retry due at `next_attempt_at`), `delivered` or `failed`.
-    pub state: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
-}
+pub use brevet_wire::DeliveryView;
 
 /// Notification deliveries, newest first (admins).
 #[utoipa::path(get, path = "/v1/deliveries", params(DeliveriesQuery),

@@ -3,26 +3,10 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::Serialize;
 
 use crate::{auth::AuthError, broker::BrokerError};
 
-/// The error body of every failed API call.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `bad_request`, `policy_denied`.
-    pub code: &'static str,
-    /// What is wrong and how to fix it.
-    pub message: String,
-    /// For policy decisions: which policies decided.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace: Option<serde_json::Value>,
-}
+pub use brevet_wire::{ErrorBody, ErrorDetail};
 
 pub struct ApiError {
     status: StatusCode,
@@ -58,7 +42,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code,
+                code: self.code.into(),
                 message: self.message,
                 trace: self.trace,
             },

@@ -9,12 +9,12 @@ use axum::{
 };
 use brevet_audit::{ExportFormat, VerifyReport};
 use brevet_core::{ApprovalDecision, PrincipalId, RequestId, RequestState, Role};
-use brevet_policy::{RequestDecision, Subject};
+use brevet_policy::Subject;
 use futures::StreamExt;
 use serde::Deserialize;
 
 use super::{dto::*, ApiError, AppState, Caller, ErrorBody};
-use crate::broker::{AccessAsk, ReconcileReport};
+use crate::broker::AccessAsk;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -53,11 +53,8 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
 }
 
 /// What policy lets the caller ask for, with the limits that apply (the portal's request form).
-#[utoipa::path(get, path = "/v1/eligible", responses((status = 200, body = [crate::broker::Eligible]), (status = 401, body = ErrorBody)))]
-pub async fn eligible(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Json<Vec<crate::broker::Eligible>> {
+#[utoipa::path(get, path = "/v1/eligible", responses((status = 200, body = [Eligible]), (status = 401, body = ErrorBody)))]
+pub async fn eligible(State(state): State<AppState>, caller: Caller) -> Json<Vec<Eligible>> {
     Json(state.broker.eligible(&caller.0))
 }
 
@@ -224,7 +221,7 @@ pub async fn activate(
         .await?;
     let out = ActivatedView {
         grant: view(&state, &a.request).await?,
-        credential: CredentialView::from(&a.credential),
+        credential: credential_view(&a.credential),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
@@ -329,7 +326,7 @@ pub async fn credentials(
         .await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        Json(CredentialView::from(&c)),
+        Json(credential_view(&c)),
     )
         .into_response())
 }
@@ -371,31 +368,7 @@ pub async fn policy_test(
         &ask,
         false,
     )?;
-    Ok(Json(PolicyTestView::from(d)))
-}
-
-impl From<RequestDecision> for PolicyTestView {
-    fn from(d: RequestDecision) -> Self {
-        let trace = serde_json::to_value(d.trace()).unwrap_or_default();
-        match d {
-            RequestDecision::Allow { policy, limits, .. } => Self {
-                outcome: "allow".into(),
-                policy: Some(policy),
-                approvals_required: Some(limits.approvals),
-                max_duration: Some(limits.max_duration.to_string()),
-                reason: None,
-                trace,
-            },
-            RequestDecision::Deny { reason, .. } => Self {
-                outcome: "deny".into(),
-                policy: None,
-                approvals_required: None,
-                max_duration: None,
-                reason: Some(reason),
-                trace,
-            },
-        }
-    }
+    Ok(Json(policy_test_view(d)))
 }
 
 /// Verify the audit chain (admins): against its head, and against the latest checkpoint this
@@ -588,12 +561,12 @@ pub async fn metrics(
 /// The kill switch (admins): lock a principal (or everyone), cancel their open requests, revoke all
 /// their grants on every provider in parallel, and report what took effect.
 #[utoipa::path(post, path = "/v1/kill", request_body = KillBody,
-    responses((status = 200, body = crate::broker::KillReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = KillReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn kill(
     State(state): State<AppState>,
     caller: Caller,
     b: Result<Json<KillBody>, JsonRejection>,
-) -> ApiResult<Json<crate::broker::KillReport>> {
+) -> ApiResult<Json<KillReport>> {
     let admin = caller.require(Role::Admin)?;
     let b = body(b)?;
     let target = match (b.principal, b.all) {

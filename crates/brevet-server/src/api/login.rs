@@ -7,7 +7,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Caller};
 use crate::{
@@ -17,35 +16,7 @@ use crate::{
     session::{self, SessionKind},
 };
 
-/// A device sign-in in progress: show `user_code` and `verification_uri` to the user.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeviceLogin {
-    /// Poll `/v1/login/device/poll` with this.
-    pub login_id: String,
-    pub user_code: String,
-    pub verification_uri: String,
-    pub verification_uri_complete: Option<String>,
-    /// Seconds between polls.
-    pub interval: u64,
-    pub expires_in: u64,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DevicePollBody {
-    pub login_id: String,
-}
-
-/// The session token the CLI keeps (shown once).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LoginResult {
-    pub status: String,
-    pub token: Option<String>,
-    pub principal: Option<String>,
-    pub groups: Vec<String>,
-    pub roles: Vec<String>,
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-}
+pub use brevet_wire::{DeviceLogin, DevicePollBody, LoginResult};
 
 fn oidc(state: &AppState) -> Result<&crate::oidc::Oidc, ApiError> {
     state.oidc.as_deref().ok_or_else(|| {

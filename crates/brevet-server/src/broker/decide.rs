@@ -306,17 +306,7 @@ impl Broker {
     }
 }
 
-/// A resource and profile that policy lets someone ask for, with the limits that would apply.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Eligible {
-    pub resource: String,
-    pub profile: String,
-    pub max_duration: String,
-    pub approvals: u32,
-    pub require_reason: bool,
-    pub require_ticket: bool,
-    pub max_extensions: u32,
-}
+pub use brevet_wire::Eligible;
 
 impl Broker {
     /// What `who` may ask for: every configured resource and profile that some policy permits
@@ -351,6 +341,7 @@ impl Broker {
                         require_reason: limits.require_reason,
                         require_ticket: limits.require_ticket,
                         max_extensions: limits.max_extensions,
+                        credential_input: provider.credential_input(),
                     });
                 }
             }

@@ -7,7 +7,7 @@ use brevet_audit::{AuditDraft, EventKind};
 use brevet_core::{Principal, PrincipalId, Request, RequestState, Role};
 use brevet_store::{PrincipalLock, RequestFilter};
 use chrono::Utc;
-use serde::Serialize;
+
 use serde_json::json;
 
 use super::{audit_data::event, Broker, BrokerError};
@@ -28,39 +28,7 @@ impl KillTarget {
     }
 }
 
-/// What happened to one grant.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct KillOutcome {
-    pub grant_id: String,
-    pub principal: String,
-    pub resource: String,
-    pub profile: String,
-    /// `revoked` (and verified), `retrying` (failed or timed out; the scheduler keeps trying),
-    /// `cancelled` (its activation failed and rolled back meanwhile: nothing was granted), or
-    /// `pending_activation` (an activation in flight; revoked as soon as it lands).
-    pub outcome: String,
-    pub error: Option<String>,
-    #[schema(value_type = Object)]
-    pub evidence: Option<serde_json::Value>,
-    /// Live sessions the provider ended before revoking (where it can: PostgreSQL backends).
-    pub sessions_terminated: u64,
-    pub elapsed_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct KillReport {
-    /// The principal, or `*` for everyone.
-    pub target: String,
-    pub reason: String,
-    pub grants: Vec<KillOutcome>,
-    /// Pending or approved requests that were cancelled.
-    pub cancelled_requests: Vec<String>,
-    pub revoked: usize,
-    pub retrying: usize,
-    /// Portal and CLI sessions that were ended, so the person is signed out everywhere.
-    pub sessions_ended: u64,
-    pub elapsed_ms: u64,
-}
+pub use brevet_wire::{KillOutcome, KillReport};
 
 const LIVE: [RequestState; 6] = [
     RequestState::Pending,

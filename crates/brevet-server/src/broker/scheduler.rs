@@ -12,21 +12,14 @@ use std::{
 use brevet_audit::{AuditDraft, EventKind};
 use brevet_core::{Request, RequestState};
 use chrono::{DateTime, TimeZone, Utc};
-use serde::Serialize;
+
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{audit_data::event, Broker, BrokerError};
 
-/// What one reconciliation pass found and did.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct ReconcileReport {
-    pub providers_checked: usize,
-    pub owned_seen: usize,
-    pub orphans_removed: Vec<String>,
-    pub errors: Vec<String>,
-}
+pub use brevet_wire::ReconcileReport;
 
 impl Broker {
     /// Claims due requests and works on each. Returns how many were handled.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{layout, CsrfField, CsrfForm, PageError, PageResult, Posted, Viewer};
 use crate::{
-    api::{handlers::view, AppState, CredentialView, RequestView},
+    api::{handlers::view, AppState, RequestView},
     broker::AccessAsk,
 };
 
@@ -302,7 +302,7 @@ pub async fn activate(
         .broker
         .activate(&viewer.principal, parse_id(&id)?, opt(form.public_key))
         .await?;
-    let c = CredentialView::from(&a.credential);
+    let c = crate::api::credential_view(&a.credential);
     let body = html! {
         div.card {
             p.notice { "Access to " (a.request.resource) " (" (a.request.profile) ") is active." }

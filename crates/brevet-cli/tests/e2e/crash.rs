@@ -1,14 +1,12 @@
 //! Crash safety: `kill -9` of the server at the worst moments, then a restart, must leave no
 //! access that no grant covers; and the reconciler removes orphans it finds on the target.
 
-mod common;
-
 use std::{
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 
 fn crash_during_activation(store: StoreKind, failpoint: &str) {
     let world = World::new(store);

@@ -69,7 +69,7 @@ when { context.profile == "db.owner" };
 ///
 /// The `postgres` provider runs as a `NOSUPERUSER CREATEROLE` login with exactly the grants
 /// docs/postgres.md lists (`admin`), as a least-privilege deployment would; a test that wants
-/// the superuser (one is kept, in e2e_flow) calls [`World::with_superuser_admin`].
+/// the superuser (one is kept, in `flow`) calls [`World::with_superuser_admin`].
 pub struct World {
     /// Brevet's PostgreSQL login for the target; `None` once a test has chosen another one.
     pub admin: Option<PgAdminLogin>,

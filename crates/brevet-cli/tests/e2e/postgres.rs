@@ -3,14 +3,12 @@
 //! PostgreSQL 15 and 16), cleanup reaches every database, and the reconciler leaves alone roles
 //! Brevet did not make.
 
-mod common;
-
 use std::{
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Requests and activates `profile` on `postgres:orders` as dave (auto-approved); returns the

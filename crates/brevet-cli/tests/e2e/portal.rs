@@ -7,15 +7,13 @@
 //! - over plain HTTP: CSRF, missing session, wrong role and another user's request id are
 //!   refused with nothing changed; cookies and security headers are as documented.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SECRET: &str = "portal-client-secret-for-tests";

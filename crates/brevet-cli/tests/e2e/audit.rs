@@ -3,11 +3,8 @@
 //! the chain outside the database: cutting the log short and setting `audit_head` back is
 //! detected, as is a shortened export, and a forged checkpoint is refused.
 
-mod common;
-mod notify_support;
-
-use common::*;
-use notify_support::*;
+use crate::common::*;
+use crate::notify_support::*;
 
 fn sql(store_url: &str, statements: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();

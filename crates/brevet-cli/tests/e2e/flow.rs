@@ -2,14 +2,12 @@
 //! each store backend. request (5 s) → approval by a second principal → activation → `psql`
 //! checks → expiry → role gone, open session killed, audit verified, evidence stored.
 
-mod common;
-
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 
 /// `superuser`: Brevet's PostgreSQL login is the cluster's superuser (as in the quickstart)
 /// instead of the least-privilege login every other test uses.

@@ -1,10 +1,8 @@
 //! Approval rules and reference counting, end to end through the real binary and PostgreSQL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn self_approval_is_refused_and_changes_nothing() {

@@ -1,11 +1,9 @@
 //! Revocation that fails is retried and stays visible until it succeeds; several replicas on one
 //! PostgreSQL store share the work without doing any of it twice.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn failed_revocation_is_retried_visible_and_never_forgotten() {

@@ -5,11 +5,9 @@
 //! denied, only the requester can assume it. moto's access control ignores session policies and
 //! date conditions (`aws:CurrentTime`, `aws:TokenIssueTime`), so those stay document assertions.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 struct AwsWorld {
     world: World,

@@ -1,11 +1,9 @@
 //! SSH through Brevet's certificate authority, against a real OpenSSH `sshd` started by the test
 //! on a loopback port, trusting Brevet's CA (`TrustedUserCAKeys`) and KRL (`RevokedKeys`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 struct SshWorld {
     world: World,

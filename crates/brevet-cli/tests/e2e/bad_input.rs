@@ -1,10 +1,8 @@
 //! Bad input gets a clear error naming what is wrong and how to fix it, and changes nothing.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn requests_of(server: &Server, token: &str) -> usize {
     server

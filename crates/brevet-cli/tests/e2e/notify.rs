@@ -3,13 +3,10 @@
 //! of forging them, signed webhooks with retries and visible delivery state, and email to
 //! approvers through a real SMTP server (aiosmtpd).
 
-mod common;
-mod notify_support;
-
 use std::time::{Duration, Instant};
 
-use common::*;
-use notify_support::*;
+use crate::common::*;
+use crate::notify_support::*;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 

@@ -2,14 +2,12 @@
 //! revokes every grant in parallel, ends live sessions, and reports what took effect — and keeps
 //! working, within its bound, when one provider does not answer.
 
-mod common;
-
 use std::{
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn kill_switch_cuts_a_principal_off_everywhere() {

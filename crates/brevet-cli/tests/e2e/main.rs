@@ -1,0 +1,20 @@
+//! The `brevet` binary end to end, in one test binary (one link, one shared set of helpers): only
+//! what the binary alone shows — the CLI against a running server, crash recovery, the browser
+//! portal, real PostgreSQL, sshd, moto and SMTP. Behaviour that needs no process boundary is
+//! tested in process in the crates themselves.
+
+mod common;
+mod notify_support;
+
+mod audit;
+mod aws;
+mod bad_input;
+mod crash;
+mod flow;
+mod kill;
+mod notify;
+mod portal;
+mod postgres;
+mod resilience;
+mod rules;
+mod ssh;
