@@ -8,6 +8,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod call;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod registry;
@@ -22,8 +23,12 @@ use async_trait::async_trait;
 use brevet_core::{Binding, Evidence, ProfileName};
 use chrono::{DateTime, Utc};
 
+pub use call::{CallOutcome, CallRecord, OpContext, Operation};
 pub use secret::{Credential, SecretText};
 
+/// A provider call's failure, classed by whether trying again can help
+/// ([`ProviderError::is_retryable`]): the broker retries a retryable failure within the step and
+/// shows a permanent one at once.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("resource `{0}` is not configured for this provider")]
@@ -34,16 +39,38 @@ pub enum ProviderError {
         profile: String,
         offered: String,
     },
+    /// Retryable: the target could not be reached, or answered that it is unavailable.
     #[error("the target is unreachable: {0}")]
     Unreachable(String),
+    /// Retryable: the target is limiting Brevet's request rate.
+    #[error("the target is throttling requests: {0}")]
+    Throttled(String),
+    /// Retryable: a concurrent change on the target got in the way (a lock, a serialization
+    /// failure, a concurrent modification).
+    #[error("a concurrent change on the target got in the way: {0}")]
+    Conflict(String),
+    /// Permanent: the target refused the operation (permission denied, invalid request); trying
+    /// again will not help until someone fixes the cause.
     #[error("the target refused the operation: {0}")]
     Target(String),
+    /// Retryable: the target still shows the access after it was revoked.
     #[error("access is still present after revocation: {0}")]
     StillPresent(String),
     #[error("provider configuration: {0}")]
     Config(String),
     #[error("{0}")]
     BadInput(String),
+}
+
+impl ProviderError {
+    /// Whether the same call may succeed if made again (unreachable, throttled, conflicting,
+    /// still present); refusals, bad input and configuration errors will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::Throttled(_) | Self::Conflict(_) | Self::StillPresent(_)
+        )
+    }
 }
 
 /// What the requester supplies when asking for credentials.

@@ -49,12 +49,35 @@ fn already_exists(e: &dyn sqlx::error::DatabaseError) -> bool {
 }
 
 fn target_err(e: sqlx::Error) -> ProviderError {
-    match e {
+    match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
             ProviderError::Unreachable(e.to_string())
         }
         // Database errors carry the server's message, which never contains our credentials.
-        other => ProviderError::Target(other.to_string()),
+        sqlx::Error::Database(d) => {
+            let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+            classify_sqlstate(&code, d.message(), e.to_string())
+        }
+        _ => ProviderError::Target(e.to_string()),
+    }
+}
+
+/// A PostgreSQL error by its SQLSTATE: what trying again can fix (a lost connection, a server
+/// shutting down, a lock or serialization conflict, a catalog row updated concurrently) and what
+/// it cannot (no privilege, a bad statement).
+fn classify_sqlstate(code: &str, message: &str, text: String) -> ProviderError {
+    match code {
+        // connection exceptions; insufficient resources; admin shutdown, crash shutdown, cannot
+        // connect now
+        c if c.starts_with("08") || c.starts_with("53") => ProviderError::Unreachable(text),
+        "57P01" | "57P02" | "57P03" => ProviderError::Unreachable(text),
+        // serialization failure, deadlock, lock not available, object in use, statement timeout
+        "40001" | "40P01" | "55P03" | "55006" | "57014" => ProviderError::Conflict(text),
+        // a unique violation on a catalog (two CREATE ROLEs at once)
+        "23505" => ProviderError::Conflict(text),
+        // an internal error raised when two sessions update one catalog row (concurrent GRANTs)
+        "XX000" if message.contains("tuple concurrently updated") => ProviderError::Conflict(text),
+        _ => ProviderError::Target(text),
     }
 }
 
@@ -355,7 +378,7 @@ impl Provider for PostgresProvider {
         let mut attempt = 0;
         loop {
             match self.ensure_once(binding, expires_at).await {
-                Err(ProviderError::Target(m))
+                Err(ProviderError::Conflict(m))
                     if m.contains("tuple concurrently updated") && attempt < 5 =>
                 {
                     attempt += 1;
@@ -567,6 +590,40 @@ mod tests {
             "other_0123456789abcdef0123",
         ] {
             assert!(!p.is_grant_role_name(other), "{other}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod error_class_tests {
+    use super::classify_sqlstate;
+
+    #[test]
+    fn sqlstates_are_classed_by_whether_trying_again_can_help() {
+        let class = |code: &str, msg: &str| classify_sqlstate(code, msg, msg.into()).is_retryable();
+        for retryable in [
+            ("08006", "connection failure"),
+            ("53300", "too many connections"),
+            (
+                "57P01",
+                "terminating connection due to administrator command",
+            ),
+            ("40001", "could not serialize access"),
+            ("40P01", "deadlock detected"),
+            ("55P03", "could not obtain lock"),
+            ("57014", "canceling statement due to statement timeout"),
+            ("23505", "duplicate key value violates unique constraint"),
+            ("XX000", "tuple concurrently updated"),
+        ] {
+            assert!(class(retryable.0, retryable.1), "{retryable:?}");
+        }
+        for permanent in [
+            ("42501", "permission denied to create role"),
+            ("42601", "syntax error"),
+            ("XX000", "cache lookup failed"),
+            ("", "no code"),
+        ] {
+            assert!(!class(permanent.0, permanent.1), "{permanent:?}");
         }
     }
 }
