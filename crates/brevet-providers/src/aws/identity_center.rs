@@ -12,15 +12,23 @@
 //!   writes a deny for the user's sessions issued so far into the permission set's inline policy
 //!   and provisions it to the account (AWS's documented technique).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
+use async_trait::async_trait;
 use aws_sdk_ssoadmin::types::{PrincipalType, ProvisionTargetType, StatusValues, TargetType};
-use brevet_core::{Binding, Evidence, ProfileName};
+use brevet_core::{Binding, Evidence};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{documents, sdk_err, AwsMode, AwsProvider, INLINE_POLICY_LIMIT, OPERATION_TIMEOUT};
-use crate::{OwnedAccess, Provider, ProviderError};
+use super::{
+    client::{sdk_err, AwsClient, INLINE_POLICY_LIMIT, OPERATION_TIMEOUT},
+    documents, AwsMode, Mode,
+};
+use crate::{Credential, OwnedAccess, ProviderError, SecretText};
 
 /// How long an Identity Center assignment operation is polled before the attempt gives up.
 pub(super) const ASSIGNMENT_SETTLE: Duration = Duration::from_secs(60);
@@ -89,9 +97,36 @@ enum Creation {
     Settled,
 }
 
-impl AwsProvider {
+/// The account assignments of one provider instance, and what it remembers of them between calls.
+pub(super) struct IdentityCenter {
+    aws: Arc<AwsClient>,
+    /// Creations sent whose outcome is not seen yet, by binding key. In memory only: after a
+    /// restart the reconciler finds what they left.
+    creations: Mutex<HashMap<String, InFlight>>,
+    /// When each binding's sessions were denied by its latest revocation, for `verify_revoked` to
+    /// check the deny is (still) there.
+    revoked_at: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// An `identity_center`-mode profile, for the [`Mode`] calls on one of its bindings.
+pub(super) struct PermissionSetProfile<'a> {
+    pub(super) identity_center: &'a IdentityCenter,
+    pub(super) instance: &'a str,
+    pub(super) permission_set: &'a str,
+}
+
+impl IdentityCenter {
+    pub(super) fn new(aws: Arc<AwsClient>) -> Self {
+        Self {
+            aws,
+            creations: Mutex::new(HashMap::new()),
+            revoked_at: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn idc_user(&self, binding: &Binding) -> Result<String, ProviderError> {
-        self.identity(binding)?
+        self.aws
+            .identity(binding)?
             .identity_center_user_id
             .clone()
             .ok_or_else(|| {
@@ -111,7 +146,7 @@ impl AwsProvider {
         Ok(Assignment {
             instance: instance.to_owned(),
             permission_set: permission_set.to_owned(),
-            account: self.resource(binding)?.account.clone(),
+            account: self.aws.resource(binding)?.account.clone(),
             user: self.idc_user(binding)?,
         })
     }
@@ -145,6 +180,7 @@ impl AwsProvider {
         let mut token: Option<String> = None;
         loop {
             let r = self
+                .aws
                 .sso
                 .list_account_assignments()
                 .instance_arn(&a.instance)
@@ -153,7 +189,7 @@ impl AwsProvider {
                 .set_next_token(token.clone())
                 .send()
                 .await;
-            self.logged(log, "ListAccountAssignments", &r);
+            self.aws.logged(log, "ListAccountAssignments", &r);
             let out = r.map_err(|e| sdk_err("ListAccountAssignments", &e))?;
             if out.account_assignments().iter().any(|x| {
                 x.principal_type() == Some(&PrincipalType::User)
@@ -175,8 +211,10 @@ impl AwsProvider {
         request_id: &str,
     ) -> Result<Creation, ProviderError> {
         let r = self
+            .aws
             .with_retries(log, "DescribeAccountAssignmentCreationStatus", || {
-                self.sso
+                self.aws
+                    .sso
                     .describe_account_assignment_creation_status()
                     .instance_arn(&a.instance)
                     .account_assignment_creation_request_id(request_id)
@@ -220,8 +258,10 @@ impl AwsProvider {
             }
             let status = if create {
                 let out = self
+                    .aws
                     .with_retries(log, "DescribeAccountAssignmentCreationStatus", || {
-                        self.sso
+                        self.aws
+                            .sso
                             .describe_account_assignment_creation_status()
                             .instance_arn(&a.instance)
                             .account_assignment_creation_request_id(request_id)
@@ -232,8 +272,10 @@ impl AwsProvider {
                     .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
             } else {
                 let out = self
+                    .aws
                     .with_retries(log, "DescribeAccountAssignmentDeletionStatus", || {
-                        self.sso
+                        self.aws
+                            .sso
                             .describe_account_assignment_deletion_status()
                             .instance_arn(&a.instance)
                             .account_assignment_deletion_request_id(request_id)
@@ -295,8 +337,10 @@ impl AwsProvider {
             }),
         );
         let created = self
+            .aws
             .with_retries(binding, "CreateAccountAssignment", || {
-                self.sso
+                self.aws
+                    .sso
                     .create_account_assignment()
                     .instance_arn(&a.instance)
                     .target_id(&a.account)
@@ -347,8 +391,10 @@ impl AwsProvider {
             return Ok(());
         }
         let out = self
+            .aws
             .with_retries(log, "DeleteAccountAssignment", || {
-                self.sso
+                self.aws
+                    .sso
                     .delete_account_assignment()
                     .instance_arn(&a.instance)
                     .target_id(&a.account)
@@ -495,8 +541,10 @@ impl AwsProvider {
         a: &Assignment,
     ) -> Result<Option<Value>, ProviderError> {
         let r = self
+            .aws
             .with_retries(log, "GetInlinePolicyForPermissionSet", || {
-                self.sso
+                self.aws
+                    .sso
                     .get_inline_policy_for_permission_set()
                     .instance_arn(&a.instance)
                     .permission_set_arn(&a.permission_set)
@@ -524,8 +572,10 @@ impl AwsProvider {
         a: &Assignment,
     ) -> Result<DateTime<Utc>, ProviderError> {
         let described = self
+            .aws
             .with_retries(log, "DescribePermissionSet", || {
-                self.sso
+                self.aws
+                    .sso
                     .describe_permission_set()
                     .instance_arn(&a.instance)
                     .permission_set_arn(&a.permission_set)
@@ -540,8 +590,10 @@ impl AwsProvider {
                 chrono::Duration::from_std(LONGEST_SESSION).unwrap_or(chrono::Duration::hours(12))
             });
         let existing = self
+            .aws
             .with_retries(log, "GetInlinePolicyForPermissionSet", || {
-                self.sso
+                self.aws
+                    .sso
                     .get_inline_policy_for_permission_set()
                     .instance_arn(&a.instance)
                     .permission_set_arn(&a.permission_set)
@@ -567,18 +619,22 @@ impl AwsProvider {
             );
         }
         let doc = doc.to_string();
-        self.with_retries(log, "PutInlinePolicyToPermissionSet", || {
-            self.sso
-                .put_inline_policy_to_permission_set()
-                .instance_arn(&a.instance)
-                .permission_set_arn(&a.permission_set)
-                .inline_policy(&doc)
-                .send()
-        })
-        .await?;
+        self.aws
+            .with_retries(log, "PutInlinePolicyToPermissionSet", || {
+                self.aws
+                    .sso
+                    .put_inline_policy_to_permission_set()
+                    .instance_arn(&a.instance)
+                    .permission_set_arn(&a.permission_set)
+                    .inline_policy(&doc)
+                    .send()
+            })
+            .await?;
         let provisioned = self
+            .aws
             .with_retries(log, "ProvisionPermissionSet", || {
-                self.sso
+                self.aws
+                    .sso
                     .provision_permission_set()
                     .instance_arn(&a.instance)
                     .permission_set_arn(&a.permission_set)
@@ -603,8 +659,10 @@ impl AwsProvider {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
             let out = self
+                .aws
                 .with_retries(log, "DescribePermissionSetProvisioningStatus", || {
-                    self.sso
+                    self.aws
+                        .sso
                         .describe_permission_set_provisioning_status()
                         .instance_arn(&a.instance)
                         .provision_permission_set_request_id(id)
@@ -634,6 +692,7 @@ impl AwsProvider {
     /// The configured (instance, permission set) pairs, each once.
     fn permission_sets(&self) -> Vec<(&str, &str)> {
         let mut sets: Vec<(&str, &str)> = self
+            .aws
             .config
             .profiles
             .values()
@@ -654,19 +713,22 @@ impl AwsProvider {
     /// user id, resource in that account, and profile of that permission set.
     pub(super) fn bindings_of(&self, a: &Assignment) -> Vec<String> {
         let mut keys = Vec::new();
-        for (principal, identity) in &self.config.identities {
+        for (principal, identity) in &self.aws.config.identities {
             if identity.identity_center_user_id.as_deref() != Some(a.user.as_str()) {
                 continue;
             }
-            for (resource, r) in &self.config.resources {
+            for (resource, r) in &self.aws.config.resources {
                 if r.account != a.account {
                     continue;
                 }
-                for (profile, p) in &self.config.profiles {
+                for (profile, p) in &self.aws.config.profiles {
                     let ours = matches!(&p.mode, AwsMode::IdentityCenter { instance_arn, permission_set_arn }
                         if *instance_arn == a.instance && *permission_set_arn == a.permission_set);
                     if ours {
-                        keys.push(format!("{principal}|{}:{resource}|{profile}", self.name));
+                        keys.push(format!(
+                            "{principal}|{}:{resource}|{profile}",
+                            self.aws.name
+                        ));
                     }
                 }
             }
@@ -678,11 +740,13 @@ impl AwsProvider {
         self.permission_sets()
             .contains(&(a.instance.as_str(), a.permission_set.as_str()))
             && self
+                .aws
                 .config
                 .resources
                 .values()
                 .any(|r| r.account == a.account)
             && self
+                .aws
                 .config
                 .identities
                 .values()
@@ -692,8 +756,9 @@ impl AwsProvider {
     /// Every USER assignment of a configured permission set, in an account of a configured
     /// resource, to a user some configured principal is: what the reconciler compares with the
     /// grants. Assignments to anyone else (and group assignments) are never listed.
-    pub(super) async fn owned_assignments(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+    pub(super) async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
         let mut accounts: Vec<&str> = self
+            .aws
             .config
             .resources
             .values()
@@ -707,6 +772,7 @@ impl AwsProvider {
                 let mut token: Option<String> = None;
                 loop {
                     let page = self
+                        .aws
                         .sso
                         .list_account_assignments()
                         .instance_arn(instance)
@@ -735,7 +801,7 @@ impl AwsProvider {
                                 binding_key: Some(one.clone()),
                             }),
                             several => tracing::warn!(
-                                provider = %self.name,
+                                provider = %self.aws.name,
                                 assignment = %a.native_id(),
                                 bindings = ?several,
                                 "an account assignment could belong to several bindings, so it \
@@ -755,10 +821,10 @@ impl AwsProvider {
         Ok(out)
     }
 
-    /// Removes an assignment [`Self::owned_assignments`] listed: deletes it, reads it back gone
+    /// Removes an assignment [`Self::list_owned`] listed: deletes it, reads it back gone
     /// and denies the user's sessions issued so far. Anything that is not an assignment of a
     /// configured permission set, account and user is refused untouched.
-    pub(super) async fn remove_owned_assignment(
+    pub(super) async fn remove_owned(
         &self,
         owned: &OwnedAccess,
     ) -> Result<Evidence, ProviderError> {
@@ -771,7 +837,7 @@ impl AwsProvider {
                     owned.native_id
                 ))
             })?;
-        let pseudo = Self::reconciler_binding(&self.name)?;
+        let pseudo = self.aws.reconciler_binding()?;
         let result = async {
             self.delete_assignment(&pseudo, &a).await?;
             if self.assignment_present(&pseudo, &a).await? {
@@ -780,7 +846,7 @@ impl AwsProvider {
             self.deny_sessions_on_permission_set(&pseudo, &a).await
         }
         .await;
-        let calls = self.take_call_log(&pseudo);
+        let calls = self.aws.take_call_log(&pseudo);
         let denied_until = result?;
         Ok(Evidence {
             checked_at: Utc::now(),
@@ -793,23 +859,56 @@ impl AwsProvider {
             }),
         })
     }
+}
 
-    /// The binding the reconciler's own calls are logged under.
-    pub(super) fn reconciler_binding(provider: &str) -> Result<Binding, ProviderError> {
-        Ok(Binding {
-            principal: brevet_core::PrincipalId::parse("reconciler")
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-            resource: brevet_core::ResourceId::parse(&format!("{provider}:orphan"))
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-            profile: ProfileName::parse("aws.orphan")
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
+#[async_trait]
+impl Mode for PermissionSetProfile<'_> {
+    async fn ensure(
+        &self,
+        binding: &Binding,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
+        self.identity_center
+            .ensure_assignment(binding, self.instance, self.permission_set)
+            .await
+    }
+
+    async fn issue_credentials(
+        &self,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Credential, ProviderError> {
+        let res = self.identity_center.aws.resource(binding)?;
+        Ok(Credential {
+            kind: crate::CredentialKind::AwsIdentityCenter,
+            secret: SecretText::new(String::new()),
+            details: json!({"account": res.account, "permission_set_arn": self.permission_set, "sign_in": "use your AWS access portal"}),
+            expires_at,
         })
+    }
+
+    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+        self.identity_center
+            .revoke_assignment(binding, self.instance, self.permission_set)
+            .await
+    }
+
+    async fn verify_revoked(&self, binding: &Binding) -> Result<Value, ProviderError> {
+        self.identity_center
+            .verify_assignment_revoked(binding, self.instance, self.permission_set)
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use brevet_core::ProfileName;
+
     use super::*;
+    use crate::{
+        aws::{AwsIdentity, AwsProfile, AwsProvider, AwsResource},
+        Provider,
+    };
 
     #[test]
     fn native_ids_round_trip_and_refuse_anything_else() {
@@ -828,5 +927,79 @@ mod tests {
         ] {
             assert_eq!(Assignment::parse_native_id(bad), None, "{bad}");
         }
+    }
+
+    /// The reconciler's removal acts only on what `list_owned` can report: an assignment of a
+    /// configured permission set, in a configured account, to a configured user. Anything else is
+    /// refused before any AWS call (the endpoint here answers nothing, so a call would fail
+    /// differently).
+    #[tokio::test]
+    async fn remove_owned_refuses_assignments_brevet_does_not_manage() {
+        let mut config = super::super::unreachable_config();
+        config.profiles.insert(
+            ProfileName::parse("aws.admin").unwrap(),
+            AwsProfile {
+                mode: AwsMode::IdentityCenter {
+                    instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+                    permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
+                },
+                actions: Vec::new(),
+            },
+        );
+        config.resources.insert(
+            "acct".into(),
+            AwsResource {
+                account: "123456789012".into(),
+                arns: Vec::new(),
+            },
+        );
+        config.identities.insert(
+            "alice".into(),
+            AwsIdentity {
+                arn: None,
+                identity_center_user_id: Some("u-alice".into()),
+            },
+        );
+        let p = AwsProvider::new("aws", config).await;
+        let ok = "identity-center-assignment:arn:aws:sso:::instance/ssoins-1|123456789012|arn:aws:sso:::permissionSet/ssoins-1/ps-1|u-alice";
+        for forged in [
+            ok.replace("ps-1|", "ps-2|"),
+            ok.replace("ssoins-1|", "ssoins-2|"),
+            ok.replace("|123456789012|", "|210987654321|"),
+            ok.replace("u-alice", "u-erin"),
+            format!("{ok}|extra"),
+            "identity-center-assignment:".to_owned(),
+        ] {
+            let e = p
+                .remove_owned(&OwnedAccess {
+                    native_id: forged.clone(),
+                    binding_key: Some("alice|aws:acct|aws.admin".into()),
+                })
+                .await
+                .expect_err(&forged);
+            assert!(
+                e.to_string().contains("refusing to delete"),
+                "{forged}: {e}"
+            );
+        }
+        // The genuine one gets as far as calling AWS (which is not there).
+        let e = p
+            .remove_owned(&OwnedAccess {
+                native_id: ok.into(),
+                binding_key: None,
+            })
+            .await
+            .expect_err("nothing answers");
+        assert!(!e.to_string().contains("refusing"), "{e}");
+        assert_eq!(
+            p.identity_center.bindings_of(&Assignment {
+                instance: "arn:aws:sso:::instance/ssoins-1".into(),
+                permission_set: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
+                account: "123456789012".into(),
+                user: "u-alice".into(),
+            }),
+            ["alice|aws:acct|aws.admin"],
+            "the binding key the broker's reconciler compares with covered bindings"
+        );
     }
 }
