@@ -96,12 +96,12 @@ fn main() {
     let expires = Utc::now() + chrono::Duration::hours(1);
     rt.block_on(async {
         for _ in 0..50 {
-            provider.issue_credentials(&binding, expires, &input).await.unwrap();
+            provider.issue_credentials(&brevet_providers::OpContext::other(), &binding, expires, &input).await.unwrap();
         }
         let t = Instant::now();
         let mut n = 0u64;
         while t.elapsed() < Duration::from_secs(3) {
-            provider.issue_credentials(&binding, expires, &input).await.unwrap();
+            provider.issue_credentials(&brevet_providers::OpContext::other(), &binding, expires, &input).await.unwrap();
             n += 1;
         }
         let secs = t.elapsed().as_secs_f64();

@@ -137,8 +137,12 @@ pub trait Provider: Send + Sync {
 
     /// Makes the binding exist with access ending at `expires_at`; creates or updates.
     /// Where the target can enforce expiry itself, it must be told `expires_at` here.
+    ///
+    /// Every call that acts on the target gets the operation's context `cx`, and records the
+    /// target calls it makes there (`cx.start(..).finish(..)`), for the audit log.
     async fn ensure(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError>;
@@ -147,6 +151,7 @@ pub trait Provider: Send + Sync {
     /// stored by Brevet. Earlier credentials for the binding stop working.
     async fn issue_credentials(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
         input: &CredentialInput,
@@ -169,23 +174,29 @@ pub trait Provider: Send + Sync {
     }
 
     /// Removes the binding and ends its live sessions. Absent is success.
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError>;
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError>;
 
     /// Reads the target back and proves the binding is gone; `StillPresent` if it is not.
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError>;
+    async fn verify_revoked(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Evidence, ProviderError>;
 
     /// Everything on the target that Brevet created and still exists.
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError>;
+    async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError>;
 
     /// Removes something Brevet created that no grant covers any more (an orphan).
-    async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError>;
+    async fn remove_owned(
+        &self,
+        cx: &OpContext,
+        owned: &OwnedAccess,
+    ) -> Result<Evidence, ProviderError>;
 
     /// Ends live sessions of the binding without removing it; returns how many were ended.
-    async fn terminate_sessions(&self, binding: &Binding) -> Result<u64, ProviderError>;
-
-    /// The provider calls made for a binding since last asked (operation, request id, outcome),
-    /// for the audit log. Providers that keep none return nothing.
-    fn take_call_log(&self, _binding: &Binding) -> Vec<serde_json::Value> {
-        Vec::new()
-    }
+    async fn terminate_sessions(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<u64, ProviderError>;
 }

@@ -165,22 +165,28 @@ fn role_per_grant_is_exact_expires_and_is_verified_gone() {
     let data: serde_json::Value = serde_json::from_str(e["data"].as_str().unwrap()).unwrap();
     let calls = data["provider_calls"].as_array().unwrap();
     assert!(
-        calls.iter().any(|c| c["op"] == "DeleteRole"
+        calls.iter().any(|c| c["call"] == "DeleteRole"
+            && c["target"] == role.as_str()
             && c["outcome"] == "ok"
-            && c["request_id"].is_string()),
+            && c["request_id"].is_string()
+            && c["duration_ms"].is_u64()),
         "{calls:?}"
     );
     let deny = calls
         .iter()
         .position(|c| {
-            c["op"] == "PutRolePolicy"
-                && c["policy"] == "brevet-revoke-sessions"
-                && c["role"] == role.as_str()
+            c["call"] == "PutRolePolicy"
+                && c["target"] == format!("{role}/brevet-revoke-sessions").as_str()
                 && c["outcome"] == "ok"
                 && c["request_id"].is_string()
         })
         .unwrap_or_else(|| panic!("no session deny before deletion: {calls:?}"));
-    let delete = calls.iter().position(|c| c["op"] == "DeleteRole").unwrap();
+    let delete = calls.iter().position(|c| c["call"] == "DeleteRole").unwrap();
+    // The broker's own record of the provider call that made them, in the same event.
+    assert!(
+        calls.iter().any(|c| c["call"] == "provider.revoke" && c["outcome"] == "ok"),
+        "{calls:?}"
+    );
     assert!(deny < delete, "the deny comes first: {calls:?}");
     assert_eq!(
         g["evidence"]["observation"]["sessions_denied_before_deletion"],
@@ -853,7 +859,7 @@ fn identity_center_revocation_denies_sessions_issued_before_it() {
     let at = |op: &str| {
         calls
             .iter()
-            .position(|c| c["op"] == op && c["outcome"] == "ok")
+            .position(|c| c["call"] == op && c["outcome"] == "ok")
             .unwrap_or_else(|| panic!("no {op}: {calls:?}"))
     };
     assert!(at("DeleteAccountAssignment") < at("PutInlinePolicyToPermissionSet"));

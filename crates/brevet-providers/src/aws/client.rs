@@ -2,16 +2,16 @@
 //! errors to [`ProviderError`], the retry of conflicting or throttled calls, the per-binding call
 //! log kept for the audit, and the IAM inline-policy calls and names the modes have in common.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::time::Duration;
 
 use aws_sdk_iam::{error::ProvideErrorMetadata, operation::RequestId};
-use brevet_core::{Binding, ProfileName};
+use brevet_core::Binding;
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{AwsConfig, AwsIdentity, AwsResource};
-use crate::ProviderError;
+use crate::{CallOutcome, OpContext, ProviderError};
 
 /// The SDK's bound on one whole operation, retries included.
 pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -85,6 +85,11 @@ pub(super) fn deleted<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
+/// How a role's inline policy is named in call records: `ROLE/POLICY`.
+pub(super) fn role_policy(role: &str, policy: &str) -> String {
+    format!("{role}/{policy}")
+}
+
 /// 20 hex digits of the binding key's SHA-256: the names Brevet gives a binding's IAM objects
 /// derive from it, so every step is idempotent and needs no lookup.
 pub(super) fn binding_digest(binding: &Binding) -> String {
@@ -99,7 +104,6 @@ pub(super) struct AwsClient {
     pub(super) iam: aws_sdk_iam::Client,
     pub(super) sts: aws_sdk_sts::Client,
     pub(super) sso: aws_sdk_ssoadmin::Client,
-    calls: Mutex<HashMap<String, Vec<Value>>>,
 }
 
 impl AwsClient {
@@ -127,83 +131,37 @@ impl AwsClient {
             sts: aws_sdk_sts::Client::new(&shared),
             sso: aws_sdk_ssoadmin::Client::new(&shared),
             config,
-            calls: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Keeps one call's outcome for the audit log; `detail` names what it acted on.
-    pub(super) fn log(
+    /// Makes one AWS call, timed, and records it in the operation's context with what it acted
+    /// on and AWS's request id, for the audit log. Returns the SDK's own result.
+    pub(super) async fn call<T, E>(
         &self,
-        binding: &Binding,
+        cx: &OpContext,
         op: &str,
-        request_id: Option<&str>,
-        outcome: &str,
-        detail: &[(&str, &str)],
-    ) {
-        tracing::info!(provider = %self.name, op, request_id, outcome, "aws call");
-        let mut entry = json!({"op": op, "request_id": request_id, "outcome": outcome});
-        for (k, v) in detail {
-            entry[*k] = json!(v);
-        }
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        calls.entry(binding.key()).or_default().push(entry);
-    }
-
-    pub(super) fn logged<T: RequestId, E: ProvideErrorMetadata + RequestId>(
-        &self,
-        binding: &Binding,
-        op: &str,
-        r: &Result<T, aws_sdk_iam::error::SdkError<E>>,
-    ) {
-        self.logged_with(binding, op, r, &[]);
-    }
-
-    pub(super) fn logged_with<T: RequestId, E: ProvideErrorMetadata + RequestId>(
-        &self,
-        binding: &Binding,
-        op: &str,
-        r: &Result<T, aws_sdk_iam::error::SdkError<E>>,
-        detail: &[(&str, &str)],
-    ) {
-        match r {
-            Ok(out) => self.log(binding, op, out.request_id(), "ok", detail),
-            Err(e) => {
-                let (rid, code) = match e.as_service_error() {
-                    Some(se) => (se.request_id(), se.code().unwrap_or("error")),
-                    None => (None, "unreachable"),
-                };
-                self.log(binding, op, rid, code, detail);
-            }
-        }
-    }
-
-    /// Whether a call logged for `binding` since the log was last taken matches `call`.
-    pub(super) fn has_logged(&self, binding: &Binding, call: impl Fn(&Value) -> bool) -> bool {
-        self.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&binding.key())
-            .is_some_and(|c| c.iter().any(call))
-    }
-
-    pub(super) fn take_call_log(&self, binding: &Binding) -> Vec<Value> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&binding.key())
-            .unwrap_or_default()
-    }
-
-    /// The binding the reconciler's own calls are logged under.
-    pub(super) fn reconciler_binding(&self) -> Result<Binding, ProviderError> {
-        Ok(Binding {
-            principal: brevet_core::PrincipalId::parse("reconciler")
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-            resource: brevet_core::ResourceId::parse(&format!("{}:orphan", self.name))
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-            profile: ProfileName::parse("aws.orphan")
-                .map_err(|e| ProviderError::Config(e.to_string()))?,
-        })
+        target: &str,
+        fut: impl std::future::Future<Output = Result<T, aws_sdk_iam::error::SdkError<E>>>,
+    ) -> Result<T, aws_sdk_iam::error::SdkError<E>>
+    where
+        T: RequestId,
+        E: ProvideErrorMetadata + RequestId,
+    {
+        let pending = cx.start(op, target);
+        let r = fut.await;
+        let (request_id, outcome) = match &r {
+            Ok(out) => (out.request_id(), CallOutcome::Ok),
+            Err(e) => match e.as_service_error() {
+                Some(se) => (
+                    se.request_id(),
+                    CallOutcome::Error(se.code().unwrap_or("error").to_owned()),
+                ),
+                None => (None, CallOutcome::Error("unreachable".into())),
+            },
+        };
+        tracing::info!(provider = %self.name, op, target, request_id, outcome = ?outcome, "aws call");
+        pending.finish(outcome, request_id);
+        r
     }
 
     pub(super) fn resource(&self, b: &Binding) -> Result<&AwsResource, ProviderError> {
@@ -243,8 +201,9 @@ impl AwsClient {
     /// returns ConflictException while another assignment operation is in flight).
     pub(super) async fn with_retries<T, E, F, Fut>(
         &self,
-        binding: &Binding,
+        cx: &OpContext,
         op: &str,
+        target: &str,
         mut call: F,
     ) -> Result<T, ProviderError>
     where
@@ -255,8 +214,7 @@ impl AwsClient {
     {
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=6 {
-            let r = call().await;
-            self.logged(binding, op, &r);
+            let r = self.call(cx, op, target, call()).await;
             match r {
                 Ok(v) => return Ok(v),
                 Err(e) => {
@@ -279,11 +237,17 @@ impl AwsClient {
 
     pub(super) async fn role_exists(
         &self,
-        binding: &Binding,
+        cx: &OpContext,
         role: &str,
     ) -> Result<bool, ProviderError> {
-        let r = self.iam.get_role().role_name(role).send().await;
-        self.logged(binding, "GetRole", &r);
+        let r = self
+            .call(
+                cx,
+                "GetRole",
+                role,
+                self.iam.get_role().role_name(role).send(),
+            )
+            .await;
         match r {
             Ok(_) => Ok(true),
             Err(e)
@@ -298,60 +262,67 @@ impl AwsClient {
 
     pub(super) async fn put_policy(
         &self,
-        binding: &Binding,
+        cx: &OpContext,
         role: &str,
         name: &str,
         doc: &Value,
     ) -> Result<(), ProviderError> {
+        // Which policy on which role (`ROLE/POLICY`): the evidence of a session deny is this call.
         let r = self
-            .iam
-            .put_role_policy()
-            .role_name(role)
-            .policy_name(name)
-            .policy_document(doc.to_string())
-            .send()
+            .call(
+                cx,
+                "PutRolePolicy",
+                &role_policy(role, name),
+                self.iam
+                    .put_role_policy()
+                    .role_name(role)
+                    .policy_name(name)
+                    .policy_document(doc.to_string())
+                    .send(),
+            )
             .await;
-        // Which policy on which role: the evidence of a session deny is this entry.
-        self.logged_with(
-            binding,
-            "PutRolePolicy",
-            &r,
-            &[("role", role), ("policy", name)],
-        );
         r.map(|_| ()).map_err(|e| sdk_err("PutRolePolicy", &e))
     }
 
     pub(super) async fn delete_policy(
         &self,
-        binding: &Binding,
+        cx: &OpContext,
         role: &str,
         name: &str,
     ) -> Result<(), ProviderError> {
         let d = self
-            .iam
-            .delete_role_policy()
-            .role_name(role)
-            .policy_name(name)
-            .send()
+            .call(
+                cx,
+                "DeleteRolePolicy",
+                &role_policy(role, name),
+                self.iam
+                    .delete_role_policy()
+                    .role_name(role)
+                    .policy_name(name)
+                    .send(),
+            )
             .await;
-        self.logged(binding, "DeleteRolePolicy", &d);
         deleted("DeleteRolePolicy", d)
     }
 
     pub(super) async fn policy_document(
         &self,
-        binding: &Binding,
+        cx: &OpContext,
         role: &str,
         name: &str,
     ) -> Result<Option<Value>, ProviderError> {
         let r = self
-            .iam
-            .get_role_policy()
-            .role_name(role)
-            .policy_name(name)
-            .send()
+            .call(
+                cx,
+                "GetRolePolicy",
+                &role_policy(role, name),
+                self.iam
+                    .get_role_policy()
+                    .role_name(role)
+                    .policy_name(name)
+                    .send(),
+            )
             .await;
-        self.logged(binding, "GetRolePolicy", &r);
         match r {
             Ok(out) => {
                 // IAM returns policy documents URL-encoded.
@@ -396,14 +367,6 @@ mod tests {
         AwsClient::new("aws", super::super::unreachable_config()).await
     }
 
-    fn binding() -> Binding {
-        Binding {
-            principal: brevet_core::PrincipalId::parse("alice").unwrap(),
-            resource: brevet_core::ResourceId::parse("aws:acct").unwrap(),
-            profile: ProfileName::parse("aws.admin").unwrap(),
-        }
-    }
-
     type Answer = Result<CreateAccountAssignmentOutput, SdkError<CreateAccountAssignmentError>>;
 
     // The SDK's own result type, as an operation's `send()` returns it.
@@ -427,19 +390,27 @@ mod tests {
         ))
     }
 
-    fn outcomes(c: &AwsClient) -> Vec<String> {
-        c.take_call_log(&binding())
-            .iter()
-            .map(|c| c["outcome"].as_str().unwrap().to_owned())
+    fn outcomes(cx: &OpContext) -> Vec<String> {
+        cx.take_calls()
+            .into_iter()
+            .map(|c| {
+                assert_eq!(c.call, "CreateAccountAssignment");
+                assert_eq!(c.target, "assignment-1");
+                match c.outcome {
+                    CallOutcome::Ok => "ok".to_owned(),
+                    CallOutcome::Error(code) => code,
+                }
+            })
             .collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn conflicts_and_throttling_are_retried_then_succeed() {
         let c = client().await;
+        let cx = OpContext::other();
         let n = AtomicU32::new(0);
         let r = c
-            .with_retries(&binding(), "CreateAccountAssignment", || {
+            .with_retries(&cx, "CreateAccountAssignment", "assignment-1", || {
                 let i = n.fetch_add(1, Ordering::SeqCst);
                 async move {
                     match i {
@@ -453,7 +424,7 @@ mod tests {
         assert!(r.is_ok());
         assert_eq!(n.load(Ordering::SeqCst), 3);
         assert_eq!(
-            outcomes(&c),
+            outcomes(&cx),
             ["ConflictException", "ThrottlingException", "ok"]
         );
     }
@@ -461,10 +432,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_are_bounded_and_other_errors_are_not_retried() {
         let c = client().await;
+        let cx = OpContext::other();
         let n = AtomicU32::new(0);
         let started = tokio::time::Instant::now();
         let r = c
-            .with_retries(&binding(), "CreateAccountAssignment", || {
+            .with_retries(&cx, "CreateAccountAssignment", "assignment-1", || {
                 n.fetch_add(1, Ordering::SeqCst);
                 async { failure("ConflictException", 409) }
             })
@@ -485,7 +457,7 @@ mod tests {
 
         let n = AtomicU32::new(0);
         let r = c
-            .with_retries(&binding(), "CreateAccountAssignment", || {
+            .with_retries(&cx, "CreateAccountAssignment", "assignment-1", || {
                 n.fetch_add(1, Ordering::SeqCst);
                 async { failure("AccessDeniedException", 400) }
             })
@@ -496,6 +468,6 @@ mod tests {
             "access denied is permanent: {e:?}"
         );
         assert_eq!(n.load(Ordering::SeqCst), 1, "not retryable");
-        assert_eq!(outcomes(&c).last().unwrap(), "AccessDeniedException");
+        assert_eq!(outcomes(&cx).last().unwrap(), "AccessDeniedException");
     }
 }

@@ -28,7 +28,7 @@ use super::{
     client::{sdk_err, AwsClient, INLINE_POLICY_LIMIT, OPERATION_TIMEOUT},
     documents, AwsMode, Mode,
 };
-use crate::{Credential, OwnedAccess, ProviderError, SecretText};
+use crate::{Credential, OpContext, OwnedAccess, ProviderError, SecretText};
 
 /// How long an Identity Center assignment operation is polled before the attempt gives up.
 pub(super) const ASSIGNMENT_SETTLE: Duration = Duration::from_secs(60);
@@ -174,22 +174,27 @@ impl IdentityCenter {
     /// Whether AWS lists the assignment. `log` is the binding the calls are audited under.
     async fn assignment_present(
         &self,
-        log: &Binding,
+        cx: &OpContext,
         a: &Assignment,
     ) -> Result<bool, ProviderError> {
         let mut token: Option<String> = None;
         loop {
             let r = self
                 .aws
-                .sso
-                .list_account_assignments()
-                .instance_arn(&a.instance)
-                .account_id(&a.account)
-                .permission_set_arn(&a.permission_set)
-                .set_next_token(token.clone())
-                .send()
+                .call(
+                    cx,
+                    "ListAccountAssignments",
+                    &a.native_id(),
+                    self.aws
+                        .sso
+                        .list_account_assignments()
+                        .instance_arn(&a.instance)
+                        .account_id(&a.account)
+                        .permission_set_arn(&a.permission_set)
+                        .set_next_token(token.clone())
+                        .send(),
+                )
                 .await;
-            self.aws.logged(log, "ListAccountAssignments", &r);
             let out = r.map_err(|e| sdk_err("ListAccountAssignments", &e))?;
             if out.account_assignments().iter().any(|x| {
                 x.principal_type() == Some(&PrincipalType::User)
@@ -206,20 +211,25 @@ impl IdentityCenter {
 
     async fn creation_status(
         &self,
-        log: &Binding,
+        cx: &OpContext,
         a: &Assignment,
         request_id: &str,
     ) -> Result<Creation, ProviderError> {
         let r = self
             .aws
-            .with_retries(log, "DescribeAccountAssignmentCreationStatus", || {
-                self.aws
-                    .sso
-                    .describe_account_assignment_creation_status()
-                    .instance_arn(&a.instance)
-                    .account_assignment_creation_request_id(request_id)
-                    .send()
-            })
+            .with_retries(
+                cx,
+                "DescribeAccountAssignmentCreationStatus",
+                &a.native_id(),
+                || {
+                    self.aws
+                        .sso
+                        .describe_account_assignment_creation_status()
+                        .instance_arn(&a.instance)
+                        .account_assignment_creation_request_id(request_id)
+                        .send()
+                },
+            )
             .await;
         match r {
             Ok(out) => match out
@@ -241,7 +251,7 @@ impl IdentityCenter {
     /// [`ASSIGNMENT_SETTLE`] (the caller's own timeout may end it sooner).
     async fn settle(
         &self,
-        log: &Binding,
+        cx: &OpContext,
         a: &Assignment,
         request_id: &str,
         create: bool,
@@ -259,28 +269,38 @@ impl IdentityCenter {
             let status = if create {
                 let out = self
                     .aws
-                    .with_retries(log, "DescribeAccountAssignmentCreationStatus", || {
-                        self.aws
-                            .sso
-                            .describe_account_assignment_creation_status()
-                            .instance_arn(&a.instance)
-                            .account_assignment_creation_request_id(request_id)
-                            .send()
-                    })
+                    .with_retries(
+                        cx,
+                        "DescribeAccountAssignmentCreationStatus",
+                        &a.native_id(),
+                        || {
+                            self.aws
+                                .sso
+                                .describe_account_assignment_creation_status()
+                                .instance_arn(&a.instance)
+                                .account_assignment_creation_request_id(request_id)
+                                .send()
+                        },
+                    )
                     .await?;
                 out.account_assignment_creation_status()
                     .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
             } else {
                 let out = self
                     .aws
-                    .with_retries(log, "DescribeAccountAssignmentDeletionStatus", || {
-                        self.aws
-                            .sso
-                            .describe_account_assignment_deletion_status()
-                            .instance_arn(&a.instance)
-                            .account_assignment_deletion_request_id(request_id)
-                            .send()
-                    })
+                    .with_retries(
+                        cx,
+                        "DescribeAccountAssignmentDeletionStatus",
+                        &a.native_id(),
+                        || {
+                            self.aws
+                                .sso
+                                .describe_account_assignment_deletion_status()
+                                .instance_arn(&a.instance)
+                                .account_assignment_deletion_request_id(request_id)
+                                .send()
+                        },
+                    )
                     .await?;
                 out.account_assignment_deletion_status()
                     .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
@@ -305,12 +325,13 @@ impl IdentityCenter {
     /// still in flight rather than sending another.
     pub(super) async fn ensure_assignment(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         instance: &str,
         permission_set: &str,
     ) -> Result<(), ProviderError> {
         let a = self.assignment_of(binding, instance, permission_set)?;
-        if self.assignment_present(binding, &a).await? {
+        if self.assignment_present(cx, &a).await? {
             self.set_in_flight(binding, None);
             return Ok(());
         }
@@ -319,7 +340,7 @@ impl IdentityCenter {
             ..
         }) = self.in_flight(binding)
         {
-            let r = self.settle(binding, &a, &id, true).await;
+            let r = self.settle(cx, &a, &id, true).await;
             if !matches!(r, Err(ProviderError::Unreachable(_))) {
                 self.set_in_flight(binding, None);
             }
@@ -338,7 +359,7 @@ impl IdentityCenter {
         );
         let created = self
             .aws
-            .with_retries(binding, "CreateAccountAssignment", || {
+            .with_retries(cx, "CreateAccountAssignment", &a.native_id(), || {
                 self.aws
                     .sso
                     .create_account_assignment()
@@ -378,7 +399,7 @@ impl IdentityCenter {
                 request_id: Some(id.clone()),
             }),
         );
-        let r = self.settle(binding, &a, &id, true).await;
+        let r = self.settle(cx, &a, &id, true).await;
         if !matches!(r, Err(ProviderError::Unreachable(_))) {
             self.set_in_flight(binding, None);
         }
@@ -386,13 +407,13 @@ impl IdentityCenter {
     }
 
     /// Deletes the assignment if AWS lists it, and waits for the deletion to settle.
-    async fn delete_assignment(&self, log: &Binding, a: &Assignment) -> Result<(), ProviderError> {
-        if !self.assignment_present(log, a).await? {
+    async fn delete_assignment(&self, cx: &OpContext, a: &Assignment) -> Result<(), ProviderError> {
+        if !self.assignment_present(cx, a).await? {
             return Ok(());
         }
         let out = self
             .aws
-            .with_retries(log, "DeleteAccountAssignment", || {
+            .with_retries(cx, "DeleteAccountAssignment", &a.native_id(), || {
                 self.aws
                     .sso
                     .delete_account_assignment()
@@ -414,7 +435,7 @@ impl IdentityCenter {
                 "DeleteAccountAssignment returned no request id to follow".into(),
             ));
         };
-        self.settle(log, a, &id, false).await
+        self.settle(cx, a, &id, false).await
     }
 
     /// Revokes the binding's assignment: waits for a creation of it that is still in flight (so
@@ -423,6 +444,7 @@ impl IdentityCenter {
     /// reports it until it can no longer land, and the reconciler removes it if it does.
     pub(super) async fn revoke_assignment(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         instance: &str,
         permission_set: &str,
@@ -435,7 +457,7 @@ impl IdentityCenter {
         {
             let deadline = tokio::time::Instant::now() + ASSIGNMENT_SETTLE;
             let mut delay = Duration::from_millis(100);
-            while let Creation::InProgress = self.creation_status(binding, &a, &id).await? {
+            while let Creation::InProgress = self.creation_status(cx, &a, &id).await? {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(ProviderError::Unreachable(format!(
                         "the account assignment's creation {id} is still in progress; it is \
@@ -447,12 +469,12 @@ impl IdentityCenter {
             }
             self.set_in_flight(binding, None);
         }
-        if self.assignment_present(binding, &a).await? {
+        if self.assignment_present(cx, &a).await? {
             // Listed: whatever creation was in flight has landed.
             self.set_in_flight(binding, None);
-            self.delete_assignment(binding, &a).await?;
+            self.delete_assignment(cx, &a).await?;
         }
-        let at = self.deny_sessions_on_permission_set(binding, &a).await?;
+        let at = self.deny_sessions_on_permission_set(cx, &a).await?;
         self.revoked_at
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -464,6 +486,7 @@ impl IdentityCenter {
     /// sessions issued before the revocation are denied.
     pub(super) async fn verify_assignment_revoked(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         instance: &str,
         permission_set: &str,
@@ -474,7 +497,7 @@ impl IdentityCenter {
                 request_id: Some(id),
                 ..
             }) => {
-                if let Creation::InProgress = self.creation_status(binding, &a, &id).await? {
+                if let Creation::InProgress = self.creation_status(cx, &a, &id).await? {
                     return Err(ProviderError::StillPresent(format!(
                         "the account assignment's creation {id} is still in progress"
                     )));
@@ -495,7 +518,7 @@ impl IdentityCenter {
             }
             None => {}
         }
-        if self.assignment_present(binding, &a).await? {
+        if self.assignment_present(cx, &a).await? {
             return Err(ProviderError::StillPresent(
                 "the account assignment still exists".into(),
             ));
@@ -506,7 +529,7 @@ impl IdentityCenter {
             .unwrap_or_else(|p| p.into_inner())
             .get(&binding.key())
             .copied();
-        let doc = self.permission_set_inline_policy(binding, &a).await?;
+        let doc = self.permission_set_inline_policy(cx, &a).await?;
         let deny = doc
             .as_ref()
             .and_then(|d| documents::permission_set_deny_for(d, &a.user));
@@ -537,19 +560,24 @@ impl IdentityCenter {
     /// The permission set's inline policy, `None` when it has none.
     async fn permission_set_inline_policy(
         &self,
-        log: &Binding,
+        cx: &OpContext,
         a: &Assignment,
     ) -> Result<Option<Value>, ProviderError> {
         let r = self
             .aws
-            .with_retries(log, "GetInlinePolicyForPermissionSet", || {
-                self.aws
-                    .sso
-                    .get_inline_policy_for_permission_set()
-                    .instance_arn(&a.instance)
-                    .permission_set_arn(&a.permission_set)
-                    .send()
-            })
+            .with_retries(
+                cx,
+                "GetInlinePolicyForPermissionSet",
+                &a.permission_set,
+                || {
+                    self.aws
+                        .sso
+                        .get_inline_policy_for_permission_set()
+                        .instance_arn(&a.instance)
+                        .permission_set_arn(&a.permission_set)
+                        .send()
+                },
+            )
             .await?;
         let text = r.inline_policy().unwrap_or_default();
         if text.trim().is_empty() {
@@ -568,12 +596,12 @@ impl IdentityCenter {
     /// carries it. Returns the instant denied up to.
     async fn deny_sessions_on_permission_set(
         &self,
-        log: &Binding,
+        cx: &OpContext,
         a: &Assignment,
     ) -> Result<DateTime<Utc>, ProviderError> {
         let described = self
             .aws
-            .with_retries(log, "DescribePermissionSet", || {
+            .with_retries(cx, "DescribePermissionSet", &a.permission_set, || {
                 self.aws
                     .sso
                     .describe_permission_set()
@@ -591,14 +619,19 @@ impl IdentityCenter {
             });
         let existing = self
             .aws
-            .with_retries(log, "GetInlinePolicyForPermissionSet", || {
-                self.aws
-                    .sso
-                    .get_inline_policy_for_permission_set()
-                    .instance_arn(&a.instance)
-                    .permission_set_arn(&a.permission_set)
-                    .send()
-            })
+            .with_retries(
+                cx,
+                "GetInlinePolicyForPermissionSet",
+                &a.permission_set,
+                || {
+                    self.aws
+                        .sso
+                        .get_inline_policy_for_permission_set()
+                        .instance_arn(&a.instance)
+                        .permission_set_arn(&a.permission_set)
+                        .send()
+                },
+            )
             .await?;
         let now = Utc::now();
         let (doc, scope) = documents::permission_set_policy_with_deny(
@@ -620,19 +653,24 @@ impl IdentityCenter {
         }
         let doc = doc.to_string();
         self.aws
-            .with_retries(log, "PutInlinePolicyToPermissionSet", || {
-                self.aws
-                    .sso
-                    .put_inline_policy_to_permission_set()
-                    .instance_arn(&a.instance)
-                    .permission_set_arn(&a.permission_set)
-                    .inline_policy(&doc)
-                    .send()
-            })
+            .with_retries(
+                cx,
+                "PutInlinePolicyToPermissionSet",
+                &a.permission_set,
+                || {
+                    self.aws
+                        .sso
+                        .put_inline_policy_to_permission_set()
+                        .instance_arn(&a.instance)
+                        .permission_set_arn(&a.permission_set)
+                        .inline_policy(&doc)
+                        .send()
+                },
+            )
             .await?;
         let provisioned = self
             .aws
-            .with_retries(log, "ProvisionPermissionSet", || {
+            .with_retries(cx, "ProvisionPermissionSet", &a.permission_set, || {
                 self.aws
                     .sso
                     .provision_permission_set()
@@ -660,14 +698,19 @@ impl IdentityCenter {
             delay = (delay * 2).min(Duration::from_secs(2));
             let out = self
                 .aws
-                .with_retries(log, "DescribePermissionSetProvisioningStatus", || {
-                    self.aws
-                        .sso
-                        .describe_permission_set_provisioning_status()
-                        .instance_arn(&a.instance)
-                        .provision_permission_set_request_id(id)
-                        .send()
-                })
+                .with_retries(
+                    cx,
+                    "DescribePermissionSetProvisioningStatus",
+                    &a.permission_set,
+                    || {
+                        self.aws
+                            .sso
+                            .describe_permission_set_provisioning_status()
+                            .instance_arn(&a.instance)
+                            .provision_permission_set_request_id(id)
+                            .send()
+                    },
+                )
                 .await?;
             let s = out.permission_set_provisioning_status();
             if s.and_then(|s| s.status()) == Some(&StatusValues::Failed) {
@@ -826,6 +869,7 @@ impl IdentityCenter {
     /// configured permission set, account and user is refused untouched.
     pub(super) async fn remove_owned(
         &self,
+        cx: &OpContext,
         owned: &OwnedAccess,
     ) -> Result<Evidence, ProviderError> {
         let a = Assignment::parse_native_id(&owned.native_id)
@@ -837,17 +881,11 @@ impl IdentityCenter {
                     owned.native_id
                 ))
             })?;
-        let pseudo = self.aws.reconciler_binding()?;
-        let result = async {
-            self.delete_assignment(&pseudo, &a).await?;
-            if self.assignment_present(&pseudo, &a).await? {
-                return Err(ProviderError::StillPresent(owned.native_id.clone()));
-            }
-            self.deny_sessions_on_permission_set(&pseudo, &a).await
+        self.delete_assignment(cx, &a).await?;
+        if self.assignment_present(cx, &a).await? {
+            return Err(ProviderError::StillPresent(owned.native_id.clone()));
         }
-        .await;
-        let calls = self.aws.take_call_log(&pseudo);
-        let denied_until = result?;
+        let denied_until = self.deny_sessions_on_permission_set(cx, &a).await?;
         Ok(Evidence {
             checked_at: Utc::now(),
             observation: json!({
@@ -855,7 +893,6 @@ impl IdentityCenter {
                 "assignment": owned.native_id,
                 "assigned": false,
                 "sessions_denied_before": denied_until,
-                "calls": calls,
             }),
         })
     }
@@ -865,16 +902,18 @@ impl IdentityCenter {
 impl Mode for PermissionSetProfile<'_> {
     async fn ensure(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         _expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
         self.identity_center
-            .ensure_assignment(binding, self.instance, self.permission_set)
+            .ensure_assignment(cx, binding, self.instance, self.permission_set)
             .await
     }
 
     async fn issue_credentials(
         &self,
+        _cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<Credential, ProviderError> {
@@ -887,15 +926,19 @@ impl Mode for PermissionSetProfile<'_> {
         })
     }
 
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         self.identity_center
-            .revoke_assignment(binding, self.instance, self.permission_set)
+            .revoke_assignment(cx, binding, self.instance, self.permission_set)
             .await
     }
 
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Value, ProviderError> {
+    async fn verify_revoked(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Value, ProviderError> {
         self.identity_center
-            .verify_assignment_revoked(binding, self.instance, self.permission_set)
+            .verify_assignment_revoked(cx, binding, self.instance, self.permission_set)
             .await
     }
 }
@@ -971,10 +1014,13 @@ mod tests {
             "identity-center-assignment:".to_owned(),
         ] {
             let e = p
-                .remove_owned(&OwnedAccess {
-                    native_id: forged.clone(),
-                    binding_key: Some("alice|aws:acct|aws.admin".into()),
-                })
+                .remove_owned(
+                    &OpContext::other(),
+                    &OwnedAccess {
+                        native_id: forged.clone(),
+                        binding_key: Some("alice|aws:acct|aws.admin".into()),
+                    },
+                )
                 .await
                 .expect_err(&forged);
             assert!(
@@ -984,10 +1030,13 @@ mod tests {
         }
         // The genuine one gets as far as calling AWS (which is not there).
         let e = p
-            .remove_owned(&OwnedAccess {
-                native_id: ok.into(),
-                binding_key: None,
-            })
+            .remove_owned(
+                &OpContext::other(),
+                &OwnedAccess {
+                    native_id: ok.into(),
+                    binding_key: None,
+                },
+            )
             .await
             .expect_err("nothing answers");
         assert!(!e.to_string().contains("refusing"), "{e}");

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 pub use names::{ActionCatalog, Arn, IamAction};
 pub use settings::Kind;
 
-use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError};
+use crate::{Credential, CredentialInput, OpContext, OwnedAccess, Provider, ProviderError};
 use client::AwsClient;
 use identity_center::{IdentityCenter, PermissionSetProfile};
 use role::{Role, RoleProfile};
@@ -154,20 +154,26 @@ trait Mode: Send + Sync {
 
     async fn ensure(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError>;
 
     async fn issue_credentials(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<Credential, ProviderError>;
 
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError>;
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError>;
 
     /// What was read back that shows the binding's access is gone.
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Value, ProviderError>;
+    async fn verify_revoked(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Value, ProviderError>;
 }
 
 pub struct AwsProvider {
@@ -252,31 +258,40 @@ impl Provider for AwsProvider {
 
     async fn ensure(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
         self.mode(&binding.profile)?
-            .ensure(binding, expires_at)
+            .ensure(cx, binding, expires_at)
             .await
     }
 
     async fn issue_credentials(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
         _input: &CredentialInput,
     ) -> Result<Credential, ProviderError> {
         self.mode(&binding.profile)?
-            .issue_credentials(binding, expires_at)
+            .issue_credentials(cx, binding, expires_at)
             .await
     }
 
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
-        self.mode(&binding.profile)?.revoke(binding).await
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
+        self.mode(&binding.profile)?.revoke(cx, binding).await
     }
 
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
-        let mut observation = self.mode(&binding.profile)?.verify_revoked(binding).await?;
+    async fn verify_revoked(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Evidence, ProviderError> {
+        let mut observation = self
+            .mode(&binding.profile)?
+            .verify_revoked(cx, binding)
+            .await?;
         observation["provider"] = json!(self.aws.name);
         Ok(Evidence {
             checked_at: Utc::now(),
@@ -285,26 +300,30 @@ impl Provider for AwsProvider {
     }
 
     /// Per-grant roles and Identity Center assignments; `session` mode creates nothing per grant.
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+    async fn list_owned(&self, _cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
         let mut out = self.role.list_owned().await?;
         out.extend(self.identity_center.list_owned().await?);
         Ok(out)
     }
 
-    async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
+    async fn remove_owned(
+        &self,
+        cx: &OpContext,
+        owned: &OwnedAccess,
+    ) -> Result<Evidence, ProviderError> {
         if identity_center::Assignment::is_native_id(&owned.native_id) {
-            return self.identity_center.remove_owned(owned).await;
+            return self.identity_center.remove_owned(cx, owned).await;
         }
-        self.role.remove_owned(owned).await
+        self.role.remove_owned(cx, owned).await
     }
 
     /// IAM sessions are ended by the TokenIssueTime deny that revocation writes first.
-    async fn terminate_sessions(&self, _binding: &Binding) -> Result<u64, ProviderError> {
+    async fn terminate_sessions(
+        &self,
+        _cx: &OpContext,
+        _binding: &Binding,
+    ) -> Result<u64, ProviderError> {
         Ok(0)
-    }
-
-    fn take_call_log(&self, binding: &Binding) -> Vec<Value> {
-        self.aws.take_call_log(binding)
     }
 }
 

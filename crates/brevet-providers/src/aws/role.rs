@@ -15,7 +15,7 @@ use super::{
     client::{binding_digest, deleted, sdk_err, AwsClient, REVOKE_POLICY},
     documents, IamAction, Mode,
 };
-use crate::{Credential, OwnedAccess, ProviderError, SecretText};
+use crate::{CallOutcome, Credential, OpContext, OwnedAccess, ProviderError, SecretText};
 
 const GRANT_POLICY: &str = "brevet-grant";
 
@@ -51,6 +51,7 @@ impl Role {
 
     async fn ensure_role(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         actions: &[IamAction],
         expires_at: DateTime<Utc>,
@@ -76,17 +77,21 @@ impl Role {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ProviderError::Config(e.to_string()))?;
         let created = aws
-            .iam
-            .create_role()
-            .role_name(&role)
-            .path(&aws.config.role_path)
-            .assume_role_policy_document(&trust)
-            .max_session_duration(aws.config.max_session_duration.as_secs() as i32)
-            .description(format!("{ROLE_DESCRIPTION}{}", binding.key()))
-            .set_tags(Some(tags.clone()))
-            .send()
+            .call(
+                cx,
+                "CreateRole",
+                &role,
+                aws.iam
+                    .create_role()
+                    .role_name(&role)
+                    .path(&aws.config.role_path)
+                    .assume_role_policy_document(&trust)
+                    .max_session_duration(aws.config.max_session_duration.as_secs() as i32)
+                    .description(format!("{ROLE_DESCRIPTION}{}", binding.key()))
+                    .set_tags(Some(tags.clone()))
+                    .send(),
+            )
             .await;
-        aws.logged(binding, "CreateRole", &created);
         match created {
             Ok(_) => {}
             Err(e)
@@ -94,28 +99,36 @@ impl Role {
                     .is_some_and(|s| s.is_entity_already_exists_exception()) =>
             {
                 let r = aws
-                    .iam
-                    .update_assume_role_policy()
-                    .role_name(&role)
-                    .policy_document(&trust)
-                    .send()
+                    .call(
+                        cx,
+                        "UpdateAssumeRolePolicy",
+                        &role,
+                        aws.iam
+                            .update_assume_role_policy()
+                            .role_name(&role)
+                            .policy_document(&trust)
+                            .send(),
+                    )
                     .await;
-                aws.logged(binding, "UpdateAssumeRolePolicy", &r);
                 r.map_err(|e| sdk_err("UpdateAssumeRolePolicy", &e))?;
                 let r = aws
-                    .iam
-                    .tag_role()
-                    .role_name(&role)
-                    .set_tags(Some(tags))
-                    .send()
+                    .call(
+                        cx,
+                        "TagRole",
+                        &role,
+                        aws.iam
+                            .tag_role()
+                            .role_name(&role)
+                            .set_tags(Some(tags))
+                            .send(),
+                    )
                     .await;
-                aws.logged(binding, "TagRole", &r);
                 r.map_err(|e| sdk_err("TagRole", &e))?;
             }
             Err(e) => return Err(sdk_err("CreateRole", &e)),
         }
         aws.put_policy(
-            binding,
+            cx,
             &role,
             GRANT_POLICY,
             &documents::grant_policy(actions, &res.arns, expires_at),
@@ -123,50 +136,67 @@ impl Role {
         .await
     }
 
-    async fn delete_role(&self, binding: &Binding, role: &str) -> Result<(), ProviderError> {
+    async fn delete_role(&self, cx: &OpContext, role: &str) -> Result<(), ProviderError> {
         let aws = &self.aws;
-        if !aws.role_exists(binding, role).await? {
+        if !aws.role_exists(cx, role).await? {
             return Ok(());
         }
         // Live sessions first: from here on nothing issued so far works, even if deletion fails.
         aws.put_policy(
-            binding,
+            cx,
             role,
             REVOKE_POLICY,
             &documents::revoke_sessions_policy(Utc::now(), None),
         )
         .await?;
         let r = aws
-            .iam
-            .list_attached_role_policies()
-            .role_name(role)
-            .send()
+            .call(
+                cx,
+                "ListAttachedRolePolicies",
+                role,
+                aws.iam.list_attached_role_policies().role_name(role).send(),
+            )
             .await;
-        aws.logged(binding, "ListAttachedRolePolicies", &r);
         for p in r
             .map_err(|e| sdk_err("ListAttachedRolePolicies", &e))?
             .attached_policies()
         {
             let d = aws
-                .iam
-                .detach_role_policy()
-                .role_name(role)
-                .set_policy_arn(p.policy_arn().map(str::to_owned))
-                .send()
+                .call(
+                    cx,
+                    "DetachRolePolicy",
+                    role,
+                    aws.iam
+                        .detach_role_policy()
+                        .role_name(role)
+                        .set_policy_arn(p.policy_arn().map(str::to_owned))
+                        .send(),
+                )
                 .await;
-            aws.logged(binding, "DetachRolePolicy", &d);
             d.map_err(|e| sdk_err("DetachRolePolicy", &e))?;
         }
-        let r = aws.iam.list_role_policies().role_name(role).send().await;
-        aws.logged(binding, "ListRolePolicies", &r);
+        let r = aws
+            .call(
+                cx,
+                "ListRolePolicies",
+                role,
+                aws.iam.list_role_policies().role_name(role).send(),
+            )
+            .await;
         for name in r
             .map_err(|e| sdk_err("ListRolePolicies", &e))?
             .policy_names()
         {
-            aws.delete_policy(binding, role, name).await?;
+            aws.delete_policy(cx, role, name).await?;
         }
-        let d = aws.iam.delete_role().role_name(role).send().await;
-        aws.logged(binding, "DeleteRole", &d);
+        let d = aws
+            .call(
+                cx,
+                "DeleteRole",
+                role,
+                aws.iam.delete_role().role_name(role).send(),
+            )
+            .await;
         deleted("DeleteRole", d)
     }
 
@@ -214,6 +244,7 @@ impl Role {
     /// that binding, and reads it back gone.
     pub(super) async fn remove_owned(
         &self,
+        cx: &OpContext,
         owned: &OwnedAccess,
     ) -> Result<Evidence, ProviderError> {
         let aws = &self.aws;
@@ -223,11 +254,16 @@ impl Role {
                 owned.native_id, aws.config.role_prefix
             )));
         }
-        let pseudo = aws.reconciler_binding()?;
         // Read back before deleting: the name alone is not proof (a role someone made with the
         // same shape), only Brevet's description on it is. Absent is success.
-        let r = aws.iam.get_role().role_name(&owned.native_id).send().await;
-        aws.logged(&pseudo, "GetRole", &r);
+        let r = aws
+            .call(
+                cx,
+                "GetRole",
+                &owned.native_id,
+                aws.iam.get_role().role_name(&owned.native_id).send(),
+            )
+            .await;
         match r {
             Ok(out) => {
                 let wanted = owned
@@ -239,7 +275,6 @@ impl Role {
                     .and_then(|r| r.description())
                     .is_some_and(|d| Some(d) == wanted.as_deref());
                 if !marked {
-                    let _ = aws.take_call_log(&pseudo);
                     return Err(ProviderError::Config(format!(
                         "refusing to delete `{}`: it does not carry Brevet's `{ROLE_DESCRIPTION}…` description for that binding",
                         owned.native_id
@@ -251,14 +286,13 @@ impl Role {
                     .is_some_and(|s| s.is_no_such_entity_exception()) => {}
             Err(e) => return Err(sdk_err("GetRole", &e)),
         }
-        self.delete_role(&pseudo, &owned.native_id).await?;
-        if aws.role_exists(&pseudo, &owned.native_id).await? {
+        self.delete_role(cx, &owned.native_id).await?;
+        if aws.role_exists(cx, &owned.native_id).await? {
             return Err(ProviderError::StillPresent(owned.native_id.clone()));
         }
-        let calls = aws.take_call_log(&pseudo);
         Ok(Evidence {
             checked_at: Utc::now(),
-            observation: json!({"check": "iam:GetRole", "role": owned.native_id, "result": "NoSuchEntity", "calls": calls}),
+            observation: json!({"check": "iam:GetRole", "role": owned.native_id, "result": "NoSuchEntity"}),
         })
     }
 }
@@ -271,6 +305,7 @@ impl Mode for RoleProfile<'_> {
 
     async fn ensure(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
@@ -285,12 +320,13 @@ impl Mode for RoleProfile<'_> {
             )));
         }
         self.role
-            .ensure_role(binding, self.actions, expires_at)
+            .ensure_role(cx, binding, self.actions, expires_at)
             .await
     }
 
     async fn issue_credentials(
         &self,
+        _cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<Credential, ProviderError> {
@@ -310,24 +346,29 @@ impl Mode for RoleProfile<'_> {
         })
     }
 
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         self.role
-            .delete_role(binding, &self.role.role_name(binding))
+            .delete_role(cx, &self.role.role_name(binding))
             .await
     }
 
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Value, ProviderError> {
+    async fn verify_revoked(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Value, ProviderError> {
         let aws = &self.role.aws;
         let role = self.role.role_name(binding);
-        if aws.role_exists(binding, &role).await? {
+        if aws.role_exists(cx, &role).await? {
             return Err(ProviderError::StillPresent(format!(
                 "IAM role {role} still exists"
             )));
         }
         // Whether this attempt wrote the session deny before deleting (an earlier attempt may
         // have; its calls are in that attempt's audit event).
-        let denied = aws.has_logged(binding, |e| {
-            e["op"] == "PutRolePolicy" && e["policy"] == REVOKE_POLICY && e["outcome"] == "ok"
+        let deny = super::client::role_policy(&role, REVOKE_POLICY);
+        let denied = cx.has_call(|c| {
+            c.call == "PutRolePolicy" && c.target == deny && c.outcome == CallOutcome::Ok
         });
         Ok(
             json!({"check": "iam:GetRole", "role": role, "result": "NoSuchEntity", "sessions_denied_before_deletion": denied}),

@@ -15,7 +15,7 @@ use super::{
     client::{binding_digest, sdk_err, AwsClient, INLINE_POLICY_LIMIT, REVOKE_POLICY},
     documents, Arn, IamAction, Mode,
 };
-use crate::{Credential, ProviderError, SecretText};
+use crate::{Credential, OpContext, ProviderError, SecretText};
 
 /// What tidying a base role's session denies left to do.
 enum Tidy {
@@ -73,9 +73,16 @@ impl Session {
     }
 
     /// The role's `MaxSessionDuration` in seconds (IAM's default, one hour, when unset).
-    async fn role_max_session(&self, binding: &Binding, role: &str) -> Result<i64, ProviderError> {
-        let r = self.aws.iam.get_role().role_name(role).send().await;
-        self.aws.logged(binding, "GetRole", &r);
+    async fn role_max_session(&self, cx: &OpContext, role: &str) -> Result<i64, ProviderError> {
+        let r = self
+            .aws
+            .call(
+                cx,
+                "GetRole",
+                role,
+                self.aws.iam.get_role().role_name(role).send(),
+            )
+            .await;
         let out = r.map_err(|e| sdk_err("GetRole", &e))?;
         Ok(out
             .role()
@@ -96,24 +103,25 @@ impl Session {
     /// A failure to tidy does not stop the deny itself from being attempted.
     async fn deny_sessions_on_base_role(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         role: &str,
         name: &str,
     ) -> Result<(), ProviderError> {
         let doc = documents::revoke_sessions_policy(Utc::now(), Some(&session_name(binding)));
-        match self.tidy_revocations(binding, role, name, &doc).await {
-            Ok(Tidy::Fits) => self.aws.put_policy(binding, role, name, &doc).await,
+        match self.tidy_revocations(cx, role, name, &doc).await {
+            Ok(Tidy::Fits) => self.aws.put_policy(cx, role, name, &doc).await,
             Ok(Tidy::Collapsed) => Ok(()),
             Err(e) => {
                 tracing::warn!(role = %role, error = %e, "could not tidy session denies");
-                self.aws.put_policy(binding, role, name, &doc).await
+                self.aws.put_policy(cx, role, name, &doc).await
             }
         }
     }
 
     async fn tidy_revocations(
         &self,
-        binding: &Binding,
+        cx: &OpContext,
         role: &str,
         name: &str,
         doc: &Value,
@@ -124,13 +132,17 @@ impl Session {
         let mut marker: Option<String> = None;
         loop {
             let r = aws
-                .iam
-                .list_role_policies()
-                .role_name(role)
-                .set_marker(marker.clone())
-                .send()
+                .call(
+                    cx,
+                    "ListRolePolicies",
+                    role,
+                    aws.iam
+                        .list_role_policies()
+                        .role_name(role)
+                        .set_marker(marker.clone())
+                        .send(),
+                )
                 .await;
-            aws.logged(binding, "ListRolePolicies", &r);
             let out = r.map_err(|e| sdk_err("ListRolePolicies", &e))?;
             names.extend(out.policy_names().iter().filter(|n| *n != name).cloned());
             match out.marker() {
@@ -142,12 +154,12 @@ impl Session {
         // What stays on the role besides this binding's deny: (name, size, Brevet's deny?).
         let mut kept: Vec<(String, usize, bool)> = Vec::new();
         for n in names {
-            let Some(d) = aws.policy_document(binding, role, &n).await? else {
+            let Some(d) = aws.policy_document(cx, role, &n).await? else {
                 continue;
             };
             let ours = n.starts_with(&prefix);
             if ours && documents::revocation_obsolete_at(&d).is_some_and(|t| t < now) {
-                aws.delete_policy(binding, role, &n).await?;
+                aws.delete_policy(cx, role, &n).await?;
                 continue;
             }
             kept.push((n, documents::policy_size(&d), ours));
@@ -172,12 +184,12 @@ impl Session {
         // becomes role-wide (smaller than before, so it fits), then the others it covers go, then
         // it moves to this binding's name.
         let wide = documents::revoke_sessions_policy(Utc::now(), None);
-        aws.put_policy(binding, role, first, &wide).await?;
+        aws.put_policy(cx, role, first, &wide).await?;
         for n in rest {
-            aws.delete_policy(binding, role, n).await?;
+            aws.delete_policy(cx, role, n).await?;
         }
-        aws.put_policy(binding, role, name, &wide).await?;
-        aws.delete_policy(binding, role, first).await?;
+        aws.put_policy(cx, role, name, &wide).await?;
+        aws.delete_policy(cx, role, first).await?;
         Ok(Tidy::Collapsed)
     }
 }
@@ -186,13 +198,14 @@ impl Session {
 impl Mode for SessionProfile<'_> {
     async fn ensure(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         _expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
         let aws = &self.session.aws;
         aws.resource_with_arns(binding)?;
         let role = base_role_name(self.base_role_arn);
-        if !aws.role_exists(binding, &role).await? {
+        if !aws.role_exists(cx, &role).await? {
             return Err(ProviderError::Config(format!(
                 "base role {} does not exist",
                 self.base_role_arn.as_str()
@@ -203,6 +216,7 @@ impl Mode for SessionProfile<'_> {
 
     async fn issue_credentials(
         &self,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<Credential, ProviderError> {
@@ -219,20 +233,24 @@ impl Mode for SessionProfile<'_> {
         // policy's own expiry still ends every one on time.
         let max = self
             .session
-            .role_max_session(binding, &base_role_name(self.base_role_arn))
+            .role_max_session(cx, &base_role_name(self.base_role_arn))
             .await?;
         let seconds = remaining.min(max).max(900) as i32;
         let policy = documents::grant_policy(self.actions, &res.arns, expires_at).to_string();
         let r = aws
-            .sts
-            .assume_role()
-            .role_arn(self.base_role_arn.as_str())
-            .role_session_name(session_name(binding))
-            .policy(policy)
-            .duration_seconds(seconds)
-            .send()
+            .call(
+                cx,
+                "AssumeRole",
+                self.base_role_arn.as_str(),
+                aws.sts
+                    .assume_role()
+                    .role_arn(self.base_role_arn.as_str())
+                    .role_session_name(session_name(binding))
+                    .policy(policy)
+                    .duration_seconds(seconds)
+                    .send(),
+            )
             .await;
-        aws.logged(binding, "AssumeRole", &r);
         let out = r.map_err(|e| sdk_err("AssumeRole", &e))?;
         let c = out
             .credentials()
@@ -255,22 +273,21 @@ impl Mode for SessionProfile<'_> {
         })
     }
 
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         let role = base_role_name(self.base_role_arn);
         self.session
-            .deny_sessions_on_base_role(binding, &role, &deny_name(binding))
+            .deny_sessions_on_base_role(cx, binding, &role, &deny_name(binding))
             .await
     }
 
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Value, ProviderError> {
+    async fn verify_revoked(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Value, ProviderError> {
         let role = base_role_name(self.base_role_arn);
         let name = deny_name(binding);
-        let Some(doc) = self
-            .session
-            .aws
-            .policy_document(binding, &role, &name)
-            .await?
-        else {
+        let Some(doc) = self.session.aws.policy_document(cx, &role, &name).await? else {
             return Err(ProviderError::StillPresent(format!(
                 "no session-revoking policy {name} on {role}"
             )));

@@ -27,7 +27,9 @@ pub use config::{
 use revoke::{membership_sql, role_oid, server_version_num, sessions_of, terminate_oid, Cleanup};
 pub use settings::Kind;
 
-use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
+use crate::{
+    Credential, CredentialInput, OpContext, OwnedAccess, Provider, ProviderError, SecretText,
+};
 
 const COMMENT_PREFIX: &str = "brevet binding ";
 
@@ -369,6 +371,7 @@ impl Provider for PostgresProvider {
 
     async fn ensure(
         &self,
+        _cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
@@ -392,6 +395,7 @@ impl Provider for PostgresProvider {
 
     async fn issue_credentials(
         &self,
+        _cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
         _input: &CredentialInput,
@@ -434,19 +438,23 @@ impl Provider for PostgresProvider {
         })
     }
 
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, _cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         let resource = self.resource(binding)?;
         self.revoke_role(&self.role_name(binding), Some(&resource.database))
             .await
     }
 
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
+    async fn verify_revoked(
+        &self,
+        _cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Evidence, ProviderError> {
         self.check_dropped(&self.role_name(binding)).await
     }
 
     /// Roles named and marked as Brevet's: the prefix plus 20 hex digits, and the `brevet
     /// binding …` comment. A role with the prefix but not both is someone else's and is left alone.
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+    async fn list_owned(&self, _cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
         let rows = sqlx::query(
             "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY rolname",
         )
@@ -470,7 +478,11 @@ impl Provider for PostgresProvider {
         Ok(owned)
     }
 
-    async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
+    async fn remove_owned(
+        &self,
+        _cx: &OpContext,
+        owned: &OwnedAccess,
+    ) -> Result<Evidence, ProviderError> {
         let Some(key) = owned.binding_key.as_deref() else {
             return Err(ProviderError::Config(format!(
                 "refusing to drop `{}`: it carries no Brevet binding comment",
@@ -512,7 +524,11 @@ impl Provider for PostgresProvider {
         self.check_dropped(&owned.native_id).await
     }
 
-    async fn terminate_sessions(&self, binding: &Binding) -> Result<u64, ProviderError> {
+    async fn terminate_sessions(
+        &self,
+        _cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<u64, ProviderError> {
         let cluster = self.pool(None);
         match role_oid(&cluster, &self.role_name(binding)).await? {
             Some(oid) => terminate_oid(&cluster, oid).await,

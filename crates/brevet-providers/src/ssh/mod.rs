@@ -25,7 +25,9 @@ pub use ca::load_or_create_ca;
 pub use ledger::{CertificateLedger, IssuedCertificate, StateLedger};
 pub use settings::Kind;
 
-use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
+use crate::{
+    Credential, CredentialInput, OpContext, OwnedAccess, Provider, ProviderError, SecretText,
+};
 
 /// What a profile allows in its certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,6 +317,7 @@ impl Provider for SshProvider {
     /// Nothing exists on the hosts until a certificate is signed; this only checks the binding.
     async fn ensure(
         &self,
+        _cx: &OpContext,
         binding: &Binding,
         _expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
@@ -325,6 +328,7 @@ impl Provider for SshProvider {
 
     async fn issue_credentials(
         &self,
+        _cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
         input: &CredentialInput,
@@ -435,14 +439,18 @@ impl Provider for SshProvider {
         })
     }
 
-    async fn revoke(&self, binding: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, _cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         self.ledger
             .revoke_binding(&self.name, &binding.key(), Utc::now())
             .await?;
         self.write_krl().await
     }
 
-    async fn verify_revoked(&self, binding: &Binding) -> Result<Evidence, ProviderError> {
+    async fn verify_revoked(
+        &self,
+        _cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Evidence, ProviderError> {
         let now = Utc::now();
         let certs = self.ledger.of_binding(&self.name, &binding.key()).await?;
         // Within the skew margin a certificate may still be accepted by a host whose clock lags.
@@ -479,7 +487,7 @@ impl Provider for SshProvider {
         })
     }
 
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+    async fn list_owned(&self, _cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
         let certs = self.ledger.unexpired(&self.name, Utc::now()).await?;
         Ok(certs
             .into_iter()
@@ -491,7 +499,11 @@ impl Provider for SshProvider {
             .collect())
     }
 
-    async fn remove_owned(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
+    async fn remove_owned(
+        &self,
+        _cx: &OpContext,
+        owned: &OwnedAccess,
+    ) -> Result<Evidence, ProviderError> {
         let serial: u64 = owned
             .native_id
             .parse()
@@ -515,7 +527,11 @@ impl Provider for SshProvider {
 
     /// Established SSH sessions live on the hosts; Brevet cannot end them from here. The KRL
     /// refuses every new login with the certificate at once.
-    async fn terminate_sessions(&self, _binding: &Binding) -> Result<u64, ProviderError> {
+    async fn terminate_sessions(
+        &self,
+        _cx: &OpContext,
+        _binding: &Binding,
+    ) -> Result<u64, ProviderError> {
         Ok(0)
     }
 }
@@ -592,12 +608,12 @@ mod tests {
         let (p, _) = provider(Duration::from_secs(600));
         let expires = Utc::now() + chrono::Duration::hours(1);
         let first = p
-            .issue_credentials(&binding(), expires, &input())
+            .issue_credentials(&crate::OpContext::other(), &binding(), expires, &input())
             .await
             .unwrap();
         assert!(krl_serials(&p).await.is_empty());
         let second = p
-            .issue_credentials(&binding(), expires, &input())
+            .issue_credentials(&crate::OpContext::other(), &binding(), expires, &input())
             .await
             .unwrap();
         assert_eq!(krl_serials(&p).await, vec![serial_of(&first)]);
@@ -618,10 +634,12 @@ mod tests {
             let (p, ledger) = provider(margin);
             let expires = Utc::now() + chrono::Duration::hours(1);
             let c = p
-                .issue_credentials(&binding(), expires, &input())
+                .issue_credentials(&crate::OpContext::other(), &binding(), expires, &input())
                 .await
                 .unwrap();
-            p.revoke(&binding()).await.unwrap();
+            p.revoke(&crate::OpContext::other(), &binding())
+                .await
+                .unwrap();
             // Its validity ended a minute ago (by Brevet's clock).
             for cert in ledger.records().iter_mut() {
                 cert.valid_before = Utc::now() - chrono::Duration::minutes(1);

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use brevet_core::Binding;
 use chrono::{DateTime, Utc};
 
-use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError};
+use crate::{Credential, CredentialInput, OpContext, OwnedAccess, Provider, ProviderError};
 
 /// How long any one provider call may take in the suite.
 pub const CALL_BOUND: Duration = Duration::from_secs(60);
@@ -102,6 +102,7 @@ pub async fn run(
     inspector: Arc<dyn Inspector>,
     fx: Fixture,
 ) -> Report {
+    let cx = OpContext::other();
     let mut report = Report {
         expiry_checked: fx.enforces_expiry,
         ..Report::default()
@@ -110,10 +111,10 @@ pub async fn run(
     let b = &fx.binding;
 
     // 1. Absent is success.
-    bounded("revoke", p.revoke(b))
+    bounded("revoke", p.revoke(&cx, b))
         .await
         .unwrap_or_else(|e| panic!("check 1: revoking access that never existed failed: {e}"));
-    bounded("verify_revoked", p.verify_revoked(b))
+    bounded("verify_revoked", p.verify_revoked(&cx, b))
         .await
         .unwrap_or_else(|e| panic!("check 1: nothing granted, yet verify_revoked says: {e}"));
 
@@ -122,12 +123,12 @@ pub async fn run(
         .with_timezone(&Utc)
         .trunc_subsecs_to_seconds();
     let (r1, r2) = bounded("ensure ×2", async {
-        tokio::join!(p.ensure(b, t1), p.ensure(b, t1))
+        tokio::join!(p.ensure(&cx, b, t1), p.ensure(&cx, b, t1))
     })
     .await;
     r1.unwrap_or_else(|e| panic!("check 2: ensure failed: {e}"));
     r2.unwrap_or_else(|e| panic!("check 2: a concurrent second ensure failed: {e}"));
-    bounded("ensure (again)", p.ensure(b, t1))
+    bounded("ensure (again)", p.ensure(&cx, b, t1))
         .await
         .unwrap_or_else(|e| panic!("check 2: ensure is not idempotent: {e}"));
     if !fx.access_is_credential {
@@ -144,7 +145,7 @@ pub async fn run(
         );
     }
     let t2 = t1 + chrono::Duration::minutes(10);
-    bounded("ensure (later expiry)", p.ensure(b, t2))
+    bounded("ensure (later expiry)", p.ensure(&cx, b, t2))
         .await
         .unwrap_or_else(|e| panic!("check 2: ensure with a later expiry failed: {e}"));
     if fx.enforces_expiry && !fx.access_is_credential {
@@ -156,9 +157,12 @@ pub async fn run(
     }
 
     // 3. Credentials: bounded by the window; the newest works, the one before does not.
-    let first = bounded("issue_credentials", p.issue_credentials(b, t2, &fx.input))
-        .await
-        .unwrap_or_else(|e| panic!("check 3: issue_credentials after ensure failed: {e}"));
+    let first = bounded(
+        "issue_credentials",
+        p.issue_credentials(&cx, b, t2, &fx.input),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("check 3: issue_credentials after ensure failed: {e}"));
     assert!(
         first.expires_at <= t2 + chrono::Duration::seconds(1),
         "check 3: the credential ends at {}, after the grant's {t2}",
@@ -177,7 +181,7 @@ pub async fn run(
     }
     let second = bounded(
         "issue_credentials (again)",
-        p.issue_credentials(b, t2, &fx.input),
+        p.issue_credentials(&cx, b, t2, &fx.input),
     )
     .await
     .unwrap_or_else(|e| panic!("check 3: issuing a second credential failed: {e}"));
@@ -196,14 +200,14 @@ pub async fn run(
     );
 
     // 4. verify_revoked refuses while the access exists.
-    match bounded("verify_revoked (present)", p.verify_revoked(b)).await {
+    match bounded("verify_revoked (present)", p.verify_revoked(&cx, b)).await {
         Err(ProviderError::StillPresent(_)) => {}
         other => panic!("check 4: verify_revoked with the access in place gave {other:?}"),
     }
 
     // 5. list_owned: the access under its binding; never a look-alike.
     let lookalike = inspector.plant_lookalike().await;
-    let owned = bounded("list_owned", p.list_owned())
+    let owned = bounded("list_owned", p.list_owned(&cx))
         .await
         .unwrap_or_else(|e| panic!("check 5: list_owned failed: {e}"));
     assert!(
@@ -218,22 +222,22 @@ pub async fn run(
     );
 
     // 6. revoke: gone (as the target sees it), idempotent, the other binding untouched.
-    bounded("ensure (other)", p.ensure(&fx.other, t2))
+    bounded("ensure (other)", p.ensure(&cx, &fx.other, t2))
         .await
         .unwrap_or_else(|e| panic!("check 6: ensure for a second binding failed: {e}"));
     let other_credential = bounded(
         "issue_credentials (other)",
-        p.issue_credentials(&fx.other, t2, &fx.input),
+        p.issue_credentials(&cx, &fx.other, t2, &fx.input),
     )
     .await
     .unwrap_or_else(|e| panic!("check 6: issuing for a second binding failed: {e}"));
-    bounded("revoke", p.revoke(b))
+    bounded("revoke", p.revoke(&cx, b))
         .await
         .unwrap_or_else(|e| panic!("check 6: revoke failed: {e}"));
-    bounded("revoke (again)", p.revoke(b))
+    bounded("revoke (again)", p.revoke(&cx, b))
         .await
         .unwrap_or_else(|e| panic!("check 6: a second revoke failed: {e}"));
-    bounded("verify_revoked", p.verify_revoked(b))
+    bounded("verify_revoked", p.verify_revoked(&cx, b))
         .await
         .unwrap_or_else(|e| panic!("check 6: verify_revoked after revoke: {e}"));
     assert!(
@@ -250,7 +254,7 @@ pub async fn run(
     );
 
     // 7. remove_owned: the orphan goes; the look-alike stays, and is refused if named.
-    let owned = bounded("list_owned", p.list_owned())
+    let owned = bounded("list_owned", p.list_owned(&cx))
         .await
         .unwrap_or_else(|e| panic!("check 7: list_owned failed: {e}"));
     let orphans: Vec<&OwnedAccess> = owned
@@ -263,7 +267,7 @@ pub async fn run(
         fx.other
     );
     for o in orphans {
-        bounded("remove_owned", p.remove_owned(o))
+        bounded("remove_owned", p.remove_owned(&cx, o))
             .await
             .unwrap_or_else(|e| panic!("check 7: remove_owned({}) failed: {e}", o.native_id));
     }
@@ -276,7 +280,7 @@ pub async fn run(
         native_id: lookalike.clone(),
         binding_key: Some(fx.other.key()),
     };
-    let _ = bounded("remove_owned (look-alike)", p.remove_owned(&forged)).await;
+    let _ = bounded("remove_owned (look-alike)", p.remove_owned(&cx, &forged)).await;
     assert!(
         inspector.lookalike_present(&lookalike).await,
         "check 7: remove_owned removed the look-alike `{lookalike}`, which is not the provider's"
@@ -391,27 +395,34 @@ mod tests {
         fn profiles(&self) -> Vec<brevet_core::ProfileName> {
             self.inner.profiles()
         }
-        async fn ensure(&self, b: &Binding, t: DateTime<Utc>) -> Result<(), ProviderError> {
+        async fn ensure(
+            &self,
+            cx: &OpContext,
+            b: &Binding,
+            t: DateTime<Utc>,
+        ) -> Result<(), ProviderError> {
             self.revoked.lock().unwrap().remove(&b.key());
-            self.inner.ensure(b, t).await
+            self.inner.ensure(&cx, b, t).await
         }
         async fn issue_credentials(
             &self,
+            cx: &OpContext,
             b: &Binding,
             t: DateTime<Utc>,
             i: &CredentialInput,
         ) -> Result<Credential, ProviderError> {
-            self.inner.issue_credentials(b, t, i).await
+            self.inner.issue_credentials(&cx, b, t, i).await
         }
-        async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
+        async fn revoke(&self, _cx: &OpContext, b: &Binding) -> Result<(), ProviderError> {
             self.revoked.lock().unwrap().insert(b.key());
             Ok(())
         }
         async fn verify_revoked(
             &self,
+            cx: &OpContext,
             b: &Binding,
         ) -> Result<brevet_core::Evidence, ProviderError> {
-            let present = self.inner.verify_revoked(b).await.is_err();
+            let present = self.inner.verify_revoked(&cx, b).await.is_err();
             if present && !self.revoked.lock().unwrap().contains(&b.key()) {
                 return Err(ProviderError::StillPresent(b.key()));
             }
@@ -420,16 +431,21 @@ mod tests {
                 observation: serde_json::json!({"recorded_revoked": true}),
             })
         }
-        async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
-            self.inner.list_owned().await
+        async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
+            self.inner.list_owned(&cx).await
         }
         async fn remove_owned(
             &self,
+            cx: &OpContext,
             o: &OwnedAccess,
         ) -> Result<brevet_core::Evidence, ProviderError> {
-            self.inner.remove_owned(o).await
+            self.inner.remove_owned(&cx, o).await
         }
-        async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
+        async fn terminate_sessions(
+            &self,
+            _cx: &OpContext,
+            _: &Binding,
+        ) -> Result<u64, ProviderError> {
             Ok(0)
         }
     }
@@ -465,22 +481,29 @@ mod tests {
         fn profiles(&self) -> Vec<brevet_core::ProfileName> {
             self.0.profiles()
         }
-        async fn ensure(&self, b: &Binding, t: DateTime<Utc>) -> Result<(), ProviderError> {
-            self.0.ensure(b, t).await
+        async fn ensure(
+            &self,
+            cx: &OpContext,
+            b: &Binding,
+            t: DateTime<Utc>,
+        ) -> Result<(), ProviderError> {
+            self.0.ensure(&cx, b, t).await
         }
         async fn issue_credentials(
             &self,
+            cx: &OpContext,
             b: &Binding,
             t: DateTime<Utc>,
             i: &CredentialInput,
         ) -> Result<Credential, ProviderError> {
-            self.0.issue_credentials(b, t, i).await
+            self.0.issue_credentials(&cx, b, t, i).await
         }
-        async fn revoke(&self, _: &Binding) -> Result<(), ProviderError> {
+        async fn revoke(&self, _cx: &OpContext, _: &Binding) -> Result<(), ProviderError> {
             Ok(())
         }
         async fn verify_revoked(
             &self,
+            _cx: &OpContext,
             _: &Binding,
         ) -> Result<brevet_core::Evidence, ProviderError> {
             Ok(brevet_core::Evidence {
@@ -488,16 +511,21 @@ mod tests {
                 observation: serde_json::json!({"trust": "me"}),
             })
         }
-        async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
-            self.0.list_owned().await
+        async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
+            self.0.list_owned(&cx).await
         }
         async fn remove_owned(
             &self,
+            cx: &OpContext,
             o: &OwnedAccess,
         ) -> Result<brevet_core::Evidence, ProviderError> {
-            self.0.remove_owned(o).await
+            self.0.remove_owned(&cx, o).await
         }
-        async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
+        async fn terminate_sessions(
+            &self,
+            _cx: &OpContext,
+            _: &Binding,
+        ) -> Result<u64, ProviderError> {
             Ok(0)
         }
     }

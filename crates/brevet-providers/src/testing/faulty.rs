@@ -14,7 +14,7 @@ use brevet_core::{Binding, Evidence, ProfileName};
 use chrono::{DateTime, Utc};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError};
+use crate::{Credential, CredentialInput, OpContext, OwnedAccess, Provider, ProviderError};
 
 /// A provider operation that can be faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -162,54 +162,61 @@ impl Provider for FaultyProvider {
     ) -> Result<(), ProviderError> {
         self.inner.check_credential_input(b, input)
     }
-    async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
+    async fn ensure(
+        &self,
+        cx: &OpContext,
+        b: &Binding,
+        until: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
         match self.fault(Op::Ensure).await {
             Some(e) => Err(e),
-            None => self.inner.ensure(b, until).await,
+            None => self.inner.ensure(cx, b, until).await,
         }
     }
     async fn issue_credentials(
         &self,
+        cx: &OpContext,
         b: &Binding,
         until: DateTime<Utc>,
         input: &CredentialInput,
     ) -> Result<Credential, ProviderError> {
         match self.fault(Op::Issue).await {
             Some(e) => Err(e),
-            None => self.inner.issue_credentials(b, until, input).await,
+            None => self.inner.issue_credentials(cx, b, until, input).await,
         }
     }
-    async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, cx: &OpContext, b: &Binding) -> Result<(), ProviderError> {
         match self.fault(Op::Revoke).await {
             Some(e) => Err(e),
-            None => self.inner.revoke(b).await,
+            None => self.inner.revoke(cx, b).await,
         }
     }
-    async fn verify_revoked(&self, b: &Binding) -> Result<Evidence, ProviderError> {
+    async fn verify_revoked(&self, cx: &OpContext, b: &Binding) -> Result<Evidence, ProviderError> {
         match self.fault(Op::Verify).await {
             Some(e) => Err(e),
-            None => self.inner.verify_revoked(b).await,
+            None => self.inner.verify_revoked(cx, b).await,
         }
     }
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+    async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
         match self.fault(Op::ListOwned).await {
             Some(e) => Err(e),
-            None => self.inner.list_owned().await,
+            None => self.inner.list_owned(cx).await,
         }
     }
-    async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
+    async fn remove_owned(
+        &self,
+        cx: &OpContext,
+        o: &OwnedAccess,
+    ) -> Result<Evidence, ProviderError> {
         match self.fault(Op::RemoveOwned).await {
             Some(e) => Err(e),
-            None => self.inner.remove_owned(o).await,
+            None => self.inner.remove_owned(cx, o).await,
         }
     }
-    async fn terminate_sessions(&self, b: &Binding) -> Result<u64, ProviderError> {
+    async fn terminate_sessions(&self, cx: &OpContext, b: &Binding) -> Result<u64, ProviderError> {
         match self.fault(Op::TerminateSessions).await {
             Some(e) => Err(e),
-            None => self.inner.terminate_sessions(b).await,
+            None => self.inner.terminate_sessions(cx, b).await,
         }
-    }
-    fn take_call_log(&self, b: &Binding) -> Vec<serde_json::Value> {
-        self.inner.take_call_log(b)
     }
 }

@@ -14,7 +14,9 @@ use brevet_core::{Binding, Evidence, ProfileName};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 
-use crate::{Credential, CredentialInput, OwnedAccess, Provider, ProviderError, SecretText};
+use crate::{
+    Credential, CredentialInput, OpContext, OwnedAccess, Provider, ProviderError, SecretText,
+};
 
 /// What the map holds for one binding.
 #[derive(Debug, Clone)]
@@ -88,7 +90,12 @@ impl Provider for InMemoryProvider {
         self.profiles.clone()
     }
 
-    async fn ensure(&self, b: &Binding, until: DateTime<Utc>) -> Result<(), ProviderError> {
+    async fn ensure(
+        &self,
+        _cx: &OpContext,
+        b: &Binding,
+        until: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
         self.check_profile(b)?;
         let mut map = self.map();
         let entry = map.entry(b.key()).or_insert(Entry {
@@ -109,6 +116,7 @@ impl Provider for InMemoryProvider {
 
     async fn issue_credentials(
         &self,
+        _cx: &OpContext,
         b: &Binding,
         until: DateTime<Utc>,
         _: &CredentialInput,
@@ -130,7 +138,7 @@ impl Provider for InMemoryProvider {
         })
     }
 
-    async fn revoke(&self, b: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, _cx: &OpContext, b: &Binding) -> Result<(), ProviderError> {
         let mut map = self.map();
         if map.get(&b.key()).is_some_and(|e| e.ours) {
             map.remove(&b.key());
@@ -138,7 +146,11 @@ impl Provider for InMemoryProvider {
         Ok(())
     }
 
-    async fn verify_revoked(&self, b: &Binding) -> Result<Evidence, ProviderError> {
+    async fn verify_revoked(
+        &self,
+        _cx: &OpContext,
+        b: &Binding,
+    ) -> Result<Evidence, ProviderError> {
         if self.map().get(&b.key()).is_some_and(|e| e.ours) {
             return Err(ProviderError::StillPresent(b.key()));
         }
@@ -148,7 +160,7 @@ impl Provider for InMemoryProvider {
         })
     }
 
-    async fn list_owned(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
+    async fn list_owned(&self, _cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
         Ok(self
             .map()
             .iter()
@@ -160,7 +172,11 @@ impl Provider for InMemoryProvider {
             .collect())
     }
 
-    async fn remove_owned(&self, o: &OwnedAccess) -> Result<Evidence, ProviderError> {
+    async fn remove_owned(
+        &self,
+        _cx: &OpContext,
+        o: &OwnedAccess,
+    ) -> Result<Evidence, ProviderError> {
         let mut map = self.map();
         match map.get(&o.native_id) {
             Some(e) if !e.ours => {
@@ -177,7 +193,7 @@ impl Provider for InMemoryProvider {
         })
     }
 
-    async fn terminate_sessions(&self, _: &Binding) -> Result<u64, ProviderError> {
+    async fn terminate_sessions(&self, _cx: &OpContext, _: &Binding) -> Result<u64, ProviderError> {
         Ok(0)
     }
 }

@@ -201,9 +201,12 @@ impl Broker {
                 let mut o = base;
                 // Cut live sessions first, so they end even if the revocation itself must retry.
                 if let Ok(provider) = self.provider_for(&r.resource) {
+                    // Its calls are not audited separately: the kill switch's own event and
+                    // the revocation's event that follows record what was done.
+                    let cx = Self::op_cx(brevet_providers::Operation::Kill, &r);
                     let ended = tokio::time::timeout(
                         self.settings.provider_timeout,
-                        provider.terminate_sessions(&r.binding()),
+                        provider.terminate_sessions(&cx, &r.binding()),
                     )
                     .await;
                     if let Ok(Ok(n)) = ended {

@@ -4,7 +4,9 @@ use brevet_audit::EventKind;
 use brevet_core::{
     Evidence, GrantDuration, Principal, Request, RequestId, RequestKind, RequestState, Role,
 };
-use brevet_providers::{Credential, CredentialInput, ProviderError};
+use brevet_providers::{
+    CallOutcome, Credential, CredentialInput, OpContext, Operation, ProviderError,
+};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
@@ -18,6 +20,28 @@ use super::{
     Broker, BrokerError, Failpoint,
 };
 
+/// How many times a throttled or conflicting provider call is made within one step.
+const IN_STEP_ATTEMPTS: u32 = 3;
+
+/// A provider error's class, as call records and audit events name it.
+pub(crate) fn provider_error_code(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::UnknownResource(_) | ProviderError::UnknownProfile { .. } => "unknown",
+        ProviderError::Unreachable(_) => "unreachable",
+        ProviderError::Throttled(_) => "throttled",
+        ProviderError::Conflict(_) => "conflict",
+        ProviderError::Target(_) => "refused",
+        ProviderError::StillPresent(_) => "still_present",
+        ProviderError::Config(_) => "config",
+        ProviderError::BadInput(_) => "bad_input",
+    }
+}
+
+/// The calls recorded in `cx` since last taken, for an audit event.
+pub(crate) fn calls(cx: &OpContext) -> serde_json::Value {
+    json!(cx.take_calls())
+}
+
 /// An activation's outcome and, when one was asked for, the credential or why none was issued.
 type IssuedActivation = (Request, Option<Result<Credential, BrokerError>>);
 
@@ -28,18 +52,69 @@ pub struct Activated {
 }
 
 impl Broker {
-    /// Runs one provider call bounded by the configured timeout.
-    pub(crate) async fn bounded<T>(
+    /// A provider call's context for one step of an operation on `r`.
+    pub(crate) fn op_cx(operation: Operation, r: &Request) -> OpContext {
+        OpContext::new(operation, Some(r.id.to_string()))
+    }
+
+    /// Runs one provider call (`call`, e.g. `revoke`), bounded by the configured timeout, and
+    /// records it in `cx` (the target calls it made are recorded there by the provider). A
+    /// throttled or conflicting call is tried again within the same budget (every provider call
+    /// is idempotent); an unreachable target or access still present is left to the scheduler's
+    /// backoff, and a permanent refusal is returned at once.
+    pub(crate) async fn bounded<T, Fut>(
         &self,
+        cx: &OpContext,
         r: &Request,
-        fut: impl Future<Output = Result<T, ProviderError>>,
-    ) -> Result<T, BrokerError> {
+        call: &str,
+        mut make: impl FnMut() -> Fut,
+    ) -> Result<T, BrokerError>
+    where
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
         let provider = r.resource.provider().to_string();
-        match tokio::time::timeout(self.settings.provider_timeout, fut).await {
+        let name = format!("provider.{call}");
+        let attempts = async {
+            let mut delay = std::time::Duration::from_millis(100);
+            let mut attempt = 1;
+            loop {
+                let pending = cx.start(name.as_str(), r.resource.as_str());
+                let out = make().await;
+                pending.finish(
+                    match &out {
+                        Ok(_) => CallOutcome::Ok,
+                        Err(e) => CallOutcome::Error(provider_error_code(e).into()),
+                    },
+                    None,
+                );
+                match out {
+                    Err(ProviderError::Throttled(_) | ProviderError::Conflict(_))
+                        if attempt < IN_STEP_ATTEMPTS =>
+                    {
+                        let jitter = rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1);
+                        tokio::time::sleep(delay + std::time::Duration::from_millis(jitter)).await;
+                        delay *= 4;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(self.settings.provider_timeout, attempts).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(ProviderError::BadInput(m))) => Err(BrokerError::BadInput(m)),
             Ok(Err(source)) => Err(BrokerError::Provider { provider, source }),
-            Err(_) => Err(BrokerError::ProviderTimeout(provider)),
+            Err(_) => {
+                cx.record(brevet_providers::CallRecord {
+                    call: name,
+                    target: r.resource.to_string(),
+                    request_id: None,
+                    outcome: CallOutcome::Error("timeout".into()),
+                    duration_ms: u64::try_from(self.settings.provider_timeout.as_millis())
+                        .unwrap_or(u64::MAX),
+                });
+                Err(BrokerError::ProviderTimeout(provider))
+            }
         }
     }
 
@@ -244,11 +319,15 @@ impl Broker {
         let until = latest.map_or(expires_at, |l| l.max(expires_at));
         let binding = r.binding();
         let lease = issue.map_or(Hold::Keep, |(owner, _)| Hold::Release { owner });
-        match self.bounded(&r, provider.ensure(&binding, until)).await {
+        let cx = Self::op_cx(Operation::Activate, &r);
+        match self
+            .bounded(&cx, &r, "ensure", || provider.ensure(&cx, &binding, until))
+            .await
+        {
             Ok(()) => {
                 self.hang_at(Failpoint::AfterProviderGrant).await;
                 r.activation_succeeded()?;
-                let ensure_calls = provider.take_call_log(&binding);
+                let ensure_calls = calls(&cx);
                 let mut audit = vec![event(
                     EventKind::GrantActivated,
                     actor,
@@ -256,13 +335,15 @@ impl Broker {
                     json!({"target_expiry": until, "shared_with": holders, "provider_calls": ensure_calls}),
                 )];
                 let mut credential = None;
-                let mut issue_calls = Vec::new();
+                let mut issue_calls = json!([]);
                 if let Some((_, input)) = issue {
                     self.hang_at(Failpoint::BeforeIssue).await;
                     let issued = self
-                        .bounded(&r, provider.issue_credentials(&binding, expires_at, input))
+                        .bounded(&cx, &r, "issue_credentials", || {
+                            provider.issue_credentials(&cx, &binding, expires_at, input)
+                        })
                         .await;
-                    let calls = provider.take_call_log(&binding);
+                    let calls = calls(&cx);
                     issue_calls.clone_from(&calls);
                     audit.push(match &issued {
                         // The secret itself is never stored or logged; only that one was issued.
@@ -307,9 +388,14 @@ impl Broker {
                 // asynchronous creation whose answer never came) fails the check, so the grant
                 // ends in the retried state instead of going back to `approved` with it.
                 let rollback = if holders.is_empty() {
-                    match self.bounded(&r, provider.revoke(&binding)).await {
+                    match self
+                        .bounded(&cx, &r, "revoke", || provider.revoke(&cx, &binding))
+                        .await
+                    {
                         Ok(()) => self
-                            .bounded(&r, provider.verify_revoked(&binding))
+                            .bounded(&cx, &r, "verify_revoked", || {
+                                provider.verify_revoked(&cx, &binding)
+                            })
                             .await
                             .err(),
                         Err(undo) => Some(undo),
@@ -317,7 +403,7 @@ impl Broker {
                 } else {
                     None
                 };
-                let calls = provider.take_call_log(&binding);
+                let calls = calls(&cx);
                 match rollback {
                     None => {
                         r.activation_failed(e.to_string())?;
@@ -393,7 +479,7 @@ impl Broker {
         r: &Request,
         minted: Credential,
         lock: &mut HeldBindingLock,
-        calls: serde_json::Value,
+        minting: serde_json::Value,
     ) -> Result<IssuedActivation, BrokerError> {
         // This operation's lock ran out with its lease; give back whatever is still ours.
         lock.release().await;
@@ -404,7 +490,7 @@ impl Broker {
                 EventKind::CredentialsIssued,
                 r.requester.as_str(),
                 &now,
-                json!({"credential_kind": minted.kind, "details": minted.details, "provider_calls": calls, "activated_by": "the resumed activation"}),
+                json!({"credential_kind": minted.kind, "details": minted.details, "provider_calls": minting, "activated_by": "the resumed activation"}),
             );
             self.store.append_audit(vec![audit]).await?;
             return Ok((now, Some(Ok(minted))));
@@ -412,11 +498,13 @@ impl Broker {
         let details = minted.details.clone();
         drop(minted);
         let binding = r.binding();
+        let cx = Self::op_cx(Operation::Rollback, r);
         let revoked = self
             .with_binding_lock(r, async {
                 let (holders, _) = self.holders_expiry(r).await?;
                 if holders.is_empty() {
-                    self.bounded(r, provider.revoke(&binding)).await?;
+                    self.bounded(&cx, r, "revoke", || provider.revoke(&cx, &binding))
+                        .await?;
                 }
                 Ok(())
             })
@@ -425,7 +513,7 @@ impl Broker {
             EventKind::CredentialsRefused,
             r.requester.as_str(),
             r,
-            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "details": details, "provider_calls": {"minting": calls, "revoking": provider.take_call_log(&binding)}}),
+            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "details": details, "provider_calls": {"minting": minting, "revoking": calls(&cx)}}),
         );
         self.store.append_audit(vec![audit]).await?;
         // If this revoke failed, the reconciler removes what no grant covers.
@@ -475,11 +563,13 @@ impl Broker {
         drop(credential);
         let provider = self.provider_for(&r.resource)?.clone();
         let binding = r.binding();
+        let cx = Self::op_cx(Operation::Rollback, r);
         let revoked = self
             .with_binding_lock(r, async {
                 let (holders, _) = self.holders_expiry(r).await?;
                 if holders.is_empty() {
-                    self.bounded(r, provider.revoke(&binding)).await?;
+                    self.bounded(&cx, r, "revoke", || provider.revoke(&cx, &binding))
+                        .await?;
                 }
                 Ok(())
             })
@@ -488,7 +578,7 @@ impl Broker {
             EventKind::CredentialsRefused,
             r.requester.as_str(),
             r,
-            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "provider_calls": provider.take_call_log(&binding)}),
+            json!({"refusal": format!("the grant became {} while its credential was issued", now.state), "credential_revoked": revoked.is_ok(), "provider_calls": calls(&cx)}),
         );
         self.store.append_audit(vec![audit]).await?;
         revoked?;
@@ -501,11 +591,12 @@ impl Broker {
     async fn issue(&self, r: &Request, input: &CredentialInput) -> Result<Credential, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let expires_at = r.window.map(|w| w.expires_at).unwrap_or_else(Utc::now);
+        let cx = Self::op_cx(Operation::IssueCredentials, r);
+        let binding = r.binding();
         let issued = self
-            .bounded(
-                r,
-                provider.issue_credentials(&r.binding(), expires_at, input),
-            )
+            .bounded(&cx, r, "issue_credentials", || {
+                provider.issue_credentials(&cx, &binding, expires_at, input)
+            })
             .await;
         let credential = match issued {
             Ok(c) => c,
@@ -515,7 +606,7 @@ impl Broker {
                     EventKind::CredentialsRefused,
                     r.requester.as_str(),
                     r,
-                    json!({"error": e.to_string(), "provider_calls": provider.take_call_log(&r.binding())}),
+                    json!({"error": e.to_string(), "provider_calls": calls(&cx)}),
                 );
                 self.store.append_audit(vec![audit]).await?;
                 return Err(e);
@@ -526,7 +617,7 @@ impl Broker {
             EventKind::CredentialsIssued,
             r.requester.as_str(),
             r,
-            json!({"credential_kind": credential.kind, "details": credential.details, "provider_calls": provider.take_call_log(&r.binding())}),
+            json!({"credential_kind": credential.kind, "details": credential.details, "provider_calls": calls(&cx)}),
         );
         self.store.append_audit(vec![audit]).await?;
         Ok(credential)
@@ -658,6 +749,7 @@ impl Broker {
     ) -> Result<Request, BrokerError> {
         let provider = self.provider_for(&r.resource)?.clone();
         let binding = r.binding();
+        let cx = Self::op_cx(Operation::Revoke, &r);
         // Under the binding lock: the holder check and the provider work are one step, so an
         // activation or another revocation of the same binding cannot slip in between.
         let (outcome, mut lock): (Result<Evidence, BrokerError>, _) = match self
@@ -672,14 +764,21 @@ impl Broker {
                             // Reference counting: another active grant covers this binding, so
                             // the access stays, with the target's own expiry brought back to
                             // that grant's end.
-                            self.bounded(&r, provider.ensure(&binding, latest)).await?;
+                            self.bounded(&cx, &r, "ensure", || {
+                                provider.ensure(&cx, &binding, latest)
+                            })
+                            .await?;
                             return Ok(Evidence {
                                 checked_at: Utc::now(),
                                 observation: json!({"binding_still_held_by": holders, "target_expiry": latest, "access_removed": false}),
                             });
                         }
-                        self.bounded(&r, provider.revoke(&binding)).await?;
-                        self.bounded(&r, provider.verify_revoked(&binding)).await
+                        self.bounded(&cx, &r, "revoke", || provider.revoke(&cx, &binding))
+                            .await?;
+                        self.bounded(&cx, &r, "verify_revoked", || {
+                            provider.verify_revoked(&cx, &binding)
+                        })
+                        .await
                     }
                     .await;
                 (outcome, Some(lock))
@@ -692,16 +791,29 @@ impl Broker {
                     EventKind::GrantRevoked,
                     actor,
                     &r,
-                    json!({"evidence": evidence, "provider_calls": provider.take_call_log(&binding)}),
+                    json!({"evidence": evidence, "provider_calls": calls(&cx)}),
                 )]
             }
             Err(e) => {
-                r.revocation_failed(Utc::now(), e.to_string(), rand::random::<f64>())?;
+                // Retried by the scheduler with backoff either way (access must not outlive the
+                // grant); a permanent failure is said so at once, in the grant's error, the
+                // audit event and the log, so an operator can fix its cause.
+                let retryable =
+                    !matches!(e, BrokerError::Provider { source, .. } if !source.is_retryable());
+                let error = if retryable {
+                    e.to_string()
+                } else {
+                    format!("{e} (permanent: retrying will not help until its cause is fixed)")
+                };
+                if !retryable {
+                    tracing::error!(grant_id = %r.id, error = %e, "revocation failed permanently; access remains until its cause is fixed");
+                }
+                r.revocation_failed(Utc::now(), error.clone(), rand::random::<f64>())?;
                 vec![event(
                     EventKind::RevocationFailed,
                     actor,
                     &r,
-                    json!({"error": e.to_string(), "attempts": r.attempts, "next_attempt_at": r.next_attempt_at, "provider_calls": provider.take_call_log(&binding)}),
+                    json!({"error": error, "retryable": retryable, "attempts": r.attempts, "next_attempt_at": r.next_attempt_at, "provider_calls": calls(&cx)}),
                 )]
             }
         };
@@ -801,13 +913,17 @@ impl Broker {
         // extension of the shorter of two overlapping grants must not cut the longer one short.
         let (_, latest) = self.holders_expiry(&parent).await?;
         let until = latest.map_or(window.expires_at, |l| l.max(window.expires_at));
-        self.bounded(&parent, provider.ensure(&parent.binding(), until))
-            .await?;
+        let cx = Self::op_cx(Operation::Extend, &parent);
+        let binding = parent.binding();
+        self.bounded(&cx, &parent, "ensure", || {
+            provider.ensure(&cx, &binding, until)
+        })
+        .await?;
         let audit = vec![event(
             EventKind::GrantExtended,
             ext.requester.as_str(),
             &parent,
-            json!({"extension_request": ext.id, "by": by, "target_expiry": until, "provider_calls": provider.take_call_log(&parent.binding())}),
+            json!({"extension_request": ext.id, "by": by, "target_expiry": until, "provider_calls": calls(&cx)}),
         )];
         Ok(self.store.update_request(&parent, audit).await?)
     }

@@ -13,6 +13,7 @@ use brevet_audit::{AuditDraft, EventKind};
 use brevet_core::{Request, RequestState};
 use chrono::{DateTime, TimeZone, Utc};
 
+use brevet_providers::{OpContext, Operation};
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -100,31 +101,37 @@ impl Broker {
             report.providers_checked += 1;
             // List the target before reading the store: anything created after the store read
             // had its intent written first, so it cannot be mistaken for an orphan.
-            let owned =
-                match tokio::time::timeout(self.settings.provider_timeout, provider.list_owned())
-                    .await
-                {
-                    Ok(Ok(o)) => o,
-                    Ok(Err(e)) => {
-                        report.errors.push(format!("{name}: {e}"));
-                        continue;
-                    }
-                    Err(_) => {
-                        report
-                            .errors
-                            .push(format!("{name}: timed out listing owned access"));
-                        continue;
-                    }
-                };
+            let listing = OpContext::new(Operation::Reconcile, None);
+            let owned = match tokio::time::timeout(
+                self.settings.provider_timeout,
+                provider.list_owned(&listing),
+            )
+            .await
+            {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    report.errors.push(format!("{name}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    report
+                        .errors
+                        .push(format!("{name}: timed out listing owned access"));
+                    continue;
+                }
+            };
             report.owned_seen += owned.len();
             let covered = self.store.covered_bindings().await?;
             for o in owned {
                 if o.binding_key.as_ref().is_some_and(|k| covered.contains(k)) {
                     continue;
                 }
-                let result =
-                    tokio::time::timeout(self.settings.provider_timeout, provider.remove_owned(&o))
-                        .await;
+                let cx = OpContext::new(Operation::Reconcile, None);
+                let result = tokio::time::timeout(
+                    self.settings.provider_timeout,
+                    provider.remove_owned(&cx, &o),
+                )
+                .await;
                 let (outcome, evidence) = match result {
                     Ok(Ok(ev)) => ("removed", json!(ev)),
                     Ok(Err(e)) => ("removal_failed", json!({"error": e.to_string()})),
@@ -146,7 +153,7 @@ impl Broker {
                         EventKind::DriftDetected,
                         "system",
                         None,
-                        json!({"provider": name, "native_id": o.native_id, "binding": o.binding_key, "outcome": outcome, "evidence": evidence}),
+                        json!({"provider": name, "native_id": o.native_id, "binding": o.binding_key, "outcome": outcome, "evidence": evidence, "provider_calls": cx.take_calls()}),
                     )])
                     .await?;
             }
