@@ -379,6 +379,16 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::parse_with_kinds(text, path, registry::builtin())
+    }
+
+    /// [`Config::parse`] with the provider kinds `[providers.NAME] kind = "…"` may name given
+    /// (the test harness adds one that hands out in-memory providers).
+    pub fn parse_with_kinds(
+        text: &str,
+        path: &Path,
+        kinds: Vec<Box<dyn registry::ProviderKind>>,
+    ) -> Result<Self, ConfigError> {
         let raw: RawConfig = parse_toml(text, "").map_err(|e| match e {
             ConfigError::Field { field, message } if field.is_empty() => ConfigError::Syntax {
                 path: path.display().to_string(),
@@ -537,7 +547,6 @@ impl Config {
 
         // Each provider's folder parses its own tables; only `kind` (which folder) and a
         // resource's `tags` (which Cedar sees for every provider) are read here.
-        let kinds = registry::builtin();
         let mut providers = BTreeMap::new();
         for (name, table) in &raw.providers {
             let pname = ProviderName::parse(name)

@@ -12,6 +12,8 @@ pub mod oidc;
 pub mod portal;
 pub mod provider_state;
 pub mod session;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -104,6 +106,50 @@ pub async fn build_broker(config: &Config) -> Result<Arc<Broker>, StartError> {
     )))
 }
 
+/// What [`serve`] runs, built from a validated config: the broker and everything around it
+/// (sign-in, audit checkpoints, notifications) as the routes see them, and the routes themselves
+/// (API, portal, notification callbacks). Nothing runs yet: no socket, no background work.
+pub struct App {
+    pub state: api::AppState,
+    pub router: axum::Router,
+    pub notifications: notify::Notifications,
+}
+
+/// Builds the [`App`] for `config`: connects the store, builds the providers and the broker.
+pub async fn build_app(config: &Config) -> Result<App, StartError> {
+    let broker = build_broker(config).await?;
+    let auth = Arc::new(auth::SessionAuthenticator {
+        tokens: auth::TokenAuthenticator::new(&config.principals),
+        broker: broker.clone(),
+    });
+    let oidc = match &config.oidc {
+        Some(c) => Some(Arc::new(
+            oidc::Oidc::new(c.clone(), &config.server.public_url).map_err(StartError::Oidc)?,
+        )),
+        None => None,
+    };
+    let notifications = notify::Notifications::build(config, &broker)?;
+    let anchor = Arc::new(audit_anchor::AuditAnchor::open(
+        &config.audit,
+        broker.store().clone(),
+        Some(notifications.outbox.clone()),
+    )?);
+    let state = api::AppState {
+        broker,
+        auth,
+        oidc,
+        anchor,
+    };
+    let router = api::router(state.clone())
+        .merge(portal::router(state.clone()))
+        .merge(notifications.router());
+    Ok(App {
+        state,
+        router,
+        notifications,
+    })
+}
+
 /// Runs the server until `shutdown` resolves.
 pub async fn serve(
     config: Config,
@@ -123,24 +169,13 @@ pub async fn serve(
             config.server.public_url = format!("http://{a}");
         }
     }
-    let broker = build_broker(&config).await?;
-    let auth = Arc::new(auth::SessionAuthenticator {
-        tokens: auth::TokenAuthenticator::new(&config.principals),
-        broker: broker.clone(),
-    });
-    let oidc = match &config.oidc {
-        Some(c) => Some(Arc::new(
-            oidc::Oidc::new(c.clone(), &config.server.public_url).map_err(StartError::Oidc)?,
-        )),
-        None => None,
-    };
+    let App {
+        state,
+        router: app,
+        notifications,
+    } = build_app(&config).await?;
+    let (broker, anchor) = (state.broker.clone(), state.anchor.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let notifications = notify::Notifications::build(&config, &broker)?;
-    let anchor = Arc::new(audit_anchor::AuditAnchor::open(
-        &config.audit,
-        broker.store().clone(),
-        Some(notifications.outbox.clone()),
-    )?);
     let mut background = broker.spawn_background(stop_rx.clone());
     background.push(("audit checkpoints", anchor.spawn(stop_rx.clone())));
     background.push(("notification outbox", notifications.outbox.spawn(stop_rx)));
@@ -186,15 +221,6 @@ pub async fn serve(
     tracing::info!(%addr, store = ?broker.store().backend(), policies = broker.policy().policy_count(), "brevet listening");
     // Printed on stdout so scripts and tests can wait for it.
     println!("brevet listening on http://{addr}");
-    let state = api::AppState {
-        broker,
-        auth,
-        oidc,
-        anchor,
-    };
-    let app = api::router(state.clone())
-        .merge(portal::router(state))
-        .merge(notifications.router());
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

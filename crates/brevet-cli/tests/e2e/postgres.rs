@@ -308,6 +308,8 @@ fn kill_with_a_non_superuser_admin(cluster: &str) {
     let server = world.start();
     let (id, conn, role) = activate(&server, "db.write");
     assert_eq!(psql(&conn, "SELECT count(*) FROM orders").unwrap(), "2");
+    // `db.write` may write (checked here since the N-of-M approval test moved in process).
+    psql(&conn, "INSERT INTO orders VALUES (3, 'written')").expect("db.write may insert");
     let session = Command::new("psql")
         .args([conn.as_str(), "-X", "-c", "SELECT pg_sleep(120)"])
         .stdout(Stdio::null())
