@@ -181,10 +181,15 @@ fn role_per_grant_is_exact_expires_and_is_verified_gone() {
                 && c["request_id"].is_string()
         })
         .unwrap_or_else(|| panic!("no session deny before deletion: {calls:?}"));
-    let delete = calls.iter().position(|c| c["call"] == "DeleteRole").unwrap();
+    let delete = calls
+        .iter()
+        .position(|c| c["call"] == "DeleteRole")
+        .unwrap();
     // The broker's own record of the provider call that made them, in the same event.
     assert!(
-        calls.iter().any(|c| c["call"] == "provider.revoke" && c["outcome"] == "ok"),
+        calls
+            .iter()
+            .any(|c| c["call"] == "provider.revoke" && c["outcome"] == "ok"),
         "{calls:?}"
     );
     assert!(deny < delete, "the deny comes first: {calls:?}");

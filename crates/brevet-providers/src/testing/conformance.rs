@@ -402,7 +402,7 @@ mod tests {
             t: DateTime<Utc>,
         ) -> Result<(), ProviderError> {
             self.revoked.lock().unwrap().remove(&b.key());
-            self.inner.ensure(&cx, b, t).await
+            self.inner.ensure(cx, b, t).await
         }
         async fn issue_credentials(
             &self,
@@ -411,7 +411,7 @@ mod tests {
             t: DateTime<Utc>,
             i: &CredentialInput,
         ) -> Result<Credential, ProviderError> {
-            self.inner.issue_credentials(&cx, b, t, i).await
+            self.inner.issue_credentials(cx, b, t, i).await
         }
         async fn revoke(&self, _cx: &OpContext, b: &Binding) -> Result<(), ProviderError> {
             self.revoked.lock().unwrap().insert(b.key());
@@ -422,7 +422,7 @@ mod tests {
             cx: &OpContext,
             b: &Binding,
         ) -> Result<brevet_core::Evidence, ProviderError> {
-            let present = self.inner.verify_revoked(&cx, b).await.is_err();
+            let present = self.inner.verify_revoked(cx, b).await.is_err();
             if present && !self.revoked.lock().unwrap().contains(&b.key()) {
                 return Err(ProviderError::StillPresent(b.key()));
             }
@@ -432,14 +432,14 @@ mod tests {
             })
         }
         async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
-            self.inner.list_owned(&cx).await
+            self.inner.list_owned(cx).await
         }
         async fn remove_owned(
             &self,
             cx: &OpContext,
             o: &OwnedAccess,
         ) -> Result<brevet_core::Evidence, ProviderError> {
-            self.inner.remove_owned(&cx, o).await
+            self.inner.remove_owned(cx, o).await
         }
         async fn terminate_sessions(
             &self,
@@ -487,7 +487,7 @@ mod tests {
             b: &Binding,
             t: DateTime<Utc>,
         ) -> Result<(), ProviderError> {
-            self.0.ensure(&cx, b, t).await
+            self.0.ensure(cx, b, t).await
         }
         async fn issue_credentials(
             &self,
@@ -496,7 +496,7 @@ mod tests {
             t: DateTime<Utc>,
             i: &CredentialInput,
         ) -> Result<Credential, ProviderError> {
-            self.0.issue_credentials(&cx, b, t, i).await
+            self.0.issue_credentials(cx, b, t, i).await
         }
         async fn revoke(&self, _cx: &OpContext, _: &Binding) -> Result<(), ProviderError> {
             Ok(())
@@ -512,14 +512,14 @@ mod tests {
             })
         }
         async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
-            self.0.list_owned(&cx).await
+            self.0.list_owned(cx).await
         }
         async fn remove_owned(
             &self,
             cx: &OpContext,
             o: &OwnedAccess,
         ) -> Result<brevet_core::Evidence, ProviderError> {
-            self.0.remove_owned(&cx, o).await
+            self.0.remove_owned(cx, o).await
         }
         async fn terminate_sessions(
             &self,

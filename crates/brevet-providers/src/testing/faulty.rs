@@ -33,8 +33,10 @@ pub enum Op {
 pub enum Fault {
     /// Fails as if the target could not be reached (retryable).
     Unreachable,
-    /// Fails as if the target refused.
+    /// Fails as if the target refused (permanent).
     Refused,
+    /// Fails as if the target were limiting Brevet's request rate (retryable).
+    Throttled,
     /// Answers after this long (then as the wrapped provider does).
     Slow(Duration),
     /// Never answers: only the caller's timeout ends it.
@@ -45,6 +47,8 @@ struct Rule {
     fault: Fault,
     /// Fraction of calls faulted (1.0: every one).
     rate: f64,
+    /// How many more calls may be faulted (`None`: no limit).
+    remaining: Option<u64>,
 }
 
 pub struct FaultyProvider {
@@ -67,10 +71,26 @@ impl FaultyProvider {
 
     /// Faults `rate` (0..=1) of the calls to `op` from now on.
     pub fn set(&self, op: Op, fault: Fault, rate: f64) {
-        self.rules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(op, Rule { fault, rate });
+        self.rules.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            op,
+            Rule {
+                fault,
+                rate,
+                remaining: None,
+            },
+        );
+    }
+
+    /// Faults the next `n` calls to `op`, then calls through again.
+    pub fn set_next(&self, op: Op, fault: Fault, n: u64) {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            op,
+            Rule {
+                fault,
+                rate: 1.0,
+                remaining: Some(n),
+            },
+        );
     }
 
     /// Stops faulting `op`.
@@ -95,8 +115,11 @@ impl FaultyProvider {
     /// `None` (after any delay) to call through.
     async fn fault(&self, op: Op) -> Option<ProviderError> {
         let fault = {
-            let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
-            let rule = rules.get(&op)?;
+            let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+            let rule = rules.get_mut(&op)?;
+            if rule.remaining == Some(0) {
+                return None;
+            }
             let hit = self
                 .rng
                 .lock()
@@ -104,6 +127,9 @@ impl FaultyProvider {
                 .gen_bool(rule.rate.clamp(0.0, 1.0));
             if !hit {
                 return None;
+            }
+            if let Some(n) = rule.remaining.as_mut() {
+                *n -= 1;
             }
             rule.fault.clone()
         };
@@ -119,6 +145,9 @@ impl FaultyProvider {
             ))),
             Fault::Refused => Some(ProviderError::Target(format!(
                 "injected fault: the target refused {op:?}"
+            ))),
+            Fault::Throttled => Some(ProviderError::Throttled(format!(
+                "injected fault: the target throttled {op:?}"
             ))),
             Fault::Slow(d) => {
                 tokio::time::sleep(d).await;

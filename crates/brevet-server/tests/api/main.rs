@@ -6,4 +6,5 @@
 mod world;
 
 mod bad_input;
+mod provider_errors;
 mod rules;

@@ -117,6 +117,25 @@ impl World {
     }
 }
 
+impl World {
+    /// Runs scheduler passes on `app` until the grant `id` is revoked, or panics after `limit`.
+    pub async fn wait_for_on(app: &TestApp, id: &str, limit: Duration) -> RequestView {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            app.tick().await.expect("a scheduler pass");
+            let v = app.show(ADMIN, id).await.unwrap();
+            if v.state == brevet_core::RequestState::Revoked {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "{id} was not revoked within {limit:?}: {v:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// `RequestState` as the API and CLI spell it.
 pub fn state(v: &RequestView) -> String {
     v.state.to_string()
