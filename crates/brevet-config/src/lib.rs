@@ -113,6 +113,24 @@ pub struct ProviderTables {
 }
 
 impl ProviderTables {
+    /// From TOML text: the provider's table and each resource's (by ID), relative paths taken
+    /// from the current directory — for a provider's config tests and tools.
+    pub fn from_toml(
+        name: &str,
+        table: &str,
+        resources: &[(&str, &str)],
+    ) -> Result<Self, toml::de::Error> {
+        Ok(Self {
+            name: name.to_owned(),
+            table: toml::from_str(table)?,
+            resources: resources
+                .iter()
+                .map(|(id, t)| Ok((id.to_string(), toml::from_str(t)?)))
+                .collect::<Result<_, toml::de::Error>>()?,
+            base: ".".into(),
+        })
+    }
+
     /// `providers.NAME.<field>`.
     pub fn at(&self, field: &str) -> String {
         format!("providers.{}.{field}", self.name)

@@ -209,14 +209,17 @@ impl IdentityCenter {
         }
     }
 
-    async fn creation_status(
+    /// AWS's status of an assignment creation.
+    async fn describe_creation(
         &self,
         cx: &OpContext,
         a: &Assignment,
         request_id: &str,
-    ) -> Result<Creation, ProviderError> {
-        let r = self
-            .aws
+    ) -> Result<
+        aws_sdk_ssoadmin::operation::describe_account_assignment_creation_status::DescribeAccountAssignmentCreationStatusOutput,
+        ProviderError,
+    >{
+        self.aws
             .with_retries(
                 cx,
                 "DescribeAccountAssignmentCreationStatus",
@@ -230,7 +233,16 @@ impl IdentityCenter {
                         .send()
                 },
             )
-            .await;
+            .await
+    }
+
+    async fn creation_status(
+        &self,
+        cx: &OpContext,
+        a: &Assignment,
+        request_id: &str,
+    ) -> Result<Creation, ProviderError> {
+        let r = self.describe_creation(cx, a, request_id).await;
         match r {
             Ok(out) => match out
                 .account_assignment_creation_status()
@@ -267,22 +279,7 @@ impl IdentityCenter {
                 )));
             }
             let status = if create {
-                let out = self
-                    .aws
-                    .with_retries(
-                        cx,
-                        "DescribeAccountAssignmentCreationStatus",
-                        &a.native_id(),
-                        || {
-                            self.aws
-                                .sso
-                                .describe_account_assignment_creation_status()
-                                .instance_arn(&a.instance)
-                                .account_assignment_creation_request_id(request_id)
-                                .send()
-                        },
-                    )
-                    .await?;
+                let out = self.describe_creation(cx, a, request_id).await?;
                 out.account_assignment_creation_status()
                     .map(|s| (s.status().cloned(), s.failure_reason().map(str::to_owned)))
             } else {

@@ -258,15 +258,7 @@ mod tests {
     use super::*;
 
     fn tables(provider: &str, resources: &[(&str, &str)]) -> ProviderTables {
-        ProviderTables {
-            name: "aws".into(),
-            table: toml::from_str(provider).unwrap(),
-            resources: resources
-                .iter()
-                .map(|(id, t)| (id.to_string(), toml::from_str(t).unwrap()))
-                .collect(),
-            base: ".".into(),
-        }
+        ProviderTables::from_toml("aws", provider, resources).unwrap()
     }
 
     const PROFILE: &str = "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObject\"]";

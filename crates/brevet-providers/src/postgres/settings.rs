@@ -132,15 +132,7 @@ mod tests {
     use super::*;
 
     fn tables(provider: &str, resources: &[(&str, &str)]) -> ProviderTables {
-        ProviderTables {
-            name: "pg".into(),
-            table: toml::from_str(provider).unwrap(),
-            resources: resources
-                .iter()
-                .map(|(id, t)| (id.to_string(), toml::from_str(t).unwrap()))
-                .collect(),
-            base: ".".into(),
-        }
+        ProviderTables::from_toml("pg", provider, resources).unwrap()
     }
 
     #[test]

@@ -158,13 +158,8 @@ mod tests {
 
     fn tables(provider: &str, resources: &[(&str, &str)]) -> ProviderTables {
         ProviderTables {
-            name: "ssh".into(),
-            table: toml::from_str(provider).unwrap(),
-            resources: resources
-                .iter()
-                .map(|(id, t)| (id.to_string(), toml::from_str(t).unwrap()))
-                .collect(),
             base: "/etc/brevet".into(),
+            ..ProviderTables::from_toml("ssh", provider, resources).unwrap()
         }
     }
 
