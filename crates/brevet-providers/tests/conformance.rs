@@ -170,6 +170,7 @@ mod postgres {
                 input: CredentialInput::default(),
                 enforces_expiry: true,
                 access_is_credential: false,
+                lists_access: true,
             },
         )
         .await;
@@ -338,6 +339,7 @@ mod ssh {
                 },
                 enforces_expiry: true,
                 access_is_credential: true,
+                lists_access: true,
             },
         )
         .await;
@@ -567,6 +569,7 @@ mod aws {
                 input: CredentialInput::default(),
                 enforces_expiry: true,
                 access_is_credential: false,
+                lists_access: true,
             },
         )
         .await;
@@ -642,6 +645,149 @@ mod aws {
         }
     }
 
+    /// Session mode as the AWS CLI sees it. The access is an STS session of the shared base role
+    /// `brevet-base`; revoking it is an inline deny on that role for the session's name
+    /// (`aws:userid` `*:SESSION`) and sessions issued before an instant (`aws:TokenIssueTime`).
+    /// moto evaluates neither condition, so the inspector reads the base role's documents: a
+    /// credential is present while no deny there covers its session name and its issue time —
+    /// bounded above by when the inspector first saw the credential.
+    struct Sessions {
+        moto: Moto,
+        first_seen: std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>,
+    }
+
+    impl Sessions {
+        fn seen(&self, c: &Credential) -> (String, DateTime<Utc>) {
+            let key = c.details["access_key_id"].as_str().unwrap().to_owned();
+            let session = c.details["session_name"].as_str().unwrap().to_owned();
+            let at = *self
+                .first_seen
+                .lock()
+                .unwrap()
+                .entry(key)
+                .or_insert_with(Utc::now);
+            (session, at)
+        }
+
+        /// Whether a deny on the base role covers sessions named `session` issued at `at`.
+        fn denied(&self, session: &str, at: DateTime<Utc>) -> bool {
+            let names =
+                self.moto
+                    .aws_json(&["iam", "list-role-policies", "--role-name", BASE_ROLE]);
+            names["PolicyNames"].as_array().unwrap().iter().any(|n| {
+                let doc = self.moto.aws_json(&[
+                    "iam",
+                    "get-role-policy",
+                    "--role-name",
+                    BASE_ROLE,
+                    "--policy-name",
+                    n.as_str().unwrap(),
+                ]);
+                doc["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|st| {
+                        let c = &st["Condition"];
+                        let before = c["DateLessThan"]["aws:TokenIssueTime"]
+                            .as_str()
+                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                        let who = c["StringLike"]["aws:userid"].as_str();
+                        st["Effect"] == "Deny"
+                            && st["Action"] == "*"
+                            && before.is_some_and(|b| b > at)
+                            && who.is_none_or(|w| w == format!("*:{session}"))
+                    })
+            })
+        }
+    }
+
+    const BASE_ROLE: &str = "brevet-base";
+
+    #[async_trait]
+    impl Inspector for Sessions {
+        async fn present(&self, _: &Binding, c: Option<&Credential>) -> bool {
+            let Some(c) = c else { return false };
+            let (session, at) = self.seen(c);
+            !self.denied(&session, at)
+        }
+        async fn enforced_expiry(
+            &self,
+            _: &Binding,
+            _: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
+            // The session policy's end is passed with AssumeRole; the target keeps no copy.
+            None
+        }
+        async fn credential_works(&self, _: &Credential) -> Option<bool> {
+            // moto ignores the deny's conditions, so it cannot tell.
+            None
+        }
+        async fn plant_lookalike(&self) -> String {
+            // A per-grant role's name shape, without Brevet's description: never the provider's.
+            let name = "brevet-0123456789abcdef0123";
+            self.moto.aws_json(&[
+                "iam",
+                "create-role",
+                "--role-name",
+                name,
+                "--path",
+                "/brevet/",
+                "--assume-role-policy-document",
+                r#"{"Version":"2012-10-17","Statement":[]}"#,
+            ]);
+            name.to_owned()
+        }
+        async fn lookalike_present(&self, name: &str) -> bool {
+            self.moto.aws(&["iam", "get-role", "--role-name", name]).0
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn aws_session_mode_passes_the_conformance_suite() {
+        emulator_credentials();
+        let moto = Moto::start();
+        let trust = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+        );
+        moto.aws_json(&[
+            "iam",
+            "create-role",
+            "--role-name",
+            BASE_ROLE,
+            "--assume-role-policy-document",
+            &trust,
+        ]);
+        let profile = AwsProfile {
+            mode: AwsMode::Session {
+                base_role_arn: Arn::parse(&format!("arn:aws:iam::{ACCOUNT}:role/{BASE_ROLE}"))
+                    .unwrap(),
+            },
+            actions: vec![IamAction::parse("s3:GetObject").unwrap()],
+        };
+        let config = config(
+            &moto,
+            BTreeMap::from([(ProfileName::parse("aws.session").unwrap(), profile)]),
+        );
+        let provider = AwsProvider::new("aws", config).await;
+        run(
+            Arc::new(provider),
+            Arc::new(Sessions {
+                moto,
+                first_seen: Default::default(),
+            }),
+            Fixture {
+                binding: binding("alice", "aws:bucket", "aws.session"),
+                other: binding("bob", "aws:bucket", "aws.session"),
+                input: CredentialInput::default(),
+                enforces_expiry: false,
+                access_is_credential: true,
+                lists_access: false,
+            },
+        )
+        .await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn aws_identity_center_passes_the_conformance_suite() {
         emulator_credentials();
@@ -698,6 +844,7 @@ mod aws {
                 input: CredentialInput::default(),
                 enforces_expiry: false,
                 access_is_credential: false,
+                lists_access: true,
             },
         )
         .await;

@@ -4,7 +4,10 @@
 //! the base role (TokenIssueTime + session name). Nothing is created per grant, so nothing is
 //! listed for the reconciler.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 use brevet_core::Binding;
@@ -28,6 +31,14 @@ enum Tidy {
 /// Sessions on the configured base roles of one provider instance.
 pub(super) struct Session {
     aws: Arc<AwsClient>,
+    /// When this process last received session credentials for a binding (by binding key): a
+    /// deny older than that does not cover them, so it is no evidence of revocation. Lost on
+    /// restart, which is safe: every revocation writes a deny as of its own instant first.
+    issued: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The instant this process's latest deny for a binding covers sessions issued before (IAM
+    /// compares whole seconds, so it is rounded up): credentials issued before it would be born
+    /// denied.
+    denied_before: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// A `session`-mode profile, for the [`Mode`] calls on one of its bindings.
@@ -69,7 +80,11 @@ fn chrono_of(t: &aws_sdk_sts::primitives::DateTime) -> DateTime<Utc> {
 
 impl Session {
     pub(super) fn new(aws: Arc<AwsClient>) -> Self {
-        Self { aws }
+        Self {
+            aws,
+            issued: Mutex::default(),
+            denied_before: Mutex::default(),
+        }
     }
 
     /// The role's `MaxSessionDuration` in seconds (IAM's default, one hour, when unset).
@@ -236,6 +251,18 @@ impl Mode for SessionProfile<'_> {
             .role_max_session(cx, &base_role_name(self.base_role_arn))
             .await?;
         let seconds = remaining.min(max).max(900) as i32;
+        // A revocation of this binding in the last second denies sessions issued up to the end
+        // of that second: wait it out, or these credentials would never work.
+        let denied_before = self
+            .session
+            .denied_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&binding.key())
+            .copied();
+        if let Some(wait) = denied_before.and_then(|t| (t - Utc::now()).to_std().ok()) {
+            tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
+        }
         let policy = documents::grant_policy(self.actions, &res.arns, expires_at).to_string();
         let r = aws
             .call(
@@ -252,6 +279,12 @@ impl Mode for SessionProfile<'_> {
             )
             .await;
         let out = r.map_err(|e| sdk_err("AssumeRole", &e))?;
+        // After the answer: no later than AWS's issue time of these credentials.
+        self.session
+            .issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(binding.key(), Utc::now());
         let c = out
             .credentials()
             .ok_or_else(|| ProviderError::Target("AssumeRole returned no credentials".into()))?;
@@ -277,7 +310,14 @@ impl Mode for SessionProfile<'_> {
         let role = base_role_name(self.base_role_arn);
         self.session
             .deny_sessions_on_base_role(cx, binding, &role, &deny_name(binding))
-            .await
+            .await?;
+        // No earlier than the instant the deny just written names.
+        self.session
+            .denied_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(binding.key(), documents::revocation_instant(Utc::now()));
+        Ok(())
     }
 
     async fn verify_revoked(
@@ -292,6 +332,34 @@ impl Mode for SessionProfile<'_> {
                 "no session-revoking policy {name} on {role}"
             )));
         };
-        Ok(json!({"check": "iam:GetRolePolicy", "role": role, "policy": name, "document": doc}))
+        // The deny covers sessions issued before its instant; one issued since (by this
+        // process) is not covered: the deny is from an earlier revocation.
+        let denies_before = doc["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let last_issued = self
+            .session
+            .issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&binding.key())
+            .copied();
+        match (denies_before, last_issued) {
+            (None, _) => {
+                return Err(ProviderError::StillPresent(format!(
+                    "{name} on {role} has no aws:TokenIssueTime bound"
+                )))
+            }
+            (Some(before), Some(issued)) if issued >= before => {
+                return Err(ProviderError::StillPresent(format!(
+                    "sessions issued at {issued} are not covered by {name} on {role}, which denies those issued before {before}"
+                )))
+            }
+            _ => {}
+        }
+        Ok(
+            json!({"check": "iam:GetRolePolicy", "role": role, "policy": name, "document": doc, "latest_session_issued": last_issued}),
+        )
     }
 }
