@@ -105,6 +105,26 @@ impl OpContext {
         }
     }
 
+    /// Runs one target operation (`call` on `target`), timed, and records it with its outcome
+    /// (the error's class on failure), for targets without request ids of their own.
+    pub async fn recorded<T>(
+        &self,
+        call: &str,
+        target: &str,
+        fut: impl std::future::Future<Output = Result<T, crate::ProviderError>>,
+    ) -> Result<T, crate::ProviderError> {
+        let pending = self.start(call, target);
+        let r = fut.await;
+        pending.finish(
+            match &r {
+                Ok(_) => CallOutcome::Ok,
+                Err(e) => CallOutcome::Error(e.class().into()),
+            },
+            None,
+        );
+        r
+    }
+
     /// The calls recorded so far, in order.
     pub fn calls(&self) -> Vec<CallRecord> {
         self.lock().clone()

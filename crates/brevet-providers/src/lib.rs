@@ -71,6 +71,20 @@ impl ProviderError {
             Self::Unreachable(_) | Self::Throttled(_) | Self::Conflict(_) | Self::StillPresent(_)
         )
     }
+
+    /// The class's name, as call records and audit events give it.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::UnknownResource(_) | Self::UnknownProfile { .. } => "unknown",
+            Self::Unreachable(_) => "unreachable",
+            Self::Throttled(_) => "throttled",
+            Self::Conflict(_) => "conflict",
+            Self::Target(_) => "refused",
+            Self::StillPresent(_) => "still_present",
+            Self::Config(_) => "config",
+            Self::BadInput(_) => "bad_input",
+        }
+    }
 }
 
 /// What the requester supplies when asking for credentials.

@@ -137,6 +137,49 @@ fn full_flow(store: StoreKind, superuser: bool) {
             "grant_revoked"
         ]
     );
+    // Each step's audit event records the provider calls it made: the broker's own record and
+    // the PostgreSQL provider's, on the grant's role, with outcome and duration.
+    let calls_of = |kind: &str| -> Vec<serde_json::Value> {
+        let e = stdout(&export)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["request_id"] == id.as_str() && e["kind"] == kind)
+            .unwrap();
+        let data: serde_json::Value = serde_json::from_str(e["data"].as_str().unwrap()).unwrap();
+        data["provider_calls"].as_array().unwrap().clone()
+    };
+    for (kind, provider_call, target_call) in [
+        (
+            "grant_activated",
+            "provider.ensure",
+            "CREATE ROLE / ALTER ROLE VALID UNTIL / GRANT",
+        ),
+        (
+            "credentials_issued",
+            "provider.issue_credentials",
+            "ALTER ROLE PASSWORD",
+        ),
+        (
+            "grant_revoked",
+            "provider.revoke",
+            "NOLOGIN / terminate / disarm / DROP OWNED / DROP ROLE",
+        ),
+    ] {
+        let calls = calls_of(kind);
+        assert!(
+            calls
+                .iter()
+                .any(|c| c["call"] == provider_call && c["outcome"] == "ok"),
+            "{kind}: {calls:#?}"
+        );
+        assert!(
+            calls.iter().any(|c| c["call"] == target_call
+                && c["target"] == role.as_str()
+                && c["outcome"] == "ok"
+                && c["duration_ms"].is_u64()),
+            "{kind}: {calls:#?}"
+        );
+    }
     let text = stdout(&export);
     assert!(
         text.contains("go ahead") && text.contains("patch orders") && text.contains("role_exists")

@@ -371,7 +371,102 @@ impl Provider for PostgresProvider {
 
     async fn ensure(
         &self,
-        _cx: &OpContext,
+        cx: &OpContext,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
+        let role = self.role_name(binding);
+        cx.recorded(
+            "CREATE ROLE / ALTER ROLE VALID UNTIL / GRANT",
+            &role,
+            self.ensure_retrying(binding, expires_at),
+        )
+        .await
+    }
+
+    async fn issue_credentials(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+        expires_at: DateTime<Utc>,
+        input: &CredentialInput,
+    ) -> Result<Credential, ProviderError> {
+        let role = self.role_name(binding);
+        cx.recorded(
+            "ALTER ROLE PASSWORD",
+            &role,
+            self.issue(binding, expires_at, input),
+        )
+        .await
+    }
+
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
+        let resource = self.resource(binding)?;
+        let role = self.role_name(binding);
+        cx.recorded(
+            "NOLOGIN / terminate / disarm / DROP OWNED / DROP ROLE",
+            &role,
+            self.revoke_role(&role, Some(&resource.database)),
+        )
+        .await
+    }
+
+    async fn verify_revoked(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<Evidence, ProviderError> {
+        let role = self.role_name(binding);
+        cx.recorded(
+            "SELECT pg_roles, pg_stat_activity",
+            &role,
+            self.check_dropped(&role),
+        )
+        .await
+    }
+
+    async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
+        cx.recorded(
+            "SELECT pg_roles",
+            &self.config.role_prefix,
+            self.owned_roles(),
+        )
+        .await
+    }
+
+    async fn remove_owned(
+        &self,
+        cx: &OpContext,
+        owned: &OwnedAccess,
+    ) -> Result<Evidence, ProviderError> {
+        cx.recorded(
+            "DROP ROLE (orphan)",
+            &owned.native_id,
+            self.remove_orphan(owned),
+        )
+        .await
+    }
+
+    async fn terminate_sessions(
+        &self,
+        cx: &OpContext,
+        binding: &Binding,
+    ) -> Result<u64, ProviderError> {
+        let role = self.role_name(binding);
+        cx.recorded("pg_terminate_backend", &role, async {
+            let cluster = self.pool(None);
+            match role_oid(&cluster, &role).await? {
+                Some(oid) => terminate_oid(&cluster, oid).await,
+                None => Ok(0),
+            }
+        })
+        .await
+    }
+}
+
+impl PostgresProvider {
+    async fn ensure_retrying(
+        &self,
         binding: &Binding,
         expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
@@ -393,9 +488,8 @@ impl Provider for PostgresProvider {
         }
     }
 
-    async fn issue_credentials(
+    async fn issue(
         &self,
-        _cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
         _input: &CredentialInput,
@@ -438,23 +532,9 @@ impl Provider for PostgresProvider {
         })
     }
 
-    async fn revoke(&self, _cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
-        let resource = self.resource(binding)?;
-        self.revoke_role(&self.role_name(binding), Some(&resource.database))
-            .await
-    }
-
-    async fn verify_revoked(
-        &self,
-        _cx: &OpContext,
-        binding: &Binding,
-    ) -> Result<Evidence, ProviderError> {
-        self.check_dropped(&self.role_name(binding)).await
-    }
-
     /// Roles named and marked as Brevet's: the prefix plus 20 hex digits, and the `brevet
     /// binding …` comment. A role with the prefix but not both is someone else's and is left alone.
-    async fn list_owned(&self, _cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
+    async fn owned_roles(&self) -> Result<Vec<OwnedAccess>, ProviderError> {
         let rows = sqlx::query(
             "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY rolname",
         )
@@ -478,11 +558,7 @@ impl Provider for PostgresProvider {
         Ok(owned)
     }
 
-    async fn remove_owned(
-        &self,
-        _cx: &OpContext,
-        owned: &OwnedAccess,
-    ) -> Result<Evidence, ProviderError> {
+    async fn remove_orphan(&self, owned: &OwnedAccess) -> Result<Evidence, ProviderError> {
         let Some(key) = owned.binding_key.as_deref() else {
             return Err(ProviderError::Config(format!(
                 "refusing to drop `{}`: it carries no Brevet binding comment",
@@ -522,18 +598,6 @@ impl Provider for PostgresProvider {
         self.revoke_role(&owned.native_id, database.as_deref())
             .await?;
         self.check_dropped(&owned.native_id).await
-    }
-
-    async fn terminate_sessions(
-        &self,
-        _cx: &OpContext,
-        binding: &Binding,
-    ) -> Result<u64, ProviderError> {
-        let cluster = self.pool(None);
-        match role_oid(&cluster, &self.role_name(binding)).await? {
-            Some(oid) => terminate_oid(&cluster, oid).await,
-            None => Ok(0),
-        }
     }
 }
 

@@ -173,6 +173,14 @@ impl SshProvider {
 
     /// Rebuilds the KRL after a change: the served copy, and the file (atomically: temp file,
     /// then rename) if one is configured.
+    /// What KRL calls act on, for call records: the file sshd reads, or the served KRL.
+    fn krl_target(&self) -> String {
+        match &self.config.krl_file {
+            Some(f) => f.display().to_string(),
+            None => format!("/v1/providers/{}/krl", self.name),
+        }
+    }
+
     pub async fn write_krl(&self) -> Result<(), ProviderError> {
         let _guard = self.krl_write.lock().await;
         let bytes = self.rebuild_krl().await?;
@@ -328,7 +336,7 @@ impl Provider for SshProvider {
 
     async fn issue_credentials(
         &self,
-        _cx: &OpContext,
+        cx: &OpContext,
         binding: &Binding,
         expires_at: DateTime<Utc>,
         input: &CredentialInput,
@@ -418,7 +426,8 @@ impl Provider for SshProvider {
             self.ledger.revoke_serial(&self.name, *s, now).await?;
         }
         if !superseded.is_empty() {
-            self.write_krl().await?;
+            cx.recorded("write KRL", &self.krl_target(), self.write_krl())
+                .await?;
         }
         let text = cert.to_openssh().map_err(bad)?;
         Ok(Credential {
@@ -439,16 +448,17 @@ impl Provider for SshProvider {
         })
     }
 
-    async fn revoke(&self, _cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
+    async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         self.ledger
             .revoke_binding(&self.name, &binding.key(), Utc::now())
             .await?;
-        self.write_krl().await
+        cx.recorded("write KRL", &self.krl_target(), self.write_krl())
+            .await
     }
 
     async fn verify_revoked(
         &self,
-        _cx: &OpContext,
+        cx: &OpContext,
         binding: &Binding,
     ) -> Result<Evidence, ProviderError> {
         let now = Utc::now();
@@ -458,7 +468,9 @@ impl Provider for SshProvider {
             .iter()
             .filter(|c| c.valid_before + self.margin() > now)
             .collect();
-        let (krl, source) = self.read_back_krl().await?;
+        let (krl, source) = cx
+            .recorded("read KRL", &self.krl_target(), self.read_back_krl())
+            .await?;
         let listed: HashSet<u64> = krl::revoked_serials(&krl, &self.ca_blob())
             .map_err(ledger_err)?
             .into_iter()
@@ -501,7 +513,7 @@ impl Provider for SshProvider {
 
     async fn remove_owned(
         &self,
-        _cx: &OpContext,
+        cx: &OpContext,
         owned: &OwnedAccess,
     ) -> Result<Evidence, ProviderError> {
         let serial: u64 = owned
@@ -511,8 +523,11 @@ impl Provider for SshProvider {
         self.ledger
             .revoke_serial(&self.name, serial, Utc::now())
             .await?;
-        self.write_krl().await?;
-        let (krl, source) = self.read_back_krl().await?;
+        cx.recorded("write KRL", &self.krl_target(), self.write_krl())
+            .await?;
+        let (krl, source) = cx
+            .recorded("read KRL", &self.krl_target(), self.read_back_krl())
+            .await?;
         let listed = krl::revoked_serials(&krl, &self.ca_blob()).map_err(ledger_err)?;
         if !listed.contains(&serial) {
             return Err(ProviderError::StillPresent(format!(

@@ -23,20 +23,6 @@ use super::{
 /// How many times a throttled or conflicting provider call is made within one step.
 const IN_STEP_ATTEMPTS: u32 = 3;
 
-/// A provider error's class, as call records and audit events name it.
-pub(crate) fn provider_error_code(e: &ProviderError) -> &'static str {
-    match e {
-        ProviderError::UnknownResource(_) | ProviderError::UnknownProfile { .. } => "unknown",
-        ProviderError::Unreachable(_) => "unreachable",
-        ProviderError::Throttled(_) => "throttled",
-        ProviderError::Conflict(_) => "conflict",
-        ProviderError::Target(_) => "refused",
-        ProviderError::StillPresent(_) => "still_present",
-        ProviderError::Config(_) => "config",
-        ProviderError::BadInput(_) => "bad_input",
-    }
-}
-
 /// The calls recorded in `cx` since last taken, for an audit event.
 pub(crate) fn calls(cx: &OpContext) -> serde_json::Value {
     json!(cx.take_calls())
@@ -83,7 +69,7 @@ impl Broker {
                 pending.finish(
                     match &out {
                         Ok(_) => CallOutcome::Ok,
-                        Err(e) => CallOutcome::Error(provider_error_code(e).into()),
+                        Err(e) => CallOutcome::Error(e.class().into()),
                     },
                     None,
                 );
