@@ -555,13 +555,16 @@ impl IdentityCenter {
     }
 
     /// The permission set's inline policy, `None` when it has none.
-    async fn permission_set_inline_policy(
+    /// The permission set's inline policy as AWS returns it.
+    async fn inline_policy(
         &self,
         cx: &OpContext,
         a: &Assignment,
-    ) -> Result<Option<Value>, ProviderError> {
-        let r = self
-            .aws
+    ) -> Result<
+        aws_sdk_ssoadmin::operation::get_inline_policy_for_permission_set::GetInlinePolicyForPermissionSetOutput,
+        ProviderError,
+    >{
+        self.aws
             .with_retries(
                 cx,
                 "GetInlinePolicyForPermissionSet",
@@ -575,7 +578,15 @@ impl IdentityCenter {
                         .send()
                 },
             )
-            .await?;
+            .await
+    }
+
+    async fn permission_set_inline_policy(
+        &self,
+        cx: &OpContext,
+        a: &Assignment,
+    ) -> Result<Option<Value>, ProviderError> {
+        let r = self.inline_policy(cx, a).await?;
         let text = r.inline_policy().unwrap_or_default();
         if text.trim().is_empty() {
             return Ok(None);
@@ -614,22 +625,7 @@ impl IdentityCenter {
             .unwrap_or_else(|| {
                 chrono::Duration::from_std(LONGEST_SESSION).unwrap_or(chrono::Duration::hours(12))
             });
-        let existing = self
-            .aws
-            .with_retries(
-                cx,
-                "GetInlinePolicyForPermissionSet",
-                &a.permission_set,
-                || {
-                    self.aws
-                        .sso
-                        .get_inline_policy_for_permission_set()
-                        .instance_arn(&a.instance)
-                        .permission_set_arn(&a.permission_set)
-                        .send()
-                },
-            )
-            .await?;
+        let existing = self.inline_policy(cx, a).await?;
         let now = Utc::now();
         let (doc, scope) = documents::permission_set_policy_with_deny(
             existing.inline_policy().unwrap_or_default(),
