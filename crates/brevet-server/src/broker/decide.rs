@@ -173,16 +173,8 @@ impl Broker {
         if r.requester == caller.id {
             return Err(brevet_core::CoreError::SelfApproval(caller.id.to_string()).into());
         }
-        if r.state != RequestState::Pending {
-            return Err(BrokerError::Conflict(format!(
-                "request {id} is {}, not pending; nothing to decide",
-                r.state
-            )));
-        }
-        r.ensure_decidable(Utc::now())?;
-        self.ensure_caller_unlocked(caller, "approver").await?;
-        self.ensure_unlocked(&r.requester, "requester").await?;
-        let comment = clean(&comment, "comment", 2000)?;
+        // Who may decide comes first: a caller policy does not let decide this request is refused
+        // whatever state it is in, and learns nothing more about it.
         let (allowed, trace) = self.approve_policy(caller, &r)?;
         if !allowed {
             return Err(BrokerError::PolicyDenied {
@@ -193,6 +185,16 @@ impl Broker {
                 trace,
             });
         }
+        if r.state != RequestState::Pending {
+            return Err(BrokerError::Conflict(format!(
+                "request {id} is {}, not pending; nothing to decide",
+                r.state
+            )));
+        }
+        r.ensure_decidable(Utc::now())?;
+        self.ensure_caller_unlocked(caller, "approver").await?;
+        self.ensure_unlocked(&r.requester, "requester").await?;
+        let comment = clean(&comment, "comment", 2000)?;
         let mut approvals = self.store.approvals(id).await?;
         check_can_decide(&r.requester, &caller.id, &approvals)?;
         let approval = Approval {

@@ -5,6 +5,7 @@
 
 mod world;
 
+mod authz_matrix;
 mod bad_input;
 mod provider_errors;
 mod rules;
