@@ -106,15 +106,33 @@ impl Obtained {
 const OPENSSH_CLIENT: &str = "ssh";
 
 /// The resource id HOST names: as given when it has a `provider:` prefix or `--provider` is set;
-/// else the one resource named HOST that takes a public key among those the caller may ask for;
-/// else HOST under the one provider whose resources take a public key (so a request that policy
-/// refuses is refused by the server, naming the policy, rather than not found here).
-async fn resource_of(client: &Client, host: &str, provider: Option<&str>) -> Result<String> {
+/// else the resource named HOST of the caller's active grant for `profile`; else the one resource
+/// named HOST that takes a public key among those the caller may ask for; else HOST under the one
+/// provider whose resources take a public key (so a request that policy refuses is refused by the
+/// server, naming the policy, rather than not found here). `None`: nothing to ask for.
+async fn resource_of(
+    client: &Client,
+    host: &str,
+    provider: Option<&str>,
+    profile: &str,
+) -> Result<Option<String>> {
     if host.contains(':') {
-        return Ok(host.to_owned());
+        return Ok(Some(host.to_owned()));
     }
     if let Some(p) = provider {
-        return Ok(format!("{p}:{host}"));
+        return Ok(Some(format!("{p}:{host}")));
+    }
+    let grants: Vec<RequestView> = client.get("/v1/grants").await?;
+    let mut held: Vec<&str> = grants
+        .iter()
+        .filter(|g| g.state == brevet_core::RequestState::Active && g.profile == profile)
+        .map(|g| g.resource.as_str())
+        .filter(|r| r.split_once(':').is_some_and(|(_, n)| n == host))
+        .collect();
+    held.sort_unstable();
+    held.dedup();
+    if let [one] = held.as_slice() {
+        return Ok(Some((*one).to_owned()));
     }
     let eligible: Vec<Eligible> = client.get("/v1/eligible").await?;
     let takes_key: Vec<(&str, &str)> = eligible
@@ -135,7 +153,7 @@ async fn resource_of(client: &Client, host: &str, provider: Option<&str>) -> Res
             .map(|(p, n)| format!("{p}:{n}")),
     );
     match named.as_slice() {
-        [one] => return Ok(one.clone()),
+        [one] => return Ok(Some(one.clone())),
         [] => {}
         many => bail!(
             "`{host}` names several SSH resources ({}); give the full id",
@@ -144,10 +162,13 @@ async fn resource_of(client: &Client, host: &str, provider: Option<&str>) -> Res
     }
     let providers = distinct(&mut takes_key.iter().map(|(p, _)| (*p).to_owned()));
     match providers.as_slice() {
-        [one] => Ok(format!("{one}:{host}")),
-        [] => bail!(
-            "you may ask for no resource that takes an SSH key; give the full resource id (PROVIDER:{host})"
-        ),
+        [one] => Ok(Some(format!("{one}:{host}"))),
+        [] => {
+            eprintln!(
+                "refused: you hold no grant for `{host}` and policy lets you ask for no resource that takes an SSH key (give the full resource id PROVIDER:{host} to ask anyway)"
+            );
+            Ok(None)
+        }
         many => bail!(
             "several providers take SSH keys ({}); give the full resource id (PROVIDER:{host}) or --provider",
             many.join(", ")
@@ -161,7 +182,10 @@ pub async fn obtain(client: &Client, a: &SshArgs) -> Result<Result<Obtained, u8>
         Some((u, h)) => (Some(u.to_owned()), h.to_owned()),
         None => (None, a.target.clone()),
     };
-    let resource = resource_of(client, &host, a.provider.as_deref()).await?;
+    let Some(resource) = resource_of(client, &host, a.provider.as_deref(), &a.profile).await?
+    else {
+        return Ok(Err(DENIED));
+    };
     let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
         .context("generating a key pair")?;
     let public = key

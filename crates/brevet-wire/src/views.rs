@@ -96,8 +96,8 @@ impl RequestView {
     }
 }
 
-/// A credential, in the one answer that carries it to its owner.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A credential, in the one answer that carries it to its owner. `Debug` never prints the secret.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct CredentialView {
     /// The secret's format: what a client can do with it.
     pub kind: CredentialKind,
@@ -238,8 +238,8 @@ pub struct DeviceLogin {
     pub expires_in: u64,
 }
 
-/// The session token the CLI keeps (shown once).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// The session token the CLI keeps (shown once). `Debug` never prints the token.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoginResult {
     /// `pending`, `slow_down` or `complete`.
     pub status: String,
@@ -248,4 +248,57 @@ pub struct LoginResult {
     pub groups: Vec<String>,
     pub roles: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for CredentialView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialView")
+            .field("kind", &self.kind)
+            .field("secret", &"***")
+            .field("details", &self.details)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResult")
+            .field("status", &self.status)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("principal", &self.principal)
+            .field("groups", &self.groups)
+            .field("roles", &self.roles)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_secret_or_a_token() {
+        let c = CredentialView {
+            kind: CredentialKind::PostgresConnectionString,
+            secret: "postgres://u:hunter2@h/db".into(),
+            details: serde_json::json!({"user": "u"}),
+            expires_at: Utc::now(),
+        };
+        let l = LoginResult {
+            status: "complete".into(),
+            token: Some("bvs_s3cr3t".into()),
+            principal: Some("alice".into()),
+            groups: vec![],
+            roles: vec![],
+            expires_at: None,
+        };
+        let text = format!("{c:?} {l:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("bvs_s3cr3t"),
+            "{text}"
+        );
+        assert!(text.contains("PostgresConnectionString") && text.contains("alice"));
+    }
 }

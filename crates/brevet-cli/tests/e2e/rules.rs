@@ -1,5 +1,6 @@
-//! Approval rules through the real binary and PostgreSQL: what `brevet request --wait` shows, and
-//! a revocation racing a failing activation on a real target with crash points. The rules
+//! Approval rules through the real binary and PostgreSQL: what `brevet request --wait` shows, a
+//! revocation racing a failing activation on a real target with crash points, and reference
+//! counting as PostgreSQL shows it (passwords that keep working, `VALID UNTIL`). The rules
 //! themselves (self-approval, N-of-M, denial, extensions, deadlines, reference counting) are
 //! tested in process in brevet-server's `tests/api`.
 
@@ -144,5 +145,123 @@ database = "{db}"
     assert!(
         psql(&a_conn, "SELECT 1").is_err(),
         "A's credential still works"
+    );
+}
+
+/// Kept on real PostgreSQL beside the in-process version (brevet-server tests/api/rules.rs):
+/// that the long grant's password keeps working through the short grant's reference-counted
+/// `ensure`, and that `rolvaliduntil` follows the longer grant, is only seen on the target.
+#[test]
+fn overlapping_grants_keep_access_until_the_last_one_ends() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    // Dave's on-call policy approves automatically.
+    let short = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "3s",
+            "--reason",
+            "a",
+        ],
+    );
+    let long = server.cli_json(
+        DAVE,
+        &[
+            "request",
+            "db.read",
+            "--resource",
+            "postgres:orders",
+            "--for",
+            "40s",
+            "--reason",
+            "b",
+        ],
+    );
+    let (short_id, long_id) = (short["id"].as_str().unwrap(), long["id"].as_str().unwrap());
+    assert_eq!(short["state"], "approved");
+    let a1 = server.cli_json(DAVE, &["activate", short_id]);
+    let a2 = server.cli_json(DAVE, &["activate", long_id]);
+    let role = a2["credential"]["details"]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        a1["credential"]["details"]["user"],
+        role.as_str(),
+        "one binding, one role"
+    );
+    let conn = a2["credential"]["secret"].as_str().unwrap().to_owned();
+
+    // The short grant expires; the long one still covers the binding, so access stays.
+    let ended = server.wait_for(DAVE, short_id, Duration::from_secs(30), |v| {
+        v["state"] == "revoked"
+    });
+    assert_eq!(ended["evidence"]["observation"]["access_removed"], false);
+    assert_eq!(
+        ended["evidence"]["observation"]["binding_still_held_by"],
+        serde_json::json!([long_id])
+    );
+    assert!(world.role_exists(&role));
+    assert_eq!(
+        psql(&conn, "SELECT count(*) FROM orders").unwrap(),
+        "2",
+        "access must survive the shorter grant"
+    );
+    // The target's own expiry follows the grant that remains.
+    let until = psql(&pg_admin_url(), &format!("SELECT rolvaliduntil > now() + interval '20 seconds' FROM pg_roles WHERE rolname = '{role}'")).unwrap();
+    assert_eq!(until, "t");
+
+    // When the last grant ends, the access goes.
+    let revoked = server.cli_json(DAVE, &["revoke", long_id]);
+    assert_eq!(revoked["state"], "revoked");
+    assert_eq!(revoked["evidence"]["observation"]["role_exists"], false);
+    assert!(!world.role_exists(&role));
+}
+
+#[test]
+fn extending_the_shorter_of_two_grants_keeps_the_longer_ones_expiry() {
+    let world = World::new(StoreKind::Sqlite);
+    let server = world.start();
+    let grant = |d: &str| {
+        let r = server.cli_json(
+            DAVE,
+            &[
+                "request",
+                "db.read",
+                "--resource",
+                "postgres:orders",
+                "--for",
+                d,
+                "--reason",
+                "x",
+            ],
+        );
+        let id = r["id"].as_str().unwrap().to_owned();
+        let a = server.cli_json(DAVE, &["activate", &id]);
+        (id, a)
+    };
+    let (short, _) = grant("1m");
+    let (_, long) = grant("8m");
+    let role = long["credential"]["details"]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let long_end = chrono_epoch(long["grant"]["expires_at"].as_str().unwrap());
+    server.cli_json(DAVE, &["extend", &short, "--for", "1m"]);
+    let until: i64 = psql(
+        &pg_admin_url(),
+        &format!("SELECT extract(epoch FROM rolvaliduntil)::bigint FROM pg_roles WHERE rolname = '{role}'"),
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(
+        until >= long_end - 1,
+        "VALID UNTIL {until} fell before the longer grant's end {long_end}"
     );
 }

@@ -37,6 +37,8 @@ pub enum Fault {
     Refused,
     /// Fails as if the target were limiting Brevet's request rate (retryable).
     Throttled,
+    /// Fails as if what Brevet sent could not be acted on (permanent).
+    BadInput,
     /// Answers after this long (then as the wrapped provider does).
     Slow(Duration),
     /// Never answers: only the caller's timeout ends it.
@@ -148,6 +150,9 @@ impl FaultyProvider {
             ))),
             Fault::Throttled => Some(ProviderError::Throttled(format!(
                 "injected fault: the target throttled {op:?}"
+            ))),
+            Fault::BadInput => Some(ProviderError::BadInput(format!(
+                "injected fault: {op:?} got input it cannot act on"
             ))),
             Fault::Slow(d) => {
                 tokio::time::sleep(d).await;

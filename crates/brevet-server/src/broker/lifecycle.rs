@@ -784,8 +784,10 @@ impl Broker {
                 // Retried by the scheduler with backoff either way (access must not outlive the
                 // grant); a permanent failure is said so at once, in the grant's error, the
                 // audit event and the log, so an operator can fix its cause.
-                let retryable =
-                    !matches!(e, BrokerError::Provider { source, .. } if !source.is_retryable());
+                // Bad input cannot get better by itself either (a principal whose identity was
+                // removed from the config while they held a grant, say).
+                let retryable = !matches!(e, BrokerError::BadInput(_))
+                    && !matches!(e, BrokerError::Provider { source, .. } if !source.is_retryable());
                 let error = if retryable {
                     e.to_string()
                 } else {
