@@ -109,6 +109,17 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
         .find(|l| l.contains("\"kind\":\"kill_switch\""))
         .expect("kill report audited");
     assert!(kill_event.contains("laptop stolen") && kill_event.contains("revoked"));
+    // Ending the PostgreSQL sessions is audited in the kill switch's event, by grant.
+    let e: serde_json::Value = serde_json::from_str(kill_event).unwrap();
+    let data: serde_json::Value = serde_json::from_str(e["data"].as_str().unwrap()).unwrap();
+    let calls = data["provider_calls"].as_object().unwrap();
+    assert!(
+        calls
+            .values()
+            .flat_map(|c| c.as_array().unwrap())
+            .any(|c| { c["call"] == "pg_terminate_backend" && c["outcome"] == "ok" }),
+        "{data:#}"
+    );
     assert_eq!(server.cli_json(ADMIN, &["audit", "verify"])["ok"], true);
 
     server.cli_json(ADMIN, &["unlock", "dave"]);

@@ -200,10 +200,10 @@ impl Broker {
                 };
                 let mut o = base;
                 // Cut live sessions first, so they end even if the revocation itself must retry.
+                // The calls are audited in the kill switch's event, by grant; the revocation's
+                // own event records its calls.
+                let cx = Self::op_cx(brevet_providers::Operation::Kill, &r);
                 if let Ok(provider) = self.provider_for(&r.resource) {
-                    // Its calls are not audited separately: the kill switch's own event and
-                    // the revocation's event that follows record what was done.
-                    let cx = Self::op_cx(brevet_providers::Operation::Kill, &r);
                     let ended = tokio::time::timeout(
                         self.settings.provider_timeout,
                         provider.terminate_sessions(&cx, &r.binding()),
@@ -245,10 +245,17 @@ impl Broker {
                     }
                 }
                 o.elapsed_ms = t.elapsed().as_millis() as u64;
-                o
+                let calls = (o.grant_id.clone(), cx.take_calls());
+                (o, calls)
             }
         }))
         .await;
+        let (outcomes, calls): (Vec<KillOutcome>, Vec<_>) = outcomes.into_iter().unzip();
+        let calls: serde_json::Map<String, serde_json::Value> = calls
+            .into_iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(id, c)| (id, json!(c)))
+            .collect();
         let report = KillReport {
             target: key,
             reason,
@@ -262,12 +269,9 @@ impl Broker {
             sessions_ended,
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
-        let audit = AuditDraft::new(
-            EventKind::KillSwitch,
-            caller.id.as_str(),
-            None,
-            json!(report),
-        );
+        let mut data = json!(report);
+        data["provider_calls"] = json!(calls);
+        let audit = AuditDraft::new(EventKind::KillSwitch, caller.id.as_str(), None, data);
         self.store.append_audit(vec![audit]).await?;
         Ok(report)
     }
