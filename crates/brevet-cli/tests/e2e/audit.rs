@@ -30,32 +30,18 @@ fn store_url(world: &World, server: &Server, store: StoreKind) -> String {
 
 /// Four audit events: request, approval + approved, request.
 fn four_events(server: &Server) {
-    let r = server.cli_json(
+    let r = server.request(
         ALICE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "a",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("10m")
+            .reason("a"),
     );
     server.cli_json(BOB, &["approve", r["id"].as_str().unwrap()]);
-    server.cli_json(
+    server.request(
         ALICE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "b",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("10m")
+            .reason("b"),
     );
 }
 

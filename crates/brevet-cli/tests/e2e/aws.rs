@@ -67,18 +67,9 @@ fn put_base_role_policy(moto: &Moto, name: &str, doc: &str) {
 
 /// Dave asks for 30 minutes of `profile` on aws:bucket (granted without approval); its id.
 fn request_aws(w: &AwsWorld, profile: &str) -> String {
-    let r = w.server.cli_json(
+    let r = w.server.request(
         DAVE,
-        &[
-            "request",
-            profile,
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "30m",
-            "--reason",
-            "x",
-        ],
+        &Ask::new(profile, "aws:bucket").lasting("30m").reason("x"),
     );
     r["id"].as_str().unwrap().to_owned()
 }
@@ -86,21 +77,14 @@ fn request_aws(w: &AwsWorld, profile: &str) -> String {
 #[test]
 fn role_per_grant_is_exact_expires_and_is_verified_gone() {
     let w = aws_world(&[]);
-    let r = w.server.cli_json(
+    let r = w.server.request(
         DAVE,
-        &[
-            "request",
-            "aws.s3-read",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "6s",
-            "--reason",
-            "read a report",
-        ],
+        &Ask::new("aws.s3-read", "aws:bucket")
+            .lasting("6s")
+            .reason("read a report"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let a = w.server.cli_json(DAVE, &["activate", &id]);
+    let a = w.server.activate(DAVE, &id);
     assert_eq!(a["credential"]["kind"], "aws_role");
     let arn = a["credential"]["details"]["role_arn"]
         .as_str()
@@ -205,7 +189,7 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
     let w = aws_world(&[]);
     create_base_role(&w.moto);
     let id = request_aws(&w, "aws.s3-session");
-    let a = w.server.cli_json(DAVE, &["activate", &id]);
+    let a = w.server.activate(DAVE, &id);
     assert_eq!(a["credential"]["kind"], "aws_credential_process");
 
     let dir = tempfile::tempdir().unwrap();
@@ -310,7 +294,7 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
     }
 
     // Early revocation denies this grant's sessions on the shared base role.
-    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    let revoked = w.server.revoke(DAVE, &id);
     assert_eq!(revoked["state"], "revoked");
     let doc = &revoked["evidence"]["observation"]["document"]["Statement"][0];
     assert_eq!(doc["Effect"], "Deny");
@@ -383,8 +367,8 @@ fn session_denies_collapse_into_one_when_the_base_role_is_full() {
     }
 
     let id = request_aws(&w, "aws.s3-session");
-    w.server.cli_json(DAVE, &["activate", &id]);
-    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    w.server.activate(DAVE, &id);
+    let revoked = w.server.revoke(DAVE, &id);
     assert_eq!(revoked["state"], "revoked", "{revoked}");
 
     let names = w
@@ -538,21 +522,14 @@ fn denies_for(doc: &serde_json::Value, user: &str) -> Vec<serde_json::Value> {
 #[test]
 fn identity_center_assignment_is_created_and_removed() {
     let (w, instance, permission_set) = identity_center_world();
-    let r = w.server.cli_json(
+    let r = w.server.request(
         DAVE,
-        &[
-            "request",
-            "aws.admin",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "8s",
-            "--reason",
-            "incident",
-        ],
+        &Ask::new("aws.admin", "aws:bucket")
+            .lasting("8s")
+            .reason("incident"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let a = w.server.cli_json(DAVE, &["activate", &id]);
+    let a = w.server.activate(DAVE, &id);
     assert_eq!(a["credential"]["kind"], "aws_identity_center");
     let list = |moto: &Moto| assignments(moto, &instance, &permission_set, "123456789012");
     let assigned = list(&w.moto);
@@ -587,18 +564,11 @@ fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() 
     let (config, instance, permission_set) = identity_center_config(&moto, &proxy.url);
     let world = World::build(StoreKind::Sqlite, "", &config, &AWS_ENV);
     let server = world.start();
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            "aws.admin",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "30m",
-            "--reason",
-            "incident",
-        ],
+        &Ask::new("aws.admin", "aws:bucket")
+            .lasting("30m")
+            .reason("incident"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
     let out = server.cli(DAVE, &["activate", &id]);
@@ -641,7 +611,7 @@ fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() 
     // The activation's undo could not be confirmed (the creation's answer never came), so the
     // grant was not handed back as `approved`: it ends like a revocation, retried until the
     // creation can no longer land.
-    let g = server.cli_json(DAVE, &["show", &id]);
+    let g = server.show(DAVE, &id);
     assert!(
         ["revoking", "revoke_failed", "revoked"].contains(&g["state"].as_str().unwrap()),
         "{g:#}"
@@ -670,11 +640,8 @@ fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() 
     // And it stays gone.
     std::thread::sleep(Duration::from_secs(5));
     assert!(list().is_empty());
-    assert!(["revoking", "revoke_failed", "revoked"].contains(
-        &server.cli_json(DAVE, &["show", &id])["state"]
-            .as_str()
-            .unwrap()
-    ));
+    assert!(["revoking", "revoke_failed", "revoked"]
+        .contains(&server.show(DAVE, &id)["state"].as_str().unwrap()));
 }
 
 /// The reconciler removes an assignment of a Brevet-managed permission set, in a configured
@@ -734,15 +701,15 @@ fn reconciler_removes_uncovered_assignments_of_configured_users_only() {
 
     // Covered by an active grant: kept.
     let id = request_aws(&w, "aws.admin");
-    w.server.cli_json(DAVE, &["activate", &id]);
-    let report = w.server.cli_json(ADMIN, &["reconcile"]);
+    w.server.activate(DAVE, &id);
+    let report = w.server.reconcile(ADMIN);
     assert!(
         report["orphans_removed"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
     assert!(assignments(&w.moto, &instance, &permission_set, acct)
         .contains(&("USER".into(), "idc-user-dave".into())));
-    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    let revoked = w.server.revoke(DAVE, &id);
     assert_eq!(revoked["state"], "revoked", "{revoked:#}");
 
     // A standing assignment to dave that no grant covers: removed.
@@ -766,7 +733,7 @@ fn reconciler_removes_uncovered_assignments_of_configured_users_only() {
     }
     // Everyone else's, after several more passes and one on demand: untouched.
     std::thread::sleep(Duration::from_secs(4));
-    let report = w.server.cli_json(ADMIN, &["reconcile"]);
+    let report = w.server.reconcile(ADMIN);
     assert!(
         report["errors"].as_array().unwrap().is_empty(),
         "{report:#}"
@@ -815,9 +782,9 @@ fn identity_center_revocation_denies_sessions_issued_before_it() {
     ]);
 
     let id = request_aws(&w, "aws.admin");
-    w.server.cli_json(DAVE, &["activate", &id]);
+    w.server.activate(DAVE, &id);
     let activated = chrono::Utc::now();
-    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    let revoked = w.server.revoke(DAVE, &id);
     assert_eq!(revoked["state"], "revoked", "{revoked:#}");
 
     let doc = inline_policy(&w.moto, &instance, &permission_set);
@@ -879,7 +846,7 @@ fn kill_switch_denies_live_sessions_and_removes_roles() {
     let mut roles = Vec::new();
     for profile in ["aws.s3-read", "aws.s3-session"] {
         let id = request_aws(&w, profile);
-        let a = w.server.cli_json(DAVE, &["activate", &id]);
+        let a = w.server.activate(DAVE, &id);
         roles.push(
             a["credential"]["details"]["role_arn"]
                 .as_str()
@@ -925,18 +892,11 @@ fn kill_switch_denies_live_sessions_and_removes_roles() {
 fn crash_after_role_creation_leaves_no_role_without_a_grant() {
     let w = aws_world(&[("BREVET_FAILPOINT", "after-provider-grant")]);
     let mut server = w.server;
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            "aws.s3-read",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "5s",
-            "--reason",
-            "x",
-        ],
+        &Ask::new("aws.s3-read", "aws:bucket")
+            .lasting("5s")
+            .reason("x"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
     let mut activating = std::process::Command::new(BIN)
@@ -992,7 +952,7 @@ fn crash_after_role_creation_leaves_no_role_without_a_grant() {
     ]);
     // This pass, or the background one (every 2 s) if it came first, removes it; either way
     // the removal is audited as drift.
-    let report = server.cli_json(ADMIN, &["reconcile"]);
+    let report = server.reconcile(ADMIN);
     assert_eq!(brevet_roles(&w.moto), 0, "{report:#}");
     let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
     assert!(
@@ -1146,21 +1106,14 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
     ];
     let world = World::build(StoreKind::Sqlite, "", &aws_config(&moto.url), &env);
     let server = world.start();
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            "aws.s3-read",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "10m",
-            "--reason",
-            "read the report",
-        ],
+        &Ask::new("aws.s3-read", "aws:bucket")
+            .lasting("10m")
+            .reason("read the report"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let a = server.cli_json(DAVE, &["activate", &id]);
+    let a = server.activate(DAVE, &id);
     let role_arn = a["credential"]["details"]["role_arn"]
         .as_str()
         .unwrap()
@@ -1247,8 +1200,8 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
     }
 
     // Revoked: the role is gone and the session credentials no longer read the bucket.
-    server.cli_json(DAVE, &["revoke", &id]);
-    let g = server.cli_json(DAVE, &["show", &id]);
+    server.revoke(DAVE, &id);
+    let g = server.show(DAVE, &id);
     assert_eq!(g["state"], "revoked", "{g:#}");
     let (ok, text) = as_grant(&[
         "s3api",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub use brevet_testkit::*;
+use serde_json::Value;
 
 use std::process::{Command, Stdio};
 
@@ -917,3 +918,99 @@ pub fn identity_center_config(moto: &Moto, endpoint_url: &str) -> (String, Strin
 
 /// The permission set's own inline policy in [`identity_center_config`]: never Brevet's to change.
 pub const PERMISSION_SET_OWN_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Admin","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+/// What `brevet request` asks for; the flags are written by [`Ask::args`], not by each test.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    profile: String,
+    resource: String,
+    duration: Option<String>,
+    reason: Option<String>,
+    ticket: Option<String>,
+}
+
+impl Ask {
+    pub fn new(profile: &str, resource: &str) -> Self {
+        Self {
+            profile: profile.into(),
+            resource: resource.into(),
+            duration: None,
+            reason: None,
+            ticket: None,
+        }
+    }
+    /// `--for DURATION`.
+    pub fn lasting(mut self, duration: &str) -> Self {
+        self.duration = Some(duration.into());
+        self
+    }
+    pub fn reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    pub fn ticket(mut self, ticket: &str) -> Self {
+        self.ticket = Some(ticket.into());
+        self
+    }
+    /// The arguments of `brevet request` (without `--json` or `--wait`).
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "request".into(),
+            self.profile.clone(),
+            "--resource".into(),
+            self.resource.clone(),
+        ];
+        for (flag, v) in [
+            ("--for", &self.duration),
+            ("--reason", &self.reason),
+            ("--ticket", &self.ticket),
+        ] {
+            if let Some(v) = v {
+                a.extend([flag.to_string(), v.clone()]);
+            }
+        }
+        a
+    }
+}
+
+/// One method per CLI command the tests run, answering the command's `--json` output, so a test
+/// names the command instead of writing its argument vector.
+pub trait Commands {
+    fn request(&self, token: &str, ask: &Ask) -> Value;
+    fn show(&self, token: &str, id: &str) -> Value;
+    fn activate(&self, token: &str, id: &str) -> Value;
+    fn approve(&self, token: &str, id: &str) -> Value;
+    fn revoke(&self, token: &str, id: &str) -> Value;
+    fn grants(&self, token: &str) -> Value;
+    fn locks(&self, token: &str) -> Value;
+    fn reconcile(&self, token: &str) -> Value;
+}
+
+impl Commands for Server {
+    fn request(&self, token: &str, ask: &Ask) -> Value {
+        let args = ask.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli_json(token, &args)
+    }
+    fn show(&self, token: &str, id: &str) -> Value {
+        self.cli_json(token, &["show", id])
+    }
+    fn activate(&self, token: &str, id: &str) -> Value {
+        self.cli_json(token, &["activate", id])
+    }
+    fn approve(&self, token: &str, id: &str) -> Value {
+        self.cli_json(token, &["approve", id])
+    }
+    fn revoke(&self, token: &str, id: &str) -> Value {
+        self.cli_json(token, &["revoke", id])
+    }
+    fn grants(&self, token: &str) -> Value {
+        self.cli_json(token, &["grants"])
+    }
+    fn locks(&self, token: &str) -> Value {
+        self.cli_json(token, &["locks"])
+    }
+    fn reconcile(&self, token: &str) -> Value {
+        self.cli_json(token, &["reconcile"])
+    }
+}

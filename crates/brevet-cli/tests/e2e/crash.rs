@@ -11,18 +11,11 @@ use crate::common::*;
 fn crash_during_activation(store: StoreKind, failpoint: &str) {
     let world = World::new(store);
     let mut server = world.start_with(&[("BREVET_FAILPOINT", failpoint)]);
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "5s",
-            "--reason",
-            "incident",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("5s")
+            .reason("incident"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
     assert_eq!(r["state"], "approved");
@@ -105,18 +98,11 @@ fn reconciler_removes_orphans_and_keeps_covered_access() {
     let world = World::with_server_settings(StoreKind::Sqlite, "reconcile_every = \"off\"");
     let server = world.start();
     // A covered role: an active grant.
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "5m",
-            "--reason",
-            "x",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("5m")
+            .reason("x"),
     );
     let a = server.cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
     let covered = a["credential"]["details"]["user"]
@@ -131,7 +117,7 @@ fn reconciler_removes_orphans_and_keeps_covered_access() {
         &format!("CREATE ROLE {orphan} LOGIN; COMMENT ON ROLE {orphan} IS 'brevet binding alice|postgres:orders|db.owner'"),
     )
     .unwrap();
-    let report = server.cli_json(ADMIN, &["reconcile"]);
+    let report = server.reconcile(ADMIN);
     assert_eq!(
         report["orphans_removed"],
         serde_json::json!([format!("postgres:{orphan}")]),

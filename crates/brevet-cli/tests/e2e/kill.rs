@@ -15,34 +15,20 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
     let server = world.start();
     let mut conns = Vec::new();
     for profile in ["db.read", "db.write"] {
-        let r = server.cli_json(
+        let r = server.request(
             DAVE,
-            &[
-                "request",
-                profile,
-                "--resource",
-                "postgres:orders",
-                "--for",
-                "10m",
-                "--reason",
-                "x",
-            ],
+            &Ask::new(profile, "postgres:orders")
+                .lasting("10m")
+                .reason("x"),
         );
         let a = server.cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
         conns.push(a["credential"]["secret"].as_str().unwrap().to_owned());
     }
-    let waiting = server.cli_json(
+    let waiting = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "later",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("10m")
+            .reason("later"),
     );
     assert_eq!(waiting["state"], "approved");
     assert_eq!(world.brevet_roles().len(), 2);
@@ -99,7 +85,7 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
         "{}",
         stderr(&again)
     );
-    let locks = server.cli_json(ADMIN, &["locks"]);
+    let locks = server.locks(ADMIN);
     assert_eq!(locks[0]["principal"], "dave");
 
     let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
@@ -123,18 +109,11 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
     assert_eq!(server.cli_json(ADMIN, &["audit", "verify"])["ok"], true);
 
     server.cli_json(ADMIN, &["unlock", "dave"]);
-    server.cli_json(
+    server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "1m",
-            "--reason",
-            "back",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("1m")
+            .reason("back"),
     );
     // Only admins hold the switch.
     assert!(stderr(&server.cli(BOB, &["kill", "alice", "--reason", "x"])).contains("`admin` role"));
@@ -160,18 +139,9 @@ database = "{db}"
     let server = world.start();
     let mut ids = Vec::new();
     for resource in ["postgres:orders", "slowpg:orders"] {
-        let r = server.cli_json(
+        let r = server.request(
             DAVE,
-            &[
-                "request",
-                "db.read",
-                "--resource",
-                resource,
-                "--for",
-                "10m",
-                "--reason",
-                "x",
-            ],
+            &Ask::new("db.read", resource).lasting("10m").reason("x"),
         );
         server.cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
         ids.push(r["id"].as_str().unwrap().to_owned());
@@ -246,21 +216,14 @@ token_sha256 = "{}"
 }
 
 fn active_grant(server: &Server, token: &str) -> String {
-    let r = server.cli_json(
+    let r = server.request(
         token,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "x",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("10m")
+            .reason("x"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    server.cli_json(token, &["activate", &id]);
+    server.activate(token, &id);
     id
 }
 
@@ -322,10 +285,10 @@ fn a_killed_admin_can_use_their_token_for_nothing() {
     );
 
     // Nothing changed: the lock holds, dave is neither locked nor revoked.
-    let locks = server.cli_json(ADMIN, &["locks"]);
+    let locks = server.locks(ADMIN);
     assert_eq!(locks.as_array().unwrap().len(), 1, "{locks:#}");
     assert_eq!(locks[0]["principal"], "admin2");
-    assert_eq!(server.cli_json(DAVE, &["show", &daves])["state"], "active");
+    assert_eq!(server.show(DAVE, &daves)["state"], "active");
     // The other admin is not affected, and can lift it.
     server.cli_json(ADMIN, &["unlock", "admin2"]);
     assert_eq!(api_call(&server, ADMIN2, "GET", "/v1/locks", None).0, 200);
@@ -341,28 +304,18 @@ fn an_everyone_lock_does_not_lift_a_lock_on_an_admin() {
     let server = world.start();
     // Two of alice's requests that need one approval: admin2 may approve them, as the first shows.
     let ask = || {
-        server.cli_json(
+        server.request(
             ALICE,
-            &[
-                "request",
-                "db.read",
-                "--resource",
-                "postgres:orders",
-                "--for",
-                "5m",
-                "--reason",
-                "x",
-            ],
+            &Ask::new("db.read", "postgres:orders")
+                .lasting("5m")
+                .reason("x"),
         )["id"]
             .as_str()
             .unwrap()
             .to_owned()
     };
     let (first, second) = (ask(), ask());
-    assert_eq!(
-        server.cli_json(ADMIN2, &["approve", &first])["state"],
-        "approved"
-    );
+    assert_eq!(server.approve(ADMIN2, &first)["state"], "approved");
     server.cli_json(ADMIN, &["kill", "admin2", "--reason", "compromised"]);
     server.cli_json(ADMIN, &["kill", "--all", "--reason", "incident"]);
     let (status, text) = api_call(
@@ -375,7 +328,7 @@ fn an_everyone_lock_does_not_lift_a_lock_on_an_admin() {
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("locked by the kill switch"), "{text}");
     // (`kill --all` cancelled alice's pending request too; admin2's approval is not on it.)
-    let second = server.cli_json(ADMIN, &["show", &second]);
+    let second = server.show(ADMIN, &second);
     assert_ne!(second["state"], "approved", "{second:#}");
     assert_eq!(second["approvals"], serde_json::json!([]), "{second:#}");
 
@@ -416,10 +369,7 @@ fn the_sweep_revokes_an_admin_locked_by_name_under_an_everyone_lock() {
         report["grants"].as_array().unwrap().is_empty(),
         "admins are spared: {report:#}"
     );
-    assert_eq!(
-        server.cli_json(ADMIN2, &["show", &grant])["state"],
-        "active"
-    );
+    assert_eq!(server.show(ADMIN2, &grant)["state"], "active");
     let store = format!("sqlite://{}", server.dir.path().join("store.db").display());
     exec_store_sql(
         &store,

@@ -66,7 +66,7 @@ fn click(
 }
 
 fn approvals_of(server: &Server, id: &str) -> (String, Vec<String>) {
-    let v = server.cli_json(ADMIN, &["show", id]);
+    let v = server.show(ADMIN, id);
     let names = v["approvals"]
         .as_array()
         .unwrap()
@@ -352,7 +352,7 @@ fn slack_approvals_go_through_policy_and_update_the_message() {
 
     // Active grant: "expiring soon" once (the warning window is 299 s of a 300 s grant), then
     // revocation.
-    let active = server.cli_json(ALICE, &["activate", &id]);
+    let active = server.activate(ALICE, &id);
     assert_eq!(active["grant"]["state"], "active", "{active}");
     slack.wait_call("the expiring-soon DM", |c| {
         c.method == "chat.postMessage"
@@ -486,7 +486,7 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
 
     // The decision succeeds at once although one subscriber is down.
     let started = Instant::now();
-    let approved = server.cli_json(BOB, &["approve", &id]);
+    let approved = server.approve(BOB, &id);
     assert_eq!(approved["state"], "approved");
     assert!(started.elapsed() < Duration::from_secs(5));
 

@@ -101,7 +101,7 @@ fn portal_end_to_end_in_chromium_with_oidc() {
     let id = result["request_id"].as_str().expect("request id");
     assert_eq!(result["everyone_lock_lifted"], true, "{result}");
     // Only alice's own lock is left after carol lifted the everyone-lock.
-    let locks = server.cli_json(ADMIN, &["locks"]);
+    let locks = server.locks(ADMIN);
     let locked: Vec<&str> = locks
         .as_array()
         .unwrap()
@@ -112,7 +112,7 @@ fn portal_end_to_end_in_chromium_with_oidc() {
 
     // What the browser saw is what the server recorded: approved by bob, revoked by the kill
     // switch with read-back evidence, everything on a verified chain.
-    let r = server.cli_json(ADMIN, &["show", id]);
+    let r = server.show(ADMIN, id);
     assert_eq!(r["requester"], "alice@example.com");
     assert_eq!(r["approvals"], serde_json::json!(["bob@example.com"]));
     assert_eq!(r["state"], "revoked", "{r:#}");
@@ -464,10 +464,7 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
         &[("csrf", &alice_csrf), ("principal", "bob"), ("reason", "x")],
     );
     assert_eq!(kill.status(), 403);
-    assert_eq!(
-        server.cli_json(ADMIN, &["locks"]).as_array().unwrap().len(),
-        0
-    );
+    assert_eq!(server.locks(ADMIN).as_array().unwrap().len(), 0);
 
     // Another user's request id: invisible and untouchable.
     let daves = server.cli_json(
@@ -501,10 +498,7 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
         &[("csrf", &alice_csrf)],
     );
     assert_eq!(activate.status(), 404);
-    assert_eq!(
-        server.cli_json(DAVE, &["show", dave_id])["state"],
-        "pending"
-    );
+    assert_eq!(server.show(DAVE, dave_id)["state"], "pending");
 
     // bob approves dave's request in the portal with his own CSRF token; alice's token does
     // not work in bob's session.
@@ -515,20 +509,14 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
         &[("csrf", &alice_csrf)],
     );
     assert_eq!(cross.status(), 403);
-    assert_eq!(
-        server.cli_json(DAVE, &["show", dave_id])["state"],
-        "pending"
-    );
+    assert_eq!(server.show(DAVE, dave_id)["state"], "pending");
     let approve = portal.post(
         Some(&bob),
         &format!("/requests/{dave_id}/approve"),
         &[("csrf", &bob_csrf), ("comment", "ok")],
     );
     assert_eq!(approve.status(), 303);
-    assert_eq!(
-        server.cli_json(DAVE, &["show", dave_id])["state"],
-        "approved"
-    );
+    assert_eq!(server.show(DAVE, dave_id)["state"], "approved");
 
     // The one-time credential page is never cached.
     let (dave, dave_csrf) = portal.sign_in(DAVE);
@@ -611,7 +599,7 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
         let location = r.headers()["location"].to_str().unwrap().to_owned();
         location.trim_start_matches("/requests/").to_owned()
     };
-    let state_of = |id: &str| server.cli_json(ADMIN, &["show", id])["state"].clone();
+    let state_of = |id: &str| server.show(ADMIN, id)["state"].clone();
 
     // The requester withdraws a pending request.
     let first = ask(&alice, &alice_csrf, "10m", "changed my mind");
@@ -674,7 +662,7 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
         psql(&cred, "SELECT 1").expect("the revealed credential connects"),
         "1"
     );
-    let before = server.cli_json(DAVE, &["show", &third])["expires_at"].clone();
+    let before = server.show(DAVE, &third)["expires_at"].clone();
     let access = portal.get(&dave, "/access").text().unwrap();
     assert!(
         access.contains(&format!("data-grant=\"{third}\"")),
@@ -688,17 +676,14 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
     );
     assert_eq!(refused.status(), 403);
     assert!(refused.text().unwrap().contains("maximum"));
-    assert_eq!(
-        server.cli_json(DAVE, &["show", &third])["expires_at"],
-        before
-    );
+    assert_eq!(server.show(DAVE, &third)["expires_at"], before);
     let extended = portal.post(
         Some(&dave),
         &format!("/grants/{third}/extend"),
         &[("csrf", &dave_csrf), ("duration", "5m")],
     );
     assert_eq!(extended.status(), 303);
-    let after = server.cli_json(DAVE, &["show", &third]);
+    let after = server.show(DAVE, &third);
     assert_ne!(after["expires_at"], before);
     assert_eq!(after["extensions_applied"], 1);
     // alice cannot revoke dave's grant; dave can.
@@ -738,7 +723,7 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
         ],
     );
     assert_eq!(k.status(), 200);
-    let locks = server.cli_json(ADMIN, &["locks"]);
+    let locks = server.locks(ADMIN);
     assert_eq!(locks.as_array().unwrap().len(), 1);
     assert_eq!(locks[0]["principal"], "carol", "{locks}");
     let fourth = ask(&alice, &alice_csrf, "10m", "while carol is locked");
@@ -754,10 +739,7 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
         &[("csrf", &admin_csrf), ("principal", "CAROL")],
     );
     assert_eq!(u.status(), 303);
-    assert_eq!(
-        server.cli_json(ADMIN, &["locks"]).as_array().unwrap().len(),
-        0
-    );
+    assert_eq!(server.locks(ADMIN).as_array().unwrap().len(), 0);
 
     // Audit filters: by person, and by time (nothing before the epoch of this test, nothing
     // after tomorrow); a malformed date is explained.

@@ -14,21 +14,14 @@ use serde_json::Value;
 /// Requests and activates `profile` on `postgres:orders` as dave (auto-approved); returns the
 /// grant id, the connection string and the grant role.
 fn activate(server: &Server, profile: &str) -> (String, String, String) {
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            profile,
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "x",
-        ],
+        &Ask::new(profile, "postgres:orders")
+            .lasting("10m")
+            .reason("x"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let a = server.cli_json(DAVE, &["activate", &id]);
+    let a = server.activate(DAVE, &id);
     assert_eq!(a["grant"]["state"], "active", "{a:#}");
     (
         id,
@@ -343,7 +336,7 @@ fn kill_with_a_non_superuser_admin(cluster: &str) {
         g["evidence"]["observation"]["live_sessions"], 0,
         "{report:#}"
     );
-    assert_eq!(server.cli_json(ADMIN, &["show", &id])["state"], "revoked");
+    assert_eq!(server.show(ADMIN, &id)["state"], "revoked");
     assert!(!role_exists_on(cluster, &role));
     let s = session.wait_with_output().unwrap();
     assert!(
@@ -453,7 +446,7 @@ fn reconciler_leaves_roles_brevet_did_not_make() {
         ),
     )
     .unwrap();
-    let report = server.cli_json(ADMIN, &["reconcile"]);
+    let report = server.reconcile(ADMIN);
     assert_eq!(
         report["orphans_removed"],
         serde_json::json!([]),

@@ -9,21 +9,14 @@ use crate::common::*;
 fn failed_revocation_is_retried_visible_and_never_forgotten() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "2s",
-            "--reason",
-            "x",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("2s")
+            .reason("x"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let a = server.cli_json(DAVE, &["activate", &id]);
+    let a = server.activate(DAVE, &id);
     let conn = a["credential"]["secret"].as_str().unwrap().to_owned();
     let role = a["credential"]["details"]["user"]
         .as_str()
@@ -87,22 +80,15 @@ fn two_replicas_on_one_postgres_store_share_work_once() {
     let mut ids = Vec::new();
     for i in 0..6 {
         let (via, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        let r = via.cli_json(
+        let r = via.request(
             DAVE,
-            &[
-                "request",
-                "db.read",
-                "--resource",
-                "postgres:orders",
-                "--for",
-                "2s",
-                "--reason",
-                "x",
-            ],
+            &Ask::new("db.read", "postgres:orders")
+                .lasting("2s")
+                .reason("x"),
         );
         let id = r["id"].as_str().unwrap().to_owned();
         // Created on one replica, activated on the other: they share the store.
-        other.cli_json(DAVE, &["activate", &id]);
+        other.activate(DAVE, &id);
         ids.push(id);
     }
     for id in &ids {
@@ -190,21 +176,14 @@ fn a_dead_scheduler_stops_the_server() {
 fn the_reconciler_can_be_turned_off_and_grants_still_expire() {
     let world = World::with_server_settings(StoreKind::Sqlite, "reconcile_every = \"off\"");
     let server = world.start();
-    let r = server.cli_json(
+    let r = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "2s",
-            "--reason",
-            "x",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("2s")
+            .reason("x"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    server.cli_json(DAVE, &["activate", &id]);
+    server.activate(DAVE, &id);
     server.wait_for(DAVE, &id, Duration::from_secs(20), |v| {
         v["state"] == "revoked"
     });

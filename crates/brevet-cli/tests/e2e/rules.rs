@@ -31,7 +31,7 @@ fn one_denial_ends_a_request_and_wait_exits_non_zero() {
         .spawn()
         .unwrap();
     let id = first_pending(&server, BOB);
-    server.cli_json(BOB, &["approve", &id]);
+    server.approve(BOB, &id);
     let d = server.cli_json(CAROL, &["deny", &id, "--comment", "use a replica"]);
     assert_eq!(d["state"], "denied");
     let out = waiting.wait_with_output().unwrap();
@@ -79,23 +79,14 @@ database = "{db}"
         ("BREVET_FAILPOINT_WHILE", &gate_s),
     ]);
     let ask = |d: &str| {
-        let r = server.cli_json(
+        let r = server.request(
             DAVE,
-            &[
-                "request",
-                "db.read",
-                "--resource",
-                "slowpg:orders",
-                "--for",
-                d,
-                "--reason",
-                "x",
-            ],
+            &Ask::new("db.read", "slowpg:orders").lasting(d).reason("x"),
         );
         r["id"].as_str().unwrap().to_owned()
     };
     let a = ask("3s");
-    let a_conn = server.cli_json(DAVE, &["activate", &a])["credential"]["secret"]
+    let a_conn = server.activate(DAVE, &a)["credential"]["secret"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -116,7 +107,7 @@ database = "{db}"
     });
     // A's end comes while B is mid-activation.
     std::thread::sleep(Duration::from_secs(4));
-    assert_ne!(server.cli_json(DAVE, &["show", &a])["state"], "active");
+    assert_ne!(server.show(DAVE, &a)["state"], "active");
 
     // B's provider stops answering, and B's activation fails; its undo fails too, so the grant
     // ends and the removal is retried (never ignored) until the provider is back.
@@ -124,7 +115,7 @@ database = "{db}"
     std::fs::remove_file(&gate).unwrap();
     let out = activating.wait_with_output().unwrap();
     assert!(!out.status.success(), "{}", stdout(&out));
-    let b_now = server.cli_json(DAVE, &["show", &b]);
+    let b_now = server.show(DAVE, &b);
     assert_eq!(b_now["state"], "revoke_failed", "{b_now:#}");
     forwarder.forward();
     let revoked = server.wait_for(DAVE, &a, Duration::from_secs(60), |v| {
@@ -156,36 +147,22 @@ fn overlapping_grants_keep_access_until_the_last_one_ends() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
     // Dave's on-call policy approves automatically.
-    let short = server.cli_json(
+    let short = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "3s",
-            "--reason",
-            "a",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("3s")
+            .reason("a"),
     );
-    let long = server.cli_json(
+    let long = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "40s",
-            "--reason",
-            "b",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("40s")
+            .reason("b"),
     );
     let (short_id, long_id) = (short["id"].as_str().unwrap(), long["id"].as_str().unwrap());
     assert_eq!(short["state"], "approved");
-    let a1 = server.cli_json(DAVE, &["activate", short_id]);
-    let a2 = server.cli_json(DAVE, &["activate", long_id]);
+    let a1 = server.activate(DAVE, short_id);
+    let a2 = server.activate(DAVE, long_id);
     let role = a2["credential"]["details"]["user"]
         .as_str()
         .unwrap()
@@ -217,7 +194,7 @@ fn overlapping_grants_keep_access_until_the_last_one_ends() {
     assert_eq!(until, "t");
 
     // When the last grant ends, the access goes.
-    let revoked = server.cli_json(DAVE, &["revoke", long_id]);
+    let revoked = server.revoke(DAVE, long_id);
     assert_eq!(revoked["state"], "revoked");
     assert_eq!(revoked["evidence"]["observation"]["role_exists"], false);
     assert!(!world.role_exists(&role));
@@ -228,21 +205,14 @@ fn extending_the_shorter_of_two_grants_keeps_the_longer_ones_expiry() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
     let grant = |d: &str| {
-        let r = server.cli_json(
+        let r = server.request(
             DAVE,
-            &[
-                "request",
-                "db.read",
-                "--resource",
-                "postgres:orders",
-                "--for",
-                d,
-                "--reason",
-                "x",
-            ],
+            &Ask::new("db.read", "postgres:orders")
+                .lasting(d)
+                .reason("x"),
         );
         let id = r["id"].as_str().unwrap().to_owned();
-        let a = server.cli_json(DAVE, &["activate", &id]);
+        let a = server.activate(DAVE, &id);
         (id, a)
     };
     let (short, _) = grant("1m");

@@ -80,7 +80,7 @@ fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
     assert_eq!(c["principals"], serde_json::json!(["ops"]));
     let ok = w.sshd.ssh(&key, &cert, "root", "id -un");
     assert_eq!(stdout(&ok).trim(), "root", "{}", stderr(&ok));
-    let grants = w.server.cli_json(DAVE, &["grants"]);
+    let grants = w.server.grants(DAVE);
     let id = grants[0]["id"].as_str().unwrap().to_owned();
     // The first grant signed two certificates (`brevet ssh`'s, then this one).
     let first_serials = [cert_serial(&cert)];
@@ -105,11 +105,8 @@ fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
     );
     let (key, cert) = cert_files(&c);
     assert!(w.sshd.ssh(&key, &cert, "root", "true").status.success());
-    let id = w.server.cli_json(DAVE, &["grants"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let revoked = w.server.cli_json(DAVE, &["revoke", &id]);
+    let id = w.server.grants(DAVE)[0]["id"].as_str().unwrap().to_owned();
+    let revoked = w.server.revoke(DAVE, &id);
     assert_eq!(revoked["state"], "revoked");
     let serials = revoked["evidence"]["observation"]["serials_in_krl"]
         .as_array()
@@ -181,18 +178,9 @@ fn a_certificate_for_one_principal_cannot_log_in_as_another() {
 #[test]
 fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
     let w = ssh_world("");
-    let r = w.server.cli_json(
+    let r = w.server.request(
         DAVE,
-        &[
-            "request",
-            "ssh.login",
-            "--resource",
-            "ssh:box",
-            "--for",
-            "5m",
-            "--reason",
-            "x",
-        ],
+        &Ask::new("ssh.login", "ssh:box").lasting("5m").reason("x"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
@@ -261,7 +249,7 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
     );
 
     // Nothing was granted or signed; the request is still waiting to be activated.
-    assert_eq!(w.server.cli_json(DAVE, &["show", &id])["state"], "approved");
+    assert_eq!(w.server.show(DAVE, &id)["state"], "approved");
     let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
     assert_eq!(
         export.matches("\"kind\":\"credentials_refused\"").count(),
@@ -283,18 +271,11 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
 #[test]
 fn kill_switch_revokes_postgres_and_ssh_access_together() {
     let w = ssh_world("");
-    let r = w.server.cli_json(
+    let r = w.server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "x",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("10m")
+            .reason("x"),
     );
     let a = w
         .server
@@ -466,10 +447,7 @@ fn a_certificate_minted_after_its_grant_ended_is_revoked_at_once() {
         DAVE,
         &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
     );
-    let id = w.server.cli_json(DAVE, &["grants"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = w.server.grants(DAVE)[0]["id"].as_str().unwrap().to_owned();
     let (key1, cert1) = cert_files(&first);
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
 
