@@ -36,7 +36,7 @@ fn four_events(server: &Server) {
             .lasting("10m")
             .reason("a"),
     );
-    server.cli_json(BOB, &["approve", r["id"].as_str().unwrap()]);
+    server.approve(BOB, r["id"].as_str().unwrap());
     server.request(
         ALICE,
         &Ask::new("db.read", "postgres:orders")

@@ -140,7 +140,7 @@ fn role_per_grant_is_exact_expires_and_is_verified_gone() {
     assert!(!ok && text.contains("NoSuchEntity"), "{text}");
 
     // Every AWS call is in the audit log with its request id.
-    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let export = w.server.audit_export(ADMIN);
     let revoked = export
         .lines()
         .find(|l| l.contains("\"kind\":\"grant_revoked\""))
@@ -628,10 +628,10 @@ fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() 
         })
     };
     let until = std::time::Instant::now() + Duration::from_secs(15);
-    let mut export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    let mut export = server.audit_export(ADMIN);
     while !audited(&export) && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(250));
-        export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+        export = server.audit_export(ADMIN);
     }
     assert!(audited(&export), "{export}");
     // The user may have signed in during the moments it existed: those sessions are denied.
@@ -820,7 +820,7 @@ fn identity_center_revocation_denies_sessions_issued_before_it() {
 
     // The deny was written after the deletion (no session could be issued in between) and
     // provisioned to the account's role.
-    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let export = w.server.audit_export(ADMIN);
     let line = export
         .lines()
         .find(|l| l.contains("\"kind\":\"grant_revoked\""))
@@ -857,9 +857,7 @@ fn kill_switch_denies_live_sessions_and_removes_roles() {
                 .to_owned(),
         );
     }
-    let report = w
-        .server
-        .cli_json(ADMIN, &["kill", "dave", "--reason", "keys leaked"]);
+    let report = w.server.kill(ADMIN, "dave", "keys leaked");
     assert_eq!(report["revoked"], 2, "{report:#}");
     // The per-grant role is gone…
     let (ok, text) = w.moto.aws(&["iam", "get-role", "--role-name", &roles[0]]);
@@ -883,7 +881,7 @@ fn kill_switch_denies_live_sessions_and_removes_roles() {
         doc["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string(),
         "{doc}"
     );
-    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let export = w.server.audit_export(ADMIN);
     assert!(export.contains("\"kind\":\"kill_switch\"") && export.contains("NoSuchEntity"));
     drop(w.world);
 }
@@ -954,7 +952,7 @@ fn crash_after_role_creation_leaves_no_role_without_a_grant() {
     // the removal is audited as drift.
     let report = server.reconcile(ADMIN);
     assert_eq!(brevet_roles(&w.moto), 0, "{report:#}");
-    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    let export = server.audit_export(ADMIN);
     assert!(
         export
             .lines()

@@ -984,6 +984,12 @@ pub trait Commands {
     fn grants(&self, token: &str) -> Value;
     fn locks(&self, token: &str) -> Value;
     fn reconcile(&self, token: &str) -> Value;
+    /// `brevet kill PRINCIPAL --reason …` (`*`: `--all`).
+    fn kill(&self, token: &str, principal: &str, reason: &str) -> Value;
+    fn unlock(&self, token: &str, principal: &str) -> Value;
+    fn audit_verify(&self, token: &str) -> Value;
+    /// `brevet audit export` as JSON lines.
+    fn audit_export(&self, token: &str) -> String;
 }
 
 impl Commands for Server {
@@ -1012,5 +1018,20 @@ impl Commands for Server {
     }
     fn reconcile(&self, token: &str) -> Value {
         self.cli_json(token, &["reconcile"])
+    }
+    fn kill(&self, token: &str, principal: &str, reason: &str) -> Value {
+        match principal {
+            "*" => self.cli_json(token, &["kill", "--all", "--reason", reason]),
+            p => self.cli_json(token, &["kill", p, "--reason", reason]),
+        }
+    }
+    fn unlock(&self, token: &str, principal: &str) -> Value {
+        self.cli_json(token, &["unlock", principal])
+    }
+    fn audit_verify(&self, token: &str) -> Value {
+        self.cli_json(token, &["audit", "verify"])
+    }
+    fn audit_export(&self, token: &str) -> String {
+        stdout(&self.cli(token, &["audit", "export"]))
     }
 }

@@ -65,7 +65,7 @@ fn crash_during_activation(store: StoreKind, failpoint: &str) {
         world.brevet_roles()
     );
 
-    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    let export = server.audit_export(ADMIN);
     assert!(export.contains("\"kind\":\"activation_started\""));
     let resumed = export
         .lines()
@@ -74,7 +74,7 @@ fn crash_during_activation(store: StoreKind, failpoint: &str) {
         resumed,
         "the restarted server resumed the activation:\n{export}"
     );
-    assert_eq!(server.cli_json(ADMIN, &["audit", "verify"])["ok"], true);
+    assert_eq!(server.audit_verify(ADMIN)["ok"], true);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn reconciler_removes_orphans_and_keeps_covered_access() {
             .lasting("5m")
             .reason("x"),
     );
-    let a = server.cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
+    let a = server.activate(DAVE, r["id"].as_str().unwrap());
     let covered = a["credential"]["details"]["user"]
         .as_str()
         .unwrap()
@@ -128,7 +128,7 @@ fn reconciler_removes_orphans_and_keeps_covered_access() {
         world.role_exists(&covered),
         "access an active grant covers must stay"
     );
-    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    let export = server.audit_export(ADMIN);
     let drift = export
         .lines()
         .find(|l| l.contains("drift_detected"))

@@ -115,7 +115,7 @@ fn full_flow(store: StoreKind, superuser: bool) {
     assert_eq!(grant["revoke_reason"], "expired");
 
     // The audit chain verifies and tells the story, approver and evidence included.
-    let report = server.cli_json(ADMIN, &["audit", "verify"]);
+    let report = server.audit_verify(ADMIN);
     assert_eq!(report["ok"], true, "{report:#}");
     let export = server.cli(ADMIN, &["audit", "export", "--format", "jsonl"]);
     let kinds: Vec<String> = stdout(&export)

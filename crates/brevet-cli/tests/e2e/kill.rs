@@ -21,7 +21,7 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
                 .lasting("10m")
                 .reason("x"),
         );
-        let a = server.cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
+        let a = server.activate(DAVE, r["id"].as_str().unwrap());
         conns.push(a["credential"]["secret"].as_str().unwrap().to_owned());
     }
     let waiting = server.request(
@@ -40,7 +40,7 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
-    let report = server.cli_json(ADMIN, &["kill", "dave", "--reason", "laptop stolen"]);
+    let report = server.kill(ADMIN, "dave", "laptop stolen");
     assert_eq!(report["target"], "dave");
     assert_eq!(report["revoked"], 2, "{report:#}");
     assert_eq!(report["retrying"], 0);
@@ -88,7 +88,7 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
     let locks = server.locks(ADMIN);
     assert_eq!(locks[0]["principal"], "dave");
 
-    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    let export = server.audit_export(ADMIN);
     assert!(export.contains("\"kind\":\"principal_locked\""));
     let kill_event = export
         .lines()
@@ -106,9 +106,9 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
             .any(|c| { c["call"] == "pg_terminate_backend" && c["outcome"] == "ok" }),
         "{data:#}"
     );
-    assert_eq!(server.cli_json(ADMIN, &["audit", "verify"])["ok"], true);
+    assert_eq!(server.audit_verify(ADMIN)["ok"], true);
 
-    server.cli_json(ADMIN, &["unlock", "dave"]);
+    server.unlock(ADMIN, "dave");
     server.request(
         DAVE,
         &Ask::new("db.read", "postgres:orders")
@@ -143,7 +143,7 @@ database = "{db}"
             DAVE,
             &Ask::new("db.read", resource).lasting("10m").reason("x"),
         );
-        server.cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
+        server.activate(DAVE, r["id"].as_str().unwrap());
         ids.push(r["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(world.brevet_roles().len(), 2);
@@ -236,7 +236,7 @@ fn a_killed_admin_can_use_their_token_for_nothing() {
     let world = two_admins();
     let server = world.start();
     let daves = active_grant(&server, DAVE);
-    server.cli_json(ADMIN, &["kill", "admin2", "--reason", "token leaked"]);
+    server.kill(ADMIN, "admin2", "token leaked");
 
     let attempts: Vec<(&str, String, Option<serde_json::Value>)> = vec![
         (
@@ -290,7 +290,7 @@ fn a_killed_admin_can_use_their_token_for_nothing() {
     assert_eq!(locks[0]["principal"], "admin2");
     assert_eq!(server.show(DAVE, &daves)["state"], "active");
     // The other admin is not affected, and can lift it.
-    server.cli_json(ADMIN, &["unlock", "admin2"]);
+    server.unlock(ADMIN, "admin2");
     assert_eq!(api_call(&server, ADMIN2, "GET", "/v1/locks", None).0, 200);
 }
 
@@ -316,8 +316,8 @@ fn an_everyone_lock_does_not_lift_a_lock_on_an_admin() {
     };
     let (first, second) = (ask(), ask());
     assert_eq!(server.approve(ADMIN2, &first)["state"], "approved");
-    server.cli_json(ADMIN, &["kill", "admin2", "--reason", "compromised"]);
-    server.cli_json(ADMIN, &["kill", "--all", "--reason", "incident"]);
+    server.kill(ADMIN, "admin2", "compromised");
+    server.kill(ADMIN, "*", "incident");
     let (status, text) = api_call(
         &server,
         ADMIN2,
@@ -364,7 +364,7 @@ fn the_sweep_revokes_an_admin_locked_by_name_under_an_everyone_lock() {
     let world = two_admins();
     let server = world.start();
     let grant = active_grant(&server, ADMIN2);
-    let report = server.cli_json(ADMIN, &["kill", "--all", "--reason", "incident"]);
+    let report = server.kill(ADMIN, "*", "incident");
     assert!(
         report["grants"].as_array().unwrap().is_empty(),
         "admins are spared: {report:#}"

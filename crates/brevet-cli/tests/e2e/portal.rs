@@ -148,7 +148,7 @@ fn portal_end_to_end_in_chromium_with_oidc() {
     let data: Value = serde_json::from_str(alice_login["data"].as_str().unwrap()).unwrap();
     assert_eq!(data["groups"], serde_json::json!(["engineering"]));
     assert_eq!(data["method"], "oidc");
-    let verify = server.cli_json(ADMIN, &["audit", "verify"]);
+    let verify = server.audit_verify(ADMIN);
     assert_eq!(verify["ok"], true);
     // The connection string shown once no longer works.
     let cred = result["credential"].as_str().unwrap();
@@ -251,7 +251,7 @@ fn oidc_callback_refuses_foreign_forged_and_reused_state() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("expired or was already used"), "{body}");
 
-    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    let export = server.audit_export(ADMIN);
     assert!(!export.contains("session_started"), "{export}");
 
     // Starting sign-ins is bounded per client (the address the proxy forwards): one client that

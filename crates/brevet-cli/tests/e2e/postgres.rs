@@ -323,7 +323,7 @@ fn kill_with_a_non_superuser_admin(cluster: &str) {
     }
     assert_eq!(open, "1", "the grantee's session is open");
 
-    let report = server.cli_json(ADMIN, &["kill", "dave", "--reason", "x"]);
+    let report = server.kill(ADMIN, "dave", "x");
     assert_eq!(report["revoked"], 1, "{report:#}\n{}", server.log_text());
     let g = &report["grants"][0];
     assert_eq!(g["outcome"], "revoked", "{report:#}");

@@ -67,7 +67,7 @@ fn failed_revocation_is_retried_visible_and_never_forgotten() {
     });
     assert_eq!(done["evidence"]["observation"]["role_exists"], false);
     assert!(!world.role_exists(&role));
-    let export = stdout(&server.cli(ADMIN, &["audit", "export"]));
+    let export = server.audit_export(ADMIN);
     assert!(export.contains("\"kind\":\"revocation_failed\""));
     assert!(http_get(&format!("{}/metrics", server.url)).contains("brevet_revocations_overdue 0"));
 }
@@ -101,7 +101,7 @@ fn two_replicas_on_one_postgres_store_share_work_once() {
         "{:?}",
         world.brevet_roles()
     );
-    let export = stdout(&a.cli(ADMIN, &["audit", "export"]));
+    let export = a.audit_export(ADMIN);
     for id in &ids {
         let count = |kind: &str| {
             export
@@ -117,7 +117,7 @@ fn two_replicas_on_one_postgres_store_share_work_once() {
         );
         assert_eq!(count("grant_revoked"), 1, "{id} revoked once");
     }
-    assert_eq!(b.cli_json(ADMIN, &["audit", "verify"])["ok"], true);
+    assert_eq!(b.audit_verify(ADMIN)["ok"], true);
 }
 
 /// Issue #9 item 9 (review finding 8). On 879dbb0 `/v1/health` only pinged the store, so a

@@ -250,7 +250,7 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
 
     // Nothing was granted or signed; the request is still waiting to be activated.
     assert_eq!(w.server.show(DAVE, &id)["state"], "approved");
-    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let export = w.server.audit_export(ADMIN);
     assert_eq!(
         export.matches("\"kind\":\"credentials_refused\"").count(),
         4
@@ -263,7 +263,7 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
     let out = w.server.cli(DAVE, &args);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-ssh-to-vault"), "{}", stderr(&out));
-    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let export = w.server.audit_export(ADMIN);
     assert!(export.lines().last().unwrap().contains("request_refused"));
     assert!(!export.contains("\"kind\":\"credentials_issued\""));
 }
@@ -277,9 +277,7 @@ fn kill_switch_revokes_postgres_and_ssh_access_together() {
             .lasting("10m")
             .reason("x"),
     );
-    let a = w
-        .server
-        .cli_json(DAVE, &["activate", r["id"].as_str().unwrap()]);
+    let a = w.server.activate(DAVE, r["id"].as_str().unwrap());
     let conn = a["credential"]["secret"].as_str().unwrap().to_owned();
     let c = w.server.cli_json(
         DAVE,
@@ -295,9 +293,7 @@ fn kill_switch_revokes_postgres_and_ssh_access_together() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
-    let report = w
-        .server
-        .cli_json(ADMIN, &["kill", "dave", "--reason", "compromised laptop"]);
+    let report = w.server.kill(ADMIN, "dave", "compromised laptop");
     assert_eq!(report["revoked"], 2, "{report:#}");
     let kinds: Vec<&str> = report["grants"]
         .as_array()
@@ -322,7 +318,7 @@ fn kill_switch_revokes_postgres_and_ssh_access_together() {
         "{}",
         stderr(&again)
     );
-    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let export = w.server.audit_export(ADMIN);
     assert!(export.contains("\"kind\":\"kill_switch\"") && export.contains("serials_in_krl"));
     assert!(w.world.brevet_roles().is_empty());
 }
@@ -484,7 +480,7 @@ fn a_certificate_minted_after_its_grant_ended_is_revoked_at_once() {
         "{}",
         stderr(&reissued)
     );
-    let export = stdout(&w.server.cli(ADMIN, &["audit", "export"]));
+    let export = w.server.audit_export(ADMIN);
     assert!(
         export.lines().any(|l| l.contains("credentials_refused")
             && l.contains(&id)
