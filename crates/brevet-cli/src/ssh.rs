@@ -112,6 +112,7 @@ const OPENSSH_CLIENT: &str = "ssh";
 /// server, naming the policy, rather than not found here). `None`: nothing to ask for.
 async fn resource_of(
     client: &Client,
+    grants: &[RequestView],
     host: &str,
     provider: Option<&str>,
     profile: &str,
@@ -122,7 +123,6 @@ async fn resource_of(
     if let Some(p) = provider {
         return Ok(Some(format!("{p}:{host}")));
     }
-    let grants: Vec<RequestView> = client.get("/v1/grants").await?;
     let mut held: Vec<&str> = grants
         .iter()
         .filter(|g| g.state == brevet_core::RequestState::Active && g.profile == profile)
@@ -182,7 +182,11 @@ pub async fn obtain(client: &Client, a: &SshArgs) -> Result<Result<Obtained, u8>
         Some((u, h)) => (Some(u.to_owned()), h.to_owned()),
         None => (None, a.target.clone()),
     };
-    let Some(resource) = resource_of(client, &host, a.provider.as_deref(), &a.profile).await?
+    // The caller's grants, read once: a bare HOST is looked up among them, and an active one
+    // for the resource is reused.
+    let grants: Vec<RequestView> = client.get("/v1/grants").await?;
+    let Some(resource) =
+        resource_of(client, &grants, &host, a.provider.as_deref(), &a.profile).await?
     else {
         return Ok(Err(DENIED));
     };
@@ -196,7 +200,6 @@ pub async fn obtain(client: &Client, a: &SshArgs) -> Result<Result<Obtained, u8>
         public_key: Some(public),
     };
 
-    let grants: Vec<RequestView> = client.get("/v1/grants").await?;
     let existing = grants.iter().find(|g| {
         g.state == brevet_core::RequestState::Active
             && g.resource == resource

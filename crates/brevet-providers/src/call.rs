@@ -125,11 +125,6 @@ impl OpContext {
         r
     }
 
-    /// The calls recorded so far, in order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.lock().clone()
-    }
-
     /// Takes the calls recorded so far (the next step starts with none).
     pub fn take_calls(&self) -> Vec<CallRecord> {
         std::mem::take(&mut *self.lock())

@@ -444,6 +444,27 @@ mod aws {
         }
     }
 
+    /// A role with a per-grant role's name shape and path but without Brevet's description:
+    /// never the provider's.
+    fn plant_role_lookalike(moto: &Moto) -> String {
+        let name = "brevet-0123456789abcdef0123";
+        moto.aws_json(&[
+            "iam",
+            "create-role",
+            "--role-name",
+            name,
+            "--path",
+            "/brevet/",
+            "--assume-role-policy-document",
+            r#"{"Version":"2012-10-17","Statement":[]}"#,
+        ]);
+        name.to_owned()
+    }
+
+    fn role_present(moto: &Moto, name: &str) -> bool {
+        moto.aws(&["iam", "get-role", "--role-name", name]).0
+    }
+
     fn emulator_credentials() {
         // The SDK reads these from the environment; they are the emulator's, never real ones.
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
@@ -523,21 +544,10 @@ mod aws {
             None
         }
         async fn plant_lookalike(&self) -> String {
-            let name = "brevet-0123456789abcdef0123";
-            self.moto.aws_json(&[
-                "iam",
-                "create-role",
-                "--role-name",
-                name,
-                "--path",
-                "/brevet/",
-                "--assume-role-policy-document",
-                r#"{"Version":"2012-10-17","Statement":[]}"#,
-            ]);
-            name.to_owned()
+            plant_role_lookalike(&self.moto)
         }
         async fn lookalike_present(&self, name: &str) -> bool {
-            self.moto.aws(&["iam", "get-role", "--role-name", name]).0
+            role_present(&self.moto, name)
         }
     }
 
@@ -724,22 +734,10 @@ mod aws {
             None
         }
         async fn plant_lookalike(&self) -> String {
-            // A per-grant role's name shape, without Brevet's description: never the provider's.
-            let name = "brevet-0123456789abcdef0123";
-            self.moto.aws_json(&[
-                "iam",
-                "create-role",
-                "--role-name",
-                name,
-                "--path",
-                "/brevet/",
-                "--assume-role-policy-document",
-                r#"{"Version":"2012-10-17","Statement":[]}"#,
-            ]);
-            name.to_owned()
+            plant_role_lookalike(&self.moto)
         }
         async fn lookalike_present(&self, name: &str) -> bool {
-            self.moto.aws(&["iam", "get-role", "--role-name", name]).0
+            role_present(&self.moto, name)
         }
     }
 
