@@ -17,7 +17,7 @@ fn sql(store_url: &str, statements: &str) {
 }
 
 fn verify(server: &Server) -> (bool, String) {
-    let out = server.cli(ADMIN, &["audit", "verify"]);
+    let out = server.run(ADMIN, Cmd::audit_verify());
     (out.status.success(), stdout(&out))
 }
 
@@ -93,23 +93,17 @@ fn tamper_is_detected(store: StoreKind) {
     assert!(verify(&server).0);
 
     // An exported file verifies offline; an edited one does not.
-    let export = stdout(&server.cli(ADMIN, &["audit", "export", "--format", "jsonl"]));
+    let export = stdout(&server.run(ADMIN, Cmd::audit_export().format("jsonl")));
     let file = server.dir.path().join("export.jsonl");
     std::fs::write(&file, &export).unwrap();
-    let out = server.cli(
-        ADMIN,
-        &["audit", "verify", "--file", file.to_str().unwrap()],
-    );
+    let out = server.run(ADMIN, Cmd::audit_verify().file(file.to_str().unwrap()));
     assert!(out.status.success(), "{}", stdout(&out));
     std::fs::write(
         &file,
         export.replacen("\"reason\\\":\\\"a\\\"", "\"reason\\\":\\\"z\\\"", 1),
     )
     .unwrap();
-    let out = server.cli(
-        ADMIN,
-        &["audit", "verify", "--file", file.to_str().unwrap()],
-    );
+    let out = server.run(ADMIN, Cmd::audit_verify().file(file.to_str().unwrap()));
     assert!(
         !out.status.success() && stdout(&out).contains("edited"),
         "{}",
@@ -117,7 +111,7 @@ fn tamper_is_detected(store: StoreKind) {
     );
 
     // CSV export has a header and one row per event.
-    let csv = stdout(&server.cli(ADMIN, &["audit", "export", "--format", "csv"]));
+    let csv = stdout(&server.run(ADMIN, Cmd::audit_export().format("csv")));
     assert!(csv.starts_with("seq,at,kind,actor,request_id,data,prev_hash,hash\n"));
 }
 
@@ -135,7 +129,7 @@ fn audit_tamper_detected_on_postgres() {
 fn only_admins_read_the_audit_log() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let out = server.cli(ALICE, &["audit", "verify"]);
+    let out = server.run(ALICE, Cmd::audit_verify());
     assert!(stderr(&out).contains("`admin` role"), "{}", stderr(&out));
 }
 
@@ -147,7 +141,7 @@ fn truncation_behind_a_moved_head_is_detected(store: StoreKind) {
     let mut server = world.start();
     let store_url = store_url(&world, &server, store);
     four_events(&server);
-    let cp = server.cli_json(ADMIN, &["audit", "checkpoint"]);
+    let cp = server.json(ADMIN, Cmd::audit_checkpoint());
     assert_eq!(cp["seq"], 4, "{cp}");
     assert!(
         server.log_text().contains("audit checkpoint")
@@ -170,7 +164,7 @@ fn truncation_behind_a_moved_head_is_detected(store: StoreKind) {
         "{text}"
     );
     // Brevet does not bless the shortened log with a new checkpoint either.
-    let out = server.cli(ADMIN, &["audit", "checkpoint"]);
+    let out = server.run(ADMIN, Cmd::audit_checkpoint());
     assert!(
         !out.status.success() && stderr(&out).contains("removed from the end"),
         "{}",
@@ -221,10 +215,8 @@ fn audit_truncation_with_head_set_back_detected_on_postgres() {
 
 const HOOK_SECRET: &str = "whsec-test-0123456789abcdef";
 
-fn verify_args(server: &Server, args: &[&str]) -> (bool, String, String) {
-    let mut all = vec!["audit", "verify"];
-    all.extend_from_slice(args);
-    let out = server.cli(ADMIN, &all);
+fn verify_args(server: &Server, cmd: Cmd) -> (bool, String, String) {
+    let out = server.run(ADMIN, cmd);
     (out.status.success(), stdout(&out), stderr(&out))
 }
 
@@ -250,16 +242,13 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
 "#,
         hook.url
     );
-    let world = World::build(
-        StoreKind::Sqlite,
-        "",
-        &notify,
-        &[("BREVET_TEST_HOOK_SECRET", HOOK_SECRET)],
-    );
+    let world = World::new(StoreKind::Sqlite)
+        .with(&notify)
+        .env(&[("BREVET_TEST_HOOK_SECRET", HOOK_SECRET)]);
     let server = world.start();
     four_events(&server);
     let dir = server.dir.path();
-    let cp_text = stdout(&server.cli(ADMIN, &["--json", "audit", "checkpoint"]));
+    let cp_text = stdout(&server.run(ADMIN, Cmd::audit_checkpoint().json_output()));
     let cp: serde_json::Value = serde_json::from_str(&cp_text).unwrap();
     assert_eq!(cp["seq"], 4, "{cp_text}");
     let public_key = cp["public_key"].as_str().unwrap().to_owned();
@@ -268,7 +257,7 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     std::fs::write(&cp_file, &cp_text).unwrap();
     let cp_path = cp_file.to_str().unwrap();
 
-    let export = stdout(&server.cli(ADMIN, &["audit", "export", "--format", "jsonl"]));
+    let export = stdout(&server.run(ADMIN, Cmd::audit_export().format("jsonl")));
     let full = dir.join("full.jsonl");
     std::fs::write(&full, &export).unwrap();
     let lines: Vec<&str> = export.lines().collect();
@@ -277,18 +266,14 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     let (full, short) = (full.to_str().unwrap(), short.to_str().unwrap());
 
     // The chain alone cannot tell a shortened export from a complete one.
-    assert!(verify_args(&server, &["--file", short]).0);
+    assert!(verify_args(&server, Cmd::audit_verify().file(short)).0);
 
     let (ok, out, err) = verify_args(
         &server,
-        &[
-            "--file",
-            full,
-            "--checkpoint",
-            cp_path,
-            "--public-key",
-            &public_key,
-        ],
+        Cmd::audit_verify()
+            .file(full)
+            .checkpoint(cp_path)
+            .public_key(&public_key),
     );
     assert!(
         ok && out.contains("reaches the signed/expected event 4"),
@@ -296,26 +281,24 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     );
     let (ok, out, err) = verify_args(
         &server,
-        &[
-            "--file",
-            short,
-            "--checkpoint",
-            cp_path,
-            "--public-key",
-            &public_key,
-        ],
+        Cmd::audit_verify()
+            .file(short)
+            .checkpoint(cp_path)
+            .public_key(&public_key),
     );
     assert!(
         !ok && out.contains("the log ends at event 3") && out.contains("is for event 4"),
         "{out}{err}"
     );
-    let (ok, out, _) = verify_args(&server, &["--file", short, "--head", &head]);
+    let (ok, out, _) = verify_args(&server, Cmd::audit_verify().file(short).head(&head));
     assert!(!ok && out.contains("--head is for event 4"), "{out}");
-    assert!(verify_args(&server, &["--file", full, "--head", &head]).0);
+    assert!(verify_args(&server, Cmd::audit_verify().file(full).head(&head)).0);
     // Without --file, the server's own export is held to the checkpoint.
     let (ok, out, err) = verify_args(
         &server,
-        &["--checkpoint", cp_path, "--public-key", &public_key],
+        Cmd::audit_verify()
+            .checkpoint(cp_path)
+            .public_key(&public_key),
     );
     assert!(ok, "{out}{err}");
 
@@ -335,7 +318,10 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
         got.body
     );
     let received = got.body.to_string();
-    let (ok, out, err) = verify_args(&server, &["--file", short, "--checkpoint", &received]);
+    let (ok, out, err) = verify_args(
+        &server,
+        Cmd::audit_verify().file(short).checkpoint(&received),
+    );
     assert!(!ok && out.contains("is for event 4"), "{out}{err}");
 
     // Forgeries: a checkpoint moved back to event 3 (to bless the short export), a mangled
@@ -354,28 +340,20 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     for forged in [back, mangled] {
         let (ok, out, err) = verify_args(
             &server,
-            &[
-                "--file",
-                short,
-                "--checkpoint",
-                &forged.to_string(),
-                "--public-key",
-                &public_key,
-            ],
+            Cmd::audit_verify()
+                .file(short)
+                .checkpoint(&forged.to_string())
+                .public_key(&public_key),
         );
         assert!(!ok && err.contains("invalid signature"), "{out}{err}");
     }
     let other_key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
     let (ok, out, err) = verify_args(
         &server,
-        &[
-            "--file",
-            full,
-            "--checkpoint",
-            cp_path,
-            "--public-key",
-            other_key,
-        ],
+        Cmd::audit_verify()
+            .file(full)
+            .checkpoint(cp_path)
+            .public_key(other_key),
     );
     assert!(!ok && err.contains("not by the expected key"), "{out}{err}");
 

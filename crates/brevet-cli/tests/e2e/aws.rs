@@ -17,7 +17,9 @@ struct AwsWorld {
 
 fn aws_world(server_env: &[(&str, &str)]) -> AwsWorld {
     let moto = Moto::start();
-    let world = World::build(StoreKind::Sqlite, "", &aws_config(&moto.url), &AWS_ENV);
+    let world = World::new(StoreKind::Sqlite)
+        .with(&aws_config(&moto.url))
+        .env(&AWS_ENV);
     let server = world.start_with(server_env);
     AwsWorld {
         world,
@@ -194,26 +196,15 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    let brevet = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .args(args)
+    let brevet = |cmd: Cmd| {
+        cmd.command()
             .env("BREVET_URL", &w.server.url)
             .env("BREVET_TOKEN", DAVE)
             .env("AWS_CONFIG_FILE", &config)
             .output()
             .unwrap()
     };
-    let out = brevet(&[
-        "aws",
-        "configure",
-        "dv",
-        "--resource",
-        "aws:bucket",
-        "--access-profile",
-        "aws.s3-session",
-        "--region",
-        "us-east-1",
-    ]);
+    let out = brevet(Cmd::aws_configure("dv", "aws:bucket", "aws.s3-session").region("us-east-1"));
     assert!(out.status.success(), "{}", stderr(&out));
     let written = std::fs::read_to_string(&config).unwrap();
     assert!(
@@ -251,7 +242,7 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
     );
 
     // The credential_process JSON itself.
-    let out = brevet(&["aws", "credential-process", "--profile", "dv"]);
+    let out = brevet(Cmd::aws_credential_process("dv"));
     let cp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cp["Version"], 1);
     for k in [
@@ -264,15 +255,14 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
     }
 
     // `aws exec` puts them in a command's environment.
-    let out = brevet(&[
-        "aws",
-        "exec",
+    let out = brevet(Cmd::aws_exec(
         "dv",
-        "--",
-        "sh",
-        "-c",
-        "test -n \"$AWS_SESSION_TOKEN\" && echo has-session",
-    ]);
+        &[
+            "sh",
+            "-c",
+            "test -n \"$AWS_SESSION_TOKEN\" && echo has-session",
+        ],
+    ));
     assert_eq!(stdout(&out).trim(), "has-session", "{}", stderr(&out));
 
     // Denies left on the shared base role by earlier revocations: one whose sessions have all
@@ -329,7 +319,7 @@ fn aws_cli_gets_session_credentials_through_credential_process() {
         2,
         "the recent deny and this grant's: {names:?}"
     );
-    let out = brevet(&["aws", "credential-process", "--profile", "dv"]);
+    let out = brevet(Cmd::aws_credential_process("dv"));
     assert!(stderr(&out).contains("no active grant"), "{}", stderr(&out));
     drop(w.world);
 }
@@ -427,7 +417,7 @@ fn session_denies_collapse_into_one_when_the_base_role_is_full() {
 fn identity_center_world() -> (AwsWorld, String, String) {
     let moto = Moto::start();
     let (config, instance, permission_set) = identity_center_config(&moto, &moto.url);
-    let world = World::build(StoreKind::Sqlite, "", &config, &AWS_ENV);
+    let world = World::new(StoreKind::Sqlite).with(&config).env(&AWS_ENV);
     let server = world.start();
     (
         AwsWorld {
@@ -562,7 +552,7 @@ fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() 
         Duration::from_secs(5),
     );
     let (config, instance, permission_set) = identity_center_config(&moto, &proxy.url);
-    let world = World::build(StoreKind::Sqlite, "", &config, &AWS_ENV);
+    let world = World::new(StoreKind::Sqlite).with(&config).env(&AWS_ENV);
     let server = world.start();
     let r = server.request(
         DAVE,
@@ -571,7 +561,7 @@ fn identity_center_assignment_landing_after_the_activation_gave_up_is_removed() 
             .reason("incident"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let out = server.cli(DAVE, &["activate", &id]);
+    let out = server.run(DAVE, Cmd::activate(&id));
     assert!(
         !out.status.success(),
         "the activation cannot finish while the creation is held: {}",
@@ -897,14 +887,7 @@ fn crash_after_role_creation_leaves_no_role_without_a_grant() {
             .reason("x"),
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let mut activating = std::process::Command::new(BIN)
-        .args(["activate", &id])
-        .env("BREVET_URL", &server.url)
-        .env("BREVET_TOKEN", DAVE)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut activating = server.spawn(DAVE, Cmd::activate(&id));
     let brevet_roles = |moto: &Moto| {
         moto.aws_json(&["iam", "list-roles", "--path-prefix", "/brevet/"])["Roles"]
             .as_array()
@@ -965,36 +948,48 @@ fn crash_after_role_creation_leaves_no_role_without_a_grant() {
 fn bad_aws_input_is_refused_and_nothing_is_created() {
     let moto = Moto::start();
     let base = aws_config(&moto.url);
+    let world = World::new(StoreKind::Sqlite).with(&base).env(&AWS_ENV);
+    let read_actions = |actions: &[&str]| {
+        world.config.clone().set(
+            "providers.aws.profiles.\"aws.s3-read\".actions",
+            toml::Value::Array(actions.iter().map(|a| (*a).into()).collect()),
+        )
+    };
     let cases = [
-        (base.replace("\"s3:GetObject\", \"s3:ListBucket\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]", "\"s3:GetObjekt\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]"), "unknown AWS action `s3:GetObjekt`"),
-        (base.replace("\"s3:GetObject\", \"s3:ListBucket\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]", "\"s3:*\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]"), "`s3:*` is a wildcard"),
-        (base.replace("\"s3:GetObject\", \"s3:ListBucket\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]", "\"s3GetObject\"]\n\n[providers.aws.profiles.\"aws.s3-session\"]"), "is not an IAM action"),
-        (base.replace("arn:aws:s3:::data-bucket/*", "arn:aws:s3:data-bucket"), "is not an ARN"),
+        (
+            read_actions(&["s3:GetObjekt"]),
+            "unknown AWS action `s3:GetObjekt`",
+        ),
+        (read_actions(&["s3:*"]), "`s3:*` is a wildcard"),
+        (read_actions(&["s3GetObject"]), "is not an IAM action"),
+        (
+            world.config.clone().set(
+                "resources.\"aws:bucket\".arns",
+                toml::Value::Array(vec![
+                    "arn:aws:s3:::data-bucket".into(),
+                    "arn:aws:s3:data-bucket".into(),
+                ]),
+            ),
+            "is not an ARN",
+        ),
     ];
-    for (extra, expected) in cases {
-        let world = World::build(StoreKind::Sqlite, "", &extra, &AWS_ENV);
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("brevet.toml"), &world.config).unwrap();
-        std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["server", "--config", "brevet.toml"])
-            .current_dir(dir.path())
-            .envs(world.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
+    for (config, expected) in cases {
+        let out = world.refused_start(&config);
         assert!(
             stderr(&out).contains(expected),
             "expected `{expected}` in: {}",
             stderr(&out)
         );
     }
+    drop(world);
     // Privilege-escalation actions are allowed but called out when the server starts.
     let escalating = base.replace(
         "[\"s3:GetObject\", \"s3:ListBucket\"]",
         "[\"s3:GetObject\", \"iam:PassRole\"]",
     );
-    let world = World::build(StoreKind::Sqlite, "", &escalating, &AWS_ENV);
+    let world = World::new(StoreKind::Sqlite)
+        .with(&escalating)
+        .env(&AWS_ENV);
     let server = world.start();
     assert!(
         server
@@ -1006,20 +1001,15 @@ fn bad_aws_input_is_refused_and_nothing_is_created() {
     drop(server);
 
     // Longer than the roles' maximum session duration (policy allows 4h, the role 1h).
-    let world = World::build(StoreKind::Sqlite, "", &base, &AWS_ENV);
+    let world = World::new(StoreKind::Sqlite).with(&base).env(&AWS_ENV);
     let server = world.start();
-    let out = server.cli(
+    let out = server.run(
         DAVE,
-        &[
-            "request",
-            "aws.s3-read",
-            "--resource",
-            "aws:bucket",
-            "--for",
-            "2h",
-            "--reason",
-            "x",
-        ],
+        Cmd::request(
+            &Ask::new("aws.s3-read", "aws:bucket")
+                .lasting("2h")
+                .reason("x"),
+        ),
     );
     assert!(
         stderr(&out).contains("2h is longer than `aws:bucket` can grant `aws.s3-read` for (1h)"),
@@ -1027,11 +1017,7 @@ fn bad_aws_input_is_refused_and_nothing_is_created() {
         stderr(&out)
     );
     assert_eq!(
-        server
-            .cli_json(DAVE, &["requests"])
-            .as_array()
-            .unwrap()
-            .len(),
+        server.json(DAVE, Cmd::requests()).as_array().unwrap().len(),
         0
     );
     let roles = moto.aws_json(&["iam", "list-roles"]);
@@ -1102,7 +1088,9 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
         ("AWS_SECRET_ACCESS_KEY", brevet[1].as_str()),
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
-    let world = World::build(StoreKind::Sqlite, "", &aws_config(&moto.url), &env);
+    let world = World::new(StoreKind::Sqlite)
+        .with(&aws_config(&moto.url))
+        .env(&env);
     let server = world.start();
     let r = server.request(
         DAVE,

@@ -9,84 +9,57 @@ use crate::common::*;
 #[test]
 fn bad_config_is_refused_with_the_field_named() {
     let world = World::new(StoreKind::Sqlite);
-    let dir = tempfile::tempdir().unwrap();
+    let base = || world.config.clone();
     let cases = [
         (
-            world.config.replace("tick = \"200ms\"", "tick = \"soon\""),
+            base().set("server.tick", "soon"),
             "`soon` is not a duration",
         ),
+        (base().set("server.listen", "nowhere"), "server.listen"),
         (
-            world
-                .config
-                .replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\""),
-            "server.listen",
-        ),
-        (
-            world.config.replace("role_prefix", "role_prefx"),
+            base().rename("providers.postgres.role_prefix", "role_prefx"),
             "unknown field `role_prefx`",
         ),
         (
-            world.config.replace(
-                "listen = \"127.0.0.1:0\"",
-                "listen = \"127.0.0.1:0\"\nclient_ip_header = \"x forwarded for\"",
-            ),
+            base().set("server.client_ip_header", "x forwarded for"),
             "server.client_ip_header",
         ),
         (
-            world.config.replace(
-                "[resources.\"postgres:orders\"]",
-                "[resources.\"pg:orders\"]",
-            ),
+            base().rename("resources.\"postgres:orders\"", "pg:orders"),
             "no provider `pg` is configured",
         ),
         (
-            world
-                .config
-                .replace("roles = [\"admin\"]", "roles = [\"root\"]"),
+            base().set(
+                "principals.3.roles",
+                toml::Value::Array(vec!["root".into()]),
+            ),
             "principals[3].roles",
         ),
         // Issue #9 item 9: on 879dbb0 a zero interval was accepted and panicked the scheduler.
         (
-            world
-                .config
-                .replace("reconcile_every = \"2s\"", "reconcile_every = \"0s\""),
+            base().set("server.reconcile_every", "0s"),
             "reconcile_every = \"0s\"",
         ),
         (
-            world
-                .config
-                .replace("reconcile_every = \"2s\"", "reconcile_every = \"0s\""),
+            base().set("server.reconcile_every", "0s"),
             "or \"off\" to turn it off",
         ),
         (
-            world
-                .config
-                .replace("provider_timeout = \"2s\"", "provider_timeout = \"0s\""),
+            base().set("server.provider_timeout", "0s"),
             "is zero; write a duration longer than zero",
         ),
     ];
     for (config, expected) in cases {
-        std::fs::write(dir.path().join("brevet.toml"), &config).unwrap();
-        std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
-        let out = Command::new(BIN)
-            .args(["server", "--config", "brevet.toml"])
-            .current_dir(dir.path())
-            .envs(world.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
+        let out = world.refused_start(&config);
         assert!(
             stderr(&out).contains(expected),
             "expected `{expected}` in: {}",
             stderr(&out)
         );
-        assert!(
-            !dir.path().join("store.db").exists(),
-            "a refused config must not create the store"
-        );
     }
+    let dir = tempfile::tempdir().unwrap();
     // A policy that does not validate against the schema names the policy.
-    std::fs::write(dir.path().join("brevet.toml"), &world.config).unwrap();
+    std::fs::write(dir.path().join("brevet.toml"), world.config.text()).unwrap();
     std::fs::write(dir.path().join("policy.cedar"), "@id(\"typo\") permit (principal, action == Action::\"request\", resource) when { context.profil == \"x\" };").unwrap();
     let out = Command::new(BIN)
         .args(["server", "--config", "brevet.toml"])
@@ -108,18 +81,13 @@ fn bad_config_is_refused_with_the_field_named() {
 fn a_refused_request_exits_non_zero_with_the_servers_message() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let out = server.cli(
+    let out = server.run(
         ALICE,
-        &[
-            "request",
-            "db.raed",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "x",
-        ],
+        Cmd::request(
+            &Ask::new("db.raed", "postgres:orders")
+                .lasting("10m")
+                .reason("x"),
+        ),
     );
     assert!(!out.status.success());
     assert!(
@@ -131,18 +99,13 @@ fn a_refused_request_exits_non_zero_with_the_servers_message() {
     );
 
     // Over the policy's maximum: refused by policy (exit 2).
-    let out = server.cli(
+    let out = server.run(
         ALICE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "5h",
-            "--reason",
-            "x",
-        ],
+        Cmd::request(
+            &Ask::new("db.read", "postgres:orders")
+                .lasting("5h")
+                .reason("x"),
+        ),
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(

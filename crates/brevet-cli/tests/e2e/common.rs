@@ -2,6 +2,7 @@
 //! table, a store (SQLite file or a fresh PostgreSQL database), and the real `brevet` binary.
 #![allow(dead_code)]
 
+pub use crate::config::Config;
 pub use brevet_testkit::*;
 use serde_json::Value;
 
@@ -77,26 +78,15 @@ pub struct World {
     pub target: TestDb,
     pub store_db: Option<TestDb>,
     pub prefix: String,
-    pub config: String,
+    pub config: Config,
     pub env: Vec<(String, String)>,
 }
 
 impl World {
+    /// The default world: the principals and policy above, the `postgres` provider on the
+    /// target, and short test timings. Change it with [`World::server`], [`World::with`],
+    /// [`World::set`] and [`World::env`].
     pub fn new(store: StoreKind) -> Self {
-        Self::with_server_settings(store, "")
-    }
-
-    pub fn with_server_settings(store: StoreKind, server_extra: &str) -> Self {
-        Self::build(store, server_extra, "", &[])
-    }
-
-    /// A world with extra config appended (more providers/resources) and extra server env.
-    pub fn build(
-        store: StoreKind,
-        server_extra: &str,
-        extra_config: &str,
-        extra_env: &[(&str, &str)],
-    ) -> Self {
         let target = TestDb::create("brevet_target");
         psql(
             &target.url,
@@ -116,39 +106,20 @@ impl World {
         if let Some(db) = &store_db {
             env.push(("BREVET_TEST_STORE_URL".into(), db.url.clone()));
         }
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
         let store_url = match store {
             StoreKind::Sqlite => "\"sqlite://store.db\"".to_string(),
             StoreKind::Postgres => "{ env = \"BREVET_TEST_STORE_URL\" }".to_string(),
         };
-        // The test defaults, less any that `server_extra` sets itself (TOML refuses a key twice).
-        let server_defaults: String = [
-            "listen = \"127.0.0.1:0\"",
-            "tick = \"200ms\"",
-            "provider_timeout = \"2s\"",
-            "lease = \"6s\"",
-            "reconcile_every = \"2s\"",
-            "approve_within = \"10m\"",
-            "activate_within = \"10m\"",
-        ]
-        .iter()
-        .filter(|line| {
-            let key = line.split(' ').next().unwrap_or_default();
-            !server_extra.lines().any(|l| {
-                l.trim_start().starts_with(&format!("{key} "))
-                    || l.trim_start().starts_with(&format!("{key}="))
-            })
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-        let config = format!(
+        let config = Config::parse(&format!(
             r#"
 [server]
-{server_defaults}{server_extra}
+listen = "127.0.0.1:0"
+tick = "200ms"
+provider_timeout = "2s"
+lease = "6s"
+reconcile_every = "2s"
+approve_within = "10m"
+activate_within = "10m"
 
 [store]
 url = {store_url}
@@ -193,15 +164,10 @@ role_prefix = "{prefix}"
 [resources."postgres:orders"]
 database = "{db}"
 schemas = ["public"]
-
-{extra}
 "#,
-            extra = extra_config
-                .replace("{db}", &target.name)
-                .replace("{prefix}", &prefix),
             dave = sha256_hex(DAVE),
             db = target.name,
-        );
+        ));
         Self {
             admin: Some(admin),
             target,
@@ -210,6 +176,59 @@ schemas = ["public"]
             config,
             env,
         }
+    }
+
+    /// Sets `[server]` keys, written as TOML lines (`lease = "8s"`); they replace the defaults.
+    pub fn server(self, lines: &str) -> Self {
+        self.with(&format!("[server]\n{lines}"))
+    }
+
+    /// Merges a TOML fragment (more providers, resources or principals) into the config, with
+    /// `{db}` standing for the target database and `{prefix}` for the test's role prefix.
+    pub fn with(mut self, fragment: &str) -> Self {
+        let fragment = fragment
+            .replace("{db}", &self.target.name)
+            .replace("{prefix}", &self.prefix);
+        self.config = self.config.merge(&fragment);
+        self
+    }
+
+    /// Sets one key by its path (see [`Config`]).
+    pub fn set(mut self, path: &str, value: impl Into<toml::Value>) -> Self {
+        self.config = self.config.set(path, value);
+        self
+    }
+
+    /// Adds variables to the server's environment (what `{ env = "…" }` in the config reads).
+    pub fn env(mut self, vars: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    /// Runs `brevet server` on `config` (this world's policy and environment) and expects it to
+    /// refuse to start: its output, and a check that the refused config created no store.
+    pub fn refused_start(&self, config: &Config) -> std::process::Output {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("brevet.toml"), config.text()).unwrap();
+        std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
+        let out = output_within(
+            Command::new(BIN)
+                .args(["server", "--config", "brevet.toml"])
+                .current_dir(dir.path())
+                .envs(self.env.iter().map(|(k, v)| (k, v))),
+            std::time::Duration::from_secs(30),
+        );
+        assert!(
+            !out.status.success(),
+            "the server started on a config it should refuse:\n{}",
+            config.text()
+        );
+        assert!(
+            !dir.path().join("store.db").exists(),
+            "a refused config must not create the store"
+        );
+        out
     }
 
     pub fn start(&self) -> Server {
@@ -223,7 +242,7 @@ schemas = ["public"]
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         env.extend_from_slice(extra_env);
-        Server::start(std::path::Path::new(BIN), &self.config, POLICY, &env)
+        Server::start(std::path::Path::new(BIN), &self.config.text(), POLICY, &env)
     }
 
     pub fn env_refs(&self) -> Vec<(&str, &str)> {
@@ -268,7 +287,7 @@ pub fn sha256_hex(s: &str) -> String {
 /// Waits for a request by `token` to show up in `brevet requests --pending --all` for an approver.
 pub fn first_pending(server: &Server, approver: &str) -> String {
     for _ in 0..80 {
-        let v = server.cli_json(approver, &["requests", "--pending"]);
+        let v = server.json(approver, Cmd::requests().pending());
         if let Some(id) = v
             .as_array()
             .and_then(|a| a.first())
@@ -718,9 +737,9 @@ impl World {
             "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'widget'), (2, 'gadget');",
         )
         .expect("seed target");
-        let config = config.replace(
-            &format!("\"{}\"", old.name),
-            &format!("\"{}\"", target.name),
+        let config = config.set(
+            "resources.\"postgres:orders\".database",
+            target.name.as_str(),
         );
         let admin = PgAdminLogin::create(cluster, &[(&target.name, &["public"])]);
         let url = admin.url.clone();
@@ -973,65 +992,265 @@ impl Ask {
     }
 }
 
-/// One method per CLI command the tests run, answering the command's `--json` output, so a test
-/// names the command instead of writing its argument vector.
+/// One `brevet` command line, made by a constructor per command and a method per flag, so a test
+/// names the command and its options instead of writing an argument vector. Run it with
+/// [`Commands::run`] (any outcome: exit code, stdout, stderr) or [`Commands::json`] (`--json`,
+/// must succeed).
+#[derive(Debug, Clone)]
+pub struct Cmd(Vec<String>);
+
+impl Cmd {
+    fn of(words: &[&str]) -> Self {
+        Self(words.iter().map(|w| w.to_string()).collect())
+    }
+    fn flag(mut self, flag: &str, value: &str) -> Self {
+        self.0.extend([flag.to_string(), value.to_string()]);
+        self
+    }
+    fn switch(mut self, flag: &str) -> Self {
+        self.0.push(flag.to_string());
+        self
+    }
+
+    /// `brevet request PROFILE --resource R …` as the [`Ask`] says.
+    pub fn request(ask: &Ask) -> Self {
+        Self(ask.args())
+    }
+    pub fn requests() -> Self {
+        Self::of(&["requests"])
+    }
+    pub fn show(id: &str) -> Self {
+        Self::of(&["show", id])
+    }
+    pub fn approve(id: &str) -> Self {
+        Self::of(&["approve", id])
+    }
+    pub fn deny(id: &str) -> Self {
+        Self::of(&["deny", id])
+    }
+    pub fn activate(id: &str) -> Self {
+        Self::of(&["activate", id])
+    }
+    pub fn revoke(id: &str) -> Self {
+        Self::of(&["revoke", id])
+    }
+    /// `brevet extend ID --for DURATION`.
+    pub fn extend(id: &str, by: &str) -> Self {
+        Self::of(&["extend", id]).flag("--for", by)
+    }
+    pub fn grants() -> Self {
+        Self::of(&["grants"])
+    }
+    pub fn locks() -> Self {
+        Self::of(&["locks"])
+    }
+    pub fn reconcile() -> Self {
+        Self::of(&["reconcile"])
+    }
+    pub fn whoami() -> Self {
+        Self::of(&["whoami"])
+    }
+    pub fn deliveries() -> Self {
+        Self::of(&["deliveries"])
+    }
+    /// `brevet kill PRINCIPAL --reason R`; `*` kills everyone (`--all`).
+    pub fn kill(principal: &str, reason: &str) -> Self {
+        match principal {
+            "*" => Self::of(&["kill", "--all"]),
+            p => Self::of(&["kill", p]),
+        }
+        .flag("--reason", reason)
+    }
+    pub fn unlock(principal: &str) -> Self {
+        Self::of(&["unlock", principal])
+    }
+    pub fn audit_verify() -> Self {
+        Self::of(&["audit", "verify"])
+    }
+    pub fn audit_checkpoint() -> Self {
+        Self::of(&["audit", "checkpoint"])
+    }
+    pub fn audit_export() -> Self {
+        Self::of(&["audit", "export"])
+    }
+    pub fn ssh_ca_public_key() -> Self {
+        Self::of(&["ssh-ca", "public-key"])
+    }
+    /// `brevet ssh-cert USER@HOST`.
+    pub fn ssh_cert(target: &str) -> Self {
+        Self::of(&["ssh-cert", target])
+    }
+    /// `brevet ssh USER@HOST`; OpenSSH options with [`Cmd::ssh_options`], a remote command with
+    /// [`Cmd::remote`].
+    pub fn ssh(target: &str) -> Self {
+        Self::of(&["ssh", target])
+    }
+    /// `brevet login --timeout T` (OIDC device sign-in).
+    pub fn login(timeout: &str) -> Self {
+        Self::of(&["login"]).flag("--timeout", timeout)
+    }
+    pub fn logout() -> Self {
+        Self::of(&["logout"])
+    }
+    /// `brevet aws configure NAME --resource R --access-profile P`.
+    pub fn aws_configure(name: &str, resource: &str, access_profile: &str) -> Self {
+        Self::of(&["aws", "configure", name])
+            .flag("--resource", resource)
+            .flag("--access-profile", access_profile)
+    }
+    /// `brevet aws credential-process --profile NAME`.
+    pub fn aws_credential_process(name: &str) -> Self {
+        Self::of(&["aws", "credential-process"]).flag("--profile", name)
+    }
+    /// `brevet aws exec NAME -- COMMAND…`.
+    pub fn aws_exec(name: &str, command: &[&str]) -> Self {
+        Self::of(&["aws", "exec", name]).remote(command)
+    }
+
+    /// `--for DURATION`.
+    pub fn lasting(self, duration: &str) -> Self {
+        self.flag("--for", duration)
+    }
+    pub fn reason(self, reason: &str) -> Self {
+        self.flag("--reason", reason)
+    }
+    pub fn comment(self, comment: &str) -> Self {
+        self.flag("--comment", comment)
+    }
+    pub fn profile(self, profile: &str) -> Self {
+        self.flag("--profile", profile)
+    }
+    /// `--public-key`: the SSH key file (`activate`) or the audit key (`audit verify`).
+    pub fn public_key(self, key: &str) -> Self {
+        self.flag("--public-key", key)
+    }
+    /// `audit export --format F`.
+    pub fn format(self, format: &str) -> Self {
+        self.flag("--format", format)
+    }
+    /// `audit verify --file F`.
+    pub fn file(self, path: &str) -> Self {
+        self.flag("--file", path)
+    }
+    /// `audit verify --head SEQ:HASH`.
+    pub fn head(self, head: &str) -> Self {
+        self.flag("--head", head)
+    }
+    /// `audit verify --checkpoint FILE|JSON`.
+    pub fn checkpoint(self, checkpoint: &str) -> Self {
+        self.flag("--checkpoint", checkpoint)
+    }
+    /// `deliveries --subscriber S`.
+    pub fn subscriber(self, subscriber: &str) -> Self {
+        self.flag("--subscriber", subscriber)
+    }
+    /// `deliveries --state S`.
+    pub fn state(self, state: &str) -> Self {
+        self.flag("--state", state)
+    }
+    /// `requests --pending`.
+    pub fn pending(self) -> Self {
+        self.switch("--pending")
+    }
+    /// `request --wait`: waits for approval and activates.
+    pub fn wait(self) -> Self {
+        self.switch("--wait")
+    }
+    /// `aws configure --region R`.
+    pub fn region(self, region: &str) -> Self {
+        self.flag("--region", region)
+    }
+    /// Options passed through to OpenSSH (`brevet ssh`).
+    pub fn ssh_options(mut self, options: &[&str]) -> Self {
+        self.0.extend(options.iter().map(|o| o.to_string()));
+        self
+    }
+    /// The command `brevet ssh` runs on the host (after `--`).
+    pub fn remote(mut self, command: &[&str]) -> Self {
+        self.0.push("--".into());
+        self.0.extend(command.iter().map(|o| o.to_string()));
+        self
+    }
+    /// Asks for `--json` output while still reading the whole outcome with [`Commands::run`].
+    pub fn json_output(mut self) -> Self {
+        self.0.insert(0, "--json".into());
+        self
+    }
+    /// The `brevet` process for this command, with no server or token set: for a test that
+    /// runs it in its own environment (a session file, an AWS config file).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(&self.0);
+        c
+    }
+}
+
+/// Running [`Cmd`]s against a server, and a shorthand for the commands most tests run, answering
+/// the command's `--json` output.
 pub trait Commands {
-    fn request(&self, token: &str, ask: &Ask) -> Value;
-    fn show(&self, token: &str, id: &str) -> Value;
-    fn activate(&self, token: &str, id: &str) -> Value;
-    fn approve(&self, token: &str, id: &str) -> Value;
-    fn revoke(&self, token: &str, id: &str) -> Value;
-    fn grants(&self, token: &str) -> Value;
-    fn locks(&self, token: &str) -> Value;
-    fn reconcile(&self, token: &str) -> Value;
+    /// Runs the command, whatever its outcome.
+    fn run(&self, token: &str, cmd: Cmd) -> std::process::Output;
+    /// Runs the command with `--json`; panics (with stderr) unless it succeeds.
+    fn json(&self, token: &str, cmd: Cmd) -> Value;
+    /// Starts the command in the background, stdout and stderr piped.
+    fn spawn(&self, token: &str, cmd: Cmd) -> std::process::Child;
+
+    fn request(&self, token: &str, ask: &Ask) -> Value {
+        self.json(token, Cmd::request(ask))
+    }
+    fn show(&self, token: &str, id: &str) -> Value {
+        self.json(token, Cmd::show(id))
+    }
+    fn activate(&self, token: &str, id: &str) -> Value {
+        self.json(token, Cmd::activate(id))
+    }
+    fn approve(&self, token: &str, id: &str) -> Value {
+        self.json(token, Cmd::approve(id))
+    }
+    fn revoke(&self, token: &str, id: &str) -> Value {
+        self.json(token, Cmd::revoke(id))
+    }
+    fn grants(&self, token: &str) -> Value {
+        self.json(token, Cmd::grants())
+    }
+    fn locks(&self, token: &str) -> Value {
+        self.json(token, Cmd::locks())
+    }
+    fn reconcile(&self, token: &str) -> Value {
+        self.json(token, Cmd::reconcile())
+    }
     /// `brevet kill PRINCIPAL --reason …` (`*`: `--all`).
-    fn kill(&self, token: &str, principal: &str, reason: &str) -> Value;
-    fn unlock(&self, token: &str, principal: &str) -> Value;
-    fn audit_verify(&self, token: &str) -> Value;
+    fn kill(&self, token: &str, principal: &str, reason: &str) -> Value {
+        self.json(token, Cmd::kill(principal, reason))
+    }
+    fn unlock(&self, token: &str, principal: &str) -> Value {
+        self.json(token, Cmd::unlock(principal))
+    }
+    fn audit_verify(&self, token: &str) -> Value {
+        self.json(token, Cmd::audit_verify())
+    }
     /// `brevet audit export` as JSON lines.
-    fn audit_export(&self, token: &str) -> String;
+    fn audit_export(&self, token: &str) -> String {
+        stdout(&self.run(token, Cmd::audit_export()))
+    }
 }
 
 impl Commands for Server {
-    fn request(&self, token: &str, ask: &Ask) -> Value {
-        let args = ask.args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fn run(&self, token: &str, cmd: Cmd) -> std::process::Output {
+        let args: Vec<&str> = cmd.0.iter().map(String::as_str).collect();
+        self.cli(token, &args)
+    }
+    fn json(&self, token: &str, cmd: Cmd) -> Value {
+        let args: Vec<&str> = cmd.0.iter().map(String::as_str).collect();
         self.cli_json(token, &args)
     }
-    fn show(&self, token: &str, id: &str) -> Value {
-        self.cli_json(token, &["show", id])
-    }
-    fn activate(&self, token: &str, id: &str) -> Value {
-        self.cli_json(token, &["activate", id])
-    }
-    fn approve(&self, token: &str, id: &str) -> Value {
-        self.cli_json(token, &["approve", id])
-    }
-    fn revoke(&self, token: &str, id: &str) -> Value {
-        self.cli_json(token, &["revoke", id])
-    }
-    fn grants(&self, token: &str) -> Value {
-        self.cli_json(token, &["grants"])
-    }
-    fn locks(&self, token: &str) -> Value {
-        self.cli_json(token, &["locks"])
-    }
-    fn reconcile(&self, token: &str) -> Value {
-        self.cli_json(token, &["reconcile"])
-    }
-    fn kill(&self, token: &str, principal: &str, reason: &str) -> Value {
-        match principal {
-            "*" => self.cli_json(token, &["kill", "--all", "--reason", reason]),
-            p => self.cli_json(token, &["kill", p, "--reason", reason]),
-        }
-    }
-    fn unlock(&self, token: &str, principal: &str) -> Value {
-        self.cli_json(token, &["unlock", principal])
-    }
-    fn audit_verify(&self, token: &str) -> Value {
-        self.cli_json(token, &["audit", "verify"])
-    }
-    fn audit_export(&self, token: &str) -> String {
-        stdout(&self.cli(token, &["audit", "export"]))
+    fn spawn(&self, token: &str, cmd: Cmd) -> std::process::Child {
+        cmd.command()
+            .env("BREVET_URL", &self.url)
+            .env("BREVET_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start brevet")
     }
 }

@@ -20,14 +20,7 @@ fn crash_during_activation(store: StoreKind, failpoint: &str) {
     let id = r["id"].as_str().unwrap().to_owned();
     assert_eq!(r["state"], "approved");
 
-    let mut activating = Command::new(BIN)
-        .args(["activate", &id])
-        .env("BREVET_URL", &server.url)
-        .env("BREVET_TOKEN", DAVE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut activating = server.spawn(DAVE, Cmd::activate(&id));
     // The intent is durable before any provider call.
     server.wait_for(DAVE, &id, Duration::from_secs(20), |v| {
         v["state"] == "activating"
@@ -95,7 +88,7 @@ fn kill_9_after_intent_leaves_no_orphan() {
 #[test]
 fn reconciler_removes_orphans_and_keeps_covered_access() {
     // Only the pass this test asks for: a background one could take the orphan first.
-    let world = World::with_server_settings(StoreKind::Sqlite, "reconcile_every = \"off\"");
+    let world = World::new(StoreKind::Sqlite).server("reconcile_every = \"off\"");
     let server = world.start();
     // A covered role: an active grant.
     let r = server.request(

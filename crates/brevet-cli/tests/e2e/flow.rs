@@ -21,27 +21,18 @@ fn full_flow(store: StoreKind, superuser: bool) {
     let server = world.start();
 
     // Alice asks and waits; the CLI shows progress and activates once approved.
-    let waiting = Command::new(BIN)
-        .args([
-            "--json",
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "5s",
-            "--reason",
-            "patch orders",
-            "--wait",
-        ])
-        .env("BREVET_URL", &server.url)
-        .env("BREVET_TOKEN", ALICE)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiting = server.spawn(
+        ALICE,
+        Cmd::request(
+            &Ask::new("db.read", "postgres:orders")
+                .lasting("5s")
+                .reason("patch orders"),
+        )
+        .wait()
+        .json_output(),
+    );
     let id = first_pending(&server, BOB);
-    let approved = server.cli_json(BOB, &["approve", &id, "--comment", "go ahead"]);
+    let approved = server.json(BOB, Cmd::approve(&id).comment("go ahead"));
     assert_eq!(approved["state"], "approved");
     let out = waiting.wait_with_output().unwrap();
     assert!(
@@ -117,7 +108,7 @@ fn full_flow(store: StoreKind, superuser: bool) {
     // The audit chain verifies and tells the story, approver and evidence included.
     let report = server.audit_verify(ADMIN);
     assert_eq!(report["ok"], true, "{report:#}");
-    let export = server.cli(ADMIN, &["audit", "export", "--format", "jsonl"]);
+    let export = server.run(ADMIN, Cmd::audit_export().format("jsonl"));
     let kinds: Vec<String> = stdout(&export)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

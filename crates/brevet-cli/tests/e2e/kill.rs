@@ -67,18 +67,13 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
     assert!(!s.status.success() && String::from_utf8_lossy(&s.stderr).contains("terminat"));
 
     // Nothing new by or for dave until unlocked.
-    let again = server.cli(
+    let again = server.run(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "1m",
-            "--reason",
-            "x",
-        ],
+        Cmd::request(
+            &Ask::new("db.read", "postgres:orders")
+                .lasting("1m")
+                .reason("x"),
+        ),
     );
     assert!(
         stderr(&again).contains("locked by the kill switch (laptop stolen, by admin)"),
@@ -116,16 +111,15 @@ fn kill_switch_cuts_a_principal_off_everywhere() {
             .reason("back"),
     );
     // Only admins hold the switch.
-    assert!(stderr(&server.cli(BOB, &["kill", "alice", "--reason", "x"])).contains("`admin` role"));
+    assert!(stderr(&server.run(BOB, Cmd::kill("alice", "x"))).contains("`admin` role"));
 }
 
 #[test]
 fn kill_switch_is_bounded_when_a_provider_does_not_answer() {
     let forwarder = Forwarder::start();
-    let world = World::build(
-        StoreKind::Sqlite,
-        "",
-        r#"
+    let world = World::new(StoreKind::Sqlite)
+        .with(
+            r#"
 [providers.slowpg]
 kind = "postgres"
 admin_url = { env = "BREVET_TEST_PG2_URL" }
@@ -134,8 +128,8 @@ role_prefix = "{prefix}2"
 [resources."slowpg:orders"]
 database = "{db}"
 "#,
-        &[("BREVET_TEST_PG2_URL", &forwarder.url())],
-    );
+        )
+        .env(&[("BREVET_TEST_PG2_URL", &forwarder.url())]);
     let server = world.start();
     let mut ids = Vec::new();
     for resource in ["postgres:orders", "slowpg:orders"] {
@@ -149,7 +143,7 @@ database = "{db}"
     assert_eq!(world.brevet_roles().len(), 2);
 
     forwarder.blackhole();
-    let out = server.cli(ADMIN, &["--json", "kill", "dave", "--reason", "incident"]);
+    let out = server.run(ADMIN, Cmd::kill("dave", "incident").json_output());
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -175,7 +169,7 @@ database = "{db}"
     // Bounded: provider_timeout is 2s; the whole kill answers well within its 7s per-grant bound.
     assert!(report["elapsed_ms"].as_u64().unwrap() < 8000, "{report:#}");
     // dave is locked now, so even reading his own grant is refused to him; an admin looks.
-    let stuck_now = server.cli_json(ADMIN, &["show", &ids[1]]);
+    let stuck_now = server.json(ADMIN, Cmd::show(&ids[1]));
     assert!(
         ["revoking", "revoke_failed"].contains(&stuck_now["state"].as_str().unwrap()),
         "{stuck_now:#}"
@@ -198,21 +192,16 @@ const ADMIN2: &str = "test-admin2-token";
 /// A world with a second admin, `admin2`, who may also request (group `oncall`: auto-approved)
 /// and approve (group `leads`).
 fn two_admins() -> World {
-    World::build(
-        StoreKind::Sqlite,
-        "",
-        &format!(
-            r#"
+    World::new(StoreKind::Sqlite).with(&format!(
+        r#"
 [[principals]]
 id = "admin2"
 groups = ["oncall", "leads"]
 roles = ["admin", "approver"]
 token_sha256 = "{}"
 "#,
-            sha256_hex(ADMIN2)
-        ),
-        &[],
-    )
+        sha256_hex(ADMIN2)
+    ))
 }
 
 fn active_grant(server: &Server, token: &str) -> String {
@@ -276,7 +265,7 @@ fn a_killed_admin_can_use_their_token_for_nothing() {
         );
     }
     // And the CLI says so too.
-    let out = server.cli(ADMIN2, &["unlock", "admin2"]);
+    let out = server.run(ADMIN2, Cmd::unlock("admin2"));
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("locked by the kill switch (token leaked, by admin)"),

@@ -4,6 +4,7 @@
 //! tested in process in the crates themselves.
 
 mod common;
+mod config;
 mod notify_support;
 
 mod audit;

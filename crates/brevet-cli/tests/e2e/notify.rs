@@ -16,9 +16,19 @@ const HOOK_SECRET: &str = "whsec-test-0123456789abcdef";
 
 /// Adds config lines to one principal of the shared test config.
 fn link(world: &mut World, id: &str, lines: &str) {
-    let anchor = format!("id = \"{id}\"\n");
-    assert!(world.config.contains(&anchor), "no principal {id}");
-    world.config = world.config.replace(&anchor, &format!("{anchor}{lines}\n"));
+    let principals = world
+        .config
+        .get("principals")
+        .and_then(toml::Value::as_array)
+        .expect("principals");
+    let n = principals
+        .iter()
+        .position(|p| p.get("id").and_then(toml::Value::as_str) == Some(id))
+        .unwrap_or_else(|| panic!("no principal {id}"));
+    let fields: toml::Table = lines.parse().expect("TOML lines");
+    for (k, v) in fields {
+        world.config = world.config.clone().set(&format!("principals.{n}.{k}"), v);
+    }
 }
 
 fn now_secs() -> i64 {
@@ -76,17 +86,9 @@ fn approvals_of(server: &Server, id: &str) -> (String, Vec<String>) {
     (v["state"].as_str().unwrap().to_owned(), names)
 }
 
-fn request(server: &Server, token: &str, profile: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "request",
-        profile,
-        "--resource",
-        "postgres:orders",
-        "--for",
-        "5m",
-    ];
-    args.extend_from_slice(extra);
-    let v = server.cli_json(token, &args);
+/// Asks for 5 minutes of `ask` on `postgres:orders`; answers the pending request's id.
+fn request(server: &Server, token: &str, ask: Ask) -> String {
+    let v = server.request(token, &ask.lasting("5m"));
     assert_eq!(v["state"], "pending", "{v}");
     v["id"].as_str().unwrap().to_owned()
 }
@@ -127,15 +129,10 @@ api_base = "{}"
 "#,
         slack.api_base()
     );
-    World::build(
-        store,
-        server_extra,
-        &notify,
-        &[
-            ("BREVET_TEST_SLACK_TOKEN", SLACK_TOKEN),
-            ("BREVET_TEST_SLACK_SIGNING", SLACK_SIGNING),
-        ],
-    )
+    World::new(store).server(server_extra).with(&notify).env(&[
+        ("BREVET_TEST_SLACK_TOKEN", SLACK_TOKEN),
+        ("BREVET_TEST_SLACK_SIGNING", SLACK_SIGNING),
+    ])
 }
 
 #[test]
@@ -152,8 +149,9 @@ fn slack_approvals_go_through_policy_and_update_the_message() {
     let id = request(
         &server,
         ALICE,
-        "db.write",
-        &["--reason", "rotate <!channel> keys", "--ticket", "OPS-7"],
+        Ask::new("db.write", "postgres:orders")
+            .reason("rotate <!channel> keys")
+            .ticket("OPS-7"),
     );
     let post = slack.wait_call("the approval message", |c| {
         c.method == "chat.postMessage" && c.body["channel"] == "C0APPROVERS"
@@ -259,7 +257,11 @@ fn slack_approvals_go_through_policy_and_update_the_message() {
     assert_eq!(approvals_of(&server, &id), ("pending".into(), vec![]));
 
     // Self-approval is refused in Slack exactly as in the API.
-    let own = request(&server, BOB, "db.read", &["--reason", "mine"]);
+    let own = request(
+        &server,
+        BOB,
+        Ask::new("db.read", "postgres:orders").reason("mine"),
+    );
     slack.wait_call("bob's approval message", |c| {
         c.method == "chat.postMessage" && c.body["blocks"].to_string().contains(&own)
     });
@@ -359,7 +361,7 @@ fn slack_approvals_go_through_policy_and_update_the_message() {
             && c.body["channel"] == "UALICE"
             && c.body["text"].as_str().unwrap().contains("ends at")
     });
-    server.cli_json(ALICE, &["revoke", &id, "--reason", "done"]);
+    server.json(ALICE, Cmd::revoke(&id).reason("done"));
     slack.wait_call("the access-ended DM", |c| {
         c.method == "chat.postMessage"
             && c.body["channel"] == "UALICE"
@@ -385,7 +387,7 @@ fn slack_approvals_go_through_policy_and_update_the_message() {
             "warning: {c:?}"
         );
     }
-    let deliveries = server.cli_json(ADMIN, &["deliveries"]);
+    let deliveries = server.json(ADMIN, Cmd::deliveries());
     let rows = deliveries.as_array().unwrap();
     assert!(rows.len() >= 8, "{deliveries:#}");
     assert!(
@@ -429,15 +431,16 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
         flaky.url,
         dead_url()
     );
-    let world = World::build(
-        StoreKind::Postgres,
-        "",
-        &notify,
-        &[("BREVET_TEST_HOOK_SECRET", HOOK_SECRET)],
-    );
+    let world = World::new(StoreKind::Postgres)
+        .with(&notify)
+        .env(&[("BREVET_TEST_HOOK_SECRET", HOOK_SECRET)]);
     let server = world.start();
 
-    let id = request(&server, ALICE, "db.read", &["--reason", "report"]);
+    let id = request(
+        &server,
+        ALICE,
+        Ask::new("db.read", "postgres:orders").reason("report"),
+    );
 
     // Signed with the shared secret; the body is the audit event plus the delivery id.
     let created = wait_until(Duration::from_secs(15), "request.created at siem", || {
@@ -475,7 +478,7 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
         "second retry after {gap2:?}"
     );
     let flaky_rows = wait_until(Duration::from_secs(10), "flaky delivered", || {
-        let v = server.cli_json(ADMIN, &["deliveries", "--subscriber", "webhook:flaky"]);
+        let v = server.json(ADMIN, Cmd::deliveries().subscriber("webhook:flaky"));
         (v[0]["state"] == "delivered").then_some(v)
     });
     assert_eq!(flaky_rows[0]["attempts"], 3);
@@ -495,14 +498,14 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
         Duration::from_secs(15),
         "the down webhook to be tried",
         || {
-            let v = server.cli_json(ADMIN, &["deliveries", "--subscriber", "webhook:down"]);
+            let v = server.json(ADMIN, Cmd::deliveries().subscriber("webhook:down"));
             (v[0]["attempts"].as_i64().unwrap_or(0) >= 1).then_some(v)
         },
     );
     assert_eq!(down[0]["event_type"], "request.approved");
     assert!(down[0]["last_error"].as_str().unwrap().contains("connect"));
     let failed = wait_until(Duration::from_secs(20), "the down webhook to fail", || {
-        let v = server.cli_json(ADMIN, &["deliveries", "--state", "failed"]);
+        let v = server.json(ADMIN, Cmd::deliveries().state("failed"));
         (v.as_array().unwrap().len() == 1).then_some(v)
     });
     assert_eq!(failed[0]["subscriber"], "webhook:down");
@@ -514,7 +517,7 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
             .into_iter()
             .find(|r| r.event == "request.approved" && r.verified)
     });
-    let table = stdout(&server.cli(ADMIN, &["deliveries"]));
+    let table = stdout(&server.run(ADMIN, Cmd::deliveries()));
     for s in [
         "webhook:siem",
         "webhook:flaky",
@@ -524,7 +527,7 @@ secret = {{ env = "BREVET_TEST_HOOK_SECRET" }}
     ] {
         assert!(table.contains(s), "{s} missing from:\n{table}");
     }
-    let refused = server.cli(ALICE, &["deliveries"]);
+    let refused = server.run(ALICE, Cmd::deliveries());
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("admin"), "{}", stderr(&refused));
 }
@@ -554,7 +557,11 @@ fn approvers_without_slack_get_pending_requests_by_email() {
     link(&mut world, "admin", "email = \"admin@example.com\"");
     let server = world.start();
 
-    let id = request(&server, ALICE, "db.read", &["--reason", "quarterly report"]);
+    let id = request(
+        &server,
+        ALICE,
+        Ask::new("db.read", "postgres:orders").reason("quarterly report"),
+    );
     let mail = wait_until(Duration::from_secs(20), "the approver email", || {
         smtp.messages().into_iter().next()
     });
@@ -593,7 +600,7 @@ fn approvers_without_slack_get_pending_requests_by_email() {
     assert!(mail.contains("quarterly report"));
 
     let rows = wait_until(Duration::from_secs(10), "email delivered", || {
-        let v = server.cli_json(ADMIN, &["deliveries", "--subscriber", "email"]);
+        let v = server.json(ADMIN, Cmd::deliveries().subscriber("email"));
         (v[0]["state"] == "delivered").then_some(v)
     });
     assert_eq!(rows.as_array().unwrap().len(), 1);

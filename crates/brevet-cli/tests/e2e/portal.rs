@@ -63,12 +63,10 @@ admin = ["security-admins"]
 "#,
         issuer = provider.issuer()
     );
-    World::build(
-        StoreKind::Sqlite,
-        server_extra,
-        &oidc,
-        &[("BREVET_TEST_OIDC_SECRET", SECRET)],
-    )
+    World::new(StoreKind::Sqlite)
+        .server(server_extra)
+        .with(&oidc)
+        .env(&[("BREVET_TEST_OIDC_SECRET", SECRET)])
 }
 
 fn provider() -> OidcProvider {
@@ -86,7 +84,7 @@ fn portal_end_to_end_in_chromium_with_oidc() {
     let world = oidc_world(&provider);
     let server = Server::start(
         std::path::Path::new(BIN),
-        &world.config,
+        &world.config.text(),
         PORTAL_POLICY,
         &world.env_refs(),
     );
@@ -117,7 +115,7 @@ fn portal_end_to_end_in_chromium_with_oidc() {
     assert_eq!(r["approvals"], serde_json::json!(["bob@example.com"]));
     assert_eq!(r["state"], "revoked", "{r:#}");
     assert_eq!(r["evidence"]["observation"]["role_exists"], false, "{r:#}");
-    let export = server.cli(ADMIN, &["audit", "export"]);
+    let export = server.run(ADMIN, Cmd::audit_export());
     let events: Vec<Value> = stdout(&export)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -190,7 +188,7 @@ fn oidc_callback_refuses_foreign_forged_and_reused_state() {
     let world = oidc_world_with(&provider, "client_ip_header = \"x-forwarded-for\"");
     let server = Server::start(
         std::path::Path::new(BIN),
-        &world.config,
+        &world.config.text(),
         PORTAL_POLICY,
         &world.env_refs(),
     );
@@ -284,21 +282,20 @@ fn cli_login_uses_the_device_flow_and_logout_ends_the_session() {
     let world = oidc_world(&provider);
     let server = Server::start(
         std::path::Path::new(BIN),
-        &world.config,
+        &world.config.text(),
         PORTAL_POLICY,
         &world.env_refs(),
     );
     let home = tempfile::tempdir().unwrap();
     let sessions = home.path().join("sessions.json");
-    let cli = |args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("BREVET_URL", &server.url)
+    let cli = |cmd: Cmd| {
+        let mut c = cmd.command();
+        c.env("BREVET_URL", &server.url)
             .env("BREVET_SESSION_FILE", &sessions)
             .env_remove("BREVET_TOKEN");
         c
     };
-    let mut login = cli(&["--json", "login", "--timeout", "2m"])
+    let mut login = cli(Cmd::login("2m").json_output())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -331,22 +328,17 @@ fn cli_login_uses_the_device_flow_and_logout_ends_the_session() {
         assert_eq!(mode & 0o077, 0, "the session file is private");
     }
     // Later commands use the saved session.
-    let who = cli(&["--json", "whoami"]).output().unwrap();
+    let who = cli(Cmd::whoami().json_output()).output().unwrap();
     assert!(who.status.success(), "{}", stderr(&who));
     let who: Value = serde_json::from_slice(&who.stdout).unwrap();
     assert_eq!(who["id"], "dave@example.com");
     assert_eq!(who["groups"], serde_json::json!(["engineering"]));
-    let req = cli(&[
-        "--json",
-        "request",
-        "db.read",
-        "--resource",
-        "postgres:orders",
-        "--for",
-        "10m",
-        "--reason",
-        "cli sso",
-    ])
+    let req = cli(Cmd::request(
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("10m")
+            .reason("cli sso"),
+    )
+    .json_output())
     .output()
     .unwrap();
     assert!(req.status.success(), "{}", stderr(&req));
@@ -354,15 +346,15 @@ fn cli_login_uses_the_device_flow_and_logout_ends_the_session() {
     let token = std::fs::read_to_string(&sessions).unwrap();
     let token: Value = serde_json::from_str(&token).unwrap();
     let token = token[&server.url]["token"].as_str().unwrap().to_owned();
-    assert!(cli(&["logout"]).output().unwrap().status.success());
-    let after = server.cli(&token, &["whoami"]);
+    assert!(cli(Cmd::logout()).output().unwrap().status.success());
+    let after = server.run(&token, Cmd::whoami());
     assert!(!after.status.success());
     assert!(
         stderr(&after).contains("sign in again"),
         "{}",
         stderr(&after)
     );
-    let who = cli(&["whoami"]).output().unwrap();
+    let who = cli(Cmd::whoami()).output().unwrap();
     assert!(!who.status.success());
 }
 
@@ -373,7 +365,7 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
     let portal = Portal::new(&server.url);
     let count_mine = |token: &str| {
         server
-            .cli_json(token, &["requests"])
+            .json(token, Cmd::requests())
             .as_array()
             .unwrap()
             .len()
@@ -467,19 +459,12 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
     assert_eq!(server.locks(ADMIN).as_array().unwrap().len(), 0);
 
     // Another user's request id: invisible and untouchable.
-    let daves = server.cli_json(
+    // Longer than dave's on-call auto-approval allows, so it waits for an approver.
+    let daves = server.request(
         DAVE,
-        &[
-            "request",
-            "db.read",
-            "--resource",
-            "postgres:orders",
-            // Longer than dave's on-call auto-approval allows, so it waits for an approver.
-            "--for",
-            "30m",
-            "--reason",
-            "mine",
-        ],
+        &Ask::new("db.read", "postgres:orders")
+            .lasting("30m")
+            .reason("mine"),
     );
     let dave_id = daves["id"].as_str().unwrap();
     assert_eq!(
@@ -538,7 +523,7 @@ fn portal_refuses_forged_anonymous_wrong_role_and_foreign_requests() {
     );
     assert_eq!(portal.get(&alice, "/access").status(), 303);
     // A session cookie is not an API token, and an API token is not a session cookie.
-    assert!(!server.cli(&alice, &["whoami"]).status.success());
+    assert!(!server.run(&alice, Cmd::whoami()).status.success());
     assert_eq!(portal.get(ALICE, "/access").status(), 303);
 
     // Signing in again in the same browser ends the session it had.
@@ -727,7 +712,7 @@ fn portal_cancel_deny_extend_revoke_unlock_and_audit_filters() {
     assert_eq!(locks.as_array().unwrap().len(), 1);
     assert_eq!(locks[0]["principal"], "carol", "{locks}");
     let fourth = ask(&alice, &alice_csrf, "10m", "while carol is locked");
-    let refused = server.cli(CAROL, &["approve", &fourth]);
+    let refused = server.run(CAROL, Cmd::approve(&fourth));
     assert!(
         stderr(&refused).contains("locked"),
         "carol is locked: {}",
@@ -786,15 +771,19 @@ fn a_role_removed_from_the_config_is_gone_from_live_sessions() {
     let (bob, _) = portal.sign_in(BOB);
     assert_eq!(portal.get(&bob, "/approvals").status(), 200);
 
-    // bob is no longer an approver (the first principal with this line is bob).
-    let config = std::fs::read_to_string(&server.config).unwrap();
-    let edited = config.replacen(
-        r#"roles = ["requester", "approver"]"#,
-        r#"roles = ["requester"]"#,
-        1,
+    // bob is no longer an approver.
+    assert_eq!(
+        world
+            .config
+            .get("principals.1.id")
+            .and_then(toml::Value::as_str),
+        Some("bob")
     );
-    assert_ne!(edited, config);
-    std::fs::write(&server.config, edited).unwrap();
+    let edited = world.config.clone().set(
+        "principals.1.roles",
+        toml::Value::Array(vec!["requester".into()]),
+    );
+    std::fs::write(&server.config, edited.text()).unwrap();
     server.restart(&world.env_refs());
 
     let portal = Portal::new(&server.url);

@@ -121,7 +121,7 @@ fn probe(
 }
 
 fn revoke(server: &Server, id: &str) -> Value {
-    server.cli_json(ADMIN, &["revoke", id, "--reason", "done"]);
+    server.json(ADMIN, Cmd::revoke(id).reason("done"));
     let done = server.wait_for(ADMIN, id, Duration::from_secs(30), |v| {
         v["state"] == "revoked" || v["state"] == "revoke_failed"
     });
@@ -206,14 +206,8 @@ fn revocation_drops_what_the_grantee_made_by_default() {
 /// by nobody, the trigger gone with its function.
 #[test]
 fn keep_inert_quarantines_objects_with_a_non_superuser_admin() {
-    let mut world = World::new(StoreKind::Sqlite);
-    world.config = world.config.replace(
-        &format!("role_prefix = \"{}\"", world.prefix),
-        &format!(
-            "role_prefix = \"{}\"\non_revoke_objects = \"keep_inert\"",
-            world.prefix
-        ),
-    );
+    let world =
+        World::new(StoreKind::Sqlite).set("providers.postgres.on_revoke_objects", "keep_inert");
     let admin = PgAdminLogin::create(&world.cluster(), &[(&world.target.name, &["public"])]);
     assert!(!admin.is_superuser());
     let world = world.with_admin_url(&admin.url);
@@ -465,21 +459,12 @@ fn reconciler_leaves_roles_brevet_did_not_make() {
 fn a_role_prefix_matching_the_admin_login_is_refused() {
     // The admin login is the superuser `postgres`, which the prefix `postgr` covers.
     let world = World::new(StoreKind::Sqlite).with_superuser_admin();
-    let dir = tempfile::tempdir().unwrap();
-    let config = world.config.replace(
-        &format!("role_prefix = \"{}\"", world.prefix),
-        "role_prefix = \"postgr\"",
+    let out = world.refused_start(
+        &world
+            .config
+            .clone()
+            .set("providers.postgres.role_prefix", "postgr"),
     );
-    std::fs::write(dir.path().join("brevet.toml"), &config).unwrap();
-    std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
-    let out = output_within(
-        Command::new(BIN)
-            .args(["server", "--config", "brevet.toml"])
-            .current_dir(dir.path())
-            .envs(world.env.iter().map(|(k, v)| (k, v))),
-        Duration::from_secs(30),
-    );
-    assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
         err.contains("providers.postgres.role_prefix") && err.contains("`postgres`"),
@@ -547,7 +532,7 @@ fn a_revocation_stuck_in_cleanup_leaves_nothing_with_power() {
     }
     assert_eq!(locked, "1", "the lock is held");
 
-    let out = server.cli(ADMIN, &["--json", "revoke", &id, "--reason", "done"]);
+    let out = server.run(ADMIN, Cmd::revoke(&id).reason("done").json_output());
     assert!(!out.status.success(), "{}", stderr(&out));
     let first: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(first["state"], "revoke_failed", "{first:#}");

@@ -174,7 +174,7 @@ fn a_dead_scheduler_stops_the_server() {
 /// `reconcile_every = "off"` turns the reconciler off explicitly; expiry still works.
 #[test]
 fn the_reconciler_can_be_turned_off_and_grants_still_expire() {
-    let world = World::with_server_settings(StoreKind::Sqlite, "reconcile_every = \"off\"");
+    let world = World::new(StoreKind::Sqlite).server("reconcile_every = \"off\"");
     let server = world.start();
     let r = server.request(
         DAVE,

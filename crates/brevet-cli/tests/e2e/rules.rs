@@ -12,27 +12,18 @@ use crate::common::*;
 fn one_denial_ends_a_request_and_wait_exits_non_zero() {
     let world = World::new(StoreKind::Sqlite);
     let server = world.start();
-    let waiting = std::process::Command::new(BIN)
-        .args([
-            "request",
-            "db.write",
-            "--resource",
-            "postgres:orders",
-            "--for",
-            "10m",
-            "--reason",
-            "x",
-            "--wait",
-        ])
-        .env("BREVET_URL", &server.url)
-        .env("BREVET_TOKEN", ALICE)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiting = server.spawn(
+        ALICE,
+        Cmd::request(
+            &Ask::new("db.write", "postgres:orders")
+                .lasting("10m")
+                .reason("x"),
+        )
+        .wait(),
+    );
     let id = first_pending(&server, BOB);
     server.approve(BOB, &id);
-    let d = server.cli_json(CAROL, &["deny", &id, "--comment", "use a replica"]);
+    let d = server.json(CAROL, Cmd::deny(&id).comment("use a replica"));
     assert_eq!(d["state"], "denied");
     let out = waiting.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -57,10 +48,10 @@ fn one_denial_ends_a_request_and_wait_exits_non_zero() {
 #[test]
 fn a_grant_expiring_beside_a_failing_activation_leaves_no_access() {
     let forwarder = Forwarder::start();
-    let world = World::build(
-        StoreKind::Sqlite,
-        "lease = \"8s\"\nreconcile_every = \"off\"",
-        r#"
+    let world = World::new(StoreKind::Sqlite)
+        .server("lease = \"8s\"\nreconcile_every = \"off\"")
+        .with(
+            r#"
 [providers.slowpg]
 kind = "postgres"
 admin_url = { env = "BREVET_TEST_PG2_URL" }
@@ -69,8 +60,8 @@ role_prefix = "{prefix}2"
 [resources."slowpg:orders"]
 database = "{db}"
 "#,
-        &[("BREVET_TEST_PG2_URL", &forwarder.url())],
-    );
+        )
+        .env(&[("BREVET_TEST_PG2_URL", &forwarder.url())]);
     let gate_dir = tempfile::tempdir().unwrap();
     let gate = gate_dir.path().join("hold-activation");
     let gate_s = gate.display().to_string();
@@ -94,14 +85,7 @@ database = "{db}"
 
     let b = ask("5m");
     std::fs::write(&gate, "").unwrap();
-    let activating = std::process::Command::new(BIN)
-        .args(["--json", "activate", &b])
-        .env("BREVET_URL", &server.url)
-        .env("BREVET_TOKEN", DAVE)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let activating = server.spawn(DAVE, Cmd::activate(&b).json_output());
     server.wait_for(DAVE, &b, Duration::from_secs(10), |v| {
         v["state"] == "activating"
     });
@@ -222,7 +206,7 @@ fn extending_the_shorter_of_two_grants_keeps_the_longer_ones_expiry() {
         .unwrap()
         .to_owned();
     let long_end = chrono_epoch(long["grant"]["expires_at"].as_str().unwrap());
-    server.cli_json(DAVE, &["extend", &short, "--for", "1m"]);
+    server.json(DAVE, Cmd::extend(&short, "1m"));
     let until: i64 = psql(
         &pg_admin_url(),
         &format!("SELECT extract(epoch FROM rolvaliduntil)::bigint FROM pg_roles WHERE rolname = '{role}'"),

@@ -18,14 +18,9 @@ fn ssh_world(extra: &str) -> SshWorld {
 /// An SSH world whose server runs with extra environment (failpoints).
 fn ssh_world_with(extra: &str, env: &[(&str, &str)]) -> SshWorld {
     let port = free_port();
-    let world = World::build(
-        StoreKind::Sqlite,
-        "",
-        &format!("{}{extra}", ssh_config(port)),
-        &[],
-    );
+    let world = World::new(StoreKind::Sqlite).with(&format!("{}{extra}", ssh_config(port)));
     let server = world.start_with(env);
-    let ca = stdout(&server.cli(ADMIN, &["ssh-ca", "public-key"]));
+    let ca = stdout(&server.run(ADMIN, Cmd::ssh_ca_public_key()));
     assert!(ca.starts_with("ssh-ed25519 "), "{ca}");
     let krl = server.dir.path().join("revoked.krl");
     assert!(
@@ -66,15 +61,19 @@ fn cert_files(v: &serde_json::Value) -> (String, String) {
 fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
     let w = ssh_world("");
     // `brevet ssh`: request (auto-approved by policy), sign, run the real ssh client.
-    let mut args = vec!["ssh", "root@box", "--for", "6s", "--reason", "deploy fix"];
-    args.extend(SSH_OPTS);
-    args.extend(["--", "echo", "hello-from-brevet"]);
-    let out = w.server.cli(DAVE, &args);
+    let out = w.server.run(
+        DAVE,
+        Cmd::ssh("root@box")
+            .lasting("6s")
+            .reason("deploy fix")
+            .ssh_options(&SSH_OPTS)
+            .remote(&["echo", "hello-from-brevet"]),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "hello-from-brevet");
 
     // `ssh-cert` reuses the active grant and leaves the files for plain ssh.
-    let c = w.server.cli_json(DAVE, &["ssh-cert", "root@box"]);
+    let c = w.server.json(DAVE, Cmd::ssh_cert("root@box"));
     let (key, cert) = cert_files(&c);
     assert_eq!(c["user"], "root");
     assert_eq!(c["principals"], serde_json::json!(["ops"]));
@@ -99,9 +98,9 @@ fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
     );
 
     // Early revocation: a fresh 10-minute certificate stops working at once.
-    let c = w.server.cli_json(
+    let c = w.server.json(
         DAVE,
-        &["ssh-cert", "root@box", "--for", "10m", "--reason", "second"],
+        Cmd::ssh_cert("root@box").lasting("10m").reason("second"),
     );
     let (key, cert) = cert_files(&c);
     assert!(w.sshd.ssh(&key, &cert, "root", "true").status.success());
@@ -139,18 +138,12 @@ fn certificate_logs_in_then_expiry_and_early_revocation_lock_it_out() {
 #[test]
 fn a_certificate_for_one_principal_cannot_log_in_as_another() {
     let w = ssh_world("");
-    let c = w.server.cli_json(
+    let c = w.server.json(
         DAVE,
-        &[
-            "ssh-cert",
-            "dev@box",
-            "--profile",
-            "ssh.dev",
-            "--for",
-            "5m",
-            "--reason",
-            "x",
-        ],
+        Cmd::ssh_cert("dev@box")
+            .profile("ssh.dev")
+            .lasting("5m")
+            .reason("x"),
     );
     assert_eq!(c["principals"], serde_json::json!(["dev"]));
     let (key, cert) = cert_files(&c);
@@ -163,10 +156,13 @@ fn a_certificate_for_one_principal_cannot_log_in_as_another() {
         stderr(&out)
     );
     // The same certificate, offered for root by `brevet ssh`, is refused by sshd too.
-    let mut args = vec!["ssh", "root@box", "--profile", "ssh.dev"];
-    args.extend(SSH_OPTS);
-    args.extend(["--", "true"]);
-    let out = w.server.cli(DAVE, &args);
+    let out = w.server.run(
+        DAVE,
+        Cmd::ssh("root@box")
+            .profile("ssh.dev")
+            .ssh_options(&SSH_OPTS)
+            .remote(&["true"]),
+    );
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("Permission denied"),
@@ -187,9 +183,9 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
 
     let garbage = dir.path().join("garbage.pub");
     std::fs::write(&garbage, "ssh-ed25519 not-base64!!").unwrap();
-    let out = w.server.cli(
+    let out = w.server.run(
         DAVE,
-        &["activate", &id, "--public-key", garbage.to_str().unwrap()],
+        Cmd::activate(&id).public_key(garbage.to_str().unwrap()),
     );
     assert!(
         stderr(&out).contains("is not an OpenSSH public key line"),
@@ -204,14 +200,9 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
         .status()
         .unwrap()
         .success());
-    let out = w.server.cli(
+    let out = w.server.run(
         DAVE,
-        &[
-            "activate",
-            &id,
-            "--public-key",
-            &format!("{}.pub", rsa.display()),
-        ],
+        Cmd::activate(&id).public_key(&format!("{}.pub", rsa.display())),
     );
     assert!(
         stderr(&out).contains("shorter than 3072 bits"),
@@ -226,14 +217,9 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
         .status()
         .unwrap()
         .success());
-    let out = w.server.cli(
+    let out = w.server.run(
         DAVE,
-        &[
-            "activate",
-            &id,
-            "--public-key",
-            &format!("{}.pub", dsa.display()),
-        ],
+        Cmd::activate(&id).public_key(&format!("{}.pub", dsa.display())),
     );
     assert!(
         stderr(&out).contains("key type ssh-dss is not supported"),
@@ -241,7 +227,7 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
         stderr(&out)
     );
 
-    let out = w.server.cli(DAVE, &["activate", &id]);
+    let out = w.server.run(DAVE, Cmd::activate(&id));
     assert!(
         stderr(&out).contains("needs your public key"),
         "{}",
@@ -258,9 +244,10 @@ fn bad_keys_and_hosts_are_refused_nothing_signed_refusal_audited() {
     assert!(!export.contains("\"kind\":\"credentials_issued\""));
 
     // A host policy forbids: refused, nothing signed, refusal audited.
-    let mut args = vec!["ssh", "root@vault", "--reason", "x"];
-    args.extend(SSH_OPTS);
-    let out = w.server.cli(DAVE, &args);
+    let out = w.server.run(
+        DAVE,
+        Cmd::ssh("root@vault").reason("x").ssh_options(&SSH_OPTS),
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-ssh-to-vault"), "{}", stderr(&out));
     let export = w.server.audit_export(ADMIN);
@@ -279,10 +266,9 @@ fn kill_switch_revokes_postgres_and_ssh_access_together() {
     );
     let a = w.server.activate(DAVE, r["id"].as_str().unwrap());
     let conn = a["credential"]["secret"].as_str().unwrap().to_owned();
-    let c = w.server.cli_json(
-        DAVE,
-        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
-    );
+    let c = w
+        .server
+        .json(DAVE, Cmd::ssh_cert("root@box").lasting("10m").reason("x"));
     let (key, cert) = cert_files(&c);
     assert!(w.sshd.ssh(&key, &cert, "root", "true").status.success());
     let session = std::process::Command::new("psql")
@@ -310,9 +296,7 @@ fn kill_switch_revokes_postgres_and_ssh_access_together() {
     assert!(!s.status.success(), "the open psql session is terminated");
     let refused = w.sshd.ssh(&key, &cert, "root", "true");
     assert!(!refused.status.success(), "the SSH certificate is refused");
-    let again = w
-        .server
-        .cli(DAVE, &["ssh-cert", "root@box", "--reason", "x"]);
+    let again = w.server.run(DAVE, Cmd::ssh_cert("root@box").reason("x"));
     assert!(
         stderr(&again).contains("locked by the kill switch"),
         "{}",
@@ -353,10 +337,9 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
             ("BREVET_FAILPOINT_WHILE", &gate_s),
         ],
     );
-    let first = w.server.cli_json(
-        DAVE,
-        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
-    );
+    let first = w
+        .server
+        .json(DAVE, Cmd::ssh_cert("root@box").lasting("10m").reason("x"));
     let (key1, cert1) = cert_files(&first);
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
 
@@ -439,10 +422,9 @@ fn a_certificate_minted_after_its_grant_ended_is_revoked_at_once() {
             ("BREVET_FAILPOINT_WHILE", &gate_s),
         ],
     );
-    let first = w.server.cli_json(
-        DAVE,
-        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
-    );
+    let first = w
+        .server
+        .json(DAVE, Cmd::ssh_cert("root@box").lasting("10m").reason("x"));
     let id = w.server.grants(DAVE)[0]["id"].as_str().unwrap().to_owned();
     let (key1, cert1) = cert_files(&first);
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
@@ -465,10 +447,9 @@ fn a_certificate_minted_after_its_grant_ended_is_revoked_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The kill waits for the lease; once it has run out, it (or the scheduler) revokes.
-    let _ = w.server.cli(
-        ADMIN,
-        &["--json", "kill", "dave", "--reason", "stolen laptop"],
-    );
+    let _ = w
+        .server
+        .run(ADMIN, Cmd::kill("dave", "stolen laptop").json_output());
     w.server.wait_for(ADMIN, &id, Duration::from_secs(30), |v| {
         v["state"] == "revoked"
     });
@@ -504,13 +485,12 @@ fn a_certificate_minted_after_its_grant_ended_is_revoked_at_once() {
 #[test]
 fn a_reissued_certificate_locks_out_the_earlier_one() {
     let w = ssh_world("");
-    let first = w.server.cli_json(
-        DAVE,
-        &["ssh-cert", "root@box", "--for", "10m", "--reason", "x"],
-    );
+    let first = w
+        .server
+        .json(DAVE, Cmd::ssh_cert("root@box").lasting("10m").reason("x"));
     let (key1, cert1) = cert_files(&first);
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
-    let second = w.server.cli_json(DAVE, &["ssh-cert", "root@box"]);
+    let second = w.server.json(DAVE, Cmd::ssh_cert("root@box"));
     let (key2, cert2) = cert_files(&second);
     assert!(w.sshd.ssh(&key2, &cert2, "root", "true").status.success());
     assert!(
