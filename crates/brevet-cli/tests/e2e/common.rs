@@ -724,7 +724,7 @@ impl World {
     pub fn on_cluster(self, cluster: &str) -> World {
         let World {
             admin,
-            target: old,
+            target: _old,
             store_db,
             prefix,
             config,

@@ -1,10 +1,7 @@
 //! Crash safety: `kill -9` of the server at the worst moments, then a restart, must leave no
 //! access that no grant covers; and the reconciler removes orphans it finds on the target.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use crate::common::*;
 
