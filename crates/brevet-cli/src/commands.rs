@@ -24,7 +24,7 @@ pub const DENIED: u8 = 2;
 pub const EXPIRED: u8 = 3;
 
 /// Prints an answer: as JSON with `--json` (the wire type as the server wrote it), else as text.
-fn print<T: Serialize>(json_mode: bool, v: &T, human: impl FnOnce(&T) -> String) {
+pub(crate) fn print<T: Serialize>(json_mode: bool, v: &T, human: impl FnOnce(&T) -> String) {
     if json_mode {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
@@ -44,6 +44,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let client = Client::new(&cli.url, token)?;
     let j = cli.json;
     match cli.command {
+        Command::Catalog(cmd) => crate::catalog::catalog(&client, j, cmd).await?,
+        Command::Profile(cmd) => crate::catalog::profile(&client, j, cmd).await?,
         Command::Login { timeout } => crate::login::login(&cli.url, j, timeout.into()).await?,
         Command::Logout => crate::login::logout(&cli.url).await?,
         Command::Server { config } => {

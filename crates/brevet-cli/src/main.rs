@@ -1,6 +1,7 @@
 //! `brevet`: the server (`brevet server`) and the client CLI for everything else.
 
 mod aws;
+mod catalog;
 mod client;
 mod commands;
 mod login;
@@ -171,6 +172,12 @@ enum Command {
     },
     /// Run a reconciliation pass now (admins).
     Reconcile,
+    /// Search and read the permission catalogs of AWS, GCP and Azure.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Compile and explain the neutral access profiles of `[access."NAME"]`.
+    #[command(subcommand)]
+    Profile(catalog::ProfileCommand),
     /// Show who the server thinks you are.
     Whoami,
 }

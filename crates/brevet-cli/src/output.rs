@@ -158,3 +158,135 @@ pub fn query_escape(v: &str) -> String {
         })
         .collect()
 }
+
+pub fn catalog_hits(hits: &[brevet_wire::CatalogHit]) -> String {
+    if hits.is_empty() {
+        return "nothing matches; try fewer or shorter words".into();
+    }
+    hits.iter()
+        .map(|h| {
+            let tags = if h.tags.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", h.tags.join(", "))
+            };
+            format!("{:<5} {:<10} {}  ({}){tags}", h.cloud, h.entry, h.name, h.detail)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn catalog_entry(e: &brevet_wire::CatalogEntry) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    match e {
+        brevet_wire::CatalogEntry::Permission(p) => {
+            let _ = writeln!(s, "{} ({} permission, service {})", p.name, p.cloud, p.service);
+            let _ = writeln!(s, "access: {} (verb class {}, {} plane)", p.access, p.verb, p.plane);
+            if !p.description.is_empty() {
+                let _ = writeln!(s, "{}", p.description);
+            }
+            if !p.tags.is_empty() {
+                let _ = writeln!(s, "sensitive: {}", p.tags.join(", "));
+            }
+            if let Some(l) = &p.custom_role_level {
+                let _ = writeln!(s, "custom roles: {l} level");
+            }
+            for r in &p.resource_types {
+                let _ = writeln!(s, "resource type: {r}");
+            }
+            if !p.dependent_actions.is_empty() {
+                let _ = writeln!(s, "also needs: {}", p.dependent_actions.join(", "));
+            }
+            if !p.condition_keys.is_empty() {
+                let _ = writeln!(s, "condition keys: {}", p.condition_keys.join(", "));
+            }
+            let _ = writeln!(s, "held by {} precut roles, smallest first:", p.held_by_count);
+            for r in &p.held_by {
+                let _ = writeln!(s, "  {} ({}, {} permissions)", r.name, r.title, r.size);
+            }
+        }
+        brevet_wire::CatalogEntry::Role(r) => {
+            let _ = writeln!(s, "{} ({} precut role: {})", r.name, r.cloud, r.title);
+            if !r.description.is_empty() {
+                let _ = writeln!(s, "{}", r.description);
+            }
+            if !r.stage.is_empty() {
+                let _ = writeln!(s, "stage: {}", r.stage);
+            }
+            let _ = writeln!(s, "{} permissions", r.size);
+            if !r.patterns.is_empty() {
+                let _ = writeln!(s, "as written: {}", r.patterns.join(", "));
+            }
+            if !r.sensitive.is_empty() {
+                let _ = writeln!(s, "sensitive: {}", r.sensitive.join(", "));
+            }
+        }
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn compiled_profile(c: &brevet_wire::CompiledProfile) -> String {
+    use std::fmt::Write;
+    let mut s = format!(
+        "{} on {} ({}): {} permissions\n",
+        c.profile,
+        c.target,
+        c.cloud,
+        c.permissions.len()
+    );
+    let _ = writeln!(
+        s,
+        "{}",
+        serde_json::to_string_pretty(&c.document).unwrap_or_default()
+    );
+    for w in &c.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    for r in &c.compared {
+        let _ = writeln!(
+            s,
+            "instead of {} ({}): {} permissions, {:.1}x what the task needs",
+            r.role,
+            r.title,
+            r.role_size,
+            r.role_size as f64 / r.compiled_size.max(1) as f64
+        );
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn profile_explanation(e: &brevet_wire::ProfileExplanation) -> String {
+    use std::fmt::Write;
+    let mut s = format!("{}\n", e.summary);
+    for c in &e.clouds {
+        let _ = writeln!(s, "\n{} (for example on {}):", c.cloud, c.example_target);
+        match (&c.compiled, &c.error) {
+            (Some(p), _) => {
+                let _ = writeln!(s, "  {} permissions: {}", p.permissions.len(), p.permissions.join(", "));
+                for w in &p.warnings {
+                    let _ = writeln!(s, "  warning: {w}");
+                }
+                match p.compared.first() {
+                    Some(r) => {
+                        let _ = writeln!(
+                            s,
+                            "  the smallest precut role that covers it is {} ({} permissions, {:.1}x more)",
+                            r.role,
+                            r.role_size,
+                            r.role_size as f64 / r.compiled_size.max(1) as f64
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(s, "  no precut role covers exactly this task");
+                    }
+                }
+            }
+            (None, Some(err)) => {
+                let _ = writeln!(s, "  does not compile: {err}");
+            }
+            (None, None) => {}
+        }
+    }
+    s.trim_end().to_owned()
+}

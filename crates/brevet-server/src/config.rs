@@ -34,6 +34,11 @@ struct RawConfig {
     oidc: Option<RawOidc>,
     #[serde(default)]
     audit: crate::audit_anchor::RawAudit,
+    #[serde(default)]
+    catalog: crate::access::RawCatalog,
+    /// Neutral access profiles, compiled per cloud through the catalog.
+    #[serde(default)]
+    access: BTreeMap<String, brevet_catalog::profile::ProfileSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,6 +372,8 @@ pub struct Config {
     pub oidc: Option<crate::oidc::OidcConfig>,
     /// `[audit]`: the checkpoint signing key and where checkpoints are kept.
     pub audit: crate::audit_anchor::AuditSettings,
+    /// The permission catalog and the neutral access profiles.
+    pub access: crate::access::AccessLanguage,
 }
 
 impl Config {
@@ -636,8 +643,10 @@ impl Config {
 
         let audit =
             crate::audit_anchor::AuditSettings::parse(&raw.audit, &base, store_url.expose())?;
+        let access = crate::access::AccessLanguage::load(&raw.catalog, &raw.access, &base)?;
         Ok(Self {
             audit,
+            access,
             path: path.to_path_buf(),
             server,
             store_url,

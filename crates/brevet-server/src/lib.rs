@@ -1,6 +1,7 @@
 //! The Brevet server: configuration, the broker (request → approval → grant → revocation), the
 //! background scheduler and reconciler, and the HTTP API.
 
+pub mod access;
 pub mod api;
 pub mod audit_anchor;
 pub mod auth;
@@ -134,11 +135,15 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
         broker.store().clone(),
         Some(notifications.outbox.clone()),
     )?);
+    for w in &config.access.warnings {
+        tracing::warn!("{w}");
+    }
     let state = api::AppState {
         broker,
         auth,
         oidc,
         anchor,
+        access: Arc::new(config.access.clone()),
     };
     let router = api::router(state.clone())
         .merge(portal::router(state.clone()))

@@ -6,10 +6,12 @@
 //! unknown fields, so a typo in a client's body is an error that names it.
 
 mod bodies;
+mod catalog;
 mod credential;
 mod views;
 
 pub use bodies::*;
+pub use catalog::*;
 pub use credential::{
     AwsProcessCredentials, CredentialInputKind, CredentialKind, SshCertificateDetails,
 };

@@ -1,6 +1,7 @@
 //! The HTTP JSON API under `/v1`, with its OpenAPI document at `/v1/openapi.json`.
 
 mod admission;
+mod catalog;
 mod deliveries;
 mod dto;
 mod error;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Signed audit checkpoints: what `audit verify` holds the chain to.
     pub anchor: Arc<crate::audit_anchor::AuditAnchor>,
+    /// The permission catalog and the neutral access profiles.
+    pub access: Arc<crate::access::AccessLanguage>,
 }
 
 /// The authenticated caller of a route. Every route that changes or reads data takes one.
@@ -131,6 +134,10 @@ impl FromRequestParts<AppState> for Caller {
         handlers::locks,
         handlers::provider_document,
         handlers::kind_document,
+        catalog::search,
+        catalog::entry,
+        catalog::compile,
+        catalog::explain,
         deliveries::list_deliveries,
         login::device_start,
         login::device_poll,
@@ -225,6 +232,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants/{id}/extend", post(handlers::extend))
         .route("/v1/grants/{id}/credentials", post(handlers::credentials))
         .route("/v1/policy/test", post(handlers::policy_test))
+        .route("/v1/catalog/search", get(catalog::search))
+        .route("/v1/catalog/entries/{name}", get(catalog::entry))
+        .route("/v1/profiles/{name}/compile", post(catalog::compile))
+        .route("/v1/profiles/{name}/explain", get(catalog::explain))
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route(
             "/v1/audit/checkpoint",

@@ -196,6 +196,15 @@ fn rows() -> Vec<Row> {
         ),
         row(Method::GET, "/v1/locks", Admin, ""),
         row(Method::GET, "/v1/deliveries", Admin, ""),
+        row(Method::GET, "/v1/catalog/search", Principal, ""),
+        row(Method::GET, "/v1/catalog/entries/{name}", Principal, ""),
+        row(
+            Method::POST,
+            "/v1/profiles/{name}/compile",
+            Principal,
+            r#"{"resource":["arn:aws:s3:::x"]}"#,
+        ),
+        row(Method::GET, "/v1/profiles/{name}/explain", Principal, ""),
     ]
 }
 

@@ -1,0 +1,489 @@
+//! The per-cloud compilers: a neutral [`Profile`] and the resource it is for become the native
+//! permission set and the document the cloud takes (an IAM policy, a GCP custom role and its
+//! binding, an Azure role definition). Every permission emitted is in the catalog and valid where
+//! it will be bound; anything else is an error naming the permission and the fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::kinds::Native;
+use crate::model::{Cloud, GcpLevel, Permission, Plane, Tags};
+use crate::profile::{Forbidden, Profile};
+use crate::{Catalog, Hit, Pattern, Query};
+
+/// Where the compiled permissions will be bound.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The resource's ARNs (`arn:aws:s3:::logs`, `arn:aws:s3:::logs/*`).
+    Aws { arns: Vec<String> },
+    /// The custom role's home and the binding's resource: `projects/P`, `folders/F` or
+    /// `organizations/O`, and optionally the resource's full name inside it
+    /// (`projects/_/buckets/logs`), which the binding is limited to by an IAM condition.
+    Gcp {
+        scope: String,
+        resource: Option<String>,
+    },
+    /// The assignable scope: `/subscriptions/S/resourceGroups/RG/providers/…` or a management
+    /// group `/providers/Microsoft.Management/managementGroups/MG`.
+    Azure { scope: String },
+}
+
+impl Target {
+    pub fn cloud(&self) -> Cloud {
+        match self {
+            Target::Aws { .. } => Cloud::Aws,
+            Target::Gcp { .. } => Cloud::Gcp,
+            Target::Azure { .. } => Cloud::Azure,
+        }
+    }
+}
+
+/// A profile compiled for one cloud and resource.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub cloud: Cloud,
+    /// Indices into the catalog's permissions, in catalog order.
+    pub permissions: Vec<u32>,
+    /// The native document: IAM policy, `{role, binding}` for GCP, an Azure role definition.
+    pub document: Value,
+    /// Sensitive permissions it holds, one line each.
+    pub warnings: Vec<String>,
+}
+
+impl Compiled {
+    pub fn names<'c>(&self, catalog: &'c Catalog) -> Vec<&'c str> {
+        self.permissions
+            .iter()
+            .map(|&i| catalog.permissions()[i as usize].name.as_str())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    #[error("resource kind `{kind}` has no {cloud} mapping; list the {cloud} permissions under `{cloud}.add`")]
+    NotOnCloud { kind: String, cloud: Cloud },
+    #[error("`{name}` is not a {cloud} permission in the catalog{hint}; check the spelling with `brevet catalog search`")]
+    UnknownPermission {
+        cloud: Cloud,
+        name: String,
+        hint: String,
+    },
+    #[error("the wildcard `{pattern}` matches no {cloud} permission in the catalog; write it as `brevet catalog search` shows the names")]
+    WildcardMatchesNothing { cloud: Cloud, pattern: String },
+    #[error("`{action}` acts on {types} and none of the resource's ARNs ({arns}) is of that shape; add an ARN of that shape to the resource or remove the action")]
+    NoFittingArn {
+        action: String,
+        types: String,
+        arns: String,
+    },
+    #[error("`{permission}` can only be granted at the organization level, not in a custom role for `{scope}`; remove it or bind at `organizations/…`")]
+    OrganizationOnly { permission: String, scope: String },
+    #[error("`{permission}` is a data action, which Azure does not allow at `{scope}` (a management group); assign at a subscription or below, or remove it")]
+    DataActionAtManagementGroup { permission: String, scope: String },
+    #[error("`{permission}` is tagged {tags}, which this deployment forbids (`[catalog] forbid`); remove it from the profile")]
+    Forbidden { permission: String, tags: String },
+    #[error("profile `{profile}` compiles to no {cloud} permission for this resource; widen `verbs`/`plane` or `{cloud}.add` what the task needs")]
+    Nothing { profile: String, cloud: Cloud },
+    #[error("{cloud} scope `{scope}` is not one Brevet can bind at: {fix}")]
+    BadScope {
+        cloud: Cloud,
+        scope: String,
+        fix: &'static str,
+    },
+}
+
+/// Compiles `profile` for the resource `target` names.
+pub fn compile(
+    catalog: &Catalog,
+    profile: &Profile,
+    target: &Target,
+    forbidden: Forbidden,
+) -> Result<Compiled, CompileError> {
+    let cloud = target.cloud();
+    check_scope(target)?;
+    let adjust = profile.adjust(cloud);
+    let mut chosen: BTreeSet<u32> = BTreeSet::new();
+    match profile.kind.native(cloud) {
+        Some(native) if !profile.verbs.is_empty() => {
+            for (i, p) in catalog.permissions().iter().enumerate() {
+                if p.cloud == cloud
+                    && profile.verbs.contains(&p.verb)
+                    && profile
+                        .planes
+                        .iter()
+                        .any(|plane| in_kind(catalog, native, p, *plane))
+                    && fits(catalog, p, target)
+                {
+                    chosen.insert(i as u32);
+                }
+            }
+        }
+        Some(_) => {}
+        None if adjust.add.is_empty() => {
+            return Err(CompileError::NotOnCloud {
+                kind: profile.kind.name.to_owned(),
+                cloud,
+            })
+        }
+        None => {}
+    }
+    for name in &adjust.add {
+        for i in expand_named(catalog, cloud, name)? {
+            let p = &catalog.permissions()[i as usize];
+            // An added action must still fit the resource, unless it acts on no resource type
+            // at all (AWS wildcard-only actions such as `s3:ListAllMyBuckets`).
+            if let Target::Aws { arns } = target {
+                if !p.resource_types.is_empty() && !fits(catalog, p, target) {
+                    return Err(no_fitting_arn(catalog, p, arns));
+                }
+            }
+            chosen.insert(i);
+        }
+    }
+    for name in &adjust.remove {
+        for i in expand_named(catalog, cloud, name)? {
+            chosen.remove(&i);
+        }
+    }
+    if chosen.is_empty() {
+        return Err(CompileError::Nothing {
+            profile: profile.name.clone(),
+            cloud,
+        });
+    }
+    let mut warnings = Vec::new();
+    for &i in &chosen {
+        let p = &catalog.permissions()[i as usize];
+        check_placement(p, target)?;
+        if !forbidden.0.is_empty() && p.tags.names().iter().any(|t| forbidden.0.names().contains(t)) {
+            return Err(CompileError::Forbidden {
+                permission: p.name.clone(),
+                tags: p.tags.names().join(", "),
+            });
+        }
+        if p.tags.is_dangerous() {
+            warnings.push(format!(
+                "`{}` is sensitive: {}",
+                p.name,
+                p.tags.names().join(", ")
+            ));
+        }
+    }
+    let permissions: Vec<u32> = chosen.into_iter().collect();
+    let document = document(catalog, profile, target, &permissions);
+    Ok(Compiled {
+        cloud,
+        permissions,
+        document,
+        warnings,
+    })
+}
+
+/// Expands one `add`/`remove` entry: a wildcard must match something, a name must exist.
+pub fn expand_named(catalog: &Catalog, cloud: Cloud, name: &str) -> Result<Vec<u32>, CompileError> {
+    let found = catalog.expand(cloud, name);
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    if Pattern::is_wildcard(name) {
+        return Err(CompileError::WildcardMatchesNothing {
+            cloud,
+            pattern: name.to_owned(),
+        });
+    }
+    let mut q = Query::new(name);
+    q.cloud = Some(cloud);
+    q.permissions_only = true;
+    q.limit = 1;
+    let hint = match catalog.search(&q).first() {
+        Some(Hit::Permission(i)) => format!(" (did you mean `{}`?)", catalog.permissions()[*i as usize].name),
+        _ => String::new(),
+    };
+    Err(CompileError::UnknownPermission {
+        cloud,
+        name: name.to_owned(),
+        hint,
+    })
+}
+
+fn eq_any(list: &[&str], s: &str) -> bool {
+    list.iter().any(|x| x.eq_ignore_ascii_case(s))
+}
+
+/// Whether permission `p` acts on the kind in `plane`.
+fn in_kind(catalog: &Catalog, native: &Native, p: &Permission, plane: Plane) -> bool {
+    match p.cloud {
+        Cloud::Aws => {
+            if !p.service().eq_ignore_ascii_case(native.service) {
+                return false;
+            }
+            let types: Vec<&str> = p
+                .resource_types
+                .iter()
+                .map(|r| catalog.resource_types()[r.resource_type as usize].name.as_str())
+                .collect();
+            let extra = eq_any(native.data_extra, &p.name);
+            let on_data = types.iter().any(|t| eq_any(native.data, t));
+            let on_control = types.iter().any(|t| eq_any(native.control, t));
+            match plane {
+                Plane::Data => extra || on_data,
+                Plane::Control => on_control && !on_data && !extra,
+            }
+        }
+        Cloud::Gcp => {
+            let collection = p.name.rsplit_once('.').map(|(c, _)| c).unwrap_or_default();
+            let extra = native.data_extra.contains(&p.name.as_str());
+            match plane {
+                Plane::Data => extra || native.data.contains(&collection),
+                Plane::Control => native.control.contains(&collection) && !extra,
+            }
+        }
+        Cloud::Azure => {
+            if p.plane != plane {
+                return false;
+            }
+            let types = match plane {
+                Plane::Data => native.data,
+                Plane::Control => native.control,
+            };
+            types.iter().any(|t| azure_on_type(&p.name, t)) || eq_any(native.data_extra, &p.name)
+        }
+    }
+}
+
+/// `T/read`, `T/write`, `T/delete` or `T/NAME/action`: an operation on type `T` itself (not on
+/// a sub-resource of it).
+fn azure_on_type(op: &str, ty: &str) -> bool {
+    let (op_l, ty_l) = (op.to_ascii_lowercase(), ty.to_ascii_lowercase());
+    let Some(rest) = op_l.strip_prefix(&ty_l).and_then(|r| r.strip_prefix('/')) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [_] => true,
+        [_, "action"] => true,
+        _ => false,
+    }
+}
+
+/// AWS: does the action act on a resource type one of the target's ARNs is an instance of?
+fn fits(catalog: &Catalog, p: &Permission, target: &Target) -> bool {
+    let Target::Aws { arns } = target else {
+        return true;
+    };
+    p.resource_types.iter().any(|r| {
+        let template = &catalog.resource_types()[r.resource_type as usize].arn;
+        arns.iter().any(|arn| arn_fits(template, arn))
+    })
+}
+
+fn no_fitting_arn(catalog: &Catalog, p: &Permission, arns: &[String]) -> CompileError {
+    CompileError::NoFittingArn {
+        action: p.name.clone(),
+        types: p
+            .resource_types
+            .iter()
+            .map(|r| {
+                let t = &catalog.resource_types()[r.resource_type as usize];
+                format!("`{}` ({})", t.name, t.arn)
+            })
+            .collect::<Vec<_>>()
+            .join(" or "),
+        arns: arns.join(", "),
+    }
+}
+
+/// Matches an ARN against an AWS resource-type template (`arn:${Partition}:s3:::${BucketName}`):
+/// a placeholder stands for one or more characters without `/` or `:`, except the last one,
+/// which may hold anything (object keys, paths).
+pub fn arn_fits(template: &str, arn: &str) -> bool {
+    fn go(t: &str, a: &str) -> bool {
+        match t.find("${") {
+            None => t.eq_ignore_ascii_case(a),
+            Some(start) => {
+                let Some(end) = t[start..].find('}').map(|e| start + e + 1) else {
+                    return t.eq_ignore_ascii_case(a);
+                };
+                if a.len() < start || !t[..start].eq_ignore_ascii_case(&a[..start]) {
+                    return false;
+                }
+                let (rest_t, a) = (&t[end..], &a[start..]);
+                let last = !rest_t.contains("${");
+                (1..=a.len()).any(|n| {
+                    let (value, rest_a) = a.split_at(n);
+                    (last || !value.contains(['/', ':'])) && go(rest_t, rest_a)
+                }) || (t[start..end].contains("Region") || t[start..end].contains("Account"))
+                    && go(rest_t, a)
+            }
+        }
+    }
+    go(template, arn)
+}
+
+fn check_scope(target: &Target) -> Result<(), CompileError> {
+    match target {
+        Target::Aws { arns } if arns.is_empty() => Err(CompileError::BadScope {
+            cloud: Cloud::Aws,
+            scope: String::new(),
+            fix: "give the resource at least one ARN",
+        }),
+        Target::Gcp { scope, .. }
+            if !["projects/", "folders/", "organizations/"]
+                .iter()
+                .any(|p| scope.starts_with(p) && scope.len() > p.len()) =>
+        {
+            Err(CompileError::BadScope {
+                cloud: Cloud::Gcp,
+                scope: scope.clone(),
+                fix: "write `projects/ID`, `folders/ID` or `organizations/ID`",
+            })
+        }
+        Target::Azure { scope } if !scope.starts_with('/') => Err(CompileError::BadScope {
+            cloud: Cloud::Azure,
+            scope: scope.clone(),
+            fix: "write a resource ID such as `/subscriptions/ID/resourceGroups/NAME` or `/providers/Microsoft.Management/managementGroups/ID`",
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn is_management_group(scope: &str) -> bool {
+    scope == "/"
+        || scope
+            .to_ascii_lowercase()
+            .starts_with("/providers/microsoft.management/managementgroups/")
+}
+
+/// Whether permission `p` may be bound where the target says.
+fn check_placement(p: &Permission, target: &Target) -> Result<(), CompileError> {
+    match target {
+        Target::Gcp { scope, .. }
+            if p.gcp_level == Some(GcpLevel::Organization) && !scope.starts_with("organizations/") =>
+        {
+            Err(CompileError::OrganizationOnly {
+                permission: p.name.clone(),
+                scope: scope.clone(),
+            })
+        }
+        Target::Azure { scope } if p.plane == Plane::Data && is_management_group(scope) => {
+            Err(CompileError::DataActionAtManagementGroup {
+                permission: p.name.clone(),
+                scope: scope.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn document(catalog: &Catalog, profile: &Profile, target: &Target, permissions: &[u32]) -> Value {
+    let perm = |i: &u32| &catalog.permissions()[*i as usize];
+    let description = if profile.description.is_empty() {
+        format!("Brevet access profile {}", profile.name)
+    } else {
+        profile.description.clone()
+    };
+    match target {
+        Target::Aws { arns } => {
+            // One statement per set of resources, so each action is allowed only on the ARNs
+            // of the types it acts on.
+            let mut by_resources: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+            for i in permissions {
+                let p = perm(i);
+                let resources: Vec<String> = if p.resource_types.is_empty() {
+                    vec!["*".to_owned()]
+                } else {
+                    arns.iter()
+                        .filter(|arn| {
+                            p.resource_types.iter().any(|r| {
+                                arn_fits(&catalog.resource_types()[r.resource_type as usize].arn, arn)
+                            })
+                        })
+                        .cloned()
+                        .collect()
+                };
+                by_resources.entry(resources).or_default().push(p.name.clone());
+            }
+            let statements: Vec<Value> = by_resources
+                .into_iter()
+                .enumerate()
+                .map(|(n, (resources, actions))| {
+                    json!({
+                        "Sid": format!("Brevet{n}"),
+                        "Effect": "Allow",
+                        "Action": actions,
+                        "Resource": resources,
+                    })
+                })
+                .collect();
+            json!({ "Version": "2012-10-17", "Statement": statements })
+        }
+        Target::Gcp { scope, resource } => {
+            let included: Vec<&str> = permissions.iter().map(|i| perm(i).name.as_str()).collect();
+            let mut binding = json!({ "resource": scope });
+            if let Some(r) = resource {
+                binding["condition"] = json!({
+                    "title": "brevet-resource",
+                    "expression": format!("resource.name.startsWith({})", serde_json::to_string(r).unwrap_or_default()),
+                });
+            }
+            json!({
+                "role": {
+                    "title": profile.name,
+                    "description": description,
+                    "stage": "GA",
+                    "includedPermissions": included,
+                },
+                "binding": binding,
+            })
+        }
+        Target::Azure { scope } => {
+            let (data, control): (Vec<&Permission>, Vec<&Permission>) =
+                permissions.iter().map(perm).partition(|p| p.plane == Plane::Data);
+            json!({
+                "Name": profile.name,
+                "IsCustom": true,
+                "Description": description,
+                "Actions": control.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "NotActions": [],
+                "DataActions": data.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "NotDataActions": [],
+                "AssignableScopes": [scope],
+            })
+        }
+    }
+}
+
+/// Tags present among `permissions`, for `profile explain`.
+pub fn tags_of(catalog: &Catalog, permissions: &[u32]) -> Tags {
+    let mut t = Tags::default();
+    for &i in permissions {
+        t.insert(catalog.permissions()[i as usize].tags);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arn_fits;
+
+    #[test]
+    fn arns_fit_the_templates_of_their_type() {
+        let bucket = "arn:${Partition}:s3:::${BucketName}";
+        let object = "arn:${Partition}:s3:::${BucketName}/${ObjectName}";
+        assert!(arn_fits(bucket, "arn:aws:s3:::logs"));
+        assert!(!arn_fits(bucket, "arn:aws:s3:::logs/*"));
+        assert!(arn_fits(object, "arn:aws:s3:::logs/*"));
+        assert!(arn_fits(object, "arn:aws:s3:::logs/a/b.txt"));
+        assert!(!arn_fits(object, "arn:aws:s3:::logs"));
+        let secret = "arn:${Partition}:secretsmanager:${Region}:${Account}:secret:${SecretId}";
+        assert!(arn_fits(
+            secret,
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf"
+        ));
+        assert!(!arn_fits(secret, "arn:aws:s3:::logs"));
+        let role = "arn:${Partition}:iam::${Account}:role/${RoleNameWithPath}";
+        assert!(arn_fits(role, "arn:aws:iam::123456789012:role/x/y"));
+    }
+}

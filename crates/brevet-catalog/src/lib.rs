@@ -1,0 +1,243 @@
+//! The permission catalogs of AWS, GCP and Azure in one model: every permission a cloud knows
+//! (AWS actions, GCP permissions, Azure operations), with its access level, neutral verb class,
+//! plane and sensitivity tags; every precut role (AWS managed policies, GCP predefined roles,
+//! Azure built-in roles) expanded to those permissions; and search over all of it.
+//!
+//! A compact snapshot built from the clouds' published dumps ships inside the binary
+//! ([`Catalog::embedded`]); `brevet catalog refresh` builds a newer one ([`refresh`]) and the
+//! config may point at it ([`Catalog::load_file`]). This crate does no I/O beyond loading.
+
+pub mod compile;
+mod glob;
+pub mod kinds;
+pub mod model;
+pub mod profile;
+pub mod refresh;
+mod search;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+pub use glob::Pattern;
+pub use model::*;
+pub use search::{Hit, Query};
+
+/// The snapshot format's version; a snapshot of another version is refused with the fix.
+const FORMAT: u32 = 1;
+
+/// The snapshot shipped with this build (see `scripts/catalog-snapshot`).
+static EMBEDDED: &[u8] = include_bytes!("../data/catalog.bin.gz");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog source {path}: {reason}")]
+    Source { path: PathBuf, reason: String },
+    #[error("no catalog source given: name at least one of --aws DIR, --gcp DIR, --azure FILE")]
+    NoSources,
+    #[error("catalog snapshot {origin}: {reason}; rebuild it with `brevet catalog refresh` from this version of Brevet")]
+    Snapshot { origin: String, reason: String },
+    #[error("catalog snapshot {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+}
+
+/// What a snapshot holds, as stored (postcard, gzip-compressed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    /// Where each cloud's part came from, with its licence, for `brevet catalog show --sources`.
+    pub sources: Vec<String>,
+    pub permissions: Vec<Permission>,
+    pub resource_types: Vec<ResourceType>,
+    pub roles: Vec<Role>,
+}
+
+impl Snapshot {
+    /// The compressed bytes of this snapshot.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut snap = self.clone();
+        snap.format = FORMAT;
+        let raw = postcard::to_stdvec(&snap).expect("a snapshot serializes");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&raw).expect("writing to memory");
+        gz.finish().expect("writing to memory")
+    }
+
+    fn decode(bytes: &[u8], origin: &str) -> Result<Snapshot, CatalogError> {
+        let err = |reason: String| CatalogError::Snapshot {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let mut raw = Vec::with_capacity(bytes.len() * 4);
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut raw)
+            .map_err(|e| err(format!("not a gzip-compressed snapshot ({e})")))?;
+        let snap: Snapshot =
+            postcard::from_bytes(&raw).map_err(|e| err(format!("not a snapshot ({e})")))?;
+        if snap.format != FORMAT {
+            return Err(err(format!(
+                "format {} (this Brevet reads format {FORMAT})",
+                snap.format
+            )));
+        }
+        Ok(snap)
+    }
+}
+
+/// The catalogs, loaded, with lookups by name.
+#[derive(Debug)]
+pub struct Catalog {
+    snap: Snapshot,
+    /// Lower-cased name → permission, per cloud (AWS and Azure names are case-insensitive; GCP's
+    /// are all lower case with camelCase verbs, looked up exactly as well).
+    by_name: HashMap<(Cloud, String), u32>,
+    roles_by_name: HashMap<(Cloud, String), u32>,
+    /// Permission → the roles holding it, built on first use.
+    holders: OnceLock<Vec<Vec<u32>>>,
+    index: OnceLock<search::Index>,
+}
+
+impl Catalog {
+    /// The snapshot built into this binary.
+    pub fn embedded() -> Result<Catalog, CatalogError> {
+        Ok(Catalog::new(Snapshot::decode(EMBEDDED, "built into brevet")?))
+    }
+
+    /// A snapshot written by `brevet catalog refresh --out FILE`.
+    pub fn load_file(path: &Path) -> Result<Catalog, CatalogError> {
+        let bytes = std::fs::read(path).map_err(|e| CatalogError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Catalog::new(Snapshot::decode(
+            &bytes,
+            &path.display().to_string(),
+        )?))
+    }
+
+    pub fn new(snap: Snapshot) -> Catalog {
+        let by_name = snap
+            .permissions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.cloud, p.name.to_ascii_lowercase()), i as u32))
+            .collect();
+        let roles_by_name = snap
+            .roles
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                [
+                    ((r.cloud, r.name.to_ascii_lowercase()), i as u32),
+                    ((r.cloud, r.title.to_ascii_lowercase()), i as u32),
+                ]
+            })
+            .collect();
+        Catalog {
+            snap,
+            by_name,
+            roles_by_name,
+            holders: OnceLock::new(),
+            index: OnceLock::new(),
+        }
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    pub fn permissions(&self) -> &[Permission] {
+        &self.snap.permissions
+    }
+
+    pub fn roles(&self) -> &[Role] {
+        &self.snap.roles
+    }
+
+    pub fn resource_types(&self) -> &[ResourceType] {
+        &self.snap.resource_types
+    }
+
+    /// Which clouds this catalog covers.
+    pub fn clouds(&self) -> Vec<Cloud> {
+        let mut c: Vec<Cloud> = self.snap.permissions.iter().map(|p| p.cloud).collect();
+        c.sort();
+        c.dedup();
+        c
+    }
+
+    pub fn permission(&self, cloud: Cloud, name: &str) -> Option<&Permission> {
+        self.permission_index(cloud, name)
+            .map(|i| &self.snap.permissions[i as usize])
+    }
+
+    pub fn permission_index(&self, cloud: Cloud, name: &str) -> Option<u32> {
+        self.by_name
+            .get(&(cloud, name.to_ascii_lowercase()))
+            .copied()
+            .filter(|&i| {
+                // GCP permissions are case-sensitive: `storage.objects.Get` is not one.
+                cloud != Cloud::Gcp || self.snap.permissions[i as usize].name == name
+            })
+    }
+
+    /// A role by name or title (`roles/storage.objectViewer`, `AmazonS3ReadOnlyAccess`, its full
+    /// ARN, `Storage Blob Data Reader`).
+    pub fn role(&self, cloud: Cloud, name: &str) -> Option<&Role> {
+        self.roles_by_name
+            .get(&(cloud, name.to_ascii_lowercase()))
+            .map(|&i| &self.snap.roles[i as usize])
+    }
+
+    /// The permissions of `cloud` a pattern names (`s3:Get*`, `Microsoft.Storage/*/read`), in
+    /// catalog order; a name without wildcards gives at most itself.
+    pub fn expand(&self, cloud: Cloud, pattern: &str) -> Vec<u32> {
+        if !Pattern::is_wildcard(pattern) {
+            return self.permission_index(cloud, pattern).into_iter().collect();
+        }
+        let p = Pattern::new(pattern, cloud != Cloud::Gcp);
+        self.snap
+            .permissions
+            .iter()
+            .enumerate()
+            .filter(|(_, perm)| perm.cloud == cloud && p.matches(&perm.name))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    /// The precut roles that hold permission `index`, smallest first.
+    pub fn roles_holding(&self, index: u32) -> Vec<&Role> {
+        let holders = self.holders.get_or_init(|| {
+            let mut h = vec![Vec::new(); self.snap.permissions.len()];
+            for (ri, r) in self.snap.roles.iter().enumerate() {
+                for &p in &r.permissions {
+                    h[p as usize].push(ri as u32);
+                }
+            }
+            h
+        });
+        let mut roles: Vec<&Role> = holders[index as usize]
+            .iter()
+            .map(|&r| &self.snap.roles[r as usize])
+            .collect();
+        roles.sort_by_key(|r| (r.permissions.len(), r.name.clone()));
+        roles
+    }
+
+    /// Ranked, typo-tolerant search over permission and role names (and AWS descriptions'
+    /// words are not searched: names are what people type).
+    pub fn search(&self, query: &Query) -> Vec<Hit> {
+        self.index
+            .get_or_init(|| search::Index::build(&self.snap))
+            .search(&self.snap, query)
+    }
+
+    /// Builds the search index now rather than on the first search.
+    pub fn prepare_search(&self) {
+        self.index
+            .get_or_init(|| search::Index::build(&self.snap));
+    }
+}

@@ -1,0 +1,486 @@
+//! The access language as the server (and the CLI offline, from the same config) serves it: the
+//! catalog in use, the neutral profiles of `[access."NAME"]`, and what `[catalog] forbid` refuses;
+//! search, show, compile and explain, answered as wire types.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use brevet_catalog::compile::{compile, expand_named, tags_of, CompileError, Target};
+use brevet_catalog::profile::{Forbidden, Profile, ProfileSpec};
+use brevet_catalog::{Access, Catalog, Cloud, Hit, Query, Tags};
+use brevet_config::{field, ConfigError};
+use brevet_wire::{
+    CatalogEntry, CatalogHit, CloudExplanation, Comparison, CompiledProfile, PermissionView,
+    ProfileExplanation, RoleRef, RoleView,
+};
+use serde::Deserialize;
+
+/// `[catalog]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalog {
+    /// A snapshot written by `brevet catalog refresh`; default: the one built into brevet.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Sensitivity tags no profile may hold.
+    #[serde(default)]
+    pub forbid: Vec<String>,
+}
+
+/// The catalog and the profiles, checked.
+#[derive(Debug, Clone)]
+pub struct AccessLanguage {
+    pub catalog: Arc<Catalog>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub forbidden: Forbidden,
+    /// Sensitive permissions the profiles hold, for the start-up log.
+    pub warnings: Vec<String>,
+}
+
+/// What went wrong answering a question about the catalog or a profile.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("`{0}` is neither a permission nor a role in the catalog; find it with `brevet catalog search`")]
+    NotFound(String),
+    #[error("unknown access profile `{name}`; the config defines: {known}")]
+    UnknownProfile { name: String, known: String },
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+}
+
+impl AccessLanguage {
+    /// Loads the catalog and checks every profile: its kind, verbs and plane, that every
+    /// `add`/`remove` names catalog permissions, and that it compiles for every cloud its kind
+    /// maps to (against an example resource of the kind) without a forbidden permission.
+    pub fn load(
+        raw: &RawCatalog,
+        specs: &BTreeMap<String, ProfileSpec>,
+        base: &std::path::Path,
+    ) -> Result<AccessLanguage, ConfigError> {
+        let catalog = match &raw.file {
+            Some(f) => Catalog::load_file(&base.join(f))
+                .map_err(|e| field("catalog.file", e.to_string()))?,
+            None => Catalog::embedded().map_err(|e| field("catalog", e.to_string()))?,
+        };
+        let mut forbid = Tags::default();
+        for (i, t) in raw.forbid.iter().enumerate() {
+            forbid.insert(Tags::parse(t).ok_or_else(|| {
+                field(
+                    format!("catalog.forbid[{i}]"),
+                    format!("unknown tag `{t}`; write privilege-escalation, credential-exposure, data-access or resource-exposure"),
+                )
+            })?);
+        }
+        let forbidden = Forbidden(forbid);
+        let mut profiles = BTreeMap::new();
+        let mut warnings = Vec::new();
+        for (name, spec) in specs {
+            let at = format!("access.\"{name}\"");
+            let profile = Profile::parse(name, spec).map_err(|e| field(at.clone(), e.to_string()))?;
+            for cloud in Cloud::ALL {
+                let adjust = profile.adjust(cloud);
+                for (list, entries) in [("add", &adjust.add), ("remove", &adjust.remove)] {
+                    for (i, e) in entries.iter().enumerate() {
+                        expand_named(&catalog, cloud, e).map_err(|err| {
+                            field(format!("{at}.{cloud}.{list}[{i}]"), err.to_string())
+                        })?;
+                    }
+                }
+                let maps = profile.kind.native(cloud).is_some() || !adjust.add.is_empty();
+                if !maps {
+                    continue;
+                }
+                let target = example_target(&catalog, &profile, cloud);
+                match compile(&catalog, &profile, &target, forbidden) {
+                    Ok(c) => warnings.extend(
+                        c.warnings
+                            .iter()
+                            .map(|w| format!("access profile `{name}` ({cloud}): {w}")),
+                    ),
+                    Err(e @ CompileError::Forbidden { .. }) => {
+                        return Err(field(format!("{at}.{cloud}"), e.to_string()))
+                    }
+                    // A profile meant for some clouds may select nothing in another.
+                    Err(CompileError::Nothing { .. }) => {}
+                    Err(e) => return Err(field(format!("{at}.{cloud}"), e.to_string())),
+                }
+            }
+            profiles.insert(name.clone(), profile);
+        }
+        Ok(AccessLanguage {
+            catalog: Arc::new(catalog),
+            profiles,
+            forbidden,
+            warnings,
+        })
+    }
+
+    pub fn search(
+        &self,
+        text: &str,
+        cloud: Option<&str>,
+        access: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CatalogHit>, AccessError> {
+        let mut q = Query::new(text);
+        q.cloud = cloud.map(parse_cloud).transpose()?;
+        q.access = access
+            .map(|a| {
+                Access::parse(a).ok_or_else(|| {
+                    AccessError::BadInput(format!(
+                        "unknown access level `{a}`; write list, read, write, tagging or permissions-management"
+                    ))
+                })
+            })
+            .transpose()?;
+        q.limit = limit.clamp(1, 200);
+        let c = &self.catalog;
+        Ok(c
+            .search(&q)
+            .into_iter()
+            .map(|h| match h {
+                Hit::Permission(i) => {
+                    let p = &c.permissions()[i as usize];
+                    CatalogHit {
+                        entry: "permission".into(),
+                        cloud: p.cloud.to_string(),
+                        name: p.name.clone(),
+                        detail: p.access.label().into(),
+                        tags: names(p.tags),
+                    }
+                }
+                Hit::Role(i) => {
+                    let r = &c.roles()[i as usize];
+                    CatalogHit {
+                        entry: "role".into(),
+                        cloud: r.cloud.to_string(),
+                        name: r.name.clone(),
+                        detail: r.title.clone(),
+                        tags: names(tags_of(c, &r.permissions)),
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// A permission or role by name; with no cloud given, the first cloud that has it.
+    pub fn show(&self, name: &str, cloud: Option<&str>) -> Result<CatalogEntry, AccessError> {
+        let clouds = match cloud {
+            Some(c) => vec![parse_cloud(c)?],
+            None => Cloud::ALL.to_vec(),
+        };
+        let c = &self.catalog;
+        for cloud in &clouds {
+            if let Some(i) = c.permission_index(*cloud, name) {
+                let p = &c.permissions()[i as usize];
+                let holders = c.roles_holding(i);
+                return Ok(CatalogEntry::Permission(PermissionView {
+                    cloud: p.cloud.to_string(),
+                    name: p.name.clone(),
+                    service: p.service().to_owned(),
+                    access: p.access.label().into(),
+                    verb: p.verb.as_str().into(),
+                    plane: p.plane.as_str().into(),
+                    tags: names(p.tags),
+                    description: p.description.clone(),
+                    resource_types: p
+                        .resource_types
+                        .iter()
+                        .map(|r| {
+                            let t = &c.resource_types()[r.resource_type as usize];
+                            format!(
+                                "{}{}: {}",
+                                t.name,
+                                if r.required { "" } else { " (optional)" },
+                                t.arn
+                            )
+                        })
+                        .collect(),
+                    dependent_actions: p.dependent.clone(),
+                    condition_keys: p.condition_keys.clone(),
+                    custom_role_level: p.gcp_level.map(|l| {
+                        match l {
+                            brevet_catalog::GcpLevel::Project => "project",
+                            brevet_catalog::GcpLevel::Organization => "organization",
+                        }
+                        .to_owned()
+                    }),
+                    held_by_count: holders.len(),
+                    held_by: holders.iter().take(10).map(|r| role_ref(r)).collect(),
+                }));
+            }
+        }
+        for cloud in &clouds {
+            if let Some(r) = c.role(*cloud, name) {
+                return Ok(CatalogEntry::Role(RoleView {
+                    cloud: r.cloud.to_string(),
+                    name: r.name.clone(),
+                    title: r.title.clone(),
+                    description: r.description.clone(),
+                    stage: r.stage.clone(),
+                    size: r.permissions.len(),
+                    patterns: r.patterns.clone(),
+                    sensitive: r
+                        .permissions
+                        .iter()
+                        .map(|&i| &c.permissions()[i as usize])
+                        .filter(|p| p.tags.is_dangerous())
+                        .take(20)
+                        .map(|p| p.name.clone())
+                        .collect(),
+                }));
+            }
+        }
+        Err(AccessError::NotFound(name.to_owned()))
+    }
+
+    pub fn profile(&self, name: &str) -> Result<&Profile, AccessError> {
+        self.profiles
+            .get(name)
+            .ok_or_else(|| AccessError::UnknownProfile {
+                name: name.to_owned(),
+                known: if self.profiles.is_empty() {
+                    "none (add [access.\"NAME\"] tables)".into()
+                } else {
+                    self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            })
+    }
+
+    /// Compiles profile `name` for the native resource `targets` name: one or more AWS ARNs, a
+    /// GCP `projects/…`/`folders/…`/`organizations/…` scope (then optionally the resource's full
+    /// name), or an Azure scope starting with `/`.
+    pub fn compile(&self, name: &str, targets: &[String]) -> Result<CompiledProfile, AccessError> {
+        let profile = self.profile(name)?;
+        let target = parse_target(targets)?;
+        self.compile_for(profile, &target)
+    }
+
+    fn compile_for(&self, profile: &Profile, target: &Target) -> Result<CompiledProfile, AccessError> {
+        let c = &self.catalog;
+        let compiled = compile(c, profile, target, self.forbidden)?;
+        Ok(CompiledProfile {
+            profile: profile.name.clone(),
+            cloud: compiled.cloud.to_string(),
+            target: describe(target),
+            permissions: compiled.names(c).into_iter().map(str::to_owned).collect(),
+            compared: compare(c, &compiled.permissions),
+            document: compiled.document,
+            warnings: compiled.warnings,
+        })
+    }
+
+    /// The profile in plain words, compiled for each cloud against an example resource of its
+    /// kind, beside the precut roles that would cover it.
+    pub fn explain(&self, name: &str) -> Result<ProfileExplanation, AccessError> {
+        let profile = self.profile(name)?;
+        let verbs: Vec<&str> = profile.verbs.iter().map(|v| v.as_str()).collect();
+        let planes: Vec<&str> = profile.planes.iter().map(|p| p.as_str()).collect();
+        let mut summary = format!(
+            "`{}` lets its holder {} {} ({} plane{}) for one resource of kind `{}` ({}).",
+            profile.name,
+            if verbs.is_empty() { "use only the permissions added per cloud on".to_owned() } else { verbs.join(", ") },
+            if verbs.is_empty() { "" } else { "what it holds or its settings" },
+            planes.join(" and "),
+            if planes.len() > 1 { "s" } else { "" },
+            profile.kind.name,
+            profile.kind.description,
+        );
+        if !profile.description.is_empty() {
+            summary = format!("{} {summary}", profile.description);
+        }
+        let clouds = Cloud::ALL
+            .into_iter()
+            .filter(|c| profile.kind.native(*c).is_some() || !profile.adjust(*c).add.is_empty())
+            .map(|cloud| {
+                let target = example_target(&self.catalog, profile, cloud);
+                let (compiled, error) = match self.compile_for(profile, &target) {
+                    Ok(c) => (Some(c), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                CloudExplanation {
+                    cloud: cloud.to_string(),
+                    example_target: describe(&target),
+                    compiled,
+                    error,
+                }
+            })
+            .collect();
+        Ok(ProfileExplanation {
+            profile: profile.name.clone(),
+            summary,
+            clouds,
+        })
+    }
+}
+
+fn names(t: Tags) -> Vec<String> {
+    t.names().into_iter().map(str::to_owned).collect()
+}
+
+fn role_ref(r: &brevet_catalog::Role) -> RoleRef {
+    RoleRef {
+        name: r.name.clone(),
+        title: r.title.clone(),
+        size: r.permissions.len(),
+    }
+}
+
+fn parse_cloud(s: &str) -> Result<Cloud, AccessError> {
+    Cloud::parse(s).ok_or_else(|| {
+        AccessError::BadInput(format!("unknown cloud `{s}`; write aws, gcp or azure"))
+    })
+}
+
+/// Reads the native resource a profile is compiled for.
+pub fn parse_target(targets: &[String]) -> Result<Target, AccessError> {
+    let first = targets.first().ok_or_else(|| {
+        AccessError::BadInput("name the resource: AWS ARNs, a GCP projects/… scope or an Azure /subscriptions/… scope".into())
+    })?;
+    if first.starts_with("arn:") {
+        if let Some(bad) = targets.iter().find(|t| !t.starts_with("arn:")) {
+            return Err(AccessError::BadInput(format!(
+                "`{bad}` is not an ARN; an AWS resource is given as ARNs only"
+            )));
+        }
+        return Ok(Target::Aws {
+            arns: targets.to_vec(),
+        });
+    }
+    if first.starts_with('/') {
+        if targets.len() > 1 {
+            return Err(AccessError::BadInput("an Azure resource is one scope".into()));
+        }
+        return Ok(Target::Azure {
+            scope: first.clone(),
+        });
+    }
+    if ["projects/", "folders/", "organizations/"]
+        .iter()
+        .any(|p| first.starts_with(p))
+    {
+        if targets.len() > 2 {
+            return Err(AccessError::BadInput(
+                "a GCP resource is a scope and optionally the resource's full name".into(),
+            ));
+        }
+        return Ok(Target::Gcp {
+            scope: first.clone(),
+            resource: targets.get(1).cloned(),
+        });
+    }
+    Err(AccessError::BadInput(format!(
+        "`{first}` names no cloud resource: write AWS ARNs (arn:aws:…), a GCP scope (projects/ID) or an Azure scope (/subscriptions/ID/…)"
+    )))
+}
+
+fn describe(t: &Target) -> String {
+    match t {
+        Target::Aws { arns } => arns.join(" "),
+        Target::Gcp { scope, resource } => match resource {
+            Some(r) => format!("{scope} {r}"),
+            None => scope.clone(),
+        },
+        Target::Azure { scope } => scope.clone(),
+    }
+}
+
+/// An example resource of the profile's kind in `cloud`: AWS ARNs made from the kind's
+/// resource-type templates, a GCP project, an Azure resource group.
+pub fn example_target(catalog: &Catalog, profile: &Profile, cloud: Cloud) -> Target {
+    match cloud {
+        Cloud::Aws => {
+            let mut arns: Vec<String> = Vec::new();
+            if let Some(native) = profile.kind.native(Cloud::Aws) {
+                for t in catalog.resource_types() {
+                    let of_kind = t.service.eq_ignore_ascii_case(native.service)
+                        && native
+                            .control
+                            .iter()
+                            .chain(native.data)
+                            .any(|n| n.eq_ignore_ascii_case(&t.name));
+                    if of_kind {
+                        arns.push(example_arn(&t.arn));
+                    }
+                }
+            }
+            // Profiles with only added permissions of other services get those services'
+            // resources too.
+            for name in &profile.aws.add {
+                for i in catalog.expand(Cloud::Aws, name) {
+                    for r in &catalog.permissions()[i as usize].resource_types {
+                        let arn = example_arn(&catalog.resource_types()[r.resource_type as usize].arn);
+                        if !arns.contains(&arn) {
+                            arns.push(arn);
+                        }
+                    }
+                }
+            }
+            if arns.is_empty() {
+                arns.push("arn:aws:iam::123456789012:root".into());
+            }
+            Target::Aws { arns }
+        }
+        Cloud::Gcp => Target::Gcp {
+            scope: "projects/example-project".into(),
+            resource: None,
+        },
+        Cloud::Azure => Target::Azure {
+            scope: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/example".into(),
+        },
+    }
+}
+
+fn example_arn(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else { break };
+        let var = &rest[start + 2..start + end];
+        out.push_str(match var {
+            "Partition" => "aws",
+            "Region" => "us-east-1",
+            "Account" => "123456789012",
+            _ => "example",
+        });
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The precut roles holding every compiled permission, smallest first (three at most).
+fn compare(catalog: &Catalog, permissions: &[u32]) -> Vec<Comparison> {
+    let Some(&first) = permissions.first() else {
+        return Vec::new();
+    };
+    catalog
+        .roles_holding(first)
+        .into_iter()
+        .filter(|r| permissions.iter().all(|p| r.permissions.binary_search(p).is_ok()))
+        .take(3)
+        .map(|r| Comparison {
+            role: r.name.clone(),
+            title: r.title.clone(),
+            role_size: r.permissions.len(),
+            compiled_size: permissions.len(),
+            covers: true,
+        })
+        .collect()
+}
+
+/// The compiled set beside one named precut role (for the comparison table and its tests).
+pub fn compare_with(catalog: &Catalog, cloud: Cloud, role: &str, permissions: &[u32]) -> Option<Comparison> {
+    let r = catalog.role(cloud, role)?;
+    Some(Comparison {
+        role: r.name.clone(),
+        title: r.title.clone(),
+        role_size: r.permissions.len(),
+        compiled_size: permissions.len(),
+        covers: permissions.iter().all(|p| r.permissions.binary_search(p).is_ok()),
+    })
+}
