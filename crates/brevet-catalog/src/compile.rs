@@ -107,16 +107,16 @@ pub fn compile(
     let mut chosen: BTreeSet<u32> = BTreeSet::new();
     match profile.kind.native(cloud) {
         Some(native) if !profile.verbs.is_empty() => {
-            for (i, p) in catalog.permissions().iter().enumerate() {
-                if p.cloud == cloud
-                    && profile.verbs.contains(&p.verb)
+            for &i in catalog.in_service(cloud, native.service) {
+                let p = &catalog.permissions()[i as usize];
+                if profile.verbs.contains(&p.verb)
                     && profile
                         .planes
                         .iter()
                         .any(|plane| in_kind(catalog, native, p, *plane))
                     && fits(catalog, p, target)
                 {
-                    chosen.insert(i as u32);
+                    chosen.insert(i);
                 }
             }
         }
@@ -157,7 +157,12 @@ pub fn compile(
     for &i in &chosen {
         let p = &catalog.permissions()[i as usize];
         check_placement(p, target)?;
-        if !forbidden.0.is_empty() && p.tags.names().iter().any(|t| forbidden.0.names().contains(t)) {
+        if !forbidden.0.is_empty()
+            && p.tags
+                .names()
+                .iter()
+                .any(|t| forbidden.0.names().contains(t))
+        {
             return Err(CompileError::Forbidden {
                 permission: p.name.clone(),
                 tags: p.tags.names().join(", "),
@@ -198,7 +203,10 @@ pub fn expand_named(catalog: &Catalog, cloud: Cloud, name: &str) -> Result<Vec<u
     q.permissions_only = true;
     q.limit = 1;
     let hint = match catalog.search(&q).first() {
-        Some(Hit::Permission(i)) => format!(" (did you mean `{}`?)", catalog.permissions()[*i as usize].name),
+        Some(Hit::Permission(i)) => format!(
+            " (did you mean `{}`?)",
+            catalog.permissions()[*i as usize].name
+        ),
         _ => String::new(),
     };
     Err(CompileError::UnknownPermission {
@@ -222,7 +230,11 @@ fn in_kind(catalog: &Catalog, native: &Native, p: &Permission, plane: Plane) -> 
             let types: Vec<&str> = p
                 .resource_types
                 .iter()
-                .map(|r| catalog.resource_types()[r.resource_type as usize].name.as_str())
+                .map(|r| {
+                    catalog.resource_types()[r.resource_type as usize]
+                        .name
+                        .as_str()
+                })
                 .collect();
             let extra = eq_any(native.data_extra, &p.name);
             let on_data = types.iter().any(|t| eq_any(native.data, t));
@@ -233,22 +245,39 @@ fn in_kind(catalog: &Catalog, native: &Native, p: &Permission, plane: Plane) -> 
             }
         }
         Cloud::Gcp => {
-            let collection = p.name.rsplit_once('.').map(|(c, _)| c).unwrap_or_default();
+            let (collection, verb) = p.name.rsplit_once('.').unwrap_or_default();
             let extra = native.data_extra.contains(&p.name.as_str());
+            // Who may use a resource is its configuration, even on a data collection
+            // (`storage.objects.getIamPolicy`).
+            if verb.ends_with("IamPolicy") {
+                return plane == Plane::Control
+                    && native
+                        .control
+                        .iter()
+                        .chain(native.data)
+                        .any(|c| *c == collection);
+            }
             match plane {
                 Plane::Data => extra || native.data.contains(&collection),
                 Plane::Control => native.control.contains(&collection) && !extra,
             }
         }
         Cloud::Azure => {
-            if p.plane != plane {
-                return false;
+            // Some data is read through management actions (`workspaces/query/read`): the
+            // kind's `data_extra` puts them in the data plane.
+            let extra = eq_any(native.data_extra, &p.name);
+            match plane {
+                Plane::Data => {
+                    extra
+                        || (p.plane == Plane::Data
+                            && native.data.iter().any(|t| azure_on_type(&p.name, t)))
+                }
+                Plane::Control => {
+                    !extra
+                        && p.plane == Plane::Control
+                        && native.control.iter().any(|t| azure_on_type(&p.name, t))
+                }
             }
-            let types = match plane {
-                Plane::Data => native.data,
-                Plane::Control => native.control,
-            };
-            types.iter().any(|t| azure_on_type(&p.name, t)) || eq_any(native.data_extra, &p.name)
         }
     }
 }
@@ -261,11 +290,7 @@ fn azure_on_type(op: &str, ty: &str) -> bool {
         return false;
     };
     let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        [_] => true,
-        [_, "action"] => true,
-        _ => false,
-    }
+    matches!(parts.as_slice(), [_] | [_, "action"])
 }
 
 /// AWS: does the action act on a resource type one of the target's ARNs is an instance of?
@@ -273,10 +298,38 @@ fn fits(catalog: &Catalog, p: &Permission, target: &Target) -> bool {
     let Target::Aws { arns } = target else {
         return true;
     };
-    p.resource_types.iter().any(|r| {
-        let template = &catalog.resource_types()[r.resource_type as usize].arn;
-        arns.iter().any(|arn| arn_fits(template, arn))
-    })
+    arns.iter().any(|arn| fits_arn(catalog, p, arn))
+}
+
+fn fits_arn(catalog: &Catalog, p: &Permission, arn: &str) -> bool {
+    arn_type(catalog, arn).is_some_and(|t| p.resource_types.iter().any(|r| r.resource_type == t))
+}
+
+/// The resource type an ARN is of: among its service's types whose template it matches, the
+/// most specific (most literal characters), so `arn:aws:s3:::logs/*` is an `object`, not a
+/// `bucket` whose name happens to hold a slash.
+pub fn arn_type(catalog: &Catalog, arn: &str) -> Option<u32> {
+    let service = arn.split(':').nth(2)?;
+    catalog
+        .resource_types()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.service.eq_ignore_ascii_case(service) && arn_fits(&t.arn, arn))
+        .max_by_key(|(_, t)| literal_len(&t.arn))
+        .map(|(i, _)| i as u32)
+}
+
+fn literal_len(template: &str) -> usize {
+    let mut n = 0;
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        n += start;
+        match rest[start..].find('}') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => return n + rest.len(),
+        }
+    }
+    n + rest.len()
 }
 
 fn no_fitting_arn(catalog: &Catalog, p: &Permission, arns: &[String]) -> CompileError {
@@ -360,7 +413,8 @@ fn is_management_group(scope: &str) -> bool {
 fn check_placement(p: &Permission, target: &Target) -> Result<(), CompileError> {
     match target {
         Target::Gcp { scope, .. }
-            if p.gcp_level == Some(GcpLevel::Organization) && !scope.starts_with("organizations/") =>
+            if p.gcp_level == Some(GcpLevel::Organization)
+                && !scope.starts_with("organizations/") =>
         {
             Err(CompileError::OrganizationOnly {
                 permission: p.name.clone(),
@@ -395,15 +449,14 @@ fn document(catalog: &Catalog, profile: &Profile, target: &Target, permissions: 
                     vec!["*".to_owned()]
                 } else {
                     arns.iter()
-                        .filter(|arn| {
-                            p.resource_types.iter().any(|r| {
-                                arn_fits(&catalog.resource_types()[r.resource_type as usize].arn, arn)
-                            })
-                        })
+                        .filter(|arn| fits_arn(catalog, p, arn))
                         .cloned()
                         .collect()
                 };
-                by_resources.entry(resources).or_default().push(p.name.clone());
+                by_resources
+                    .entry(resources)
+                    .or_default()
+                    .push(p.name.clone());
             }
             let statements: Vec<Value> = by_resources
                 .into_iter()
@@ -439,8 +492,10 @@ fn document(catalog: &Catalog, profile: &Profile, target: &Target, permissions: 
             })
         }
         Target::Azure { scope } => {
-            let (data, control): (Vec<&Permission>, Vec<&Permission>) =
-                permissions.iter().map(perm).partition(|p| p.plane == Plane::Data);
+            let (data, control): (Vec<&Permission>, Vec<&Permission>) = permissions
+                .iter()
+                .map(perm)
+                .partition(|p| p.plane == Plane::Data);
             json!({
                 "Name": profile.name,
                 "IsCustom": true,
@@ -473,7 +528,8 @@ mod tests {
         let bucket = "arn:${Partition}:s3:::${BucketName}";
         let object = "arn:${Partition}:s3:::${BucketName}/${ObjectName}";
         assert!(arn_fits(bucket, "arn:aws:s3:::logs"));
-        assert!(!arn_fits(bucket, "arn:aws:s3:::logs/*"));
+        // A bucket's template also takes `logs/*` (the last placeholder may hold a slash, as
+        // secret names and role paths do); `arn_type` then picks the more specific `object`.
         assert!(arn_fits(object, "arn:aws:s3:::logs/*"));
         assert!(arn_fits(object, "arn:aws:s3:::logs/a/b.txt"));
         assert!(!arn_fits(object, "arn:aws:s3:::logs"));

@@ -65,7 +65,10 @@ mod tests {
         assert!(m("s3:*Object", "s3:PutObject"));
         assert!(!m("s3:*Object", "s3:PutObjectAcl"));
         assert!(m("s3:Get?bject", "s3:GetObject"));
-        assert!(m("Microsoft.Storage/*/read", "microsoft.storage/storageAccounts/read"));
+        assert!(m(
+            "Microsoft.Storage/*/read",
+            "microsoft.storage/storageAccounts/read"
+        ));
         assert!(m("*/read", "Microsoft.Compute/virtualMachines/read"));
         assert!(!m("*/read", "Microsoft.Compute/virtualMachines/write"));
         assert!(!m("s3:Get*", "s3:ListBucket"));

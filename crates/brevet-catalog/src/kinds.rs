@@ -89,9 +89,18 @@ pub static KINDS: &[Kind] = &[
         }),
         gcp: Some(Native {
             service: "cloudsql",
-            control: &["cloudsql.instances", "cloudsql.databases", "cloudsql.backupRuns", "cloudsql.users"],
+            control: &[
+                "cloudsql.instances",
+                "cloudsql.databases",
+                "cloudsql.backupRuns",
+                "cloudsql.users",
+            ],
             data: &[],
-            data_extra: &["cloudsql.instances.connect", "cloudsql.instances.login", "cloudsql.instances.executeSql"],
+            data_extra: &[
+                "cloudsql.instances.connect",
+                "cloudsql.instances.login",
+                "cloudsql.instances.executeSql",
+            ],
         }),
         azure: Some(Native {
             service: "Microsoft.Sql",
@@ -222,15 +231,23 @@ pub static KINDS: &[Kind] = &[
         }),
         gcp: Some(Native {
             service: "logging",
-            control: &["logging.logs", "logging.views", "logging.sinks", "logging.buckets"],
+            control: &[
+                "logging.logs",
+                "logging.views",
+                "logging.sinks",
+                "logging.buckets",
+            ],
             data: &["logging.logEntries"],
             data_extra: &["logging.views.access"],
         }),
         azure: Some(Native {
             service: "Microsoft.OperationalInsights",
             control: &["Microsoft.OperationalInsights/workspaces"],
-            data: &["Microsoft.OperationalInsights/workspaces/query"],
-            data_extra: &[],
+            data: &[],
+            data_extra: &[
+                "Microsoft.OperationalInsights/workspaces/query/read",
+                "Microsoft.OperationalInsights/workspaces/search/action",
+            ],
         }),
     },
     Kind {

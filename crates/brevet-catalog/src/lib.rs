@@ -18,13 +18,13 @@ mod search;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
 pub use glob::Pattern;
 pub use model::*;
-pub use search::{Hit, Query};
+pub use search::{Hit, IndexData, Query};
 
 /// The snapshot format's version; a snapshot of another version is refused with the fix.
 const FORMAT: u32 = 1;
@@ -40,6 +40,8 @@ pub enum CatalogError {
     NoSources,
     #[error("catalog snapshot {origin}: {reason}; rebuild it with `brevet catalog refresh` from this version of Brevet")]
     Snapshot { origin: String, reason: String },
+    #[error("{reason}")]
+    Embedded { reason: String },
     #[error("catalog snapshot {path}: {reason}")]
     Io { path: PathBuf, reason: String },
 }
@@ -53,9 +55,17 @@ pub struct Snapshot {
     pub permissions: Vec<Permission>,
     pub resource_types: Vec<ResourceType>,
     pub roles: Vec<Role>,
+    /// The search index over the names above, built when the snapshot is.
+    pub index: Option<IndexData>,
 }
 
 impl Snapshot {
+    /// Builds the search index into the snapshot (`catalog refresh` does this before writing).
+    pub fn index(&mut self) {
+        self.index = None;
+        self.index = Some(search::Index::build(self).to_data());
+    }
+
     /// The compressed bytes of this snapshot.
     pub fn encode(&self) -> Vec<u8> {
         let mut snap = self.clone();
@@ -87,23 +97,46 @@ impl Snapshot {
     }
 }
 
+#[derive(Debug)]
+struct Lookups {
+    /// Lower-cased name → permission, per cloud (AWS and Azure names are case-insensitive; GCP's
+    /// are checked for exact case after the lookup).
+    by_name: HashMap<(Cloud, String), u32>,
+    roles_by_name: HashMap<(Cloud, String), u32>,
+    /// Service (`s3`, `storage`, `microsoft.storage`) → its permissions.
+    by_service: HashMap<(Cloud, String), Vec<u32>>,
+}
+
 /// The catalogs, loaded, with lookups by name.
 #[derive(Debug)]
 pub struct Catalog {
     snap: Snapshot,
-    /// Lower-cased name → permission, per cloud (AWS and Azure names are case-insensitive; GCP's
-    /// are all lower case with camelCase verbs, looked up exactly as well).
-    by_name: HashMap<(Cloud, String), u32>,
-    roles_by_name: HashMap<(Cloud, String), u32>,
+    lookups: OnceLock<Lookups>,
     /// Permission → the roles holding it, built on first use.
     holders: OnceLock<Vec<Vec<u32>>>,
     index: OnceLock<search::Index>,
 }
 
 impl Catalog {
-    /// The snapshot built into this binary.
-    pub fn embedded() -> Result<Catalog, CatalogError> {
-        Ok(Catalog::new(Snapshot::decode(EMBEDDED, "built into brevet")?))
+    /// The snapshot built into this binary, decoded once per process and shared.
+    pub fn embedded() -> Result<Arc<Catalog>, CatalogError> {
+        static SHARED: OnceLock<Result<Arc<Catalog>, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                Snapshot::decode(EMBEDDED, "built into brevet")
+                    .map(|s| Arc::new(Catalog::new(s)))
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|reason| CatalogError::Embedded { reason })
+    }
+
+    /// Decodes the embedded snapshot afresh (what a start costs; for the benchmark).
+    pub fn decode_embedded() -> Result<Catalog, CatalogError> {
+        Ok(Catalog::new(Snapshot::decode(
+            EMBEDDED,
+            "built into brevet",
+        )?))
     }
 
     /// A snapshot written by `brevet catalog refresh --out FILE`.
@@ -118,31 +151,57 @@ impl Catalog {
         )?))
     }
 
-    pub fn new(snap: Snapshot) -> Catalog {
-        let by_name = snap
-            .permissions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.cloud, p.name.to_ascii_lowercase()), i as u32))
-            .collect();
-        let roles_by_name = snap
-            .roles
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| {
-                [
-                    ((r.cloud, r.name.to_ascii_lowercase()), i as u32),
-                    ((r.cloud, r.title.to_ascii_lowercase()), i as u32),
-                ]
-            })
-            .collect();
+    pub fn new(mut snap: Snapshot) -> Catalog {
+        let index = OnceLock::new();
+        if let Some(i) = snap
+            .index
+            .take()
+            .and_then(|d| search::Index::from_data(d, &snap))
+        {
+            let _ = index.set(i);
+        }
         Catalog {
             snap,
-            by_name,
-            roles_by_name,
+            lookups: OnceLock::new(),
             holders: OnceLock::new(),
-            index: OnceLock::new(),
+            index,
         }
+    }
+
+    /// The name lookups, built on first use (a `catalog search` needs none of them).
+    fn lookups(&self) -> &Lookups {
+        self.lookups.get_or_init(|| {
+            let snap = &self.snap;
+            let mut by_service: HashMap<(Cloud, String), Vec<u32>> = HashMap::new();
+            for (i, p) in snap.permissions.iter().enumerate() {
+                by_service
+                    .entry((p.cloud, p.service().to_ascii_lowercase()))
+                    .or_default()
+                    .push(i as u32);
+            }
+            let by_name = snap
+                .permissions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ((p.cloud, p.name.to_ascii_lowercase()), i as u32))
+                .collect();
+            let roles_by_name = snap
+                .roles
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| {
+                    [
+                        ((r.cloud, r.name.to_ascii_lowercase()), i as u32),
+                        ((r.cloud, r.title.to_ascii_lowercase()), i as u32),
+                    ]
+                })
+                .collect();
+            Lookups {
+                by_name,
+                roles_by_name,
+                by_service,
+            }
+        })
     }
 
     pub fn snapshot(&self) -> &Snapshot {
@@ -175,7 +234,8 @@ impl Catalog {
     }
 
     pub fn permission_index(&self, cloud: Cloud, name: &str) -> Option<u32> {
-        self.by_name
+        self.lookups()
+            .by_name
             .get(&(cloud, name.to_ascii_lowercase()))
             .copied()
             .filter(|&i| {
@@ -187,7 +247,8 @@ impl Catalog {
     /// A role by name or title (`roles/storage.objectViewer`, `AmazonS3ReadOnlyAccess`, its full
     /// ARN, `Storage Blob Data Reader`).
     pub fn role(&self, cloud: Cloud, name: &str) -> Option<&Role> {
-        self.roles_by_name
+        self.lookups()
+            .roles_by_name
             .get(&(cloud, name.to_ascii_lowercase()))
             .map(|&i| &self.snap.roles[i as usize])
     }
@@ -199,6 +260,20 @@ impl Catalog {
             return self.permission_index(cloud, pattern).into_iter().collect();
         }
         let p = Pattern::new(pattern, cloud != Cloud::Gcp);
+        let sep = match cloud {
+            Cloud::Aws => ':',
+            Cloud::Gcp => '.',
+            Cloud::Azure => '/',
+        };
+        let service = pattern.split(sep).next().unwrap_or_default();
+        if pattern.contains(sep) && !Pattern::is_wildcard(service) {
+            return self
+                .in_service(cloud, service)
+                .iter()
+                .copied()
+                .filter(|&i| p.matches(&self.snap.permissions[i as usize].name))
+                .collect();
+        }
         self.snap
             .permissions
             .iter()
@@ -206,6 +281,15 @@ impl Catalog {
             .filter(|(_, perm)| perm.cloud == cloud && p.matches(&perm.name))
             .map(|(i, _)| i as u32)
             .collect()
+    }
+
+    /// The permissions of one service (`s3`, `storage`, `Microsoft.Storage`), in catalog order.
+    pub fn in_service(&self, cloud: Cloud, service: &str) -> &[u32] {
+        self.lookups()
+            .by_service
+            .get(&(cloud, service.to_ascii_lowercase()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The precut roles that hold permission `index`, smallest first.
@@ -237,7 +321,6 @@ impl Catalog {
 
     /// Builds the search index now rather than on the first search.
     pub fn prepare_search(&self) {
-        self.index
-            .get_or_init(|| search::Index::build(&self.snap));
+        self.index.get_or_init(|| search::Index::build(&self.snap));
     }
 }

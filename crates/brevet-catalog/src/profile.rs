@@ -79,9 +79,7 @@ impl Profile {
         let verbs = spec
             .verbs
             .iter()
-            .map(|v| {
-                Verb::parse(v).ok_or_else(|| ProfileError::UnknownVerb { verb: v.clone() })
-            })
+            .map(|v| Verb::parse(v).ok_or_else(|| ProfileError::UnknownVerb { verb: v.clone() }))
             .collect::<Result<BTreeSet<_>, _>>()?;
         let has_data = Cloud::ALL
             .iter()

@@ -83,6 +83,7 @@ pub fn build(sources: &Sources) -> Result<Snapshot, CatalogError> {
     if snap.permissions.is_empty() {
         return Err(CatalogError::NoSources);
     }
+    snap.index();
     Ok(snap)
 }
 
@@ -139,7 +140,14 @@ fn aws_verb(access: Access, action: &str) -> Verb {
         Access::Tagging => Verb::Tag,
         Access::PermissionsManagement => Verb::Admin,
         Access::Write => {
-            const DELETING: [&str; 6] = ["Delete", "Remove", "Terminate", "Destroy", "Purge", "Deregister"];
+            const DELETING: [&str; 6] = [
+                "Delete",
+                "Remove",
+                "Terminate",
+                "Destroy",
+                "Purge",
+                "Deregister",
+            ];
             if DELETING.iter().any(|d| action.starts_with(d)) {
                 Verb::Delete
             } else {
@@ -158,7 +166,12 @@ fn tag_lists(path: &Path, key: &str) -> Result<HashMap<String, Tags>, CatalogErr
     if let Some(obj) = v.get(key).and_then(Value::as_object) {
         for (tag, names) in obj {
             let Some(t) = Tags::parse(tag) else { continue };
-            for n in names.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for n in names
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 out.entry(n.to_ascii_lowercase())
                     .or_insert_with(Tags::default)
                     .insert(t);
@@ -173,7 +186,11 @@ fn aws(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
     let data = if data.is_dir() { data } else { dir.to_owned() };
     let overrides: HashMap<String, String> = {
         let p = dir.join("access_level_overrides.json");
-        if p.exists() { read_json(&p)? } else { HashMap::new() }
+        if p.exists() {
+            read_json(&p)?
+        } else {
+            HashMap::new()
+        }
     };
     let overrides: HashMap<String, String> = overrides
         .into_iter()
@@ -183,10 +200,17 @@ fn aws(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
 
     let mut rt_index: HashMap<(String, String), u32> = HashMap::new();
     for file in json_files(&data.join("resourceTypes"))? {
-        let service = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let service = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let types: BTreeMap<String, AwsResourceType> = read_json(&file)?;
         for (_, t) in types {
-            rt_index.insert((service.clone(), t.key.to_ascii_lowercase()), snap.resource_types.len() as u32);
+            rt_index.insert(
+                (service.clone(), t.key.to_ascii_lowercase()),
+                snap.resource_types.len() as u32,
+            );
             snap.resource_types.push(ResourceType {
                 service: service.clone(),
                 name: t.key,
@@ -195,12 +219,19 @@ fn aws(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
         }
     }
     for file in json_files(&data.join("actions"))? {
-        let service = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let service = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let actions: BTreeMap<String, AwsAction> = read_json(&file)?;
         for (_, a) in actions {
             let name = format!("{service}:{}", a.name);
             let lower = name.to_ascii_lowercase();
-            let label = overrides.get(&lower).map(String::as_str).unwrap_or(&a.access_level);
+            let label = overrides
+                .get(&lower)
+                .map(String::as_str)
+                .unwrap_or(&a.access_level);
             let access = aws_access(label);
             let mut dependent: Vec<String> = a.dependent_actions.clone();
             let resource_types = a
@@ -210,7 +241,10 @@ fn aws(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
                     dependent.extend(r.dependent_actions.iter().cloned());
                     rt_index
                         .get(&(service.clone(), r.name.to_ascii_lowercase()))
-                        .map(|&i| ResourceUse { resource_type: i, required: r.required })
+                        .map(|&i| ResourceUse {
+                            resource_type: i,
+                            required: r.required,
+                        })
                 })
                 .collect();
             dependent.sort();
@@ -240,7 +274,11 @@ fn aws(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
 fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -257,18 +295,27 @@ fn aws_managed_policies(path: &Path, snap: &mut Snapshot) -> Result<(), CatalogE
     let mut by_service: HashMap<&str, Vec<(u32, &str)>> = HashMap::new();
     for (i, n) in &aws {
         let service = n.split(':').next().unwrap_or_default();
-        by_service.entry(service).or_default().push((*i, n.as_str()));
+        by_service
+            .entry(service)
+            .or_default()
+            .push((*i, n.as_str()));
     }
     let expand = |pattern: &str| -> HashSet<u32> {
         let p = Pattern::new(pattern, true);
-        let service = pattern.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let service = pattern
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let pool: Box<dyn Iterator<Item = &(u32, &str)>> =
             if service.contains(['*', '?']) || !pattern.contains(':') {
                 Box::new(by_service.values().flatten())
             } else {
                 Box::new(by_service.get(service.as_str()).into_iter().flatten())
             };
-        pool.filter(|(_, n)| p.matches(n)).map(|(i, _)| *i).collect()
+        pool.filter(|(_, n)| p.matches(n))
+            .map(|(i, _)| *i)
+            .collect()
     };
     for policy in list {
         let name = policy["arn"].as_str().unwrap_or_default().to_owned();
@@ -290,13 +337,19 @@ fn aws_managed_policies(path: &Path, snap: &mut Snapshot) -> Result<(), CatalogE
             let not = strings(s.get("NotAction"));
             if !not.is_empty() {
                 let excluded: HashSet<u32> = not.iter().flat_map(|a| expand(a)).collect();
-                allowed.extend(aws.iter().map(|(i, _)| *i).filter(|i| !excluded.contains(i)));
+                allowed.extend(
+                    aws.iter()
+                        .map(|(i, _)| *i)
+                        .filter(|i| !excluded.contains(i)),
+                );
                 patterns.extend(not.iter().map(|a| format!("-{a}")));
             }
         }
         // A deny on every resource with no condition takes the action away for good.
         for s in statements.iter().filter(|s| {
-            s["Effect"] == "Deny" && s.get("Condition").is_none() && strings(s.get("Resource")) == ["*"]
+            s["Effect"] == "Deny"
+                && s.get("Condition").is_none()
+                && strings(s.get("Resource")) == ["*"]
         }) {
             for a in strings(s.get("Action")) {
                 for i in expand(&a) {
@@ -351,6 +404,9 @@ fn gcp_access(name: &str) -> (Access, Verb) {
     let verb = name.rsplit('.').next().unwrap_or(name);
     if verb == "setIamPolicy" {
         (Access::PermissionsManagement, Verb::Admin)
+    } else if verb == "getIamPolicy" {
+        // Reading who may use a resource belongs with changing it: the `admin` class.
+        (Access::Read, Verb::Admin)
     } else if verb.contains("TagBinding") || verb.contains("EffectiveTags") {
         if verb.starts_with("list") {
             (Access::List, Verb::List)
@@ -364,11 +420,14 @@ fn gcp_access(name: &str) -> (Access, Verb) {
         || verb == "access"
         || verb.starts_with("query")
         || verb.starts_with("view")
-        || verb.starts_with("export")
         || verb.starts_with("download")
     {
         (Access::Read, Verb::Read)
-    } else if verb.starts_with("delete") || verb.starts_with("remove") || verb == "purge" {
+    } else if verb.starts_with("delete")
+        || verb.starts_with("remove")
+        || verb == "purge"
+        || verb == "destroy"
+    {
         (Access::Write, Verb::Delete)
     } else {
         (Access::Write, Verb::Write)
@@ -402,18 +461,28 @@ fn gcp(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
             access,
             verb,
             plane: Plane::Control,
-            tags: tags.get(&n.to_ascii_lowercase()).copied().unwrap_or_default(),
+            tags: tags
+                .get(&n.to_ascii_lowercase())
+                .copied()
+                .unwrap_or_default(),
             description: String::new(),
             resource_types: Vec::new(),
             dependent: Vec::new(),
             condition_keys: Vec::new(),
-            gcp_level: Some(if org { GcpLevel::Organization } else { GcpLevel::Project }),
+            gcp_level: Some(if org {
+                GcpLevel::Organization
+            } else {
+                GcpLevel::Project
+            }),
         });
     }
     let mut out = Vec::with_capacity(roles.len());
     for r in &roles {
-        let mut permissions: Vec<u32> =
-            r.included_permissions.iter().map(|p| index[p.as_str()]).collect();
+        let mut permissions: Vec<u32> = r
+            .included_permissions
+            .iter()
+            .map(|p| index[p.as_str()])
+            .collect();
         permissions.sort_unstable();
         out.push(Role {
             cloud: Cloud::Gcp,
@@ -481,11 +550,19 @@ fn azure_access(name: &str) -> (Access, Verb) {
         // `action` says what it does.
         _ => {
             let what = lower.rsplit('/').nth(1).unwrap_or_default();
-            const READING: [&str; 7] = ["get", "read", "view", "query", "download", "export", "search"];
+            // (`export` writes data elsewhere: not a read.)
+            const READING: [&str; 6] = ["get", "read", "view", "query", "download", "search"];
             // Listing keys or secrets reads them: not a harmless list.
-            let secret = ["listkey", "listsecret", "listcredential", "listaccountsas", "listservicesas", "listadminkey"]
-                .iter()
-                .any(|s| what.starts_with(s));
+            let secret = [
+                "listkey",
+                "listsecret",
+                "listcredential",
+                "listaccountsas",
+                "listservicesas",
+                "listadminkey",
+            ]
+            .iter()
+            .any(|s| what.starts_with(s));
             if secret {
                 (Access::Read, Verb::Read)
             } else if what.starts_with("list") {
@@ -507,8 +584,14 @@ fn azure_tags(name: &str, plane: Plane) -> Tags {
     let lower = name.to_ascii_lowercase();
     let mut t = Tags::default();
     const CREDENTIAL: [&str; 8] = [
-        "/listkeys/", "/regeneratekey/", "/listcredentials/", "/listsecrets/",
-        "/listaccountsas/", "/listservicesas/", "/generatekey/", "/listadminkeys/",
+        "/listkeys/",
+        "/regeneratekey/",
+        "/listcredentials/",
+        "/listsecrets/",
+        "/listaccountsas/",
+        "/listservicesas/",
+        "/generatekey/",
+        "/listadminkeys/",
     ];
     if CREDENTIAL.iter().any(|c| format!("{lower}/").contains(c)) {
         t.insert(Tags::CREDENTIAL_EXPOSURE);
@@ -526,7 +609,11 @@ fn azure_tags(name: &str, plane: Plane) -> Tags {
     t
 }
 
-fn azure(roles_file: &Path, operations: Option<&Path>, snap: &mut Snapshot) -> Result<(), CatalogError> {
+fn azure(
+    roles_file: &Path,
+    operations: Option<&Path>,
+    snap: &mut Snapshot,
+) -> Result<(), CatalogError> {
     let roles: Vec<AzureRole> = read_json(roles_file)?;
     // Azure operation names are case-insensitive; the first spelling seen is kept.
     let mut seen: HashMap<(String, Plane), ()> = HashMap::new();
@@ -535,7 +622,10 @@ fn azure(roles_file: &Path, operations: Option<&Path>, snap: &mut Snapshot) -> R
         if name.contains('*') || !name.contains('/') {
             return;
         }
-        if seen.insert((name.to_ascii_lowercase(), plane), ()).is_none() {
+        if seen
+            .insert((name.to_ascii_lowercase(), plane), ())
+            .is_none()
+        {
             ops.push((name.to_owned(), plane));
         }
     };
@@ -559,7 +649,11 @@ fn azure(roles_file: &Path, operations: Option<&Path>, snap: &mut Snapshot) -> R
             }
         }
     }
-    ops.sort_by(|a, b| a.0.to_ascii_lowercase().cmp(&b.0.to_ascii_lowercase()).then(a.1.cmp(&b.1)));
+    ops.sort_by(|a, b| {
+        a.0.to_ascii_lowercase()
+            .cmp(&b.0.to_ascii_lowercase())
+            .then(a.1.cmp(&b.1))
+    });
     let base = snap.permissions.len() as u32;
     for (name, plane) in &ops {
         let (access, verb) = azure_access(name);

@@ -40,13 +40,25 @@ pub enum Hit {
     Role(u32),
 }
 
+/// The index as stored in a snapshot (built by `catalog refresh`, so a start does not pay for it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct IndexData {
+    fst: Vec<u8>,
+    /// Word `w`'s entries are `entries[starts[w]..starts[w + 1]]` (flat, so decoding allocates
+    /// twice, not once per word).
+    starts: Vec<u32>,
+    entries: Vec<u32>,
+    name_len: Vec<u16>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Index {
-    /// Every word of every name, to its number in `postings`.
+    /// Every word of every name, to its number.
     words: Map<Vec<u8>>,
     /// Per word (in `words` order), the entries holding it: permissions first, then roles
-    /// (`permissions.len() + role index`).
-    postings: Vec<Vec<u32>>,
+    /// (`permissions.len() + role index`), as in [`IndexData`].
+    starts: Vec<u32>,
+    entries: Vec<u32>,
     /// Length of each entry's name, for the tie-break.
     name_len: Vec<u16>,
 }
@@ -92,6 +104,37 @@ fn fold(w: &str) -> String {
 }
 
 impl Index {
+    pub(crate) fn to_data(&self) -> IndexData {
+        IndexData {
+            fst: self.words.as_fst().as_bytes().to_vec(),
+            starts: self.starts.clone(),
+            entries: self.entries.clone(),
+            name_len: self.name_len.clone(),
+        }
+    }
+
+    /// The stored index, if it fits the snapshot it came with.
+    pub(crate) fn from_data(data: IndexData, snap: &Snapshot) -> Option<Index> {
+        let total = snap.permissions.len() + snap.roles.len();
+        let words = Map::new(data.fst).ok()?;
+        let fits = data.name_len.len() == total
+            && data.starts.len() == words.len() + 1
+            && data.starts.last().copied() == Some(data.entries.len() as u32)
+            && data.starts.windows(2).all(|w| w[0] <= w[1])
+            && data.entries.iter().all(|&e| (e as usize) < total);
+        fits.then_some(Index {
+            words,
+            starts: data.starts,
+            entries: data.entries,
+            name_len: data.name_len,
+        })
+    }
+
+    fn postings(&self, word: u64) -> &[u32] {
+        let w = word as usize;
+        &self.entries[self.starts[w] as usize..self.starts[w + 1] as usize]
+    }
+
     pub(crate) fn build(snap: &Snapshot) -> Index {
         let mut pairs: Vec<(String, u32)> = Vec::new();
         let mut name_len = Vec::new();
@@ -100,7 +143,11 @@ impl Index {
             .permissions
             .iter()
             .map(|p| (p.name.as_str(), ""))
-            .chain(snap.roles.iter().map(|r| (r.name.as_str(), r.title.as_str())));
+            .chain(
+                snap.roles
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.title.as_str())),
+            );
         for (entry, (name, title)) in names.enumerate() {
             buf.clear();
             words(name, &mut buf);
@@ -112,18 +159,22 @@ impl Index {
         }
         pairs.sort_unstable();
         let mut list: Vec<&str> = Vec::new();
-        let mut postings: Vec<Vec<u32>> = Vec::new();
+        let mut starts: Vec<u32> = Vec::new();
+        let mut entries: Vec<u32> = Vec::with_capacity(pairs.len());
         for (w, e) in &pairs {
             if list.last() != Some(&w.as_str()) {
                 list.push(w);
-                postings.push(Vec::new());
+                starts.push(entries.len() as u32);
             }
-            postings.last_mut().expect("pushed").push(*e);
+            entries.push(*e);
         }
-        let words = Map::from_iter(list.into_iter().zip(0u64..)).expect("words are sorted and unique");
+        starts.push(entries.len() as u32);
+        let words =
+            Map::from_iter(list.into_iter().zip(0u64..)).expect("words are sorted and unique");
         Index {
             words,
-            postings,
+            starts,
+            entries,
             name_len,
         }
     }
@@ -133,7 +184,9 @@ impl Index {
         let mut out: Vec<(u64, f32)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let map = &self.words;
-        if let Some(n) = map.get(q) {
+        // A word the names use as typed is no typo: no need to look for near misses.
+        let exact = map.get(q);
+        if let Some(n) = exact {
             out.push((n, 3.0));
             seen.insert(n);
         }
@@ -144,13 +197,16 @@ impl Index {
                 }
             }
         };
-        {
+        // A short word typed whole (`s3`, `get`) would be the prefix of thousands of words, most
+        // of them camelCase names already found through their parts.
+        if exact.is_none() || q.len() > 3 {
             let mut s = map.search(Str::new(q).starts_with()).into_stream();
             push(&mut || s.next().map(|(_, n)| n), 2.0);
         }
         let distance = match q.len() {
+            _ if exact.is_some() => 0,
             0..=3 => 0,
-            4..=7 => 1,
+            4..=8 => 1,
             _ => 2,
         };
         if distance > 0 {
@@ -192,7 +248,7 @@ impl Index {
         for (k, q) in required.iter().enumerate() {
             let tag = (k + 1) as u8;
             for (word, weight) in self.matches(q) {
-                for &e in &self.postings[word as usize] {
+                for &e in self.postings(word) {
                     let i = e as usize;
                     if mark[i] == tag {
                         continue;
@@ -237,11 +293,7 @@ impl Index {
                 } else {
                     &snap.roles[i - n_perm].name
                 };
-                let exact = name
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .collect::<String>()
-                    .eq_ignore_ascii_case(&squashed);
+                let exact = same_letters(name, &squashed);
                 let s = score[i] + if exact { 100.0 } else { 0.0 };
                 (s, self.name_len[i], e)
             })
@@ -265,6 +317,22 @@ impl Index {
                 }
             })
             .collect()
+    }
+}
+
+/// Whether `name`'s letters and digits, case aside, are `squashed` (lower case, no separators).
+fn same_letters(name: &str, squashed: &str) -> bool {
+    let mut a = name
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase());
+    let mut b = squashed.bytes();
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
     }
 }
 

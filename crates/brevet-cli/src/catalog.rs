@@ -117,7 +117,9 @@ fn q(s: &str) -> String {
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -207,7 +209,9 @@ pub async fn profile(client: &Client, json: bool, cmd: ProfileCommand) -> Result
             from,
         } => {
             if from.offline {
-                bail!("access profiles live in the config: pass --config FILE instead of --offline");
+                bail!(
+                    "access profiles live in the config: pass --config FILE instead of --offline"
+                );
             }
             let v: CompiledProfile = match local(&from)? {
                 Some(l) => answer(l.compile(&profile, &resources))?,
@@ -215,7 +219,9 @@ pub async fn profile(client: &Client, json: bool, cmd: ProfileCommand) -> Result
                     client
                         .post(
                             &format!("/v1/profiles/{}/compile", q(&profile)),
-                            &CompileBody { resource: resources },
+                            &CompileBody {
+                                resource: resources,
+                            },
                         )
                         .await?
                 }
@@ -224,7 +230,9 @@ pub async fn profile(client: &Client, json: bool, cmd: ProfileCommand) -> Result
         }
         ProfileCommand::Explain { profile, from } => {
             if from.offline {
-                bail!("access profiles live in the config: pass --config FILE instead of --offline");
+                bail!(
+                    "access profiles live in the config: pass --config FILE instead of --offline"
+                );
             }
             let v: ProfileExplanation = match local(&from)? {
                 Some(l) => answer(l.explain(&profile))?,

@@ -170,7 +170,10 @@ pub fn catalog_hits(hits: &[brevet_wire::CatalogHit]) -> String {
             } else {
                 format!("  [{}]", h.tags.join(", "))
             };
-            format!("{:<5} {:<10} {}  ({}){tags}", h.cloud, h.entry, h.name, h.detail)
+            format!(
+                "{:<5} {:<10} {}  ({}){tags}",
+                h.cloud, h.entry, h.name, h.detail
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -181,8 +184,17 @@ pub fn catalog_entry(e: &brevet_wire::CatalogEntry) -> String {
     let mut s = String::new();
     match e {
         brevet_wire::CatalogEntry::Permission(p) => {
-            let _ = writeln!(s, "{} ({} permission, service {})", p.name, p.cloud, p.service);
-            let _ = writeln!(s, "access: {} (verb class {}, {} plane)", p.access, p.verb, p.plane);
+            let _ = writeln!(
+                s,
+                "{} ({} permission, service {})",
+                p.name, p.cloud, p.service
+            );
+            let plane = p
+                .plane
+                .as_deref()
+                .map(|x| format!(", {x} plane"))
+                .unwrap_or_default();
+            let _ = writeln!(s, "access: {} (verb class {}{plane})", p.access, p.verb);
             if !p.description.is_empty() {
                 let _ = writeln!(s, "{}", p.description);
             }
@@ -201,7 +213,11 @@ pub fn catalog_entry(e: &brevet_wire::CatalogEntry) -> String {
             if !p.condition_keys.is_empty() {
                 let _ = writeln!(s, "condition keys: {}", p.condition_keys.join(", "));
             }
-            let _ = writeln!(s, "held by {} precut roles, smallest first:", p.held_by_count);
+            let _ = writeln!(
+                s,
+                "held by {} precut roles, smallest first:",
+                p.held_by_count
+            );
             for r in &p.held_by {
                 let _ = writeln!(s, "  {} ({}, {} permissions)", r.name, r.title, r.size);
             }
@@ -263,7 +279,12 @@ pub fn profile_explanation(e: &brevet_wire::ProfileExplanation) -> String {
         let _ = writeln!(s, "\n{} (for example on {}):", c.cloud, c.example_target);
         match (&c.compiled, &c.error) {
             (Some(p), _) => {
-                let _ = writeln!(s, "  {} permissions: {}", p.permissions.len(), p.permissions.join(", "));
+                let _ = writeln!(
+                    s,
+                    "  {} permissions: {}",
+                    p.permissions.len(),
+                    p.permissions.join(", ")
+                );
                 for w in &p.warnings {
                     let _ = writeln!(s, "  warning: {w}");
                 }

@@ -66,6 +66,14 @@ async fn start(
         auth,
         oidc: None,
         anchor,
+        access: std::sync::Arc::new(
+            brevet_server::access::AccessLanguage::load(
+                &Default::default(),
+                &Default::default(),
+                std::path::Path::new("."),
+            )
+            .unwrap(),
+        ),
     });
     let handle = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use brevet_catalog::compile::{compile, expand_named, tags_of, CompileError, Target};
 use brevet_catalog::profile::{Forbidden, Profile, ProfileSpec};
-use brevet_catalog::{Access, Catalog, Cloud, Hit, Query, Tags};
+use brevet_catalog::{Access, Catalog, Cloud, Hit, Plane, Query, Tags};
 use brevet_config::{field, ConfigError};
 use brevet_wire::{
     CatalogEntry, CatalogHit, CloudExplanation, Comparison, CompiledProfile, PermissionView,
@@ -26,6 +26,18 @@ pub struct RawCatalog {
     /// Sensitivity tags no profile may hold.
     #[serde(default)]
     pub forbid: Vec<String>,
+    /// Files of `[access."NAME"]` tables (task templates shared between configs), read as if
+    /// their tables were written in the config itself.
+    #[serde(default)]
+    pub profiles: Vec<PathBuf>,
+}
+
+/// A file named by `[catalog] profiles`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    #[serde(default)]
+    access: BTreeMap<String, ProfileSpec>,
 }
 
 /// The catalog and the profiles, checked.
@@ -61,8 +73,10 @@ impl AccessLanguage {
         base: &std::path::Path,
     ) -> Result<AccessLanguage, ConfigError> {
         let catalog = match &raw.file {
-            Some(f) => Catalog::load_file(&base.join(f))
-                .map_err(|e| field("catalog.file", e.to_string()))?,
+            Some(f) => Arc::new(
+                Catalog::load_file(&base.join(f))
+                    .map_err(|e| field("catalog.file", e.to_string()))?,
+            ),
             None => Catalog::embedded().map_err(|e| field("catalog", e.to_string()))?,
         };
         let mut forbid = Tags::default();
@@ -75,11 +89,32 @@ impl AccessLanguage {
             })?);
         }
         let forbidden = Forbidden(forbid);
+        let mut specs = specs.clone();
+        for (i, f) in raw.profiles.iter().enumerate() {
+            let at = format!("catalog.profiles[{i}]");
+            let path = base.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| field(at.clone(), format!("cannot read {}: {e}", path.display())))?;
+            let file: ProfileFile = brevet_config::parse_toml(&text, "")
+                .map_err(|e| field(at.clone(), format!("{}: {e}", path.display())))?;
+            for (name, spec) in file.access {
+                if specs.insert(name.clone(), spec).is_some() {
+                    return Err(field(
+                        at.clone(),
+                        format!(
+                            "{} defines access profile `{name}` again; keep one",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
         let mut profiles = BTreeMap::new();
         let mut warnings = Vec::new();
-        for (name, spec) in specs {
+        for (name, spec) in &specs {
             let at = format!("access.\"{name}\"");
-            let profile = Profile::parse(name, spec).map_err(|e| field(at.clone(), e.to_string()))?;
+            let profile =
+                Profile::parse(name, spec).map_err(|e| field(at.clone(), e.to_string()))?;
             for cloud in Cloud::ALL {
                 let adjust = profile.adjust(cloud);
                 for (list, entries) in [("add", &adjust.add), ("remove", &adjust.remove)] {
@@ -111,7 +146,7 @@ impl AccessLanguage {
             profiles.insert(name.clone(), profile);
         }
         Ok(AccessLanguage {
-            catalog: Arc::new(catalog),
+            catalog,
             profiles,
             forbidden,
             warnings,
@@ -138,8 +173,7 @@ impl AccessLanguage {
             .transpose()?;
         q.limit = limit.clamp(1, 200);
         let c = &self.catalog;
-        Ok(c
-            .search(&q)
+        Ok(c.search(&q)
             .into_iter()
             .map(|h| match h {
                 Hit::Permission(i) => {
@@ -183,7 +217,9 @@ impl AccessLanguage {
                     service: p.service().to_owned(),
                     access: p.access.label().into(),
                     verb: p.verb.as_str().into(),
-                    plane: p.plane.as_str().into(),
+                    // Only Azure files each operation under a plane; for AWS and GCP the
+                    // resource kind decides.
+                    plane: (p.cloud == Cloud::Azure).then(|| p.plane.as_str().to_owned()),
                     tags: names(p.tags),
                     description: p.description.clone(),
                     resource_types: p
@@ -259,7 +295,11 @@ impl AccessLanguage {
         self.compile_for(profile, &target)
     }
 
-    fn compile_for(&self, profile: &Profile, target: &Target) -> Result<CompiledProfile, AccessError> {
+    fn compile_for(
+        &self,
+        profile: &Profile,
+        target: &Target,
+    ) -> Result<CompiledProfile, AccessError> {
         let c = &self.catalog;
         let compiled = compile(c, profile, target, self.forbidden)?;
         Ok(CompiledProfile {
@@ -278,19 +318,25 @@ impl AccessLanguage {
     pub fn explain(&self, name: &str) -> Result<ProfileExplanation, AccessError> {
         let profile = self.profile(name)?;
         let verbs: Vec<&str> = profile.verbs.iter().map(|v| v.as_str()).collect();
-        let planes: Vec<&str> = profile.planes.iter().map(|p| p.as_str()).collect();
+        let what = match (
+            profile.planes.contains(&Plane::Control),
+            profile.planes.contains(&Plane::Data),
+        ) {
+            (true, true) => "what it holds and its configuration",
+            (false, true) => "what it holds (data plane)",
+            _ => "its configuration (control plane)",
+        };
+        let how = match verbs.as_slice() {
+            [] => "use only the permissions the profile adds per cloud on".to_owned(),
+            [one] => one.to_string(),
+            [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        };
         let mut summary = format!(
-            "`{}` lets its holder {} {} ({} plane{}) for one resource of kind `{}` ({}).",
-            profile.name,
-            if verbs.is_empty() { "use only the permissions added per cloud on".to_owned() } else { verbs.join(", ") },
-            if verbs.is_empty() { "" } else { "what it holds or its settings" },
-            planes.join(" and "),
-            if planes.len() > 1 { "s" } else { "" },
-            profile.kind.name,
-            profile.kind.description,
+            "`{}` lets its holder {how} {what} of one resource of kind `{}` ({}).",
+            profile.name, profile.kind.name, profile.kind.description,
         );
         if !profile.description.is_empty() {
-            summary = format!("{} {summary}", profile.description);
+            summary = format!("{}. {summary}", profile.description.trim_end_matches('.'));
         }
         let clouds = Cloud::ALL
             .into_iter()
@@ -352,7 +398,9 @@ pub fn parse_target(targets: &[String]) -> Result<Target, AccessError> {
     }
     if first.starts_with('/') {
         if targets.len() > 1 {
-            return Err(AccessError::BadInput("an Azure resource is one scope".into()));
+            return Err(AccessError::BadInput(
+                "an Azure resource is one scope".into(),
+            ));
         }
         return Ok(Target::Azure {
             scope: first.clone(),
@@ -407,12 +455,17 @@ pub fn example_target(catalog: &Catalog, profile: &Profile, cloud: Cloud) -> Tar
                     }
                 }
             }
-            // Profiles with only added permissions of other services get those services'
-            // resources too.
-            for name in &profile.aws.add {
+            // A kind with no AWS mapping: the resources the added permissions act on.
+            let added = if profile.kind.native(Cloud::Aws).is_none() {
+                profile.aws.add.as_slice()
+            } else {
+                &[]
+            };
+            for name in added {
                 for i in catalog.expand(Cloud::Aws, name) {
                     for r in &catalog.permissions()[i as usize].resource_types {
-                        let arn = example_arn(&catalog.resource_types()[r.resource_type as usize].arn);
+                        let arn =
+                            example_arn(&catalog.resource_types()[r.resource_type as usize].arn);
                         if !arns.contains(&arn) {
                             arns.push(arn);
                         }
@@ -429,7 +482,8 @@ pub fn example_target(catalog: &Catalog, profile: &Profile, cloud: Cloud) -> Tar
             resource: None,
         },
         Cloud::Azure => Target::Azure {
-            scope: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/example".into(),
+            scope: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/example"
+                .into(),
         },
     }
 }
@@ -439,7 +493,9 @@ fn example_arn(template: &str) -> String {
     let mut rest = template;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else { break };
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
         let var = &rest[start + 2..start + end];
         out.push_str(match var {
             "Partition" => "aws",
@@ -461,7 +517,11 @@ fn compare(catalog: &Catalog, permissions: &[u32]) -> Vec<Comparison> {
     catalog
         .roles_holding(first)
         .into_iter()
-        .filter(|r| permissions.iter().all(|p| r.permissions.binary_search(p).is_ok()))
+        .filter(|r| {
+            permissions
+                .iter()
+                .all(|p| r.permissions.binary_search(p).is_ok())
+        })
         .take(3)
         .map(|r| Comparison {
             role: r.name.clone(),
@@ -474,13 +534,20 @@ fn compare(catalog: &Catalog, permissions: &[u32]) -> Vec<Comparison> {
 }
 
 /// The compiled set beside one named precut role (for the comparison table and its tests).
-pub fn compare_with(catalog: &Catalog, cloud: Cloud, role: &str, permissions: &[u32]) -> Option<Comparison> {
+pub fn compare_with(
+    catalog: &Catalog,
+    cloud: Cloud,
+    role: &str,
+    permissions: &[u32],
+) -> Option<Comparison> {
     let r = catalog.role(cloud, role)?;
     Some(Comparison {
         role: r.name.clone(),
         title: r.title.clone(),
         role_size: r.permissions.len(),
         compiled_size: permissions.len(),
-        covers: permissions.iter().all(|p| r.permissions.binary_search(p).is_ok()),
+        covers: permissions
+            .iter()
+            .all(|p| r.permissions.binary_search(p).is_ok()),
     })
 }

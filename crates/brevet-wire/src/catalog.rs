@@ -37,8 +37,10 @@ pub struct PermissionView {
     pub access: String,
     /// The neutral verb class: list, read, write, delete, tag, admin.
     pub verb: String,
-    /// `control` or `data`.
-    pub plane: String,
+    /// Azure: `control` (an action) or `data` (a data action). AWS and GCP do not say; a
+    /// profile's resource kind decides there.
+    #[serde(default)]
+    pub plane: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]

@@ -21,7 +21,9 @@ impl From<AccessError> for ApiError {
             AccessError::NotFound(_) | AccessError::UnknownProfile { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            AccessError::BadInput(_) | AccessError::Compile(_) => ApiError::bad_request(e.to_string()),
+            AccessError::BadInput(_) | AccessError::Compile(_) => {
+                ApiError::bad_request(e.to_string())
+            }
         }
     }
 }
