@@ -132,6 +132,7 @@ pub fn compile(
     for name in &adjust.add {
         for i in expand_named(catalog, cloud, name)? {
             let p = &catalog.permissions()[i as usize];
+            check_forbidden(p, forbidden)?;
             // An added action must still fit the resource, unless it acts on no resource type
             // at all (AWS wildcard-only actions such as `s3:ListAllMyBuckets`).
             if let Target::Aws { arns } = target {
@@ -157,17 +158,7 @@ pub fn compile(
     for &i in &chosen {
         let p = &catalog.permissions()[i as usize];
         check_placement(p, target)?;
-        if !forbidden.0.is_empty()
-            && p.tags
-                .names()
-                .iter()
-                .any(|t| forbidden.0.names().contains(t))
-        {
-            return Err(CompileError::Forbidden {
-                permission: p.name.clone(),
-                tags: p.tags.names().join(", "),
-            });
-        }
+        check_forbidden(p, forbidden)?;
         if p.tags.is_dangerous() {
             warnings.push(format!(
                 "`{}` is sensitive: {}",
@@ -183,6 +174,22 @@ pub fn compile(
         permissions,
         document,
         warnings,
+    })
+}
+
+fn check_forbidden(p: &Permission, forbidden: Forbidden) -> Result<(), CompileError> {
+    let hit: Vec<&str> = p
+        .tags
+        .names()
+        .into_iter()
+        .filter(|t| forbidden.0.names().contains(t))
+        .collect();
+    if hit.is_empty() {
+        return Ok(());
+    }
+    Err(CompileError::Forbidden {
+        permission: p.name.clone(),
+        tags: hit.join(", "),
     })
 }
 
@@ -349,8 +356,8 @@ fn no_fitting_arn(catalog: &Catalog, p: &Permission, arns: &[String]) -> Compile
 }
 
 /// Matches an ARN against an AWS resource-type template (`arn:${Partition}:s3:::${BucketName}`):
-/// a placeholder stands for one or more characters without `/` or `:`, except the last one,
-/// which may hold anything (object keys, paths).
+/// a placeholder stands for one or more characters without `:` (log group names and role paths
+/// hold slashes), except the last one, which may hold anything (object keys, paths).
 pub fn arn_fits(template: &str, arn: &str) -> bool {
     fn go(t: &str, a: &str) -> bool {
         match t.find("${") {
@@ -366,7 +373,7 @@ pub fn arn_fits(template: &str, arn: &str) -> bool {
                 let last = !rest_t.contains("${");
                 (1..=a.len()).any(|n| {
                     let (value, rest_a) = a.split_at(n);
-                    (last || !value.contains(['/', ':'])) && go(rest_t, rest_a)
+                    (last || !value.contains(':')) && go(rest_t, rest_a)
                 }) || (t[start..end].contains("Region") || t[start..end].contains("Account"))
                     && go(rest_t, a)
             }

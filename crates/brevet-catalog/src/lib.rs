@@ -50,7 +50,7 @@ pub enum CatalogError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     pub format: u32,
-    /// Where each cloud's part came from, with its licence, for `brevet catalog show --sources`.
+    /// Where each cloud's part came from, with its licence (printed by `brevet catalog refresh`).
     pub sources: Vec<String>,
     pub permissions: Vec<Permission>,
     pub resource_types: Vec<ResourceType>,
@@ -108,13 +108,22 @@ struct Lookups {
 }
 
 /// The catalogs, loaded, with lookups by name.
-#[derive(Debug)]
 pub struct Catalog {
     snap: Snapshot,
     lookups: OnceLock<Lookups>,
     /// Permission → the roles holding it, built on first use.
     holders: OnceLock<Vec<Vec<u32>>>,
     index: OnceLock<search::Index>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("permissions", &self.snap.permissions.len())
+            .field("roles", &self.snap.roles.len())
+            .field("sources", &self.snap.sources)
+            .finish()
+    }
 }
 
 impl Catalog {

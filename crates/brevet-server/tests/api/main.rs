@@ -5,6 +5,7 @@
 
 mod world;
 
+mod access;
 mod authz_matrix;
 mod bad_input;
 mod provider_errors;
