@@ -64,7 +64,7 @@ impl Compiled {
 pub enum CompileError {
     #[error("resource kind `{kind}` has no {cloud} mapping; list the {cloud} permissions under `{cloud}.add`")]
     NotOnCloud { kind: String, cloud: Cloud },
-    #[error("`{name}` is not a {cloud} permission in the catalog{hint}; check the spelling with `brevet catalog search`")]
+    #[error("`{name}` is not in the {cloud} permission catalog{hint}; look it up with `brevet catalog search`")]
     UnknownPermission {
         cloud: Cloud,
         name: String,
@@ -177,7 +177,7 @@ pub fn compile(
     })
 }
 
-fn check_forbidden(p: &Permission, forbidden: Forbidden) -> Result<(), CompileError> {
+pub(crate) fn check_forbidden(p: &Permission, forbidden: Forbidden) -> Result<(), CompileError> {
     let hit: Vec<&str> = p
         .tags
         .names()

@@ -10,6 +10,7 @@
 pub mod compile;
 mod glob;
 pub mod kinds;
+mod language;
 pub mod model;
 pub mod profile;
 pub mod refresh;
@@ -23,6 +24,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 pub use glob::Pattern;
+pub use language::{Checked, Language};
 pub use model::*;
 pub use search::{Hit, IndexData, Query};
 

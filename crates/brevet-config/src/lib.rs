@@ -110,9 +110,22 @@ pub struct ProviderTables {
     pub resources: BTreeMap<String, toml::Table>,
     /// The config file's directory: relative paths in the tables are relative to it.
     pub base: PathBuf,
+    /// The permission catalog and the deployment's neutral access profiles, for providers that
+    /// compile profiles through them (`None`: the built-in catalog, no profiles).
+    pub access: Option<std::sync::Arc<brevet_catalog::Language>>,
 }
 
 impl ProviderTables {
+    /// The catalog and profiles to check and compile against.
+    pub fn language(&self) -> Result<std::sync::Arc<brevet_catalog::Language>, ConfigError> {
+        match &self.access {
+            Some(l) => Ok(l.clone()),
+            None => brevet_catalog::Language::builtin()
+                .map(std::sync::Arc::new)
+                .map_err(|e| field("catalog", e.to_string())),
+        }
+    }
+
     /// From TOML text: the provider's table and each resource's (by ID), relative paths taken
     /// from the current directory — for a provider's config tests and tools.
     pub fn from_toml(
@@ -128,6 +141,7 @@ impl ProviderTables {
                 .map(|(id, t)| Ok((id.to_string(), toml::from_str(t)?)))
                 .collect::<Result<_, toml::de::Error>>()?,
             base: ".".into(),
+            access: None,
         })
     }
 

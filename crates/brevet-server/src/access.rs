@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use brevet_catalog::compile::{compile, expand_named, tags_of, CompileError, Target};
 use brevet_catalog::profile::{Forbidden, Profile, ProfileSpec};
-use brevet_catalog::{Access, Catalog, Cloud, Hit, Plane, Query, Tags};
+use brevet_catalog::{Access, Catalog, Cloud, Hit, Language, Plane, Query, Tags};
 use brevet_config::{field, ConfigError};
 use brevet_wire::{
     CatalogEntry, CatalogHit, CloudExplanation, Comparison, CompiledProfile, PermissionView,
@@ -44,8 +44,8 @@ struct ProfileFile {
 #[derive(Debug, Clone)]
 pub struct AccessLanguage {
     pub catalog: Arc<Catalog>,
-    pub profiles: BTreeMap<String, Profile>,
-    pub forbidden: Forbidden,
+    /// The catalog with the profiles and what is forbidden, as providers compile through it.
+    pub language: Arc<Language>,
     /// Sensitive permissions the profiles hold, for the start-up log.
     pub warnings: Vec<String>,
 }
@@ -148,9 +148,12 @@ impl AccessLanguage {
             profiles.insert(name.clone(), profile);
         }
         Ok(AccessLanguage {
+            language: Arc::new(Language {
+                catalog: catalog.clone(),
+                profiles,
+                forbidden,
+            }),
             catalog,
-            profiles,
-            forbidden,
             warnings,
         })
     }
@@ -276,14 +279,20 @@ impl AccessLanguage {
     }
 
     pub fn profile(&self, name: &str) -> Result<&Profile, AccessError> {
-        self.profiles
+        self.language
+            .profiles
             .get(name)
             .ok_or_else(|| AccessError::UnknownProfile {
                 name: name.to_owned(),
-                known: if self.profiles.is_empty() {
+                known: if self.language.profiles.is_empty() {
                     "none (add [access.\"NAME\"] tables)".into()
                 } else {
-                    self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.language
+                        .profiles
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             })
     }
@@ -303,7 +312,7 @@ impl AccessLanguage {
         target: &Target,
     ) -> Result<CompiledProfile, AccessError> {
         let c = &self.catalog;
-        let compiled = compile(c, profile, target, self.forbidden)?;
+        let compiled = compile(c, profile, target, self.language.forbidden)?;
         Ok(CompiledProfile {
             profile: profile.name.clone(),
             cloud: compiled.cloud.to_string(),

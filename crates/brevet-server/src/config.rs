@@ -552,6 +552,9 @@ impl Config {
             });
         }
 
+        // The catalog and the neutral profiles first: providers compile through them.
+        let access = crate::access::AccessLanguage::load(&raw.catalog, &raw.access, &base)?;
+
         // Each provider's folder parses its own tables; only `kind` (which folder) and a
         // resource's `tags` (which Cedar sees for every provider) are read here.
         let mut providers = BTreeMap::new();
@@ -591,6 +594,7 @@ impl Config {
                 table,
                 resources,
                 base: base.clone(),
+                access: Some(access.language.clone()),
             };
             let kind = registry::lookup(&kinds, &kind, &format!("providers.{name}.kind"))?;
             providers.insert(
@@ -643,7 +647,6 @@ impl Config {
 
         let audit =
             crate::audit_anchor::AuditSettings::parse(&raw.audit, &base, store_url.expose())?;
-        let access = crate::access::AccessLanguage::load(&raw.catalog, &raw.access, &base)?;
         Ok(Self {
             audit,
             access,

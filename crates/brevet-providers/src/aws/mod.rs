@@ -27,7 +27,7 @@ use brevet_core::{Binding, Evidence, ProfileName};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-pub use names::{ActionCatalog, Arn, IamAction};
+pub use names::{Arn, IamAction};
 pub use settings::Kind;
 
 use crate::{Credential, CredentialInput, OpContext, OwnedAccess, Provider, ProviderError};
@@ -51,7 +51,31 @@ pub enum AwsMode {
 #[derive(Debug, Clone)]
 pub struct AwsProfile {
     pub mode: AwsMode,
+    /// The profile's own action list (`actions = [...]`), allowed on every ARN of the resource.
     pub actions: Vec<IamAction>,
+    /// Or, for `access = "NAME"`: the neutral profile compiled for each resource (by resource
+    /// id), each action allowed only on the ARNs of the types it acts on.
+    pub compiled: Option<BTreeMap<String, Vec<Scoped>>>,
+}
+
+/// Actions allowed on resources: one statement of a grant's policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scoped {
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+impl AwsProfile {
+    /// The statements this profile grants on `res` (resource id `resource`).
+    pub fn statements(&self, resource: &str, res: &AwsResource) -> Vec<Scoped> {
+        match &self.compiled {
+            Some(by_resource) => by_resource.get(resource).cloned().unwrap_or_default(),
+            None => vec![Scoped {
+                actions: self.actions.iter().map(|a| a.to_string()).collect(),
+                resources: res.arns.iter().map(|a| a.as_str().to_owned()).collect(),
+            }],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -223,12 +247,12 @@ impl AwsProvider {
         Ok(match &p.mode {
             AwsMode::Role => Box::new(RoleProfile {
                 role: &self.role,
-                actions: &p.actions,
+                profile: p,
             }),
             AwsMode::Session { base_role_arn } => Box::new(SessionProfile {
                 session: &self.session,
                 base_role_arn,
-                actions: &p.actions,
+                profile: p,
             }),
             AwsMode::IdentityCenter {
                 instance_arn,
@@ -354,6 +378,7 @@ mod config_tests {
                 permission_set_arn: format!("arn:aws:sso:::permissionSet/ssoins-1/{set}"),
             },
             actions: vec![],
+            compiled: None,
         }
     }
 
@@ -406,6 +431,7 @@ mod config_tests {
         let role = AwsProfile {
             mode: AwsMode::Role,
             actions: vec![],
+            compiled: None,
         };
         // Role-mode profiles may share an account between resources.
         let ok = config(

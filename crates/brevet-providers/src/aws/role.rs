@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{
     client::{binding_digest, deleted, sdk_err, AwsClient, REVOKE_POLICY},
-    documents, IamAction, Mode,
+    documents, AwsProfile, Mode,
 };
 use crate::{CallOutcome, Credential, OpContext, OwnedAccess, ProviderError, SecretText};
 
@@ -30,7 +30,7 @@ pub(super) struct Role {
 /// A `role`-mode profile, for the [`Mode`] calls on one of its bindings.
 pub(super) struct RoleProfile<'a> {
     pub(super) role: &'a Role,
-    pub(super) actions: &'a [IamAction],
+    pub(super) profile: &'a AwsProfile,
 }
 
 impl Role {
@@ -53,11 +53,12 @@ impl Role {
         &self,
         cx: &OpContext,
         binding: &Binding,
-        actions: &[IamAction],
+        profile: &AwsProfile,
         expires_at: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
         let aws = &self.aws;
         let res = aws.resource(binding)?;
+        let statements = profile.statements(binding.resource.name(), res);
         let requester = aws.identity(binding)?.arn.clone().ok_or_else(|| {
             ProviderError::BadInput(format!(
                 "`{}` has no IAM ARN to trust (identities.{}.arn)",
@@ -131,7 +132,7 @@ impl Role {
             cx,
             &role,
             GRANT_POLICY,
-            &documents::grant_policy(actions, &res.arns, expires_at),
+            &documents::grant_policy(&statements, expires_at),
         )
         .await
     }
@@ -320,7 +321,7 @@ impl Mode for RoleProfile<'_> {
             )));
         }
         self.role
-            .ensure_role(cx, binding, self.actions, expires_at)
+            .ensure_role(cx, binding, self.profile, expires_at)
             .await
     }
 

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::{
     client::{binding_digest, sdk_err, AwsClient, INLINE_POLICY_LIMIT, REVOKE_POLICY},
-    documents, Arn, IamAction, Mode,
+    documents, Arn, AwsProfile, Mode,
 };
 use crate::{Credential, OpContext, ProviderError, SecretText};
 
@@ -45,7 +45,7 @@ pub(super) struct Session {
 pub(super) struct SessionProfile<'a> {
     pub(super) session: &'a Session,
     pub(super) base_role_arn: &'a Arn,
-    pub(super) actions: &'a [IamAction],
+    pub(super) profile: &'a AwsProfile,
 }
 
 fn session_name(binding: &Binding) -> String {
@@ -263,7 +263,8 @@ impl Mode for SessionProfile<'_> {
         if let Some(wait) = denied_before.and_then(|t| (t - Utc::now()).to_std().ok()) {
             tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
         }
-        let policy = documents::grant_policy(self.actions, &res.arns, expires_at).to_string();
+        let statements = self.profile.statements(binding.resource.name(), res);
+        let policy = documents::grant_policy(&statements, expires_at).to_string();
         let r = aws
             .call(
                 cx,

@@ -8,9 +8,10 @@ use brevet_config::{duration_literal, field, ConfigDuration, ConfigError, Provid
 use brevet_core::ProfileName;
 use serde::Deserialize;
 
+use brevet_catalog::{compile::Target, Cloud, Language};
+
 use super::{
-    ActionCatalog, Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsProvider, AwsResource,
-    IamAction,
+    Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsProvider, AwsResource, IamAction, Scoped,
 };
 use crate::{
     registry::{BuildContext, ProviderKind, ProviderSetup},
@@ -30,6 +31,7 @@ struct Raw {
     max_session_duration: ConfigDuration,
     #[serde(default)]
     allow_wildcards: bool,
+    /// Replaced by the built-in catalog; kept only to say so.
     action_catalog: Option<PathBuf>,
     sensitive_actions: Option<PathBuf>,
     #[serde(default)]
@@ -60,6 +62,9 @@ struct RawProfile {
     mode: String,
     #[serde(default)]
     actions: Vec<String>,
+    /// A neutral access profile (`[access."NAME"]`) compiled for each resource, instead of
+    /// `actions`.
+    access: Option<String>,
     base_role_arn: Option<String>,
     instance_arn: Option<String>,
     permission_set_arn: Option<String>,
@@ -98,16 +103,21 @@ pub fn parse(t: &ProviderTables) -> Result<AwsConfig, ConfigError> {
             "an IAM path starts and ends with `/`, e.g. \"/brevet/\"",
         ));
     }
-    let catalog = match &raw.action_catalog {
-        Some(dir) => Some(
-            ActionCatalog::load(
-                &t.path(dir),
-                raw.sensitive_actions.as_ref().map(|p| t.path(p)).as_deref(),
-            )
-            .map_err(|e| field(t.at("action_catalog"), e.to_string()))?,
-        ),
-        None => None,
-    };
+    for (key, set) in [
+        ("action_catalog", raw.action_catalog.is_some()),
+        ("sensitive_actions", raw.sensitive_actions.is_some()),
+    ] {
+        if set {
+            return Err(field(
+                t.at(key),
+                "is no longer needed: every action is checked against Brevet's built-in catalog, \
+                 sensitive ones included; remove it (for newer data, `brevet catalog refresh` \
+                 and `[catalog] file`)",
+            ));
+        }
+    }
+    let language = t.language()?;
+    let resources = parse_resources(t)?;
     let mut profiles = BTreeMap::new();
     for (p, rp) in raw.profiles {
         let pat = |f: &str| t.at(&format!("profiles.\"{p}\".{f}"));
@@ -123,10 +133,11 @@ pub fn parse(t: &ProviderTables) -> Result<AwsConfig, ConfigError> {
                     format!("`{action}` is a wildcard; list the exact actions, or set allow_wildcards = true"),
                 ));
             }
-            if let Some(c) = &catalog {
-                if let Some(warning) = c.check(&action).map_err(|e| field(at.clone(), e))? {
-                    tracing::warn!(provider = %t.name, profile = %pn, "{warning}");
-                }
+            let checked = language
+                .check(Cloud::Aws, &action.to_string())
+                .map_err(|e| field(at.clone(), e.to_string()))?;
+            for warning in checked.warnings {
+                tracing::warn!(provider = %t.name, profile = %pn, "{warning}");
             }
             actions.push(action);
         }
@@ -162,13 +173,45 @@ pub fn parse(t: &ProviderTables) -> Result<AwsConfig, ConfigError> {
                 ))
             }
         };
-        if !matches!(mode, AwsMode::IdentityCenter { .. }) && actions.is_empty() {
+        let compiled = match &rp.access {
+            None => None,
+            Some(_) if !actions.is_empty() => {
+                return Err(field(
+                    pat("access"),
+                    "give either `actions` or `access`, not both",
+                ))
+            }
+            Some(_) if matches!(mode, AwsMode::IdentityCenter { .. }) => {
+                return Err(field(
+                    pat("access"),
+                    "identity_center mode grants its permission set; `access` does not apply",
+                ))
+            }
+            Some(name) => Some(compile_access(
+                t,
+                &language,
+                &pat("access"),
+                name,
+                &resources,
+            )?),
+        };
+        if !matches!(mode, AwsMode::IdentityCenter { .. })
+            && actions.is_empty()
+            && compiled.is_none()
+        {
             return Err(field(
                 pat("actions"),
-                "list the IAM actions this profile allows, e.g. [\"s3:GetObject\"]",
+                "list the IAM actions this profile allows, e.g. [\"s3:GetObject\"], or name a neutral profile with `access = \"…\"`",
             ));
         }
-        profiles.insert(pn, AwsProfile { mode, actions });
+        profiles.insert(
+            pn,
+            AwsProfile {
+                mode,
+                actions,
+                compiled,
+            },
+        );
     }
     let mut identities = BTreeMap::new();
     for (who, ri) in raw.identities {
@@ -186,6 +229,24 @@ pub fn parse(t: &ProviderTables) -> Result<AwsConfig, ConfigError> {
             },
         );
     }
+    let config = AwsConfig {
+        region: raw.region,
+        endpoint_url: raw.endpoint_url,
+        role_prefix: raw.role_prefix,
+        role_path: raw.role_path,
+        max_session_duration: max,
+        profiles,
+        resources,
+        identities,
+    };
+    config
+        .check_identity_center_unambiguous(&t.name)
+        .map_err(|(at, why)| field(at, why))?;
+    Ok(config)
+}
+
+/// The provider's resources, by id.
+fn parse_resources(t: &ProviderTables) -> Result<BTreeMap<String, AwsResource>, ConfigError> {
     let mut resources = BTreeMap::new();
     for (id, r) in t.parse_resources::<RawResource>()? {
         let rat = t.resource_at(&id);
@@ -215,20 +276,53 @@ pub fn parse(t: &ProviderTables) -> Result<AwsConfig, ConfigError> {
             },
         );
     }
-    let config = AwsConfig {
-        region: raw.region,
-        endpoint_url: raw.endpoint_url,
-        role_prefix: raw.role_prefix,
-        role_path: raw.role_path,
-        max_session_duration: max,
-        profiles,
-        resources,
-        identities,
-    };
-    config
-        .check_identity_center_unambiguous(&t.name)
-        .map_err(|(at, why)| field(at, why))?;
-    Ok(config)
+    Ok(resources)
+}
+
+/// Compiles neutral profile `name` for every resource that lists ARNs: per resource, the
+/// statements of its grant policy.
+fn compile_access(
+    t: &ProviderTables,
+    language: &Language,
+    at: &str,
+    name: &str,
+    resources: &BTreeMap<String, AwsResource>,
+) -> Result<BTreeMap<String, Vec<Scoped>>, ConfigError> {
+    let profile = language.profile(name).map_err(|e| field(at, e))?;
+    let mut out = BTreeMap::new();
+    for (id, res) in resources.iter().filter(|(_, r)| !r.arns.is_empty()) {
+        let target = Target::Aws {
+            arns: res.arns.iter().map(|a| a.as_str().to_owned()).collect(),
+        };
+        let compiled = language.compile(profile, &target).map_err(|e| {
+            field(
+                at,
+                format!("`{name}` for resource `{}`: {e}", t.resource_at(id)),
+            )
+        })?;
+        for w in &compiled.warnings {
+            tracing::warn!(provider = %t.name, access = name, resource = %id, "{w}");
+        }
+        let statements = compiled.document["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| Scoped {
+                actions: strings(&s["Action"]),
+                resources: strings(&s["Resource"]),
+            })
+            .collect();
+        out.insert(id.clone(), statements);
+    }
+    Ok(out)
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_owned))
+        .collect()
 }
 
 /// `kind = "aws"`.
@@ -327,9 +421,136 @@ mod tests {
                 "providers.aws.regionn",
                 "unknown field `regionn`",
             ),
+            // Every action is checked against the built-in catalog (879dbb0 did so only when
+            // `action_catalog` pointed at a copy of it).
+            (
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObjekt\"]",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".actions[0]",
+                "`s3:GetObjekt` is not in the aws permission catalog (did you mean `s3:GetObject`?)",
+            ),
+            (
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"nosuchsvc:Get\"]",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".actions[0]",
+                "`nosuchsvc:Get` is not in the aws permission catalog",
+            ),
+            (
+                "region = \"us-east-1\"\nallow_wildcards = true\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:Gett*\"]",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".actions[0]",
+                "`s3:Gett*` matches no aws permission",
+            ),
+            (
+                "region = \"us-east-1\"\naction_catalog = \"/opt/iam-data\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObject\"]",
+                vec![],
+                "providers.aws.action_catalog",
+                "built-in catalog",
+            ),
+            (
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\naccess = \"storage.read\"",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".access",
+                "no access profile `storage.read`",
+            ),
+            (
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\nactions = [\"s3:GetObject\"]\naccess = \"storage.read\"",
+                vec![],
+                "providers.aws.profiles.\"aws.read\".access",
+                "either `actions` or `access`",
+            ),
         ] {
             let e = parse(&tables(provider, &resources)).unwrap_err().to_string();
             assert!(e.contains(&format!("`{at}`")) && e.contains(says), "{at}: {e}");
         }
+    }
+
+    fn with_language(mut t: ProviderTables, access: &str) -> ProviderTables {
+        #[derive(serde::Deserialize)]
+        struct File {
+            access: BTreeMap<String, brevet_catalog::profile::ProfileSpec>,
+        }
+        let file: File = toml::from_str(access).unwrap();
+        let builtin = Language::builtin().unwrap();
+        let profiles = file
+            .access
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    brevet_catalog::profile::Profile::parse(n, s).unwrap(),
+                )
+            })
+            .collect();
+        t.access = Some(Arc::new(Language {
+            profiles,
+            ..builtin
+        }));
+        t
+    }
+
+    const STORAGE_READ: &str = "[access.\"storage.read\"]\nkind = \"object-storage\"\nverbs = [\"read\", \"list\"]\nplane = \"data\"";
+
+    /// A neutral profile compiles per resource: each action only on the ARNs of its own type.
+    #[test]
+    fn an_access_profile_compiles_for_each_resource() {
+        let t = with_language(
+            tables(
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\naccess = \"storage.read\"",
+                &[
+                    ("logs", "account = \"123456789012\"\narns = [\"arn:aws:s3:::logs\", \"arn:aws:s3:::logs/*\"]"),
+                    ("nothing", "account = \"123456789012\""),
+                ],
+            ),
+            STORAGE_READ,
+        );
+        let c = parse(&t).unwrap();
+        let p = &c.profiles[&ProfileName::parse("aws.read").unwrap()];
+        let st = p.statements("logs", &c.resources["logs"]);
+        let on = |action: &str| {
+            st.iter()
+                .find(|s| s.actions.iter().any(|a| a == action))
+                .map(|s| s.resources.clone())
+                .unwrap_or_else(|| panic!("{action} not granted: {st:?}"))
+        };
+        assert_eq!(on("s3:GetObject"), ["arn:aws:s3:::logs/*"]);
+        assert_eq!(on("s3:ListBucket"), ["arn:aws:s3:::logs"]);
+        assert!(st
+            .iter()
+            .all(|s| !s.actions.iter().any(|a| a.starts_with("s3:Put"))));
+        // A resource without ARNs gets nothing (the grant is refused before anything is made).
+        assert!(p.statements("nothing", &c.resources["nothing"]).is_empty());
+        // An explicit action list is allowed on every ARN, as before.
+        let c = parse(&tables(
+            PROFILE,
+            &[(
+                "logs",
+                "account = \"123456789012\"\narns = [\"arn:aws:s3:::logs/*\"]",
+            )],
+        ))
+        .unwrap();
+        let p = &c.profiles[&ProfileName::parse("aws.read").unwrap()];
+        assert_eq!(
+            p.statements("logs", &c.resources["logs"]),
+            vec![Scoped {
+                actions: vec!["s3:GetObject".into()],
+                resources: vec!["arn:aws:s3:::logs/*".into()],
+            }]
+        );
+        // A resource whose ARNs no selected action fits is refused at load, naming both.
+        let t = with_language(
+            tables(
+                "region = \"us-east-1\"\n[profiles.\"aws.read\"]\nmode = \"role\"\naccess = \"storage.read\"",
+                &[("role", "account = \"123456789012\"\narns = [\"arn:aws:iam::123456789012:role/x\"]")],
+            ),
+            STORAGE_READ,
+        );
+        let e = parse(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("providers.aws.profiles.\"aws.read\".access")
+                && e.contains("resources.\"aws:role\"")
+                && e.contains("compiles to no aws permission"),
+            "{e}"
+        );
     }
 }
