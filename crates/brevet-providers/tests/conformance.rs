@@ -561,6 +561,7 @@ mod aws {
                 IamAction::parse("s3:GetObject").unwrap(),
                 IamAction::parse("s3:ListBucket").unwrap(),
             ],
+            compiled: None,
         };
         let config = config(
             &moto,
@@ -762,6 +763,7 @@ mod aws {
                     .unwrap(),
             },
             actions: vec![IamAction::parse("s3:GetObject").unwrap()],
+            compiled: None,
         };
         let config = config(
             &moto,
@@ -818,6 +820,7 @@ mod aws {
                 permission_set_arn: permission_set.to_owned(),
             },
             actions: vec![],
+            compiled: None,
         };
         let config = config(
             &moto,

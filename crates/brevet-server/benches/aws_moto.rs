@@ -85,6 +85,7 @@ async fn run(url: &str) {
             AwsProfile {
                 mode: AwsMode::Role,
                 actions: vec![IamAction::parse("s3:GetObject").unwrap()],
+                compiled: None,
             },
         )]),
         resources: BTreeMap::from([(
