@@ -20,7 +20,7 @@ pub mod state;
 pub mod testing;
 
 use async_trait::async_trait;
-use brevet_core::{Binding, Evidence, ProfileName};
+use brevet_core::{Binding, Evidence, ProfileName, ResourceId};
 use chrono::{DateTime, Utc};
 
 pub use call::{CallOutcome, CallRecord, OpContext, Operation};
@@ -131,6 +131,13 @@ pub trait Provider: Send + Sync {
     /// What a requester must send with a credential request (the portal and CLI ask for it).
     fn credential_input(&self) -> CredentialInputKind {
         CredentialInputKind::None
+    }
+
+    /// What `profile` grants on `resource` in the target's own terms (IAM actions on ARNs, a
+    /// permission set), one line each, for the requester to read before asking. Empty when the
+    /// provider has nothing more precise to show than the profile's name.
+    fn grants_preview(&self, _resource: &ResourceId, _profile: &ProfileName) -> Vec<String> {
+        Vec::new()
     }
 
     /// Runs once before the server serves (SSH writes its KRL: sshd refuses every key while the

@@ -205,6 +205,10 @@ pub struct Eligible {
     pub max_extensions: u32,
     /// What activation needs from the requester (`public_key`: send an OpenSSH public key).
     pub credential_input: CredentialInputKind,
+    /// What the profile grants on the resource in the target's own terms (IAM actions on
+    /// ARNs…), one line each; empty when the provider shows nothing beyond the profile's name.
+    #[serde(default)]
+    pub grants: Vec<String>,
 }
 
 /// One notification delivery and its attempts so far.

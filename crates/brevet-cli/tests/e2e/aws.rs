@@ -1092,6 +1092,41 @@ fn role_per_grant_allows_exactly_the_profile_where_the_emulator_enforces_iam() {
         .with(&aws_config(&moto.url))
         .env(&env);
     let server = world.start();
+    // Before asking, the requester sees what each profile grants in IAM's own terms: in the
+    // portal's request form and from /v1/eligible.
+    let (status, body) = api_call(&server, DAVE, "GET", "/v1/eligible", None);
+    assert_eq!(status, 200, "{body}");
+    let eligible: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let grants = |profile: &str| -> Vec<String> {
+        let e = eligible
+            .iter()
+            .find(|e| e["profile"] == profile)
+            .unwrap_or_else(|| panic!("{profile} not eligible: {body}"));
+        serde_json::from_value(e["grants"].clone()).unwrap()
+    };
+    assert_eq!(
+        grants("aws.s3-read"),
+        ["s3:GetObject, s3:ListBucket on arn:aws:s3:::data-bucket, arn:aws:s3:::data-bucket/*"]
+    );
+    let neutral = grants("aws.s3-neutral");
+    assert!(
+        neutral
+            .iter()
+            .any(|g| g.contains("s3:GetObject") && g.ends_with("on arn:aws:s3:::data-bucket/*"))
+            && neutral
+                .iter()
+                .any(|g| g.contains("s3:ListBucket") && g.ends_with("on arn:aws:s3:::data-bucket")),
+        "{neutral:?}"
+    );
+    let portal = Portal::new(&server.url);
+    let (session, _) = portal.sign_in(DAVE);
+    let form = portal.get(&session, "/request").text().unwrap();
+    assert!(
+        form.contains("what it grants, natively")
+            && form.contains("s3:GetObject, s3:ListBucket on arn:aws:s3:::data-bucket, arn:aws:s3:::data-bucket/*"),
+        "{form}"
+    );
+
     // The explicit action list, and the neutral `storage.read` compiled through the catalog
     // (each action scoped to the ARNs of its own type): both exactly the task, as IAM enforces.
     for profile in ["aws.s3-read", "aws.s3-neutral"] {

@@ -23,7 +23,7 @@ mod settings;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use brevet_core::{Binding, Evidence, ProfileName};
+use brevet_core::{Binding, Evidence, ProfileName, ResourceId};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -274,6 +274,25 @@ impl Provider for AwsProvider {
 
     fn profiles(&self) -> Vec<ProfileName> {
         self.aws.config.profiles.keys().cloned().collect()
+    }
+
+    fn grants_preview(&self, resource: &ResourceId, profile: &ProfileName) -> Vec<String> {
+        let (Some(p), Some(res)) = (
+            self.aws.config.profiles.get(profile),
+            self.aws.config.resources.get(resource.name()),
+        ) else {
+            return Vec::new();
+        };
+        match &p.mode {
+            AwsMode::IdentityCenter {
+                permission_set_arn, ..
+            } => vec![format!("the permission set {permission_set_arn}")],
+            _ => p
+                .statements(resource.name(), res)
+                .iter()
+                .map(|s| format!("{} on {}", s.actions.join(", "), s.resources.join(", ")))
+                .collect(),
+        }
     }
 
     fn max_grant_duration(&self, profile: &ProfileName) -> Option<Duration> {

@@ -12,7 +12,7 @@ mod settings;
 use std::{collections::HashMap, str::FromStr, sync::Mutex, time::Duration};
 
 use async_trait::async_trait;
-use brevet_core::{Binding, Evidence, ProfileName};
+use brevet_core::{Binding, Evidence, ProfileName, ResourceId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -367,6 +367,27 @@ impl Provider for PostgresProvider {
 
     fn profiles(&self) -> Vec<ProfileName> {
         self.config.profiles.keys().cloned().collect()
+    }
+
+    fn grants_preview(&self, resource: &ResourceId, profile: &ProfileName) -> Vec<String> {
+        let (Some(p), Some(r)) = (
+            self.config.profiles.get(profile),
+            self.config.resources.get(resource.name()),
+        ) else {
+            return Vec::new();
+        };
+        let what = match p {
+            config::Privilege::Read => "SELECT on tables and sequences",
+            config::Privilege::Write => {
+                "SELECT, INSERT, UPDATE, DELETE on tables; USAGE on sequences"
+            }
+            config::Privilege::Owner => "ALL on tables and sequences; CREATE on the schemas",
+        };
+        vec![format!(
+            "a login role of its own with {what} in schemas {} of database {}",
+            r.schemas.join(", "),
+            r.database
+        )]
     }
 
     async fn ensure(

@@ -16,7 +16,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use brevet_core::{Binding, Evidence, ProfileName};
+use brevet_core::{Binding, Evidence, ProfileName, ResourceId};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use ssh_key::{certificate, Algorithm, HashAlg, PrivateKey, PublicKey};
@@ -274,6 +274,34 @@ impl Provider for SshProvider {
 
     fn profiles(&self) -> Vec<ProfileName> {
         self.config.profiles.keys().cloned().collect()
+    }
+
+    fn grants_preview(&self, resource: &ResourceId, profile: &ProfileName) -> Vec<String> {
+        let (Some(p), Some(h)) = (
+            self.config.profiles.get(profile),
+            self.config.resources.get(resource.name()),
+        ) else {
+            return Vec::new();
+        };
+        let on = |b: bool| if b { "allowed" } else { "not allowed" };
+        let mut lines = vec![
+            format!(
+                "an SSH certificate for {} on {}:{}",
+                p.principals.join(", "),
+                h.host,
+                h.port
+            ),
+            format!(
+                "terminal {}, port forwarding {}, agent forwarding {}",
+                on(p.permit_pty),
+                on(p.port_forwarding),
+                on(p.agent_forwarding)
+            ),
+        ];
+        if let Some(c) = &p.force_command {
+            lines.push(format!("only the command `{c}`"));
+        }
+        lines
     }
 
     fn credential_input(&self) -> crate::CredentialInputKind {

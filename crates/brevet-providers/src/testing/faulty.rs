@@ -180,6 +180,13 @@ impl Provider for FaultyProvider {
     fn credential_input(&self) -> crate::CredentialInputKind {
         self.inner.credential_input()
     }
+    fn grants_preview(
+        &self,
+        resource: &brevet_core::ResourceId,
+        profile: &brevet_core::ProfileName,
+    ) -> Vec<String> {
+        self.inner.grants_preview(resource, profile)
+    }
     async fn on_start(&self) -> Result<(), ProviderError> {
         self.inner.on_start().await
     }

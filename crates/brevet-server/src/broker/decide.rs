@@ -344,6 +344,7 @@ impl Broker {
                         require_ticket: limits.require_ticket,
                         max_extensions: limits.max_extensions,
                         credential_input: provider.credential_input(),
+                        grants: provider.grants_preview(&rc.id, &profile),
                     });
                 }
             }

@@ -51,11 +51,22 @@ pub async fn request_form(State(state): State<AppState>, viewer: Viewer) -> Page
         } @else {
             p.muted { "These are the resources and access profiles policy lets you ask for, with the limits that apply." }
             table id="eligible" {
-                thead { tr { th { "Resource" } th { "Profile" } th { "Longest" } th { "Approvals" } th { "Needs" } } }
+                thead { tr { th { "Resource" } th { "Profile" } th { "Grants" } th { "Longest" } th { "Approvals" } th { "Needs" } } }
                 tbody {
                     @for o in &options {
                         tr {
-                            td { (o.resource) } td { (o.profile) } td { (o.max_duration) }
+                            td { (o.resource) } td { (o.profile) }
+                            td.grants {
+                                @if o.grants.is_empty() {
+                                    span.muted { "as the profile is configured" }
+                                } @else {
+                                    details {
+                                        summary { "what it grants, natively" }
+                                        ul { @for g in &o.grants { li { code { (g) } } } }
+                                    }
+                                }
+                            }
+                            td { (o.max_duration) }
                             td { @if o.approvals == 0 { "none (automatic)" } @else { (o.approvals) } }
                             td {
                                 @if o.require_reason { "reason " }
