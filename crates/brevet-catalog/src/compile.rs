@@ -107,6 +107,10 @@ pub fn compile(
     let mut chosen: BTreeSet<u32> = BTreeSet::new();
     match profile.kind.native(cloud) {
         Some(native) if !profile.verbs.is_empty() => {
+            let arn_types: Vec<Option<u32>> = match target {
+                Target::Aws { arns } => arns.iter().map(|a| arn_type(catalog, a)).collect(),
+                _ => Vec::new(),
+            };
             for &i in catalog.in_service(cloud, native.service) {
                 let p = &catalog.permissions()[i as usize];
                 if profile.verbs.contains(&p.verb)
@@ -114,7 +118,7 @@ pub fn compile(
                         .planes
                         .iter()
                         .any(|plane| in_kind(catalog, native, p, *plane))
-                    && fits(catalog, p, target)
+                    && (cloud != Cloud::Aws || fits_types(p, &arn_types))
                 {
                     chosen.insert(i);
                 }
@@ -306,6 +310,14 @@ fn fits(catalog: &Catalog, p: &Permission, target: &Target) -> bool {
         return true;
     };
     arns.iter().any(|arn| fits_arn(catalog, p, arn))
+}
+
+/// [`fits`] with the target ARNs' types worked out once (a compile asks for every action of the
+/// service).
+fn fits_types(p: &Permission, types: &[Option<u32>]) -> bool {
+    p.resource_types
+        .iter()
+        .any(|r| types.contains(&Some(r.resource_type)))
 }
 
 fn fits_arn(catalog: &Catalog, p: &Permission, arn: &str) -> bool {
@@ -515,6 +527,79 @@ fn document(catalog: &Catalog, profile: &Profile, target: &Target, permissions: 
             })
         }
     }
+}
+
+/// An example resource of the profile's kind in `cloud`: AWS ARNs made from the kind's
+/// resource-type templates, a GCP project, an Azure resource group.
+pub fn example_target(catalog: &Catalog, profile: &Profile, cloud: Cloud) -> Target {
+    match cloud {
+        Cloud::Aws => {
+            let mut arns: Vec<String> = Vec::new();
+            if let Some(native) = profile.kind.native(Cloud::Aws) {
+                for t in catalog.resource_types() {
+                    let of_kind = t.service.eq_ignore_ascii_case(native.service)
+                        && native
+                            .control
+                            .iter()
+                            .chain(native.data)
+                            .any(|n| n.eq_ignore_ascii_case(&t.name));
+                    if of_kind {
+                        arns.push(example_arn(&t.arn));
+                    }
+                }
+            }
+            // A kind with no AWS mapping: the resources the added permissions act on.
+            let added = if profile.kind.native(Cloud::Aws).is_none() {
+                profile.aws.add.as_slice()
+            } else {
+                &[]
+            };
+            for name in added {
+                for i in catalog.expand(Cloud::Aws, name) {
+                    for r in &catalog.permissions()[i as usize].resource_types {
+                        let arn =
+                            example_arn(&catalog.resource_types()[r.resource_type as usize].arn);
+                        if !arns.contains(&arn) {
+                            arns.push(arn);
+                        }
+                    }
+                }
+            }
+            if arns.is_empty() {
+                arns.push("arn:aws:iam::123456789012:root".into());
+            }
+            Target::Aws { arns }
+        }
+        Cloud::Gcp => Target::Gcp {
+            scope: "projects/example-project".into(),
+            resource: None,
+        },
+        Cloud::Azure => Target::Azure {
+            scope: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/example"
+                .into(),
+        },
+    }
+}
+
+fn example_arn(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        let var = &rest[start + 2..start + end];
+        out.push_str(match var {
+            "Partition" => "aws",
+            "Region" => "us-east-1",
+            "Account" => "123456789012",
+            _ => "example",
+        });
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Tags present among `permissions`, for `profile explain`.

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use brevet_catalog::compile::{compile, expand_named, tags_of, CompileError, Target};
+use brevet_catalog::compile::{
+    compile, example_target, expand_named, tags_of, CompileError, Target,
+};
 use brevet_catalog::profile::{Forbidden, Profile, ProfileSpec};
 use brevet_catalog::{Access, Catalog, Cloud, Hit, Language, Plane, Query, Tags};
 use brevet_config::{field, ConfigError};
@@ -445,79 +447,6 @@ fn describe(t: &Target) -> String {
         },
         Target::Azure { scope } => scope.clone(),
     }
-}
-
-/// An example resource of the profile's kind in `cloud`: AWS ARNs made from the kind's
-/// resource-type templates, a GCP project, an Azure resource group.
-pub fn example_target(catalog: &Catalog, profile: &Profile, cloud: Cloud) -> Target {
-    match cloud {
-        Cloud::Aws => {
-            let mut arns: Vec<String> = Vec::new();
-            if let Some(native) = profile.kind.native(Cloud::Aws) {
-                for t in catalog.resource_types() {
-                    let of_kind = t.service.eq_ignore_ascii_case(native.service)
-                        && native
-                            .control
-                            .iter()
-                            .chain(native.data)
-                            .any(|n| n.eq_ignore_ascii_case(&t.name));
-                    if of_kind {
-                        arns.push(example_arn(&t.arn));
-                    }
-                }
-            }
-            // A kind with no AWS mapping: the resources the added permissions act on.
-            let added = if profile.kind.native(Cloud::Aws).is_none() {
-                profile.aws.add.as_slice()
-            } else {
-                &[]
-            };
-            for name in added {
-                for i in catalog.expand(Cloud::Aws, name) {
-                    for r in &catalog.permissions()[i as usize].resource_types {
-                        let arn =
-                            example_arn(&catalog.resource_types()[r.resource_type as usize].arn);
-                        if !arns.contains(&arn) {
-                            arns.push(arn);
-                        }
-                    }
-                }
-            }
-            if arns.is_empty() {
-                arns.push("arn:aws:iam::123456789012:root".into());
-            }
-            Target::Aws { arns }
-        }
-        Cloud::Gcp => Target::Gcp {
-            scope: "projects/example-project".into(),
-            resource: None,
-        },
-        Cloud::Azure => Target::Azure {
-            scope: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/example"
-                .into(),
-        },
-    }
-}
-
-fn example_arn(template: &str) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else {
-            break;
-        };
-        let var = &rest[start + 2..start + end];
-        out.push_str(match var {
-            "Partition" => "aws",
-            "Region" => "us-east-1",
-            "Account" => "123456789012",
-            _ => "example",
-        });
-        rest = &rest[start + end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The precut roles holding every compiled permission, smallest first (three at most).

@@ -252,7 +252,7 @@ fn bad_profiles_are_refused_with_the_name_and_the_fix() {
         ),
         (
             "[access.x]\nkind = \"object-storage\"\nverbs = [\"read\"]\nplane = \"data\"\naws.add = [\"s3:GetObjekt\"]",
-            &["access.\"x\".aws.add[0]", "`s3:GetObjekt` is not a aws permission", "did you mean `s3:GetObject`"],
+            &["access.\"x\".aws.add[0]", "`s3:GetObjekt` is not in the aws permission catalog", "did you mean `s3:GetObject`"],
         ),
         (
             "[access.x]\nkind = \"object-storage\"\nverbs = [\"read\"]\nplane = \"data\"\ngcp.remove = [\"storage.objects.frobnicate*\"]",
