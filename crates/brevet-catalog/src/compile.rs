@@ -105,12 +105,13 @@ pub fn compile(
     check_scope(target)?;
     let adjust = profile.adjust(cloud);
     let mut chosen: BTreeSet<u32> = BTreeSet::new();
+    // The type of each target ARN, worked out once: every action of the service is held to them.
+    let arn_types: Vec<Option<u32>> = match target {
+        Target::Aws { arns } => arns.iter().map(|a| arn_type(catalog, a)).collect(),
+        _ => Vec::new(),
+    };
     match profile.kind.native(cloud) {
         Some(native) if !profile.verbs.is_empty() => {
-            let arn_types: Vec<Option<u32>> = match target {
-                Target::Aws { arns } => arns.iter().map(|a| arn_type(catalog, a)).collect(),
-                _ => Vec::new(),
-            };
             for &i in catalog.in_service(cloud, native.service) {
                 let p = &catalog.permissions()[i as usize];
                 if profile.verbs.contains(&p.verb)
@@ -140,7 +141,7 @@ pub fn compile(
             // An added action must still fit the resource, unless it acts on no resource type
             // at all (AWS wildcard-only actions such as `s3:ListAllMyBuckets`).
             if let Target::Aws { arns } = target {
-                if !p.resource_types.is_empty() && !fits(catalog, p, target) {
+                if !p.resource_types.is_empty() && !fits_types(p, &arn_types) {
                     return Err(no_fitting_arn(catalog, p, arns));
                 }
             }
@@ -172,7 +173,7 @@ pub fn compile(
         }
     }
     let permissions: Vec<u32> = chosen.into_iter().collect();
-    let document = document(catalog, profile, target, &permissions);
+    let document = document(catalog, profile, target, &arn_types, &permissions);
     Ok(Compiled {
         cloud,
         permissions,
@@ -304,24 +305,12 @@ fn azure_on_type(op: &str, ty: &str) -> bool {
     matches!(parts.as_slice(), [_] | [_, "action"])
 }
 
-/// AWS: does the action act on a resource type one of the target's ARNs is an instance of?
-fn fits(catalog: &Catalog, p: &Permission, target: &Target) -> bool {
-    let Target::Aws { arns } = target else {
-        return true;
-    };
-    arns.iter().any(|arn| fits_arn(catalog, p, arn))
-}
-
-/// [`fits`] with the target ARNs' types worked out once (a compile asks for every action of the
-/// service).
+/// AWS: does the action act on a resource type one of the target's ARNs (their types given) is
+/// an instance of?
 fn fits_types(p: &Permission, types: &[Option<u32>]) -> bool {
     p.resource_types
         .iter()
         .any(|r| types.contains(&Some(r.resource_type)))
-}
-
-fn fits_arn(catalog: &Catalog, p: &Permission, arn: &str) -> bool {
-    arn_type(catalog, arn).is_some_and(|t| p.resource_types.iter().any(|r| r.resource_type == t))
 }
 
 /// The resource type an ARN is of: among its service's types whose template it matches, the
@@ -330,12 +319,12 @@ fn fits_arn(catalog: &Catalog, p: &Permission, arn: &str) -> bool {
 pub fn arn_type(catalog: &Catalog, arn: &str) -> Option<u32> {
     let service = arn.split(':').nth(2)?;
     catalog
-        .resource_types()
+        .resource_types_of(service)
         .iter()
-        .enumerate()
-        .filter(|(_, t)| t.service.eq_ignore_ascii_case(service) && arn_fits(&t.arn, arn))
+        .map(|&i| (i, &catalog.resource_types()[i as usize]))
+        .filter(|(_, t)| arn_fits(&t.arn, arn))
         .max_by_key(|(_, t)| literal_len(&t.arn))
-        .map(|(i, _)| i as u32)
+        .map(|(i, _)| i)
 }
 
 fn literal_len(template: &str) -> usize {
@@ -450,7 +439,13 @@ fn check_placement(p: &Permission, target: &Target) -> Result<(), CompileError> 
     }
 }
 
-fn document(catalog: &Catalog, profile: &Profile, target: &Target, permissions: &[u32]) -> Value {
+fn document(
+    catalog: &Catalog,
+    profile: &Profile,
+    target: &Target,
+    arn_types: &[Option<u32>],
+    permissions: &[u32],
+) -> Value {
     let perm = |i: &u32| &catalog.permissions()[*i as usize];
     let description = if profile.description.is_empty() {
         format!("Brevet access profile {}", profile.name)
@@ -468,7 +463,9 @@ fn document(catalog: &Catalog, profile: &Profile, target: &Target, permissions: 
                     vec!["*".to_owned()]
                 } else {
                     arns.iter()
-                        .filter(|arn| fits_arn(catalog, p, arn))
+                        .zip(arn_types)
+                        .filter(|(_, t)| fits_types(p, std::slice::from_ref(t)))
+                        .map(|(arn, _)| arn)
                         .cloned()
                         .collect()
                 };

@@ -107,6 +107,8 @@ struct Lookups {
     roles_by_name: HashMap<(Cloud, String), u32>,
     /// Service (`s3`, `storage`, `microsoft.storage`) → its permissions.
     by_service: HashMap<(Cloud, String), Vec<u32>>,
+    /// AWS service → its resource types.
+    types_by_service: HashMap<String, Vec<u32>>,
 }
 
 /// The catalogs, loaded, with lookups by name.
@@ -207,10 +209,18 @@ impl Catalog {
                     ]
                 })
                 .collect();
+            let mut types_by_service: HashMap<String, Vec<u32>> = HashMap::new();
+            for (i, t) in snap.resource_types.iter().enumerate() {
+                types_by_service
+                    .entry(t.service.to_ascii_lowercase())
+                    .or_default()
+                    .push(i as u32);
+            }
             Lookups {
                 by_name,
                 roles_by_name,
                 by_service,
+                types_by_service,
             }
         })
     }
@@ -292,6 +302,15 @@ impl Catalog {
             .filter(|(_, perm)| perm.cloud == cloud && p.matches(&perm.name))
             .map(|(i, _)| i as u32)
             .collect()
+    }
+
+    /// The AWS resource types of one service (`s3`), in catalog order.
+    pub fn resource_types_of(&self, service: &str) -> &[u32] {
+        self.lookups()
+            .types_by_service
+            .get(&service.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The permissions of one service (`s3`, `storage`, `Microsoft.Storage`), in catalog order.
