@@ -159,10 +159,25 @@ pub fn compile(
             cloud,
         });
     }
+    if cloud == Cloud::Azure {
+        for scope in &profile.azure.assignable_scopes {
+            check_scope(&Target::Azure {
+                scope: scope.clone(),
+            })?;
+        }
+    }
     let mut warnings = Vec::new();
     for &i in &chosen {
         let p = &catalog.permissions()[i as usize];
         check_placement(p, target)?;
+        for scope in &profile.azure.assignable_scopes {
+            check_placement(
+                p,
+                &Target::Azure {
+                    scope: scope.clone(),
+                },
+            )?;
+        }
         check_forbidden(p, forbidden)?;
         if p.tags.is_dangerous() {
             warnings.push(format!(
@@ -520,7 +535,9 @@ fn document(
                 "NotActions": [],
                 "DataActions": data.iter().map(|p| &p.name).collect::<Vec<_>>(),
                 "NotDataActions": [],
-                "AssignableScopes": [scope],
+                "AssignableScopes": std::iter::once(scope)
+                    .chain(profile.azure.assignable_scopes.iter().filter(|s| *s != scope))
+                    .collect::<Vec<_>>(),
             })
         }
     }

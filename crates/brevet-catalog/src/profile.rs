@@ -40,6 +40,10 @@ pub struct Adjust {
     pub add: Vec<String>,
     #[serde(default)]
     pub remove: Vec<String>,
+    /// Azure only: more scopes the role definition may be assigned at (besides the resource's),
+    /// e.g. a management group. Azure refuses data actions in a role assignable at one.
+    #[serde(default)]
+    pub assignable_scopes: Vec<String>,
 }
 
 /// A profile whose kind, verbs and plane are known.
@@ -68,6 +72,10 @@ pub enum ProfileError {
     PlaneNeeded { kind: String },
     #[error("the profile grants nothing: give `verbs`, or `add` permissions for a cloud")]
     Empty,
+    #[error(
+        "`{0}.assignable_scopes` is Azure's (a role definition's assignable scopes); remove it"
+    )]
+    ScopesNotAzure(&'static str),
 }
 
 impl Profile {
@@ -101,6 +109,11 @@ impl Profile {
             }
             None => [Plane::Control].into(),
         };
+        for (cloud, a) in [("aws", &spec.aws), ("gcp", &spec.gcp)] {
+            if !a.assignable_scopes.is_empty() {
+                return Err(ProfileError::ScopesNotAzure(cloud));
+            }
+        }
         let adds = [&spec.aws, &spec.gcp, &spec.azure]
             .iter()
             .any(|a| !a.add.is_empty());

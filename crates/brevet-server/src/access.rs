@@ -140,6 +140,17 @@ impl AccessLanguage {
                     Err(e @ CompileError::Forbidden { .. }) => {
                         return Err(field(format!("{at}.{cloud}"), e.to_string()))
                     }
+                    // The profile's own assignable scopes are known now: a data action there,
+                    // or a scope that is no scope, is refused at start.
+                    Err(e @ CompileError::DataActionAtManagementGroup { .. })
+                    | Err(e @ CompileError::BadScope { .. })
+                        if cloud == Cloud::Azure && !profile.azure.assignable_scopes.is_empty() =>
+                    {
+                        return Err(field(
+                            format!("{at}.azure.assignable_scopes"),
+                            e.to_string(),
+                        ))
+                    }
                     // Where it may be bound (organization-only permissions, Azure data actions,
                     // the ARNs an action needs) depends on the real resource, checked when the
                     // profile is compiled for it; and a profile meant for some clouds may select

@@ -277,6 +277,43 @@ fn bad_profiles_are_refused_with_the_name_and_the_fix() {
             assert!(err.contains(w), "expected `{w}` in: {err}");
         }
     }
+    // Azure refuses data actions in a role definition assignable at a management group: a
+    // profile that says it will be assignable there is refused at start.
+    let err = load_error(
+        "[access.x]\nkind = \"object-storage\"\nverbs = [\"read\"]\nplane = \"data\"\nazure.assignable_scopes = [\"/providers/Microsoft.Management/managementGroups/finance\"]",
+        RawCatalog::default(),
+    );
+    assert!(
+        err.contains("access.\"x\".azure.assignable_scopes")
+            && err.contains("is a data action")
+            && err.contains("managementGroups/finance"),
+        "{err}"
+    );
+    let err = load_error(
+        "[access.x]\nkind = \"object-storage\"\nverbs = [\"read\"]\nplane = \"data\"\naws.assignable_scopes = [\"/\"]",
+        RawCatalog::default(),
+    );
+    assert!(err.contains("`aws.assignable_scopes` is Azure's"), "{err}");
+    // The same scope is fine for a control-plane profile, and the role definition lists it.
+    let lang = AccessLanguage::load(
+        &RawCatalog::default(),
+        &spec("[access.ops]\nkind = \"compute-instance\"\nverbs = [\"read\"]\nplane = \"control\"\nazure.assignable_scopes = [\"/providers/Microsoft.Management/managementGroups/finance\"]"),
+        Path::new("."),
+    )
+    .unwrap();
+    let c = lang
+        .compile(
+            "ops",
+            &[format!(
+                "{RG}/providers/Microsoft.Compute/virtualMachines/vm1"
+            )],
+        )
+        .unwrap();
+    assert_eq!(
+        c.document["AssignableScopes"][1],
+        "/providers/Microsoft.Management/managementGroups/finance"
+    );
+
     // A deployment that forbids escalation refuses a profile that would hand it out.
     let err = load_error(
         "[access.x]\nkind = \"compute-instance\"\nverbs = [\"read\"]\nplane = \"control\"\naws.add = [\"iam:PassRole\"]",
