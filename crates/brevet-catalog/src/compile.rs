@@ -27,6 +27,9 @@ pub enum Target {
     /// The assignable scope: `/subscriptions/S/resourceGroups/RG/providers/…` or a management
     /// group `/providers/Microsoft.Management/managementGroups/MG`.
     Azure { scope: String },
+    /// The resource set a custom admin role is bound with: the groups (`groups/00g…`) or users
+    /// whose accounts the role may act on.
+    Okta { resources: Vec<String> },
 }
 
 impl Target {
@@ -35,6 +38,7 @@ impl Target {
             Target::Aws { .. } => Cloud::Aws,
             Target::Gcp { .. } => Cloud::Gcp,
             Target::Azure { .. } => Cloud::Azure,
+            Target::Okta { .. } => Cloud::Okta,
         }
     }
 }
@@ -271,7 +275,7 @@ fn in_kind(catalog: &Catalog, native: &Native, p: &Permission, plane: Plane) -> 
                 Plane::Control => on_control && !on_data && !extra,
             }
         }
-        Cloud::Gcp => {
+        Cloud::Gcp | Cloud::Okta => {
             let (collection, verb) = p.name.rsplit_once('.').unwrap_or_default();
             let extra = native.data_extra.contains(&p.name.as_str());
             // Who may use a resource is its configuration, even on a data collection
@@ -416,6 +420,11 @@ fn check_scope(target: &Target) -> Result<(), CompileError> {
                 fix: "write `projects/ID`, `folders/ID` or `organizations/ID`",
             })
         }
+        Target::Okta { resources } if resources.is_empty() => Err(CompileError::BadScope {
+            cloud: Cloud::Okta,
+            scope: String::new(),
+            fix: "name the groups or users the role may act on, e.g. okta:groups/00g1abcd (a role over the whole org is what the task should not get)",
+        }),
         Target::Azure { scope } if !scope.starts_with('/') => Err(CompileError::BadScope {
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -540,6 +549,22 @@ fn document(
                     .collect::<Vec<_>>(),
             })
         }
+        Target::Okta { resources } => {
+            let permissions: Vec<&str> =
+                permissions.iter().map(|i| perm(i).name.as_str()).collect();
+            json!({
+                "role": {
+                    "label": profile.name,
+                    "description": description,
+                    "permissions": permissions,
+                },
+                "resourceSet": {
+                    "label": format!("brevet {}", profile.name),
+                    "description": description,
+                    "resources": resources,
+                },
+            })
+        }
     }
 }
 
@@ -587,6 +612,9 @@ pub fn example_target(catalog: &Catalog, profile: &Profile, cloud: Cloud) -> Tar
         Cloud::Gcp => Target::Gcp {
             scope: "projects/example-project".into(),
             resource: None,
+        },
+        Cloud::Okta => Target::Okta {
+            resources: vec!["groups/00gexample".into()],
         },
         Cloud::Azure => Target::Azure {
             scope: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/example"

@@ -16,6 +16,7 @@ pub struct Kind {
     pub aws: Option<Native>,
     pub gcp: Option<Native>,
     pub azure: Option<Native>,
+    pub okta: Option<Native>,
 }
 
 /// One cloud's words for a kind.
@@ -37,6 +38,7 @@ impl Kind {
             Cloud::Aws => self.aws.as_ref(),
             Cloud::Gcp => self.gcp.as_ref(),
             Cloud::Azure => self.azure.as_ref(),
+            Cloud::Okta => self.okta.as_ref(),
         }
     }
 }
@@ -77,6 +79,7 @@ pub static KINDS: &[Kind] = &[
             data: &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs"],
             data_extra: &[],
         }),
+        okta: None,
     },
     Kind {
         name: "database",
@@ -108,6 +111,7 @@ pub static KINDS: &[Kind] = &[
             data: &[],
             data_extra: &[],
         }),
+        okta: None,
     },
     Kind {
         name: "compute-instance",
@@ -130,6 +134,7 @@ pub static KINDS: &[Kind] = &[
             data: &["Microsoft.Compute/virtualMachines"],
             data_extra: &[],
         }),
+        okta: None,
     },
     Kind {
         name: "secret",
@@ -156,6 +161,7 @@ pub static KINDS: &[Kind] = &[
             data: &["Microsoft.KeyVault/vaults/secrets"],
             data_extra: &[],
         }),
+        okta: None,
     },
     Kind {
         name: "key",
@@ -187,6 +193,7 @@ pub static KINDS: &[Kind] = &[
             data: &["Microsoft.KeyVault/vaults/keys"],
             data_extra: &[],
         }),
+        okta: None,
     },
     Kind {
         name: "queue",
@@ -214,6 +221,7 @@ pub static KINDS: &[Kind] = &[
             data: &["Microsoft.ServiceBus/namespaces/messages"],
             data_extra: &[],
         }),
+        okta: None,
     },
     Kind {
         name: "log",
@@ -249,6 +257,7 @@ pub static KINDS: &[Kind] = &[
                 "Microsoft.OperationalInsights/workspaces/search/action",
             ],
         }),
+        okta: None,
     },
     Kind {
         name: "kubernetes-namespace",
@@ -281,6 +290,26 @@ pub static KINDS: &[Kind] = &[
                 "Microsoft.ContainerService/managedClusters/services",
                 "Microsoft.ContainerService/managedClusters/configmaps",
             ],
+            data_extra: &[],
+        }),
+        okta: None,
+    },
+    Kind {
+        name: "directory-user",
+        description:
+            "people in an identity provider's directory (Okta users), by the groups they are in",
+        aws: None,
+        gcp: None,
+        azure: None,
+        okta: Some(Native {
+            service: "okta",
+            control: &[
+                "okta.users",
+                "okta.users.lifecycle",
+                "okta.users.credentials",
+                "okta.users.userprofile",
+            ],
+            data: &[],
             data_extra: &[],
         }),
     },

@@ -260,8 +260,8 @@ impl Catalog {
             .get(&(cloud, name.to_ascii_lowercase()))
             .copied()
             .filter(|&i| {
-                // GCP permissions are case-sensitive: `storage.objects.Get` is not one.
-                cloud != Cloud::Gcp || self.snap.permissions[i as usize].name == name
+                // GCP and Okta permissions are case-sensitive: `storage.objects.Get` is not one.
+                cloud.case_insensitive() || self.snap.permissions[i as usize].name == name
             })
     }
 
@@ -280,10 +280,10 @@ impl Catalog {
         if !Pattern::is_wildcard(pattern) {
             return self.permission_index(cloud, pattern).into_iter().collect();
         }
-        let p = Pattern::new(pattern, cloud != Cloud::Gcp);
+        let p = Pattern::new(pattern, cloud.case_insensitive());
         let sep = match cloud {
             Cloud::Aws => ':',
-            Cloud::Gcp => '.',
+            Cloud::Gcp | Cloud::Okta => '.',
             Cloud::Azure => '/',
         };
         let service = pattern.split(sep).next().unwrap_or_default();

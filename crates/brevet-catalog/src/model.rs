@@ -10,20 +10,28 @@ pub enum Cloud {
     Aws,
     Gcp,
     Azure,
+    /// Okta's admin permissions (custom admin roles, resource sets): a SaaS, in the same model.
+    Okta,
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 3] = [Cloud::Aws, Cloud::Gcp, Cloud::Azure];
+    pub const ALL: [Cloud; 4] = [Cloud::Aws, Cloud::Gcp, Cloud::Azure, Cloud::Okta];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Cloud::Aws => "aws",
             Cloud::Gcp => "gcp",
             Cloud::Azure => "azure",
+            Cloud::Okta => "okta",
         }
     }
 
-    /// Parses `aws`, `gcp` or `azure`.
+    /// Whether the cloud compares permission names without case (AWS, Azure).
+    pub fn case_insensitive(self) -> bool {
+        matches!(self, Cloud::Aws | Cloud::Azure)
+    }
+
+    /// Parses `aws`, `gcp`, `azure` or `okta`.
     pub fn parse(s: &str) -> Option<Cloud> {
         Cloud::ALL.into_iter().find(|c| c.as_str() == s)
     }
@@ -231,7 +239,7 @@ impl Permission {
     pub fn service(&self) -> &str {
         let sep = match self.cloud {
             Cloud::Aws => ':',
-            Cloud::Gcp => '.',
+            Cloud::Gcp | Cloud::Okta => '.',
             Cloud::Azure => '/',
         };
         self.name.split(sep).next().unwrap_or(&self.name)

@@ -29,6 +29,8 @@ pub struct ProfileSpec {
     pub gcp: Adjust,
     #[serde(default)]
     pub azure: Adjust,
+    #[serde(default)]
+    pub okta: Adjust,
 }
 
 /// Native permissions added to or removed from what the verb classes select, for one cloud.
@@ -57,6 +59,7 @@ pub struct Profile {
     pub aws: Adjust,
     pub gcp: Adjust,
     pub azure: Adjust,
+    pub okta: Adjust,
 }
 
 /// What is wrong with a profile as written, and the fix.
@@ -109,12 +112,12 @@ impl Profile {
             }
             None => [Plane::Control].into(),
         };
-        for (cloud, a) in [("aws", &spec.aws), ("gcp", &spec.gcp)] {
+        for (cloud, a) in [("aws", &spec.aws), ("gcp", &spec.gcp), ("okta", &spec.okta)] {
             if !a.assignable_scopes.is_empty() {
                 return Err(ProfileError::ScopesNotAzure(cloud));
             }
         }
-        let adds = [&spec.aws, &spec.gcp, &spec.azure]
+        let adds = [&spec.aws, &spec.gcp, &spec.azure, &spec.okta]
             .iter()
             .any(|a| !a.add.is_empty());
         if verbs.is_empty() && !adds {
@@ -129,6 +132,7 @@ impl Profile {
             aws: spec.aws.clone(),
             gcp: spec.gcp.clone(),
             azure: spec.azure.clone(),
+            okta: spec.okta.clone(),
         })
     }
 
@@ -137,6 +141,7 @@ impl Profile {
             Cloud::Aws => &self.aws,
             Cloud::Gcp => &self.gcp,
             Cloud::Azure => &self.azure,
+            Cloud::Okta => &self.okta,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Sources {
     pub azure: Option<PathBuf>,
     /// The Azure REST-API-to-operation map (control-plane operations no built-in role names).
     pub azure_operations: Option<PathBuf>,
+    /// Okta's admin permissions and standard roles (`crates/brevet-catalog/sources/okta.json`).
+    pub okta: Option<PathBuf>,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CatalogError> {
@@ -78,6 +80,14 @@ pub fn build(sources: &Sources) -> Result<Snapshot, CatalogError> {
             "azure: iam-dataset built-in roles (az role definition list) and REST-API-to-operation map, MIT; {} operations, {} built-in roles",
             snap.permissions.iter().filter(|p| p.cloud == Cloud::Azure).count(),
             snap.roles.iter().filter(|r| r.cloud == Cloud::Azure).count()
+        ));
+    }
+    if let Some(file) = &sources.okta {
+        okta(file, &mut snap)?;
+        snap.sources.push(format!(
+            "okta: custom admin role permissions and standard admin roles, hand-curated from Okta's documentation; {} permissions, {} roles",
+            snap.permissions.iter().filter(|p| p.cloud == Cloud::Okta).count(),
+            snap.roles.iter().filter(|r| r.cloud == Cloud::Okta).count()
         ));
     }
     if snap.permissions.is_empty() {
@@ -716,6 +726,111 @@ fn azure(
             description: r.description.clone(),
             permissions,
             patterns,
+            stage: String::new(),
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Okta
+
+#[derive(Deserialize)]
+struct OktaFile {
+    permissions: Vec<OktaPermission>,
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    roles: Vec<OktaRole>,
+}
+
+#[derive(Deserialize)]
+struct OktaPermission {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+struct OktaRole {
+    name: String,
+    title: String,
+    #[serde(default)]
+    description: String,
+    permissions: Vec<String>,
+}
+
+fn okta_access(name: &str) -> (Access, Verb) {
+    let verb = name.rsplit('.').next().unwrap_or(name);
+    // Changing who is in which group, or who administers what, changes access.
+    if name.starts_with("okta.iam.") && verb != "read"
+        || name == "okta.groups.members.manage"
+        || name == "okta.users.groupMembership.manage"
+    {
+        return (Access::PermissionsManagement, Verb::Admin);
+    }
+    match verb {
+        "read" | "view" => (Access::Read, Verb::Read),
+        "delete" => (Access::Write, Verb::Delete),
+        _ => (Access::Write, Verb::Write),
+    }
+}
+
+fn okta(file: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
+    let doc: OktaFile = read_json(file)?;
+    let mut tags: HashMap<&str, Tags> = HashMap::new();
+    for (tag, names) in &doc.tags {
+        let t = Tags::parse(tag).ok_or_else(|| CatalogError::Source {
+            path: file.to_owned(),
+            reason: format!("unknown tag `{tag}`"),
+        })?;
+        for n in names {
+            tags.entry(n.as_str()).or_default().insert(t);
+        }
+    }
+    let mut perms: Vec<&OktaPermission> = doc.permissions.iter().collect();
+    perms.sort_by(|a, b| a.name.cmp(&b.name));
+    let base = snap.permissions.len() as u32;
+    let index: HashMap<&str, u32> = perms
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), base + i as u32))
+        .collect();
+    for p in &perms {
+        let (access, verb) = okta_access(&p.name);
+        snap.permissions.push(Permission {
+            cloud: Cloud::Okta,
+            name: p.name.clone(),
+            access,
+            verb,
+            plane: Plane::Control,
+            tags: tags.get(p.name.as_str()).copied().unwrap_or_default(),
+            description: p.description.clone(),
+            resource_types: Vec::new(),
+            dependent: Vec::new(),
+            condition_keys: Vec::new(),
+            gcp_level: None,
+        });
+    }
+    for r in &doc.roles {
+        let mut permissions = Vec::new();
+        for p in &r.permissions {
+            permissions.push(*index.get(p.as_str()).ok_or_else(|| CatalogError::Source {
+                path: file.to_owned(),
+                reason: format!(
+                    "role {} names `{p}`, which is not among the permissions",
+                    r.name
+                ),
+            })?);
+        }
+        permissions.sort_unstable();
+        snap.roles.push(Role {
+            cloud: Cloud::Okta,
+            name: r.name.clone(),
+            title: r.title.clone(),
+            description: r.description.clone(),
+            permissions,
+            patterns: r.permissions.clone(),
             stage: String::new(),
         });
     }

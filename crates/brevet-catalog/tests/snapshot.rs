@@ -18,6 +18,7 @@ fn sources() -> Sources {
         gcp: Some(d.join("gcp")),
         azure: Some(d.join("azure/built-in-roles-raw.json")),
         azure_operations: Some(d.join("azure/rest-api-to-operation-map.2026-06-14.json")),
+        okta: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("sources/okta.json")),
     }
 }
 
@@ -61,6 +62,26 @@ fn the_catalogs_hold_what_the_dumps_say() {
     let roles = |cloud| c.roles().iter().filter(|r| r.cloud == cloud).count();
     assert_eq!(roles(Cloud::Azure), 928);
     assert_eq!(roles(Cloud::Gcp), 2_461);
+    assert_eq!(count(Cloud::Okta), 55);
+    let help_desk = c.role(Cloud::Okta, "HELP_DESK_ADMIN").unwrap();
+    assert_eq!(
+        names(&c, &help_desk.permissions),
+        [
+            "okta.groups.read",
+            "okta.users.credentials.resetFactors",
+            "okta.users.credentials.resetPassword",
+            "okta.users.lifecycle.clearSessions",
+            "okta.users.lifecycle.unlock",
+            "okta.users.read",
+        ]
+    );
+    let reset = c
+        .permission(Cloud::Okta, "okta.users.credentials.resetPassword")
+        .unwrap();
+    assert!(reset.tags.contains(Tags::PRIV_ESC));
+    assert!(c
+        .permission(Cloud::Okta, "okta.users.credentials.resetpassword")
+        .is_none());
 
     let get = c
         .permission(Cloud::Aws, "s3:getobject")

@@ -28,7 +28,7 @@ pub enum CatalogCommand {
         /// Words of the name (`storage objects get`, `blob read`, `s3:GetObject`).
         #[arg(required = true)]
         query: Vec<String>,
-        /// Only this cloud: aws, gcp or azure.
+        /// Only this cloud: aws, gcp, azure or okta.
         #[arg(long)]
         cloud: Option<String>,
         /// Only permissions of this access level: list, read, write, tagging, permissions-management.
@@ -62,6 +62,9 @@ pub enum CatalogCommand {
         /// The Azure REST-API-to-operation map (more control-plane operations).
         #[arg(long, requires = "azure")]
         azure_operations: Option<PathBuf>,
+        /// Okta's admin permissions and standard roles (crates/brevet-catalog/sources/okta.json).
+        #[arg(long)]
+        okta: Option<PathBuf>,
         /// Where to write the snapshot.
         #[arg(long)]
         out: PathBuf,
@@ -75,7 +78,7 @@ pub enum ProfileCommand {
     Compile {
         profile: String,
         /// The resource: AWS ARNs (repeat the flag), a GCP scope (then optionally the
-        /// resource's full name), or an Azure scope.
+        /// resource's full name), an Azure scope, or Okta groups/users (`okta:groups/ID`).
         #[arg(long = "resource", required = true)]
         resources: Vec<String>,
         #[command(flatten)]
@@ -168,6 +171,7 @@ pub async fn catalog(client: &Client, json: bool, cmd: CatalogCommand) -> Result
             gcp,
             azure,
             azure_operations,
+            okta,
             out,
         } => {
             let sources = brevet_catalog::refresh::Sources {
@@ -175,6 +179,7 @@ pub async fn catalog(client: &Client, json: bool, cmd: CatalogCommand) -> Result
                 gcp,
                 azure,
                 azure_operations,
+                okta,
             };
             let snap = brevet_catalog::refresh::build(&sources)?;
             let bytes = snap.encode();

@@ -401,7 +401,9 @@ fn role_ref(r: &brevet_catalog::Role) -> RoleRef {
 
 fn parse_cloud(s: &str) -> Result<Cloud, AccessError> {
     Cloud::parse(s).ok_or_else(|| {
-        AccessError::BadInput(format!("unknown cloud `{s}`; write aws, gcp or azure"))
+        AccessError::BadInput(format!(
+            "unknown cloud `{s}`; write aws, gcp, azure or okta"
+        ))
     })
 }
 
@@ -419,6 +421,19 @@ pub fn parse_target(targets: &[String]) -> Result<Target, AccessError> {
         return Ok(Target::Aws {
             arns: targets.to_vec(),
         });
+    }
+    if first.starts_with("okta:") {
+        let resources = targets
+            .iter()
+            .map(|t| {
+                t.strip_prefix("okta:").map(str::to_owned).ok_or_else(|| {
+                    AccessError::BadInput(format!(
+                        "`{t}` is not an Okta resource; write okta:groups/ID or okta:users/ID"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Target::Okta { resources });
     }
     if first.starts_with('/') {
         if targets.len() > 1 {
@@ -445,7 +460,7 @@ pub fn parse_target(targets: &[String]) -> Result<Target, AccessError> {
         });
     }
     Err(AccessError::BadInput(format!(
-        "`{first}` names no cloud resource: write AWS ARNs (arn:aws:…), a GCP scope (projects/ID) or an Azure scope (/subscriptions/ID/…)"
+        "`{first}` names no cloud resource: write AWS ARNs (arn:aws:…), a GCP scope (projects/ID), an Azure scope (/subscriptions/ID/…) or Okta groups (okta:groups/ID)"
     )))
 }
 
@@ -457,6 +472,11 @@ fn describe(t: &Target) -> String {
             None => scope.clone(),
         },
         Target::Azure { scope } => scope.clone(),
+        Target::Okta { resources } => resources
+            .iter()
+            .map(|r| format!("okta:{r}"))
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 

@@ -108,6 +108,14 @@ fn cases() -> Vec<Case> {
         aws("k8s.deploy", &["arn:aws:eks:eu-west-1:123456789012:cluster/prod"], &["eks:AccessKubernetesApi", "eks:DescribeCluster"], "AmazonEKSMCPReadOnlyAccess"),
         gcp("k8s.deploy", &["container.deployments.get", "container.deployments.update", "container.clusters.get"], "roles/container.developer"),
         azure("k8s.deploy", &format!("{RG}/providers/Microsoft.ContainerService/managedClusters/prod"), &["Microsoft.ContainerService/managedClusters/apps/deployments/read"], "Azure Kubernetes Service RBAC Writer"),
+        Case {
+            profile: "helpdesk.password-reset",
+            target: Target::Okta {
+                resources: vec!["groups/00g1seattle".into()],
+            },
+            needs: &["okta.users.credentials.resetPassword", "okta.users.read"],
+            precut: "HELP_DESK_ADMIN",
+        },
     ]
 }
 
@@ -132,6 +140,7 @@ fn document_names(cloud: Cloud, doc: &serde_json::Value) -> Vec<String> {
             .collect(),
         Cloud::Gcp => strings(&doc["role"]["includedPermissions"]),
         Cloud::Azure => [strings(&doc["Actions"]), strings(&doc["DataActions"])].concat(),
+        Cloud::Okta => strings(&doc["role"]["permissions"]),
     }
 }
 
