@@ -28,7 +28,7 @@ pub use model::*;
 pub use search::{Hit, IndexData, Query};
 
 /// The snapshot format's version; a snapshot of another version is refused with the fix.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The snapshot shipped with this build (see `scripts/catalog-snapshot`).
 static EMBEDDED: &[u8] = include_bytes!("../data/catalog.bin");
@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub sources: Vec<String>,
     pub permissions: Vec<Permission>,
     pub resource_types: Vec<ResourceType>,
+    /// AWS condition keys, each once.
+    pub condition_keys: Vec<String>,
     pub roles: Vec<Role>,
     /// The search index over the names above, built when the snapshot is.
     pub index: Option<IndexData>,
@@ -83,14 +85,17 @@ impl Snapshot {
         };
         let raw = lz4_flex::decompress_size_prepended(bytes)
             .map_err(|e| err(format!("not a compressed snapshot ({e})")))?;
-        let snap: Snapshot =
-            postcard::from_bytes(&raw).map_err(|e| err(format!("not a snapshot ({e})")))?;
-        if snap.format != FORMAT {
+        // The format comes first, so a snapshot of another version is named as such rather than
+        // failing somewhere in its middle.
+        let (format, _) = postcard::take_from_bytes::<u32>(&raw)
+            .map_err(|e| err(format!("not a snapshot ({e})")))?;
+        if format != FORMAT {
             return Err(err(format!(
-                "format {} (this Brevet reads format {FORMAT})",
-                snap.format
+                "format {format} (this Brevet reads format {FORMAT})"
             )));
         }
+        let snap: Snapshot =
+            postcard::from_bytes(&raw).map_err(|e| err(format!("not a snapshot ({e})")))?;
         Ok(snap)
     }
 }
@@ -235,6 +240,13 @@ impl Catalog {
 
     pub fn resource_types(&self) -> &[ResourceType] {
         &self.snap.resource_types
+    }
+
+    /// The condition keys of a permission, by name.
+    pub fn condition_keys<'a>(&'a self, p: &'a Permission) -> impl Iterator<Item = &'a str> + 'a {
+        p.condition_keys
+            .iter()
+            .filter_map(|&i| self.snap.condition_keys.get(i as usize).map(String::as_str))
     }
 
     /// Which clouds this catalog covers.

@@ -207,6 +207,7 @@ fn aws(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
     let tags = tag_lists(&dir.join("tags.json"), "iam")?;
+    let mut keys: HashMap<String, u32> = HashMap::new();
 
     let mut rt_index: HashMap<(String, String), u32> = HashMap::new();
     for file in json_files(&data.join("resourceTypes"))? {
@@ -268,7 +269,17 @@ fn aws(dir: &Path, snap: &mut Snapshot) -> Result<(), CatalogError> {
                 description: a.description,
                 resource_types,
                 dependent,
-                condition_keys: a.condition_keys,
+                condition_keys: a
+                    .condition_keys
+                    .into_iter()
+                    .map(|k| {
+                        let next = snap.condition_keys.len() as u32;
+                        *keys.entry(k.clone()).or_insert_with(|| {
+                            snap.condition_keys.push(k);
+                            next
+                        })
+                    })
+                    .collect(),
                 gcp_level: None,
                 name,
             });

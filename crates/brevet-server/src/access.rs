@@ -254,7 +254,7 @@ impl AccessLanguage {
                         })
                         .collect(),
                     dependent_actions: p.dependent.clone(),
-                    condition_keys: p.condition_keys.clone(),
+                    condition_keys: c.condition_keys(p).map(str::to_owned).collect(),
                     custom_role_level: p.gcp_level.map(|l| {
                         match l {
                             brevet_catalog::GcpLevel::Project => "project",
