@@ -292,10 +292,8 @@ pub fn profile_explanation(e: &brevet_wire::ProfileExplanation) -> String {
                     Some(r) => {
                         let _ = writeln!(
                             s,
-                            "  the smallest precut role that covers it is {} ({} permissions, {:.1}x more)",
-                            r.role,
-                            r.role_size,
-                            r.role_size as f64 / r.compiled_size.max(1) as f64
+                            "  the smallest precut role that covers it is {} ({} permissions; the profile grants {})",
+                            r.role, r.role_size, r.compiled_size
                         );
                     }
                     None => {
