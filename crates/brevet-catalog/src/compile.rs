@@ -191,6 +191,20 @@ pub fn compile(
             ));
         }
     }
+    // A verb class that selects nothing here is said, not silently dropped (Azure's catalog, for
+    // one, lacks data actions no built-in role names).
+    for verb in &profile.verbs {
+        let any = chosen
+            .iter()
+            .any(|&i| catalog.permissions()[i as usize].verb == *verb);
+        if !any && profile.kind.native(cloud).is_some() {
+            warnings.push(format!(
+                "`{}` selects no {cloud} permission for kind `{}` in the chosen plane; add what the task needs under `{cloud}.add`",
+                verb.as_str(),
+                profile.kind.name
+            ));
+        }
+    }
     let permissions: Vec<u32> = chosen.into_iter().collect();
     let document = document(catalog, profile, target, &arn_types, &permissions);
     Ok(Compiled {
@@ -341,7 +355,8 @@ pub fn arn_type(catalog: &Catalog, arn: &str) -> Option<u32> {
         .resource_types_of(service)
         .iter()
         .map(|&i| (i, &catalog.resource_types()[i as usize]))
-        .filter(|(_, t)| arn_fits(&t.arn, arn))
+        // A few types list two templates joined by ", ".
+        .filter(|(_, t)| t.arn.split(", ").any(|tpl| arn_fits(tpl, arn)))
         .max_by_key(|(_, t)| literal_len(&t.arn))
         .map(|(i, _)| i)
 }
@@ -377,29 +392,84 @@ fn no_fitting_arn(catalog: &Catalog, p: &Permission, arns: &[String]) -> Compile
 
 /// Matches an ARN against an AWS resource-type template (`arn:${Partition}:s3:::${BucketName}`):
 /// a placeholder stands for one or more characters without `:` (log group names and role paths
-/// hold slashes), except the last one, which may hold anything (object keys, paths).
+/// hold slashes), except the last one, which may hold anything (object keys, paths); `${Region}`
+/// and `${Account}` may be empty (global services). Byte-wise and by dynamic programming, so any
+/// input — non-ASCII, thousands of slashes — costs at most template tokens × ARN length.
 pub fn arn_fits(template: &str, arn: &str) -> bool {
-    fn go(t: &str, a: &str) -> bool {
-        match t.find("${") {
-            None => t.eq_ignore_ascii_case(a),
-            Some(start) => {
-                let Some(end) = t[start..].find('}').map(|e| start + e + 1) else {
-                    return t.eq_ignore_ascii_case(a);
-                };
-                if a.len() < start || !t[..start].eq_ignore_ascii_case(&a[..start]) {
-                    return false;
-                }
-                let (rest_t, a) = (&t[end..], &a[start..]);
-                let last = !rest_t.contains("${");
-                (1..=a.len()).any(|n| {
-                    let (value, rest_a) = a.split_at(n);
-                    (last || !value.contains(':')) && go(rest_t, rest_a)
-                }) || (t[start..end].contains("Region") || t[start..end].contains("Account"))
-                    && go(rest_t, a)
-            }
+    enum Token<'t> {
+        Literal(&'t [u8]),
+        /// One or more bytes; `colon`: may hold `:`; `empty`: may also be empty.
+        Hole {
+            colon: bool,
+            empty: bool,
+        },
+    }
+    let mut tokens = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let Some(end) = rest[start..].find('}').map(|e| start + e) else {
+            break;
+        };
+        if start > 0 {
+            tokens.push(Token::Literal(rest[..start].as_bytes()));
+        }
+        let name = &rest[start + 2..end];
+        tokens.push(Token::Hole {
+            colon: false,
+            empty: name == "Region" || name == "Account",
+        });
+        rest = &rest[end + 1..];
+    }
+    if !rest.is_empty() {
+        tokens.push(Token::Literal(rest.as_bytes()));
+    }
+    if let Some(last) = tokens
+        .iter_mut()
+        .rev()
+        .find(|t| matches!(t, Token::Hole { .. }))
+    {
+        if let Token::Hole { colon, .. } = last {
+            *colon = true;
         }
     }
-    go(template, arn)
+    let a = arn.as_bytes();
+    // reach[i]: the ARN's first i bytes can be matched by the tokens so far.
+    let mut reach = vec![false; a.len() + 1];
+    reach[0] = true;
+    for t in &tokens {
+        let mut next = vec![false; a.len() + 1];
+        match t {
+            Token::Literal(lit) => {
+                for i in 0..=a.len() {
+                    if reach[i]
+                        && a.len() - i >= lit.len()
+                        && a[i..i + lit.len()].eq_ignore_ascii_case(lit)
+                    {
+                        next[i + lit.len()] = true;
+                    }
+                }
+            }
+            Token::Hole { colon, empty } => {
+                // Extend every reachable start over a run of allowed bytes, in one pass.
+                let mut open = false;
+                for i in 0..=a.len() {
+                    if open && (*colon || a[i - 1] != b':') {
+                        next[i] = true;
+                    } else {
+                        open = false;
+                    }
+                    if reach[i] {
+                        if *empty {
+                            next[i] = true;
+                        }
+                        open = true;
+                    }
+                }
+            }
+        }
+        reach = next;
+    }
+    reach[a.len()]
 }
 
 fn check_scope(target: &Target) -> Result<(), CompileError> {
@@ -410,21 +480,31 @@ fn check_scope(target: &Target) -> Result<(), CompileError> {
             fix: "give the resource at least one ARN",
         }),
         Target::Gcp { scope, .. }
-            if !["projects/", "folders/", "organizations/"]
+            if !["projects/", "organizations/"]
                 .iter()
                 .any(|p| scope.starts_with(p) && scope.len() > p.len()) =>
         {
             Err(CompileError::BadScope {
                 cloud: Cloud::Gcp,
                 scope: scope.clone(),
-                fix: "write `projects/ID`, `folders/ID` or `organizations/ID`",
+                fix: "write `projects/ID` or `organizations/ID` (GCP keeps custom roles only there; to bind on a folder, compile for its organization)",
             })
         }
-        Target::Okta { resources } if resources.is_empty() => Err(CompileError::BadScope {
+        Target::Okta { resources }
+            if resources.is_empty()
+                || resources.iter().any(|r| {
+                    let (kind, id) = r.split_once('/').unwrap_or((r, ""));
+                    !matches!(kind, "groups" | "users")
+                        || id.is_empty()
+                        || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+                }) =>
+        {
+            Err(CompileError::BadScope {
             cloud: Cloud::Okta,
             scope: String::new(),
-            fix: "name the groups or users the role may act on, e.g. okta:groups/00g1abcd (a role over the whole org is what the task should not get)",
-        }),
+            fix: "name the groups or users the role may act on, each as okta:groups/ID or okta:users/ID (a role over the whole org is what the task should not get)",
+        })
+        }
         Target::Azure { scope } if !scope.starts_with('/') => Err(CompileError::BadScope {
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -518,7 +598,11 @@ fn document(
             if let Some(r) = resource {
                 binding["condition"] = json!({
                     "title": "brevet-resource",
-                    "expression": format!("resource.name.startsWith({})", serde_json::to_string(r).unwrap_or_default()),
+                "expression": format!(
+                        "resource.name == {0} || resource.name.startsWith({1})",
+                        serde_json::to_string(r).unwrap_or_default(),
+                        serde_json::to_string(&format!("{r}/")).unwrap_or_default()
+                    ),
                 });
             }
             json!({
@@ -675,5 +759,23 @@ mod tests {
         assert!(!arn_fits(secret, "arn:aws:s3:::logs"));
         let role = "arn:${Partition}:iam::${Account}:role/${RoleNameWithPath}";
         assert!(arn_fits(role, "arn:aws:iam::123456789012:role/x/y"));
+        // Global services leave the region empty.
+        let user = "arn:${Partition}:iam::${Account}:user/${UserNameWithPath}";
+        assert!(arn_fits(user, "arn:aws:iam::123456789012:user/dave"));
+        let table = "arn:${Partition}:dynamodb:${Region}:${Account}:table/${TableName}";
+        assert!(!arn_fits(table, "arn:aws:dynamodb:::table"));
+        // Any input is safe: non-ASCII object keys, and a long ARN of slashes against a template
+        // of four placeholders (this took exponential time when matched by backtracking).
+        assert!(arn_fits(object, "arn:aws:s3:::b/ü/ñ.txt"));
+        assert!(arn_fits(bucket, "arn:aws:s3:::bücket"));
+        let api =
+            "arn:${Partition}:execute-api:${Region}:${Account}:${ApiId}/${Stage}/${Method}/${Path}";
+        let long = format!(
+            "arn:aws:execute-api:us-east-1:123456789012:{}",
+            "/".repeat(5000)
+        );
+        let t = std::time::Instant::now();
+        assert!(arn_fits(api, &long), "slashes may fill every placeholder");
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -14,7 +14,7 @@ mod language;
 pub mod model;
 pub mod profile;
 pub mod refresh;
-mod search;
+pub mod search;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -617,10 +617,21 @@ fn azure_tags(name: &str, plane: Plane) -> Tags {
     if CREDENTIAL.iter().any(|c| format!("{lower}/").contains(c)) {
         t.insert(Tags::CREDENTIAL_EXPOSURE);
     }
+    // Changing who may do what, acting as an identity, running code on a machine, or acting as
+    // a superuser of the data all reach beyond the resource.
+    const ESCALATING: [&str; 6] = [
+        "/runcommand/",
+        "/runcommands/",
+        "/runassuperuser/",
+        "/loginasadmin/",
+        "/manageownership/",
+        "/modifypermissions/",
+    ];
     if lower.starts_with("microsoft.authorization/roleassignments/write")
         || lower.starts_with("microsoft.authorization/roledefinitions/write")
         || lower.starts_with("microsoft.authorization/elevateaccess/")
         || lower.starts_with("microsoft.managedidentity/userassignedidentities/assign")
+        || ESCALATING.iter().any(|e| format!("{lower}/").contains(e))
     {
         t.insert(Tags::PRIV_ESC);
     }

@@ -10,6 +10,9 @@ use fst::{IntoStreamer, Map, Streamer};
 use crate::model::{Access, Cloud};
 use crate::Snapshot;
 
+/// The most words a query may have.
+pub const MAX_WORDS: usize = 12;
+
 /// What to look for.
 #[derive(Debug, Clone)]
 pub struct Query {
@@ -236,7 +239,8 @@ impl Index {
             w.dedup();
             w
         };
-        if required.is_empty() {
+        // Names have a handful of words; a longer query is refused rather than scanned.
+        if required.is_empty() || required.len() > MAX_WORDS {
             return Vec::new();
         }
         let n_perm = snap.permissions.len();

@@ -140,6 +140,16 @@ fn the_catalogs_hold_what_the_dumps_say() {
     assert!(c.permissions()[assign as usize]
         .tags
         .contains(Tags::PRIV_ESC));
+    // Running code on a VM or acting as the data's superuser is escalation, warned or forbidden.
+    for op in [
+        "Microsoft.Compute/virtualMachines/runCommand/action",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/runAsSuperUser/action",
+    ] {
+        let p = c
+            .permission(Cloud::Azure, op)
+            .unwrap_or_else(|| panic!("{op}"));
+        assert!(p.tags.contains(Tags::PRIV_ESC), "{op}");
+    }
     // AWS managed policies: `s3:Get*` and `s3:List*` expanded.
     let ro = c.role(Cloud::Aws, "AmazonS3ReadOnlyAccess").unwrap();
     let get_i = c.permission_index(Cloud::Aws, "s3:GetObject").unwrap();

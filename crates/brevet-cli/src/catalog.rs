@@ -94,8 +94,7 @@ pub enum ProfileCommand {
 
 fn local(from: &Offline) -> Result<Option<AccessLanguage>> {
     if let Some(path) = &from.config {
-        let config = brevet_server::Config::load(path)?;
-        return Ok(Some(config.access));
+        return Ok(Some(AccessLanguage::from_config_file(path)?));
     }
     if from.offline {
         let empty = Default::default();

@@ -65,7 +65,28 @@ pub enum AccessError {
     Compile(#[from] CompileError),
 }
 
+/// The parts of a config file the access language reads, other sections ignored.
+#[derive(Debug, Deserialize)]
+struct AccessSections {
+    #[serde(default)]
+    catalog: RawCatalog,
+    #[serde(default)]
+    access: BTreeMap<String, ProfileSpec>,
+}
+
 impl AccessLanguage {
+    /// From a config file's `[catalog]` and `[access]` alone, for the CLI offline: a CI job can
+    /// check profiles with a deployment's config without its secrets, policies or providers.
+    pub fn from_config_file(path: &std::path::Path) -> Result<AccessLanguage, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let sections: AccessSections = brevet_config::parse_toml(&text, "")?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        AccessLanguage::load(&sections.catalog, &sections.access, base)
+    }
+
     /// Loads the catalog and checks every profile: its kind, verbs and plane, that every
     /// `add`/`remove` names catalog permissions, and that it compiles for every cloud its kind
     /// maps to (against an example resource of the kind) without a forbidden permission.
@@ -153,9 +174,10 @@ impl AccessLanguage {
                     }
                     // Where it may be bound (organization-only permissions, Azure data actions,
                     // the ARNs an action needs) depends on the real resource, checked when the
-                    // profile is compiled for it; and a profile meant for some clouds may select
-                    // nothing in another.
-                    Err(_) => {}
+                    // profile is compiled for it; said at start all the same.
+                    Err(e) => warnings.push(format!(
+                        "access profile `{name}` ({cloud}), on an example resource: {e}"
+                    )),
                 }
             }
             profiles.insert(name.clone(), profile);
@@ -178,6 +200,12 @@ impl AccessLanguage {
         access: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CatalogHit>, AccessError> {
+        if text.split_whitespace().count() > brevet_catalog::search::MAX_WORDS {
+            return Err(AccessError::BadInput(format!(
+                "a search has at most {} words",
+                brevet_catalog::search::MAX_WORDS
+            )));
+        }
         let mut q = Query::new(text);
         q.cloud = cloud.map(parse_cloud).transpose()?;
         q.access = access

@@ -348,6 +348,33 @@ fn bad_profiles_are_refused_with_the_name_and_the_fix() {
     );
 }
 
+/// `brevet profile … --config` in CI reads only `[catalog]` and `[access]`: a deployment's
+/// config whose secrets and policy files are not there still answers.
+#[test]
+fn the_access_language_loads_from_a_config_without_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("examples/access-profiles.toml"),
+        dir.path().join("access-profiles.toml"),
+    )
+    .unwrap();
+    let config = dir.path().join("brevet.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = { env = \"BREVET_NOT_SET_IN_CI\" }\n[policy]\nfiles = [\"missing.cedar\"]\n\
+         [catalog]\nprofiles = [\"access-profiles.toml\"]\n\
+         [access.extra]\nkind = \"secret\"\nverbs = [\"read\"]\nplane = \"data\"\n",
+    )
+    .unwrap();
+    let lang = AccessLanguage::from_config_file(&config).unwrap();
+    assert!(lang.profile("storage.read").is_ok() && lang.profile("extra").is_ok());
+    std::fs::write(&config, "[access.x]\nkind = \"nope\"\n").unwrap();
+    let err = AccessLanguage::from_config_file(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown resource kind `nope`"), "{err}");
+}
+
 #[test]
 fn placement_rules_of_each_cloud_are_enforced() {
     let lang = AccessLanguage::load(
@@ -397,6 +424,44 @@ fn placement_rules_of_each_cloud_are_enforced() {
     );
     // … but can into the organization's.
     assert!(lang.compile("org", &["organizations/123".into()]).is_ok());
+    // A GCP binding limited to one bucket does not reach a bucket whose name starts the same.
+    let c = lang
+        .compile(
+            "blob",
+            &["projects/p".into(), "projects/_/buckets/logs".into()],
+        )
+        .unwrap();
+    assert_eq!(
+        c.document["binding"]["condition"]["expression"],
+        "resource.name == \"projects/_/buckets/logs\" || resource.name.startsWith(\"projects/_/buckets/logs/\")"
+    );
+    // An Okta role must be bound to named groups or users, never the whole org.
+    let helpdesk = templates();
+    for bad in ["okta:users", "okta:*", "okta:", "okta:groups/"] {
+        let err = helpdesk
+            .compile("helpdesk.password-reset", &[bad.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("okta:groups/ID or okta:users/ID"),
+            "{bad}: {err}"
+        );
+    }
+    assert!(helpdesk
+        .compile(
+            "helpdesk.password-reset",
+            &["okta:groups/00g1seattle".into()]
+        )
+        .is_ok());
+    // GCP keeps custom roles in projects and organizations only.
+    let err = lang
+        .compile("blob", &["folders/123".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`folders/123`") && err.contains("projects/ID"),
+        "{err}"
+    );
     // An action whose resource type none of the ARNs is of.
     let lang = AccessLanguage::load(
         &RawCatalog::default(),
