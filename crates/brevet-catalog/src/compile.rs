@@ -411,7 +411,7 @@ pub fn arn_fits(template: &str, arn: &str) -> bool {
             break;
         };
         if start > 0 {
-            tokens.push(Token::Literal(rest[..start].as_bytes()));
+            tokens.push(Token::Literal(&rest.as_bytes()[..start]));
         }
         let name = &rest[start + 2..end];
         tokens.push(Token::Hole {
@@ -423,14 +423,12 @@ pub fn arn_fits(template: &str, arn: &str) -> bool {
     if !rest.is_empty() {
         tokens.push(Token::Literal(rest.as_bytes()));
     }
-    if let Some(last) = tokens
+    if let Some(Token::Hole { colon, .. }) = tokens
         .iter_mut()
         .rev()
         .find(|t| matches!(t, Token::Hole { .. }))
     {
-        if let Token::Hole { colon, .. } = last {
-            *colon = true;
-        }
+        *colon = true;
     }
     let a = arn.as_bytes();
     // reach[i]: the ARN's first i bytes can be matched by the tokens so far.
