@@ -983,12 +983,12 @@ fn bad_aws_input_is_refused_and_nothing_is_created() {
     }
     drop(world);
     // Privilege-escalation actions are allowed but called out when the server starts.
-    let escalating = base.replace(
-        "[\"s3:GetObject\", \"s3:ListBucket\"]",
-        "[\"s3:GetObject\", \"iam:PassRole\"]",
-    );
     let world = World::new(StoreKind::Sqlite)
-        .with(&escalating)
+        .with(&base)
+        .set(
+            "providers.aws.profiles.\"aws.s3-read\".actions",
+            toml::Value::Array(vec!["s3:GetObject".into(), "iam:PassRole".into()]),
+        )
         .env(&AWS_ENV);
     let server = world.start();
     assert!(

@@ -2,8 +2,6 @@
 //! a refused request. The API's answers to bad input are tested in process in brevet-server's
 //! `tests/api`.
 
-use std::process::Command;
-
 use crate::common::*;
 
 #[test]
@@ -68,21 +66,12 @@ fn bad_config_is_refused_with_the_field_named() {
             stderr(&out)
         );
     }
-    let dir = tempfile::tempdir().unwrap();
     // A policy that does not validate against the schema names the policy.
-    std::fs::write(dir.path().join("brevet.toml"), world.config.text()).unwrap();
-    std::fs::write(dir.path().join("policy.cedar"), "@id(\"typo\") permit (principal, action == Action::\"request\", resource) when { context.profil == \"x\" };").unwrap();
-    let out = Command::new(BIN)
-        .args(["server", "--config", "brevet.toml"])
-        .current_dir(dir.path())
-        .envs(world.env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success() && stderr(&out).contains("policy `typo`"),
-        "{}",
-        stderr(&out)
+    let out = world.refused_start_with_policy(
+        &world.config,
+        "@id(\"typo\") permit (principal, action == Action::\"request\", resource) when { context.profil == \"x\" };",
     );
+    assert!(stderr(&out).contains("policy `typo`"), "{}", stderr(&out));
 }
 
 /// What the CLI makes of a refusal: the server's message on stderr and a non-zero exit, 2 when

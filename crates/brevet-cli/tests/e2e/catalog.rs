@@ -3,9 +3,9 @@
 
 use crate::common::*;
 
-fn offline(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
+/// Runs a command with no server and no token in its environment.
+fn offline(cmd: Cmd) -> std::process::Output {
+    cmd.command()
         .env_remove("BREVET_URL")
         .env_remove("BREVET_TOKEN")
         .output()
@@ -17,57 +17,46 @@ fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
 }
 
+const PROD_LOGS: [&str; 2] = ["arn:aws:s3:::prod-logs", "arn:aws:s3:::prod-logs/*"];
+
 #[test]
 fn catalog_and_profiles_offline_and_through_the_server() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let quickstart = examples.join("quickstart.toml");
-    let quickstart = quickstart.to_str().unwrap();
 
     // With no server and no config: the built-in catalog.
-    let hits = json(&offline(&[
-        "--json",
-        "catalog",
-        "search",
-        "storag",
-        "objcts",
-        "get",
-        "--cloud",
-        "gcp",
-        "--offline",
-    ]));
+    let hits = json(&offline(
+        Cmd::catalog_search("storag objcts get")
+            .cloud("gcp")
+            .offline()
+            .json_output(),
+    ));
     assert_eq!(hits[0]["name"], "storage.objects.get", "{hits:#}");
-    let text = stdout(&offline(&["catalog", "show", "iam:PassRole", "--offline"]));
+    let text = stdout(&offline(Cmd::catalog_show("iam:PassRole").offline()));
     assert!(
         text.contains("sensitive: privilege-escalation") && text.contains("held by"),
         "{text}"
     );
-    let out = offline(&["catalog", "show", "s3:GetObjekt", "--offline"]);
+    let out = offline(Cmd::catalog_show("s3:GetObjekt").offline());
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("brevet catalog search"),
         "{}",
         stderr(&out)
     );
-    let out = offline(&["profile", "explain", "storage.read", "--offline"]);
+    let out = offline(Cmd::profile_explain("storage.read").offline());
     assert!(
         !out.status.success() && stderr(&out).contains("pass --config"),
         "{}",
         stderr(&out)
     );
 
-    // From the quickstart config (its templates): compile for each cloud, and explain.
-    let aws = json(&offline(&[
-        "--json",
-        "profile",
-        "compile",
-        "storage.read",
-        "--config",
-        quickstart,
-        "--resource",
-        "arn:aws:s3:::prod-logs",
-        "--resource",
-        "arn:aws:s3:::prod-logs/*",
-    ]));
+    // From the quickstart config (its templates): compile, and explain.
+    let aws = json(&offline(
+        Cmd::profile_compile("storage.read", &PROD_LOGS)
+            .config(&quickstart)
+            .json_output(),
+    ));
     assert_eq!(aws["document"]["Version"], "2012-10-17", "{aws:#}");
     let perms: Vec<&str> = aws["permissions"]
         .as_array()
@@ -76,28 +65,22 @@ fn catalog_and_profiles_offline_and_through_the_server() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(perms.contains(&"s3:GetObject") && !perms.iter().any(|p| p.starts_with("s3:Put")));
-    let out = offline(&[
-        "profile",
-        "compile",
-        "storage.read",
-        "--config",
-        quickstart,
-        "--resource",
-        "/providers/Microsoft.Management/managementGroups/finance",
-    ]);
+    let out = offline(
+        Cmd::profile_compile(
+            "storage.read",
+            &["/providers/Microsoft.Management/managementGroups/finance"],
+        )
+        .config(&quickstart),
+    );
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("is a data action"),
         "{}",
         stderr(&out)
     );
-    let explained = stdout(&offline(&[
-        "profile",
-        "explain",
-        "vm.restart",
-        "--config",
-        quickstart,
-    ]));
+    let explained = stdout(&offline(
+        Cmd::profile_explain("vm.restart").config(&quickstart),
+    ));
     assert!(
         explained.contains("compute.instances.reset")
             && explained.contains("the smallest precut role that covers it"),
@@ -105,18 +88,16 @@ fn catalog_and_profiles_offline_and_through_the_server() {
     );
 
     // Through a server whose config loads the same templates: the same compiled document.
-    let world = World::new(StoreKind::Sqlite).with(&format!(
-        "[catalog]\nprofiles = [{:?}]\n",
-        examples.join("access-profiles.toml")
-    ));
-    let server = world.start();
-    let through = server.json(
-        ALICE,
-        Cmd::profile_compile(
-            "storage.read",
-            &["arn:aws:s3:::prod-logs", "arn:aws:s3:::prod-logs/*"],
-        ),
+    let world = World::new(StoreKind::Sqlite).set(
+        "catalog.profiles",
+        toml::Value::Array(vec![examples
+            .join("access-profiles.toml")
+            .to_str()
+            .unwrap()
+            .into()]),
     );
+    let server = world.start();
+    let through = server.json(ALICE, Cmd::profile_compile("storage.read", &PROD_LOGS));
     assert_eq!(through["document"], aws["document"]);
     let hits = server.json(ALICE, Cmd::catalog_search("blob read").cloud("azure"));
     assert!(

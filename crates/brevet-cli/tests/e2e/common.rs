@@ -209,9 +209,14 @@ schemas = ["public"]
     /// Runs `brevet server` on `config` (this world's policy and environment) and expects it to
     /// refuse to start: its output, and a check that the refused config created no store.
     pub fn refused_start(&self, config: &Config) -> std::process::Output {
+        self.refused_start_with_policy(config, POLICY)
+    }
+
+    /// [`World::refused_start`] with `policy` as the config's `policy.cedar`.
+    pub fn refused_start_with_policy(&self, config: &Config, policy: &str) -> std::process::Output {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("brevet.toml"), config.text()).unwrap();
-        std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
+        std::fs::write(dir.path().join("policy.cedar"), policy).unwrap();
         let out = output_within(
             Command::new(BIN)
                 .args(["server", "--config", "brevet.toml"])
@@ -932,12 +937,16 @@ pub fn identity_center_config(moto: &Moto, endpoint_url: &str) -> (String, Strin
         "--inline-policy",
         PERMISSION_SET_OWN_POLICY,
     ]);
-    let config = aws_config(endpoint_url)
-        .replace(
-            "arn:aws:sso:::permissionSet/ssoins-test0000000000/ps-admin000000000",
-            &permission_set,
+    let config = Config::parse(&aws_config(endpoint_url))
+        .set(
+            "providers.aws.profiles.\"aws.admin\".instance_arn",
+            instance.as_str(),
         )
-        .replace("arn:aws:sso:::instance/ssoins-test0000000000", &instance);
+        .set(
+            "providers.aws.profiles.\"aws.admin\".permission_set_arn",
+            permission_set.as_str(),
+        )
+        .text();
     (config, instance, permission_set)
 }
 
@@ -1104,6 +1113,18 @@ impl Cmd {
             .fold(Self::of(&["profile", "compile", profile]), |c, r| {
                 c.flag("--resource", r)
             })
+    }
+    /// `brevet catalog show NAME`.
+    pub fn catalog_show(name: &str) -> Self {
+        Self::of(&["catalog", "show", name])
+    }
+    /// `--offline`: the catalog built into brevet, no server.
+    pub fn offline(self) -> Self {
+        self.switch("--offline")
+    }
+    /// `--config FILE`: answer offline from a config's catalog and profiles.
+    pub fn config(self, path: &std::path::Path) -> Self {
+        self.flag("--config", path.to_str().expect("a UTF-8 path"))
     }
     /// `brevet profile explain PROFILE`.
     pub fn profile_explain(profile: &str) -> Self {

@@ -18,7 +18,9 @@ fn ssh_world(extra: &str) -> SshWorld {
 /// An SSH world whose server runs with extra environment (failpoints).
 fn ssh_world_with(extra: &str, env: &[(&str, &str)]) -> SshWorld {
     let port = free_port();
-    let world = World::new(StoreKind::Sqlite).with(&format!("{}{extra}", ssh_config(port)));
+    let world = World::new(StoreKind::Sqlite)
+        .with(&ssh_config(port))
+        .with(extra);
     let server = world.start_with(env);
     let ca = stdout(&server.run(ADMIN, Cmd::ssh_ca_public_key()));
     assert!(ca.starts_with("ssh-ed25519 "), "{ca}");
@@ -344,14 +346,9 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
 
     std::fs::write(&gate, "").unwrap();
-    let reissue = std::process::Command::new(BIN)
-        .args(["--json", "ssh-cert", "root@box"])
-        .env("BREVET_URL", &w.server.url)
-        .env("BREVET_TOKEN", DAVE)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let reissue = w
+        .server
+        .spawn(DAVE, Cmd::ssh_cert("root@box").json_output());
     let t = std::time::Instant::now();
     while !w.server.log_text().contains("failpoint reached: holding") {
         assert!(
@@ -360,14 +357,9 @@ fn a_certificate_issued_during_a_kill_is_revoked_with_the_grant() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kill = std::process::Command::new(BIN)
-        .args(["--json", "kill", "dave", "--reason", "stolen laptop"])
-        .env("BREVET_URL", &w.server.url)
-        .env("BREVET_TOKEN", ADMIN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let kill = w
+        .server
+        .spawn(ADMIN, Cmd::kill("dave", "stolen laptop").json_output());
     std::thread::sleep(Duration::from_millis(1500));
     std::fs::remove_file(&gate).unwrap();
     let reissued = reissue.wait_with_output().unwrap();
@@ -430,14 +422,9 @@ fn a_certificate_minted_after_its_grant_ended_is_revoked_at_once() {
     assert!(w.sshd.ssh(&key1, &cert1, "root", "true").status.success());
 
     std::fs::write(&gate, "").unwrap();
-    let reissue = std::process::Command::new(BIN)
-        .args(["--json", "ssh-cert", "root@box"])
-        .env("BREVET_URL", &w.server.url)
-        .env("BREVET_TOKEN", DAVE)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let reissue = w
+        .server
+        .spawn(DAVE, Cmd::ssh_cert("root@box").json_output());
     let t = std::time::Instant::now();
     while !w.server.log_text().contains("failpoint reached: holding") {
         assert!(
