@@ -168,9 +168,19 @@ impl TestApp {
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(header::CONTENT_LENGTH, body.len());
         }
-        let mut req = req
+        let req = req
             .body(Body::from(body.to_owned()))
             .expect("a well-formed test request");
+        let (status, _, text) = self.send(req).await;
+        (status, text)
+    }
+
+    /// Sends any request through the router (cookies, forms: the portal) and returns the status,
+    /// the headers and the body.
+    pub async fn send(
+        &self,
+        mut req: axum::http::Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
         // What `into_make_service_with_connect_info` gives every request of the real server.
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
@@ -184,10 +194,15 @@ impl TestApp {
             .await
             .unwrap_or_else(|never| match never {});
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await
             .expect("the response body is readable");
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
     }
 
     /// A call whose success answers `T` as JSON; anything but 2xx is a [`Failure`].

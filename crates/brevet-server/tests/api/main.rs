@@ -8,5 +8,6 @@ mod world;
 mod access;
 mod authz_matrix;
 mod bad_input;
+mod portal_matrix;
 mod provider_errors;
 mod rules;
