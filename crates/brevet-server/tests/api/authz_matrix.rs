@@ -6,105 +6,12 @@
 //! 403, and, on routes about one request, but 404 (others' requests are answered "no request").
 //! Business refusals (400, 409) count as allowed: the caller was let in to be told.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
-use brevet_server::testing::{InMemoryProvider, TestApp, TestConfig, TestStore};
-use brevet_wire::KillBody;
+use brevet_server::testing::TestApp;
 
-use crate::world::*;
-
-const MALLORY: &str = "test-mallory-token";
-const ROOT: &str = "test-root-token";
-const FRANK: &str = "test-frank-token";
-
-/// Who calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Nobody,
-    BadToken,
-    /// The requester whose request and grant the row acts on.
-    Owner,
-    /// Another requester.
-    OtherRequester,
-    /// An approver that policy lets decide the owner's request.
-    ApproverAllowed,
-    /// An approver that policy does not let decide it.
-    ApproverNotAllowed,
-    Admin,
-    /// A requester locked by the kill switch.
-    LockedPrincipal,
-    /// An admin locked by name.
-    LockedAdmin,
-}
-
-const EVERYONE: [Who; 9] = [
-    Who::Nobody,
-    Who::BadToken,
-    Who::Owner,
-    Who::OtherRequester,
-    Who::ApproverAllowed,
-    Who::ApproverNotAllowed,
-    Who::Admin,
-    Who::LockedPrincipal,
-    Who::LockedAdmin,
-];
-
-impl Who {
-    fn token(self) -> Option<&'static str> {
-        match self {
-            Who::Nobody => None,
-            Who::BadToken => Some("not-a-token"),
-            Who::Owner => Some(ALICE),
-            Who::OtherRequester => Some(DAVE),
-            Who::ApproverAllowed => Some(BOB),
-            Who::ApproverNotAllowed => Some(FRANK),
-            Who::Admin => Some(ADMIN),
-            Who::LockedPrincipal => Some(MALLORY),
-            Who::LockedAdmin => Some(ROOT),
-        }
-    }
-}
-
-/// Who a route lets in.
-#[derive(Debug, Clone, Copy)]
-enum Rule {
-    /// No token needed (health, documents hosts fetch, the sign-in start).
-    Public,
-    /// Any signed-in, unlocked principal (answers about themselves).
-    Principal,
-    /// Principals with the requester role.
-    Requester,
-    /// The request's owner, approvers policy lets decide it, and admins (reading one request).
-    OwnerApproverAdmin,
-    /// Only approvers policy lets decide the request (never its owner).
-    DecidingApprover,
-    /// The request's owner and admins.
-    OwnerOrAdmin,
-    /// Only the request's owner.
-    Owner,
-    /// Admins.
-    Admin,
-}
-
-impl Rule {
-    fn allows(self, who: Who) -> bool {
-        use Who::*;
-        match self {
-            Rule::Public => true,
-            Rule::Principal => matches!(
-                who,
-                Owner | OtherRequester | ApproverAllowed | ApproverNotAllowed | Admin
-            ),
-            Rule::Requester => matches!(who, Owner | OtherRequester | ApproverAllowed),
-            Rule::OwnerApproverAdmin => matches!(who, Owner | ApproverAllowed | Admin),
-            Rule::DecidingApprover => matches!(who, ApproverAllowed),
-            Rule::OwnerOrAdmin => matches!(who, Owner | Admin),
-            Rule::Owner => matches!(who, Owner),
-            Rule::Admin => matches!(who, Admin),
-        }
-    }
-}
+use crate::callers::*;
 
 /// One operation: method, path as the OpenAPI document spells it, who may call it, the body to
 /// send.
@@ -224,18 +131,7 @@ async fn documented(app: &TestApp) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_lets_in_exactly_who_it_should() {
-    let target = Arc::new(InMemoryProvider::with_profiles(&["db.read"]));
-    let config = TestConfig::new(POLICY)
-        .principal("alice", &["dba"], &["requester"], ALICE)
-        .principal("bob", &["dba", "leads"], &["requester", "approver"], BOB)
-        .principal("frank", &[], &["approver"], FRANK)
-        .principal("admin", &[], &["admin"], ADMIN)
-        .principal("dave", &["dba", "oncall"], &["requester"], DAVE)
-        .principal("mallory", &["dba"], &["requester"], MALLORY)
-        .principal("root", &[], &["admin"], ROOT)
-        .provider("mem", target)
-        .resource(ORDERS);
-    let app = TestApp::start(config, TestStore::Sqlite).await.unwrap();
+    let app = matrix_app().await;
 
     // Every documented operation has a row, and every row is a route that exists.
     let mut undocumented: BTreeSet<String> =
@@ -262,52 +158,17 @@ async fn every_route_lets_in_exactly_who_it_should() {
         "rows for operations that do not exist: {stale:?}"
     );
 
-    // The objects the rows act on: the owner's pending request (for decisions), an approved
-    // one (to activate) and an active grant; mallory and root locked by name.
-    let pending = app
-        .create_request(ALICE, &ask("db.read", ORDERS, "10m", Some("matrix")))
-        .await
-        .unwrap();
-    let to_activate = app
-        .create_request(ALICE, &ask("db.read", ORDERS, "10m", Some("matrix")))
-        .await
-        .unwrap();
-    app.approve(BOB, &to_activate.id, None).await.unwrap();
-    let granted = app
-        .create_request(ALICE, &ask("db.read", ORDERS, "10m", Some("matrix")))
-        .await
-        .unwrap();
-    app.approve(BOB, &granted.id, None).await.unwrap();
-    let grant = app.activate(ALICE, &granted.id).await.unwrap().grant;
-    for who in ["mallory", "root"] {
-        app.kill(
-            ADMIN,
-            &KillBody {
-                principal: Some(who.into()),
-                all: false,
-                reason: "matrix".into(),
-            },
-        )
-        .await
-        .unwrap();
-    }
+    // The objects the rows act on; mallory and root locked by name.
+    let objects = Objects::create(&app).await;
+    lock_mallory_and_root(&app).await;
 
     let mut wrong = Vec::new();
     let mut checked = 0;
     for row in &table {
-        // The caller who may act goes last, so a state change they cause (an approval, a
-        // revocation) does not change what the others are told.
-        let mut callers = EVERYONE.to_vec();
-        callers.sort_by_key(|w| row.rule.allows(*w));
-        for who in callers {
-            let id = match row.path {
-                p if p.starts_with("/v1/grants/{id}") => grant.id.as_str(),
-                "/v1/requests/{id}/activate" => to_activate.id.as_str(),
-                _ => pending.id.as_str(),
-            };
+        for who in row.rule.callers() {
             let path = row
                 .path
-                .replace("{id}", id)
+                .replace("{id}", objects.id_for(row.path))
                 .replace("{name}", "mem")
                 .replace("{kind}", "memory")
                 .replace("{document}", "none");

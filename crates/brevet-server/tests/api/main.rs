@@ -3,6 +3,7 @@
 //! set, on PostgreSQL too, with an in-memory provider standing in for the target. What only the
 //! binary shows (CLI output and exit codes, crashes, real targets) stays in `brevet-cli`'s e2e.
 
+mod callers;
 mod world;
 
 mod access;
