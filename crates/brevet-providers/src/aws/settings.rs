@@ -11,7 +11,8 @@ use serde::Deserialize;
 use brevet_catalog::{compile::Target, Cloud, Language};
 
 use super::{
-    Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsProvider, AwsResource, IamAction, Scoped,
+    client::INLINE_POLICY_LIMIT, Arn, AwsConfig, AwsIdentity, AwsMode, AwsProfile, AwsProvider,
+    AwsResource, IamAction, Scoped,
 };
 use crate::{
     registry::{BuildContext, ProviderKind, ProviderSetup},
@@ -204,14 +205,21 @@ pub fn parse(t: &ProviderTables) -> Result<AwsConfig, ConfigError> {
                 "list the IAM actions this profile allows, e.g. [\"s3:GetObject\"], or name a neutral profile with `access = \"…\"`",
             ));
         }
-        profiles.insert(
-            pn,
-            AwsProfile {
-                mode,
-                actions,
-                compiled,
-            },
-        );
+        let profile = AwsProfile {
+            mode,
+            actions,
+            compiled,
+        };
+        check_policy_sizes(
+            &profile,
+            &resources,
+            &pat(if rp.access.is_some() {
+                "access"
+            } else {
+                "actions"
+            }),
+        )?;
+        profiles.insert(pn, profile);
     }
     let mut identities = BTreeMap::new();
     for (who, ri) in raw.identities {
@@ -315,6 +323,38 @@ fn compile_access(
         out.insert(id.clone(), statements);
     }
     Ok(out)
+}
+
+/// AWS's limits on the policy a grant writes: a role's inline policies, and an STS session
+/// policy (plain text). A profile whose policy for some resource is over it would fail at every
+/// activation; it is refused at start instead, naming the resource.
+const SESSION_POLICY_LIMIT: usize = 2_048;
+
+fn check_policy_sizes(
+    profile: &AwsProfile,
+    resources: &BTreeMap<String, AwsResource>,
+    at: &str,
+) -> Result<(), ConfigError> {
+    let limit = match profile.mode {
+        AwsMode::Role => INLINE_POLICY_LIMIT,
+        AwsMode::Session { .. } => SESSION_POLICY_LIMIT,
+        AwsMode::IdentityCenter { .. } => return Ok(()),
+    };
+    for (id, res) in resources.iter().filter(|(_, r)| !r.arns.is_empty()) {
+        let statements = profile.statements(id, res);
+        // Any expiry: the document's length does not depend on the date.
+        let doc = super::documents::grant_policy(&statements, chrono::Utc::now()).to_string();
+        if doc.len() > limit {
+            return Err(field(
+                at,
+                format!(
+                    "for resource `{id}` the grant's policy is {} characters, over AWS's limit of {limit} for this mode; grant fewer actions (or narrow the profile), or split it in two",
+                    doc.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
@@ -487,6 +527,44 @@ mod tests {
             ..builtin
         }));
         t
+    }
+
+    /// A session policy is plain text of at most 2,048 characters at AWS: a profile over it is
+    /// refused at start, not at every activation.
+    #[test]
+    fn a_policy_over_awss_limit_is_refused_at_start() {
+        let catalog = brevet_catalog::Catalog::embedded().unwrap();
+        let actions: Vec<String> = catalog
+            .expand(Cloud::Aws, "s3:Get*")
+            .iter()
+            .map(|&i| format!("\"{}\"", catalog.permissions()[i as usize].name))
+            .collect();
+        let provider = |mode: &str| {
+            format!(
+                "region = \"us-east-1\"\n[profiles.\"aws.wide\"]\n{mode}\nactions = [{}]",
+                actions.join(", ")
+            )
+        };
+        let bucket = [(
+            "bucket",
+            "account = \"123456789012\"\narns = [\"arn:aws:s3:::b\", \"arn:aws:s3:::b/*\"]",
+        )];
+        let e = parse(&tables(
+            &provider(
+                "mode = \"session\"\nbase_role_arn = \"arn:aws:iam::123456789012:role/base\"",
+            ),
+            &bucket,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("providers.aws.profiles.\"aws.wide\".actions")
+                && e.contains("for resource `bucket`")
+                && e.contains("limit of 2048"),
+            "{e}"
+        );
+        // The same list fits a role's inline policy.
+        assert!(parse(&tables(&provider("mode = \"role\""), &bucket)).is_ok());
     }
 
     const STORAGE_READ: &str = "[access.\"storage.read\"]\nkind = \"object-storage\"\nverbs = [\"read\", \"list\"]\nplane = \"data\"";
