@@ -516,19 +516,9 @@ fn compare(catalog: &Catalog, permissions: &[u32]) -> Vec<Comparison> {
     catalog
         .roles_holding(first)
         .into_iter()
-        .filter(|r| {
-            permissions
-                .iter()
-                .all(|p| r.permissions.binary_search(p).is_ok())
-        })
+        .map(|r| comparison(r, permissions))
+        .filter(|c| c.covers)
         .take(3)
-        .map(|r| Comparison {
-            role: r.name.clone(),
-            title: r.title.clone(),
-            role_size: r.permissions.len(),
-            compiled_size: permissions.len(),
-            covers: true,
-        })
         .collect()
 }
 
@@ -539,8 +529,13 @@ pub fn compare_with(
     role: &str,
     permissions: &[u32],
 ) -> Option<Comparison> {
-    let r = catalog.role(cloud, role)?;
-    Some(Comparison {
+    catalog
+        .role(cloud, role)
+        .map(|r| comparison(r, permissions))
+}
+
+fn comparison(r: &brevet_catalog::Role, permissions: &[u32]) -> Comparison {
+    Comparison {
         role: r.name.clone(),
         title: r.title.clone(),
         role_size: r.permissions.len(),
@@ -548,5 +543,5 @@ pub fn compare_with(
         covers: permissions
             .iter()
             .all(|p| r.permissions.binary_search(p).is_ok()),
-    })
+    }
 }
