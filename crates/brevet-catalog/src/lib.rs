@@ -356,9 +356,4 @@ impl Catalog {
             .get_or_init(|| search::Index::build(&self.snap))
             .search(&self.snap, query)
     }
-
-    /// Builds the search index now rather than on the first search.
-    pub fn prepare_search(&self) {
-        self.index.get_or_init(|| search::Index::build(&self.snap));
-    }
 }
