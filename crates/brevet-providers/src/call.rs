@@ -61,6 +61,7 @@ pub struct CallRecord {
 pub struct OpContext {
     operation: Operation,
     request_id: Option<String>,
+    reason: Option<String>,
     calls: Mutex<Vec<CallRecord>>,
 }
 
@@ -71,8 +72,22 @@ impl OpContext {
         Self {
             operation,
             request_id,
+            reason: None,
             calls: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same context with the reason given for the operation (the requester's justification,
+    /// or why access is being revoked), for targets that record a reason with a change (GCP's
+    /// `x-goog-request-reason`).
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason.filter(|r| !r.trim().is_empty());
+        self
+    }
+
+    /// Why the operation is done, if a reason was given.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// A context for tests and one-off calls.

@@ -45,6 +45,8 @@ pub fn builtin() -> Vec<Box<dyn ProviderKind>> {
         Box::new(crate::ssh::Kind),
         #[cfg(feature = "aws")]
         Box::new(crate::aws::Kind),
+        #[cfg(feature = "gcp")]
+        Box::new(crate::gcp::Kind),
     ]
 }
 

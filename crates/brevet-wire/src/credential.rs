@@ -24,6 +24,9 @@ pub enum CredentialKind {
     /// Nothing to hand out: the requester signs in through the AWS access portal, where the
     /// account assignment now appears.
     AwsIdentityCenter,
+    /// Nothing to hand out: a GCP IAM binding for the requester's own Google identity (gcloud,
+    /// Application Default Credentials); `details` holds the member, role and resource.
+    GcpIamBinding,
     /// A secret with no standard format (the in-memory test provider's token); shown as is.
     Opaque,
     /// A format this client does not know (the server is newer); shown as is.
@@ -40,6 +43,7 @@ impl CredentialKind {
             Self::AwsRole => "aws_role",
             Self::AwsCredentialProcess => "aws_credential_process",
             Self::AwsIdentityCenter => "aws_identity_center",
+            Self::GcpIamBinding => "gcp_iam_binding",
             Self::Opaque => "opaque",
             Self::Unknown => "unknown",
         }
@@ -78,6 +82,7 @@ mod tests {
             CredentialKind::AwsRole,
             CredentialKind::AwsCredentialProcess,
             CredentialKind::AwsIdentityCenter,
+            CredentialKind::GcpIamBinding,
             CredentialKind::Opaque,
         ] {
             let text = serde_json::to_string(&k).unwrap();

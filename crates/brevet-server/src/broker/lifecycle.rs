@@ -40,7 +40,13 @@ pub struct Activated {
 impl Broker {
     /// A provider call's context for one step of an operation on `r`.
     pub(crate) fn op_cx(operation: Operation, r: &Request) -> OpContext {
-        OpContext::new(operation, Some(r.id.to_string()))
+        let reason = match operation {
+            Operation::Revoke | Operation::Kill | Operation::Rollback => {
+                r.revoke_reason.clone().or_else(|| r.reason.clone())
+            }
+            _ => r.reason.clone(),
+        };
+        OpContext::new(operation, Some(r.id.to_string())).with_reason(reason)
     }
 
     /// Runs one provider call (`call`, e.g. `revoke`), bounded by the configured timeout, and
