@@ -21,7 +21,7 @@ fn call(
     body: Option<&Value>,
 ) -> (u16, Value) {
     call_raw(
-        fake,
+        &fake.url,
         method,
         path,
         token,
@@ -31,14 +31,14 @@ fn call(
 }
 
 fn call_raw(
-    fake: &FakeGcp,
+    base: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
-    let host = fake.url.trim_start_matches("http://");
+    let host = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -112,7 +112,7 @@ fn etags_change_on_every_write_and_a_stale_one_is_aborted() {
     let etag0 = p0["etag"].as_str().unwrap().to_owned();
     let binding = json!({"role": "roles/storage.objectViewer", "members": ["user:a@example.com"]});
     let (s, p1) = call_raw(
-        &fake,
+        &fake.url,
         "POST",
         "/v1/projects/p1:setIamPolicy",
         None,
@@ -158,7 +158,7 @@ fn etags_change_on_every_write_and_a_stale_one_is_aborted() {
         (403, Some("PERMISSION_DENIED"))
     );
     let (s, e) = call_raw(
-        &fake,
+        &fake.url,
         "POST",
         "/v1/projects/p1:setIamPolicy",
         None,
@@ -170,7 +170,7 @@ fn etags_change_on_every_write_and_a_stale_one_is_aborted() {
         (400, Some("INVALID_ARGUMENT"))
     );
     let (s, _) = call_raw(
-        &fake,
+        &fake.url,
         "POST",
         "/v1/projects/p1:setIamPolicy",
         None,
@@ -724,7 +724,7 @@ fn enforced_callers_need_the_permission_google_checks() {
     let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(br#"{"iss":"brevet@p1.iam.gserviceaccount.com"}"#);
     let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=e30.{claims}.sig");
-    let (s, t) = call_raw(&fake, "POST", "/token", None, Some(&form), &[]);
+    let (s, t) = call_raw(&fake.url, "POST", "/token", None, Some(&form), &[]);
     assert_eq!(s, 200);
     assert_eq!(t["access_token"], brevet);
 }
@@ -889,4 +889,123 @@ fn gcloud_round_trips() {
         "--format=json",
     ]);
     assert!(fake.roles("projects/p1")[0].get("deleted").is_none());
+}
+
+#[test]
+fn odd_input_is_refused_never_crashes() {
+    let fake = hierarchy();
+    let bodies = ["", "null", "[]", "{", "\"x\"", "{\"policy\": null}", "{\"policy\": {\"bindings\": null}}",
+        "{\"policy\": {\"version\": 99}}", "{\"policy\": {\"bindings\": [{\"role\": \"roles/storage.admin\", \"members\": [\"user:a@example.com\"], \"condition\": {\"title\": \"t\", \"expression\": \"((((((((((((((((((\"}}]}}",
+        "{\"options\": {\"requestedPolicyVersion\": -1}}", "{\"roleId\": \"\\u0000\", \"role\": {\"stage\": \"NOPE\"}}"];
+    let paths = [
+        "/v1/projects/p1:setIamPolicy",
+        "/v3/folders/10:getIamPolicy",
+        "/v1/projects/p1/roles",
+        "/v1/projects/p1/roles/x:undelete",
+        "/v1/projects/p1:nope",
+        "/v3/projects/_/buckets/b1:getIamPolicy",
+        "/v1/roles/",
+        "/storage/v1/b/b1/iam",
+        "/%ZZ/%",
+        "/v1/permissions:queryTestablePermissions",
+        "/token",
+    ];
+    for path in paths {
+        for body in bodies {
+            for method in ["POST", "PUT", "PATCH", "DELETE", "GET"] {
+                let (s, _) = call_raw(&fake.url, method, path, Some("garbage"), Some(body), &[]);
+                assert!(
+                    (200..500).contains(&s) && s != 0,
+                    "{method} {path} {body}: {s}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        call(&fake, "POST", "/v1/projects/p1:getIamPolicy", None, None).0,
+        200
+    );
+}
+
+#[test]
+fn the_binary_serves_the_same_with_shell_controls() {
+    let port = brevet_testkit::free_port().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-gcp"))
+        .args([
+            "--port",
+            &port,
+            "--organization",
+            "1",
+            "--folder",
+            "10@organizations/1",
+            "--project",
+            "p1@folders/10",
+            "--bucket",
+            "b1@p1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start fake-gcp");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line.trim().to_owned();
+    assert_eq!(url, format!("http://127.0.0.1:{port}"));
+    let clock = |body: Option<&str>| {
+        call_raw(
+            &url,
+            if body.is_some() { "POST" } else { "GET" },
+            if body.is_some() {
+                "/_fake/advance"
+            } else {
+                "/_fake/clock"
+            },
+            None,
+            body,
+            &[],
+        )
+        .1
+    };
+    let before: chrono::DateTime<chrono::Utc> =
+        clock(None)["now"].as_str().unwrap().parse().unwrap();
+    let after: chrono::DateTime<chrono::Utc> = clock(Some("{\"seconds\": 3600}"))["now"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(after - before, chrono::Duration::hours(1));
+    assert_eq!(
+        call_raw(
+            &url,
+            "POST",
+            "/_fake/projects",
+            None,
+            Some("{\"id\": \"p2\", \"parent\": \"folders/10\"}"),
+            &[]
+        )
+        .0,
+        200
+    );
+    let (s, p) = call_raw(&url, "GET", "/storage/v1/b/b1/iam", None, None, &[]);
+    assert_eq!(
+        (s, p["resourceId"].as_str()),
+        (200, Some("projects/_/buckets/b1"))
+    );
+    assert_eq!(
+        call_raw(
+            &url,
+            "POST",
+            "/v3/projects/p2:getIamPolicy",
+            None,
+            None,
+            &[]
+        )
+        .0,
+        200
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -39,7 +39,7 @@
 //! `queryTestablePermissions` and `roles.list` of predefined roles, object/managed-folder IAM,
 //! request quotas, pagination of anything but `roles.list`, and message texts Google has not
 //! been seen to send (those name the rule in Google's style, but are not verbatim). Only a
-//! sample of "not supported in custom roles" permissions is known ([`roles`]). A role missing
+//! sample of "not supported in custom roles" permissions is known (`roles.rs`). A role missing
 //! from Brevet's catalog does not exist here.
 //!
 //! Controls for a shell (`cargo run -p brevet-testkit --bin fake-gcp`), all JSON:
@@ -51,6 +51,7 @@
 //! `POST /_fake/test-permissions {"member","resource","permissions"}`, `GET /_fake/requests`.
 
 mod condition;
+mod control;
 mod error;
 mod http;
 mod iam;
