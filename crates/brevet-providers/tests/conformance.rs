@@ -851,3 +851,310 @@ mod aws {
         .await;
     }
 }
+
+mod gcp {
+    //! GCP against the stand-in (`brevet_testkit::gcp::FakeGcp`: no GCP IAM emulator exists),
+    //! which the stand-in's own tests check with gcloud and Google's Python client. The
+    //! inspector asks the stand-in's IAM engine — what Google would answer to
+    //! testIamPermissions for the grantee — and moves its clock to see where Google would end
+    //! the access.
+    use std::collections::BTreeMap;
+
+    use brevet_providers::{
+        gcp::{Credentials, GcpConfig, GcpProfile, GcpProvider, GcpResource, Grantable},
+        testing::MemoryState,
+        Provider,
+    };
+    use brevet_testkit::gcp::FakeGcp;
+    use serde_json::json;
+
+    use super::*;
+
+    pub struct Target {
+        pub fake: FakeGcp,
+        pub resource: String,
+        /// Permissions the profile grants, which the inspector asks about.
+        pub probe: Vec<String>,
+        pub members: BTreeMap<String, String>,
+    }
+
+    impl Target {
+        fn member(&self, b: &Binding) -> &str {
+            &self.members[b.principal.as_str()]
+        }
+    }
+
+    #[async_trait]
+    impl Inspector for Target {
+        async fn present(&self, b: &Binding, _: Option<&Credential>) -> bool {
+            let probe: Vec<&str> = self.probe.iter().map(String::as_str).collect();
+            let held = self
+                .fake
+                .test_permissions(self.member(b), &self.resource, &probe);
+            assert!(
+                held.is_empty() || held.len() == probe.len(),
+                "{b} holds part of its profile: {held:?} of {probe:?}"
+            );
+            !held.is_empty()
+        }
+        async fn enforced_expiry(
+            &self,
+            b: &Binding,
+            _: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
+            // The expiry written in the member's conditional binding, confirmed by Google's
+            // semantics: access holds a second before it and not a second after.
+            let policy = self.fake.policy(&self.resource);
+            let member = self.member(b);
+            let expiry = policy["bindings"]
+                .as_array()?
+                .iter()
+                .filter(|x| {
+                    x["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|m| m == member))
+                })
+                .filter_map(|x| {
+                    let e = x["condition"]["expression"].as_str()?;
+                    let ts = e.split("timestamp(\"").nth(1)?.split('"').next()?;
+                    DateTime::parse_from_rfc3339(ts)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc))
+                })
+                .max()?;
+            let now = self.fake.now();
+            let probe = &[self.probe[0].as_str()];
+            self.fake.set_now(expiry - chrono::Duration::seconds(1));
+            let before = self.fake.test_permissions(member, &self.resource, probe);
+            self.fake.set_now(expiry + chrono::Duration::seconds(1));
+            let after = self.fake.test_permissions(member, &self.resource, probe);
+            self.fake.set_now(now);
+            (!before.is_empty() && after.is_empty()).then_some(expiry)
+        }
+        async fn credential_works(&self, _: &Credential) -> Option<bool> {
+            None // the grantee's own Google identity; there is no credential to try
+        }
+        async fn plant_lookalike(&self) -> String {
+            // Brevet's title shape on someone's hand-made binding, without Brevet's description.
+            let mut policy = self.fake.policy(&self.resource);
+            let title = "brevet:0123456789abcdef";
+            policy["bindings"].as_array_mut().unwrap().push(json!({
+                "role": "roles/storage.objectViewer",
+                "members": ["user:carol@example.com"],
+                "condition": {"title": title, "description": "made by hand", "expression": "request.time < timestamp(\"2099-01-01T00:00:00Z\")"},
+            }));
+            policy["version"] = json!(3);
+            self.fake.set_policy(&self.resource, policy);
+            format!("{}#{title}", self.resource)
+        }
+        async fn lookalike_present(&self, native_id: &str) -> bool {
+            let title = native_id.split('#').nth(1).unwrap();
+            self.fake.policy(&self.resource)["bindings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| {
+                    b["condition"]["title"] == title && b["members"][0] == "user:carol@example.com"
+                })
+        }
+    }
+
+    pub fn config(
+        fake: &FakeGcp,
+        key: PathBuf,
+        resources: BTreeMap<String, GcpResource>,
+        profile: Grantable,
+    ) -> GcpConfig {
+        GcpConfig {
+            credentials: Credentials::KeyFile(key),
+            endpoint: Some(fake.url.clone()),
+            organization: None,
+            role_prefix: "brevet_".into(),
+            role_idle: std::time::Duration::from_secs(3600),
+            profiles: [(
+                ProfileName::parse("gcp.read").unwrap(),
+                GcpProfile { grants: profile },
+            )]
+            .into(),
+            resources,
+            identities: [
+                ("alice".to_owned(), "user:alice@example.com".to_owned()),
+                ("bob".to_owned(), "user:bob@example.com".to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    async fn conformance(resource: GcpResource, profile: Grantable, probe: &[&str]) {
+        let fake = FakeGcp::start();
+        fake.add_organization("1");
+        fake.add_project("p1", Some("organizations/1"));
+        fake.add_bucket("logs", "p1");
+        let dir = tempfile::tempdir().unwrap();
+        let full = resource.full_name();
+        let cfg = config(
+            &fake,
+            fake.write_key_file(dir.path()),
+            [("r".to_owned(), resource)].into(),
+            profile,
+        );
+        let members = cfg.identities.clone();
+        let provider = GcpProvider::new("gcp", cfg, Arc::new(MemoryState::default()))
+            .await
+            .unwrap();
+        let provider: Arc<dyn Provider> = Arc::new(provider);
+        let target = Arc::new(Target {
+            fake,
+            resource: full,
+            probe: probe.iter().map(|s| s.to_string()).collect(),
+            members,
+        });
+        let report = run(
+            provider,
+            target.clone(),
+            Fixture {
+                binding: binding("alice", "gcp:r", "gcp.read"),
+                other: binding("bob", "gcp:r", "gcp.read"),
+                input: CredentialInput::default(),
+                enforces_expiry: true,
+                access_is_credential: false,
+                lists_access: true,
+            },
+        )
+        .await;
+        assert!(report.expiry_checked);
+        // Every write carried the etag it read, and Brevet's token (its own identity).
+        for r in target.fake.requests() {
+            if r.path.ends_with(":setIamPolicy") || r.path.ends_with("/iam") && r.method == "PUT" {
+                let body = r.body.as_ref().unwrap();
+                let policy = if body.get("policy").is_some() {
+                    &body["policy"]
+                } else {
+                    body
+                };
+                assert!(
+                    policy["etag"].as_str().is_some_and(|e| !e.is_empty()),
+                    "a write without etag: {r:?}"
+                );
+                assert_eq!(policy["version"], 3, "{r:?}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gcp_custom_role_on_a_project_passes_the_conformance_suite() {
+        let perms = vec![
+            "storage.objects.get".to_owned(),
+            "storage.objects.list".to_owned(),
+        ];
+        conformance(
+            GcpResource::Project("p1".into()),
+            Grantable::Custom([("r".to_owned(), ("projects/p1".to_owned(), perms))].into()),
+            &["storage.objects.get", "storage.objects.list"],
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gcp_predefined_role_on_a_bucket_passes_the_conformance_suite() {
+        conformance(
+            GcpResource::Bucket {
+                name: "logs".into(),
+                project: Some("p1".into()),
+            },
+            Grantable::Predefined("roles/storage.objectViewer".into()),
+            &["storage.objects.get", "storage.objects.list"],
+        )
+        .await;
+    }
+
+    /// The permissions docs/gcp.md gives Brevet's own role, for a project.
+    const BROKER_ROLE: [&str; 10] = [
+        "resourcemanager.projects.getIamPolicy",
+        "resourcemanager.projects.setIamPolicy",
+        "iam.roles.create",
+        "iam.roles.get",
+        "iam.roles.list",
+        "iam.roles.update",
+        "iam.roles.delete",
+        "iam.roles.undelete",
+        "storage.buckets.getIamPolicy",
+        "storage.buckets.setIamPolicy",
+    ];
+
+    /// With the stand-in checking every caller's permissions, Brevet runs the whole suite on
+    /// exactly the role docs/gcp.md documents — and is refused, with nothing granted, without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gcp_works_with_the_documented_least_privilege_role_and_not_without() {
+        use brevet_testkit::gcp::BREVET_SERVICE_ACCOUNT;
+        let fake = FakeGcp::start();
+        fake.add_organization("1");
+        fake.add_project("p1", Some("organizations/1"));
+        let created = reqwest::Client::new()
+            .post(format!("{}/v1/projects/p1/roles", fake.url))
+            .json(&json!({"roleId": "brevetBroker", "role": {"title": "Brevet broker", "stage": "GA", "includedPermissions": BROKER_ROLE}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            created.status().is_success(),
+            "{}",
+            created.text().await.unwrap()
+        );
+        fake.enforce_callers(true);
+        let dir = tempfile::tempdir().unwrap();
+        let perms = vec![
+            "storage.objects.get".to_owned(),
+            "storage.objects.list".to_owned(),
+        ];
+        let cfg = config(
+            &fake,
+            fake.write_key_file(dir.path()),
+            [("r".to_owned(), GcpResource::Project("p1".into()))].into(),
+            Grantable::Custom([("r".to_owned(), ("projects/p1".to_owned(), perms))].into()),
+        );
+        let members = cfg.identities.clone();
+        let provider: Arc<dyn Provider> = Arc::new(
+            GcpProvider::new("gcp", cfg, Arc::new(MemoryState::default()))
+                .await
+                .unwrap(),
+        );
+        // Without the role: refused, nothing made.
+        let cx = brevet_providers::OpContext::other();
+        let b = binding("alice", "gcp:r", "gcp.read");
+        let until = Utc::now() + chrono::Duration::minutes(10);
+        let e = provider.ensure(&cx, &b, until).await.unwrap_err();
+        assert!(
+            matches!(e, brevet_providers::ProviderError::Target(_)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("403"), "{e}");
+        assert!(fake
+            .roles("projects/p1")
+            .iter()
+            .all(|r| !r["name"].as_str().unwrap().contains("brevet_")));
+        // With it (bound the way docs/gcp.md's gcloud command binds it): the whole suite passes.
+        let mut policy = fake.policy("projects/p1");
+        policy["bindings"] = json!([{"role": "projects/p1/roles/brevetBroker", "members": [format!("serviceAccount:{BREVET_SERVICE_ACCOUNT}")]}]);
+        fake.set_policy("projects/p1", policy);
+        let target = Arc::new(Target {
+            fake,
+            resource: "projects/p1".into(),
+            probe: vec!["storage.objects.get".into(), "storage.objects.list".into()],
+            members,
+        });
+        run(
+            provider,
+            target,
+            Fixture {
+                binding: b,
+                other: binding("bob", "gcp:r", "gcp.read"),
+                input: CredentialInput::default(),
+                enforces_expiry: true,
+                access_is_credential: false,
+                lists_access: true,
+            },
+        )
+        .await;
+    }
+}

@@ -57,6 +57,19 @@ forbid (principal, action == Action::"request", resource == Resource::"ssh:vault
 permit (principal in Group::"oncall", action == Action::"request", resource)
 when { resource.kind == "aws" };
 
+@id("dba-gcp")
+@max_duration("4h")
+@approvals("1")
+permit (principal in Group::"dba", action == Action::"request", resource)
+when { resource.kind == "gcp" }
+unless { principal in Group::"oncall" };
+
+@id("oncall-gcp-auto")
+@max_duration("4h")
+@approvals("0")
+permit (principal in Group::"oncall", action == Action::"request", resource)
+when { resource.kind == "gcp" };
+
 @id("leads-approve")
 permit (principal in Group::"leads", action == Action::"approve", resource);
 

@@ -13,6 +13,7 @@ mod bad_input;
 mod catalog;
 mod crash;
 mod flow;
+mod gcp;
 mod kill;
 mod notify;
 mod portal;

@@ -300,7 +300,7 @@ impl GcpClient {
             match self.set_policy(cx, r, &next).await {
                 Ok(written) => return Ok(written),
                 Err(Failure::Api(a)) if a.is_stale_etag() && attempt < RMW_ATTEMPTS => {
-                    let base = 100u64 << attempt.min(5);
+                    let base = 25u64 << attempt.min(7);
                     let jitter = rand::thread_rng().gen_range(0..=base);
                     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
                 }

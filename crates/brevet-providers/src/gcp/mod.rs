@@ -344,7 +344,7 @@ impl GcpProvider {
         self.client
             .modify_policy(cx, res, |p| {
                 let present = policy::ours(p).iter().any(|(k, _)| k == key);
-                Ok(present.then(|| policy::edited(p, key, member.unwrap_or(""), None)))
+                Ok(present.then(|| policy::edited(p, key, member, None)))
             })
             .await
     }
@@ -439,7 +439,7 @@ impl Provider for GcpProvider {
         self.client
             .modify_policy(cx, res, |p| {
                 Ok((!policy::holds(p, &grant))
-                    .then(|| policy::edited(p, &grant.binding_key, &member, Some(&grant))))
+                    .then(|| policy::edited(p, &grant.binding_key, Some(&member), Some(&grant))))
             })
             .await?;
         Ok(())

@@ -128,11 +128,16 @@ pub fn holds(policy: &Value, grant: &Grant) -> bool {
         && mine[0]["condition"]["expression"] == grant.expression()
 }
 
-/// `policy` with `binding_key`'s bindings taken out (only `member` of them, if others were
-/// added to the binding by hand) and, if given, `grant` added. Every other binding — its
+/// `policy` with `binding_key`'s bindings taken out (only `member` of them, if given and others
+/// were added to the binding by hand; all of them otherwise) and, if given, `grant` added. Every other binding — its
 /// members, its condition — stays as read. The result asks for version 3 (conditions) and
 /// keeps the etag it was read with, so the write fails if anyone changed the policy since.
-pub fn edited(policy: &Value, binding_key: &str, member: &str, grant: Option<&Grant>) -> Value {
+pub fn edited(
+    policy: &Value,
+    binding_key: &str,
+    member: Option<&str>,
+    grant: Option<&Grant>,
+) -> Value {
     let mut out = policy.clone();
     let mut kept: Vec<Value> = Vec::new();
     for b in bindings(policy) {
@@ -144,7 +149,7 @@ pub fn edited(policy: &Value, binding_key: &str, member: &str, grant: Option<&Gr
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|m| m.as_str() != Some(member))
+            .filter(|m| member.is_some_and(|me| m.as_str() != Some(me)))
             .cloned()
             .collect();
         if !others.is_empty() {
@@ -253,7 +258,7 @@ mod tests {
     fn adding_keeps_every_other_binding_and_field_and_replacing_leaves_one() {
         let policy = json!({"version": 1, "etag": "BwY=", "bindings": [foreign()], "auditConfigs": [{"service": "allServices"}]});
         let g = grant("alice|gcp:p|x", "user:alice@example.com");
-        let once = edited(&policy, &g.binding_key, &g.member, Some(&g));
+        let once = edited(&policy, &g.binding_key, Some(&g.member), Some(&g));
         assert_eq!(once["etag"], "BwY=");
         assert_eq!(once["version"], 3);
         assert_eq!(once["auditConfigs"], policy["auditConfigs"]);
@@ -265,11 +270,11 @@ mod tests {
             expires_at: g.expires_at + chrono::Duration::hours(1),
             ..g.clone()
         };
-        let twice = edited(&once, &g.binding_key, &g.member, Some(&later));
+        let twice = edited(&once, &g.binding_key, Some(&g.member), Some(&later));
         assert_eq!(twice["bindings"].as_array().unwrap().len(), 2);
         assert!(holds(&twice, &later) && !holds(&twice, &g));
         // Removal takes exactly Brevet's binding out.
-        let gone = edited(&twice, &g.binding_key, &g.member, None);
+        let gone = edited(&twice, &g.binding_key, Some(&g.member), None);
         assert_eq!(gone["bindings"], json!([foreign()]));
         assert!(still_granted(&gone, &g.binding_key, &g.member).is_none());
     }
@@ -286,7 +291,7 @@ mod tests {
         let policy = json!({"bindings": [lookalike.clone(), g.binding()]});
         assert_eq!(ours(&policy).len(), 1);
         // Removing Brevet's binding leaves the look-alike alone.
-        let out = edited(&policy, &g.binding_key, &g.member, None);
+        let out = edited(&policy, &g.binding_key, Some(&g.member), None);
         assert_eq!(out["bindings"], json!([lookalike]));
         // A member someone added to Brevet's binding by hand is left where it is.
         let mut shared = g.binding();
@@ -294,13 +299,18 @@ mod tests {
         let out = edited(
             &json!({"bindings": [shared]}),
             &g.binding_key,
-            &g.member,
+            Some(&g.member),
             None,
         );
         assert_eq!(
             out["bindings"][0]["members"],
             json!(["user:mallory@example.com"])
         );
+        // Without a member (an orphan, or an identity since removed from the config), all of it.
+        let mut shared = g.binding();
+        shared["members"] = json!([g.member, "user:mallory@example.com"]);
+        let out = edited(&json!({"bindings": [shared]}), &g.binding_key, None, None);
+        assert_eq!(out["bindings"], json!([]));
     }
 
     #[test]

@@ -256,7 +256,42 @@ impl FakeGcp {
     pub fn token_for(member: &str) -> String {
         format!("member:{member}")
     }
+
+    /// Writes a service-account key file for `serviceAccount:brevet@p1.iam.gserviceaccount.com`
+    /// into `dir` (a fresh RSA key from `ssh-keygen`) whose `token_uri` is this stand-in's
+    /// `/token`: a client signs in as it would against Google (a signed JWT traded for an
+    /// access token). Returns the file's path.
+    pub fn write_key_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let key = dir.join("brevet-sa-rsa");
+        let out = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q", "-t", "rsa", "-b", "2048", "-m", "PKCS8", "-N", "", "-f",
+            ])
+            .arg(&key)
+            .output()
+            .expect("run ssh-keygen");
+        assert!(
+            out.status.success(),
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = serde_json::json!({
+            "type": "service_account",
+            "project_id": "p1",
+            "private_key_id": "k1",
+            "private_key": std::fs::read_to_string(&key).expect("read the key"),
+            "client_email": BREVET_SERVICE_ACCOUNT,
+            "client_id": "1",
+            "token_uri": format!("{}/token", self.url),
+        });
+        let path = dir.join("brevet-sa.json");
+        std::fs::write(&path, doc.to_string()).expect("write the key file");
+        path
+    }
 }
+
+/// The service account [`FakeGcp::write_key_file`]'s key file signs in as.
+pub const BREVET_SERVICE_ACCOUNT: &str = "brevet@p1.iam.gserviceaccount.com";
 
 impl Drop for FakeGcp {
     fn drop(&mut self) {
