@@ -1157,4 +1157,150 @@ mod gcp {
         )
         .await;
     }
+
+    /// A provider on a fresh stand-in with project p1, custom profile `gcp.read` (two storage
+    /// permissions) on resource `r` = the project, and its stand-in.
+    async fn custom_on_p1(state: Arc<MemoryState>) -> (FakeGcp, tempfile::TempDir, GcpProvider) {
+        let fake = FakeGcp::start();
+        fake.add_organization("1");
+        fake.add_project("p1", Some("organizations/1"));
+        let dir = tempfile::tempdir().unwrap();
+        let perms = vec![
+            "storage.objects.get".to_owned(),
+            "storage.objects.list".to_owned(),
+        ];
+        let cfg = config(
+            &fake,
+            fake.write_key_file(dir.path()),
+            [("r".to_owned(), GcpResource::Project("p1".into()))].into(),
+            Grantable::Custom([("r".to_owned(), ("projects/p1".to_owned(), perms))].into()),
+        );
+        let p = GcpProvider::new("gcp", cfg, state).await.unwrap();
+        (fake, dir, p)
+    }
+
+    fn brevet_bindings(fake: &FakeGcp) -> usize {
+        fake.policy("projects/p1")["bindings"]
+            .as_array()
+            .map_or(0, |b| {
+                b.iter()
+                    .filter(|b| {
+                        b["condition"]["title"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with("brevet:"))
+                    })
+                    .count()
+            })
+    }
+
+    /// A full custom-role quota fails the activation with the quota named, and nothing bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gcp_a_full_role_quota_is_a_clear_error_with_nothing_bound() {
+        let (fake, _dir, p) = custom_on_p1(Arc::default()).await;
+        fake.set_role_quota(0);
+        let cx = brevet_providers::OpContext::other();
+        let e = p
+            .ensure(
+                &cx,
+                &binding("alice", "gcp:r", "gcp.read"),
+                Utc::now() + chrono::Duration::minutes(5),
+            )
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(e, brevet_providers::ProviderError::Target(_)),
+            "{text}"
+        );
+        assert!(
+            text.contains("custom-role quota of projects/p1 is full")
+                && text.contains("Nothing was bound"),
+            "{text}"
+        );
+        assert_eq!(brevet_bindings(&fake), 0);
+        assert!(fake.roles("projects/p1").is_empty());
+    }
+
+    /// Google's deletion rules: a role deleted within 7 days is undeleted; one purged but still
+    /// embargoed ("marked for deletion", days 7–37) is never made again under its id — the set
+    /// moves to the next generation — even by a Brevet that lost its own record of the role.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gcp_deleted_roles_are_undeleted_or_replaced_by_a_new_generation() {
+        let (fake, _dir, p) = custom_on_p1(Arc::default()).await;
+        let cx = brevet_providers::OpContext::other();
+        let alice = binding("alice", "gcp:r", "gcp.read");
+        p.ensure(&cx, &alice, Utc::now() + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        let roles = fake.roles("projects/p1");
+        assert_eq!(roles.len(), 1);
+        let first = roles[0]["name"].as_str().unwrap().to_owned();
+        p.revoke(&cx, &alice).await.unwrap();
+        // Someone deletes the role; the next grant undeletes it.
+        let etag = roles[0]["etag"].as_str().unwrap().to_owned();
+        let r = reqwest::Client::new()
+            .delete(format!("{}/v1/{first}?etag={}", fake.url, etag))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        p.ensure(&cx, &alice, fake.now() + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        let roles = fake.roles("projects/p1");
+        assert_eq!(roles.len(), 1);
+        assert_ne!(roles[0]["deleted"], true, "{roles:?}");
+        p.revoke(&cx, &alice).await.unwrap();
+        // Deleted again and purged (8 days later): the id is embargoed, so a new provider
+        // (fresh state) makes generation 2 instead.
+        let etag = roles[0]["etag"].as_str().unwrap().to_owned();
+        reqwest::Client::new()
+            .delete(format!("{}/v1/{first}?etag={}", fake.url, etag))
+            .send()
+            .await
+            .unwrap();
+        fake.advance(chrono::Duration::days(8));
+        drop(p);
+        let perms = vec![
+            "storage.objects.get".to_owned(),
+            "storage.objects.list".to_owned(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(
+            &fake,
+            fake.write_key_file(dir.path()),
+            [("r".to_owned(), GcpResource::Project("p1".into()))].into(),
+            Grantable::Custom([("r".to_owned(), ("projects/p1".to_owned(), perms))].into()),
+        );
+        let p = GcpProvider::new("gcp", cfg, Arc::new(MemoryState::default()))
+            .await
+            .unwrap();
+        p.ensure(&cx, &alice, fake.now() + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        let live: Vec<String> = fake
+            .roles("projects/p1")
+            .iter()
+            .filter(|r| r["deleted"] != true)
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(live, vec![format!("{first}_2")]);
+        let policy = fake.policy("projects/p1");
+        assert!(
+            policy["bindings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["role"] == format!("{first}_2").as_str()),
+            "{policy}"
+        );
+        assert_eq!(
+            fake.test_permissions(
+                "user:alice@example.com",
+                "projects/p1",
+                &["storage.objects.get"]
+            ),
+            vec!["storage.objects.get".to_owned()]
+        );
+    }
 }

@@ -461,6 +461,7 @@ mod tests {
             ("[profiles.\"gcp.x\"]\npermissions = [\"storage.objects.gett\"]", &p1[..], "profiles.\"gcp.x\".permissions[0]", "storage.objects.gett"),
             ("[profiles.\"gcp.x\"]\npermissions = [\"storage.*\"]", &p1[..], "profiles.\"gcp.x\".permissions[0]", "exact permissions"),
             ("[profiles.\"gcp.x\"]\npermissions = [\"resourcemanager.folders.get\"]", &p1[..], "profiles.\"gcp.x\".permissions[0]", "organization level"),
+            ("[profiles.\"gcp.x\"]\npermissions = [\"resourcemanager.projects.list\"]", &p1[..], "profiles.\"gcp.x\".permissions[0]", "organization level"),
             ("[profiles.\"gcp.x\"]\nrole = \"roles/browser\"\npermissions = [\"storage.objects.get\"]", &p1[..], "profiles.\"gcp.x\"", "exactly one of"),
             ("[profiles.\"gcp.x\"]\npermissions = [\"compute.instances.get\"]", &[("b", "bucket = \"b\"\nproject = \"p1\"")][..], "profiles.\"gcp.x\".permissions", "does not apply to a Cloud Storage bucket"),
             ("[profiles.\"gcp.x\"]\npermissions = [\"storage.objects.get\"]", &[("f", "folder = \"10\"")][..], "resources.\"gcp:f\"", "set `organization`"),
