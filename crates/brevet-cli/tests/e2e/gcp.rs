@@ -273,6 +273,47 @@ fn revocation_removes_only_the_binding_shared_roles_outlive_it_and_idle_roles_ar
         "someone else's conditional binding survives: {policy}"
     );
 
+    // A Brevet binding no grant covers (left by a crash, or re-created by hand) is drift: the
+    // reconciler removes it, and only it.
+    let key = "mallory|gcp:p1|gcp.read";
+    let mut policy = gcp.fake.policy("projects/p1");
+    let role = gcp.brevet_roles("projects/p1")[0]["name"].clone();
+    policy["bindings"].as_array_mut().unwrap().push(json!({
+        "role": role,
+        "members": ["user:mallory@example.com"],
+        "condition": {
+            "title": format!("brevet:{}", &sha256_hex(key)[..16]),
+            "description": format!("brevet binding {key}"),
+            "expression": "request.time < timestamp(\"2099-01-01T00:00:00Z\")",
+        }
+    }));
+    gcp.fake.set_policy("projects/p1", policy);
+    assert!(!gcp
+        .held("user:mallory@example.com", "projects/p1")
+        .is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !gcp
+        .held("user:mallory@example.com", "projects/p1")
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the uncovered binding was never reconciled away"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        !gcp.held(DAVE_MEMBER, "projects/p1").is_empty(),
+        "dave's covered binding stays"
+    );
+    assert!(
+        server
+            .audit_export(ADMIN)
+            .lines()
+            .any(|l| l.contains("drift_detected") && l.contains("mallory")),
+        "the removal is audited as drift"
+    );
+
     // The shared role stays while dave's binding uses it, and goes once idle after his ends.
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(gcp.brevet_roles("projects/p1").len(), 1);
