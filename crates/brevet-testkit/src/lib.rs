@@ -16,6 +16,7 @@ use std::{
 use rand::Rng;
 use serde_json::Value;
 
+pub mod azure;
 pub mod gcp;
 mod moto;
 mod oidc;
