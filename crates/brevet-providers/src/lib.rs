@@ -1,13 +1,15 @@
 //! Providers: what turns a Brevet grant into real access on a target, and takes it away again.
 //!
 //! One trait, [`Provider`], is the extension point; each implementation lives in its own module
-//! folder (`postgres/`, `ssh/`, `aws/`, `gcp/`), parses its own config and is listed once in
+//! folder (`postgres/`, `ssh/`, `aws/`, `gcp/`, `azure/`), parses its own config and is listed once in
 //! [`registry::builtin`] (one Cargo feature each). Every operation is idempotent, so the server
 //! can retry it or resume it after a crash without creating anything twice. Durable state a
 //! provider needs lives in [`state::ProviderState`], scoped to the instance.
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod call;
 #[cfg(feature = "gcp")]
 pub mod gcp;

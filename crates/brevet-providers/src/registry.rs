@@ -47,6 +47,8 @@ pub fn builtin() -> Vec<Box<dyn ProviderKind>> {
         Box::new(crate::aws::Kind),
         #[cfg(feature = "gcp")]
         Box::new(crate::gcp::Kind),
+        #[cfg(feature = "azure")]
+        Box::new(crate::azure::Kind),
     ]
 }
 

@@ -27,6 +27,9 @@ pub enum CredentialKind {
     /// Nothing to hand out: a GCP IAM binding for the requester's own Google identity (gcloud,
     /// Application Default Credentials); `details` holds the member, role and resource.
     GcpIamBinding,
+    /// Nothing to hand out: an Azure role assignment for the requester's own Entra identity (az
+    /// login, the portal); `details` holds the object id, role definition and scope.
+    AzureRoleAssignment,
     /// A secret with no standard format (the in-memory test provider's token); shown as is.
     Opaque,
     /// A format this client does not know (the server is newer); shown as is.
@@ -44,6 +47,7 @@ impl CredentialKind {
             Self::AwsCredentialProcess => "aws_credential_process",
             Self::AwsIdentityCenter => "aws_identity_center",
             Self::GcpIamBinding => "gcp_iam_binding",
+            Self::AzureRoleAssignment => "azure_role_assignment",
             Self::Opaque => "opaque",
             Self::Unknown => "unknown",
         }
@@ -83,6 +87,7 @@ mod tests {
             CredentialKind::AwsCredentialProcess,
             CredentialKind::AwsIdentityCenter,
             CredentialKind::GcpIamBinding,
+            CredentialKind::AzureRoleAssignment,
             CredentialKind::Opaque,
         ] {
             let text = serde_json::to_string(&k).unwrap();
