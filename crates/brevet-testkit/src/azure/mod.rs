@@ -50,6 +50,16 @@
 //! blocks, point `BREVET_FAKE_AZURE_ROLES` at `az role definition list` JSON (e.g.
 //! `shared/data/azure/built-in-roles-raw.json`); it is read at start.
 //!
+//! azure_identity (Rust, 1.0.0) refuses an `http://` authority host ("authority host doesn't use
+//! HTTPS scheme"), but works against this stand-in with `ClientSecretCredential::new(TENANT_ID,
+//! client_id, secret, options)` whose `client_options.cloud` is
+//! `CloudConfiguration::Custom` with `authority_host = "https://127.0.0.1:PORT"` and whose
+//! `client_options.per_call_policies` holds a test-only `Policy` that calls
+//! `request.url_mut().set_scheme("http")` before passing the request on (checked against
+//! azure_identity 1.0.0 / azure_core 1.1.0: token issued, AADSTS7000215 on a wrong secret, 429
+//! retried). Python's azure-core needs `enforce_https=False` in the request options (see
+//! `support/azure_clients.py`).
+//!
 //! What it leaves out: Entra groups and group membership (a Group principal's assignments do
 //! not reach its members), deny assignments, ABAC condition evaluation (an assignment with a
 //! `condition` grants nothing in `check_access`/`permissions`), propagation delay (changes

@@ -480,6 +480,40 @@ mod tests {
     }
 
     #[test]
+    fn azures_own_role_json_keeps_every_permission_block() {
+        let roles = Roles::from_az_json(
+            r#"[{"name": "acdd72a7-3385-48ef-bd42-f606fba81ae7", "roleName": "Reader", "description": null,
+                 "permissions": [{"actions": ["*/read"]}, {"actions": ["Microsoft.Support/*"], "notActions": []}]},
+                {"name": "not-a-guid", "roleName": "skipped"}]"#,
+        )
+        .unwrap();
+        let reader = roles.get("ACDD72A7-3385-48EF-BD42-F606FBA81AE7").unwrap();
+        assert_eq!(
+            (reader.role_name.as_str(), reader.permissions.len()),
+            ("Reader", 2)
+        );
+        assert_eq!(roles.builtin.len(), 1);
+        assert!(Roles::from_az_json("{").is_err());
+    }
+
+    #[test]
+    fn the_catalog_gives_builtin_roles_with_their_patterns() {
+        let catalog = Catalog::embedded().unwrap();
+        let roles = Roles::from_catalog(&catalog);
+        let contributor = roles.get("b24988ac-6180-42a0-ab88-20f7382dd24c").unwrap();
+        assert_eq!(contributor.role_name, "Contributor");
+        let block = &contributor.permissions[0];
+        assert!(block.actions.iter().any(|a| a == "*"));
+        assert!(block
+            .not_actions
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("Microsoft.Authorization/*/Write")));
+        let blob_reader = roles.get("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1").unwrap();
+        assert!(!blob_reader.permissions[0].data_actions.is_empty());
+        assert!(roles.builtin.len() > 900, "{}", roles.builtin.len());
+    }
+
+    #[test]
     fn guids_and_definition_ids() {
         assert!(is_guid("acdd72a7-3385-48ef-bd42-f606fba81ae7"));
         assert!(!is_guid("acdd72a7-3385-48ef-bd42-f606fba81ae"));
