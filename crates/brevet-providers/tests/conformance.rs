@@ -1304,3 +1304,338 @@ mod gcp {
         );
     }
 }
+
+mod azure {
+    //! Azure against the stand-in (`brevet_testkit::azure::FakeAzure`: no ARM authorization
+    //! emulator exists), which its own tests check with Microsoft's Python SDK
+    //! (azure-mgmt-authorization). The inspector asks the stand-in's access rule — may the
+    //! principal perform the operation at the scope — and, for PIM, moves its clock to see where
+    //! Azure would end the assignment.
+    use std::collections::BTreeMap;
+
+    use brevet_providers::{
+        azure::{
+            AzureConfig, AzureCredentials, AzureIdentity, AzureMode, AzureProfile, AzureProvider,
+            CustomSet, Grants,
+        },
+        OpContext, Provider, ProviderError, SecretText,
+    };
+    use brevet_testkit::azure::{FakeAzure, TENANT_ID};
+    use serde_json::json;
+
+    use super::*;
+
+    pub const SUB: &str = "22222222-2222-4222-8222-222222222222";
+    pub const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+    pub const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
+    pub const BREVET: &str = "b4e4e700-0000-4000-8000-0000000000b4";
+    const READ: &str = "Microsoft.Storage/storageAccounts/read";
+    const BLOB_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
+
+    pub fn rg(name: &str) -> String {
+        format!("/subscriptions/{SUB}/resourceGroups/{name}")
+    }
+
+    pub fn fake() -> FakeAzure {
+        let fake = FakeAzure::start();
+        fake.add_management_group("mg1", None);
+        fake.add_subscription(SUB, Some("mg1"));
+        fake.add_resource_group(SUB, "rg1");
+        fake.add_resource_group(SUB, "rg2");
+        for id in [ALICE, BOB] {
+            fake.add_principal(id, "User");
+        }
+        fake
+    }
+
+    pub fn config(fake: &FakeAzure, mode: AzureMode, grants: Grants) -> AzureConfig {
+        AzureConfig {
+            tenant_id: TENANT_ID.into(),
+            credentials: AzureCredentials::AccessToken(SecretText::new(FakeAzure::token_for(
+                BREVET,
+            ))),
+            endpoint: Some(fake.url.clone()),
+            profiles: [(
+                ProfileName::parse("az.read").unwrap(),
+                AzureProfile { mode, grants },
+            )]
+            .into(),
+            resources: [("r".to_owned(), rg("rg1"))].into(),
+            identities: [("alice", ALICE), ("bob", BOB)]
+                .into_iter()
+                .map(|(w, id)| {
+                    (
+                        w.to_owned(),
+                        AzureIdentity {
+                            object_id: id.into(),
+                            principal_type: "User".into(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn custom() -> Grants {
+        Grants::Custom(
+            [(
+                "r".to_owned(),
+                CustomSet {
+                    actions: vec![READ.into()],
+                    data_actions: vec![BLOB_READ.into()],
+                },
+            )]
+            .into(),
+        )
+    }
+
+    struct Target {
+        fake: FakeAzure,
+        members: BTreeMap<String, String>,
+        pim: bool,
+    }
+
+    impl Target {
+        fn id(&self, b: &Binding) -> &str {
+            &self.members[b.principal.as_str()]
+        }
+    }
+
+    #[async_trait]
+    impl Inspector for Target {
+        async fn present(&self, b: &Binding, _: Option<&Credential>) -> bool {
+            let (c, d) = (
+                self.fake.check_access(self.id(b), READ, &rg("rg1")),
+                self.fake.check_access(self.id(b), BLOB_READ, &rg("rg1")),
+            );
+            assert_eq!(c, d, "{b} holds part of its role");
+            assert!(
+                !self.fake.check_access(self.id(b), READ, &rg("rg2")),
+                "{b} reaches the sibling resource group"
+            );
+            c
+        }
+        async fn enforced_expiry(
+            &self,
+            b: &Binding,
+            _: Option<&Credential>,
+        ) -> Option<DateTime<Utc>> {
+            if !self.pim {
+                return None;
+            }
+            // The end PIM keeps for the assignment, confirmed by the stand-in's clock.
+            let url = format!(
+                "{}{}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances?api-version=2020-10-01",
+                self.fake.url,
+                rg("rg1")
+            );
+            let v: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(FakeAzure::token_for(BREVET))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let end = v["value"]
+                .as_array()?
+                .iter()
+                .filter(|i| i["properties"]["principalId"] == self.id(b))
+                .filter_map(|i| i["properties"]["endDateTime"].as_str())
+                .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .max()?;
+            let now = self.fake.now();
+            self.fake.set_now(end - chrono::Duration::seconds(1));
+            let before = self.fake.check_access(self.id(b), READ, &rg("rg1"));
+            self.fake.set_now(now);
+            // (Moving the clock past the end would make PIM remove the assignment for good.)
+            before.then_some(end)
+        }
+        async fn credential_works(&self, _: &Credential) -> Option<bool> {
+            None // the grantee's own Entra identity
+        }
+        async fn plant_lookalike(&self) -> String {
+            // Brevet's description on an assignment Brevet did not make (its name is not
+            // Brevet's derived GUID).
+            self.fake
+                .add_principal("c4401000-0000-4000-8000-000000000003", "User");
+            self.fake.put_assignment(
+                &rg("rg1"),
+                "c4401000-0000-4000-8000-000000000003",
+                "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
+                Some("brevet binding bob|azure:r|az.read"),
+            )
+        }
+        async fn lookalike_present(&self, id: &str) -> bool {
+            self.fake
+                .assignments()
+                .iter()
+                .any(|a| a["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(id)))
+        }
+    }
+
+    async fn conformance(mode: AzureMode, grants: Grants) {
+        let fake = fake();
+        let pim = mode == AzureMode::Pim;
+        let cfg = config(&fake, mode, grants);
+        let members = cfg
+            .identities
+            .iter()
+            .map(|(k, v)| (k.clone(), v.object_id.clone()))
+            .collect();
+        let provider: Arc<dyn Provider> = Arc::new(AzureProvider::new("azure", cfg).await.unwrap());
+        let report = run(
+            provider,
+            Arc::new(Target { fake, members, pim }),
+            Fixture {
+                binding: binding("alice", "azure:r", "az.read"),
+                other: binding("bob", "azure:r", "az.read"),
+                input: CredentialInput::default(),
+                enforces_expiry: pim,
+                access_is_credential: false,
+                lists_access: !pim,
+            },
+        )
+        .await;
+        assert_eq!(report.expiry_checked, pim);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_custom_role_assignment_passes_the_conformance_suite() {
+        conformance(AzureMode::Assignment, custom()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_pim_custom_role_passes_the_conformance_suite() {
+        conformance(AzureMode::Pim, custom()).await;
+    }
+
+    /// A standing assignment of the same role to the same principal is never adopted, never
+    /// removed; replication delay and throttling are waited out; the custom role goes with the
+    /// last assignment that uses it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_leaves_standing_assignments_alone_and_waits_out_replication_and_throttling() {
+        let fake = fake();
+        let cfg = config(
+            &fake,
+            AzureMode::Assignment,
+            Grants::BuiltIn((
+                "Reader".into(),
+                "acdd72a7-3385-48ef-bd42-f606fba81ae7".into(),
+            )),
+        );
+        let p = AzureProvider::new("azure", cfg).await.unwrap();
+        let cx = OpContext::other();
+        let until = Utc::now() + chrono::Duration::minutes(10);
+        let standing = fake.put_assignment(
+            &rg("rg1"),
+            ALICE,
+            &format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"),
+            Some("granted by the platform team"),
+        );
+        let e = p
+            .ensure(&cx, &binding("alice", "azure:r", "az.read"), until)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ProviderError::Target(_))
+                && e.to_string()
+                    .contains("neither takes it over nor removes it"),
+            "{e}"
+        );
+        p.revoke(&cx, &binding("alice", "azure:r", "az.read"))
+            .await
+            .unwrap();
+        assert!(
+            fake.assignments()
+                .iter()
+                .any(|a| a["id"] == standing.as_str()),
+            "the standing assignment stays"
+        );
+        // Bob: the directory has not replicated him yet, and ARM throttles.
+        fake.replication_delay(BOB, 2);
+        fake.throttle(1);
+        p.ensure(&cx, &binding("bob", "azure:r", "az.read"), until)
+            .await
+            .unwrap();
+        assert!(fake.check_access(BOB, READ, &rg("rg1")));
+        let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
+        assert!(
+            statuses.contains(&429) && statuses.iter().filter(|s| **s == 400).count() >= 2,
+            "{statuses:?}"
+        );
+        let _ = json!({});
+    }
+
+    /// The custom role is deleted with the last assignment that used it, and kept before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_custom_roles_are_shared_and_deleted_with_their_last_assignment() {
+        let fake = fake();
+        let p = AzureProvider::new("azure", config(&fake, AzureMode::Assignment, custom()))
+            .await
+            .unwrap();
+        let cx = OpContext::other();
+        let until = Utc::now() + chrono::Duration::minutes(10);
+        let (a, b) = (
+            binding("alice", "azure:r", "az.read"),
+            binding("bob", "azure:r", "az.read"),
+        );
+        p.ensure(&cx, &a, until).await.unwrap();
+        p.ensure(&cx, &b, until).await.unwrap();
+        assert_eq!(fake.role_definitions().len(), 1, "one role for both grants");
+        p.revoke(&cx, &a).await.unwrap();
+        assert_eq!(
+            fake.role_definitions().len(),
+            1,
+            "still used by bob's assignment"
+        );
+        assert!(
+            fake.check_access(BOB, BLOB_READ, &rg("rg1"))
+                && !fake.check_access(ALICE, BLOB_READ, &rg("rg1"))
+        );
+        p.revoke(&cx, &b).await.unwrap();
+        assert!(
+            fake.role_definitions().is_empty(),
+            "{:?}",
+            fake.role_definitions()
+        );
+    }
+
+    /// PIM: Azure itself removes the assignment at its end; a grant longer than PIM's policy
+    /// allows is refused with the rule named, and nothing assigned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_pim_assignments_end_without_brevet_and_policy_refusals_are_explained() {
+        let fake = fake();
+        let p = AzureProvider::new("azure", config(&fake, AzureMode::Pim, custom()))
+            .await
+            .unwrap();
+        let cx = OpContext::other();
+        let a = binding("alice", "azure:r", "az.read");
+        p.ensure(&cx, &a, Utc::now() + chrono::Duration::minutes(30))
+            .await
+            .unwrap();
+        assert!(fake.check_access(ALICE, READ, &rg("rg1")));
+        drop(p); // Brevet is gone
+        fake.advance(chrono::Duration::minutes(31));
+        assert!(!fake.check_access(ALICE, READ, &rg("rg1")));
+        let p = AzureProvider::new("azure", config(&fake, AzureMode::Pim, custom()))
+            .await
+            .unwrap();
+        fake.set_pim_max_duration(&rg("rg1"), chrono::Duration::hours(1));
+        let e = p
+            .ensure(
+                &cx,
+                &binding("bob", "azure:r", "az.read"),
+                fake.now() + chrono::Duration::hours(2),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("ExpirationRule") && e.to_string().contains("ask for less time"),
+            "{e}"
+        );
+        assert!(!fake.check_access(BOB, READ, &rg("rg1")));
+    }
+}

@@ -146,15 +146,29 @@ fn same_scope(a: &str, b: &str) -> bool {
         .eq_ignore_ascii_case(b.trim_end_matches('/'))
 }
 
-/// The binding key in an assignment's description, if Brevet made it.
+/// The binding key of an assignment Brevet made: its description names the binding, and its
+/// name is the GUID Brevet derives from its own scope, principal and role — a hand-made
+/// assignment with a copied description is not Brevet's.
 fn owner_of(a: &Value) -> Option<String> {
-    let d = a["properties"]["description"].as_str()?;
-    Some(
-        d.strip_prefix(ASSIGNMENT_MARK)?
-            .split("; ")
-            .next()?
-            .to_owned(),
-    )
+    let p = &a["properties"];
+    let key = p["description"]
+        .as_str()?
+        .strip_prefix(ASSIGNMENT_MARK)?
+        .split("; ")
+        .next()?;
+    let expected = guid_of(&[
+        "assignment",
+        &p["scope"]
+            .as_str()?
+            .trim_end_matches('/')
+            .to_ascii_lowercase(),
+        &p["principalId"].as_str()?.to_ascii_lowercase(),
+        &last_segment(p["roleDefinitionId"].as_str()?),
+    ]);
+    a["name"]
+        .as_str()?
+        .eq_ignore_ascii_case(&expected)
+        .then(|| key.to_owned())
 }
 
 fn role_guid(scope: &str, set: &CustomSet) -> String {
@@ -438,12 +452,9 @@ impl AzureProvider {
         request_type: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Value, Failure> {
-        let guid = guid_of(&[
-            "pim",
-            &b.key(),
-            request_type,
-            &expires_at.map(ts).unwrap_or_else(|| ts(Utc::now())),
-        ]);
+        // Azure never lets a request name be used twice: each request is a new GUID;
+        // idempotency comes from reading PIM's schedule first (`ensure`).
+        let guid = uuid::Uuid::new_v4().to_string();
         let path = format!(
             "{}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/{guid}",
             plan.scope
@@ -539,7 +550,37 @@ impl AzureProvider {
         f.into_provider(&format!("PIM schedule request at {scope}"))
     }
 
-    /// Brevet's assignments for the binding still at its scope.
+    /// PIM's time-bound active assignments of the plan's role to its principal at its scope
+    /// (schedule instances with an end; a standing assignment PIM lists as a permanent one has
+    /// none, and is never Brevet's).
+    async fn pim_instances(
+        &self,
+        cx: &OpContext,
+        plan: &Plan<'_>,
+    ) -> Result<Vec<Value>, ProviderError> {
+        let path = format!(
+            "{}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances?$filter=principalId%20eq%20'{}'",
+            plan.scope, plan.identity.object_id
+        );
+        let all = self
+            .arm
+            .list(cx, "roleAssignmentScheduleInstances.list", &path, PIM_API)
+            .await
+            .map_err(|f| f.into_provider(&format!("PIM assignments at {}", plan.scope)))?;
+        Ok(all
+            .into_iter()
+            .filter(|i| {
+                let p = &i["properties"];
+                same_scope(p["scope"].as_str().unwrap_or_default(), plan.scope)
+                    && last_segment(p["roleDefinitionId"].as_str().unwrap_or_default())
+                        == plan.role_guid
+                    && p["endDateTime"].as_str().is_some_and(|e| !e.is_empty())
+            })
+            .collect())
+    }
+
+    /// Brevet's access for the binding still at its scope: its described assignments, and in
+    /// PIM mode the time-bound assignment of its role.
     async fn present(
         &self,
         cx: &OpContext,
@@ -547,22 +588,16 @@ impl AzureProvider {
         plan: &Plan<'_>,
     ) -> Result<Vec<Value>, ProviderError> {
         let key = b.key();
-        Ok(self
+        let mut out: Vec<Value> = self
             .assignments_of(cx, plan)
             .await?
             .into_iter()
-            .filter(|a| {
-                owner_of(a).as_deref() == Some(key.as_str())
-                    || (*plan.mode == AzureMode::Pim
-                        && last_segment(
-                            a["properties"]["roleDefinitionId"]
-                                .as_str()
-                                .unwrap_or_default(),
-                        ) == plan.role_guid
-                        && a["name"].as_str() != Some(plan.assignment_name().as_str())
-                        && owner_of(a).is_none())
-            })
-            .collect())
+            .filter(|a| owner_of(a).as_deref() == Some(key.as_str()))
+            .collect();
+        if *plan.mode == AzureMode::Pim {
+            out.extend(self.pim_instances(cx, plan).await?);
+        }
+        Ok(out)
     }
 }
 
@@ -619,20 +654,47 @@ impl Provider for AzureProvider {
         match plan.mode {
             AzureMode::Assignment => self.ensure_assignment(cx, binding, &plan).await,
             AzureMode::Pim => {
-                match self
-                    .pim_request(cx, binding, &plan, "AdminAssign", Some(expires_at))
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(f) if f.code() == Some("RoleAssignmentExists") => {
-                        // Already active (an earlier ensure): move its end instead.
-                        self.pim_request(cx, binding, &plan, "AdminUpdate", Some(expires_at))
-                            .await
-                            .map(|_| ())
-                            .map_err(|f| Self::pim_error(f, plan.scope))
+                let end = ts(expires_at);
+                for _ in 0..3 {
+                    let current = self.pim_instances(cx, &plan).await?;
+                    let current_end = current.first().map(|i| {
+                        i["properties"]["endDateTime"]
+                            .as_str()
+                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                            .map(|t| ts(t.with_timezone(&Utc)))
+                    });
+                    let result = match current_end {
+                        Some(e) if e.as_deref() == Some(end.as_str()) => return Ok(()),
+                        // Brevet's earlier PIM assignment: move its end.
+                        Some(_) => {
+                            self.pim_request(cx, binding, &plan, "AdminUpdate", Some(expires_at))
+                                .await
+                        }
+                        None => {
+                            self.pim_request(cx, binding, &plan, "AdminAssign", Some(expires_at))
+                                .await
+                        }
+                    };
+                    match result {
+                        Ok(_) => return Ok(()),
+                        Err(f) if f.code() == Some("RoleAssignmentExists") => {
+                            if self.pim_instances(cx, &plan).await?.is_empty() {
+                                // A standing assignment, not Brevet's: never taken over.
+                                return Err(ProviderError::Target(format!(
+                                    "{} already holds this role at {} through a standing assignment Brevet did \
+                                     not make; Brevet neither takes it over nor removes it",
+                                    plan.identity.object_id, plan.scope
+                                )));
+                            }
+                            // A concurrent ensure made it meanwhile: read again.
+                        }
+                        Err(f) => return Err(Self::pim_error(f, plan.scope)),
                     }
-                    Err(f) => Err(Self::pim_error(f, plan.scope)),
                 }
+                Err(ProviderError::Conflict(format!(
+                    "PIM assignments at {} kept changing while Brevet wrote; will retry",
+                    plan.scope
+                )))
             }
         }
     }
@@ -662,7 +724,9 @@ impl Provider for AzureProvider {
 
     async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         let plan = self.plan(binding)?;
-        if *plan.mode == AzureMode::Pim {
+        // AdminRemove would also remove a standing assignment of the role: only ask for it
+        // while PIM shows Brevet's time-bound one.
+        if *plan.mode == AzureMode::Pim && !self.pim_instances(cx, &plan).await?.is_empty() {
             match self
                 .pim_request(cx, binding, &plan, "AdminRemove", None)
                 .await
@@ -674,9 +738,9 @@ impl Provider for AzureProvider {
                 Err(f) => return Err(Self::pim_error(f, plan.scope)),
             }
         }
-        for a in self.present(cx, binding, &plan).await? {
-            if owner_of(&a).is_none() {
-                continue; // a PIM assignment: removed by AdminRemove above, never by DELETE
+        for a in self.assignments_of(cx, &plan).await? {
+            if owner_of(&a).as_deref() != Some(binding.key().as_str()) {
+                continue;
             }
             let id = a["id"].as_str().unwrap_or_default().to_owned();
             self.arm
@@ -703,8 +767,8 @@ impl Provider for AzureProvider {
         let left = self.present(cx, binding, &plan).await?;
         if let Some(a) = left.first() {
             return Err(ProviderError::StillPresent(format!(
-                "{} still has role assignment {} at {}",
-                plan.identity.object_id, a["name"], plan.scope
+                "{} still has {} at {}",
+                plan.identity.object_id, a["id"], plan.scope
             )));
         }
         let now = Utc::now();
@@ -903,10 +967,22 @@ mod tests {
     }
 
     #[test]
-    fn only_assignments_described_as_brevets_are_owned() {
-        let a = json!({"properties": {"description": "brevet binding alice|azure:rg|az.read; request r-1"}});
+    fn only_assignments_described_and_named_as_brevets_are_owned() {
+        let scope = "/subscriptions/S/resourceGroups/rg";
+        let name = guid_of(&["assignment", &scope.to_ascii_lowercase(), "p", "g"]);
+        let a = json!({"name": name, "properties": {
+            "scope": scope, "principalId": "p",
+            "roleDefinitionId": "/subscriptions/S/providers/Microsoft.Authorization/roleDefinitions/g",
+            "description": "brevet binding alice|azure:rg|az.read; request r-1"}});
         assert_eq!(owner_of(&a).as_deref(), Some("alice|azure:rg|az.read"));
-        assert!(owner_of(&json!({"properties": {"description": "made by hand"}})).is_none());
-        assert!(owner_of(&json!({"properties": {}})).is_none());
+        let mut copied = a.clone();
+        copied["name"] = json!("00000000-0000-4000-8000-000000000000");
+        assert!(
+            owner_of(&copied).is_none(),
+            "a copied description is not enough"
+        );
+        let mut by_hand = a.clone();
+        by_hand["properties"]["description"] = json!("made by hand");
+        assert!(owner_of(&by_hand).is_none());
     }
 }
