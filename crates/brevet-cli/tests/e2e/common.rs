@@ -70,6 +70,19 @@ unless { principal in Group::"oncall" };
 permit (principal in Group::"oncall", action == Action::"request", resource)
 when { resource.kind == "gcp" };
 
+@id("dba-azure")
+@max_duration("4h")
+@approvals("1")
+permit (principal in Group::"dba", action == Action::"request", resource)
+when { resource.kind == "azure" }
+unless { principal in Group::"oncall" };
+
+@id("oncall-azure-auto")
+@max_duration("4h")
+@approvals("0")
+permit (principal in Group::"oncall", action == Action::"request", resource)
+when { resource.kind == "azure" };
+
 @id("leads-approve")
 permit (principal in Group::"leads", action == Action::"approve", resource);
 

@@ -9,6 +9,7 @@ mod notify_support;
 
 mod audit;
 mod aws;
+mod azure;
 mod bad_input;
 mod catalog;
 mod crash;

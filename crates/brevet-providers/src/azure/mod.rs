@@ -471,8 +471,9 @@ impl AzureProvider {
             "justification": justification.chars().take(500).collect::<String>(),
         });
         if let Some(t) = expires_at {
+            // No startDateTime: Azure starts it at its own now, so a Brevet clock running ahead
+            // of Azure's never schedules the access for later.
             properties["scheduleInfo"] = json!({
-                "startDateTime": ts(Utc::now()),
                 "expiration": {"type": "AfterDateTime", "endDateTime": ts(t)},
             });
         }
