@@ -91,6 +91,25 @@ impl ProviderError {
     }
 }
 
+/// Profile `p` from a provider's profiles, or the error naming the profiles it offers.
+pub fn profile_of<'a, T>(
+    provider: &str,
+    profiles: &'a std::collections::BTreeMap<ProfileName, T>,
+    p: &ProfileName,
+) -> Result<&'a T, ProviderError> {
+    profiles
+        .get(p)
+        .ok_or_else(|| ProviderError::UnknownProfile {
+            provider: provider.to_owned(),
+            profile: p.to_string(),
+            offered: profiles
+                .keys()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
 /// What the requester supplies when asking for credentials.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialInput {

@@ -226,18 +226,7 @@ impl AwsProvider {
     }
 
     fn profile(&self, p: &ProfileName) -> Result<&AwsProfile, ProviderError> {
-        let profiles = &self.aws.config.profiles;
-        profiles
-            .get(p)
-            .ok_or_else(|| ProviderError::UnknownProfile {
-                provider: self.aws.name.clone(),
-                profile: p.to_string(),
-                offered: profiles
-                    .keys()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        crate::profile_of(&self.aws.name, &self.aws.config.profiles, p)
     }
 
     /// The mode of a profile, with what that mode reads from the profile: the one place a

@@ -237,20 +237,7 @@ impl AzureProvider {
     }
 
     fn profile(&self, p: &ProfileName) -> Result<&AzureProfile, ProviderError> {
-        self.config
-            .profiles
-            .get(p)
-            .ok_or_else(|| ProviderError::UnknownProfile {
-                provider: self.name.clone(),
-                profile: p.to_string(),
-                offered: self
-                    .config
-                    .profiles
-                    .keys()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        crate::profile_of(&self.name, &self.config.profiles, p)
     }
 
     fn plan(&self, b: &Binding) -> Result<Plan<'_>, ProviderError> {

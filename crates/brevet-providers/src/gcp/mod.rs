@@ -168,20 +168,7 @@ impl GcpProvider {
     }
 
     fn profile(&self, p: &ProfileName) -> Result<&GcpProfile, ProviderError> {
-        self.config
-            .profiles
-            .get(p)
-            .ok_or_else(|| ProviderError::UnknownProfile {
-                provider: self.name.clone(),
-                profile: p.to_string(),
-                offered: self
-                    .config
-                    .profiles
-                    .keys()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        crate::profile_of(&self.name, &self.config.profiles, p)
     }
 
     fn resource(&self, b: &Binding) -> Result<&GcpResource, ProviderError> {

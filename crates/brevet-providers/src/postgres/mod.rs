@@ -170,21 +170,7 @@ impl PostgresProvider {
     }
 
     fn privilege(&self, profile: &ProfileName) -> Result<Privilege, ProviderError> {
-        self.config
-            .profiles
-            .get(profile)
-            .copied()
-            .ok_or_else(|| ProviderError::UnknownProfile {
-                provider: self.name.clone(),
-                profile: profile.to_string(),
-                offered: self
-                    .config
-                    .profiles
-                    .keys()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        crate::profile_of(&self.name, &self.config.profiles, profile).copied()
     }
 
     async fn role_exists(&self, role: &str) -> Result<bool, ProviderError> {

@@ -206,20 +206,7 @@ impl SshProvider {
     }
 
     fn profile(&self, p: &ProfileName) -> Result<&SshProfile, ProviderError> {
-        self.config
-            .profiles
-            .get(p)
-            .ok_or_else(|| ProviderError::UnknownProfile {
-                provider: self.name.clone(),
-                profile: p.to_string(),
-                offered: self
-                    .config
-                    .profiles
-                    .keys()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        crate::profile_of(&self.name, &self.config.profiles, p)
     }
 
     fn host(&self, b: &Binding) -> Result<&SshHost, ProviderError> {
