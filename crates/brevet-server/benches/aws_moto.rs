@@ -197,7 +197,13 @@ async fn run(url: &str) {
         after = last.seq;
         for e in &page {
             let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-            let n = data["provider_calls"].as_array().map_or(0, Vec::len);
+            // The broker records each provider step too (`provider.ensure`, …): not an AWS call.
+            let n = data["provider_calls"].as_array().map_or(0, |calls| {
+                calls
+                    .iter()
+                    .filter(|c| c["call"].as_str().is_some_and(|c| !c.starts_with("provider.")))
+                    .count()
+            });
             match e.kind.as_str() {
                 "grant_activated" | "credentials_issued" => granted += n,
                 "grant_revoked" => revoked += n,
