@@ -201,7 +201,11 @@ async fn run(url: &str) {
             let n = data["provider_calls"].as_array().map_or(0, |calls| {
                 calls
                     .iter()
-                    .filter(|c| c["call"].as_str().is_some_and(|c| !c.starts_with("provider.")))
+                    .filter(|c| {
+                        c["call"]
+                            .as_str()
+                            .is_some_and(|c| !c.starts_with("provider."))
+                    })
                     .count()
             });
             match e.kind.as_str() {
