@@ -314,3 +314,50 @@ fn bad_azure_input_is_refused_with_nothing_written() {
     assert!(!out.status.success() && e.contains("ExpirationRule"), "{e}");
     assert!(!az.may(DAVE_OID, BLOB_READ, "rg1"));
 }
+
+#[test]
+fn overlapping_azure_grants_share_one_custom_role_until_the_last_ends() {
+    let az = AzureWorld::start();
+    let w = world(&az);
+    let server = w.start();
+    let dave = server.request(
+        DAVE,
+        &Ask::new("az.read", "azure:rg1").lasting("20m").reason("x"),
+    );
+    let dave_id = dave["id"].as_str().unwrap().to_owned();
+    server.activate(DAVE, &dave_id);
+    let alice = server.request(
+        ALICE,
+        &Ask::new("az.read", "azure:rg1").lasting("20m").reason("y"),
+    );
+    let alice_id = alice["id"].as_str().unwrap().to_owned();
+    server.approve(CAROL, &alice_id);
+    server.activate(ALICE, &alice_id);
+    assert_eq!(
+        az.fake.role_definitions().len(),
+        1,
+        "one role for both grants"
+    );
+    let wait_revoked = |token: &str, id: &str| {
+        let g = server.revoke(token, id);
+        if g["state"] != "revoked" {
+            server.wait_for(token, id, std::time::Duration::from_secs(20), |v| {
+                v["state"] == "revoked"
+            });
+        }
+    };
+    wait_revoked(ALICE, &alice_id);
+    assert!(!az.may(ALICE_OID, BLOB_READ, "rg1"));
+    assert!(az.may(DAVE_OID, BLOB_READ, "rg1"), "dave keeps his access");
+    assert_eq!(
+        az.fake.role_definitions().len(),
+        1,
+        "the role stays while dave's assignment uses it"
+    );
+    wait_revoked(DAVE, &dave_id);
+    assert!(!az.may(DAVE_OID, BLOB_READ, "rg1"));
+    assert!(
+        az.fake.role_definitions().is_empty(),
+        "the role goes with the last assignment"
+    );
+}
