@@ -1717,4 +1717,59 @@ mod azure {
             .await;
         }
     }
+
+    /// A time-bound PIM assignment an administrator made (not Brevet's request) is not Brevet's:
+    /// revoking the binding leaves it, read-back does not count it, and a grant does not take
+    /// it over or move its end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_pim_leaves_an_administrators_time_bound_assignment_alone() {
+        let fake = fake();
+        let reader = format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7");
+        let end = (Utc::now() + chrono::Duration::days(180))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let put = reqwest::Client::new()
+            .put(format!(
+                "{}{}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/0d0d0d0d-0000-4000-8000-00000000d0d0?api-version=2020-10-01",
+                fake.url,
+                rg("rg1")
+            ))
+            .bearer_auth(FakeAzure::token_for(BREVET))
+            .json(&json!({"properties": {"principalId": ALICE, "roleDefinitionId": reader, "requestType": "AdminAssign",
+                "justification": "six months for the audit", "scheduleInfo": {"expiration": {"type": "AfterDateTime", "endDateTime": end}}}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+        let cfg = config(
+            &fake,
+            AzureMode::Pim,
+            Grants::BuiltIn((
+                "Reader".into(),
+                "acdd72a7-3385-48ef-bd42-f606fba81ae7".into(),
+            )),
+        );
+        let p = AzureProvider::new("azure", cfg).await.unwrap();
+        let cx = OpContext::other();
+        let a = binding("alice", "azure:r", "az.read");
+        p.revoke(&cx, &a).await.unwrap();
+        p.verify_revoked(&cx, &a).await.unwrap();
+        assert!(
+            fake.check_access(ALICE, READ, &rg("rg1")),
+            "the administrator's assignment stays"
+        );
+        let e = p
+            .ensure(&cx, &a, Utc::now() + chrono::Duration::minutes(10))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("neither takes it over nor removes it"),
+            "{e}"
+        );
+        assert!(!fake.requests().iter().any(|r| r
+            .body
+            .as_ref()
+            .is_some_and(|b| b["properties"]["requestType"] == "AdminUpdate"
+                || b["properties"]["requestType"] == "AdminRemove")));
+    }
 }

@@ -538,21 +538,57 @@ impl AzureProvider {
         f.into_provider(&format!("PIM schedule request at {scope}"))
     }
 
-    /// PIM's time-bound active assignments of the plan's role to its principal at its scope
-    /// (schedule instances with an end; a standing assignment PIM lists as a permanent one has
-    /// none, and is never Brevet's).
+    /// PIM's active assignments of the plan's role to its principal at its scope that Brevet
+    /// asked for for this binding: instances of the schedules that Brevet's own requests
+    /// (justification `brevet binding <key>`) created. A standing assignment, one an
+    /// administrator made through PIM, or one the principal activated is never among them.
     async fn pim_instances(
         &self,
         cx: &OpContext,
+        b: &Binding,
         plan: &Plan<'_>,
     ) -> Result<Vec<Value>, ProviderError> {
-        let path = format!(
-            "{}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances?$filter=principalId%20eq%20'{}'",
-            plan.scope, plan.identity.object_id
-        );
+        let mark = format!("{ASSIGNMENT_MARK}{}", b.key());
+        let filter = format!("$filter=principalId%20eq%20'{}'", plan.identity.object_id);
+        let requests = self
+            .arm
+            .list(
+                cx,
+                "roleAssignmentScheduleRequests.list",
+                &format!(
+                    "{}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests?{filter}",
+                    plan.scope
+                ),
+                PIM_API,
+            )
+            .await
+            .map_err(|f| f.into_provider(&format!("PIM requests at {}", plan.scope)))?;
+        let ours: std::collections::BTreeSet<String> = requests
+            .iter()
+            .filter(|r| {
+                r["properties"]["justification"].as_str().is_some_and(|j| {
+                    j == mark
+                        || j.strip_prefix(mark.as_str())
+                            .is_some_and(|rest| rest.starts_with(';'))
+                })
+            })
+            .filter_map(|r| r["properties"]["targetRoleAssignmentScheduleId"].as_str())
+            .map(last_segment)
+            .collect();
+        if ours.is_empty() {
+            return Ok(Vec::new());
+        }
         let all = self
             .arm
-            .list(cx, "roleAssignmentScheduleInstances.list", &path, PIM_API)
+            .list(
+                cx,
+                "roleAssignmentScheduleInstances.list",
+                &format!(
+                    "{}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances?{filter}",
+                    plan.scope
+                ),
+                PIM_API,
+            )
             .await
             .map_err(|f| f.into_provider(&format!("PIM assignments at {}", plan.scope)))?;
         Ok(all
@@ -562,28 +598,57 @@ impl AzureProvider {
                 same_scope(p["scope"].as_str().unwrap_or_default(), plan.scope)
                     && last_segment(p["roleDefinitionId"].as_str().unwrap_or_default())
                         == plan.role_guid
-                    && p["endDateTime"].as_str().is_some_and(|e| !e.is_empty())
+                    && ours.contains(&last_segment(
+                        p["roleAssignmentScheduleId"].as_str().unwrap_or_default(),
+                    ))
             })
             .collect())
     }
 
-    /// Brevet's access for the binding still at its scope: its described assignments, and in
-    /// PIM mode the time-bound assignment of its role.
+    /// Brevet's plain assignment for the binding, read by its derived name (not by listing, so a
+    /// list that lags or is cut short cannot hide it); `None` if absent or not Brevet's for
+    /// this binding.
+    async fn own_assignment(
+        &self,
+        cx: &OpContext,
+        b: &Binding,
+        plan: &Plan<'_>,
+    ) -> Result<Option<Value>, ProviderError> {
+        let path = format!("{}/{}", plan.assignments_path(), plan.assignment_name());
+        match self
+            .arm
+            .call(
+                cx,
+                "roleAssignments.get",
+                Method::GET,
+                &path,
+                RBAC_API,
+                None,
+            )
+            .await
+        {
+            Ok((_, a)) if owner_of(&a).as_deref() == Some(b.key().as_str()) => Ok(Some(a)),
+            Ok(_) => Ok(None),
+            Err(Failure::Arm(a)) if a.http == 404 => Ok(None),
+            Err(f) => Err(f.into_provider(&format!("role assignment {path}"))),
+        }
+    }
+
+    /// Brevet's access for the binding still at its scope: its own assignment, and in PIM mode
+    /// the assignment PIM made for Brevet's request.
     async fn present(
         &self,
         cx: &OpContext,
         b: &Binding,
         plan: &Plan<'_>,
     ) -> Result<Vec<Value>, ProviderError> {
-        let key = b.key();
         let mut out: Vec<Value> = self
-            .assignments_of(cx, plan)
+            .own_assignment(cx, b, plan)
             .await?
             .into_iter()
-            .filter(|a| owner_of(a).as_deref() == Some(key.as_str()))
             .collect();
         if *plan.mode == AzureMode::Pim {
-            out.extend(self.pim_instances(cx, plan).await?);
+            out.extend(self.pim_instances(cx, b, plan).await?);
         }
         Ok(out)
     }
@@ -644,7 +709,7 @@ impl Provider for AzureProvider {
             AzureMode::Pim => {
                 let end = ts(expires_at);
                 for _ in 0..3 {
-                    let current = self.pim_instances(cx, &plan).await?;
+                    let current = self.pim_instances(cx, binding, &plan).await?;
                     let current_end = current.first().map(|i| {
                         i["properties"]["endDateTime"]
                             .as_str()
@@ -666,7 +731,7 @@ impl Provider for AzureProvider {
                     match result {
                         Ok(_) => return Ok(()),
                         Err(f) if f.code() == Some("RoleAssignmentExists") => {
-                            if self.pim_instances(cx, &plan).await?.is_empty() {
+                            if self.pim_instances(cx, binding, &plan).await?.is_empty() {
                                 // A standing assignment, not Brevet's: never taken over.
                                 return Err(ProviderError::Target(format!(
                                     "{} already holds this role at {} through a standing assignment Brevet did \
@@ -714,7 +779,8 @@ impl Provider for AzureProvider {
         let plan = self.plan(binding)?;
         // AdminRemove would also remove a standing assignment of the role: only ask for it
         // while PIM shows Brevet's time-bound one.
-        if *plan.mode == AzureMode::Pim && !self.pim_instances(cx, &plan).await?.is_empty() {
+        if *plan.mode == AzureMode::Pim && !self.pim_instances(cx, binding, &plan).await?.is_empty()
+        {
             match self
                 .pim_request(cx, binding, &plan, "AdminRemove", None)
                 .await
@@ -726,10 +792,7 @@ impl Provider for AzureProvider {
                 Err(f) => return Err(Self::pim_error(f, plan.scope)),
             }
         }
-        for a in self.assignments_of(cx, &plan).await? {
-            if owner_of(&a).as_deref() != Some(binding.key().as_str()) {
-                continue;
-            }
+        if let Some(a) = self.own_assignment(cx, binding, &plan).await? {
             let id = a["id"].as_str().unwrap_or_default().to_owned();
             self.arm
                 .call(

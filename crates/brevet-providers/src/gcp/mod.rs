@@ -487,12 +487,18 @@ impl Provider for GcpProvider {
         // found by its key: all of it goes.
         let member = self.member(binding).ok();
         self.remove_binding(cx, res, &binding.key(), member).await?;
-        if let Some((home, perms)) = self.custom_of(binding)? {
-            // The idle clock of the shared role starts now, not at its last activation.
+        // The idle clock of the shared role starts now, not at its last activation. Best effort:
+        // the access is gone, and a profile edited since must not make revocation fail.
+        if let Ok(Some((home, perms))) = self.custom_of(binding) {
             let key = Self::state_key(home, perms);
-            if let Some(s) = self.state.get(&key).await? {
+            if let Ok(Some(s)) = self.state.get(&key).await {
                 if let Some(id) = s.value["id"].as_str() {
-                    self.touch(&key, id).await?;
+                    if let Err(e) = self.touch(&key, id).await {
+                        tracing::warn!(
+                            role = id,
+                            "could not record the custom role's last use: {e}"
+                        );
+                    }
                 }
             }
         }

@@ -149,7 +149,15 @@ pub fn edited(
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|m| member.is_some_and(|me| m.as_str() != Some(me)))
+            .filter(|m| {
+                // Brevet's member, also in the `deleted:…?uid=` form Google rewrites it to.
+                member.is_some_and(|me| {
+                    let m = m.as_str().unwrap_or_default();
+                    m != me
+                        && m.strip_prefix("deleted:")
+                            .is_none_or(|d| d.split('?').next() != Some(me))
+                })
+            })
             .cloned()
             .collect();
         if !others.is_empty() {
@@ -310,6 +318,20 @@ mod tests {
         let mut shared = g.binding();
         shared["members"] = json!([g.member, "user:mallory@example.com"]);
         let out = edited(&json!({"bindings": [shared]}), &g.binding_key, None, None);
+        assert_eq!(out["bindings"], json!([]));
+    }
+
+    #[test]
+    fn removal_takes_the_deleted_member_form_too() {
+        let g = grant("alice|gcp:p|x", "user:alice@example.com");
+        let mut b = g.binding();
+        b["members"] = json!(["deleted:user:alice@example.com?uid=42"]);
+        let out = edited(
+            &json!({"bindings": [b]}),
+            &g.binding_key,
+            Some(&g.member),
+            None,
+        );
         assert_eq!(out["bindings"], json!([]));
     }
 
