@@ -222,7 +222,19 @@ impl ArmClient {
             let v = if text.trim().is_empty() {
                 json!({})
             } else {
-                serde_json::from_str(&text).unwrap_or(json!({}))
+                match serde_json::from_str(&text) {
+                    Ok(v) => v,
+                    // A proxy's page or a cut-short body is not an answer to read as "nothing".
+                    Err(e) => {
+                        return Err((
+                            Failure::Other(ProviderError::Unreachable(format!(
+                                "ARM answered {status} with a body that is not JSON ({e})"
+                            ))),
+                            None,
+                            request_id,
+                        ))
+                    }
+                }
             };
             return Ok((status.as_u16(), v, request_id));
         }
@@ -251,7 +263,9 @@ impl ArmClient {
                 _ => return Ok(out),
             }
         }
-        Ok(out)
+        Err(Failure::Other(ProviderError::Target(format!(
+            "{path}: more than 1,000 pages; Brevet does not act on a partial list"
+        ))))
     }
 }
 
