@@ -139,7 +139,7 @@ async fn run(url: &str) {
         client_ip_header: None,
         requests_per_minute: u32::MAX,
         metrics_token_sha256: None,
-        max_in_flight: max_in_flight(),
+        max_in_flight: support::max_in_flight(),
         admission_wait: Duration::from_millis(100),
     };
     let broker = Broker::new(
@@ -189,32 +189,7 @@ async fn run(url: &str) {
     // AWS calls per operation, counted from the call log Brevet audits with each step (grant:
     // CreateRole, PutRolePolicy; revocation: GetRole, the session deny, the listings, the policy
     // and role deletions and the GetRole read-back).
-    let (mut granted, mut revoked) = (0usize, 0usize);
-    let mut after = 0;
-    loop {
-        let page = broker.store().audit_page(after, 1000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-            // The broker records each provider step too (`provider.ensure`, …): not an AWS call.
-            let n = data["provider_calls"].as_array().map_or(0, |calls| {
-                calls
-                    .iter()
-                    .filter(|c| {
-                        c["call"]
-                            .as_str()
-                            .is_some_and(|c| !c.starts_with("provider."))
-                    })
-                    .count()
-            });
-            match e.kind.as_str() {
-                "grant_activated" | "credentials_issued" => granted += n,
-                "grant_revoked" => revoked += n,
-                _ => {}
-            }
-        }
-    }
+    let (granted, revoked) = support::audited_calls(&broker, &mut 0).await;
     let grant_calls = granted as f64 / N as f64;
     let revoke_calls = revoked as f64 / N as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -233,12 +208,4 @@ async fn run(url: &str) {
         ms(revoke) / (revoke_calls * ms(rtt)),
         revoke_calls
     );
-}
-
-/// `BENCH_MAX_IN_FLIGHT`, else the server's default.
-fn max_in_flight() -> usize {
-    std::env::var("BENCH_MAX_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
 }

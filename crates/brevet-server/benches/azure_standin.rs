@@ -177,7 +177,7 @@ async fn run(fake: &FakeAzure) {
         client_ip_header: None,
         requests_per_minute: u32::MAX,
         metrics_token_sha256: None,
-        max_in_flight: max_in_flight(),
+        max_in_flight: support::max_in_flight(),
         admission_wait: Duration::from_millis(100),
     };
     let rid = ResourceId::parse(RESOURCE).unwrap();
@@ -243,7 +243,8 @@ async fn run(fake: &FakeAzure) {
         }
         let revoked = fake.requests().split_off(before);
         let revoke_commits = broker.store().commits() - commits;
-        let (audited_grant, audited_revoke) = audited_calls(&broker, &mut audit_cursor).await;
+        let (audited_grant, audited_revoke) =
+            support::audited_calls(&broker, &mut audit_cursor).await;
 
         println!("== {} ({})", m.label, m.profile);
         println!(
@@ -368,42 +369,4 @@ fn is_guid(s: &str) -> bool {
             8 | 13 | 18 | 23 => ch == '-',
             _ => ch.is_ascii_hexdigit(),
         })
-}
-
-/// ARM calls in the audit events written since `after` (grants, revocations); moves it on.
-async fn audited_calls(broker: &Broker, after: &mut i64) -> (usize, usize) {
-    let (mut granted, mut revoked) = (0, 0);
-    loop {
-        let page = broker.store().audit_page(*after, 1000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        *after = last.seq;
-        for e in &page {
-            let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-            // The broker records each provider step too (`provider.ensure`, …): not a call.
-            let n = data["provider_calls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| {
-                    c["call"]
-                        .as_str()
-                        .is_some_and(|c| !c.starts_with("provider."))
-                })
-                .count();
-            match e.kind.as_str() {
-                "grant_activated" | "credentials_issued" => granted += n,
-                "grant_revoked" => revoked += n,
-                _ => {}
-            }
-        }
-    }
-    (granted, revoked)
-}
-
-/// `BENCH_MAX_IN_FLIGHT`, else the server's default.
-fn max_in_flight() -> usize {
-    std::env::var("BENCH_MAX_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
 }

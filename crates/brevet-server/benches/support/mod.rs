@@ -100,8 +100,39 @@ pub async fn broker_with_policy(
     ))
 }
 
+/// Target calls in the audit events written since `after` (grants, revocations), as the
+/// provider recorded them — the broker's own `provider.*` step records left out; moves `after`
+/// on.
+pub async fn audited_calls(broker: &Broker, after: &mut i64) -> (usize, usize) {
+    let (mut granted, mut revoked) = (0, 0);
+    loop {
+        let page = broker.store().audit_page(*after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        *after = last.seq;
+        for e in &page {
+            let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            let n = data["provider_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    c["call"]
+                        .as_str()
+                        .is_some_and(|c| !c.starts_with("provider."))
+                })
+                .count();
+            match e.kind.as_str() {
+                "grant_activated" | "credentials_issued" => granted += n,
+                "grant_revoked" => revoked += n,
+                _ => {}
+            }
+        }
+    }
+    (granted, revoked)
+}
+
 /// `BENCH_MAX_IN_FLIGHT`, else the server's default.
-fn max_in_flight() -> usize {
+pub fn max_in_flight() -> usize {
     std::env::var("BENCH_MAX_IN_FLIGHT")
         .ok()
         .and_then(|v| v.parse().ok())
