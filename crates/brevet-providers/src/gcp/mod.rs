@@ -242,13 +242,9 @@ impl GcpProvider {
 
     /// The role a binding names: the predefined one, or its content-addressed custom role,
     /// made (or undeleted, or restored to its permission set) first.
-    async fn ensure_role(
-        &self,
-        cx: &OpContext,
-        b: &Binding,
-    ) -> Result<(String, Option<(String, String)>), ProviderError> {
+    async fn ensure_role(&self, cx: &OpContext, b: &Binding) -> Result<String, ProviderError> {
         let (home, permissions) = match (&self.profile(&b.profile)?.grants, self.custom_of(b)?) {
-            (Grantable::Predefined(role), _) => return Ok((role.clone(), None)),
+            (Grantable::Predefined(role), _) => return Ok(role.clone()),
             (_, Some(c)) => c,
             (_, None) => unreachable!("custom profiles have a role per resource"),
         };
@@ -322,7 +318,7 @@ impl GcpProvider {
                 }
             }
             self.touch(&key, &id).await?;
-            return Ok((name, Some((key, id))));
+            return Ok(name);
         }
         Err(ProviderError::Target(format!(
             "could not make custom role {home}/roles/{}…: Google refused every generation",
@@ -341,12 +337,11 @@ impl GcpProvider {
         cx: &OpContext,
         res: &GcpResource,
         key: &str,
-        member: Option<&str>,
     ) -> Result<Value, ProviderError> {
         self.client
             .modify_policy(cx, res, |p| {
                 let present = policy::ours(p).iter().any(|(k, _)| k == key);
-                Ok(present.then(|| policy::edited(p, key, member, None)))
+                Ok(present.then(|| policy::edited(p, key, None)))
             })
             .await
     }
@@ -430,10 +425,10 @@ impl Provider for GcpProvider {
     ) -> Result<(), ProviderError> {
         let member = self.member(binding)?.to_owned();
         let res = self.resource(binding)?;
-        let (role, _) = self.ensure_role(cx, binding).await?;
+        let role = self.ensure_role(cx, binding).await?;
         let grant = Grant {
             role,
-            member: member.clone(),
+            member,
             binding_key: binding.key(),
             expires_at,
             note: Self::note(cx),
@@ -441,7 +436,7 @@ impl Provider for GcpProvider {
         self.client
             .modify_policy(cx, res, |p| {
                 Ok((!policy::holds(p, &grant))
-                    .then(|| policy::edited(p, &grant.binding_key, Some(&member), Some(&grant))))
+                    .then(|| policy::edited(p, &grant.binding_key, Some(&grant))))
             })
             .await?;
         Ok(())
@@ -483,10 +478,8 @@ impl Provider for GcpProvider {
 
     async fn revoke(&self, cx: &OpContext, binding: &Binding) -> Result<(), ProviderError> {
         let res = self.resource(binding)?;
-        // If the principal's identity was removed from the config since, the binding is still
-        // found by its key: all of it goes.
-        let member = self.member(binding).ok();
-        self.remove_binding(cx, res, &binding.key(), member).await?;
+        // Found by its key, so an identity removed from the config since does not hide it.
+        self.remove_binding(cx, res, &binding.key()).await?;
         // The idle clock of the shared role starts now, not at its last activation. Best effort:
         // the access is gone, and a profile edited since must not make revocation fail.
         if let Ok(Some((home, perms))) = self.custom_of(binding) {
@@ -674,7 +667,7 @@ impl Provider for GcpProvider {
                 )))
             }
         };
-        let p = self.remove_binding(cx, res, &key, None).await?;
+        let p = self.remove_binding(cx, res, &key).await?;
         Ok(Evidence {
             checked_at: Utc::now(),
             observation: json!({

@@ -128,44 +128,18 @@ pub fn holds(policy: &Value, grant: &Grant) -> bool {
         && mine[0]["condition"]["expression"] == grant.expression()
 }
 
-/// `policy` with `binding_key`'s bindings taken out (only `member` of them, if given and others
-/// were added to the binding by hand; all of them otherwise) and, if given, `grant` added. Every other binding — its
+/// `policy` with `binding_key`'s bindings taken out — whole: a member someone added to Brevet's
+/// binding (a grantee's second identity, say) would otherwise keep the access under Brevet's
+/// condition after revocation — and, if given, `grant` added. Every other binding — its
 /// members, its condition — stays as read. The result asks for version 3 (conditions) and
 /// keeps the etag it was read with, so the write fails if anyone changed the policy since.
-pub fn edited(
-    policy: &Value,
-    binding_key: &str,
-    member: Option<&str>,
-    grant: Option<&Grant>,
-) -> Value {
+pub fn edited(policy: &Value, binding_key: &str, grant: Option<&Grant>) -> Value {
     let mut out = policy.clone();
-    let mut kept: Vec<Value> = Vec::new();
-    for b in bindings(policy) {
-        if !is_ours_for(b, binding_key) {
-            kept.push(b.clone());
-            continue;
-        }
-        let others: Vec<Value> = b["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| {
-                // Brevet's member, also in the `deleted:…?uid=` form Google rewrites it to.
-                member.is_some_and(|me| {
-                    let m = m.as_str().unwrap_or_default();
-                    m != me
-                        && m.strip_prefix("deleted:")
-                            .is_none_or(|d| d.split('?').next() != Some(me))
-                })
-            })
-            .cloned()
-            .collect();
-        if !others.is_empty() {
-            let mut b = b.clone();
-            b["members"] = Value::Array(others);
-            kept.push(b);
-        }
-    }
+    let mut kept: Vec<Value> = bindings(policy)
+        .iter()
+        .filter(|b| !is_ours_for(b, binding_key))
+        .cloned()
+        .collect();
     if let Some(g) = grant {
         kept.push(g.binding());
     }
@@ -225,20 +199,6 @@ pub fn check_limits(policy: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `member` (or its `deleted:` form) holds `role` under Brevet's condition for
-/// `binding_key` — what revocation's read-back looks for.
-pub fn still_granted<'a>(policy: &'a Value, binding_key: &str, member: &str) -> Option<&'a Value> {
-    bindings(policy).iter().find(|b| {
-        is_ours_for(b, binding_key)
-            && b["members"].as_array().into_iter().flatten().any(|m| {
-                let m = m.as_str().unwrap_or_default();
-                m == member
-                    || m.strip_prefix("deleted:")
-                        .is_some_and(|d| d.split('?').next() == Some(member))
-            })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,7 +226,7 @@ mod tests {
     fn adding_keeps_every_other_binding_and_field_and_replacing_leaves_one() {
         let policy = json!({"version": 1, "etag": "BwY=", "bindings": [foreign()], "auditConfigs": [{"service": "allServices"}]});
         let g = grant("alice|gcp:p|x", "user:alice@example.com");
-        let once = edited(&policy, &g.binding_key, Some(&g.member), Some(&g));
+        let once = edited(&policy, &g.binding_key, Some(&g));
         assert_eq!(once["etag"], "BwY=");
         assert_eq!(once["version"], 3);
         assert_eq!(once["auditConfigs"], policy["auditConfigs"]);
@@ -278,13 +238,13 @@ mod tests {
             expires_at: g.expires_at + chrono::Duration::hours(1),
             ..g.clone()
         };
-        let twice = edited(&once, &g.binding_key, Some(&g.member), Some(&later));
+        let twice = edited(&once, &g.binding_key, Some(&later));
         assert_eq!(twice["bindings"].as_array().unwrap().len(), 2);
         assert!(holds(&twice, &later) && !holds(&twice, &g));
         // Removal takes exactly Brevet's binding out.
-        let gone = edited(&twice, &g.binding_key, Some(&g.member), None);
+        let gone = edited(&twice, &g.binding_key, None);
         assert_eq!(gone["bindings"], json!([foreign()]));
-        assert!(still_granted(&gone, &g.binding_key, &g.member).is_none());
+        assert!(ours(&gone).is_empty());
     }
 
     #[test]
@@ -299,25 +259,13 @@ mod tests {
         let policy = json!({"bindings": [lookalike.clone(), g.binding()]});
         assert_eq!(ours(&policy).len(), 1);
         // Removing Brevet's binding leaves the look-alike alone.
-        let out = edited(&policy, &g.binding_key, Some(&g.member), None);
+        let out = edited(&policy, &g.binding_key, None);
         assert_eq!(out["bindings"], json!([lookalike]));
-        // A member someone added to Brevet's binding by hand is left where it is.
+        // A member someone added to Brevet's binding (a grantee's second identity) goes with it:
+        // it must not keep the access under Brevet's condition after revocation.
         let mut shared = g.binding();
         shared["members"] = json!([g.member, "user:mallory@example.com"]);
-        let out = edited(
-            &json!({"bindings": [shared]}),
-            &g.binding_key,
-            Some(&g.member),
-            None,
-        );
-        assert_eq!(
-            out["bindings"][0]["members"],
-            json!(["user:mallory@example.com"])
-        );
-        // Without a member (an orphan, or an identity since removed from the config), all of it.
-        let mut shared = g.binding();
-        shared["members"] = json!([g.member, "user:mallory@example.com"]);
-        let out = edited(&json!({"bindings": [shared]}), &g.binding_key, None, None);
+        let out = edited(&json!({"bindings": [shared]}), &g.binding_key, None);
         assert_eq!(out["bindings"], json!([]));
     }
 
@@ -326,21 +274,8 @@ mod tests {
         let g = grant("alice|gcp:p|x", "user:alice@example.com");
         let mut b = g.binding();
         b["members"] = json!(["deleted:user:alice@example.com?uid=42"]);
-        let out = edited(
-            &json!({"bindings": [b]}),
-            &g.binding_key,
-            Some(&g.member),
-            None,
-        );
+        let out = edited(&json!({"bindings": [b]}), &g.binding_key, None);
         assert_eq!(out["bindings"], json!([]));
-    }
-
-    #[test]
-    fn read_back_sees_a_deleted_member_form_too() {
-        let g = grant("alice|gcp:p|x", "user:alice@example.com");
-        let mut b = g.binding();
-        b["members"] = json!(["deleted:user:alice@example.com?uid=42"]);
-        assert!(still_granted(&json!({"bindings": [b]}), &g.binding_key, &g.member).is_some());
     }
 
     #[test]
