@@ -1566,7 +1566,6 @@ mod azure {
             statuses.contains(&429) && statuses.iter().filter(|s| **s == 400).count() >= 2,
             "{statuses:?}"
         );
-        let _ = json!({});
     }
 
     /// The custom role is deleted with the last assignment that used it, and kept before.
