@@ -20,6 +20,7 @@ pub mod azure;
 pub mod gcp;
 mod moto;
 mod oidc;
+mod serve;
 pub use moto::*;
 pub use oidc::*;
 

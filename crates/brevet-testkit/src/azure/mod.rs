@@ -95,9 +95,8 @@ mod tenant;
 mod time;
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     sync::{Arc, Mutex},
-    thread::JoinHandle,
 };
 
 use base64::Engine as _;
@@ -137,8 +136,7 @@ pub struct FakeAzure {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub url: String,
     state: http::Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: crate::serve::Served,
 }
 
 impl FakeAzure {
@@ -161,33 +159,11 @@ impl FakeAzure {
         };
         let tenant = Tenant::new(roles, Operations::from_catalog(&catalog));
         let state: http::Shared = Arc::new(Mutex::new(tenant));
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let app = http::router(state.clone());
-        let thread = std::thread::Builder::new()
-            .name("fake-azure".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })?;
+        let server = crate::serve::Served::start("fake-azure", addr, http::router(state.clone()))?;
         Ok(FakeAzure {
-            url,
+            url: server.url.clone(),
             state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -383,17 +359,6 @@ impl FakeAzure {
             "ver": "1.0",
         });
         format!("{}.{}.", b64(&header), b64(&claims))
-    }
-}
-
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

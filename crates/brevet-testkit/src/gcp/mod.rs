@@ -59,9 +59,8 @@ mod policy;
 mod roles;
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     sync::{Arc, Mutex},
-    thread::JoinHandle,
 };
 
 use chrono::{DateTime, Duration, Utc};
@@ -88,8 +87,7 @@ pub struct FakeGcp {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub url: String,
     state: http::Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: crate::serve::Served,
 }
 
 impl FakeGcp {
@@ -102,33 +100,11 @@ impl FakeGcp {
     pub fn start_on(addr: SocketAddr) -> std::io::Result<FakeGcp> {
         let catalog = brevet_catalog::Catalog::embedded().map_err(std::io::Error::other)?;
         let state: http::Shared = Arc::new(Mutex::new(iam::Iam::new(catalog)));
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let app = http::router(state.clone());
-        let thread = std::thread::Builder::new()
-            .name("fake-gcp".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })?;
+        let server = crate::serve::Served::start("fake-gcp", addr, http::router(state.clone()))?;
         Ok(FakeGcp {
-            url,
+            url: server.url.clone(),
             state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -292,14 +268,3 @@ impl FakeGcp {
 
 /// The service account [`FakeGcp::write_key_file`]'s key file signs in as.
 pub const BREVET_SERVICE_ACCOUNT: &str = "brevet@p1.iam.gserviceaccount.com";
-
-impl Drop for FakeGcp {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
