@@ -1478,6 +1478,8 @@ mod azure {
 
     async fn conformance(mode: AzureMode, grants: Grants) {
         let fake = fake();
+        // One item per page: every list Brevet reads (the reconciler's, PIM's) must follow nextLink.
+        fake.set_page_size(1);
         let pim = mode == AzureMode::Pim;
         let cfg = config(&fake, mode, grants);
         let members = cfg
