@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let client = Client::new(&cli.url, token)?;
     let j = cli.json;
     match cli.command {
+        Command::Analyze(cmd) => return crate::analyze::run(cmd, j),
         Command::Catalog(cmd) => crate::catalog::catalog(&client, j, cmd).await?,
         Command::Profile(cmd) => crate::catalog::profile(&client, j, cmd).await?,
         Command::Login { timeout } => crate::login::login(&cli.url, j, timeout.into()).await?,

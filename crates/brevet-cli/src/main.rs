@@ -1,5 +1,6 @@
 //! `brevet`: the server (`brevet server`) and the client CLI for everything else.
 
+mod analyze;
 mod aws;
 mod catalog;
 mod client;
@@ -178,6 +179,10 @@ enum Command {
     /// Compile and explain the neutral access profiles of `[access."NAME"]`.
     #[command(subcommand)]
     Profile(catalog::ProfileCommand),
+    /// Identity analyzer (offline): risky standing privilege, escalation paths and proposed
+    /// just-in-time profiles from AWS, GCP or Azure IAM exports.
+    #[command(subcommand)]
+    Analyze(analyze::AnalyzeCommand),
     /// Show who the server thinks you are.
     Whoami,
 }

@@ -1,0 +1,526 @@
+//! Who can become whom, and who is admin-equivalent — the questions PMapper answers, with a
+//! policy evaluator over the compiled statements: explicit deny wins, an allow is needed, a
+//! permissions boundary must allow too; `NotAction`/`NotResource` are complements; resource
+//! patterns match without case, `*` crossing `:` and `/`, `${aws:username}` filled in.
+//! Statements with conditions count (the edge notes it): the analysis cannot know the request's
+//! context, and missing a real path is worse than showing a guarded one.
+
+use brevet_catalog::{Catalog, Cloud, Pattern};
+
+use super::document::{Compiled, Effect, PolicyDocument, PrincipalSpec, Resources};
+use super::model::{Kind, Model};
+use crate::permset::PermSet;
+use crate::report::Edge;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    No,
+    /// Allowed only when a condition holds.
+    IfCondition,
+    Yes,
+}
+
+pub struct Evaluator<'m> {
+    catalog: &'m Catalog,
+    model: &'m Model,
+    /// Per node: every action any of its Allow statements names (a cheap first test).
+    mentioned: Vec<PermSet>,
+}
+
+fn resource_matches(pattern: &str, resource: &str, username: &str) -> bool {
+    let p = if pattern.contains("${") {
+        let mut s = pattern.replace("${aws:username}", username);
+        // Other policy variables are unknown here: any value.
+        while let (Some(a), Some(b)) = (s.find("${"), s.find('}')) {
+            if b < a {
+                break;
+            }
+            s.replace_range(a..=b, "*");
+        }
+        s
+    } else {
+        pattern.to_string()
+    };
+    Pattern::new(&p, true).matches(resource)
+}
+
+fn statement_matches(st: &Compiled, action: u32, resource: &str, username: &str) -> bool {
+    if !st.actions.contains(action) {
+        return false;
+    }
+    match &st.resources {
+        Resources::Any => true,
+        Resources::Listed(v) => v.iter().any(|p| resource_matches(p, resource, username)),
+        Resources::Except(v) => !v.iter().any(|p| resource_matches(p, resource, username)),
+    }
+}
+
+impl<'m> Evaluator<'m> {
+    pub fn new(catalog: &'m Catalog, model: &'m Model) -> Evaluator<'m> {
+        let universe = catalog.permissions().len();
+        let mentioned = model
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                let mut s = PermSet::new(universe);
+                for p in Self::policies_of(model, i) {
+                    s.union_with(&model.policies[p].facts.mentioned);
+                }
+                s
+            })
+            .collect();
+        Evaluator {
+            catalog,
+            model,
+            mentioned,
+        }
+    }
+
+    fn policies_of(model: &Model, node: usize) -> Vec<usize> {
+        let n = &model.nodes[node];
+        let mut v = n.policies.clone();
+        for &g in &n.groups {
+            v.extend(model.nodes[g].policies.iter().copied());
+        }
+        v
+    }
+
+    pub fn action(&self, name: &str) -> Option<u32> {
+        self.catalog.permission_index(Cloud::Aws, name)
+    }
+
+    /// Whether `node`'s identity policies (its own and its groups'), within its permissions
+    /// boundary, allow `action` on `resource`.
+    pub fn check(&self, node: usize, action: &str, resource: &str) -> Verdict {
+        let Some(a) = self.action(action) else {
+            return Verdict::No;
+        };
+        if !self.mentioned[node].contains(a) {
+            return Verdict::No;
+        }
+        let n = &self.model.nodes[node];
+        let user = if n.kind == Kind::User {
+            n.name.as_str()
+        } else {
+            ""
+        };
+        let mut verdict = Verdict::No;
+        for p in Self::policies_of(self.model, node) {
+            for st in &self.model.policies[p].statements {
+                if !statement_matches(st, a, resource, user) {
+                    continue;
+                }
+                match (st.effect, st.conditional) {
+                    (Effect::Deny, false) => return Verdict::No,
+                    (Effect::Deny, true) => {}
+                    (Effect::Allow, false) => verdict = Verdict::Yes,
+                    (Effect::Allow, true) => verdict = verdict.max(Verdict::IfCondition),
+                }
+            }
+        }
+        if verdict == Verdict::No {
+            return verdict;
+        }
+        if let Some(b) = n.boundary {
+            let mut allowed = Verdict::No;
+            for st in &self.model.policies[b].statements {
+                if !statement_matches(st, a, resource, user) {
+                    continue;
+                }
+                match (st.effect, st.conditional) {
+                    (Effect::Deny, false) => return Verdict::No,
+                    (Effect::Deny, true) => {}
+                    (Effect::Allow, false) => allowed = Verdict::Yes,
+                    (Effect::Allow, true) => allowed = allowed.max(Verdict::IfCondition),
+                }
+            }
+            verdict = verdict.min(allowed);
+        }
+        verdict
+    }
+
+    /// Whether the identity policies deny `action` on `resource` outright.
+    fn denies(&self, node: usize, action: &str, resource: &str) -> bool {
+        let Some(a) = self.action(action) else {
+            return false;
+        };
+        let n = &self.model.nodes[node];
+        let user = if n.kind == Kind::User {
+            n.name.as_str()
+        } else {
+            ""
+        };
+        Self::policies_of(self.model, node).into_iter().any(|p| {
+            self.model.policies[p].statements.iter().any(|st| {
+                st.effect == Effect::Deny
+                    && !st.conditional
+                    && statement_matches(st, a, resource, user)
+            })
+        })
+    }
+}
+
+/// How a role's trust policy treats a would-be assumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    No,
+    /// Names the principal itself (or `"*"`): no identity permission needed in its account.
+    Direct {
+        conditional: bool,
+    },
+    /// Names its account (root, account id, `{"AWS": "*"}`): its own policies must allow.
+    Account {
+        conditional: bool,
+    },
+}
+
+fn assume_actions(s: &super::document::Statement) -> bool {
+    match (&s.action, &s.not_action) {
+        (Some(a), _) => a.iter().any(|x| {
+            let x = x.to_ascii_lowercase();
+            x == "*" || x == "sts:*" || x == "sts:assumerole" || x == "sts:assume*"
+        }),
+        (None, Some(n)) => !n.iter().any(|x| {
+            let x = x.to_ascii_lowercase();
+            x == "*" || x == "sts:*" || x == "sts:assumerole"
+        }),
+        _ => false,
+    }
+}
+
+/// Strongest first: naming the principal without condition beats naming its account.
+fn rank(t: Trust) -> u8 {
+    match t {
+        Trust::No => 0,
+        Trust::Account { conditional: true } => 1,
+        Trust::Direct { conditional: true } => 2,
+        Trust::Account { conditional: false } => 3,
+        Trust::Direct { conditional: false } => 4,
+    }
+}
+
+fn trust_for(trust: &PolicyDocument, arn: &str, account: &str) -> Trust {
+    let root = format!("arn:aws:iam::{account}:root");
+    let mut best = Trust::No;
+    for s in &trust.statements {
+        if !assume_actions(s) {
+            continue;
+        }
+        let conditional = s
+            .condition
+            .as_ref()
+            .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty()));
+        let m = match &s.principal {
+            Some(PrincipalSpec::Everyone) => Trust::Direct { conditional },
+            Some(PrincipalSpec::Typed { aws, .. }) => {
+                if aws.iter().any(|a| a == arn) {
+                    Trust::Direct { conditional }
+                } else if aws.iter().any(|a| a == "*" || *a == root || a == account) {
+                    Trust::Account { conditional }
+                } else {
+                    Trust::No
+                }
+            }
+            None => Trust::No,
+        };
+        if m == Trust::No {
+            continue;
+        }
+        if s.effect == Effect::Deny {
+            if !conditional {
+                return Trust::No;
+            }
+            continue;
+        }
+        if rank(m) > rank(best) {
+            best = m;
+        }
+    }
+    best
+}
+
+/// Whether the trust policy lets AWS service `svc` assume the role (and how).
+fn trusts_service(trust: &PolicyDocument, svc: &str) -> Option<bool> {
+    let mut out: Option<bool> = None;
+    for s in &trust.statements {
+        if !assume_actions(s) {
+            continue;
+        }
+        let names = match &s.principal {
+            Some(PrincipalSpec::Everyone) => true,
+            Some(PrincipalSpec::Typed { service, .. }) => service.iter().any(|x| x == svc),
+            None => false,
+        };
+        if !names {
+            continue;
+        }
+        let conditional = s
+            .condition
+            .as_ref()
+            .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty()));
+        if s.effect == Effect::Deny {
+            if !conditional {
+                return None;
+            }
+            continue;
+        }
+        out = Some(out.unwrap_or(true) && conditional);
+    }
+    out
+}
+
+/// Admin-equivalent: can rewrite its own permissions — an inline policy on itself, attaching
+/// a policy to itself, creating a role it attaches anything to, a new version of a
+/// customer-managed policy it holds, or (users) the same through a group it is in.
+pub fn is_admin(ev: &Evaluator, model: &Model, node: usize) -> Option<String> {
+    let n = &model.nodes[node];
+    let ok = |action: &str, res: &str| ev.check(node, action, res) != Verdict::No;
+    let (put, attach) = match n.kind {
+        Kind::User => ("iam:PutUserPolicy", "iam:AttachUserPolicy"),
+        Kind::Role => ("iam:PutRolePolicy", "iam:AttachRolePolicy"),
+        Kind::Group => return None,
+    };
+    if ok(put, &n.arn) {
+        return Some(format!("{put} on itself"));
+    }
+    if ok(attach, &n.arn) {
+        return Some(format!("{attach} on itself"));
+    }
+    if ok("iam:CreateRole", "*")
+        && (ok("iam:AttachRolePolicy", "*") || ok("iam:PutRolePolicy", "*"))
+    {
+        return Some("iam:CreateRole with a policy it chooses".into());
+    }
+    for &p in &n.policies {
+        let pol = &model.policies[p];
+        if !pol.aws_managed
+            && !pol.id.contains(":inline/")
+            && ok("iam:CreatePolicyVersion", &pol.id)
+        {
+            return Some(format!(
+                "iam:CreatePolicyVersion on its own policy {}",
+                pol.name
+            ));
+        }
+    }
+    if n.kind == Kind::User {
+        for &g in &n.groups {
+            let garn = &model.nodes[g].arn;
+            if ok("iam:PutGroupPolicy", garn) || ok("iam:AttachGroupPolicy", garn) {
+                return Some(format!(
+                    "can change the policies of its group {}",
+                    model.nodes[g].name
+                ));
+            }
+            for &p in &model.nodes[g].policies {
+                let pol = &model.policies[p];
+                if !pol.aws_managed
+                    && !pol.id.contains(":inline/")
+                    && ok("iam:CreatePolicyVersion", &pol.id)
+                {
+                    return Some(format!(
+                        "iam:CreatePolicyVersion on its group's policy {}",
+                        pol.name
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Services that run code as a role passed to them: (service principal, what else is needed
+/// besides iam:PassRole — any one of the alternatives, each a list all needed, on `*`).
+const PASS_ROLE_TO: &[(&str, &[&[&str]])] = &[
+    (
+        "ec2.amazonaws.com",
+        &[
+            &["ec2:RunInstances"],
+            &[
+                "autoscaling:CreateAutoScalingGroup",
+                "autoscaling:CreateLaunchConfiguration",
+            ],
+        ],
+    ),
+    ("lambda.amazonaws.com", &[&["lambda:CreateFunction"]]),
+    (
+        "cloudformation.amazonaws.com",
+        &[&["cloudformation:CreateStack"]],
+    ),
+    (
+        "codebuild.amazonaws.com",
+        &[
+            &["codebuild:CreateProject", "codebuild:StartBuild"],
+            &["codebuild:CreateProject", "codebuild:StartBuildBatch"],
+        ],
+    ),
+    (
+        "sagemaker.amazonaws.com",
+        &[
+            &["sagemaker:CreateNotebookInstance"],
+            &["sagemaker:CreateTrainingJob"],
+            &["sagemaker:CreateProcessingJob"],
+        ],
+    ),
+    (
+        "glue.amazonaws.com",
+        &[
+            &["glue:CreateDevEndpoint"],
+            &["glue:CreateJob", "glue:StartJobRun"],
+        ],
+    ),
+    (
+        "ecs-tasks.amazonaws.com",
+        &[
+            &["ecs:RegisterTaskDefinition", "ecs:RunTask"],
+            &["ecs:RegisterTaskDefinition", "ecs:CreateService"],
+        ],
+    ),
+];
+
+pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
+    let mut out = Vec::new();
+    let cond = |v: Verdict| {
+        if v == Verdict::IfCondition {
+            " (when its policy's condition holds)"
+        } else {
+            ""
+        }
+    };
+    for (si, src) in model.nodes.iter().enumerate() {
+        if src.kind == Kind::Group || admins[si] || src.excluded {
+            continue;
+        }
+        for (di, dst) in model.nodes.iter().enumerate() {
+            if di == si || dst.kind == Kind::Group || dst.excluded {
+                continue;
+            }
+            let mut push = |via: &str, reason: String| {
+                out.push(Edge {
+                    from: src.arn.clone(),
+                    to: dst.arn.clone(),
+                    via: via.into(),
+                    reason,
+                })
+            };
+            let same_account = src.account == dst.account;
+            match dst.kind {
+                Kind::User if same_account => {
+                    let v = ev.check(si, "iam:CreateAccessKey", &dst.arn);
+                    if v != Verdict::No {
+                        push(
+                            "iam:CreateAccessKey",
+                            format!(
+                                "can create access keys for the user and sign in as it{}",
+                                cond(v)
+                            ),
+                        );
+                    }
+                    let v = ev
+                        .check(si, "iam:CreateLoginProfile", &dst.arn)
+                        .max(ev.check(si, "iam:UpdateLoginProfile", &dst.arn));
+                    if v != Verdict::No {
+                        push(
+                            "iam:CreateLoginProfile",
+                            format!(
+                                "can set the user's console password and sign in as it{}",
+                                cond(v)
+                            ),
+                        );
+                    }
+                }
+                Kind::Role => {
+                    if same_account {
+                        let v = ev.check(si, "iam:UpdateAssumeRolePolicy", &dst.arn);
+                        if v != Verdict::No {
+                            push(
+                                "iam:UpdateAssumeRolePolicy",
+                                format!(
+                                    "can rewrite the role's trust policy to let itself assume it{}",
+                                    cond(v)
+                                ),
+                            );
+                        }
+                    }
+                    let Some(trust) = &dst.trust else { continue };
+                    match trust_for(trust, &src.arn, &src.account) {
+                        Trust::Direct { conditional } => {
+                            if !ev.denies(si, "sts:AssumeRole", &dst.arn) {
+                                push(
+                                    "sts:AssumeRole",
+                                    format!(
+                                        "the role's trust policy names it{}",
+                                        if conditional {
+                                            " (with a condition)"
+                                        } else {
+                                            ""
+                                        }
+                                    ),
+                                );
+                            }
+                        }
+                        Trust::Account { conditional } => {
+                            let v = ev.check(si, "sts:AssumeRole", &dst.arn);
+                            if v != Verdict::No {
+                                push("sts:AssumeRole", format!("the role trusts its account{} and its policies allow sts:AssumeRole on it{}", if conditional { " (with a condition)" } else { "" }, cond(v)));
+                            }
+                        }
+                        Trust::No => {}
+                    }
+                    if !same_account {
+                        continue;
+                    }
+                    for (svc, alternatives) in PASS_ROLE_TO {
+                        let Some(tc) = trusts_service(trust, svc) else {
+                            continue;
+                        };
+                        let pass = ev.check(si, "iam:PassRole", &dst.arn);
+                        if pass == Verdict::No {
+                            continue;
+                        }
+                        for alt in alternatives.iter() {
+                            let v = alt
+                                .iter()
+                                .map(|a| ev.check(si, a, "*"))
+                                .min()
+                                .unwrap_or(Verdict::No);
+                            if v != Verdict::No {
+                                push(
+                                    alt[0],
+                                    format!(
+                                        "can pass the role to {} ({}) and run code as it{}{}",
+                                        svc.trim_end_matches(".amazonaws.com"),
+                                        alt.join(" + "),
+                                        cond(v.min(pass)),
+                                        if tc {
+                                            "; the role's trust has a condition"
+                                        } else {
+                                            ""
+                                        }
+                                    ),
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    // Code already running on EC2 with the role: reach it through SSM.
+                    if trusts_service(trust, "ec2.amazonaws.com").is_some()
+                        && ev.check(di, "ssmmessages:CreateControlChannel", "*") != Verdict::No
+                    {
+                        let v = ev.check(si, "ssm:SendCommand", "*").max(ev.check(
+                            si,
+                            "ssm:StartSession",
+                            "*",
+                        ));
+                        if v != Verdict::No {
+                            push("ssm:SendCommand", format!("can run commands (SSM) on EC2 instances that may run with the role{}", cond(v)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}

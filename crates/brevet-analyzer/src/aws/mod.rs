@@ -1,0 +1,447 @@
+//! AWS: `aws iam get-account-authorization-details` exports (one or several accounts),
+//! optionally with Access Advisor or CloudTrail activity for rights-sizing.
+//!
+//! Findings per policy in cloudsplaining's categories (so the two compare; the differences
+//! are listed and explained in docs/analyzer.md), trust-policy findings per role, escalation a
+//! principal gets only from the combination of its policies, the PMapper-style graph (IAM,
+//! STS and pass-role-to-compute edges) with admin detection, and a standing-privilege report
+//! with proposed Brevet profiles.
+
+mod document;
+mod export;
+mod findings;
+mod graph;
+mod lists;
+mod model;
+mod usage;
+
+use std::collections::BTreeSet;
+
+use brevet_catalog::{Catalog, Cloud};
+
+use self::document::Effect;
+use self::model::{Kind, Model};
+use crate::permset::PermSet;
+use crate::propose::{cedar_permit, principal_id, slug, toml_list, toml_str};
+use crate::report::{
+    Category, Principal, PrincipalKind, Proposal, Report, Severity, StandingGrant, Usage, Warning,
+};
+use crate::{AnalyzeError, Input, Options};
+
+/// Everything an AWS analysis reads.
+#[derive(Default)]
+pub struct AwsInputs<'a> {
+    /// `get-account-authorization-details` exports.
+    pub exports: Vec<Input<'a>>,
+    /// Access Advisor results, each with the principal ARN it is about.
+    pub last_accessed: Vec<(String, Input<'a>)>,
+    /// CloudTrail exports.
+    pub cloudtrail: Vec<Input<'a>>,
+    /// A service not used within this many days counts as unused (Access Advisor).
+    pub unused_days: u32,
+}
+
+pub fn analyze(
+    catalog: &Catalog,
+    inputs: AwsInputs<'_>,
+    opts: &Options,
+) -> Result<Report, AnalyzeError> {
+    let mut warnings: Vec<Warning> = Vec::new();
+    let mut exports = Vec::new();
+    for input in inputs.exports {
+        let file = input.name.clone();
+        let details: export::AuthorizationDetails = crate::input::parse(input, opts.max_input)?;
+        if details.user_detail_list.is_none()
+            && details.group_detail_list.is_none()
+            && details.role_detail_list.is_none()
+            && details.policies.is_none()
+        {
+            return Err(AnalyzeError::WrongFormat {
+                file,
+                expected: "`aws iam get-account-authorization-details` output",
+                found: "JSON without UserDetailList, GroupDetailList, RoleDetailList or Policies".into(),
+                hint: "Export with `aws iam get-account-authorization-details --output json > account.json` (it pages for you).",
+            });
+        }
+        exports.push((file, details));
+    }
+    let mut activity = usage::Activity::default();
+    let days = if inputs.unused_days == 0 {
+        90
+    } else {
+        inputs.unused_days
+    };
+    for (arn, input) in inputs.last_accessed {
+        usage::last_accessed(&mut activity, &arn, input, days, opts.max_input)?;
+    }
+    for input in inputs.cloudtrail {
+        usage::cloudtrail(&mut activity, input, opts.max_input)?;
+    }
+
+    let model = model::build(catalog, exports, &opts.exclusions, &mut warnings);
+    let ev = graph::Evaluator::new(catalog, &model);
+    let admin_why: Vec<Option<String>> = (0..model.nodes.len())
+        .map(|i| {
+            if model.nodes[i].excluded {
+                None
+            } else {
+                graph::is_admin(&ev, &model, i)
+            }
+        })
+        .collect();
+    let admins: Vec<bool> = admin_why.iter().map(Option::is_some).collect();
+    let edges = graph::edges(&ev, &model, &admins);
+
+    let effective = effective_sets(catalog, &model);
+    let mut findings = findings::policy_findings(catalog, &model, &opts.exclusions);
+    findings.extend(findings::trust_findings(&model));
+    findings.extend(findings::combined_findings(catalog, &model, &effective));
+
+    let principals: Vec<Principal> = model
+        .nodes
+        .iter()
+        .filter(|n| !n.excluded)
+        .map(|n| Principal {
+            id: n.arn.clone(),
+            kind: match n.kind {
+                Kind::User => PrincipalKind::User,
+                Kind::Group => PrincipalKind::Group,
+                Kind::Role => PrincipalKind::Role,
+            },
+            name: n.name.clone(),
+            scope: format!("aws account {}", n.account),
+            workload: n.workload(),
+        })
+        .collect();
+    let standing = standing(catalog, &model, &findings, &admin_why, &activity);
+    let mut report = Report {
+        clouds: vec![Cloud::Aws],
+        scopes: model
+            .accounts
+            .iter()
+            .map(|a| format!("aws account {a}"))
+            .collect(),
+        principals,
+        findings,
+        edges,
+        admins: model
+            .nodes
+            .iter()
+            .zip(&admins)
+            .filter(|(_, a)| **a)
+            .map(|(n, _)| n.arn.clone())
+            .collect(),
+        standing,
+        warnings,
+        ..Report::default()
+    };
+    crate::finish(&mut report, opts);
+    Ok(report)
+}
+
+/// Per node: what it may do without condition on every resource, across its own and its
+/// groups' policies, less unconditional denies anywhere in them, within its boundary.
+fn effective_sets(catalog: &Catalog, model: &Model) -> Vec<PermSet> {
+    let universe = catalog.permissions().len();
+    model
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut pols = n.policies.clone();
+            for &g in &n.groups {
+                pols.extend(model.nodes[g].policies.iter().copied());
+            }
+            let mut have = PermSet::new(universe);
+            let mut denied = PermSet::new(universe);
+            for &p in &pols {
+                let f = &model.policies[p].facts;
+                let mut u = f.unconstrained.clone();
+                u.union_with(&f.denied); // undo the policy's own subtraction: denies apply below
+                have.union_with(&f.unconstrained);
+                denied.union_with(&f.denied);
+            }
+            have.difference_with(&denied);
+            if let Some(b) = n.boundary {
+                let mut allowed = model.policies[b].facts.mentioned.clone();
+                allowed.difference_with(&model.policies[b].facts.denied);
+                have.intersect_with(&allowed);
+            }
+            have
+        })
+        .collect()
+}
+
+fn standing(
+    catalog: &Catalog,
+    model: &Model,
+    findings: &[crate::report::Finding],
+    admin_why: &[Option<String>],
+    activity: &usage::Activity,
+) -> Vec<StandingGrant> {
+    let mut out = Vec::new();
+    for (ni, n) in model.nodes.iter().enumerate() {
+        if n.excluded || n.kind == Kind::Group {
+            continue;
+        }
+        let mut held: Vec<(usize, String)> = n
+            .policies
+            .iter()
+            .map(|&p| (p, "direct".to_string()))
+            .collect();
+        for &g in &n.groups {
+            held.extend(
+                model.nodes[g]
+                    .policies
+                    .iter()
+                    .map(|&p| (p, format!("group {}", model.nodes[g].name))),
+            );
+        }
+        for (p, via) in held {
+            let pol = &model.policies[p];
+            let related: Vec<&crate::report::Finding> = findings
+                .iter()
+                .filter(|f| {
+                    f.policy == pol.id
+                        && f.principals.contains(&n.arn)
+                        && (f.severity >= Severity::High
+                            || f.category == Category::DataExfiltration)
+                })
+                .collect();
+            if related.is_empty() {
+                continue;
+            }
+            let admin = related
+                .iter()
+                .any(|f| f.category == Category::AdminEquivalent)
+                || (admin_why[ni].is_some()
+                    && related
+                        .iter()
+                        .any(|f| f.category == Category::PrivilegeEscalation));
+            let mut sensitive: BTreeSet<String> = BTreeSet::new();
+            for f in &related {
+                sensitive.extend(
+                    f.permissions
+                        .iter()
+                        .filter(|x| !x.starts_with('…'))
+                        .cloned(),
+                );
+            }
+            let usage = usage_of(catalog, pol, &n.arn, activity).or_else(|| match &n.last_used {
+                // AWS tracks role use for 400 days: an empty RoleLastUsed means none in that time.
+                Some(None) => Some(Usage {
+                    window: "400 days (RoleLastUsed)".into(),
+                    used: vec![],
+                    unused: vec![],
+                    unused_entirely: true,
+                }),
+                _ => None,
+            });
+            let proposal =
+                (!n.workload()).then(|| propose(catalog, model, n, pol, admin, usage.as_ref()));
+            out.push(StandingGrant {
+                principal: n.arn.clone(),
+                policy: pol.id.clone(),
+                via,
+                scope: format!("aws account {}", n.account),
+                severity: related
+                    .iter()
+                    .map(|f| f.severity)
+                    .max()
+                    .unwrap_or(Severity::High),
+                admin_equivalent: admin,
+                sensitive: crate::bindings::cap(&sensitive.into_iter().collect::<Vec<_>>()),
+                usage,
+                proposal,
+            });
+        }
+    }
+    out
+}
+
+/// The policy's granted services/actions against what the principal used.
+fn usage_of(
+    catalog: &Catalog,
+    pol: &model::Policy,
+    arn: &str,
+    activity: &usage::Activity,
+) -> Option<Usage> {
+    let granted = &pol.facts.mentioned;
+    if let Some(actions) = activity.actions.get(arn) {
+        let used: BTreeSet<String> = actions
+            .iter()
+            .filter_map(|a| {
+                catalog
+                    .permission_index(Cloud::Aws, a)
+                    .filter(|&i| granted.contains(i))
+                    .map(|i| catalog.permissions()[i as usize].name.clone())
+            })
+            .collect();
+        let unused_services: BTreeSet<String> = granted
+            .iter()
+            .map(|i| {
+                catalog.permissions()[i as usize]
+                    .service()
+                    .to_ascii_lowercase()
+            })
+            .filter(|s| {
+                !used
+                    .iter()
+                    .any(|u| u.to_ascii_lowercase().starts_with(&format!("{s}:")))
+            })
+            .collect();
+        return Some(Usage {
+            window: activity.window.clone(),
+            unused_entirely: used.is_empty(),
+            used: used.into_iter().collect(),
+            unused: crate::bindings::cap(
+                &unused_services
+                    .into_iter()
+                    .map(|s| format!("{s}:*"))
+                    .collect::<Vec<_>>(),
+            ),
+        });
+    }
+    if activity.covered.contains(arn) {
+        let services = activity.services.get(arn).cloned().unwrap_or_default();
+        let granted_services: BTreeSet<String> = granted
+            .iter()
+            .map(|i| {
+                catalog.permissions()[i as usize]
+                    .service()
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let used: Vec<String> = granted_services
+            .iter()
+            .filter(|s| services.contains(*s))
+            .cloned()
+            .collect();
+        let unused: Vec<String> = granted_services
+            .iter()
+            .filter(|s| !services.contains(*s))
+            .cloned()
+            .collect();
+        return Some(Usage {
+            window: activity.window.clone(),
+            unused_entirely: used.is_empty(),
+            used,
+            unused: crate::bindings::cap(&unused),
+        });
+    }
+    None
+}
+
+/// The policy's allowed action patterns, as written.
+fn allowed_patterns(pol: &model::Policy) -> (Vec<String>, bool) {
+    let mut out = BTreeSet::new();
+    let mut not_action = false;
+    for st in &pol.statements {
+        if st.effect != Effect::Allow {
+            continue;
+        }
+        if st.not_action {
+            not_action = true;
+            continue;
+        }
+        out.extend(st.patterns.iter().cloned());
+    }
+    (out.into_iter().collect(), not_action)
+}
+
+fn propose(
+    catalog: &Catalog,
+    model: &Model,
+    n: &model::Node,
+    pol: &model::Policy,
+    admin: bool,
+    usage: Option<&Usage>,
+) -> Proposal {
+    let _ = model;
+    let (patterns, not_action) = allowed_patterns(pol);
+    let expand_all = |pats: &[String]| -> Vec<String> {
+        let mut v: BTreeSet<String> = BTreeSet::new();
+        for p in pats {
+            for i in catalog.expand(Cloud::Aws, p) {
+                v.insert(catalog.permissions()[i as usize].name.clone());
+            }
+        }
+        v.into_iter().collect()
+    };
+    let granted = expand_all(&patterns);
+    // Rights-size: keep what was used.
+    let (kept, removed): (Vec<String>, Vec<String>) = match usage {
+        Some(u) if u.used.iter().all(|x| x.contains(':')) && !u.used.is_empty() => {
+            let used: BTreeSet<&String> = u.used.iter().collect();
+            granted.iter().cloned().partition(|a| used.contains(a))
+        }
+        Some(u) if !u.used.is_empty() => {
+            let used: BTreeSet<String> = u.used.iter().map(|s| s.to_ascii_lowercase()).collect();
+            granted.iter().cloned().partition(|a| {
+                used.contains(&a.split(':').next().unwrap_or("").to_ascii_lowercase())
+            })
+        }
+        _ => (granted.clone(), Vec::new()),
+    };
+    let profile = format!("aws.{}", slug(&pol.name, 50));
+    let brevet_id = principal_id(&n.name);
+    let res_name = format!("aws:{}", n.account);
+    let mut comments = String::new();
+    let actions: Vec<String> = if kept.len() <= 200 && !kept.is_empty() {
+        kept.clone()
+    } else {
+        comments.push_str(&format!("# {} actions: listed as the policy writes them; set allow_wildcards = true under\n# [providers.aws], or supply Access Advisor/CloudTrail data to rights-size the list.\n", kept.len()));
+        patterns.clone()
+    };
+    if not_action {
+        comments.push_str("# The policy also allows by NotAction (everything but a list): not carried over; add what the task needs.\n");
+    }
+    if usage.is_some_and(|u| u.unused_entirely) {
+        comments.push_str("# Nothing in this policy was used in the activity window: consider removing it rather than making it eligible.\n");
+    }
+    let identity = match n.kind {
+        Kind::User => format!("[providers.aws.identities]\n{} = {{ arn = {} }}\n\n", toml_str(&brevet_id), toml_str(&n.arn)),
+        _ => format!("# {} is a role: make each person who assumes it a Brevet principal with their own identity,\n# and give them this profile instead of the role.\n\n", n.name),
+    };
+    let arns = resource_arns(pol, &n.account);
+    let config = format!(
+        "{identity}[providers.aws.profiles.{}]\n{comments}mode = \"role\"\nactions = {}\n\n[resources.{}]\naccount = {}\narns = {}\n",
+        toml_str(&profile),
+        toml_list(&actions),
+        toml_str(&res_name),
+        toml_str(&n.account),
+        toml_list(&arns),
+    );
+    Proposal {
+        cedar: cedar_permit(&brevet_id, &res_name, &profile, admin),
+        profile,
+        config,
+        kept,
+        removed,
+    }
+}
+
+/// The ARNs the policy's allows name, or the whole account.
+fn resource_arns(pol: &model::Policy, account: &str) -> Vec<String> {
+    let mut arns = BTreeSet::new();
+    for st in pol.statements.iter().filter(|s| s.effect == Effect::Allow) {
+        match &st.resources {
+            document::Resources::Listed(v) => {
+                for a in v {
+                    let parts: Vec<&str> = a.splitn(6, ':').collect();
+                    // Only ARNs Brevet can scope a resource to: this account's or account-less.
+                    if parts.len() == 6 && (parts[4].is_empty() || parts[4] == account) {
+                        arns.insert(a.clone());
+                    }
+                }
+            }
+            _ => {
+                arns.insert(format!("arn:aws:*:*:{account}:*"));
+                arns.insert("arn:aws:s3:::*".into());
+            }
+        }
+    }
+    if arns.is_empty() {
+        arns.insert(format!("arn:aws:*:*:{account}:*"));
+    }
+    arns.into_iter().collect()
+}
