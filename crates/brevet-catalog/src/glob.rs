@@ -17,6 +17,28 @@ impl Pattern {
         }
     }
 
+    /// Azure's patterns: a `*` between slashes also stands for no segment at all — Managed
+    /// Identity Operator's `userAssignedIdentities/*/assign/action` is what grants
+    /// `userAssignedIdentities/assign/action`. Every way of dropping such segments, as patterns.
+    pub fn azure(pattern: &str) -> Vec<Pattern> {
+        let parts: Vec<&str> = pattern.split("/*/").collect();
+        let gaps = parts.len() - 1;
+        // Bounded: role definitions write one or two such segments; beyond 6, keep the pattern.
+        if gaps == 0 || gaps > 6 {
+            return vec![Pattern::new(pattern, true)];
+        }
+        (0u32..(1 << gaps))
+            .map(|mask| {
+                let mut s = parts[0].to_string();
+                for (i, part) in parts[1..].iter().enumerate() {
+                    s.push_str(if mask & (1 << i) != 0 { "/" } else { "/*/" });
+                    s.push_str(part);
+                }
+                Pattern::new(&s, true)
+            })
+            .collect()
+    }
+
     pub fn is_wildcard(pattern: &str) -> bool {
         pattern.contains(['*', '?'])
     }
@@ -55,6 +77,16 @@ impl Pattern {
 #[cfg(test)]
 mod tests {
     use super::Pattern;
+
+    #[test]
+    fn azure_star_segments_may_be_empty() {
+        let ps = Pattern::azure("Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action");
+        let any = |n: &str| ps.iter().any(|p| p.matches(n));
+        assert!(any("Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"));
+        assert!(any("microsoft.managedidentity/userassignedidentities/x/assign/action"));
+        assert!(!any("Microsoft.ManagedIdentity/userAssignedIdentities/read"));
+        assert_eq!(Pattern::azure("a/*/b/*/c").len(), 4);
+    }
 
     #[test]
     fn wildcards_match_as_the_clouds_do() {

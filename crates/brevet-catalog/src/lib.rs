@@ -288,6 +288,17 @@ impl Catalog {
         if !Pattern::is_wildcard(pattern) {
             return self.permission_index(cloud, pattern).into_iter().collect();
         }
+        if cloud == Cloud::Azure && pattern.contains("/*/") {
+            let ps = Pattern::azure(pattern);
+            return self
+                .snap
+                .permissions
+                .iter()
+                .enumerate()
+                .filter(|(_, perm)| perm.cloud == cloud && ps.iter().any(|p| p.matches(&perm.name)))
+                .map(|(i, _)| i as u32)
+                .collect();
+        }
         let p = Pattern::new(pattern, cloud.case_insensitive());
         let sep = match cloud {
             Cloud::Aws => ':',

@@ -716,10 +716,10 @@ fn azure(
         patterns
             .iter()
             .flat_map(|pat| {
-                let p = Pattern::new(pat, true);
+                let ps = Pattern::azure(pat);
                 lowered
                     .iter()
-                    .filter(move |(_, n, pl)| *pl == plane && p.matches(n))
+                    .filter(move |(_, n, pl)| *pl == plane && ps.iter().any(|p| p.matches(n)))
                     .map(|(i, _, _)| *i)
             })
             .collect()

@@ -417,17 +417,14 @@ pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
                             ),
                         );
                     }
-                    let v = ev
-                        .check(si, "iam:CreateLoginProfile", &dst.arn)
-                        .max(ev.check(si, "iam:UpdateLoginProfile", &dst.arn));
-                    if v != Verdict::No {
-                        push(
-                            "iam:CreateLoginProfile",
-                            format!(
-                                "can set the user's console password and sign in as it{}",
-                                cond(v)
-                            ),
-                        );
+                    // The export does not say which users have a password: either call
+                    // works for some user, so either is an edge.
+                    for action in ["iam:CreateLoginProfile", "iam:UpdateLoginProfile"] {
+                        let v = ev.check(si, action, &dst.arn);
+                        if v != Verdict::No {
+                            push(action, format!("can set the user's console password ({action}) and sign in as it{}", cond(v)));
+                            break;
+                        }
                     }
                 }
                 Kind::Role => {

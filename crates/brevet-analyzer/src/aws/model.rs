@@ -346,10 +346,7 @@ pub fn build(
                 trust: r.assume_role_policy_document.as_ref().map(|d| d.0.clone()),
                 excluded: exclusions.excludes_principal(&r.arn)
                     || (service_linked && !exclusions.service_linked_roles),
-                last_used: r
-                    .role_last_used
-                    .as_ref()
-                    .map(|l| l.last_used_date.clone()),
+                last_used: r.role_last_used.as_ref().map(|l| l.last_used_date.clone()),
             });
         }
     }

@@ -481,8 +481,13 @@ pub fn analyze(
                     reason,
                 })
             };
-            if let Some((_, name)) = impersonate.iter().find(|(i, _)| eff.contains(*i)) {
-                push(name.rsplit('.').next().unwrap_or(name), format!("holds {name} on the service account (through a binding on {}): can act as it", chain.iter().find(|s| by_scope.get(s.as_str()).is_some_and(|p| p.contains(impersonate.iter().find(|(i, _)| eff.contains(*i)).map(|x| x.0).unwrap_or(0)))).map(String::as_str).unwrap_or("an ancestor")));
+            if let Some((perm, name)) = impersonate.iter().find(|(i, _)| eff.contains(*i)) {
+                let at = chain
+                    .iter()
+                    .find(|s| by_scope.get(s.as_str()).is_some_and(|p| p.contains(*perm)))
+                    .map(String::as_str)
+                    .unwrap_or("an ancestor");
+                push(name, format!("holds {name} on the service account (through a binding on {at}): can act as it"));
             } else if sa_set_iam.is_some_and(|i| eff.contains(i)) {
                 push("setIamPolicy", "can change the service account's IAM policy, so can grant itself Service Account Token Creator on it".into());
             } else if act_as.is_some_and(|i| eff.contains(i)) {
