@@ -331,6 +331,35 @@ fn usage_of(
     None
 }
 
+/// Actions as a profile lists them: a service held whole as `svc:*`, everything as `*`.
+fn collapse(catalog: &Catalog, kept: &[String]) -> Vec<String> {
+    let all_aws = catalog
+        .permissions()
+        .iter()
+        .filter(|p| p.cloud == Cloud::Aws)
+        .count();
+    if kept.len() * 10 >= all_aws * 9 {
+        return vec!["*".into()];
+    }
+    let mut by_service: std::collections::BTreeMap<String, Vec<&String>> =
+        std::collections::BTreeMap::new();
+    for a in kept {
+        by_service
+            .entry(a.split(':').next().unwrap_or("").to_string())
+            .or_default()
+            .push(a);
+    }
+    let mut out = Vec::new();
+    for (svc, acts) in by_service {
+        if acts.len() >= 5 && acts.len() == catalog.in_service(Cloud::Aws, &svc).len() {
+            out.push(format!("{svc}:*"));
+        } else {
+            out.extend(acts.into_iter().cloned());
+        }
+    }
+    out
+}
+
 /// The policy's allowed action patterns, as written.
 fn allowed_patterns(pol: &model::Policy) -> (Vec<String>, bool) {
     let mut out = BTreeSet::new();
@@ -358,16 +387,17 @@ fn propose(
 ) -> Proposal {
     let _ = model;
     let (patterns, not_action) = allowed_patterns(pol);
-    let expand_all = |pats: &[String]| -> Vec<String> {
-        let mut v: BTreeSet<String> = BTreeSet::new();
-        for p in pats {
-            for i in catalog.expand(Cloud::Aws, p) {
-                v.insert(catalog.permissions()[i as usize].name.clone());
-            }
-        }
-        v.into_iter().collect()
+    // What the policy allows (NotAction statements included), by name.
+    let granted: Vec<String> = {
+        let mut v: Vec<String> = pol
+            .facts
+            .mentioned
+            .iter()
+            .map(|i| catalog.permissions()[i as usize].name.clone())
+            .collect();
+        v.sort();
+        v
     };
-    let granted = expand_all(&patterns);
     // Rights-size: keep what was used.
     let (kept, removed): (Vec<String>, Vec<String>) = match usage {
         Some(u) if u.used.iter().all(|x| x.contains(':')) && !u.used.is_empty() => {
@@ -386,14 +416,22 @@ fn propose(
     let brevet_id = principal_id(&n.name);
     let res_name = format!("aws:{}", n.account);
     let mut comments = String::new();
-    let actions: Vec<String> = if kept.len() <= 200 && !kept.is_empty() {
-        kept.clone()
+    // The most compact honest list: what was used when activity says so; otherwise the
+    // policy's own patterns (`s3:Get*` is shorter than what it expands to); a NotAction
+    // policy expanded into what it allows.
+    let rights_sized = usage.is_some_and(|u| !u.used.is_empty()) && !removed.is_empty();
+    let actions: Vec<String> = if rights_sized || not_action || patterns.is_empty() {
+        collapse(catalog, &kept)
     } else {
-        comments.push_str(&format!("# {} actions: listed as the policy writes them; set allow_wildcards = true under\n# [providers.aws], or supply Access Advisor/CloudTrail data to rights-size the list.\n", kept.len()));
         patterns.clone()
     };
+    if actions.iter().any(|a| a.contains('*')) {
+        comments.push_str(
+            "# Wildcards: the provider needs allow_wildcards = true under [providers.aws].\n",
+        );
+    }
     if not_action {
-        comments.push_str("# The policy also allows by NotAction (everything but a list): not carried over; add what the task needs.\n");
+        comments.push_str("# The policy allows by NotAction (everything but a list): expanded here into what that allows.\n");
     }
     if usage.is_some_and(|u| u.unused_entirely) {
         comments.push_str("# Nothing in this policy was used in the activity window: consider removing it rather than making it eligible.\n");
@@ -403,10 +441,22 @@ fn propose(
         _ => format!("# {} is a role: make each person who assumes it a Brevet principal with their own identity,\n# and give them this profile instead of the role.\n\n", n.name),
     };
     let arns = resource_arns(pol, &n.account);
-    let config = format!(
-        "{identity}[providers.aws.profiles.{}]\n{comments}mode = \"role\"\nactions = {}\n\n[resources.{}]\naccount = {}\narns = {}\n",
+    let mut profile_block = format!(
+        "[providers.aws.profiles.{}]\n{comments}mode = \"role\"\nactions = {}\n",
         toml_str(&profile),
-        toml_list(&actions),
+        toml_list(&actions)
+    );
+    // A role's inline policies hold 10,240 characters in all (Brevet's revocation deny shares
+    // them): a grant that cannot fit is proposed commented out, with what to do instead.
+    let size: usize = 80
+        + actions.iter().map(|a| a.len() + 3).sum::<usize>()
+        + arns.iter().map(|a| a.len() + 3).sum::<usize>();
+    if size > 9_000 {
+        let commented: String = profile_block.lines().map(|l| format!("# {l}\n")).collect();
+        profile_block = format!("# {} does not fit a role's inline policy (about {size} characters, IAM allows 10,240):\n# supply Access Advisor or CloudTrail data to rights-size it, or grant it through an\n# Identity Center permission set (mode = \"identity_center\").\n{commented}", pol.name);
+    }
+    let config = format!(
+        "{identity}{profile_block}\n[resources.{}]\naccount = {}\narns = {}\n",
         toml_str(&res_name),
         toml_str(&n.account),
         toml_list(&arns),

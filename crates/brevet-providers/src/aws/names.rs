@@ -12,6 +12,13 @@ pub struct IamAction {
 
 impl IamAction {
     pub fn parse(s: &str) -> Result<Self, String> {
+        // Every action of every service: IAM's own spelling, a wildcard like any other.
+        if s == "*" {
+            return Ok(Self {
+                service: "*".into(),
+                action: "*".into(),
+            });
+        }
         let Some((service, action)) = s.split_once(':') else {
             return Err(format!(
                 "`{s}` is not an IAM action: write it as service:Action, e.g. s3:GetObject"
@@ -43,6 +50,9 @@ impl IamAction {
 
 impl fmt::Display for IamAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.service == "*" {
+            return f.write_str("*");
+        }
         write!(f, "{}:{}", self.service, self.action)
     }
 }
@@ -88,6 +98,9 @@ mod tests {
     fn parses_actions_and_arns() {
         assert!(IamAction::parse("s3:GetObject").is_ok());
         assert!(IamAction::parse("s3:Get*").unwrap().is_wildcard());
+        let all = IamAction::parse("*").unwrap();
+        assert!(all.is_wildcard());
+        assert_eq!(all.to_string(), "*");
         for bad in [
             "s3GetObject",
             "S3:GetObject",
