@@ -107,7 +107,8 @@ mod tests {
             "s3:",
             ":Get",
             "s3:Get Object",
-            "*",
+            "**",
+            "*:*",
         ] {
             assert!(IamAction::parse(bad).is_err(), "{bad}");
         }
