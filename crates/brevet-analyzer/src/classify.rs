@@ -21,7 +21,7 @@ pub fn classify(catalog: &Catalog, cloud: Cloud, set: &PermSet) -> BTreeMap<Cate
         if p.tags.contains(Tags::PRIV_ESC) {
             put(Category::PrivilegeEscalation);
         }
-        if p.tags.contains(Tags::CREDENTIAL_EXPOSURE) {
+        if p.tags.contains(Tags::CREDENTIAL_EXPOSURE) || reads_secrets(cloud, &p.name) {
             put(Category::CredentialsExposure);
         }
         if p.tags.contains(Tags::DATA_ACCESS) && p.access == Access::Read {
@@ -43,6 +43,28 @@ pub fn classify(catalog: &Catalog, cloud: Cloud, set: &PermSet) -> BTreeMap<Cate
         out.insert(Category::ServiceWildcard, wild);
     }
     out
+}
+
+/// Permissions that hand out secret material the published sensitivity lists leave untagged:
+/// secret values, decryption, key strings.
+fn reads_secrets(cloud: Cloud, name: &str) -> bool {
+    match cloud {
+        Cloud::Gcp => matches!(
+            name,
+            "secretmanager.versions.access"
+                | "cloudkms.cryptoKeyVersions.useToDecrypt"
+                | "storage.hmacKeys.create"
+                | "apikeys.keys.getKeyString"
+                | "iam.serviceAccounts.getAccessToken"
+        ),
+        Cloud::Azure => {
+            let n = name.to_ascii_lowercase();
+            n.ends_with("/secrets/getsecret/action")
+                || n.ends_with("/keys/decrypt/action")
+                || n.ends_with("/keys/unwrap/action")
+        }
+        _ => false,
+    }
 }
 
 /// Services of which `set` holds every permission (at least five of them: a two-permission

@@ -99,17 +99,25 @@ impl<'de> Deserialize<'de> for OneOrMany {
     }
 }
 
-fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw<T> {
-        Many(Vec<T>),
-        One(T),
-    }
-    Ok(match Raw::deserialize(d)? {
-        Raw::Many(v) => v,
-        Raw::One(s) => vec![s],
-    })
+/// One item or a list. Read through a JSON value, so an error inside an item (a bad Effect)
+/// keeps its message instead of becoming "did not match any variant".
+fn one_or_many<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    use serde::de::Error;
+    let v = serde_json::Value::deserialize(d)?;
+    let items = match v {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value(item)
+                .map_err(|e| D::Error::custom(format!("Statement[{i}]: {e}")))
+        })
+        .collect()
 }
 
 fn opt_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {

@@ -293,12 +293,10 @@ fn usage_of(
             window: activity.window.clone(),
             unused_entirely: used.is_empty(),
             used: used.into_iter().collect(),
-            unused: crate::bindings::cap(
-                &unused_services
-                    .into_iter()
-                    .map(|s| format!("{s}:*"))
-                    .collect::<Vec<_>>(),
-            ),
+            unused: unused_services
+                .into_iter()
+                .map(|s| format!("{s}:*"))
+                .collect(),
         });
     }
     if activity.covered.contains(arn) {
@@ -325,7 +323,7 @@ fn usage_of(
             window: activity.window.clone(),
             unused_entirely: used.is_empty(),
             used,
-            unused: crate::bindings::cap(&unused),
+            unused,
         });
     }
     None

@@ -103,6 +103,31 @@ fn service_prefix(event_source: &str) -> String {
     }
 }
 
+/// Lambda logs versioned API names (`ListFunctions20150331`, `GetFunction20150331v2`); the IAM
+/// action has no version.
+fn action_name(event: &str) -> &str {
+    let base = match event.rfind('v') {
+        Some(i)
+            if i > 8
+                && event[i + 1..].chars().all(|c| c.is_ascii_digit())
+                && !event[i + 1..].is_empty() =>
+        {
+            &event[..i]
+        }
+        _ => event,
+    };
+    let digits = base
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if digits == 8 && base.len() > 8 {
+        &base[..base.len() - 8]
+    } else {
+        event
+    }
+}
+
 pub fn cloudtrail(activity: &mut Activity, input: Input<'_>, max: u64) -> Result<(), AnalyzeError> {
     let (file, value) = read_value(input, max)?;
     let records: Vec<serde_json::Value> = if let Some(r) =
@@ -144,7 +169,7 @@ pub fn cloudtrail(activity: &mut Activity, input: Input<'_>, max: u64) -> Result
         }) {
             continue; // a denied call is not a use
         }
-        let action = format!("{}:{}", service_prefix(src), name).to_ascii_lowercase();
+        let action = format!("{}:{}", service_prefix(src), action_name(name)).to_ascii_lowercase();
         activity
             .actions
             .entry(who.to_string())
@@ -167,4 +192,15 @@ pub fn cloudtrail(activity: &mut Activity, input: Input<'_>, max: u64) -> Result
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versioned_event_names_lose_their_version() {
+        assert_eq!(super::action_name("ListFunctions20150331"), "ListFunctions");
+        assert_eq!(super::action_name("GetFunction20150331v2"), "GetFunction");
+        assert_eq!(super::action_name("GetObject"), "GetObject");
+        assert_eq!(super::action_name("Describe2"), "Describe2");
+    }
 }

@@ -1,0 +1,393 @@
+//! The analyzer on realistic exports of each cloud: what it must find, what it must not, and
+//! what it does with bad input.
+
+use std::path::{Path, PathBuf};
+
+use brevet_analyzer::aws::{analyze as aws, AwsInputs};
+use brevet_analyzer::{azure, gcp, AnalyzeError, Category, Input, Options, Report};
+use brevet_catalog::Catalog;
+
+fn here() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn aws_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/fixtures/aws-authz")
+        .join(name)
+}
+
+fn input(p: &Path) -> Input<'static> {
+    Input::new(p.display().to_string(), std::fs::File::open(p).unwrap())
+}
+
+fn small_aws(extra: impl FnOnce(&mut AwsInputs<'static>)) -> Report {
+    let mut inputs = AwsInputs {
+        exports: vec![input(&aws_fixture(
+            "cloudsplaining-example-authz-details.json",
+        ))],
+        ..Default::default()
+    };
+    extra(&mut inputs);
+    aws(&Catalog::embedded().unwrap(), inputs, &Options::default()).unwrap()
+}
+
+const ACCOUNT: &str = "arn:aws:iam::012345678901";
+
+#[test]
+fn aws_admins_paths_and_group_inheritance() {
+    let r = small_aws(|_| {});
+    // obama holds AdministratorAccess; userwithlotsofpermissions gets it from group `admin`.
+    assert_eq!(
+        r.admins,
+        vec![
+            format!("{ACCOUNT}:user/obama"),
+            format!("{ACCOUNT}:user/userwithlotsofpermissions")
+        ]
+    );
+    // OverprivilegedEC2 can create keys for every user, so it reaches an admin in one step.
+    let p = r
+        .paths
+        .iter()
+        .find(|p| p.principal.ends_with(":role/OverprivilegedEC2"))
+        .expect("a path from OverprivilegedEC2");
+    assert_eq!(p.edges.len(), 1);
+    assert_eq!(r.edges[p.edges[0]].via, "iam:CreateAccessKey");
+    assert!(r.admins.contains(&p.admin));
+    // biden is no admin and reaches none.
+    assert!(!r.paths.iter().any(|p| p.principal.ends_with(":user/biden")));
+    // Findings name who holds the policy, users of a group included.
+    let admin = r
+        .findings
+        .iter()
+        .find(|f| {
+            f.category == Category::AdminEquivalent && f.policy.ends_with("/AdministratorAccess")
+        })
+        .unwrap();
+    assert!(
+        admin
+            .principals
+            .contains(&format!("{ACCOUNT}:user/userwithlotsofpermissions")),
+        "{:?}",
+        admin.principals
+    );
+    // The riskiest principals are the admins, each score explained.
+    assert!(r.admins.contains(&r.principal_scores[0].subject));
+    assert!(r.principal_scores[0]
+        .parts
+        .iter()
+        .any(|(_, why)| why == "admin-equivalent"));
+    // Standing admin of a person: a proposal, with approval required.
+    let s = r
+        .standing
+        .iter()
+        .find(|s| s.principal.ends_with(":user/obama") && s.admin_equivalent)
+        .unwrap();
+    let p = s.proposal.as_ref().unwrap();
+    assert!(
+        p.cedar.contains("@approvals(\"1\")") && p.cedar.contains("User::\"obama\""),
+        "{}",
+        p.cedar
+    );
+    assert!(
+        p.config
+            .contains("arn = \"arn:aws:iam::012345678901:user/obama\""),
+        "{}",
+        p.config
+    );
+}
+
+#[test]
+fn aws_rights_sizing_from_access_advisor_and_cloudtrail() {
+    let r = small_aws(|i| {
+        i.last_accessed.push((
+            format!("{ACCOUNT}:user/obama"),
+            input(&here().join("aws/obama-last-accessed.json")),
+        ));
+        i.cloudtrail
+            .push(input(&here().join("aws/biden-cloudtrail.json")));
+    });
+    // Access Advisor: obama used S3 in the last 90 days, IAM two years ago, EC2 never.
+    let s = r
+        .standing
+        .iter()
+        .find(|s| {
+            s.principal.ends_with(":user/obama") && s.policy.ends_with("/AdministratorAccess")
+        })
+        .unwrap();
+    let u = s.usage.as_ref().unwrap();
+    assert_eq!(u.used, vec!["s3"]);
+    assert!(
+        u.unused.contains(&"iam".to_string()) && u.unused.contains(&"ec2".to_string()),
+        "{:?} {:?}",
+        u.used,
+        &u.unused[..10.min(u.unused.len())]
+    );
+    let p = s.proposal.as_ref().unwrap();
+    assert!(
+        p.kept.iter().all(|a| a.starts_with("s3:")) && p.kept.contains(&"s3:GetObject".to_string()),
+        "{:?}",
+        &p.kept[..5.min(p.kept.len())]
+    );
+    assert!(p.removed.iter().any(|a| a.starts_with("iam:")));
+    assert!(p.config.contains("\"s3:*\""), "{}", p.config);
+    // CloudTrail: biden used lambda:ListFunctions (logged as ListFunctions20150331),
+    // lambda:GetFunction and s3:GetObject; the denied CreateAccessKey is no use.
+    let s = r
+        .standing
+        .iter()
+        .find(|s| {
+            s.principal.ends_with(":user/biden") && s.policy.ends_with("/AWSLambdaFullAccess")
+        })
+        .unwrap();
+    let u = s.usage.as_ref().unwrap();
+    assert_eq!(
+        u.used,
+        vec!["lambda:GetFunction", "lambda:ListFunctions", "s3:GetObject"]
+    );
+    let p = s.proposal.as_ref().unwrap();
+    assert_eq!(p.kept, u.used);
+    assert!(!p.kept.iter().any(|a| a == "iam:CreateAccessKey"));
+}
+
+#[test]
+fn gcp_hierarchy_impersonation_and_public_access() {
+    let f = here().join("gcp");
+    let inputs = vec![
+        gcp::GcpInput {
+            resource: None,
+            input: input(&f.join("acme-prod.ancestors.json")),
+        },
+        gcp::GcpInput {
+            resource: Some("buckets/acme-public-assets".into()),
+            input: input(&f.join("public-assets.policy.json")),
+        },
+        gcp::GcpInput {
+            resource: None,
+            input: input(&f.join("roles.json")),
+        },
+    ];
+    let r = gcp::analyze(&Catalog::embedded().unwrap(), inputs, &Options::default()).unwrap();
+    // Owner, a folder IAM admin and an organisation admin can each grant themselves anything.
+    for a in [
+        "user:alice@acme.example",
+        "group:platform@acme.example",
+        "user:root-admin@acme.example",
+        "serviceAccount:deployer@acme-prod.iam.gserviceaccount.com",
+    ] {
+        assert!(
+            r.admins.iter().any(|x| x == a),
+            "{a} not admin: {:?}",
+            r.admins
+        );
+    }
+    // A conditional binding is reported, marked, and makes nobody admin.
+    assert!(!r.admins.iter().any(|x| x == "user:frank@acme.example"));
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.principals == ["user:frank@acme.example"] && f.conditional));
+    // A binding that ends at a time is temporary access, not standing privilege.
+    assert!(!r
+        .findings
+        .iter()
+        .any(|f| f.principals.iter().any(|p| p == "user:temp@acme.example")));
+    // Token Creator, actAs + compute, and Editor all reach the owner service account.
+    let to_deployer = |who: &str, via: &str| {
+        r.edges
+            .iter()
+            .any(|e| e.from == who && e.to.starts_with("serviceAccount:deployer@") && e.via == via)
+    };
+    assert!(to_deployer(
+        "user:bob@acme.example",
+        "iam.serviceAccounts.getAccessToken"
+    ));
+    assert!(to_deployer("user:carol@acme.example", "actAs"));
+    assert!(r
+        .paths
+        .iter()
+        .any(|p| p.principal == "group:devs@acme.example"));
+    // allUsers on the bucket is public access, critical.
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.category == Category::PublicAccess
+            && f.principals == ["allUsers"]
+            && f.resources == ["buckets/acme-public-assets"]));
+    // The custom role's secret access is found; the role exported without permissions warns.
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.policy == "projects/acme-prod/roles/secretReader"
+            && f.permissions
+                .contains(&"secretmanager.versions.access".to_string())));
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("legacyOps") && w.message.contains("--view=FULL")));
+    // Proposals: none for the service account (a workload), one for alice.
+    assert!(r
+        .standing
+        .iter()
+        .filter(|s| s.principal.starts_with("serviceAccount:"))
+        .all(|s| s.proposal.is_none()));
+    assert!(r
+        .standing
+        .iter()
+        .any(|s| s.principal == "user:alice@acme.example"
+            && s.proposal
+                .as_ref()
+                .is_some_and(|p| p.config.contains("basic role"))));
+}
+
+#[test]
+fn azure_scopes_custom_roles_and_managed_identities() {
+    let f = here().join("azure");
+    let inputs = [
+        "role-assignments.json",
+        "role-definitions.json",
+        "identities.json",
+    ]
+    .iter()
+    .map(|n| input(&f.join(n)))
+    .collect();
+    let r = azure::analyze(&Catalog::embedded().unwrap(), inputs, &Options::default()).unwrap();
+    let id = |name: &str| {
+        r.principals
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .id
+            .clone()
+    };
+    // Owner and User Access Administrator can assign themselves anything; Contributor cannot.
+    assert!(r.admins.contains(&id("alice@contoso.example")));
+    assert!(r.admins.contains(&id("bob@contoso.example")));
+    assert!(!r.admins.contains(&id("carol@contoso.example")));
+    // The deploy identity (Owner) is reached by the ops team (assign it to a VM they control)
+    // and by carol (Contributor may add a federated credential to it).
+    let deploy = id("deploy-identity");
+    assert!(r.admins.contains(&deploy));
+    for who in ["ops-team", "carol@contoso.example"] {
+        assert!(
+            r.paths
+                .iter()
+                .any(|p| p.principal == id(who) && p.admin == deploy),
+            "{who}"
+        );
+    }
+    // The custom role reads secrets; the condition-limited RBAC admin is marked conditional.
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.policy == "Secret Reader" && f.category == Category::DataExfiltration));
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.principals == [id("frank@contoso.example")] && f.conditional));
+    // Proposals: PIM eligibility, none for the managed identity.
+    assert!(r
+        .standing
+        .iter()
+        .any(|s| s.principal == deploy && s.proposal.is_none()));
+    assert!(r.proposed_config.contains("mode = \"pim\""));
+}
+
+fn err(text: &str) -> AnalyzeError {
+    let inputs = AwsInputs {
+        exports: vec![Input::from_bytes("bad.json", text.as_bytes())],
+        ..Default::default()
+    };
+    aws(&Catalog::embedded().unwrap(), inputs, &Options::default()).unwrap_err()
+}
+
+#[test]
+fn bad_input_is_named_and_located() {
+    // Truncated: the real export cut short.
+    let full =
+        std::fs::read_to_string(aws_fixture("cloudsplaining-example-authz-details.json")).unwrap();
+    let e = err(&full[..full.len() / 2]).to_string();
+    assert!(e.contains("bad.json") && e.contains("cut short"), "{e}");
+    // Another cloud's export given as AWS.
+    let gcp = std::fs::read_to_string(here().join("gcp/public-assets.policy.json")).unwrap();
+    let e = err(&gcp).to_string();
+    assert!(
+        e.contains("not `aws iam get-account-authorization-details` output"),
+        "{e}"
+    );
+    // A field of the wrong type, with line and path.
+    let e = err("{\"UserDetailList\": [\n{\"UserName\": \"a\", \"Arn\": 5}]}").to_string();
+    assert!(
+        e.contains("line 2") && e.contains("UserDetailList[0].Arn"),
+        "{e}"
+    );
+    // A statement with a bad Effect.
+    let e = err(r#"{"Policies": [{"PolicyName": "p", "Arn": "arn:aws:iam::1:policy/p", "PolicyVersionList": [{"IsDefaultVersion": true, "Document": {"Statement": {"Effect": "Permit", "Action": "*", "Resource": "*"}}}]}]}"#).to_string();
+    assert!(e.contains("Permit") || e.contains("Effect"), "{e}");
+    // Too large: stopped at the limit, not read to the end.
+    let inputs = AwsInputs {
+        exports: vec![Input::from_bytes("big.json", full.as_bytes())],
+        ..Default::default()
+    };
+    let e = aws(
+        &Catalog::embedded().unwrap(),
+        inputs,
+        &Options {
+            max_input: 1000,
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, AnalyzeError::TooLarge { limit: 1000, .. }),
+        "{e}"
+    );
+    // GCP: a bare policy without its resource; Azure: a GCP file.
+    let e = gcp::analyze(
+        &Catalog::embedded().unwrap(),
+        vec![gcp::GcpInput {
+            resource: None,
+            input: Input::from_bytes("p.json", gcp.as_bytes()),
+        }],
+        &Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("projects/acme-prod=FILE"), "{e}");
+    let e = azure::analyze(
+        &Catalog::embedded().unwrap(),
+        vec![Input::from_bytes("p.json", gcp.as_bytes())],
+        &Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("not an Azure RBAC export") && e.contains("az role assignment list"),
+        "{e}"
+    );
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Any bytes: an error or a report, never a panic (the fuzz target goes further).
+        #[test]
+        fn any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let catalog = Catalog::embedded().unwrap();
+            let _ = aws(&catalog, AwsInputs { exports: vec![Input::from_bytes("x", &bytes)], ..Default::default() }, &Options::default());
+            let _ = gcp::analyze(&catalog, vec![gcp::GcpInput { resource: Some("projects/p".into()), input: Input::from_bytes("x", &bytes) }], &Options::default());
+            let _ = azure::analyze(&catalog, vec![Input::from_bytes("x", &bytes)], &Options::default());
+        }
+
+        /// Structurally valid exports with arbitrary names and patterns: no panic either.
+        #[test]
+        fn odd_policies(action in "[a-z*?:]{0,12}", resource in "[a-z*:/${}]{0,20}", name in "[A-Za-z/:-]{1,12}") {
+            let doc = serde_json::json!({"UserDetailList": [{"UserName": name, "Arn": format!("arn:aws:iam::1:user/{name}"), "UserPolicyList": [{"PolicyName": "p", "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]}}]}]}).to_string();
+            let catalog = Catalog::embedded().unwrap();
+            let _ = aws(&catalog, AwsInputs { exports: vec![Input::from_bytes("x", doc.as_bytes())], ..Default::default() }, &Options::default());
+        }
+    }
+}
