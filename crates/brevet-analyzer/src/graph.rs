@@ -5,16 +5,37 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::report::{Edge, EscalationPath};
 
-/// Shortest paths from every principal that is not itself admin to the nearest admin.
+/// Shortest paths from every principal that is not itself admin to the nearest admin: one
+/// breadth-first search backwards from all admins at once (linear in the graph, however many
+/// principals), then each principal follows its next hop.
 pub fn shortest_paths(
     edges: &[Edge],
     admins: &HashSet<String>,
     principals: &[String],
 ) -> Vec<EscalationPath> {
-    let mut out_edges: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut into: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, e) in edges.iter().enumerate() {
         if e.from != e.to {
-            out_edges.entry(e.from.as_str()).or_default().push(i);
+            into.entry(e.to.as_str()).or_default().push(i);
+        }
+    }
+    // node → (edge to take next, admin reached)
+    let mut next: HashMap<&str, (Option<usize>, &str)> = HashMap::new();
+    let mut queue: VecDeque<&str> = VecDeque::new();
+    let mut sorted_admins: Vec<&String> = admins.iter().collect();
+    sorted_admins.sort();
+    for a in sorted_admins {
+        next.insert(a.as_str(), (None, a.as_str()));
+        queue.push_back(a.as_str());
+    }
+    while let Some(node) = queue.pop_front() {
+        let admin = next[node].1;
+        for &ei in into.get(node).map(Vec::as_slice).unwrap_or(&[]) {
+            let from = edges[ei].from.as_str();
+            if let std::collections::hash_map::Entry::Vacant(v) = next.entry(from) {
+                v.insert((Some(ei), admin));
+                queue.push_back(from);
+            }
         }
     }
     let mut paths = Vec::new();
@@ -22,33 +43,15 @@ pub fn shortest_paths(
         if admins.contains(start) {
             continue;
         }
-        // Parent edge of each reached node.
-        let mut via: HashMap<&str, usize> = HashMap::new();
-        let mut seen: HashSet<&str> = HashSet::from([start.as_str()]);
-        let mut queue = VecDeque::from([start.as_str()]);
-        let mut found = None;
-        while let Some(node) = queue.pop_front() {
-            if admins.contains(node) {
-                found = Some(node);
-                break;
-            }
-            for &ei in out_edges.get(node).map(Vec::as_slice).unwrap_or(&[]) {
-                let next = edges[ei].to.as_str();
-                if seen.insert(next) {
-                    via.insert(next, ei);
-                    queue.push_back(next);
-                }
-            }
-        }
-        let Some(admin) = found else { continue };
-        let mut chain = Vec::new();
-        let mut node = admin;
-        while node != start.as_str() {
-            let ei = via[node];
+        let Some(&(Some(first), admin)) = next.get(start.as_str()) else {
+            continue;
+        };
+        let mut chain = vec![first];
+        let mut node = edges[first].to.as_str();
+        while let Some(&(Some(ei), _)) = next.get(node) {
             chain.push(ei);
-            node = edges[ei].from.as_str();
+            node = edges[ei].to.as_str();
         }
-        chain.reverse();
         paths.push(EscalationPath {
             principal: start.clone(),
             admin: admin.to_string(),
@@ -68,6 +71,7 @@ mod tests {
             to: b.into(),
             via: "t".into(),
             reason: "t".into(),
+            conditional: false,
         }
     }
 

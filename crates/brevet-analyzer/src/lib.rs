@@ -114,17 +114,58 @@ pub(crate) fn finish(report: &mut Report, opts: &Options) {
             .then(a.policy.cmp(&b.policy))
             .then(a.id.cmp(&b.id))
     });
+    // One sentence per kind of edge; an edge keeps its own only when it says more.
+    const CONDITION: &str = " (when its policy's condition holds)";
+    for e in &mut report.edges {
+        if e.reason.contains(CONDITION) {
+            e.conditional = true;
+            e.reason = e.reason.replace(CONDITION, "");
+        }
+        match report.edge_kinds.get(&e.via) {
+            None => {
+                report
+                    .edge_kinds
+                    .insert(e.via.clone(), std::mem::take(&mut e.reason));
+            }
+            Some(s) if *s == e.reason => e.reason.clear(),
+            Some(_) => {}
+        }
+    }
     let admins: std::collections::HashSet<String> = report.admins.iter().cloned().collect();
     let ids: Vec<String> = report.principals.iter().map(|p| p.id.clone()).collect();
     report.paths = graph::shortest_paths(&report.edges, &admins, &ids);
     score::score(report);
-    let proposals: Vec<&Proposal> = report
+    // Each grant keeps what it adds (its identity); profiles and resources are kept once.
+    let mut profiles: Vec<ProfileProposal> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in &mut report.standing {
+        let Some(p) = &mut s.proposal else { continue };
+        let (own, shared) = propose::split_identity(&p.config);
+        if seen.insert(p.profile.clone()) {
+            profiles.push(ProfileProposal {
+                profile: p.profile.clone(),
+                config: shared,
+            });
+        }
+        p.config = own;
+    }
+    let own: Vec<&str> = report
         .standing
         .iter()
         .filter_map(|s| s.proposal.as_ref())
+        .map(|p| p.config.as_str())
         .collect();
-    report.proposed_config = propose::merge_configs(proposals.iter().map(|p| p.config.as_str()));
-    let mut cedar: Vec<&str> = proposals.iter().map(|p| p.cedar.as_str()).collect();
+    report.proposed_config = propose::merge_configs(
+        own.into_iter()
+            .chain(profiles.iter().map(|p| p.config.as_str())),
+    );
+    report.profiles = profiles;
+    let mut cedar: Vec<&str> = report
+        .standing
+        .iter()
+        .filter_map(|s| s.proposal.as_ref())
+        .map(|p| p.cedar.as_str())
+        .collect();
     cedar.sort_unstable();
     cedar.dedup();
     report.proposed_cedar = cedar.join("\n");

@@ -115,6 +115,29 @@ mod tests {
     }
 }
 
+/// Splits a proposal's snippet into what is the grant's own (its identity table, and comments
+/// before the first other table) and the shared rest (the profile and resource tables).
+pub fn split_identity(config: &str) -> (String, String) {
+    let (mut own, mut shared) = (String::new(), String::new());
+    let mut in_identity = false;
+    let mut seen_table = false;
+    for line in config.lines() {
+        let t = line.trim();
+        if t.starts_with('[') && !line.starts_with(' ') && !t.starts_with("[\"") {
+            in_identity = t.ends_with(".identities]");
+            seen_table |= !in_identity;
+        }
+        let target = if in_identity || !seen_table {
+            &mut own
+        } else {
+            &mut shared
+        };
+        target.push_str(line);
+        target.push('\n');
+    }
+    (own, shared)
+}
+
 /// Merges proposal snippets into one config: tables with the same header are written once,
 /// their lines de-duplicated (two users holding one policy share its profile and resource).
 pub fn merge_configs<'a>(configs: impl IntoIterator<Item = &'a str>) -> String {

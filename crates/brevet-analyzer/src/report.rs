@@ -197,9 +197,13 @@ pub struct Edge {
     pub to: String,
     /// A short tag: `sts:AssumeRole`, `iam:CreateAccessKey`, `actAs`, `roleAssignments/write`.
     pub via: String,
-    /// The sentence: "can assume the role: its trust policy names the account and the user may
-    /// call sts:AssumeRole on it".
+    /// What this edge adds to the sentence [`Report::edge_kinds`] gives for its `via`; empty
+    /// when nothing (a million-edge graph should not repeat a million sentences).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// Only when a policy condition holds (the analysis cannot know the request's context).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub conditional: bool,
 }
 
 /// The shortest way from a principal to an admin-equivalent one.
@@ -248,13 +252,24 @@ pub struct Usage {
 pub struct Proposal {
     /// The profile name (`aws.alice-admin`).
     pub profile: String,
-    /// TOML to paste into the Brevet config: the provider profile, the resource, the identity.
+    /// What this grant adds to the Brevet config: the identity (the profile and resource it
+    /// uses are in [`Report::profiles`], shared by every grant of the same policy).
     pub config: String,
     /// The Cedar `permit` that makes the principal eligible (with approval for admin access).
     pub cedar: String,
-    /// Permissions kept in the profile and removed by rights-sizing (unused in the window).
+    /// Permissions kept in the profile and removed by rights-sizing (unused in the window);
+    /// the first 50 of each, the counts in full.
     pub kept: Vec<String>,
     pub removed: Vec<String>,
+    pub kept_count: usize,
+    pub removed_count: usize,
+}
+
+/// A proposed profile with its resource, as TOML, once per profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileProposal {
+    pub profile: String,
+    pub config: String,
 }
 
 /// A principal's or a scope's risk score and what it is made of.
@@ -282,6 +297,8 @@ pub struct Report {
     pub principals: Vec<Principal>,
     pub findings: Vec<Finding>,
     pub edges: Vec<Edge>,
+    /// `via` → what an edge of that kind means.
+    pub edge_kinds: std::collections::BTreeMap<String, String>,
     /// Admin-equivalent principals.
     pub admins: Vec<String>,
     pub paths: Vec<EscalationPath>,
@@ -291,6 +308,8 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     /// Findings dropped by the exclusions file, counted so nothing disappears silently.
     pub excluded: usize,
+    /// The proposed profiles (with their resources), each once.
+    pub profiles: Vec<ProfileProposal>,
     /// Every proposal's config, merged into one paste-ready block.
     pub proposed_config: String,
     /// Every proposal's Cedar policy.
@@ -329,4 +348,19 @@ pub(crate) fn finding_id(
         h.update([0]);
     }
     hex::encode(&h.finalize()[..6])
+}
+
+impl Edge {
+    /// The full sentence: the kind's meaning, or this edge's own.
+    pub fn sentence<'a>(&'a self, report: &'a Report) -> &'a str {
+        if self.reason.is_empty() {
+            report
+                .edge_kinds
+                .get(&self.via)
+                .map(String::as_str)
+                .unwrap_or("")
+        } else {
+            &self.reason
+        }
+    }
 }

@@ -12,6 +12,18 @@ use std::collections::{BTreeMap, HashMap};
 use crate::report::{Category, Report, Score, Severity};
 
 pub fn score(report: &mut Report) {
+    let by_id: HashMap<&str, &crate::report::Principal> = report
+        .principals
+        .iter()
+        .map(|p| (p.id.as_str(), p))
+        .collect();
+    let admins: std::collections::HashSet<&str> =
+        report.admins.iter().map(String::as_str).collect();
+    let path_of: HashMap<&str, &crate::report::EscalationPath> = report
+        .paths
+        .iter()
+        .map(|p| (p.principal.as_str(), p))
+        .collect();
     let mut per_principal: BTreeMap<&str, BTreeMap<Category, (Severity, usize)>> = BTreeMap::new();
     let mut scopes_of: HashMap<&str, Vec<String>> = HashMap::new();
     for f in &report.findings {
@@ -23,7 +35,7 @@ pub fn score(report: &mut Report) {
                 .or_insert((f.severity, 0));
             e.0 = e.0.max(f.severity);
             e.1 += 1;
-            let principal_scope = report.principal(p).map(|x| x.scope.clone());
+            let principal_scope = by_id.get(p.as_str()).map(|x| x.scope.clone());
             scopes_of
                 .entry(p.as_str())
                 .or_default()
@@ -54,10 +66,10 @@ pub fn score(report: &mut Report) {
                 )
             })
             .collect();
-        if report.admins.iter().any(|a| a == p) {
+        if admins.contains(p) {
             parts.push((50, "admin-equivalent".into()));
         }
-        if let Some(path) = report.paths.iter().find(|x| x.principal == *p) {
+        if let Some(path) = path_of.get(p) {
             let n = path.edges.len().max(1) as u32;
             parts.push((
                 30 / n,
@@ -102,7 +114,7 @@ pub fn score(report: &mut Report) {
             .cloned()
             .unwrap_or_default();
         if scopes.is_empty() {
-            if let Some(p) = report.principal(&s.subject) {
+            if let Some(p) = by_id.get(s.subject.as_str()) {
                 scopes.push(p.scope.clone());
             }
         }
@@ -127,6 +139,7 @@ pub fn score(report: &mut Report) {
         })
         .collect();
     scope_scores.sort_by(|a, b| b.score.cmp(&a.score).then(a.subject.cmp(&b.subject)));
+    drop((by_id, admins, path_of));
     report.principal_scores = scores;
     report.scope_scores = scope_scores;
 }

@@ -125,7 +125,7 @@ fn aws_rights_sizing_from_access_advisor_and_cloudtrail() {
     );
     let p = s.proposal.as_ref().unwrap();
     assert!(
-        p.kept.iter().all(|a| a.starts_with("s3:")) && p.kept.contains(&"s3:GetObject".to_string()),
+        p.kept.iter().all(|a| a.starts_with("s3:")) && p.kept_count > 50 && p.kept_count < 1000,
         "{:?}",
         &p.kept[..5.min(p.kept.len())]
     );

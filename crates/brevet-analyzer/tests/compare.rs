@@ -318,7 +318,7 @@ fn pmapper_reason(kind: &str, category: &str, item: &str, r: &Report) -> Option<
             }
             if r.edges
                 .iter()
-                .any(|e| e.from == from && e.to == to && e.reason.contains("condition"))
+                .any(|e| e.from == from && e.to == to && e.conditional)
             {
                 return Some("allowed under a condition Brevet cannot evaluate offline, so it is shown (marked conditional); PMapper evaluates the condition with an empty request context".into());
             }

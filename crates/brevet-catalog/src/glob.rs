@@ -82,9 +82,15 @@ mod tests {
     fn azure_star_segments_may_be_empty() {
         let ps = Pattern::azure("Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action");
         let any = |n: &str| ps.iter().any(|p| p.matches(n));
-        assert!(any("Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"));
-        assert!(any("microsoft.managedidentity/userassignedidentities/x/assign/action"));
-        assert!(!any("Microsoft.ManagedIdentity/userAssignedIdentities/read"));
+        assert!(any(
+            "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
+        ));
+        assert!(any(
+            "microsoft.managedidentity/userassignedidentities/x/assign/action"
+        ));
+        assert!(!any(
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read"
+        ));
         assert_eq!(Pattern::azure("a/*/b/*/c").len(), 4);
     }
 

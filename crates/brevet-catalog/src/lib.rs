@@ -100,16 +100,20 @@ impl Snapshot {
     }
 }
 
+/// 46,000 names hashed at first use: a fast non-cryptographic hasher (the keys are the
+/// catalog's own, not attacker-chosen).
+type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
 #[derive(Debug)]
 struct Lookups {
     /// Lower-cased name → permission, per cloud (AWS and Azure names are case-insensitive; GCP's
     /// are checked for exact case after the lookup).
-    by_name: HashMap<(Cloud, String), u32>,
-    roles_by_name: HashMap<(Cloud, String), u32>,
+    by_name: FastMap<(Cloud, String), u32>,
+    roles_by_name: FastMap<(Cloud, String), u32>,
     /// Service (`s3`, `storage`, `microsoft.storage`) → its permissions.
-    by_service: HashMap<(Cloud, String), Vec<u32>>,
+    by_service: FastMap<(Cloud, String), Vec<u32>>,
     /// AWS service → its resource types.
-    types_by_service: HashMap<String, Vec<u32>>,
+    types_by_service: FastMap<String, Vec<u32>>,
 }
 
 /// The catalogs, loaded, with lookups by name.
@@ -186,7 +190,7 @@ impl Catalog {
     fn lookups(&self) -> &Lookups {
         self.lookups.get_or_init(|| {
             let snap = &self.snap;
-            let mut by_service: HashMap<(Cloud, String), Vec<u32>> = HashMap::new();
+            let mut by_service: FastMap<(Cloud, String), Vec<u32>> = FastMap::default();
             for (i, p) in snap.permissions.iter().enumerate() {
                 by_service
                     .entry((p.cloud, p.service().to_ascii_lowercase()))
@@ -210,7 +214,7 @@ impl Catalog {
                     ]
                 })
                 .collect();
-            let mut types_by_service: HashMap<String, Vec<u32>> = HashMap::new();
+            let mut types_by_service: FastMap<String, Vec<u32>> = FastMap::default();
             for (i, t) in snap.resource_types.iter().enumerate() {
                 types_by_service
                     .entry(t.service.to_ascii_lowercase())

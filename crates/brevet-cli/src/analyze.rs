@@ -2,12 +2,11 @@
 //! already have. Reads the files, runs `brevet_analyzer`, prints text, JSON, SARIF or HTML.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use brevet_analyzer::render::{render, Format};
+use brevet_analyzer::render::{render_to, Format};
 use brevet_analyzer::{AnalyzeError, Exclusions, Input, Options, Severity};
 use brevet_catalog::Catalog;
 use clap::{Args, Subcommand};
@@ -174,15 +173,16 @@ pub fn run(cmd: AnalyzeCommand, json: bool) -> Result<ExitCode> {
             )
         })?
     };
-    let out = render(&report, format, &names);
     match &common.output {
         Some(path) => {
-            std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?
+            let mut f =
+                File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            render_to(&report, format, &names, &mut f)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => {
-            let mut stdout = std::io::stdout().lock();
             // A closed pipe (`| head`) is not an error worth a message.
-            let _ = stdout.write_all(out.as_bytes());
+            let _ = render_to(&report, format, &names, &mut std::io::stdout().lock());
         }
     }
     if let Some(level) = &common.fail_on {

@@ -74,6 +74,7 @@ async fn start(
             )
             .unwrap(),
         ),
+        analyzer: std::sync::Arc::new(brevet_server::analyzer::Analyzer::new(Default::default())),
     });
     let handle = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

@@ -39,6 +39,9 @@ struct RawConfig {
     /// Neutral access profiles, compiled per cloud through the catalog.
     #[serde(default)]
     access: BTreeMap<String, brevet_catalog::profile::ProfileSpec>,
+    /// IAM exports for the identity analyzer's portal pages.
+    #[serde(default)]
+    analyzer: crate::analyzer::RawAnalyzer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,6 +377,8 @@ pub struct Config {
     pub audit: crate::audit_anchor::AuditSettings,
     /// The permission catalog and the neutral access profiles.
     pub access: crate::access::AccessLanguage,
+    /// `[analyzer]`: the IAM exports the portal's analyzer pages read.
+    pub analyzer: crate::analyzer::AnalyzerSettings,
 }
 
 impl Config {
@@ -648,6 +653,7 @@ impl Config {
         let audit =
             crate::audit_anchor::AuditSettings::parse(&raw.audit, &base, store_url.expose())?;
         Ok(Self {
+            analyzer: crate::analyzer::AnalyzerSettings::parse(&raw.analyzer, &base)?,
             audit,
             access,
             path: path.to_path_buf(),

@@ -2,6 +2,7 @@
 //! background scheduler and reconciler, and the HTTP API.
 
 pub mod access;
+pub mod analyzer;
 pub mod api;
 pub mod audit_anchor;
 pub mod auth;
@@ -144,6 +145,7 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
         oidc,
         anchor,
         access: Arc::new(config.access.clone()),
+        analyzer: Arc::new(analyzer::Analyzer::new(config.analyzer.clone())),
     };
     let router = api::router(state.clone())
         .merge(portal::router(state.clone()))

@@ -22,3 +22,18 @@
   }
   document.addEventListener("DOMContentLoaded", function () { tick(); setInterval(tick, 1000); });
 })();
+
+// Copy buttons: a button with data-copy="ID" copies the text of element #ID.
+(function () {
+  "use strict";
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest ? ev.target.closest("button[data-copy]") : null;
+    if (!b) return;
+    var el = document.getElementById(b.getAttribute("data-copy"));
+    if (!el || !navigator.clipboard) return;
+    navigator.clipboard.writeText(el.textContent).then(function () {
+      b.textContent = "Copied";
+      b.setAttribute("data-copied", "1");
+    });
+  });
+})();

@@ -54,28 +54,28 @@ fn names(catalog: &Catalog, set: &PermSet) -> Vec<String> {
     v
 }
 
-/// Who holds a policy: the principals it is attached to, and the users of groups it is
+/// Who holds each policy: the principals it is attached to, and the users of groups it is
 /// attached to (they get it too).
-pub fn holders(model: &Model, policy: usize) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    for n in &model.nodes {
-        if n.excluded || !n.policies.contains(&policy) {
-            continue;
-        }
-        out.insert(n.arn.clone());
-        if n.kind == Kind::Group {
-            for &m in &n.members {
-                if !model.nodes[m].excluded {
-                    out.insert(model.nodes[m].arn.clone());
+pub fn all_holders(model: &Model) -> Vec<Vec<String>> {
+    let mut out: Vec<BTreeSet<String>> = vec![BTreeSet::new(); model.policies.len()];
+    for n in model.nodes.iter().filter(|n| !n.excluded) {
+        for &p in &n.policies {
+            out[p].insert(n.arn.clone());
+            if n.kind == Kind::Group {
+                for &m in &n.members {
+                    if !model.nodes[m].excluded {
+                        out[p].insert(model.nodes[m].arn.clone());
+                    }
                 }
             }
         }
     }
-    out.into_iter().collect()
+    out.into_iter().map(|s| s.into_iter().collect()).collect()
 }
 
 pub fn policy_findings(catalog: &Catalog, model: &Model, exclusions: &Exclusions) -> Vec<Finding> {
     let mut out = Vec::new();
+    let holders_of = all_holders(model);
     let self_admin: Vec<u32> = SELF_ADMIN
         .iter()
         .filter_map(|a| catalog.permission_index(Cloud::Aws, a))
@@ -90,7 +90,7 @@ pub fn policy_findings(catalog: &Catalog, model: &Model, exclusions: &Exclusions
             continue;
         }
         let f = &p.facts;
-        let principals = holders(model, pi);
+        let principals = holders_of[pi].clone();
         let mut push = |category: Category, perms: Vec<String>, title: String, detail: String| {
             if perms.is_empty() {
                 return;

@@ -25,6 +25,10 @@ pub struct Evaluator<'m> {
     model: &'m Model,
     /// Per node: every action any of its Allow statements names (a cheap first test).
     mentioned: Vec<PermSet>,
+    /// Per node: its policies and its groups' (computed once: checks run millions of times).
+    policies: Vec<Vec<usize>>,
+    /// Action name → catalog index, for the fixed names the graph asks about.
+    actions: std::cell::RefCell<std::collections::HashMap<&'static str, Option<u32>>>,
 }
 
 fn resource_matches(pattern: &str, resource: &str, username: &str) -> bool {
@@ -58,13 +62,14 @@ fn statement_matches(st: &Compiled, action: u32, resource: &str, username: &str)
 impl<'m> Evaluator<'m> {
     pub fn new(catalog: &'m Catalog, model: &'m Model) -> Evaluator<'m> {
         let universe = catalog.permissions().len();
-        let mentioned = model
-            .nodes
+        let policies: Vec<Vec<usize>> = (0..model.nodes.len())
+            .map(|i| Self::policies_of(model, i))
+            .collect();
+        let mentioned = policies
             .iter()
-            .enumerate()
-            .map(|(i, _)| {
+            .map(|pols| {
                 let mut s = PermSet::new(universe);
-                for p in Self::policies_of(model, i) {
+                for &p in pols {
                     s.union_with(&model.policies[p].facts.mentioned);
                 }
                 s
@@ -74,6 +79,8 @@ impl<'m> Evaluator<'m> {
             catalog,
             model,
             mentioned,
+            policies,
+            actions: Default::default(),
         }
     }
 
@@ -86,13 +93,24 @@ impl<'m> Evaluator<'m> {
         v
     }
 
-    pub fn action(&self, name: &str) -> Option<u32> {
-        self.catalog.permission_index(Cloud::Aws, name)
+    pub fn action(&self, name: &'static str) -> Option<u32> {
+        *self
+            .actions
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with(|| self.catalog.permission_index(Cloud::Aws, name))
+    }
+
+    /// Whether any of the node's Allow statements names `action` at all (no resource or
+    /// condition considered): when not, no check for it can pass.
+    pub fn mentions(&self, node: usize, action: &'static str) -> bool {
+        self.action(action)
+            .is_some_and(|a| self.mentioned[node].contains(a))
     }
 
     /// Whether `node`'s identity policies (its own and its groups'), within its permissions
     /// boundary, allow `action` on `resource`.
-    pub fn check(&self, node: usize, action: &str, resource: &str) -> Verdict {
+    pub fn check(&self, node: usize, action: &'static str, resource: &str) -> Verdict {
         let Some(a) = self.action(action) else {
             return Verdict::No;
         };
@@ -106,7 +124,7 @@ impl<'m> Evaluator<'m> {
             ""
         };
         let mut verdict = Verdict::No;
-        for p in Self::policies_of(self.model, node) {
+        for &p in &self.policies[node] {
             for st in &self.model.policies[p].statements {
                 if !statement_matches(st, a, resource, user) {
                     continue;
@@ -141,7 +159,7 @@ impl<'m> Evaluator<'m> {
     }
 
     /// Whether the identity policies deny `action` on `resource` outright.
-    fn denies(&self, node: usize, action: &str, resource: &str) -> bool {
+    fn denies(&self, node: usize, action: &'static str, resource: &str) -> bool {
         let Some(a) = self.action(action) else {
             return false;
         };
@@ -151,7 +169,7 @@ impl<'m> Evaluator<'m> {
         } else {
             ""
         };
-        Self::policies_of(self.model, node).into_iter().any(|p| {
+        self.policies[node].iter().any(|&p| {
             self.model.policies[p].statements.iter().any(|st| {
                 st.effect == Effect::Deny
                     && !st.conditional
@@ -275,7 +293,7 @@ fn trusts_service(trust: &PolicyDocument, svc: &str) -> Option<bool> {
 /// customer-managed policy it holds, or (users) the same through a group it is in.
 pub fn is_admin(ev: &Evaluator, model: &Model, node: usize) -> Option<String> {
     let n = &model.nodes[node];
-    let ok = |action: &str, res: &str| ev.check(node, action, res) != Verdict::No;
+    let ok = |action: &'static str, res: &str| ev.check(node, action, res) != Verdict::No;
     let (put, attach) = match n.kind {
         Kind::User => ("iam:PutUserPolicy", "iam:AttachUserPolicy"),
         Kind::Role => ("iam:PutRolePolicy", "iam:AttachRolePolicy"),
@@ -379,6 +397,62 @@ const PASS_ROLE_TO: &[(&str, &[&[&str]])] = &[
     ),
 ];
 
+/// What a role's trust policy names, for a fast first test of every would-be assumer.
+struct TrustSummary {
+    /// Principal ARNs named exactly.
+    named: std::collections::HashSet<String>,
+    /// `"Principal": "*"`.
+    everyone: bool,
+    /// Accounts named (root, bare id), and `*` for `{"AWS": "*"}`.
+    accounts: std::collections::HashSet<String>,
+    /// The pass-role services it trusts (index into PASS_ROLE_TO, conditional).
+    services: Vec<(usize, bool)>,
+    /// EC2 may assume it and it may open an SSM channel: code on an instance runs with it.
+    ssm: bool,
+}
+
+fn summarize(ev: &Evaluator, model: &Model, di: usize) -> Option<TrustSummary> {
+    let dst = &model.nodes[di];
+    let trust = dst.trust.as_ref()?;
+    let mut t = TrustSummary {
+        named: Default::default(),
+        everyone: false,
+        accounts: Default::default(),
+        services: Vec::new(),
+        ssm: false,
+    };
+    for st in &trust.statements {
+        match &st.principal {
+            Some(PrincipalSpec::Everyone) => t.everyone = true,
+            Some(PrincipalSpec::Typed { aws, .. }) => {
+                for a in aws {
+                    if a == "*" {
+                        t.accounts.insert("*".into());
+                    } else if let Some(acct) = a
+                        .strip_prefix("arn:aws:iam::")
+                        .and_then(|r| r.strip_suffix(":root"))
+                    {
+                        t.accounts.insert(acct.to_string());
+                    } else if a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()) {
+                        t.accounts.insert(a.clone());
+                    } else {
+                        t.named.insert(a.clone());
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    for (i, (svc, _)) in PASS_ROLE_TO.iter().enumerate() {
+        if let Some(c) = trusts_service(trust, svc) {
+            t.services.push((i, c));
+        }
+    }
+    t.ssm = trusts_service(trust, "ec2.amazonaws.com").is_some()
+        && ev.check(di, "ssmmessages:CreateControlChannel", "*") != Verdict::No;
+    Some(t)
+}
+
 pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
     let mut out = Vec::new();
     let cond = |v: Verdict| {
@@ -388,11 +462,52 @@ pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
             ""
         }
     };
+    let trusts: Vec<Option<TrustSummary>> = (0..model.nodes.len())
+        .map(|di| {
+            if model.nodes[di].kind == Kind::Role && !model.nodes[di].excluded {
+                summarize(ev, model, di)
+            } else {
+                None
+            }
+        })
+        .collect();
+    // Roles that name a principal directly or trust everyone: the only edges a principal with
+    // no relevant permission at all can have.
+    let mut naming: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+    let mut open_to_all: Vec<usize> = Vec::new();
+    for (di, t) in trusts.iter().enumerate() {
+        let Some(t) = t else { continue };
+        for n in &t.named {
+            naming.entry(n.as_str()).or_default().push(di);
+        }
+        if t.everyone {
+            open_to_all.push(di);
+        }
+    }
+    let all: Vec<usize> = (0..model.nodes.len()).collect();
     for (si, src) in model.nodes.iter().enumerate() {
         if src.kind == Kind::Group || admins[si] || src.excluded {
             continue;
         }
-        for (di, dst) in model.nodes.iter().enumerate() {
+        let m_keys = ev.mentions(si, "iam:CreateAccessKey");
+        let m_login =
+            ev.mentions(si, "iam:CreateLoginProfile") || ev.mentions(si, "iam:UpdateLoginProfile");
+        let m_trust = ev.mentions(si, "iam:UpdateAssumeRolePolicy");
+        let m_assume = ev.mentions(si, "sts:AssumeRole");
+        let m_pass = ev.mentions(si, "iam:PassRole");
+        let m_ssm = ev.mentions(si, "ssm:SendCommand") || ev.mentions(si, "ssm:StartSession");
+        let candidates: Vec<usize> = if m_keys || m_login || m_trust || m_assume || m_pass || m_ssm
+        {
+            all.clone()
+        } else {
+            let mut v: Vec<usize> = naming.get(src.arn.as_str()).cloned().unwrap_or_default();
+            v.extend(open_to_all.iter().copied());
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        for di in candidates {
+            let dst = &model.nodes[di];
             if di == si || dst.kind == Kind::Group || dst.excluded {
                 continue;
             }
@@ -402,33 +517,38 @@ pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
                     to: dst.arn.clone(),
                     via: via.into(),
                     reason,
+                    conditional: false,
                 })
             };
             let same_account = src.account == dst.account;
             match dst.kind {
                 Kind::User if same_account => {
-                    let v = ev.check(si, "iam:CreateAccessKey", &dst.arn);
-                    if v != Verdict::No {
-                        push(
-                            "iam:CreateAccessKey",
-                            format!(
-                                "can create access keys for the user and sign in as it{}",
-                                cond(v)
-                            ),
-                        );
+                    if m_keys {
+                        let v = ev.check(si, "iam:CreateAccessKey", &dst.arn);
+                        if v != Verdict::No {
+                            push(
+                                "iam:CreateAccessKey",
+                                format!(
+                                    "can create access keys for the user and sign in as it{}",
+                                    cond(v)
+                                ),
+                            );
+                        }
                     }
                     // The export does not say which users have a password: either call
                     // works for some user, so either is an edge.
-                    for action in ["iam:CreateLoginProfile", "iam:UpdateLoginProfile"] {
-                        let v = ev.check(si, action, &dst.arn);
-                        if v != Verdict::No {
-                            push(action, format!("can set the user's console password ({action}) and sign in as it{}", cond(v)));
-                            break;
+                    if m_login {
+                        for action in ["iam:CreateLoginProfile", "iam:UpdateLoginProfile"] {
+                            let v = ev.check(si, action, &dst.arn);
+                            if v != Verdict::No {
+                                push(action, format!("can set the user's console password ({action}) and sign in as it{}", cond(v)));
+                                break;
+                            }
                         }
                     }
                 }
                 Kind::Role => {
-                    if same_account {
+                    if same_account && m_trust {
                         let v = ev.check(si, "iam:UpdateAssumeRolePolicy", &dst.arn);
                         if v != Verdict::No {
                             push(
@@ -440,71 +560,63 @@ pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
                             );
                         }
                     }
-                    let Some(trust) = &dst.trust else { continue };
-                    match trust_for(trust, &src.arn, &src.account) {
-                        Trust::Direct { conditional } => {
-                            if !ev.denies(si, "sts:AssumeRole", &dst.arn) {
-                                push(
-                                    "sts:AssumeRole",
-                                    format!(
-                                        "the role's trust policy names it{}",
-                                        if conditional {
-                                            " (with a condition)"
-                                        } else {
-                                            ""
-                                        }
-                                    ),
-                                );
+                    let (Some(trust), Some(t)) = (&dst.trust, &trusts[di]) else {
+                        continue;
+                    };
+                    let maybe = t.everyone
+                        || t.named.contains(&src.arn)
+                        || (m_assume
+                            && (t.accounts.contains("*") || t.accounts.contains(&src.account)));
+                    if maybe {
+                        match trust_for(trust, &src.arn, &src.account) {
+                            Trust::Direct { conditional } => {
+                                if !ev.denies(si, "sts:AssumeRole", &dst.arn) {
+                                    push(
+                                        "sts:AssumeRole",
+                                        format!(
+                                            "the role's trust policy names it{}",
+                                            if conditional {
+                                                " (with a condition)"
+                                            } else {
+                                                ""
+                                            }
+                                        ),
+                                    );
+                                }
                             }
-                        }
-                        Trust::Account { conditional } => {
-                            let v = ev.check(si, "sts:AssumeRole", &dst.arn);
-                            if v != Verdict::No {
-                                push("sts:AssumeRole", format!("the role trusts its account{} and its policies allow sts:AssumeRole on it{}", if conditional { " (with a condition)" } else { "" }, cond(v)));
+                            Trust::Account { conditional } => {
+                                let v = ev.check(si, "sts:AssumeRole", &dst.arn);
+                                if v != Verdict::No {
+                                    push("sts:AssumeRole", format!("the role trusts its account{} and its policies allow sts:AssumeRole on it{}", if conditional { " (with a condition)" } else { "" }, cond(v)));
+                                }
                             }
+                            Trust::No => {}
                         }
-                        Trust::No => {}
                     }
                     if !same_account {
                         continue;
                     }
-                    for (svc, alternatives) in PASS_ROLE_TO {
-                        let Some(tc) = trusts_service(trust, svc) else {
-                            continue;
-                        };
+                    if m_pass && !t.services.is_empty() {
                         let pass = ev.check(si, "iam:PassRole", &dst.arn);
-                        if pass == Verdict::No {
-                            continue;
-                        }
-                        for alt in alternatives.iter() {
-                            let v = alt
-                                .iter()
-                                .map(|a| ev.check(si, a, "*"))
-                                .min()
-                                .unwrap_or(Verdict::No);
-                            if v != Verdict::No {
-                                push(
-                                    alt[0],
-                                    format!(
-                                        "can pass the role to {} ({}) and run code as it{}{}",
-                                        svc.trim_end_matches(".amazonaws.com"),
-                                        alt.join(" + "),
-                                        cond(v.min(pass)),
-                                        if tc {
-                                            "; the role's trust has a condition"
-                                        } else {
-                                            ""
-                                        }
-                                    ),
-                                );
-                                break;
+                        if pass != Verdict::No {
+                            for &(i, tc) in &t.services {
+                                let (svc, alternatives) = PASS_ROLE_TO[i];
+                                for alt in alternatives.iter() {
+                                    let v = alt
+                                        .iter()
+                                        .map(|a| ev.check(si, a, "*"))
+                                        .min()
+                                        .unwrap_or(Verdict::No);
+                                    if v != Verdict::No {
+                                        push(alt[0], format!("can pass the role to {} ({}) and run code as it{}{}", svc.trim_end_matches(".amazonaws.com"), alt.join(" + "), cond(v.min(pass)), if tc { "; the role's trust has a condition" } else { "" }));
+                                        break;
+                                    }
+                                }
                             }
                         }
                     }
                     // Code already running on EC2 with the role: reach it through SSM.
-                    if trusts_service(trust, "ec2.amazonaws.com").is_some()
-                        && ev.check(di, "ssmmessages:CreateControlChannel", "*") != Verdict::No
-                    {
+                    if m_ssm && t.ssm {
                         let v = ev.check(si, "ssm:SendCommand", "*").max(ev.check(
                             si,
                             "ssm:StartSession",

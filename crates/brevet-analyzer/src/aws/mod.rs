@@ -178,6 +178,11 @@ fn standing(
     admin_why: &[Option<String>],
     activity: &usage::Activity,
 ) -> Vec<StandingGrant> {
+    let mut by_policy: std::collections::HashMap<&str, Vec<&crate::report::Finding>> =
+        std::collections::HashMap::new();
+    for f in findings {
+        by_policy.entry(f.policy.as_str()).or_default().push(f);
+    }
     let mut out = Vec::new();
     for (ni, n) in model.nodes.iter().enumerate() {
         if n.excluded || n.kind == Kind::Group {
@@ -198,8 +203,11 @@ fn standing(
         }
         for (p, via) in held {
             let pol = &model.policies[p];
-            let related: Vec<&crate::report::Finding> = findings
-                .iter()
+            let related: Vec<&crate::report::Finding> = by_policy
+                .get(pol.id.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
                 .filter(|f| {
                     f.policy == pol.id
                         && f.principals.contains(&n.arn)
@@ -385,31 +393,42 @@ fn propose(
 ) -> Proposal {
     let _ = model;
     let (patterns, not_action) = allowed_patterns(pol);
-    // What the policy allows (NotAction statements included), by name.
-    let granted: Vec<String> = {
-        let mut v: Vec<String> = pol
-            .facts
-            .mentioned
-            .iter()
-            .map(|i| catalog.permissions()[i as usize].name.clone())
-            .collect();
-        v.sort();
-        v
-    };
-    // Rights-size: keep what was used.
-    let (kept, removed): (Vec<String>, Vec<String>) = match usage {
-        Some(u) if u.used.iter().all(|x| x.contains(':')) && !u.used.is_empty() => {
-            let used: BTreeSet<&String> = u.used.iter().collect();
-            granted.iter().cloned().partition(|a| used.contains(a))
+    // What the policy allows (NotAction statements included), and what of it was used.
+    let granted = &pol.facts.mentioned;
+    let perms = catalog.permissions();
+    let mut kept_set = granted.clone();
+    match usage {
+        Some(u) if !u.used.is_empty() && u.used.iter().all(|x| x.contains(':')) => {
+            let mut used = PermSet::new(perms.len());
+            for a in &u.used {
+                if let Some(i) = catalog.permission_index(Cloud::Aws, a) {
+                    used.insert(i);
+                }
+            }
+            kept_set.intersect_with(&used);
         }
         Some(u) if !u.used.is_empty() => {
             let used: BTreeSet<String> = u.used.iter().map(|s| s.to_ascii_lowercase()).collect();
-            granted.iter().cloned().partition(|a| {
-                used.contains(&a.split(':').next().unwrap_or("").to_ascii_lowercase())
-            })
+            let mut keep = PermSet::new(perms.len());
+            for i in granted.iter() {
+                if used.contains(&perms[i as usize].service().to_ascii_lowercase()) {
+                    keep.insert(i);
+                }
+            }
+            kept_set = keep;
         }
-        _ => (granted.clone(), Vec::new()),
+        _ => {}
+    }
+    let mut removed_set = granted.clone();
+    removed_set.difference_with(&kept_set);
+    let names = |set: &PermSet, limit: usize| -> Vec<String> {
+        set.iter()
+            .take(limit)
+            .map(|i| perms[i as usize].name.clone())
+            .collect()
     };
+    let (kept_count, removed_count) = (kept_set.len(), removed_set.len());
+    let removed = names(&removed_set, 50);
     let profile = format!("aws.{}", slug(&pol.name, 50));
     let brevet_id = principal_id(&n.name);
     let res_name = format!("aws:{}", n.account);
@@ -417,9 +436,15 @@ fn propose(
     // The most compact honest list: what was used when activity says so; otherwise the
     // policy's own patterns (`s3:Get*` is shorter than what it expands to); a NotAction
     // policy expanded into what it allows.
-    let rights_sized = usage.is_some_and(|u| !u.used.is_empty()) && !removed.is_empty();
+    let rights_sized = usage.is_some_and(|u| !u.used.is_empty()) && removed_count > 0;
+    // Rights-sized to one principal's use: its own profile.
+    let profile = if rights_sized {
+        format!("aws.{}-{}", slug(&pol.name, 30), slug(&n.name, 25))
+    } else {
+        profile
+    };
     let actions: Vec<String> = if rights_sized || not_action || patterns.is_empty() {
-        collapse(catalog, &kept)
+        collapse(catalog, &names(&kept_set, usize::MAX))
     } else {
         patterns.clone()
     };
@@ -463,8 +488,10 @@ fn propose(
         cedar: cedar_permit(&brevet_id, &res_name, &profile, admin),
         profile,
         config,
-        kept,
+        kept: names(&kept_set, 50),
         removed,
+        kept_count,
+        removed_count,
     }
 }
 

@@ -278,9 +278,10 @@ pub fn analyze(
                         "can add a federated credential to managed identity {} and sign in as it",
                         id.name
                     ),
+                    conditional: false,
                 });
             } else if assign.is_some_and(|i| eff.contains(i)) && can_deploy {
-                edges.push(Edge { from: p.to_string(), to: id.principal_id.clone(), via: "userAssignedIdentities/assign".into(), reason: format!("can attach managed identity {} to compute it can create or change, and act as it from there", id.name) });
+                edges.push(Edge { from: p.to_string(), to: id.principal_id.clone(), via: "userAssignedIdentities/assign".into(), reason: format!("can attach managed identity {} to compute it can create or change, and act as it from there", id.name), conditional: false });
             }
         }
     }
@@ -379,6 +380,11 @@ fn standing(
     principals: &[Principal],
     findings: &[crate::report::Finding],
 ) -> Vec<StandingGrant> {
+    let mut by_policy: std::collections::HashMap<&str, Vec<&crate::report::Finding>> =
+        std::collections::HashMap::new();
+    for f in findings {
+        by_policy.entry(f.policy.as_str()).or_default().push(f);
+    }
     let mut out = Vec::new();
     let mut seen: HashSet<(&str, usize, &str)> = HashSet::new();
     for b in bindings {
@@ -386,8 +392,11 @@ fn standing(
             continue;
         }
         let role = &roles[b.role];
-        let related: Vec<&crate::report::Finding> = findings
-            .iter()
+        let related: Vec<&crate::report::Finding> = by_policy
+            .get(role.name.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
             .filter(|f| {
                 f.policy == role.name
                     && f.resources.first() == Some(&b.scope)
@@ -478,5 +487,7 @@ fn propose(role: &RoleDef, b: &Binding, p: &Principal, admin: bool) -> Proposal 
         config,
         kept: Vec::new(),
         removed: Vec::new(),
+        kept_count: 0,
+        removed_count: 0,
     }
 }

@@ -479,6 +479,7 @@ pub fn analyze(
                     to: sa.clone(),
                     via: via.into(),
                     reason,
+                    conditional: false,
                 })
             };
             if let Some((perm, name)) = impersonate.iter().find(|(i, _)| eff.contains(*i)) {
@@ -543,6 +544,11 @@ fn standing(
     principals: &[Principal],
     findings: &[crate::report::Finding],
 ) -> Vec<StandingGrant> {
+    let mut by_policy: std::collections::HashMap<&str, Vec<&crate::report::Finding>> =
+        std::collections::HashMap::new();
+    for f in findings {
+        by_policy.entry(f.policy.as_str()).or_default().push(f);
+    }
     let mut out = Vec::new();
     let mut seen: HashSet<(&str, usize, &str)> = HashSet::new();
     for b in bindings {
@@ -550,8 +556,11 @@ fn standing(
             continue;
         }
         let role = &roles[b.role];
-        let related: Vec<&crate::report::Finding> = findings
-            .iter()
+        let related: Vec<&crate::report::Finding> = by_policy
+            .get(role.name.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
             .filter(|f| {
                 f.policy == role.name
                     && f.resources.first() == Some(&b.scope)
@@ -645,5 +654,7 @@ fn propose(_catalog: &Catalog, role: &RoleDef, b: &Binding, admin: bool) -> Prop
         config,
         kept: Vec::new(),
         removed: Vec::new(),
+        kept_count: 0,
+        removed_count: 0,
     }
 }

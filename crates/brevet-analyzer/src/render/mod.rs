@@ -6,6 +6,8 @@ mod sarif;
 mod svg;
 mod text;
 
+use std::io::Write as _;
+
 use crate::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,22 @@ impl Format {
             _ => None,
         }
     }
+}
+
+/// Writes the report. JSON is streamed (a large account's graph runs to hundreds of MB).
+pub fn render_to(
+    report: &Report,
+    format: Format,
+    inputs: &[String],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        let mut w = std::io::BufWriter::new(out);
+        serde_json::to_writer(&mut w, report).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")?;
+        return w.flush();
+    }
+    out.write_all(render(report, format, inputs).as_bytes())
 }
 
 /// Renders the report. `inputs` names the files analysed (SARIF locations, the HTML header).

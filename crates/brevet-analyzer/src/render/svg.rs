@@ -121,7 +121,7 @@ pub fn graph_svg(r: &Report, limit: usize) -> String {
             x2,
             y2 + 12,
             esc(&edge.via),
-            esc(&edge.reason)
+            esc(edge.sentence(r))
         );
     }
     for (n, (x, y)) in &pos {

@@ -1126,6 +1126,28 @@ impl Cmd {
     pub fn ssh(target: &str) -> Self {
         Self::of(&["ssh", target])
     }
+    /// `brevet analyze CLOUD FILES…` (offline).
+    pub fn analyze(cloud: &str, files: &[&str]) -> Self {
+        let mut c = Self::of(&["analyze", cloud]);
+        c.0.extend(files.iter().map(|f| f.to_string()));
+        c
+    }
+    /// `--output PATH` (analyze).
+    pub fn output_to(self, path: &std::path::Path) -> Self {
+        self.flag("--output", &path.display().to_string())
+    }
+    /// `--fail-on SEVERITY` (analyze).
+    pub fn fail_on(self, severity: &str) -> Self {
+        self.flag("--fail-on", severity)
+    }
+    /// `--exclusions FILE` (analyze).
+    pub fn exclusions(self, path: &std::path::Path) -> Self {
+        self.flag("--exclusions", &path.display().to_string())
+    }
+    /// `--last-accessed ARN=FILE` (analyze aws).
+    pub fn last_accessed(self, arn_file: &str) -> Self {
+        self.flag("--last-accessed", arn_file)
+    }
     /// `brevet catalog search WORDS…`.
     pub fn catalog_search(words: &str) -> Self {
         let mut c = Self::of(&["catalog", "search"]);

@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod notify_support;
 
+mod analyzer;
 mod audit;
 mod aws;
 mod azure;

@@ -37,6 +37,8 @@ pub struct AppState {
     pub anchor: Arc<crate::audit_anchor::AuditAnchor>,
     /// The permission catalog and the neutral access profiles.
     pub access: Arc<crate::access::AccessLanguage>,
+    /// The identity analyzer over the configured IAM exports.
+    pub analyzer: Arc<crate::analyzer::Analyzer>,
 }
 
 /// The authenticated caller of a route. Every route that changes or reads data takes one.

@@ -33,6 +33,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
                             @if v.principal.has_role(Role::Admin) {
                                 a href="/admin/kill" { "Kill switch" }
                                 a href="/admin/audit" { "Audit" }
+                                a href="/analyzer" { "Analyzer" }
                             }
                         }
                         form.signout method="post" action="/logout" {

@@ -5,6 +5,7 @@
 //! The portal calls the same broker operations as the JSON API, so the same policy applies.
 
 mod admin;
+mod analyzer;
 mod layout;
 mod login;
 mod pages;
@@ -274,6 +275,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/kill", get(admin::kill_page).post(admin::kill))
         .route("/admin/unlock", post(admin::unlock))
         .route("/admin/audit", get(admin::audit))
+        .route("/analyzer", get(analyzer::overview))
+        .route("/analyzer/findings/{id}", get(analyzer::finding))
+        .route("/analyzer/report.html", get(analyzer::report))
         .layer(middleware::from_fn(security_headers))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(

@@ -132,13 +132,30 @@ pub async fn matrix_app() -> TestApp {
         .principal("mallory", &["dba"], &["requester"], MALLORY)
         .principal("root", &[], &["admin"], ROOT)
         .provider("mem", target)
-        .resource(ORDERS);
+        .resource(ORDERS)
+        .toml(&format!("[analyzer]\nazure = {:?}\n", azure_exports()));
     TestApp::start(config, TestStore::Sqlite).await.unwrap()
 }
 
 /// What the rows act on: the owner's pending request (for decisions), an approved one (to
 /// activate) and an active grant.
+/// The Azure fixture exports of the identity analyzer (its portal pages read them).
+pub fn azure_exports() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../brevet-analyzer/tests/fixtures/azure");
+    [
+        "role-assignments.json",
+        "role-definitions.json",
+        "identities.json",
+    ]
+    .iter()
+    .map(|f| dir.join(f).display().to_string())
+    .collect()
+}
+
 pub struct Objects {
+    /// A finding of the analyzer's report on [`azure_exports`].
+    pub finding: String,
     pub pending: String,
     pub to_activate: String,
     pub grant: String,
@@ -153,7 +170,18 @@ impl Objects {
         let granted = app.create_request(ALICE, &asked()).await.unwrap().id;
         app.approve(BOB, &granted, None).await.unwrap();
         let grant = app.activate(ALICE, &granted).await.unwrap().grant.id;
+        let inputs = azure_exports()
+            .iter()
+            .map(|p| brevet_analyzer::Input::new(p.clone(), std::fs::File::open(p).unwrap()))
+            .collect();
+        let report = brevet_analyzer::azure::analyze(
+            &brevet_catalog::Catalog::embedded().unwrap(),
+            inputs,
+            &Default::default(),
+        )
+        .unwrap();
         Objects {
+            finding: report.findings[0].id.clone(),
             pending,
             to_activate,
             grant,
@@ -163,7 +191,9 @@ impl Objects {
     /// The id a row's `{id}` stands for: the grant on grant routes, the approved request on
     /// activation, else the pending one.
     pub fn id_for(&self, path: &str) -> &str {
-        if path.contains("/grants/{id}") {
+        if path.starts_with("/analyzer/findings/") {
+            &self.finding
+        } else if path.contains("/grants/{id}") {
             &self.grant
         } else if path.ends_with("/{id}/activate") {
             &self.to_activate

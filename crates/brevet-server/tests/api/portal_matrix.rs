@@ -71,6 +71,9 @@ fn rows() -> Vec<Row> {
             "principal=nobody-locked",
         ),
         row(Method::GET, "/admin/audit", Admin, ""),
+        row(Method::GET, "/analyzer", Admin, ""),
+        row(Method::GET, "/analyzer/findings/{id}", Admin, ""),
+        row(Method::GET, "/analyzer/report.html", Admin, ""),
         // Last: it ends the session the rows above use.
         row(Method::POST, "/logout", Principal, ""),
     ]

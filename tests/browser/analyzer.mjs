@@ -1,0 +1,65 @@
+// The identity analyzer's portal pages in headless Chromium, driven by
+// crates/brevet-cli/tests/e2e/analyzer.rs: an admin signs in with a token, sees the risk chart
+// and the escalation graph, filters the findings, opens one, and copies a proposed profile; a
+// non-admin is refused. Screenshots are saved as test artifacts. Prints one JSON line.
+import assert from 'node:assert/strict';
+
+import { launchBrowser, screenshot } from './lib.mjs';
+
+const base = process.env.BREVET_URL;
+assert.ok(base, 'BREVET_URL must be set');
+
+async function signIn(browser, token) {
+  const context = await browser.newContext();
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  const page = await context.newPage();
+  await page.goto(`${base}/login`);
+  await page.fill('#token', token);
+  await page.locator('form button[type=submit]').last().click();
+  await page.waitForURL(`${base}/access`);
+  return page;
+}
+
+const browser = await launchBrowser();
+const result = {};
+try {
+  const admin = await signIn(browser, process.env.BREVET_TOKEN);
+  await admin.locator('nav a[href="/analyzer"]').click();
+  await admin.waitForURL(`${base}/analyzer`);
+  // The risk summary chart and the escalation graph, server-rendered SVG.
+  result.bars = await admin.locator('section[data-cloud] svg.summary g.bar').count();
+  result.graph_nodes = await admin.locator('section[data-cloud="aws"] svg.graph g.node').count();
+  assert.ok(await admin.locator('section[data-cloud="aws"] svg.graph g.node.admin').count() >= 1, 'an admin node');
+  assert.ok(await admin.locator('section[data-cloud="aws"] svg.graph g.edge').count() >= 1, 'an edge');
+  await screenshot(admin, 'analyzer-01-overview');
+
+  // Filter: critical findings on AWS only.
+  await admin.selectOption('#f-cloud', 'aws');
+  await admin.selectOption('#f-severity', 'critical');
+  await admin.click('#apply-filters');
+  await admin.waitForURL(/severity=critical/);
+  const rows = admin.locator('table.findings tbody tr');
+  assert.ok(await rows.count() >= 1, 'critical findings shown');
+  for (const sev of await admin.locator('table.findings .sev').allTextContents()) assert.equal(sev, 'critical');
+  assert.equal(await admin.locator('section[data-cloud="azure"]').count(), 0, 'the azure section is filtered out');
+  await screenshot(admin, 'analyzer-02-filtered');
+
+  // Open a finding: who holds it, the path, the proposal; copy the proposed profile.
+  await rows.first().locator('a').click();
+  await admin.waitForURL(/\/analyzer\/findings\/[0-9a-f]+$/);
+  assert.match(await admin.locator('#finding').innerText(), /Admin-equivalent/);
+  assert.ok(await admin.locator('#holders tbody tr').count() >= 1);
+  const copy = admin.locator('.proposal button[data-copy$="-config"]').first();
+  await copy.click();
+  await admin.locator('.proposal button[data-copied]').first().waitFor();
+  result.copied = await admin.evaluate(() => navigator.clipboard.readText());
+  await screenshot(admin, 'analyzer-03-finding');
+
+  // A requester may not see the analysis.
+  const alice = await signIn(browser, process.env.BREVET_NOT_ADMIN);
+  const response = await alice.goto(`${base}/analyzer`);
+  result.not_admin_status = response.status();
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
