@@ -10,8 +10,8 @@
 //! service_linked_roles = false         # report AWS service-linked roles too (default: skip)
 //! ```
 //!
-//! Globs use `*` and `?`, without case. Every excluded finding is counted in the report, so
-//! nothing disappears silently.
+//! Globs use `*` and `?`, without case. Findings the exclusions drop are counted in the report
+//! (`excluded`); excluded principals and policies are left out before the analysis.
 
 use brevet_catalog::Pattern;
 use serde::Deserialize;

@@ -81,12 +81,42 @@ pub fn toml_list(items: &[String]) -> String {
     out
 }
 
+/// Six hex characters that tell apart things whose readable names collide (two inline policies
+/// called `s3`, resource groups called `prod` in two subscriptions).
+pub fn short_hash(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..3])
+}
+
+/// A name from an export, safe inside a TOML or Cedar comment: no line breaks or other control
+/// characters (a crafted role name must not start a table of its own).
+pub fn comment_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// A proposal that needs a person's decision before it grants anything: every line commented.
+pub fn commented(text: &str, marker: &str) -> String {
+    text.lines().map(|l| format!("{marker} {l}\n")).collect()
+}
+
 /// The Cedar policy making `principal` eligible for `profile` on `resource`: admin-equivalent
 /// access gets one approval and an hour; other sensitive access four hours without approval
 /// but with a reason.
 pub fn cedar_permit(principal: &str, resource: &str, profile: &str, admin: bool) -> String {
     let (duration, approvals) = if admin { ("1h", "1") } else { ("4h", "0") };
-    let id = format!("jit-{}", slug(&format!("{profile}-{principal}"), 60));
+    // Slugs can collide (long profile names cut the principal short): the hash keeps ids apart.
+    let id = format!(
+        "jit-{}-{}",
+        slug(&format!("{profile}-{principal}"), 50),
+        short_hash(&[profile, principal, resource])
+    );
     format!(
         "@id({id:?})\n@max_duration({duration:?})\n@approvals({approvals:?})\n@require_reason(\"true\")\npermit (principal == User::{principal:?}, action == Action::\"request\", resource == Resource::{resource:?})\nwhen {{ context.profile == {profile:?} }};\n"
     )

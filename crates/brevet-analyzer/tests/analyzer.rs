@@ -398,7 +398,7 @@ mod never_panics {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
-        /// Any bytes: an error or a report, never a panic (the fuzz target goes further).
+        /// Any bytes: an error or a report, never a panic.
         #[test]
         fn any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let catalog = Catalog::embedded().unwrap();
@@ -415,4 +415,118 @@ mod never_panics {
             let _ = aws(&catalog, AwsInputs { exports: vec![Input::from_bytes("x", doc.as_bytes())], ..Default::default() }, &Options::default());
         }
     }
+}
+
+fn export(v: serde_json::Value) -> Report {
+    let text = v.to_string();
+    let inputs = AwsInputs {
+        exports: vec![Input::new(
+            "x.json",
+            std::io::Cursor::new(text.into_bytes()),
+        )],
+        ..Default::default()
+    };
+    aws(&Catalog::embedded().unwrap(), inputs, &Options::default()).unwrap()
+}
+
+fn inline(name: &str, action: &str, resource: &str) -> serde_json::Value {
+    serde_json::json!({"PolicyName": name, "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]}})
+}
+
+/// Found by review: proposals must not merge different grants, name one person for another,
+/// let a crafted name inject config, or offer more than the principal holds today.
+#[test]
+fn proposals_never_collide_inject_or_widen() {
+    let admin = serde_json::json!({"PolicyName": "AdministratorAccess", "Arn": "arn:aws:iam::aws:policy/AdministratorAccess", "DefaultVersionId": "v1",
+        "PolicyVersionList": [{"VersionId": "v1", "IsDefaultVersion": true, "Document": {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}}]});
+    let boundary = serde_json::json!({"PolicyName": "s3-only", "Arn": "arn:aws:iam::111111111111:policy/s3-only", "DefaultVersionId": "v1",
+        "PolicyVersionList": [{"VersionId": "v1", "IsDefaultVersion": true, "Document": {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}}]});
+    let r = export(serde_json::json!({
+        "Policies": [admin, boundary],
+        "UserDetailList": [
+            // The same user name in two accounts, each with an inline policy named `ops`.
+            {"UserName": "admin", "Arn": "arn:aws:iam::111111111111:user/admin", "UserPolicyList": [inline("ops", "iam:*", "*")]},
+            {"UserName": "admin", "Arn": "arn:aws:iam::222222222222:user/admin", "UserPolicyList": [inline("ops", "secretsmanager:GetSecretValue", "*")]},
+            // Administrator within an s3-only boundary.
+            {"UserName": "bounded", "Arn": "arn:aws:iam::111111111111:user/bounded", "AttachedManagedPolicies": [{"PolicyName": "AdministratorAccess", "PolicyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}],
+             "PermissionsBoundary": {"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": "arn:aws:iam::111111111111:policy/s3-only"}}
+        ],
+        "RoleDetailList": [{"RoleName": "x\n[[principals]]\nid = \"mallory\"\n#", "Arn": "arn:aws:iam::111111111111:role/evil", "Path": "/",
+            "AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "sts:AssumeRole"}]},
+            "AttachedManagedPolicies": [{"PolicyName": "AdministratorAccess", "PolicyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}]}]
+    }));
+    // Two people, two identities; two different `ops` policies, two profiles.
+    let ids: std::collections::BTreeSet<&str> = r
+        .standing
+        .iter()
+        .filter(|s| s.principal.ends_with(":user/admin"))
+        .filter_map(|s| s.proposal.as_ref())
+        .map(|p| p.config.as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        r.proposed_config.contains("\"admin+111111111111\"")
+            && r.proposed_config.contains("\"admin+222222222222\""),
+        "{}",
+        r.proposed_config
+    );
+    let ops: std::collections::BTreeSet<&str> = r
+        .standing
+        .iter()
+        .filter(|s| s.policy.ends_with(":inline/ops"))
+        .filter_map(|s| s.proposal.as_ref())
+        .map(|p| p.profile.as_str())
+        .collect();
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    // No injected table, and the role's permit is left to the admin (commented out).
+    let parsed: toml::Value = toml::from_str(&r.proposed_config).unwrap();
+    assert!(parsed.get("principals").is_none(), "{}", r.proposed_config);
+    assert!(
+        !r.proposed_cedar
+            .lines()
+            .any(|l| l.starts_with("permit") && l.contains("mallory")),
+        "{}",
+        r.proposed_cedar
+    );
+    // Within its boundary, "bounded" is offered S3, not everything.
+    let b = r
+        .standing
+        .iter()
+        .find(|s| s.principal.ends_with(":user/bounded"))
+        .and_then(|s| s.proposal.as_ref())
+        .unwrap();
+    let profile = &r
+        .profiles
+        .iter()
+        .find(|p| p.profile == b.profile)
+        .unwrap()
+        .config;
+    assert!(
+        profile.contains("\"s3:*\"") && !profile.contains("\"*\""),
+        "{profile}"
+    );
+    // Every Cedar id is distinct.
+    let ids: Vec<&str> = r
+        .proposed_cedar
+        .lines()
+        .filter(|l| l.starts_with("@id("))
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = ids.iter().collect();
+    assert_eq!(ids.len(), unique.len());
+}
+
+/// Found by review: a CloudTrail time with a multi-byte character where the date is cut.
+#[test]
+fn odd_cloudtrail_times_do_not_panic() {
+    let trail = r#"{"Records": [{"eventTime": "2024-01-0é-00", "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "userIdentity": {"arn": "arn:aws:iam::012345678901:user/biden"}}]}"#;
+    let r = small_aws(|i| {
+        i.cloudtrail.push(Input::new(
+            "t.json",
+            std::io::Cursor::new(trail.as_bytes().to_vec()),
+        ))
+    });
+    assert!(r.standing.iter().any(|s| s
+        .usage
+        .as_ref()
+        .is_some_and(|u| u.window.contains("2024-01-0é"))));
 }

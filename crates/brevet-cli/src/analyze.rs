@@ -48,7 +48,7 @@ pub enum AnalyzeCommand {
         #[arg(long, value_name = "FILE")]
         cloudtrail: Vec<PathBuf>,
         /// With Access Advisor data: a service not used in this many days is unused.
-        #[arg(long, default_value_t = 90)]
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
         unused_days: u32,
         #[command(flatten)]
         common: Common,

@@ -1,7 +1,8 @@
 //! The identity analyzer at the server's edge: `[analyzer]` names IAM exports on disk (AWS
 //! authorization details, GCP policies and roles, Azure assignments and definitions); the
 //! portal's admin pages show their analysis. A report is computed on first view and again
-//! whenever a file changes (its size or modification time), off the async runtime.
+//! whenever a file changes (its size or modification time), on the blocking pool, once however
+//! many views wait for it.
 //!
 //! ```toml
 //! [analyzer]
@@ -12,7 +13,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use brevet_analyzer::{Exclusions, Input, Options, Report};
@@ -120,14 +121,17 @@ type Stamp = Vec<Option<(SystemTime, u64)>>;
 
 pub struct Analyzer {
     settings: AnalyzerSettings,
-    cache: Mutex<Option<(Stamp, Arc<Vec<CloudAnalysis>>)>>,
+    /// The last analysis and the files' stamp it was made from. An async mutex, held while a
+    /// new analysis runs, so concurrent views after a change wait for one analysis instead of
+    /// each starting their own.
+    cache: tokio::sync::Mutex<Option<(Stamp, Arc<Vec<CloudAnalysis>>)>>,
 }
 
 impl Analyzer {
     pub fn new(settings: AnalyzerSettings) -> Analyzer {
         Analyzer {
             settings,
-            cache: Mutex::new(None),
+            cache: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -147,15 +151,12 @@ impl Analyzer {
             .collect()
     }
 
-    /// The analysis of the configured exports as they are now.
+    /// The analysis of the configured exports as they are now (the first view after a change
+    /// waits for it; the work runs on the blocking pool, not the async runtime).
     pub async fn current(self: &Arc<Self>) -> Arc<Vec<CloudAnalysis>> {
+        let mut cache = self.cache.lock().await;
         let stamp = self.stamp();
-        if let Some((s, a)) = self
-            .cache
-            .lock()
-            .expect("not poisoned: no panics while held")
-            .as_ref()
-        {
+        if let Some((s, a)) = cache.as_ref() {
             if *s == stamp {
                 return a.clone();
             }
@@ -170,7 +171,7 @@ impl Analyzer {
                     report: Err(format!("the analysis failed: {e}")),
                 }])
             });
-        *self.cache.lock().expect("not poisoned") = Some((stamp, fresh.clone()));
+        *cache = Some((stamp, fresh.clone()));
         fresh
     }
 

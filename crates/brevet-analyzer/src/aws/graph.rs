@@ -569,25 +569,28 @@ pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
                             && (t.accounts.contains("*") || t.accounts.contains(&src.account)));
                     if maybe {
                         match trust_for(trust, &src.arn, &src.account) {
-                            Trust::Direct { conditional } => {
+                            // Within the account, a trust naming the principal suffices; across
+                            // accounts the caller's own policies must allow the call too.
+                            Trust::Direct { conditional } if same_account => {
                                 if !ev.denies(si, "sts:AssumeRole", &dst.arn) {
                                     push(
                                         "sts:AssumeRole",
                                         format!(
                                             "the role's trust policy names it{}",
-                                            if conditional {
-                                                " (with a condition)"
+                                            cond(if conditional {
+                                                Verdict::IfCondition
                                             } else {
-                                                ""
-                                            }
+                                                Verdict::Yes
+                                            })
                                         ),
                                     );
                                 }
                             }
-                            Trust::Account { conditional } => {
+                            Trust::Direct { conditional } | Trust::Account { conditional } => {
                                 let v = ev.check(si, "sts:AssumeRole", &dst.arn);
                                 if v != Verdict::No {
-                                    push("sts:AssumeRole", format!("the role trusts its account{} and its policies allow sts:AssumeRole on it{}", if conditional { " (with a condition)" } else { "" }, cond(v)));
+                                    let v = if conditional { Verdict::IfCondition } else { v };
+                                    push("sts:AssumeRole", format!("the role's trust policy admits it and its own policies allow sts:AssumeRole on it{}", cond(v)));
                                 }
                             }
                             Trust::No => {}

@@ -22,7 +22,9 @@ use brevet_catalog::{Catalog, Cloud};
 use self::document::Effect;
 use self::model::{Kind, Model};
 use crate::permset::PermSet;
-use crate::propose::{cedar_permit, principal_id, slug, toml_list, toml_str};
+use crate::propose::{
+    cedar_permit, comment_safe, principal_id, short_hash, slug, toml_list, toml_str,
+};
 use crate::report::{
     Category, Principal, PrincipalKind, Proposal, Report, Severity, StandingGrant, Usage, Warning,
 };
@@ -391,7 +393,6 @@ fn propose(
     admin: bool,
     usage: Option<&Usage>,
 ) -> Proposal {
-    let _ = model;
     let (patterns, not_action) = allowed_patterns(pol);
     // What the policy allows (NotAction statements included), and what of it was used.
     let granted = &pol.facts.mentioned;
@@ -419,6 +420,27 @@ fn propose(
         }
         _ => {}
     }
+    // Never more than the principal holds today: its other policies' unconditional denies and
+    // its permissions boundary apply to the proposal too.
+    let mut today = PermSet::new(perms.len());
+    let mut denied = PermSet::new(perms.len());
+    let mut held: Vec<usize> = n.policies.clone();
+    for &g in &n.groups {
+        held.extend(model.nodes[g].policies.iter().copied());
+    }
+    for &p in &held {
+        today.union_with(&model.policies[p].facts.mentioned);
+        denied.union_with(&model.policies[p].facts.denied);
+    }
+    today.difference_with(&denied);
+    if let Some(b) = n.boundary {
+        let mut within = model.policies[b].facts.mentioned.clone();
+        within.difference_with(&model.policies[b].facts.denied);
+        today.intersect_with(&within);
+    }
+    let before = kept_set.len();
+    kept_set.intersect_with(&today);
+    let narrowed = kept_set.len() < before;
     let mut removed_set = granted.clone();
     removed_set.difference_with(&kept_set);
     let names = |set: &PermSet, limit: usize| -> Vec<String> {
@@ -429,21 +451,38 @@ fn propose(
     };
     let (kept_count, removed_count) = (kept_set.len(), removed_set.len());
     let removed = names(&removed_set, 50);
-    let profile = format!("aws.{}", slug(&pol.name, 50));
-    let brevet_id = principal_id(&n.name);
-    let res_name = format!("aws:{}", n.account);
+    // AWS-managed policy names are unique; inline and customer-managed ones are not.
+    let profile = if pol.aws_managed {
+        format!("aws.{}", slug(&pol.name, 50))
+    } else {
+        format!("aws.{}-{}", slug(&pol.name, 40), short_hash(&[&pol.id]))
+    };
+    // User names repeat across accounts: with several accounts, the account is part of the id.
+    let brevet_id = if model.accounts.len() > 1 {
+        format!("{}+{}", principal_id(&n.name), n.account)
+    } else {
+        principal_id(&n.name)
+    };
     let mut comments = String::new();
     // The most compact honest list: what was used when activity says so; otherwise the
     // policy's own patterns (`s3:Get*` is shorter than what it expands to); a NotAction
     // policy expanded into what it allows.
     let rights_sized = usage.is_some_and(|u| !u.used.is_empty()) && removed_count > 0;
     // Rights-sized to one principal's use: its own profile.
-    let profile = if rights_sized {
-        format!("aws.{}-{}", slug(&pol.name, 30), slug(&n.name, 25))
+    let profile = if rights_sized || narrowed {
+        format!(
+            "aws.{}-{}-{}",
+            slug(&pol.name, 30),
+            slug(&n.name, 20),
+            short_hash(&[&pol.id, &n.arn])
+        )
     } else {
         profile
     };
-    let actions: Vec<String> = if rights_sized || not_action || patterns.is_empty() {
+    if narrowed {
+        comments.push_str(&format!("# Narrowed to what {} may do today: its other policies' denies and its permissions boundary apply.\n", comment_safe(&n.name)));
+    }
+    let actions: Vec<String> = if rights_sized || narrowed || not_action || patterns.is_empty() {
         collapse(catalog, &names(&kept_set, usize::MAX))
     } else {
         patterns.clone()
@@ -461,9 +500,20 @@ fn propose(
     }
     let identity = match n.kind {
         Kind::User => format!("[providers.aws.identities]\n{} = {{ arn = {} }}\n\n", toml_str(&brevet_id), toml_str(&n.arn)),
-        _ => format!("# {} is a role: make each person who assumes it a Brevet principal with their own identity,\n# and give them this profile instead of the role.\n\n", n.name),
+        _ => format!("# {} is a role: make each person who assumes it a Brevet principal with their own identity,\n# give them this profile instead of the role, and write their Cedar permit (the proposal's is commented out).\n\n", comment_safe(&n.name)),
     };
     let arns = resource_arns(pol, &n.account);
+    let whole_account = arns
+        == [
+            format!("arn:aws:*:*:{}:*", n.account),
+            "arn:aws:s3:::*".to_string(),
+        ];
+    let res_name = if whole_account {
+        format!("aws:{}", n.account)
+    } else {
+        let joined: Vec<&str> = arns.iter().map(String::as_str).collect();
+        format!("aws:{}-{}", n.account, short_hash(&joined))
+    };
     let mut profile_block = format!(
         "[providers.aws.profiles.{}]\n{comments}mode = \"role\"\nactions = {}\n",
         toml_str(&profile),
@@ -476,7 +526,7 @@ fn propose(
         + arns.iter().map(|a| a.len() + 3).sum::<usize>();
     if size > 9_000 {
         let commented: String = profile_block.lines().map(|l| format!("# {l}\n")).collect();
-        profile_block = format!("# {} does not fit a role's inline policy (about {size} characters, IAM allows 10,240):\n# supply Access Advisor or CloudTrail data to rights-size it, or grant it through an\n# Identity Center permission set (mode = \"identity_center\").\n{commented}", pol.name);
+        profile_block = format!("# {} does not fit a role's inline policy (about {size} characters, IAM allows 10,240):\n# supply Access Advisor or CloudTrail data to rights-size it, or grant it through an\n# Identity Center permission set (mode = \"identity_center\").\n{commented}", comment_safe(&pol.name));
     }
     let config = format!(
         "{identity}{profile_block}\n[resources.{}]\naccount = {}\narns = {}\n",
@@ -484,8 +534,16 @@ fn propose(
         toml_str(&n.account),
         toml_list(&arns),
     );
+    let cedar = cedar_permit(&brevet_id, &res_name, &profile, admin);
+    // A role is not a person: a live permit for a Brevet principal named after it could make
+    // someone else eligible. The admin writes the permits for the role's people.
+    let cedar = if n.kind == Kind::Role {
+        crate::propose::commented(&cedar, "//")
+    } else {
+        cedar
+    };
     Proposal {
-        cedar: cedar_permit(&brevet_id, &res_name, &profile, admin),
+        cedar,
         profile,
         config,
         kept: names(&kept_set, 50),

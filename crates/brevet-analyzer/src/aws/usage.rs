@@ -76,7 +76,9 @@ pub fn last_accessed(
         .as_deref()
         .and_then(parse_time)
         .unwrap_or_else(Utc::now);
-    let start = end - Duration::days(i64::from(days));
+    let start = end
+        .checked_sub_signed(Duration::days(i64::from(days)))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     activity.window = format!("{days} days to {}", end.format("%Y-%m-%d"));
     let used = activity.services.entry(arn.to_string()).or_default();
     activity.covered.insert(arn.to_string());
@@ -185,11 +187,9 @@ pub fn cloudtrail(activity: &mut Activity, input: Input<'_>, max: u64) -> Result
         }
     }
     if let (Some(a), Some(b)) = (first, last) {
-        activity.window = format!(
-            "CloudTrail {} … {}",
-            &a[..a.len().min(10)],
-            &b[..b.len().min(10)]
-        );
+        // Times come from the file: cut by characters, never inside one.
+        let day = |t: &str| t.chars().take(10).collect::<String>();
+        activity.window = format!("CloudTrail {} … {}", day(&a), day(&b));
     }
     Ok(())
 }

@@ -452,8 +452,19 @@ fn propose(role: &RoleDef, b: &Binding, p: &Principal, admin: bool) -> Proposal 
         .rsplit('/')
         .next()
         .unwrap_or("scope");
-    let res_name = format!("azure:{}", slug(last, 40));
-    let profile = format!("az.{}", slug(&role.name, 50));
+    // Resource groups called `prod` exist in many subscriptions: the scope's hash tells them apart.
+    let res_name = format!(
+        "azure:{}-{}",
+        slug(last, 40),
+        crate::propose::short_hash(&[&b.scope.to_ascii_lowercase()])
+    );
+    // Custom roles of one name may differ by subscription: their definition is in the name.
+    let pats: Vec<&str> = role.patterns.iter().map(String::as_str).collect();
+    let profile = format!(
+        "az.{}-{}",
+        slug(&role.name, 40),
+        crate::propose::short_hash(&pats)
+    );
     let ptype = match p.kind {
         PrincipalKind::Group => "Group",
         _ => "User",
@@ -462,7 +473,7 @@ fn propose(role: &RoleDef, b: &Binding, p: &Principal, admin: bool) -> Proposal 
         .iter()
         .any(|n| n.eq_ignore_ascii_case(&role.name))
     {
-        format!("# Brevet refuses {} as not task-sized (it changes who may do what, or everything).\n# Give the task's built-in role instead, for example:\nrole = \"Reader\"\n", role.name)
+        format!("# Brevet refuses {} as not task-sized (it changes who may do what, or everything).\n# Give the task's built-in role instead, for example:\nrole = \"Reader\"\n", crate::propose::comment_safe(&role.name))
     } else if role
         .patterns
         .iter()

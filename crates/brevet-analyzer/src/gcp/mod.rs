@@ -83,8 +83,21 @@ fn resource_name(full: &str) -> String {
 /// A binding is temporary when its condition ends it at a time (`request.time <
 /// timestamp(…)`): that is just-in-time access already (Brevet's own bindings look like this).
 fn is_temporary(expr: &str) -> bool {
+    // Only a condition that is nothing but an expiry, within a year: `x || request.time < …`
+    // or a far-off date is standing access in practice.
     let e: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
-    e.contains("request.time<timestamp(") || e.contains("request.time<=timestamp(")
+    let Some(rest) = e
+        .strip_prefix("request.time<timestamp(\"")
+        .or_else(|| e.strip_prefix("request.time<=timestamp(\""))
+    else {
+        return false;
+    };
+    let Some(ts) = rest.strip_suffix("\")") else {
+        return false;
+    };
+    chrono::DateTime::parse_from_rfc3339(ts).is_ok_and(|t| {
+        t.with_timezone(&chrono::Utc) < chrono::Utc::now() + chrono::Duration::days(365)
+    })
 }
 
 fn load(
@@ -592,7 +605,11 @@ fn standing(
         }
         let principal = principals.iter().find(|p| p.id == b.principal);
         let workload = principal.is_some_and(|p| p.workload || p.kind == PrincipalKind::Collective);
-        let proposal = (!workload).then(|| propose(catalog, role, b, admin));
+        let proposal = if workload {
+            None
+        } else {
+            propose(catalog, role, b, admin)
+        };
         out.push(StandingGrant {
             principal: b.principal.clone(),
             policy: role.name.clone(),
@@ -612,7 +629,12 @@ fn standing(
     out
 }
 
-fn propose(_catalog: &Catalog, role: &RoleDef, b: &Binding, admin: bool) -> Proposal {
+fn propose(_catalog: &Catalog, role: &RoleDef, b: &Binding, admin: bool) -> Option<Proposal> {
+    // Brevet's GCP resources are projects, folders, organisations and buckets; a binding on
+    // something inside them (a service account, a dataset) gets no proposal.
+    if b.scope.matches('/').count() != 1 {
+        return None;
+    }
     let (kind, id) = b.scope.split_once('/').unwrap_or(("projects", &b.scope));
     let who = b
         .principal
@@ -620,20 +642,30 @@ fn propose(_catalog: &Catalog, role: &RoleDef, b: &Binding, admin: bool) -> Prop
         .map(|(_, r)| r)
         .unwrap_or(&b.principal);
     let brevet_id = principal_id(who);
-    let res_name = format!("gcp:{}", slug(id, 40));
-    let profile = format!("gcp.{}", slug(role.name.trim_start_matches("roles/"), 50));
     let field = match kind {
         "folders" => "folder",
         "organizations" => "organization",
         "buckets" => "bucket",
         _ => "project",
     };
+    // A project and a bucket may share a name: the kind is part of the resource's.
+    let res_name = format!("gcp:{field}-{}", slug(id, 40));
+    // Predefined role names are unique; custom roles repeat their short id across projects.
+    let profile = if role.name.starts_with("roles/") {
+        format!("gcp.{}", slug(role.name.trim_start_matches("roles/"), 50))
+    } else {
+        format!(
+            "gcp.{}-{}",
+            slug(role.name.rsplit('/').next().unwrap_or(&role.name), 40),
+            crate::propose::short_hash(&[&role.name])
+        )
+    };
     let basic = matches!(
         role.name.as_str(),
         "roles/owner" | "roles/editor" | "roles/viewer"
     );
     let role_line = if basic {
-        format!("# {} is a basic role: Google refuses conditions on it, so it cannot be granted with an expiry.\n# Replace it with the predefined roles each task needs, for example:\nrole = \"roles/iam.securityReviewer\"\n", role.name)
+        format!("# {} is a basic role: Google refuses conditions on it, so it cannot be granted with an expiry.\n# Replace it with the predefined roles each task needs, for example:\nrole = \"roles/iam.securityReviewer\"\n", crate::propose::comment_safe(&role.name))
     } else if role.name.starts_with("roles/") {
         format!("role = {}\n", toml_str(&role.name))
     } else {
@@ -648,7 +680,7 @@ fn propose(_catalog: &Catalog, role: &RoleDef, b: &Binding, admin: bool) -> Prop
         toml_str(&res_name),
         toml_str(id),
     );
-    Proposal {
+    Some(Proposal {
         cedar: cedar_permit(&brevet_id, &res_name, &profile, admin),
         profile,
         config,
@@ -656,5 +688,5 @@ fn propose(_catalog: &Catalog, role: &RoleDef, b: &Binding, admin: bool) -> Prop
         removed: Vec::new(),
         kept_count: 0,
         removed_count: 0,
-    }
+    })
 }

@@ -69,7 +69,7 @@ pub fn summary_svg(r: &Report) -> String {
 }
 
 /// The escalation graph: every principal with a path to admin, and the admins they reach.
-/// Columns by distance (admins on the right), at most `limit` principals (the riskiest).
+/// Columns by distance (admins on the right), at most `limit` paths (the shortest first).
 pub fn graph_svg(r: &Report, limit: usize) -> String {
     let mut dist: BTreeMap<&str, usize> = BTreeMap::new();
     let mut edges: BTreeSet<usize> = BTreeSet::new();
