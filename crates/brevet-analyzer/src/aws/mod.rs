@@ -246,8 +246,11 @@ fn standing(
                 }),
                 _ => None,
             });
-            let proposal =
-                (!n.workload()).then(|| propose(catalog, model, n, pol, admin, usage.as_ref()));
+            let proposal = if n.workload() {
+                None
+            } else {
+                propose(catalog, model, n, pol, admin, usage.as_ref())
+            };
             out.push(StandingGrant {
                 principal: n.arn.clone(),
                 policy: pol.id.clone(),
@@ -392,7 +395,7 @@ fn propose(
     pol: &model::Policy,
     admin: bool,
     usage: Option<&Usage>,
-) -> Proposal {
+) -> Option<Proposal> {
     let (patterns, not_action) = allowed_patterns(pol);
     // What the policy allows (NotAction statements included), and what of it was used.
     let granted = &pol.facts.mentioned;
@@ -441,6 +444,10 @@ fn propose(
     let before = kept_set.len();
     kept_set.intersect_with(&today);
     let narrowed = kept_set.len() < before;
+    if kept_set.is_empty() {
+        // Denied everywhere else or outside its boundary: nothing to make eligible.
+        return None;
+    }
     let mut removed_set = granted.clone();
     removed_set.difference_with(&kept_set);
     let names = |set: &PermSet, limit: usize| -> Vec<String> {
@@ -542,7 +549,7 @@ fn propose(
     } else {
         cedar
     };
-    Proposal {
+    Some(Proposal {
         cedar,
         profile,
         config,
@@ -550,7 +557,7 @@ fn propose(
         removed,
         kept_count,
         removed_count,
-    }
+    })
 }
 
 /// The ARNs the policy's allows name, or the whole account.

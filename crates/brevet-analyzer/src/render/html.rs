@@ -108,7 +108,9 @@ pub fn render(r: &Report, inputs: &[String]) -> String {
             };
             let repl = match &s.proposal {
                 Some(p) => format!("profile <code>{}</code>", esc(&p.profile)),
-                None => "workload identity: rights-size".into(),
+                None => {
+                    "none: a workload identity (rights-size it), or nothing usable today".into()
+                }
             };
             let _ = write!(
                 o,

@@ -127,7 +127,7 @@ pub fn render(r: &Report) -> String {
             },
             usage,
             if s.proposal.is_none() {
-                " — workload identity: rights-size it"
+                " — no proposal: a workload identity (rights-size it), or denied elsewhere"
             } else {
                 ""
             }

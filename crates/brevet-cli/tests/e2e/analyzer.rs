@@ -74,7 +74,9 @@ fn analyze_commands_as_a_user_runs_them() {
         page.contains("<svg")
             && page.contains("class=\"graph\"")
             && !page.contains("<script")
-            && !page.contains("http://"),
+            // Nothing fetched: no src, no link out (the SVG namespace URI is not a fetch).
+            && !page.contains("src=")
+            && !page.contains("href=\"http"),
         "{}",
         &page[..400]
     );

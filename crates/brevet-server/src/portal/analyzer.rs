@@ -241,7 +241,7 @@ pub async fn finding(
                     p { strong { (short(r, &s.principal)) } " holds this permanently (" (s.via) ")." }
                     @if let Some(u) = &s.usage { p.muted { (u.used.len()) " used, " (u.unused.len()) " unused in " (u.window) } }
                     @match &s.proposal {
-                        None => p { "A workload identity: rights-size it; nobody requests access for a machine." },
+                        None => p { "No proposal: a workload identity (rights-size it; nobody requests access for a machine), or nothing this principal can use today." },
                         Some(p) => {
                             p { "Make it eligible-only with profile " code { (p.profile) } ":" }
                             @let profile = r.profiles.iter().find(|x| x.profile == p.profile).map(|x| x.config.as_str()).unwrap_or("");
