@@ -137,3 +137,77 @@ pub fn principals_of(bindings: &[Binding], make: impl Fn(&str) -> Principal) -> 
     let ids: BTreeSet<&str> = bindings.iter().map(|b| b.principal.as_str()).collect();
     ids.into_iter().map(make).collect()
 }
+
+/// Standing grants: each (principal, role, scope) whose findings there are high or critical,
+/// with the replacement `propose` makes for it (None for workload identities, or when nothing
+/// can be proposed). `via` says how the grant is held.
+pub fn standing(
+    roles: &[RoleDef],
+    bindings: &[Binding],
+    principals: &[Principal],
+    findings: &[Finding],
+    via: impl Fn(&Binding) -> String,
+    propose: impl Fn(&RoleDef, &Binding, &Principal, bool) -> Option<crate::report::Proposal>,
+) -> Vec<crate::report::StandingGrant> {
+    let mut by_policy: HashMap<&str, Vec<&Finding>> = HashMap::new();
+    for f in findings {
+        by_policy.entry(f.policy.as_str()).or_default().push(f);
+    }
+    let by_id: HashMap<&str, &Principal> = principals.iter().map(|p| (p.id.as_str(), p)).collect();
+    let mut out = Vec::new();
+    let mut seen: std::collections::HashSet<(&str, usize, &str)> = Default::default();
+    for b in bindings {
+        if !seen.insert((b.principal.as_str(), b.role, b.scope.as_str())) {
+            continue;
+        }
+        let role = &roles[b.role];
+        let related: Vec<&Finding> = by_policy
+            .get(role.name.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|f| {
+                f.resources.first() == Some(&b.scope)
+                    && f.severity >= Severity::High
+                    && f.principals.contains(&b.principal)
+            })
+            .collect();
+        if related.is_empty() {
+            continue;
+        }
+        let admin = related
+            .iter()
+            .any(|f| f.category == Category::AdminEquivalent);
+        let mut sensitive: BTreeSet<String> = BTreeSet::new();
+        for f in related
+            .iter()
+            .filter(|f| f.category != Category::AdminEquivalent)
+        {
+            sensitive.extend(
+                f.permissions
+                    .iter()
+                    .filter(|p| !p.starts_with('…'))
+                    .cloned(),
+            );
+        }
+        let proposal = by_id
+            .get(b.principal.as_str())
+            .and_then(|p| propose(role, b, p, admin));
+        out.push(crate::report::StandingGrant {
+            principal: b.principal.clone(),
+            policy: role.name.clone(),
+            via: via(b),
+            scope: b.scope.clone(),
+            severity: related
+                .iter()
+                .map(|f| f.severity)
+                .max()
+                .unwrap_or(Severity::High),
+            admin_equivalent: admin,
+            sensitive: cap(&sensitive.into_iter().collect::<Vec<_>>()),
+            usage: None,
+            proposal,
+        });
+    }
+    out
+}

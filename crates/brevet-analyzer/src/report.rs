@@ -154,6 +154,18 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+    /// `low`, `medium`, `high` or `critical`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
     /// Points toward a risk score.
     pub fn weight(self) -> u32 {
         match self {

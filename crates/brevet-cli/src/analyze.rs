@@ -195,13 +195,7 @@ pub fn run(cmd: AnalyzeCommand, json: bool) -> Result<ExitCode> {
 }
 
 fn severity(s: &str) -> Option<Severity> {
-    match s {
-        "low" => Some(Severity::Low),
-        "medium" => Some(Severity::Medium),
-        "high" => Some(Severity::High),
-        "critical" => Some(Severity::Critical),
-        _ => None,
-    }
+    Severity::parse(s)
 }
 
 fn options(c: &Common) -> Result<Options> {

@@ -17,9 +17,7 @@ use serde::Deserialize;
 use crate::bindings::{self, Binding, RoleDef};
 use crate::permset::PermSet;
 use crate::propose::{cedar_permit, principal_id, slug, toml_list, toml_str};
-use crate::report::{
-    Category, Edge, Principal, PrincipalKind, Proposal, Report, Severity, StandingGrant, Warning,
-};
+use crate::report::{Edge, Principal, PrincipalKind, Proposal, Report, Warning};
 use crate::{read_value, typed, AnalyzeError, Input, Options};
 
 #[derive(Debug, Deserialize)]
@@ -331,7 +329,14 @@ pub fn analyze(
         }
     }
     principals.sort_by(|a, b| a.id.cmp(&b.id));
-    let standing = standing(&roles, &bindings, &principals, &findings);
+    let standing = bindings::standing(
+        &roles,
+        &bindings,
+        &principals,
+        &findings,
+        |_| "role assignment".into(),
+        |role, b, p, admin| (!p.workload).then(|| propose(role, b, p, admin)),
+    );
     let scopes: BTreeSet<String> = bindings
         .iter()
         .map(|b| crate::score::scope_of(&b.scope))
@@ -372,76 +377,6 @@ fn wrong(file: &str, value: &serde_json::Value) -> AnalyzeError {
         found,
         hint: "Give `az role assignment list --all --output json`, `az role definition list --output json` and optionally `az identity list --output json` output.",
     }
-}
-
-fn standing(
-    roles: &[RoleDef],
-    bindings: &[Binding],
-    principals: &[Principal],
-    findings: &[crate::report::Finding],
-) -> Vec<StandingGrant> {
-    let mut by_policy: std::collections::HashMap<&str, Vec<&crate::report::Finding>> =
-        std::collections::HashMap::new();
-    for f in findings {
-        by_policy.entry(f.policy.as_str()).or_default().push(f);
-    }
-    let mut out = Vec::new();
-    let mut seen: HashSet<(&str, usize, &str)> = HashSet::new();
-    for b in bindings {
-        if !seen.insert((b.principal.as_str(), b.role, b.scope.as_str())) {
-            continue;
-        }
-        let role = &roles[b.role];
-        let related: Vec<&crate::report::Finding> = by_policy
-            .get(role.name.as_str())
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|f| {
-                f.policy == role.name
-                    && f.resources.first() == Some(&b.scope)
-                    && f.severity >= Severity::High
-                    && f.principals.contains(&b.principal)
-            })
-            .collect();
-        if related.is_empty() {
-            continue;
-        }
-        let admin = related
-            .iter()
-            .any(|f| f.category == Category::AdminEquivalent);
-        let mut sensitive: BTreeSet<String> = BTreeSet::new();
-        for f in &related {
-            if f.category != Category::AdminEquivalent {
-                sensitive.extend(
-                    f.permissions
-                        .iter()
-                        .filter(|p| !p.starts_with('…'))
-                        .cloned(),
-                );
-            }
-        }
-        let p = principals.iter().find(|p| p.id == b.principal);
-        let proposal = p
-            .filter(|p| !p.workload)
-            .map(|p| propose(role, b, p, admin));
-        out.push(StandingGrant {
-            principal: b.principal.clone(),
-            policy: role.name.clone(),
-            via: "role assignment".into(),
-            scope: b.scope.clone(),
-            severity: related
-                .iter()
-                .map(|f| f.severity)
-                .max()
-                .unwrap_or(Severity::High),
-            admin_equivalent: admin,
-            sensitive: bindings::cap(&sensitive.into_iter().collect::<Vec<_>>()),
-            usage: None,
-            proposal,
-        });
-    }
-    out
 }
 
 fn propose(role: &RoleDef, b: &Binding, p: &Principal, admin: bool) -> Proposal {

@@ -11,7 +11,7 @@
 
 mod export;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use brevet_catalog::{Catalog, Cloud};
 
@@ -19,7 +19,7 @@ use crate::bindings::{self, Binding, Hierarchy, RoleDef};
 use crate::permset::PermSet;
 use crate::propose::{cedar_permit, principal_id, slug, toml_list, toml_str};
 use crate::report::{
-    Category, Edge, Principal, PrincipalKind, Proposal, Report, Severity, StandingGrant, Warning,
+    Category, Edge, Principal, PrincipalKind, Proposal, Report, Severity, Warning,
 };
 use crate::{read_value, typed, AnalyzeError, Input, Options};
 
@@ -534,7 +534,27 @@ pub fn analyze(
     }
     principals.sort_by(|a, b| a.id.cmp(&b.id));
 
-    let standing = standing(catalog, &roles, &bindings, &principals, &findings);
+    let standing = bindings::standing(
+        &roles,
+        &bindings,
+        &principals,
+        &findings,
+        |b| {
+            if b.conditional {
+                "binding (conditional)".into()
+            } else {
+                "binding".into()
+            }
+        },
+        |role, b, p, admin| {
+            // Service accounts and everyone-sets are no people to make eligible.
+            if p.workload || p.kind == PrincipalKind::Collective {
+                None
+            } else {
+                propose(catalog, role, b, admin)
+            }
+        },
+    );
     let mut report = Report {
         clouds: vec![Cloud::Gcp],
         scopes: loaded.scopes.into_iter().collect(),
@@ -548,85 +568,6 @@ pub fn analyze(
     };
     crate::finish(&mut report, opts);
     Ok(report)
-}
-
-fn standing(
-    catalog: &Catalog,
-    roles: &[RoleDef],
-    bindings: &[Binding],
-    principals: &[Principal],
-    findings: &[crate::report::Finding],
-) -> Vec<StandingGrant> {
-    let mut by_policy: std::collections::HashMap<&str, Vec<&crate::report::Finding>> =
-        std::collections::HashMap::new();
-    for f in findings {
-        by_policy.entry(f.policy.as_str()).or_default().push(f);
-    }
-    let mut out = Vec::new();
-    let mut seen: HashSet<(&str, usize, &str)> = HashSet::new();
-    for b in bindings {
-        if !seen.insert((b.principal.as_str(), b.role, b.scope.as_str())) {
-            continue;
-        }
-        let role = &roles[b.role];
-        let related: Vec<&crate::report::Finding> = by_policy
-            .get(role.name.as_str())
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|f| {
-                f.policy == role.name
-                    && f.resources.first() == Some(&b.scope)
-                    && f.severity >= Severity::High
-                    && f.principals.contains(&b.principal)
-            })
-            .collect();
-        if related.is_empty() {
-            continue;
-        }
-        let admin = related
-            .iter()
-            .any(|f| f.category == Category::AdminEquivalent);
-        let severity = related
-            .iter()
-            .map(|f| f.severity)
-            .max()
-            .unwrap_or(Severity::High);
-        let mut sensitive: BTreeSet<String> = BTreeSet::new();
-        for f in &related {
-            if f.category != Category::AdminEquivalent {
-                sensitive.extend(
-                    f.permissions
-                        .iter()
-                        .filter(|p| !p.starts_with('…'))
-                        .cloned(),
-                );
-            }
-        }
-        let principal = principals.iter().find(|p| p.id == b.principal);
-        let workload = principal.is_some_and(|p| p.workload || p.kind == PrincipalKind::Collective);
-        let proposal = if workload {
-            None
-        } else {
-            propose(catalog, role, b, admin)
-        };
-        out.push(StandingGrant {
-            principal: b.principal.clone(),
-            policy: role.name.clone(),
-            via: if b.conditional {
-                "binding (conditional)".into()
-            } else {
-                "binding".into()
-            },
-            scope: b.scope.clone(),
-            severity,
-            admin_equivalent: admin,
-            sensitive: bindings::cap(&sensitive.into_iter().collect::<Vec<_>>()),
-            usage: None,
-            proposal,
-        });
-    }
-    out
 }
 
 fn propose(_catalog: &Catalog, role: &RoleDef, b: &Binding, admin: bool) -> Option<Proposal> {

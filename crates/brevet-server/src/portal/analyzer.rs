@@ -34,13 +34,7 @@ pub struct Filter {
 const ROWS: usize = 300;
 
 fn severity(s: &str) -> Option<Severity> {
-    match s {
-        "low" => Some(Severity::Low),
-        "medium" => Some(Severity::Medium),
-        "high" => Some(Severity::High),
-        "critical" => Some(Severity::Critical),
-        _ => None,
-    }
+    Severity::parse(s)
 }
 
 fn not_configured() -> Markup {
