@@ -203,7 +203,18 @@ fn standing(
                     .map(|&p| (p, format!("group {}", model.nodes[g].name))),
             );
         }
+        // A policy held both directly and through a group is one standing grant, held two ways.
+        let mut merged: Vec<(usize, String)> = Vec::new();
         for (p, via) in held {
+            match merged.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, v)) => {
+                    v.push_str(" and ");
+                    v.push_str(&via);
+                }
+                None => merged.push((p, via)),
+            }
+        }
+        for (p, via) in merged {
             let pol = &model.policies[p];
             let related: Vec<&crate::report::Finding> = by_policy
                 .get(pol.id.as_str())
