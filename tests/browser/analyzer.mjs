@@ -32,6 +32,14 @@ try {
   assert.ok(await admin.locator('section[data-cloud="aws"] svg.graph g.node.admin').count() >= 1, 'an admin node');
   assert.ok(await admin.locator('section[data-cloud="aws"] svg.graph g.edge').count() >= 1, 'an edge');
   await screenshot(admin, 'analyzer-01-overview');
+  // The graph is a way in: a principal clicked shows its findings.
+  const node = admin.locator('section[data-cloud="aws"] svg.graph a g.node:not(.admin)').first();
+  const who = await node.getAttribute('data-principal');
+  await node.click();
+  await admin.waitForURL(/\/analyzer\?cloud=aws&q=/);
+  assert.ok(await admin.locator('table.findings tbody tr').count() >= 1, `findings of ${who}`);
+  result.clicked = who;
+  await admin.goto(`${base}/analyzer`);
 
   // Filter: critical findings on AWS only.
   await admin.selectOption('#f-cloud', 'aws');

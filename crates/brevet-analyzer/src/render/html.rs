@@ -48,7 +48,7 @@ pub fn render(r: &Report, inputs: &[String]) -> String {
     let _ = write!(
         o,
         "<h2>Escalation graph</h2><div class=\"graph-box\">{}</div>",
-        graph_svg(r, 80)
+        graph_svg(r, 80, None)
     );
     if !r.paths.is_empty() {
         o.push_str("<details><summary>Paths</summary><ul>");

@@ -8,6 +8,18 @@ use std::fmt::Write;
 use super::short;
 use crate::report::{Category, Report, Severity};
 
+/// Percent-encodes everything but unreserved characters (a principal id in a query string).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -70,7 +82,9 @@ pub fn summary_svg(r: &Report) -> String {
 
 /// The escalation graph: every principal with a path to admin, and the admins they reach.
 /// Columns by distance (admins on the right), at most `limit` paths (the shortest first).
-pub fn graph_svg(r: &Report, limit: usize) -> String {
+/// `link`, when given, makes each principal a link to `link` + its id (URL-encoded): the portal
+/// opens the findings of the principal clicked.
+pub fn graph_svg(r: &Report, limit: usize, link: Option<&str>) -> String {
     let mut dist: BTreeMap<&str, usize> = BTreeMap::new();
     let mut edges: BTreeSet<usize> = BTreeSet::new();
     let mut paths: Vec<&crate::report::EscalationPath> = r.paths.iter().collect();
@@ -132,6 +146,9 @@ pub fn graph_svg(r: &Report, limit: usize) -> String {
         } else {
             label
         };
+        if let Some(prefix) = link {
+            let _ = write!(o, "<a href=\"{}{}\">", esc(prefix), esc(&url_encode(n)));
+        }
         let _ = write!(
             o,
             "<g class=\"node{}\" data-principal=\"{}\"><rect x=\"{x}\" y=\"{y}\" width=\"{nw}\" height=\"24\" rx=\"5\" fill=\"{}\" stroke=\"#333\"><title>{}</title></rect><text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{}\">{}</text></g>",
@@ -144,6 +161,9 @@ pub fn graph_svg(r: &Report, limit: usize) -> String {
             if admin { "#fff" } else { "#111" },
             esc(&label)
         );
+        if link.is_some() {
+            o.push_str("</a>");
+        }
     }
     o.push_str("</svg>");
     o

@@ -167,4 +167,10 @@ fn analyzer_pages_in_chromium() {
         "{result}"
     );
     assert_eq!(result["not_admin_status"], 403, "{result}");
+    assert!(
+        result["clicked"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("arn:aws:iam::")),
+        "{result}"
+    );
 }

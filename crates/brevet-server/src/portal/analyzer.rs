@@ -136,7 +136,8 @@ fn cloud_section(r: &Report, filter: &Filter, q: &str) -> Markup {
             strong { (r.standing.len()) } " standing grant(s) of sensitive access."
         }
         h3 { "Escalation graph" }
-        div.graph-box { (PreEscaped(graph_svg(r, 60))) }
+        p.muted { "Click a principal to see its findings." }
+        div.graph-box { (PreEscaped(graph_svg(r, 60, Some(&format!("/analyzer?cloud={}&q=", r.clouds.first().map(|c| c.as_str()).unwrap_or(""))))) ) }
         h3 { "Riskiest principals" }
         table.scores {
             thead { tr { th { "Score" } th { "Principal" } th { "Made of" } } }
