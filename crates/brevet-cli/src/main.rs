@@ -13,12 +13,6 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
-/// mimalloc instead of the system allocator: decoding the permission catalog at start makes
-/// some 200,000 small allocations, and the analyzer many more; glibc's malloc spent a third of
-/// a `brevet analyze` run there.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "brevet",
