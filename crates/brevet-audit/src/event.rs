@@ -33,6 +33,9 @@ pub enum EventKind {
     SessionStarted,
     /// A session ended: sign-out, or all of a principal's sessions by the kill switch.
     SessionEnded,
+    /// An admin had IAM exports analysed in the portal (cloud, file names, sizes, SHA-256
+    /// digests; the files themselves are not kept).
+    AnalyzerUpload,
 }
 
 impl EventKind {

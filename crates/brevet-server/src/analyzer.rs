@@ -4,6 +4,11 @@
 //! whenever a file changes (its size or modification time), on the blocking pool, once however
 //! many views wait for it.
 //!
+//! Admins can also upload exports in the portal (`/analyzer`, "Analyse exports"): the files are
+//! analysed in memory and dropped; only the report is kept, the latest per cloud, until the
+//! next upload, a "Remove" or a restart. Each upload is audited (`analyzer_upload`: who, the
+//! file names, sizes and SHA-256 digests — never the contents).
+//!
 //! ```toml
 //! [analyzer]
 //! aws = ["exports/prod-account.json"]
@@ -13,12 +18,15 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use brevet_analyzer::{Exclusions, Input, Options, Report};
+use brevet_audit::{AuditDraft, EventKind};
 use brevet_catalog::{Catalog, Cloud};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::{field, ConfigError};
 
@@ -32,16 +40,22 @@ pub struct RawAnalyzer {
     #[serde(default)]
     azure: Vec<String>,
     exclusions: Option<String>,
+    /// Largest upload the portal accepts, in MiB (all files of one upload together).
+    max_upload_mib: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AnalyzerSettings {
     aws: Vec<PathBuf>,
     /// (resource a bare policy is of, file)
     gcp: Vec<(Option<String>, PathBuf)>,
     azure: Vec<PathBuf>,
     exclusions: Option<PathBuf>,
+    max_upload: usize,
 }
+
+/// `[analyzer] max_upload_mib` when not set.
+pub const DEFAULT_MAX_UPLOAD_MIB: u64 = 64;
 
 impl AnalyzerSettings {
     pub fn parse(raw: &RawAnalyzer, base: &Path) -> Result<Self, ConfigError> {
@@ -89,12 +103,25 @@ impl AnalyzerSettings {
             }
             None => None,
         };
+        let mib = raw.max_upload_mib.unwrap_or(DEFAULT_MAX_UPLOAD_MIB);
+        if !(1..=4096).contains(&mib) {
+            return Err(field(
+                "analyzer.max_upload_mib",
+                format!("{mib} is out of range: give 1 to 4096 (MiB)"),
+            ));
+        }
         Ok(AnalyzerSettings {
             aws: list("aws", &raw.aws)?,
             gcp,
             azure: list("azure", &raw.azure)?,
             exclusions,
+            max_upload: (mib * 1024 * 1024) as usize,
         })
+    }
+
+    /// Largest upload, in bytes.
+    pub fn max_upload(&self) -> usize {
+        self.max_upload
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,21 +137,145 @@ impl AnalyzerSettings {
     }
 }
 
+impl Default for AnalyzerSettings {
+    fn default() -> Self {
+        AnalyzerSettings {
+            aws: Vec::new(),
+            gcp: Vec::new(),
+            azure: Vec::new(),
+            exclusions: None,
+            max_upload: (DEFAULT_MAX_UPLOAD_MIB * 1024 * 1024) as usize,
+        }
+    }
+}
+
+/// Where an analysis came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The exports `[analyzer]` names.
+    Configured,
+    /// Exports an admin uploaded in the portal.
+    Uploaded { by: String, at: DateTime<Utc> },
+}
+
+impl Source {
+    /// `configured` or `upload`, as the portal's links name it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Source::Configured => "configured",
+            Source::Uploaded { .. } => "upload",
+        }
+    }
+}
+
 /// One cloud's analysis, or why it could not be made.
 pub struct CloudAnalysis {
     pub cloud: Cloud,
     pub files: Vec<String>,
     pub report: Result<Report, String>,
+    pub source: Source,
+}
+
+/// A file of an upload: its name as the browser gave it, and its bytes.
+pub struct UploadedFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Exports an admin uploaded to be analysed.
+pub struct Upload {
+    pub cloud: Cloud,
+    /// Authorization details (AWS), IAM policies and custom roles (GCP), assignments,
+    /// definitions and identities (Azure).
+    pub exports: Vec<UploadedFile>,
+    /// CloudTrail exports (AWS only): permissions unused in their window are proposed removed.
+    pub cloudtrail: Vec<UploadedFile>,
+    /// An exclusions file; without one, the configured exclusions (if any) apply.
+    pub exclusions: Option<UploadedFile>,
+    /// GCP: the resource a bare policy file is of — `RESOURCE` for every such file, or
+    /// `RESOURCE=FILENAME` per file.
+    pub gcp_resources: Vec<(String, Option<String>)>,
+}
+
+/// Why an upload was not analysed (nothing was kept or changed).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("another upload is being analysed; try again in a moment")]
+    Busy,
+    #[error("{0}")]
+    Bad(String),
+}
+
+impl Upload {
+    /// Parses the GCP resources field: whitespace- or comma-separated `RESOURCE` or
+    /// `RESOURCE=FILENAME` entries.
+    pub fn parse_gcp_resources(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
+        let mut out = Vec::new();
+        let mut bare = 0;
+        for entry in text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|e| !e.is_empty())
+        {
+            let (res, file) = match entry.split_once('=') {
+                Some((r, f)) if !f.is_empty() => (r, Some(f.to_string())),
+                Some(_) => {
+                    return Err(format!(
+                        "`{entry}`: name the file after `=`, or leave out the `=`"
+                    ))
+                }
+                None => {
+                    bare += 1;
+                    (entry, None)
+                }
+            };
+            if !["projects/", "folders/", "organizations/", "buckets/"]
+                .iter()
+                .any(|k| res.starts_with(k) && res.len() > k.len())
+            {
+                return Err(format!(
+                    "`{res}` is not a GCP resource name: write projects/ID, folders/NUMBER, organizations/NUMBER or buckets/NAME"
+                ));
+            }
+            out.push((res.to_string(), file));
+        }
+        if bare > 1 {
+            return Err("more than one resource without a file name: write RESOURCE=FILENAME for each bare policy file".into());
+        }
+        Ok(out)
+    }
+
+    /// The audit record of this upload: names, sizes and digests, never contents.
+    fn audit_data(&self) -> serde_json::Value {
+        let describe = |f: &UploadedFile| {
+            serde_json::json!({
+                "name": f.name,
+                "bytes": f.bytes.len(),
+                "sha256": hex::encode(Sha256::digest(&f.bytes)),
+            })
+        };
+        serde_json::json!({
+            "cloud": self.cloud.as_str(),
+            "exports": self.exports.iter().map(describe).collect::<Vec<_>>(),
+            "cloudtrail": self.cloudtrail.iter().map(describe).collect::<Vec<_>>(),
+            "exclusions": self.exclusions.as_ref().map(describe),
+        })
+    }
 }
 
 type Stamp = Vec<Option<(SystemTime, u64)>>;
+/// The configured exports' analyses, one per cloud.
+type Analyses = Arc<Vec<Arc<CloudAnalysis>>>;
 
 pub struct Analyzer {
     settings: AnalyzerSettings,
     /// The last analysis and the files' stamp it was made from. An async mutex, held while a
     /// new analysis runs, so concurrent views after a change wait for one analysis instead of
     /// each starting their own.
-    cache: tokio::sync::Mutex<Option<(Stamp, Arc<Vec<CloudAnalysis>>)>>,
+    cache: tokio::sync::Mutex<Option<(Stamp, Analyses)>>,
+    /// The latest upload's analysis per cloud.
+    uploads: Mutex<Vec<Arc<CloudAnalysis>>>,
+    /// One upload analysed at a time (each holds its files in memory).
+    uploading: tokio::sync::Semaphore,
 }
 
 impl Analyzer {
@@ -132,11 +283,196 @@ impl Analyzer {
         Analyzer {
             settings,
             cache: tokio::sync::Mutex::new(None),
+            uploads: Mutex::new(Vec::new()),
+            uploading: tokio::sync::Semaphore::new(1),
         }
     }
 
     pub fn configured(&self) -> bool {
         !self.settings.is_empty()
+    }
+
+    pub fn settings(&self) -> &AnalyzerSettings {
+        &self.settings
+    }
+
+    fn uploads(&self) -> Vec<Arc<CloudAnalysis>> {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every analysis there is: uploads first, then the configured exports'.
+    pub async fn all(self: &Arc<Self>) -> Vec<Arc<CloudAnalysis>> {
+        let mut out = self.uploads();
+        if self.configured() {
+            out.extend(self.current().await.iter().cloned());
+        }
+        out
+    }
+
+    /// Analyses uploaded exports off the runtime and keeps the report as this cloud's upload,
+    /// replacing the previous one. Bad input is an error and changes nothing. The report is
+    /// kept only once the upload is audited (fail closed).
+    pub async fn upload(
+        self: &Arc<Self>,
+        store: &brevet_store::Store,
+        by: &str,
+        upload: Upload,
+    ) -> Result<Arc<CloudAnalysis>, UploadError> {
+        let _permit = self
+            .uploading
+            .try_acquire()
+            .map_err(|_| UploadError::Busy)?;
+        if upload.exports.is_empty() {
+            return Err(UploadError::Bad(
+                "choose at least one export file to analyse".into(),
+            ));
+        }
+        if upload.cloud != Cloud::Aws && !upload.cloudtrail.is_empty() {
+            return Err(UploadError::Bad(
+                "CloudTrail files go with AWS exports; choose AWS or leave the activity file out"
+                    .into(),
+            ));
+        }
+        if upload.cloud != Cloud::Gcp && !upload.gcp_resources.is_empty() {
+            return Err(UploadError::Bad(
+                "resource names are for bare GCP policy files; choose GCP or leave them out".into(),
+            ));
+        }
+        let audit = upload.audit_data();
+        let me = self.clone();
+        let by_ = by.to_string();
+        let analysis = tokio::task::spawn_blocking(move || me.analyze_upload(upload, by_))
+            .await
+            .map_err(|e| UploadError::Bad(format!("the analysis failed: {e}")))??;
+        // Audited before it is shown; if the audit log cannot be written, the report is
+        // dropped (fail closed). Bad input stopped above, before anything was written.
+        let mut data = audit;
+        if let Ok(r) = &analysis.report {
+            data["findings"] = r.findings.len().into();
+            data["principals"] = r.principals.len().into();
+        }
+        store
+            .append_audit(vec![AuditDraft::new(
+                EventKind::AnalyzerUpload,
+                by,
+                None,
+                data,
+            )])
+            .await
+            .map_err(|e| {
+                UploadError::Bad(format!(
+                    "the upload could not be audited, so its report is not kept: {e}"
+                ))
+            })?;
+        let analysis = Arc::new(analysis);
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        uploads.retain(|a| a.cloud != analysis.cloud);
+        uploads.push(analysis.clone());
+        uploads.sort_by_key(|a| a.cloud.as_str());
+        Ok(analysis)
+    }
+
+    /// Drops the uploaded analysis of `cloud`; whether there was one.
+    pub fn remove_upload(&self, cloud: Cloud) -> bool {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let before = uploads.len();
+        uploads.retain(|a| a.cloud != cloud);
+        uploads.len() != before
+    }
+
+    fn analyze_upload(&self, upload: Upload, by: String) -> Result<CloudAnalysis, UploadError> {
+        let catalog = Catalog::embedded().map_err(|e| UploadError::Bad(e.to_string()))?;
+        let exclusions = match &upload.exclusions {
+            Some(f) => {
+                let text = std::str::from_utf8(&f.bytes).map_err(|_| {
+                    UploadError::Bad(format!("{}: an exclusions file is UTF-8 TOML", f.name))
+                })?;
+                Exclusions::parse(&f.name, text).map_err(|e| UploadError::Bad(e.to_string()))?
+            }
+            None => self.configured_exclusions().map_err(UploadError::Bad)?,
+        };
+        let opts = Options {
+            exclusions,
+            ..Options::default()
+        };
+        let files: Vec<String> = upload.exports.iter().map(|f| f.name.clone()).collect();
+        fn input(f: &UploadedFile) -> Input<'_> {
+            Input::from_bytes(f.name.clone(), f.bytes.as_slice())
+        }
+        let report = match upload.cloud {
+            Cloud::Aws => brevet_analyzer::aws::analyze(
+                &catalog,
+                brevet_analyzer::aws::AwsInputs {
+                    exports: upload.exports.iter().map(input).collect(),
+                    last_accessed: Vec::new(),
+                    cloudtrail: upload.cloudtrail.iter().map(input).collect(),
+                    unused_days: 90,
+                },
+                &opts,
+            ),
+            Cloud::Gcp => {
+                let for_all = upload
+                    .gcp_resources
+                    .iter()
+                    .find(|(_, f)| f.is_none())
+                    .map(|(r, _)| r.clone());
+                for (_, f) in &upload.gcp_resources {
+                    if let Some(f) = f {
+                        if !upload.exports.iter().any(|e| &e.name == f) {
+                            return Err(UploadError::Bad(format!(
+                                "a resource is named for `{f}`, which is not among the uploaded files"
+                            )));
+                        }
+                    }
+                }
+                let inputs = upload
+                    .exports
+                    .iter()
+                    .map(|f| brevet_analyzer::gcp::GcpInput {
+                        resource: upload
+                            .gcp_resources
+                            .iter()
+                            .find(|(_, n)| n.as_deref() == Some(f.name.as_str()))
+                            .map(|(r, _)| r.clone())
+                            .or_else(|| for_all.clone()),
+                        input: input(f),
+                    })
+                    .collect();
+                brevet_analyzer::gcp::analyze(&catalog, inputs, &opts)
+            }
+            Cloud::Azure => brevet_analyzer::azure::analyze(
+                &catalog,
+                upload.exports.iter().map(input).collect(),
+                &opts,
+            ),
+            other => {
+                return Err(UploadError::Bad(format!(
+                    "the analyzer reads AWS, GCP and Azure exports, not {}",
+                    other.as_str()
+                )))
+            }
+        }
+        .map_err(|e| UploadError::Bad(e.to_string()))?;
+        Ok(CloudAnalysis {
+            cloud: upload.cloud,
+            files,
+            report: Ok(report),
+            source: Source::Uploaded { by, at: Utc::now() },
+        })
+    }
+
+    fn configured_exclusions(&self) -> Result<Exclusions, String> {
+        match &self.settings.exclusions {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    Exclusions::parse(&p.display().to_string(), &t).map_err(|e| e.to_string())
+                }),
+            None => Ok(Exclusions::default()),
+        }
     }
 
     fn stamp(&self) -> Stamp {
@@ -153,7 +489,7 @@ impl Analyzer {
 
     /// The analysis of the configured exports as they are now (the first view after a change
     /// waits for it; the work runs on the blocking pool, not the async runtime).
-    pub async fn current(self: &Arc<Self>) -> Arc<Vec<CloudAnalysis>> {
+    async fn current(self: &Arc<Self>) -> Analyses {
         let mut cache = self.cache.lock().await;
         let stamp = self.stamp();
         if let Some((s, a)) = cache.as_ref() {
@@ -162,15 +498,18 @@ impl Analyzer {
             }
         }
         let me = self.clone();
-        let fresh = tokio::task::spawn_blocking(move || Arc::new(me.analyze()))
-            .await
-            .unwrap_or_else(|e| {
-                Arc::new(vec![CloudAnalysis {
-                    cloud: Cloud::Aws,
-                    files: vec![],
-                    report: Err(format!("the analysis failed: {e}")),
-                }])
-            });
+        let fresh = tokio::task::spawn_blocking(move || {
+            Arc::new(me.analyze().into_iter().map(Arc::new).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Arc::new(vec![Arc::new(CloudAnalysis {
+                cloud: Cloud::Aws,
+                files: vec![],
+                report: Err(format!("the analysis failed: {e}")),
+                source: Source::Configured,
+            })])
+        });
         *cache = Some((stamp, fresh.clone()));
         fresh
     }
@@ -184,28 +523,23 @@ impl Analyzer {
                     cloud: Cloud::Aws,
                     files: vec![],
                     report: Err(e.to_string()),
+                    source: Source::Configured,
                 }]
             }
         };
-        let opts = match &s.exclusions {
-            Some(p) => match std::fs::read_to_string(p)
-                .map_err(|e| e.to_string())
-                .and_then(|t| {
-                    Exclusions::parse(&p.display().to_string(), &t).map_err(|e| e.to_string())
-                }) {
-                Ok(exclusions) => Options {
-                    exclusions,
-                    ..Options::default()
-                },
-                Err(e) => {
-                    return vec![CloudAnalysis {
-                        cloud: Cloud::Aws,
-                        files: vec![],
-                        report: Err(e),
-                    }]
-                }
+        let opts = match self.configured_exclusions() {
+            Ok(exclusions) => Options {
+                exclusions,
+                ..Options::default()
             },
-            None => Options::default(),
+            Err(e) => {
+                return vec![CloudAnalysis {
+                    cloud: Cloud::Aws,
+                    files: vec![],
+                    report: Err(e),
+                    source: Source::Configured,
+                }]
+            }
         };
         let open = |p: &Path| -> Result<Input<'static>, String> {
             std::fs::File::open(p)
@@ -239,6 +573,7 @@ impl Analyzer {
                 cloud: Cloud::Aws,
                 files: names(&s.aws),
                 report,
+                source: Source::Configured,
             });
         }
         if !s.gcp.is_empty() {
@@ -260,6 +595,7 @@ impl Analyzer {
                 cloud: Cloud::Gcp,
                 files: s.gcp.iter().map(|(_, p)| p.display().to_string()).collect(),
                 report,
+                source: Source::Configured,
             });
         }
         if !s.azure.is_empty() {
@@ -276,6 +612,7 @@ impl Analyzer {
                 cloud: Cloud::Azure,
                 files: names(&s.azure),
                 report,
+                source: Source::Configured,
             });
         }
         out

@@ -278,8 +278,24 @@ pub fn router(state: AppState) -> Router {
         .route("/analyzer", get(analyzer::overview))
         .route("/analyzer/findings/{id}", get(analyzer::finding))
         .route("/analyzer/report.html", get(analyzer::report))
+        .route("/analyzer/upload/remove", post(analyzer::remove_upload))
         .layer(middleware::from_fn(security_headers))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(crate::api::request_span),
+        )
+        .with_state(state.clone())
+        .merge(upload_router(state))
+}
+
+/// The one portal route with a large body: IAM exports for the analyzer, bounded by
+/// `[analyzer] max_upload_mib` instead of the 64 KiB every other form gets.
+fn upload_router(state: AppState) -> Router {
+    let max = state.analyzer.settings().max_upload();
+    Router::new()
+        .route("/analyzer/upload", post(analyzer::upload))
+        .layer(axum::extract::DefaultBodyLimit::max(max))
+        .layer(middleware::from_fn(security_headers))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(crate::api::request_span),
         )

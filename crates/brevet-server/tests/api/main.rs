@@ -7,6 +7,7 @@ mod callers;
 mod world;
 
 mod access;
+mod analyzer_upload;
 mod authz_matrix;
 mod bad_input;
 mod portal_matrix;

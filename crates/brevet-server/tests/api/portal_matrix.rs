@@ -74,6 +74,9 @@ fn rows() -> Vec<Row> {
         row(Method::GET, "/analyzer", Admin, ""),
         row(Method::GET, "/analyzer/findings/{id}", Admin, ""),
         row(Method::GET, "/analyzer/report.html", Admin, ""),
+        // A form post, not multipart: an admin is told so (400), everyone else refused first.
+        row(Method::POST, "/analyzer/upload", Admin, ""),
+        row(Method::POST, "/analyzer/upload/remove", Admin, "cloud=aws"),
         // Last: it ends the session the rows above use.
         row(Method::POST, "/logout", Principal, ""),
     ]
@@ -81,9 +84,9 @@ fn rows() -> Vec<Row> {
 
 /// A signed-in browser: its session cookie and CSRF token.
 #[derive(Clone)]
-struct Browser {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub cookie: String,
+    pub csrf: String,
 }
 
 fn csrf_in(html: &str) -> String {
@@ -116,7 +119,7 @@ async fn opens_a_page(app: &TestApp, cookie: &str) -> bool {
 }
 
 /// Signs in through the token form, as a browser does.
-async fn sign_in(app: &TestApp, token: &str) -> Browser {
+pub(crate) async fn sign_in(app: &TestApp, token: &str) -> Browser {
     let (status, headers, page) = app
         .send(Request::get("/login").body(Body::empty()).unwrap())
         .await;
