@@ -1,7 +1,7 @@
 // The identity analyzer's portal pages in headless Chromium, driven by
 // crates/brevet-cli/tests/e2e/analyzer.rs: an admin signs in with a token, sees the risk chart
-// and the escalation graph, filters the findings, opens one, and copies a proposed profile; a
-// non-admin is refused. Screenshots are saved as test artifacts. Prints one JSON line.
+// and the escalation graph, filters the findings, opens one, copies a proposed profile, and
+// uploads GCP exports through the form (the browser's own multipart); a non-admin is refused. Screenshots are saved as test artifacts. Prints one JSON line.
 import assert from 'node:assert/strict';
 
 import { launchBrowser, screenshot } from './lib.mjs';
@@ -62,6 +62,18 @@ try {
   await admin.locator('.proposal button[data-copied]').first().waitFor();
   result.copied = await admin.evaluate(() => navigator.clipboard.readText());
   await screenshot(admin, 'analyzer-03-finding');
+
+  // Upload GCP exports through the form, as a browser sends them.
+  await admin.goto(`${base}/analyzer`);
+  await admin.locator('#upload summary').click();
+  await admin.selectOption('#u-cloud', 'gcp');
+  await admin.setInputFiles('#u-exports', process.env.BREVET_UPLOAD_GCP.split('\n'));
+  await admin.click('#upload-submit');
+  await admin.waitForURL(`${base}/analyzer?cloud=gcp`);
+  const uploaded = admin.locator('section[data-cloud="gcp"][data-source="upload"]');
+  assert.ok(await uploaded.locator('svg.summary g.bar').count() >= 1, 'the upload is analysed');
+  result.uploaded_findings = await uploaded.locator('table.findings tbody tr').count();
+  await screenshot(admin, 'analyzer-04-uploaded');
 
   // A requester may not see the analysis.
   const alice = await signIn(browser, process.env.BREVET_NOT_ADMIN);

@@ -155,6 +155,15 @@ fn analyzer_pages_in_chromium() {
             ("BREVET_URL", &server.url),
             ("BREVET_TOKEN", ADMIN),
             ("BREVET_NOT_ADMIN", ALICE),
+            (
+                "BREVET_UPLOAD_GCP",
+                &[
+                    fixtures().join("gcp/acme-prod.ancestors.json"),
+                    fixtures().join("gcp/roles.json"),
+                ]
+                .map(|p| p.display().to_string())
+                .join("\n"),
+            ),
         ],
         Duration::from_secs(180),
     );
@@ -167,6 +176,7 @@ fn analyzer_pages_in_chromium() {
         "{result}"
     );
     assert_eq!(result["not_admin_status"], 403, "{result}");
+    assert!(result["uploaded_findings"].as_u64().unwrap() >= 1, "{result}");
     assert!(
         result["clicked"]
             .as_str()
