@@ -176,7 +176,10 @@ fn analyzer_pages_in_chromium() {
         "{result}"
     );
     assert_eq!(result["not_admin_status"], 403, "{result}");
-    assert!(result["uploaded_findings"].as_u64().unwrap() >= 1, "{result}");
+    assert!(
+        result["uploaded_findings"].as_u64().unwrap() >= 1,
+        "{result}"
+    );
     assert!(
         result["clicked"]
             .as_str()
