@@ -1,9 +1,49 @@
 //! The principal graph: edges "can become / can act as", and from each principal the shortest
 //! path to an admin-equivalent one (breadth-first; every edge costs one step).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::report::{Edge, EscalationPath};
+
+/// What a builder appends to an edge's reason when a policy condition decides it.
+pub(crate) const CONDITION: &str = " (when its policy's condition holds)";
+
+/// One sentence per kind of edge (`via`); an edge keeps a reason of its own only when it says
+/// something else. Builders settle each edge as they make it, so a million edges do not hold a
+/// million copies of the same sentence even for a moment.
+#[derive(Default)]
+pub(crate) struct EdgeKinds {
+    sentences: BTreeMap<String, String>,
+}
+
+impl EdgeKinds {
+    pub fn from_sentences(sentences: BTreeMap<String, String>) -> EdgeKinds {
+        EdgeKinds { sentences }
+    }
+
+    /// Marks the edge conditional when the reason says so, and gives it the reason only if it
+    /// differs from its kind's sentence (the first reason seen for the kind).
+    pub fn settle(&mut self, e: &mut Edge, reason: String) {
+        let reason = if reason.contains(CONDITION) {
+            e.conditional = true;
+            reason.replace(CONDITION, "")
+        } else {
+            reason
+        };
+        e.reason = match self.sentences.get(&*e.via) {
+            None => {
+                self.sentences.insert(e.via.to_string(), reason);
+                String::new()
+            }
+            Some(s) if *s == reason => String::new(),
+            Some(_) => reason,
+        };
+    }
+
+    pub fn into_sentences(self) -> BTreeMap<String, String> {
+        self.sentences
+    }
+}
 
 /// Shortest paths from every principal that is not itself admin to the nearest admin: one
 /// breadth-first search backwards from all admins at once (linear in the graph, however many
@@ -16,7 +56,7 @@ pub fn shortest_paths(
     let mut into: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, e) in edges.iter().enumerate() {
         if e.from != e.to {
-            into.entry(e.to.as_str()).or_default().push(i);
+            into.entry(&*e.to).or_default().push(i);
         }
     }
     // node → (edge to take next, admin reached)
@@ -31,7 +71,7 @@ pub fn shortest_paths(
     while let Some(node) = queue.pop_front() {
         let admin = next[node].1;
         for &ei in into.get(node).map(Vec::as_slice).unwrap_or(&[]) {
-            let from = edges[ei].from.as_str();
+            let from = &*edges[ei].from;
             if let std::collections::hash_map::Entry::Vacant(v) = next.entry(from) {
                 v.insert((Some(ei), admin));
                 queue.push_back(from);
@@ -47,10 +87,10 @@ pub fn shortest_paths(
             continue;
         };
         let mut chain = vec![first];
-        let mut node = edges[first].to.as_str();
+        let mut node = &*edges[first].to;
         while let Some(&(Some(ei), _)) = next.get(node) {
             chain.push(ei);
-            node = edges[ei].to.as_str();
+            node = &*edges[ei].to;
         }
         paths.push(EscalationPath {
             principal: start.clone(),

@@ -54,7 +54,12 @@ pub enum AnalyzeError {
     TooLarge { file: String, limit: u64 },
     #[error("{file}: {reason}")]
     Invalid { file: String, reason: String },
+    #[error("the escalation graph of these exports has more than {limit} edges (memory grows with it, about 80 bytes an edge): analyse fewer accounts at a time, exclude service-linked and break-glass roles (--exclusions), or raise the limit with --max-edges")]
+    TooManyEdges { limit: usize },
 }
+
+/// Edges an analysis holds at most unless told otherwise (about 400 MB of them).
+pub const DEFAULT_MAX_EDGES: usize = 5_000_000;
 
 /// What every analysis takes besides the exports.
 #[derive(Debug, Clone)]
@@ -62,6 +67,9 @@ pub struct Options {
     pub exclusions: Exclusions,
     /// Largest export read, in bytes.
     pub max_input: u64,
+    /// Most escalation-graph edges held; past it the analysis stops with
+    /// [`AnalyzeError::TooManyEdges`] instead of growing without bound.
+    pub max_edges: usize,
 }
 
 impl Default for Options {
@@ -69,6 +77,7 @@ impl Default for Options {
         Options {
             exclusions: Exclusions::default(),
             max_input: DEFAULT_MAX_INPUT,
+            max_edges: DEFAULT_MAX_EDGES,
         }
     }
 }
@@ -115,22 +124,15 @@ pub(crate) fn finish(report: &mut Report, opts: &Options) {
             .then(a.id.cmp(&b.id))
     });
     // One sentence per kind of edge; an edge keeps its own only when it says more.
-    const CONDITION: &str = " (when its policy's condition holds)";
+    let mut kinds = graph::EdgeKinds::from_sentences(std::mem::take(&mut report.edge_kinds));
     for e in &mut report.edges {
-        if e.reason.contains(CONDITION) {
-            e.conditional = true;
-            e.reason = e.reason.replace(CONDITION, "");
-        }
-        match report.edge_kinds.get(&e.via) {
-            None => {
-                report
-                    .edge_kinds
-                    .insert(e.via.clone(), std::mem::take(&mut e.reason));
-            }
-            Some(s) if *s == e.reason => e.reason.clear(),
-            Some(_) => {}
+        // Settled already when the builder did it (an empty reason).
+        if !e.reason.is_empty() {
+            let reason = std::mem::take(&mut e.reason);
+            kinds.settle(e, reason);
         }
     }
+    report.edge_kinds = kinds.into_sentences();
     let admins: std::collections::HashSet<String> = report.admins.iter().cloned().collect();
     let ids: Vec<String> = report.principals.iter().map(|p| p.id.clone()).collect();
     report.paths = graph::shortest_paths(&report.edges, &admins, &ids);

@@ -1,6 +1,8 @@
 //! What an analysis finds, the same shape for every cloud: principals, findings, the escalation
 //! graph and its shortest paths, standing privilege with proposed replacements, and risk scores.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 pub use brevet_catalog::Cloud;
@@ -205,10 +207,12 @@ pub struct Finding {
 /// "`from` can become or act as `to`".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Edge {
-    pub from: String,
-    pub to: String,
+    /// Shared with the other edges of the same principal (a graph can have a million edges;
+    /// each holds three pointers, not three copies).
+    pub from: Arc<str>,
+    pub to: Arc<str>,
     /// A short tag: `sts:AssumeRole`, `iam:CreateAccessKey`, `actAs`, `roleAssignments/write`.
-    pub via: String,
+    pub via: Arc<str>,
     /// What this edge adds to the sentence [`Report::edge_kinds`] gives for its `via`; empty
     /// when nothing (a million-edge graph should not repeat a million sentences).
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -368,7 +372,7 @@ impl Edge {
         if self.reason.is_empty() {
             report
                 .edge_kinds
-                .get(&self.via)
+                .get(&*self.via)
                 .map(String::as_str)
                 .unwrap_or("")
         } else {

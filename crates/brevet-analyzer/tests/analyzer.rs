@@ -52,7 +52,7 @@ fn aws_admins_paths_and_group_inheritance() {
         .find(|p| p.principal.ends_with(":role/OverprivilegedEC2"))
         .expect("a path from OverprivilegedEC2");
     assert_eq!(p.edges.len(), 1);
-    assert_eq!(r.edges[p.edges[0]].via, "iam:CreateAccessKey");
+    assert_eq!(&*r.edges[p.edges[0]].via, "iam:CreateAccessKey");
     assert!(r.admins.contains(&p.admin));
     // biden is no admin and reaches none.
     assert!(!r.paths.iter().any(|p| p.principal.ends_with(":user/biden")));
@@ -207,9 +207,9 @@ fn gcp_hierarchy_impersonation_and_public_access() {
         .any(|f| f.principals.iter().any(|p| p == "user:temp@acme.example")));
     // Token Creator, actAs + compute, and Editor all reach the owner service account.
     let to_deployer = |who: &str, via: &str| {
-        r.edges
-            .iter()
-            .any(|e| e.from == who && e.to.starts_with("serviceAccount:deployer@") && e.via == via)
+        r.edges.iter().any(|e| {
+            &*e.from == who && e.to.starts_with("serviceAccount:deployer@") && &*e.via == via
+        })
     };
     assert!(to_deployer(
         "user:bob@acme.example",
@@ -529,4 +529,75 @@ fn odd_cloudtrail_times_do_not_panic() {
         .usage
         .as_ref()
         .is_some_and(|u| u.window.contains("2024-01-0é"))));
+}
+
+/// A graph past `max_edges` stops the analysis with an error naming the way out, for every
+/// cloud, instead of growing without bound; at the limit it still completes.
+#[test]
+fn a_graph_past_the_edge_limit_is_refused_not_grown() {
+    let cat = Catalog::embedded().unwrap();
+    let opts = |max_edges| Options {
+        max_edges,
+        ..Options::default()
+    };
+    let aws_inputs = || AwsInputs {
+        exports: vec![input(&aws_fixture("cloudsplaining-example.json"))],
+        ..Default::default()
+    };
+    let full = aws(&cat, aws_inputs(), &Options::default()).unwrap();
+    assert!(full.edges.len() >= 2, "{}", full.edges.len());
+    let Err(e) = aws(&cat, aws_inputs(), &opts(0)) else {
+        panic!("a graph past the limit was analysed");
+    };
+    assert!(matches!(e, AnalyzeError::TooManyEdges { limit: 0 }), "{e}");
+    assert!(e.to_string().contains("--max-edges"), "{e}");
+    assert_eq!(
+        aws(&cat, aws_inputs(), &opts(full.edges.len()))
+            .unwrap()
+            .edges
+            .len(),
+        full.edges.len()
+    );
+
+    let g = here().join("gcp");
+    let gcp_inputs = || {
+        vec![
+            gcp::GcpInput {
+                resource: None,
+                input: input(&g.join("acme-prod.ancestors.json")),
+            },
+            gcp::GcpInput {
+                resource: None,
+                input: input(&g.join("roles.json")),
+            },
+        ]
+    };
+    assert!(!gcp::analyze(&cat, gcp_inputs(), &Options::default())
+        .unwrap()
+        .edges
+        .is_empty());
+    assert!(matches!(
+        gcp::analyze(&cat, gcp_inputs(), &opts(0)),
+        Err(AnalyzeError::TooManyEdges { limit: 0 })
+    ));
+
+    let a = here().join("azure");
+    let azure_inputs = || {
+        [
+            "role-assignments.json",
+            "role-definitions.json",
+            "identities.json",
+        ]
+        .iter()
+        .map(|n| input(&a.join(n)))
+        .collect::<Vec<_>>()
+    };
+    assert!(!azure::analyze(&cat, azure_inputs(), &Options::default())
+        .unwrap()
+        .edges
+        .is_empty());
+    assert!(matches!(
+        azure::analyze(&cat, azure_inputs(), &opts(0)),
+        Err(AnalyzeError::TooManyEdges { limit: 0 })
+    ));
 }

@@ -304,8 +304,8 @@ fn pmapper_reason(kind: &str, category: &str, item: &str, r: &Report) -> Option<
             let vias: Vec<&str> = r
                 .edges
                 .iter()
-                .filter(|e| e.from == from && e.to == to)
-                .map(|e| e.via.as_str())
+                .filter(|e| &*e.from == from && &*e.to == to)
+                .map(|e| &*e.via)
                 .collect();
             if vias == ["iam:UpdateLoginProfile"] {
                 return Some("Brevet counts iam:UpdateLoginProfile as well as iam:CreateLoginProfile (the export does not say which users have a password); PMapper checks only CreateLoginProfile for such users".into());
@@ -318,7 +318,7 @@ fn pmapper_reason(kind: &str, category: &str, item: &str, r: &Report) -> Option<
             }
             if r.edges
                 .iter()
-                .any(|e| e.from == from && e.to == to && e.conditional)
+                .any(|e| &*e.from == from && &*e.to == to && e.conditional)
             {
                 return Some("allowed under a condition Brevet cannot evaluate offline, so it is shown (marked conditional); PMapper evaluates the condition with an empty request context".into());
             }

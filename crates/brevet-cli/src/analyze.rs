@@ -28,6 +28,10 @@ pub struct Common {
     /// Refuse exports larger than this many bytes.
     #[arg(long, default_value_t = brevet_analyzer::DEFAULT_MAX_INPUT)]
     max_input_size: u64,
+    /// Stop with an error when the escalation graph has more edges than this (memory grows
+    /// with it, about 80 bytes an edge).
+    #[arg(long, default_value_t = brevet_analyzer::DEFAULT_MAX_EDGES)]
+    max_edges: usize,
     /// Exit with code 4 when a finding of this severity or worse is reported (low, medium,
     /// high, critical): for CI.
     #[arg(long)]
@@ -218,5 +222,6 @@ fn options(c: &Common) -> Result<Options> {
     Ok(Options {
         exclusions,
         max_input: c.max_input_size,
+        max_edges: c.max_edges,
     })
 }

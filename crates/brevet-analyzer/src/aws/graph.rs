@@ -453,11 +453,21 @@ fn summarize(ev: &Evaluator, model: &Model, di: usize) -> Option<TrustSummary> {
     Some(t)
 }
 
-pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
+/// The edges, and the sentence for each kind of edge (see [`crate::graph::EdgeKinds`]).
+pub fn edges(
+    ev: &Evaluator,
+    model: &Model,
+    admins: &[bool],
+    max_edges: usize,
+) -> Result<(Vec<Edge>, std::collections::BTreeMap<String, String>), crate::AnalyzeError> {
     let mut out = Vec::new();
+    let mut kinds = crate::graph::EdgeKinds::default();
+    // Every node's ARN and every kind's tag once; edges share them.
+    let ids: Vec<std::sync::Arc<str>> = model.nodes.iter().map(|n| n.arn.as_str().into()).collect();
+    let mut tags: Vec<(&'static str, std::sync::Arc<str>)> = Vec::new();
     let cond = |v: Verdict| {
         if v == Verdict::IfCondition {
-            " (when its policy's condition holds)"
+            crate::graph::CONDITION
         } else {
             ""
         }
@@ -506,19 +516,32 @@ pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
             v.dedup();
             v
         };
+        if out.len() > max_edges {
+            return Err(crate::AnalyzeError::TooManyEdges { limit: max_edges });
+        }
         for di in candidates {
             let dst = &model.nodes[di];
             if di == si || dst.kind == Kind::Group || dst.excluded {
                 continue;
             }
-            let mut push = |via: &str, reason: String| {
-                out.push(Edge {
-                    from: src.arn.clone(),
-                    to: dst.arn.clone(),
-                    via: via.into(),
-                    reason,
+            let mut push = |via: &'static str, reason: String| {
+                let via = match tags.iter().find(|(t, _)| *t == via) {
+                    Some((_, a)) => a.clone(),
+                    None => {
+                        let a: std::sync::Arc<str> = via.into();
+                        tags.push((via, a.clone()));
+                        a
+                    }
+                };
+                let mut e = Edge {
+                    from: ids[si].clone(),
+                    to: ids[di].clone(),
+                    via,
+                    reason: String::new(),
                     conditional: false,
-                })
+                };
+                kinds.settle(&mut e, reason);
+                out.push(e);
             };
             let same_account = src.account == dst.account;
             match dst.kind {
@@ -634,5 +657,8 @@ pub fn edges(ev: &Evaluator, model: &Model, admins: &[bool]) -> Vec<Edge> {
             }
         }
     }
-    out
+    if out.len() > max_edges {
+        return Err(crate::AnalyzeError::TooManyEdges { limit: max_edges });
+    }
+    Ok((out, kinds.into_sentences()))
 }

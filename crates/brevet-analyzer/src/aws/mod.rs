@@ -92,7 +92,7 @@ pub fn analyze(
         })
         .collect();
     let admins: Vec<bool> = admin_why.iter().map(Option::is_some).collect();
-    let edges = graph::edges(&ev, &model, &admins);
+    let (edges, edge_kinds) = graph::edges(&ev, &model, &admins, opts.max_edges)?;
 
     let effective = effective_sets(catalog, &model);
     let mut findings = findings::policy_findings(catalog, &model, &opts.exclusions);
@@ -135,6 +135,7 @@ pub fn analyze(
             .collect(),
         standing,
         warnings,
+        edge_kinds,
         ..Report::default()
     };
     crate::finish(&mut report, opts);

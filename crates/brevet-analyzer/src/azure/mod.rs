@@ -256,6 +256,11 @@ pub fn analyze(
             .push(b);
     }
     for id in &identities {
+        if edges.len() > opts.max_edges {
+            return Err(AnalyzeError::TooManyEdges {
+                limit: opts.max_edges,
+            });
+        }
         for (p, bs) in &by_principal {
             if *p == id.principal_id.as_str() {
                 continue;
@@ -269,8 +274,8 @@ pub fn analyze(
                 .any(|b| compute.iter().any(|&c| roles[b.role].perms.contains(c)));
             if federate.is_some_and(|i| eff.contains(i)) {
                 edges.push(Edge {
-                    from: p.to_string(),
-                    to: id.principal_id.clone(),
+                    from: (*p).into(),
+                    to: id.principal_id.as_str().into(),
                     via: "federatedIdentityCredentials/write".into(),
                     reason: format!(
                         "can add a federated credential to managed identity {} and sign in as it",
@@ -279,9 +284,14 @@ pub fn analyze(
                     conditional: false,
                 });
             } else if assign.is_some_and(|i| eff.contains(i)) && can_deploy {
-                edges.push(Edge { from: p.to_string(), to: id.principal_id.clone(), via: "userAssignedIdentities/assign".into(), reason: format!("can attach managed identity {} to compute it can create or change, and act as it from there", id.name), conditional: false });
+                edges.push(Edge { from: (*p).into(), to: id.principal_id.as_str().into(), via: "userAssignedIdentities/assign".into(), reason: format!("can attach managed identity {} to compute it can create or change, and act as it from there", id.name), conditional: false });
             }
         }
+    }
+    if edges.len() > opts.max_edges {
+        return Err(AnalyzeError::TooManyEdges {
+            limit: opts.max_edges,
+        });
     }
     edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
 

@@ -457,6 +457,11 @@ pub fn analyze(
     }
     let mut edges: Vec<Edge> = Vec::new();
     for sa in &sas {
+        if edges.len() > opts.max_edges {
+            return Err(AnalyzeError::TooManyEdges {
+                limit: opts.max_edges,
+            });
+        }
         let email = sa.trim_start_matches("serviceAccount:");
         let Some(project) = sa_project(sa) else {
             continue;
@@ -488,8 +493,8 @@ pub fn analyze(
             }
             let mut push = |via: &str, reason: String| {
                 edges.push(Edge {
-                    from: member.to_string(),
-                    to: sa.clone(),
+                    from: (*member).into(),
+                    to: sa.as_str().into(),
                     via: via.into(),
                     reason,
                     conditional: false,
@@ -514,6 +519,11 @@ pub fn analyze(
                 }
             }
         }
+    }
+    if edges.len() > opts.max_edges {
+        return Err(AnalyzeError::TooManyEdges {
+            limit: opts.max_edges,
+        });
     }
     edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
     edges.dedup_by(|a, b| a.from == b.from && a.to == b.to);

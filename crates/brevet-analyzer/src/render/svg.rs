@@ -92,7 +92,7 @@ pub fn graph_svg(r: &Report, limit: usize, link: Option<&str>) -> String {
     for p in paths.iter().take(limit) {
         let n = p.edges.len();
         for (k, &e) in p.edges.iter().enumerate() {
-            let from = r.edges[e].from.as_str();
+            let from = &*r.edges[e].from;
             let d = dist.entry(from).or_insert(n - k);
             *d = (*d).min(n - k);
             edges.insert(e);
@@ -120,9 +120,7 @@ pub fn graph_svg(r: &Report, limit: usize, link: Option<&str>) -> String {
     let mut o = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"graph\" role=\"img\" aria-label=\"Escalation paths to admin\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\"><defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#666\"/></marker></defs>");
     for &e in &edges {
         let edge = &r.edges[e];
-        let (Some(&(x1, y1)), Some(&(x2, y2))) =
-            (pos.get(edge.from.as_str()), pos.get(edge.to.as_str()))
-        else {
+        let (Some(&(x1, y1)), Some(&(x2, y2))) = (pos.get(&*edge.from), pos.get(&*edge.to)) else {
             continue;
         };
         let _ = write!(
