@@ -317,6 +317,10 @@ pub struct Report {
     pub edge_kinds: std::collections::BTreeMap<String, String>,
     /// Admin-equivalent principals.
     pub admins: Vec<String>,
+    /// Why each admin-equivalent principal is one, where the analysis can say more than its
+    /// findings do (AWS: the self-modifying call, or the principal it can act as and empower).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub admin_reasons: std::collections::BTreeMap<String, String>,
     pub paths: Vec<EscalationPath>,
     pub standing: Vec<StandingGrant>,
     pub principal_scores: Vec<Score>,

@@ -601,3 +601,109 @@ fn a_graph_past_the_edge_limit_is_refused_not_grown() {
         Err(AnalyzeError::TooManyEdges { limit: 0 })
     ));
 }
+
+/// Escalations PMapper has no check for: joining a group whose policies make its members
+/// admin, and acting as another principal whose permissions one can also change (an inline or
+/// attached policy, or that principal's membership of an admin group).
+#[test]
+fn aws_empowering_another_principal_one_can_act_as_is_admin() {
+    let inline = |name: &str, stmts: &str| {
+        format!(
+            r#"{{"PolicyName": "{name}", "PolicyDocument": {{"Version": "2012-10-17", "Statement": [{stmts}]}}}}"#
+        )
+    };
+    let allow = |action: &str, res: &str| {
+        format!(r#"{{"Effect": "Allow", "Action": "{action}", "Resource": "{res}"}}"#)
+    };
+    let acct = "arn:aws:iam::111111111111";
+    let user = |name: &str, policy: String| {
+        format!(
+            r#"{{"UserName": "{name}", "UserId": "AIDA{name}", "Arn": "{acct}:user/{name}", "Path": "/", "GroupList": [], "AttachedManagedPolicies": [], "UserPolicyList": [{policy}]}}"#
+        )
+    };
+    let users = [
+        user(
+            "ops",
+            inline(
+                "ops",
+                &[
+                    allow("sts:AssumeRole", &format!("{acct}:role/app")),
+                    allow("iam:PutRolePolicy", &format!("{acct}:role/app")),
+                ]
+                .join(","),
+            ),
+        ),
+        user(
+            "joiner",
+            inline(
+                "j",
+                &allow("iam:AddUserToGroup", &format!("{acct}:group/Admins")),
+            ),
+        ),
+        user(
+            "keymaker",
+            inline(
+                "k",
+                &[
+                    allow("iam:CreateAccessKey", &format!("{acct}:user/quiet")),
+                    allow("iam:AttachUserPolicy", &format!("{acct}:user/quiet")),
+                ]
+                .join(","),
+            ),
+        ),
+        user(
+            "limited",
+            inline(
+                "l",
+                &allow("iam:PutRolePolicy", &format!("{acct}:role/app")),
+            ),
+        ),
+        user(
+            "assumer",
+            inline("a", &allow("sts:AssumeRole", &format!("{acct}:role/app"))),
+        ),
+        user("quiet", String::new()),
+    ]
+    .join(",");
+    let trust = format!(
+        r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": {{"AWS": ["{acct}:user/ops", "{acct}:user/assumer"]}}, "Action": "sts:AssumeRole"}}]}}"#
+    );
+    let export = format!(
+        r#"{{"UserDetailList": [{users}],
+  "GroupDetailList": [{{"GroupName": "Admins", "GroupId": "AGPA1", "Arn": "{acct}:group/Admins", "Path": "/", "AttachedManagedPolicies": [], "GroupPolicyList": [{}]}}],
+  "RoleDetailList": [{{"RoleName": "app", "RoleId": "AROA1", "Arn": "{acct}:role/app", "Path": "/", "AssumeRolePolicyDocument": {trust}, "AttachedManagedPolicies": [], "RolePolicyList": [], "InstanceProfileList": []}}],
+  "Policies": []}}"#,
+        inline("everything", &allow("*", "*"))
+    );
+    let r = aws(
+        &Catalog::embedded().unwrap(),
+        AwsInputs {
+            exports: vec![Input::from_bytes("empower.json", export.as_bytes())],
+            ..Default::default()
+        },
+        &Options::default(),
+    )
+    .unwrap();
+    let admin = |name: &str| r.admins.iter().any(|a| a == &format!("{acct}:user/{name}"));
+    for name in ["ops", "joiner", "keymaker"] {
+        assert!(admin(name), "{name} is not admin: {:?}", r.admins);
+    }
+    for name in ["limited", "assumer", "quiet"] {
+        assert!(!admin(name), "{name} is admin: {:?}", r.admins);
+    }
+    // No edges from an admin; the assumer keeps its edge to the role.
+    assert!(!r.edges.iter().any(|e| e.from.ends_with("user/ops")));
+    assert!(r
+        .edges
+        .iter()
+        .any(|e| e.from.ends_with("user/assumer") && e.to.ends_with("role/app")));
+    // The admin finding says how.
+    let why = r
+        .findings
+        .iter()
+        .filter(|f| f.principals.iter().any(|p| p.ends_with("user/ops")))
+        .map(|f| format!("{} {}", f.title, f.detail))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(why.contains("iam:PutRolePolicy"), "{why}");
+}

@@ -325,6 +325,13 @@ fn pmapper_reason(kind: &str, category: &str, item: &str, r: &Report) -> Option<
         }
     }
     if category == "admin" && kind == "extra" {
+        let why = r.admin_reasons.get(item).map(String::as_str).unwrap_or("");
+        if why.starts_with("iam:AddUserToGroup") {
+            return Some("it can add itself to a group whose policies make it admin (iam:AddUserToGroup); PMapper has no check for joining a group".into());
+        }
+        if why.starts_with("can act as ") {
+            return Some("it can act as another principal and also change that one's policies (two steps); PMapper checks only a principal's own policies".into());
+        }
         return Some("its self-modifying permissions are allowed under a condition: Brevet counts that (marked conditional); PMapper evaluates the condition with an empty request context".into());
     }
     None

@@ -288,10 +288,74 @@ fn trusts_service(trust: &PolicyDocument, svc: &str) -> Option<bool> {
     out
 }
 
+/// Groups whose members are admin-equivalent through the group's own policies: they let a
+/// member rewrite its own permissions (or the group's).
+pub fn admin_groups(ev: &Evaluator, model: &Model) -> Vec<usize> {
+    (0..model.nodes.len())
+        .filter(|&g| {
+            let n = &model.nodes[g];
+            if n.kind != Kind::Group || n.excluded {
+                return false;
+            }
+            // Any member: a user of the group's account no policy names.
+            let member = format!("arn:aws:iam::{}:user/brevet-analyzer-any-member", n.account);
+            let ok = |action: &'static str, res: &str| ev.check(g, action, res) != Verdict::No;
+            ok("iam:PutUserPolicy", &member)
+                || ok("iam:AttachUserPolicy", &member)
+                || ok("iam:PutGroupPolicy", &n.arn)
+                || ok("iam:AttachGroupPolicy", &n.arn)
+                || (ok("iam:CreateRole", "*")
+                    && (ok("iam:AttachRolePolicy", "*") || ok("iam:PutRolePolicy", "*")))
+        })
+        .collect()
+}
+
+/// How `src` could give principal `dst` any permission: an inline or attached policy on it,
+/// or (a user) membership of a group in `admin_groups`. PMapper has no such check; AWS allows
+/// each of these calls to anyone whose policies allow it on `dst`.
+pub fn can_empower(
+    ev: &Evaluator,
+    model: &Model,
+    admin_groups: &[usize],
+    src: usize,
+    dst: usize,
+) -> Option<String> {
+    let d = &model.nodes[dst];
+    if d.account != model.nodes[src].account {
+        return None;
+    }
+    let ok = |action: &'static str, res: &str| ev.check(src, action, res) != Verdict::No;
+    let (put, attach) = match d.kind {
+        Kind::User => ("iam:PutUserPolicy", "iam:AttachUserPolicy"),
+        Kind::Role => ("iam:PutRolePolicy", "iam:AttachRolePolicy"),
+        Kind::Group => return None,
+    };
+    for action in [put, attach] {
+        if ok(action, &d.arn) {
+            return Some(action.to_string());
+        }
+    }
+    if d.kind == Kind::User {
+        for &g in admin_groups {
+            let gn = &model.nodes[g];
+            if gn.account == d.account && ok("iam:AddUserToGroup", &gn.arn) {
+                return Some(format!("iam:AddUserToGroup into {}", gn.name));
+            }
+        }
+    }
+    None
+}
+
 /// Admin-equivalent: can rewrite its own permissions — an inline policy on itself, attaching
 /// a policy to itself, creating a role it attaches anything to, a new version of a
-/// customer-managed policy it holds, or (users) the same through a group it is in.
-pub fn is_admin(ev: &Evaluator, model: &Model, node: usize) -> Option<String> {
+/// customer-managed policy it holds, joining a group whose policies make it admin, or (users)
+/// the same through a group it is in.
+pub fn is_admin(
+    ev: &Evaluator,
+    model: &Model,
+    admin_groups: &[usize],
+    node: usize,
+) -> Option<String> {
     let n = &model.nodes[node];
     let ok = |action: &'static str, res: &str| ev.check(node, action, res) != Verdict::No;
     let (put, attach) = match n.kind {
@@ -323,6 +387,18 @@ pub fn is_admin(ev: &Evaluator, model: &Model, node: usize) -> Option<String> {
         }
     }
     if n.kind == Kind::User {
+        for &g in admin_groups {
+            let gn = &model.nodes[g];
+            if gn.account == n.account
+                && !n.groups.contains(&g)
+                && ok("iam:AddUserToGroup", &gn.arn)
+            {
+                return Some(format!(
+                    "iam:AddUserToGroup: can join {}, whose policies make it admin",
+                    gn.name
+                ));
+            }
+        }
         for &g in &n.groups {
             let garn = &model.nodes[g].arn;
             if ok("iam:PutGroupPolicy", garn) || ok("iam:AttachGroupPolicy", garn) {

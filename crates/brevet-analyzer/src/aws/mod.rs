@@ -82,22 +82,86 @@ pub fn analyze(
 
     let model = model::build(catalog, exports, &opts.exclusions, &mut warnings);
     let ev = graph::Evaluator::new(catalog, &model);
-    let admin_why: Vec<Option<String>> = (0..model.nodes.len())
+    let admin_groups = graph::admin_groups(&ev, &model);
+    let mut admin_why: Vec<Option<String>> = (0..model.nodes.len())
         .map(|i| {
             if model.nodes[i].excluded {
                 None
             } else {
-                graph::is_admin(&ev, &model, i)
+                graph::is_admin(&ev, &model, &admin_groups, i)
             }
         })
         .collect();
-    let admins: Vec<bool> = admin_why.iter().map(Option::is_some).collect();
-    let (edges, edge_kinds) = graph::edges(&ev, &model, &admins, opts.max_edges)?;
+    let mut admins: Vec<bool> = admin_why.iter().map(Option::is_some).collect();
+    let (mut edges, edge_kinds) = graph::edges(&ev, &model, &admins, opts.max_edges)?;
+    // Two steps PMapper does not take: a principal that can act as another (an edge) and can
+    // also give that one any permission is admin-equivalent through it. Its own edges go, as
+    // every admin's do (it reaches everyone).
+    let index: std::collections::HashMap<&str, usize> = model
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.arn.as_str(), i))
+        .collect();
+    let mut promoted = false;
+    let mut through: Vec<(usize, usize, String)> = Vec::new();
+    for e in &edges {
+        let (Some(&s), Some(&d)) = (index.get(&*e.from), index.get(&*e.to)) else {
+            continue;
+        };
+        // An admin target is a path already.
+        if admins[s] || admin_why[s].is_some() || admins[d] {
+            continue;
+        }
+        if let Some(how) = graph::can_empower(&ev, &model, &admin_groups, s, d) {
+            admin_why[s] = Some(format!(
+                "can act as {} ({}) and give it any permission ({how})",
+                model.nodes[d].name, e.via
+            ));
+            through.push((s, d, how));
+            promoted = true;
+        }
+    }
+    if promoted {
+        admins = admin_why.iter().map(Option::is_some).collect();
+        edges.retain(|e| index.get(&*e.from).is_none_or(|&s| !admins[s]));
+    }
 
     let effective = effective_sets(catalog, &model);
     let mut findings = findings::policy_findings(catalog, &model, &opts.exclusions);
     findings.extend(findings::trust_findings(&model));
     findings.extend(findings::combined_findings(catalog, &model, &effective));
+    for (s, d, how) in &through {
+        let (src, dst) = (&model.nodes[*s], &model.nodes[*d]);
+        let policy = format!("{}:through:{}", src.arn, dst.arn);
+        let permissions: Vec<String> = how
+            .split_whitespace()
+            .next()
+            .map(|a| vec![a.to_string()])
+            .unwrap_or_default();
+        findings.push(crate::report::Finding {
+            id: crate::report::finding_id(
+                Cloud::Aws,
+                Category::AdminEquivalent,
+                &policy,
+                &permissions,
+            ),
+            cloud: Cloud::Aws,
+            category: Category::AdminEquivalent,
+            severity: Severity::Critical,
+            title: format!("{}: admin-equivalent through {}", src.name, dst.name),
+            policy,
+            permissions,
+            resources: vec![dst.arn.clone()],
+            principals: vec![src.arn.clone()],
+            conditional: false,
+            detail: format!(
+                "{} {}: it can make that principal admin and use it.",
+                src.name,
+                admin_why[*s].as_deref().unwrap_or_default()
+            ),
+        });
+    }
 
     let principals: Vec<Principal> = model
         .nodes
@@ -132,6 +196,12 @@ pub fn analyze(
             .zip(&admins)
             .filter(|(_, a)| **a)
             .map(|(n, _)| n.arn.clone())
+            .collect(),
+        admin_reasons: model
+            .nodes
+            .iter()
+            .zip(&admin_why)
+            .filter_map(|(n, w)| Some((n.arn.clone(), w.clone()?)))
             .collect(),
         standing,
         warnings,

@@ -43,7 +43,14 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o);
     let _ = writeln!(o, "Admin-equivalent principals ({}):", r.admins.len());
     for a in &r.admins {
-        let _ = writeln!(o, "  {a}");
+        match r.admin_reasons.get(a) {
+            Some(why) => {
+                let _ = writeln!(o, "  {a}: {why}");
+            }
+            None => {
+                let _ = writeln!(o, "  {a}");
+            }
+        }
     }
     if !r.paths.is_empty() {
         let _ = writeln!(o);

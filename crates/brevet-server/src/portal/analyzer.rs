@@ -237,7 +237,7 @@ pub async fn finding(
                         td title=(p) { (short(r, p)) }
                         td { (r.principal(p).map(|x| x.kind.as_str()).unwrap_or("")) @if r.principal(p).is_some_and(|x| x.workload) { " (workload)" } }
                         td {
-                            @if r.admins.contains(p) { strong { "is admin-equivalent" } }
+                            @if r.admins.contains(p) { strong { "is admin-equivalent" } @if let Some(why) = r.admin_reasons.get(p) { " (" (why) ")" } }
                             @else if let Some(path) = r.paths.iter().find(|x| &x.principal == p) {
                                 @for &e in &path.edges { "→ " (short(r, &r.edges[e].to)) " (" code { (r.edges[e].via) } ") " }
                             } @else { span.muted { "none found" } }
