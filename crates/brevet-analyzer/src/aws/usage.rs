@@ -130,6 +130,62 @@ fn action_name(event: &str) -> &str {
     }
 }
 
+/// CloudTrail logs API operations; a few are authorized under another IAM action's name (the
+/// service authorization reference says which). Without this, a policy whose `s3:ListBucket`
+/// is used every day through `ListObjectsV2` would be called unused.
+const AUTHORIZED_AS: &[(&str, &str, &[&str])] = &[
+    ("s3", "ListObjects", &["s3:ListBucket"]),
+    ("s3", "ListObjectsV2", &["s3:ListBucket"]),
+    ("s3", "HeadBucket", &["s3:ListBucket"]),
+    ("s3", "HeadObject", &["s3:GetObject"]),
+    ("s3", "GetObjectAttributes", &["s3:GetObject"]),
+    ("s3", "ListObjectVersions", &["s3:ListBucketVersions"]),
+    (
+        "s3",
+        "ListMultipartUploads",
+        &["s3:ListBucketMultipartUploads"],
+    ),
+    ("s3", "CreateMultipartUpload", &["s3:PutObject"]),
+    ("s3", "UploadPart", &["s3:PutObject"]),
+    ("s3", "CompleteMultipartUpload", &["s3:PutObject"]),
+    ("s3", "UploadPartCopy", &["s3:PutObject", "s3:GetObject"]),
+    ("s3", "CopyObject", &["s3:PutObject", "s3:GetObject"]),
+    ("s3", "DeleteObjects", &["s3:DeleteObject"]),
+    (
+        "s3",
+        "PutBucketLifecycle",
+        &["s3:PutLifecycleConfiguration"],
+    ),
+    (
+        "s3",
+        "PutBucketLifecycleConfiguration",
+        &["s3:PutLifecycleConfiguration"],
+    ),
+    (
+        "s3",
+        "GetBucketLifecycle",
+        &["s3:GetLifecycleConfiguration"],
+    ),
+    (
+        "s3",
+        "GetBucketLifecycleConfiguration",
+        &["s3:GetLifecycleConfiguration"],
+    ),
+    ("lambda", "Invoke", &["lambda:InvokeFunction"]),
+];
+
+/// The IAM actions (lower-cased) a CloudTrail event was authorized as.
+fn iam_actions(service: &str, event: &str) -> Vec<String> {
+    let name = action_name(event);
+    match AUTHORIZED_AS
+        .iter()
+        .find(|(s, e, _)| *s == service && *e == name)
+    {
+        Some((_, _, actions)) => actions.iter().map(|a| a.to_ascii_lowercase()).collect(),
+        None => vec![format!("{service}:{name}").to_ascii_lowercase()],
+    }
+}
+
 pub fn cloudtrail(activity: &mut Activity, input: Input<'_>, max: u64) -> Result<(), AnalyzeError> {
     let (file, value) = read_value(input, max)?;
     let records: Vec<serde_json::Value> = if let Some(r) =
@@ -171,12 +227,10 @@ pub fn cloudtrail(activity: &mut Activity, input: Input<'_>, max: u64) -> Result
         }) {
             continue; // a denied call is not a use
         }
-        let action = format!("{}:{}", service_prefix(src), action_name(name)).to_ascii_lowercase();
-        activity
-            .actions
-            .entry(who.to_string())
-            .or_default()
-            .insert(action);
+        let used = activity.actions.entry(who.to_string()).or_default();
+        for action in iam_actions(&service_prefix(src), name) {
+            used.insert(action);
+        }
         if let Some(t) = r.get("eventTime").and_then(|v| v.as_str()) {
             if first.as_deref().is_none_or(|f| t < f) {
                 first = Some(t.to_string());
@@ -196,6 +250,38 @@ pub fn cloudtrail(activity: &mut Activity, input: Input<'_>, max: u64) -> Result
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn events_authorized_under_another_name_count_for_that_action() {
+        assert_eq!(super::iam_actions("s3", "ListObjectsV2"), ["s3:listbucket"]);
+        assert_eq!(
+            super::iam_actions("s3", "CopyObject"),
+            ["s3:putobject", "s3:getobject"]
+        );
+        assert_eq!(
+            super::iam_actions("lambda", "Invoke"),
+            ["lambda:invokefunction"]
+        );
+        assert_eq!(
+            super::iam_actions("ec2", "RunInstances"),
+            ["ec2:runinstances"]
+        );
+        assert_eq!(
+            super::iam_actions("lambda", "GetFunction20150331v2"),
+            ["lambda:getfunction"]
+        );
+        // Every mapped action is one the catalog knows.
+        let cat = brevet_catalog::Catalog::embedded().unwrap();
+        for (_, _, actions) in super::AUTHORIZED_AS {
+            for a in *actions {
+                assert!(
+                    cat.permission_index(brevet_catalog::Cloud::Aws, a)
+                        .is_some(),
+                    "{a} is not an AWS action"
+                );
+            }
+        }
+    }
+
     #[test]
     fn versioned_event_names_lose_their_version() {
         assert_eq!(super::action_name("ListFunctions20150331"), "ListFunctions");
