@@ -707,3 +707,68 @@ fn aws_empowering_another_principal_one_can_act_as_is_admin() {
         .join("\n");
     assert!(why.contains("iam:PutRolePolicy"), "{why}");
 }
+
+/// A per-policy finding names the holders the policy's permissions still reach: one whose
+/// permissions boundary takes them away is not listed (and is not admin).
+#[test]
+fn per_policy_findings_leave_out_holders_a_boundary_stops() {
+    let acct = "arn:aws:iam::111111111111";
+    let policy = |name: &str, action: &str| {
+        format!(
+            r#"{{"PolicyName": "{name}", "PolicyId": "ANPA{name}", "Arn": "{acct}:policy/{name}", "Path": "/", "DefaultVersionId": "v1", "AttachmentCount": 1, "IsAttachable": true,
+  "PolicyVersionList": [{{"VersionId": "v1", "IsDefaultVersion": true, "Document": {{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "{action}", "Resource": "*"}}]}}}}]}}"#
+        )
+    };
+    let user = |name: &str, boundary: &str| {
+        format!(
+            r#"{{"UserName": "{name}", "UserId": "AIDA{name}", "Arn": "{acct}:user/{name}", "Path": "/", "GroupList": [], "UserPolicyList": [],
+  "AttachedManagedPolicies": [{{"PolicyName": "IamAll", "PolicyArn": "{acct}:policy/IamAll"}}]{boundary}}}"#
+        )
+    };
+    let bounded = format!(
+        r#", "PermissionsBoundary": {{"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": "{acct}:policy/S3Only"}}"#
+    );
+    let export = format!(
+        r#"{{"UserDetailList": [{}, {}], "GroupDetailList": [], "RoleDetailList": [], "Policies": [{}, {}]}}"#,
+        user("free", ""),
+        user("bounded", &bounded),
+        policy("IamAll", "iam:*"),
+        policy("S3Only", "s3:*")
+    );
+    let r = aws(
+        &Catalog::embedded().unwrap(),
+        AwsInputs {
+            exports: vec![Input::from_bytes("bounded.json", export.as_bytes())],
+            ..Default::default()
+        },
+        &Options::default(),
+    )
+    .unwrap();
+    let of_iam_all: Vec<&brevet_analyzer::Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.policy.ends_with("policy/IamAll"))
+        .collect();
+    assert!(
+        of_iam_all
+            .iter()
+            .any(|f| f.category == brevet_analyzer::Category::PrivilegeEscalation),
+        "{of_iam_all:?}"
+    );
+    for f in &of_iam_all {
+        assert!(
+            f.principals.iter().any(|p| p.ends_with("user/free")),
+            "{}: {:?}",
+            f.title,
+            f.principals
+        );
+        assert!(
+            !f.principals.iter().any(|p| p.ends_with("user/bounded")),
+            "{}: the boundary stops it: {:?}",
+            f.title,
+            f.principals
+        );
+    }
+    assert!(r.admins.iter().any(|a| a.ends_with("user/free")));
+    assert!(!r.admins.iter().any(|a| a.ends_with("user/bounded")));
+}

@@ -73,9 +73,24 @@ pub fn all_holders(model: &Model) -> Vec<Vec<String>> {
     out.into_iter().map(|s| s.into_iter().collect()).collect()
 }
 
-pub fn policy_findings(catalog: &Catalog, model: &Model, exclusions: &Exclusions) -> Vec<Finding> {
+/// Per policy, cloudsplaining's categories. A finding names the holders the policy's
+/// permissions still reach: one whose permissions boundary or other policies' denies take all
+/// of the finding's permissions away is left out (`effective`: per node, what it is allowed
+/// after denies and boundary).
+pub fn policy_findings(
+    catalog: &Catalog,
+    model: &Model,
+    exclusions: &Exclusions,
+    effective: &[PermSet],
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let holders_of = all_holders(model);
+    let node_of: std::collections::HashMap<&str, usize> = model
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.arn.as_str(), i))
+        .collect();
     let self_admin: Vec<u32> = SELF_ADMIN
         .iter()
         .filter_map(|a| catalog.permission_index(Cloud::Aws, a))
@@ -111,6 +126,22 @@ pub fn policy_findings(catalog: &Catalog, model: &Model, exclusions: &Exclusions
             if perms.is_empty() {
                 return;
             }
+            // Names, or a service's wildcard (`iam:*`) in the service-wide category.
+            let idx: Vec<u32> = perms
+                .iter()
+                .flat_map(|a| match catalog.permission_index(Cloud::Aws, a) {
+                    Some(i) => vec![i],
+                    None => catalog.expand(Cloud::Aws, a),
+                })
+                .collect();
+            let reached = |holder: &String| {
+                idx.is_empty()
+                    || node_of
+                        .get(holder.as_str())
+                        .is_none_or(|&n| idx.iter().any(|&i| effective[n].contains(i)))
+            };
+            let principals: Vec<String> =
+                principals.iter().filter(|h| reached(h)).cloned().collect();
             out.push(Finding {
                 id: finding_id(Cloud::Aws, category, &p.id, &perms),
                 cloud: Cloud::Aws,
@@ -120,7 +151,7 @@ pub fn policy_findings(catalog: &Catalog, model: &Model, exclusions: &Exclusions
                 policy: p.id.clone(),
                 permissions: crate::bindings::cap(&perms),
                 resources: vec!["*".into()],
-                principals: principals.clone(),
+                principals,
                 conditional: false,
                 detail,
             });

@@ -128,7 +128,7 @@ pub fn analyze(
     }
 
     let effective = effective_sets(catalog, &model);
-    let mut findings = findings::policy_findings(catalog, &model, &opts.exclusions);
+    let mut findings = findings::policy_findings(catalog, &model, &opts.exclusions, &effective);
     findings.extend(findings::trust_findings(&model));
     findings.extend(findings::combined_findings(catalog, &model, &effective));
     for (s, d, how) in &through {
