@@ -217,6 +217,14 @@ impl<'c> Expander<'c> {
     pub fn patterns(&mut self, cloud: Cloud, patterns: &[String]) -> PermSet {
         let mut s = PermSet::new(self.universe());
         for p in patterns {
+            // An exact name is one bit: set it, rather than cache a whole set for it.
+            if !brevet_catalog::Pattern::is_wildcard(p.trim()) {
+                match self.catalog.permission_index(cloud, p.trim()) {
+                    Some(i) => s.insert(i),
+                    None => self.unknown.push(p.to_string()),
+                }
+                continue;
+            }
             s.union_with(self.pattern(cloud, p));
         }
         s

@@ -91,6 +91,23 @@ pub fn policy_findings(
         .enumerate()
         .map(|(i, n)| (n.arn.as_str(), i))
         .collect();
+    // Only a holder with a boundary or a deny somewhere in its policies can lose what a policy
+    // allows; for the others the check is skipped (it costs name lookups per finding).
+    let constrained: Vec<bool> = model
+        .nodes
+        .iter()
+        .map(|n| {
+            n.boundary.is_some()
+                || n.policies
+                    .iter()
+                    .chain(
+                        n.groups
+                            .iter()
+                            .flat_map(|&g| model.nodes[g].policies.iter()),
+                    )
+                    .any(|&p| !model.policies[p].facts.denied.is_empty())
+        })
+        .collect();
     let self_admin: Vec<u32> = SELF_ADMIN
         .iter()
         .filter_map(|a| catalog.permission_index(Cloud::Aws, a))
@@ -126,16 +143,24 @@ pub fn policy_findings(
             if perms.is_empty() {
                 return;
             }
-            // Names, or a service's wildcard (`iam:*`) in the service-wide category.
-            let idx: Vec<u32> = perms
+            let checked = principals
                 .iter()
-                .flat_map(|a| match catalog.permission_index(Cloud::Aws, a) {
-                    Some(i) => vec![i],
-                    None => catalog.expand(Cloud::Aws, a),
-                })
-                .collect();
+                .any(|h| node_of.get(h.as_str()).is_some_and(|&n| constrained[n]));
+            // Names, or a service's wildcard (`iam:*`) in the service-wide category.
+            let idx: Vec<u32> = if !checked {
+                Vec::new()
+            } else {
+                perms
+                    .iter()
+                    .flat_map(|a| match catalog.permission_index(Cloud::Aws, a) {
+                        Some(i) => vec![i],
+                        None => catalog.expand(Cloud::Aws, a),
+                    })
+                    .collect()
+            };
             let reached = |holder: &String| {
                 idx.is_empty()
+                    || !checked
                     || node_of
                         .get(holder.as_str())
                         .is_none_or(|&n| idx.iter().any(|&i| effective[n].contains(i)))
