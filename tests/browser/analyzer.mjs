@@ -32,6 +32,21 @@ try {
   assert.ok(await admin.locator('section[data-cloud="aws"] svg.graph g.node.admin').count() >= 1, 'an admin node');
   assert.ok(await admin.locator('section[data-cloud="aws"] svg.graph g.edge').count() >= 1, 'an edge');
   await screenshot(admin, 'analyzer-01-overview');
+  // Pointing at a principal lights its way to admin and dims the rest; the buttons zoom.
+  const graph = admin.locator('section[data-cloud="aws"] svg.graph');
+  const start = admin.locator('section[data-cloud="aws"] svg.graph g.node:not(.admin)').first();
+  await start.hover();
+  await admin.locator('section[data-cloud="aws"] svg.graph.dimmed').waitFor();
+  result.lit_edges = await graph.locator('g.edge.hl').count();
+  assert.ok(result.lit_edges >= 1, 'a path lit');
+  assert.ok(await graph.locator('g.node.admin.hl').count() >= 1, 'it ends at an admin');
+  await screenshot(admin, 'analyzer-01b-path-lit');
+  const width = Number(await graph.getAttribute('width'));
+  await admin.locator('section[data-cloud="aws"] button[data-zoom="zoom-in"]').click();
+  result.zoomed = Number(await graph.getAttribute('width')) / width;
+  assert.ok(result.zoomed > 1.2, `zoomed ${result.zoomed}`);
+  await admin.locator('section[data-cloud="aws"] button[data-zoom="zoom-reset"]').click();
+  assert.equal(Number(await graph.getAttribute('width')), width);
   // The graph is a way in: a principal clicked shows its findings.
   const node = admin.locator('section[data-cloud="aws"] svg.graph a g.node:not(.admin)').first();
   const who = await node.getAttribute('data-principal');

@@ -180,6 +180,8 @@ fn analyzer_pages_in_chromium() {
         result["uploaded_findings"].as_u64().unwrap() >= 1,
         "{result}"
     );
+    assert!(result["lit_edges"].as_u64().unwrap() >= 1, "{result}");
+    assert!(result["zoomed"].as_f64().unwrap() > 1.2, "{result}");
     assert!(
         result["clicked"]
             .as_str()
