@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use brevet_catalog::{Access, Catalog, Cloud};
 
 use super::document::{Compiled, Effect, Expander, PolicyDocument, PrincipalSpec, Resources};
-use super::export::{AuthorizationDetails, Document};
+use super::export::{AttachedPolicy, AuthorizationDetails, Boundary, InlinePolicy};
 use super::lists::MODIFY_ALSO;
 use crate::permset::PermSet;
 use crate::report::Warning;
@@ -104,44 +104,120 @@ pub fn account_of(arn: &str) -> String {
     arn.split(':').nth(4).unwrap_or("").to_string()
 }
 
-pub fn build(
-    catalog: &Catalog,
-    exports: Vec<(String, AuthorizationDetails)>,
-    exclusions: &Exclusions,
-    warnings: &mut Vec<Warning>,
-) -> Model {
-    let mut ex = Expander::new(catalog);
-    let mut policies: Vec<Policy> = Vec::new();
-    let mut by_arn: HashMap<String, usize> = HashMap::new();
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut accounts = BTreeSet::new();
+/// Compiles policies as principals name them: each managed policy once, each inline policy of
+/// its principal, and AWS-managed policies the export leaves out from the catalog's copy.
+struct Builder<'a> {
+    catalog: &'a Catalog,
+    exclusions: &'a Exclusions,
+    ex: Expander<'a>,
+    policies: Vec<Policy>,
+    by_arn: HashMap<String, usize>,
+    warnings: &'a mut Vec<Warning>,
+}
 
-    let compile = |ex: &mut Expander,
-                   id: String,
-                   name: String,
-                   aws_managed: bool,
-                   doc: &PolicyDocument,
-                   excluded: bool|
-     -> Policy {
-        let statements: Vec<Compiled> = doc.statements.iter().map(|s| ex.compile(s)).collect();
-        let facts = facts(catalog, ex, doc, &statements);
-        Policy {
+impl<'a> Builder<'a> {
+    fn compile(
+        &mut self,
+        id: String,
+        name: String,
+        aws_managed: bool,
+        doc: &PolicyDocument,
+        excluded: bool,
+    ) -> usize {
+        let statements: Vec<Compiled> = doc.statements.iter().map(|s| self.ex.compile(s)).collect();
+        let facts = facts(self.catalog, &mut self.ex, doc, &statements);
+        self.policies.push(Policy {
             id,
             name,
             aws_managed,
             statements,
             facts,
             excluded,
+        });
+        self.policies.len() - 1
+    }
+
+    /// A managed policy by ARN: the export's, or an AWS-managed one from the catalog's copy.
+    fn resolve(&mut self, arn: &str, name: &str, file: &str) -> Option<usize> {
+        if let Some(&i) = self.by_arn.get(arn) {
+            return Some(i);
         }
+        let role = self.catalog.role(Cloud::Aws, arn)?;
+        let doc: PolicyDocument = serde_json::from_value(serde_json::json!({
+            "Statement": [{"Effect": "Allow", "Action": role.patterns.iter().filter(|p| !p.starts_with('-')).collect::<Vec<_>>(), "Resource": "*"}]
+        }))
+        .ok()?;
+        self.warnings.push(Warning { file: file.to_string(), message: format!("{arn} is attached but not in the export; used the catalog's copy (its Resource constraints, if any, are not known)") });
+        let excluded =
+            self.exclusions.excludes_policy(arn) || self.exclusions.excludes_policy(name);
+        let i = self.compile(arn.to_string(), name.to_string(), true, &doc, excluded);
+        self.by_arn.insert(arn.to_string(), i);
+        Some(i)
+    }
+
+    /// A principal's own policies: its inline ones (excluded by name, or all of them when
+    /// `all_excluded`), then the managed ones attached to it.
+    #[allow(clippy::too_many_arguments)]
+    fn own(
+        &mut self,
+        file: &str,
+        what: &str,
+        name: &str,
+        arn: &str,
+        inline: &[InlinePolicy],
+        attached: &[AttachedPolicy],
+        all_excluded: bool,
+    ) -> Vec<usize> {
+        let mut own = Vec::new();
+        for ip in inline {
+            let excluded = self.exclusions.excludes_policy(&ip.policy_name) || all_excluded;
+            own.push(self.compile(
+                format!("{arn}:inline/{}", ip.policy_name),
+                ip.policy_name.clone(),
+                false,
+                &ip.policy_document.0,
+                excluded,
+            ));
+        }
+        for ap in attached {
+            match self.resolve(&ap.policy_arn, &ap.policy_name, file) {
+                Some(i) => own.push(i),
+                None => self.warnings.push(Warning { file: file.to_string(), message: format!("{what} {name} has {} attached, which is neither in the export nor an AWS-managed policy Brevet knows; its permissions are not counted", ap.policy_arn) }),
+            }
+        }
+        own
+    }
+
+    fn boundary(&mut self, b: Option<&Boundary>, file: &str) -> Option<usize> {
+        let arn = &b?.permissions_boundary_arn;
+        self.resolve(arn, arn.rsplit('/').next().unwrap_or(""), file)
+    }
+}
+
+pub fn build(
+    catalog: &Catalog,
+    exports: Vec<(String, AuthorizationDetails)>,
+    exclusions: &Exclusions,
+    warnings: &mut Vec<Warning>,
+) -> Model {
+    let mut b = Builder {
+        catalog,
+        exclusions,
+        ex: Expander::new(catalog),
+        policies: Vec::new(),
+        by_arn: HashMap::new(),
+        warnings,
     };
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut accounts = BTreeSet::new();
 
     for (file, export) in &exports {
         if export.is_truncated {
-            warnings.push(Warning { file: file.clone(), message: "the export says IsTruncated: true — it holds only the first page; export with the AWS CLI, which fetches every page".into() });
+            b.warnings.push(Warning { file: file.clone(), message: "the export says IsTruncated: true — it holds only the first page; export with the AWS CLI, which fetches every page".into() });
         }
         for p in export.policies.iter().flatten() {
             let Some(doc) = p.default_document() else {
-                warnings.push(Warning {
+                b.warnings.push(Warning {
                     file: file.clone(),
                     message: format!(
                         "policy {} has no default version in the export; skipped",
@@ -154,68 +230,31 @@ pub fn build(
             let excluded = exclusions.excludes_policy(&p.arn)
                 || exclusions.excludes_policy(&p.policy_name)
                 || (sl && !exclusions.service_linked_roles);
-            let pol = compile(
-                &mut ex,
+            let i = b.compile(
                 p.arn.clone(),
                 p.policy_name.clone(),
                 p.is_aws_managed(),
                 doc,
                 excluded,
             );
-            by_arn.entry(p.arn.clone()).or_insert(policies.len());
-            policies.push(pol);
+            b.by_arn.entry(p.arn.clone()).or_insert(i);
         }
     }
-    // Attached AWS-managed policies the export leaves out: from the catalog's copy.
-    let mut resolve = |policies: &mut Vec<Policy>,
-                       ex: &mut Expander,
-                       arn: &str,
-                       name: &str,
-                       file: &str,
-                       warnings: &mut Vec<Warning>|
-     -> Option<usize> {
-        if let Some(&i) = by_arn.get(arn) {
-            return Some(i);
-        }
-        let role = catalog.role(Cloud::Aws, arn)?;
-        let doc: PolicyDocument = serde_json::from_value(serde_json::json!({
-            "Statement": [{"Effect": "Allow", "Action": role.patterns.iter().filter(|p| !p.starts_with('-')).collect::<Vec<_>>(), "Resource": "*"}]
-        }))
-        .ok()?;
-        warnings.push(Warning { file: file.to_string(), message: format!("{arn} is attached but not in the export; used the catalog's copy (its Resource constraints, if any, are not known)") });
-        let excluded = exclusions.excludes_policy(arn) || exclusions.excludes_policy(name);
-        let pol = compile(ex, arn.to_string(), name.to_string(), true, &doc, excluded);
-        policies.push(pol);
-        by_arn.insert(arn.to_string(), policies.len() - 1);
-        Some(policies.len() - 1)
-    };
 
     let mut group_index: HashMap<(String, String), usize> = HashMap::new();
     for (file, export) in &exports {
         for g in export.group_detail_list.iter().flatten() {
             let account = account_of(&g.arn);
             accounts.insert(account.clone());
-            let mut own = Vec::new();
-            for ip in &g.group_policy_list {
-                let id = format!("{}:inline/{}", g.arn, ip.policy_name);
-                let excluded = exclusions.excludes_policy(&ip.policy_name);
-                own.push(policies.len());
-                let pol = compile(
-                    &mut ex,
-                    id,
-                    ip.policy_name.clone(),
-                    false,
-                    &ip.policy_document.0,
-                    excluded,
-                );
-                policies.push(pol);
-            }
-            for ap in &g.attached_managed_policies {
-                match resolve(&mut policies, &mut ex, &ap.policy_arn, &ap.policy_name, file, warnings) {
-                    Some(i) => own.push(i),
-                    None => warnings.push(Warning { file: file.clone(), message: format!("group {} has {} attached, which is neither in the export nor an AWS-managed policy Brevet knows; its permissions are not counted", g.group_name, ap.policy_arn) }),
-                }
-            }
+            let own = b.own(
+                file,
+                "group",
+                &g.group_name,
+                &g.arn,
+                &g.group_policy_list,
+                &g.attached_managed_policies,
+                false,
+            );
             group_index.insert((account.clone(), g.group_name.clone()), nodes.len());
             nodes.push(Node {
                 arn: g.arn.clone(),
@@ -227,56 +266,31 @@ pub fn build(
                 members: vec![],
                 boundary: None,
                 trust: None,
-
                 excluded: exclusions.excludes_principal(&g.arn),
                 last_used: None,
             });
         }
     }
-    fn inline(d: &Document) -> &PolicyDocument {
-        &d.0
-    }
     for (file, export) in &exports {
         for u in export.user_detail_list.iter().flatten() {
             let account = account_of(&u.arn);
             accounts.insert(account.clone());
-            let mut own = Vec::new();
-            for ip in &u.user_policy_list {
-                let id = format!("{}:inline/{}", u.arn, ip.policy_name);
-                let excluded = exclusions.excludes_policy(&ip.policy_name);
-                own.push(policies.len());
-                let pol = compile(
-                    &mut ex,
-                    id,
-                    ip.policy_name.clone(),
-                    false,
-                    inline(&ip.policy_document),
-                    excluded,
-                );
-                policies.push(pol);
-            }
-            for ap in &u.attached_managed_policies {
-                match resolve(&mut policies, &mut ex, &ap.policy_arn, &ap.policy_name, file, warnings) {
-                    Some(i) => own.push(i),
-                    None => warnings.push(Warning { file: file.clone(), message: format!("user {} has {} attached, which is neither in the export nor an AWS-managed policy Brevet knows; its permissions are not counted", u.user_name, ap.policy_arn) }),
-                }
-            }
-            let boundary = u.permissions_boundary.as_ref().and_then(|b| {
-                resolve(
-                    &mut policies,
-                    &mut ex,
-                    &b.permissions_boundary_arn,
-                    b.permissions_boundary_arn.rsplit('/').next().unwrap_or(""),
-                    file,
-                    warnings,
-                )
-            });
+            let own = b.own(
+                file,
+                "user",
+                &u.user_name,
+                &u.arn,
+                &u.user_policy_list,
+                &u.attached_managed_policies,
+                false,
+            );
+            let boundary = b.boundary(u.permissions_boundary.as_ref(), file);
             let me = nodes.len();
             let mut groups = Vec::new();
             for gname in &u.group_list {
                 match group_index.get(&(account.clone(), gname.clone())) {
                     Some(&gi) => groups.push(gi),
-                    None => warnings.push(Warning { file: file.clone(), message: format!("user {} is in group {gname}, which the export does not contain; its policies are not counted", u.user_name) }),
+                    None => b.warnings.push(Warning { file: file.clone(), message: format!("user {} is in group {gname}, which the export does not contain; its policies are not counted", u.user_name) }),
                 }
             }
             for &gi in &groups {
@@ -292,7 +306,6 @@ pub fn build(
                 members: vec![],
                 boundary,
                 trust: None,
-
                 excluded: exclusions.excludes_principal(&u.arn),
                 last_used: None,
             });
@@ -302,38 +315,16 @@ pub fn build(
             accounts.insert(account.clone());
             let service_linked = r.path.starts_with("/aws-service-role/")
                 || r.arn.contains(":role/aws-service-role/");
-            let mut own = Vec::new();
-            for ip in &r.role_policy_list {
-                let id = format!("{}:inline/{}", r.arn, ip.policy_name);
-                let excluded = exclusions.excludes_policy(&ip.policy_name)
-                    || (service_linked && !exclusions.service_linked_roles);
-                own.push(policies.len());
-                let pol = compile(
-                    &mut ex,
-                    id,
-                    ip.policy_name.clone(),
-                    false,
-                    inline(&ip.policy_document),
-                    excluded,
-                );
-                policies.push(pol);
-            }
-            for ap in &r.attached_managed_policies {
-                match resolve(&mut policies, &mut ex, &ap.policy_arn, &ap.policy_name, file, warnings) {
-                    Some(i) => own.push(i),
-                    None => warnings.push(Warning { file: file.clone(), message: format!("role {} has {} attached, which is neither in the export nor an AWS-managed policy Brevet knows; its permissions are not counted", r.role_name, ap.policy_arn) }),
-                }
-            }
-            let boundary = r.permissions_boundary.as_ref().and_then(|b| {
-                resolve(
-                    &mut policies,
-                    &mut ex,
-                    &b.permissions_boundary_arn,
-                    b.permissions_boundary_arn.rsplit('/').next().unwrap_or(""),
-                    file,
-                    warnings,
-                )
-            });
+            let own = b.own(
+                file,
+                "role",
+                &r.role_name,
+                &r.arn,
+                &r.role_policy_list,
+                &r.attached_managed_policies,
+                service_linked && !exclusions.service_linked_roles,
+            );
+            let boundary = b.boundary(r.permissions_boundary.as_ref(), file);
             nodes.push(Node {
                 arn: r.arn.clone(),
                 name: r.role_name.clone(),
@@ -350,15 +341,15 @@ pub fn build(
             });
         }
     }
-    if !ex.unknown.is_empty() {
-        let mut u = ex.unknown.clone();
+    if !b.ex.unknown.is_empty() {
+        let mut u = b.ex.unknown.clone();
         u.sort();
         u.dedup();
         let shown: Vec<_> = u.iter().take(20).cloned().collect();
-        warnings.push(Warning { file: "(aws)".into(), message: format!("{} action name(s) or pattern(s) match nothing in the AWS catalog (typos, retired or newer than Brevet's catalog): {}{}", u.len(), shown.join(", "), if u.len() > 20 { ", …" } else { "" }) });
+        b.warnings.push(Warning { file: "(aws)".into(), message: format!("{} action name(s) or pattern(s) match nothing in the AWS catalog (typos, retired or newer than Brevet's catalog): {}{}", u.len(), shown.join(", "), if u.len() > 20 { ", …" } else { "" }) });
     }
     Model {
-        policies,
+        policies: b.policies,
         nodes,
         accounts,
     }
