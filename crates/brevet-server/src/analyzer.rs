@@ -179,7 +179,8 @@ pub struct CloudAnalysis {
 /// A file of an upload: its name as the browser gave it, and its bytes.
 pub struct UploadedFile {
     pub name: String,
-    pub bytes: Vec<u8>,
+    /// As the request body gave it (no copy).
+    pub bytes: axum::body::Bytes,
 }
 
 /// Exports an admin uploaded to be analysed.
@@ -296,6 +297,12 @@ impl Analyzer {
         &self.settings
     }
 
+    /// The right to read and analyse one upload, taken before its body is read: uploads wait
+    /// for nobody and hold at most one body in memory.
+    pub fn begin_upload(&self) -> Result<tokio::sync::SemaphorePermit<'_>, UploadError> {
+        self.uploading.try_acquire().map_err(|_| UploadError::Busy)
+    }
+
     fn uploads(&self) -> Vec<Arc<CloudAnalysis>> {
         self.uploads
             .lock()
@@ -314,17 +321,14 @@ impl Analyzer {
 
     /// Analyses uploaded exports off the runtime and keeps the report as this cloud's upload,
     /// replacing the previous one. Bad input is an error and changes nothing. The report is
-    /// kept only once the upload is audited (fail closed).
+    /// kept only once the upload is audited (fail closed). `_permit` is [`Self::begin_upload`]'s.
     pub async fn upload(
         self: &Arc<Self>,
+        _permit: tokio::sync::SemaphorePermit<'_>,
         store: &brevet_store::Store,
         by: &str,
         upload: Upload,
     ) -> Result<Arc<CloudAnalysis>, UploadError> {
-        let _permit = self
-            .uploading
-            .try_acquire()
-            .map_err(|_| UploadError::Busy)?;
         if upload.exports.is_empty() {
             return Err(UploadError::Bad(
                 "choose at least one export file to analyse".into(),
@@ -400,7 +404,7 @@ impl Analyzer {
         };
         let files: Vec<String> = upload.exports.iter().map(|f| f.name.clone()).collect();
         fn input(f: &UploadedFile) -> Input<'_> {
-            Input::from_bytes(f.name.clone(), f.bytes.as_slice())
+            Input::from_bytes(f.name.clone(), &f.bytes[..])
         }
         let report = match upload.cloud {
             Cloud::Aws => brevet_analyzer::aws::analyze(

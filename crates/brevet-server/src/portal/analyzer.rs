@@ -388,6 +388,10 @@ fn bad(message: impl Into<String>) -> PageError {
 /// nothing.
 pub async fn upload(State(state): State<AppState>, viewer: Viewer, req: Request) -> PageResult {
     viewer.require(Role::Admin)?;
+    let analyzer = state.analyzer.clone();
+    let permit = analyzer
+        .begin_upload()
+        .map_err(|e| PageError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut form = Multipart::from_request(req, &state)
         .await
         .map_err(|e| bad(format!("{e}: send the upload form as multipart/form-data")))?;
@@ -437,7 +441,7 @@ pub async fn upload(State(state): State<AppState>, viewer: Viewer, req: Request)
                     } else {
                         file_name
                     },
-                    bytes: bytes.to_vec(),
+                    bytes,
                 };
                 match name.as_str() {
                     "exports" => exports.push(file),
@@ -470,7 +474,12 @@ pub async fn upload(State(state): State<AppState>, viewer: Viewer, req: Request)
     };
     match state
         .analyzer
-        .upload(state.broker.store(), viewer.principal.id.as_str(), upload)
+        .upload(
+            permit,
+            state.broker.store(),
+            viewer.principal.id.as_str(),
+            upload,
+        )
         .await
     {
         Ok(a) => Ok(Redirect::to(&format!("/analyzer?cloud={}", a.cloud.as_str())).into_response()),
