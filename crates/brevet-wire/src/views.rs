@@ -21,7 +21,7 @@ pub struct ErrorDetail {
     pub message: String,
     /// For policy decisions: which policies decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub trace: Option<serde_json::Value>,
 }
 
@@ -52,7 +52,7 @@ pub struct RequestView {
     pub extensions_applied: u32,
     pub max_extensions: u32,
     /// What the provider reported when it read the target back after revocation.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub evidence: Option<serde_json::Value>,
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -162,7 +162,7 @@ pub struct KillOutcome {
     /// `pending_activation` (an activation in flight; revoked as soon as it lands).
     pub outcome: String,
     pub error: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub evidence: Option<serde_json::Value>,
     /// Live sessions the provider ended before revoking (where it can: PostgreSQL backends).
     pub sessions_terminated: u64,

@@ -13,14 +13,18 @@ use serde::Deserialize;
 use super::{ApiError, AppState, Caller};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
-    /// Only deliveries in this state: `pending`, `delivered` or `failed`.
+    /// Only deliveries in this state: `pending`, `delivered` or `failed` (empty: any).
+    #[param(pattern = "^(pending|delivered|failed)?$")]
     state: Option<String>,
     /// Only this subscriber, e.g. `webhook:siem`, `slack:channel`, `email`.
     subscriber: Option<String>,
     /// Only deliveries about this request.
     request: Option<String>,
+    /// At most this many, newest first (1 to 5000; default 200).
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
 }
 
@@ -28,7 +32,7 @@ pub use brevet_wire::DeliveryView;
 
 /// Notification deliveries, newest first (admins).
 #[utoipa::path(get, path = "/v1/deliveries", params(DeliveriesQuery),
-    responses((status = 200, body = [DeliveryView]), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
+    responses((status = 200, body = [DeliveryView]), (status = 400, description = "The query string is not valid", body = super::ErrorBody)))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,7 +55,7 @@ pub async fn list_deliveries(
             state: wanted,
             subscriber: q.subscriber,
             request_id: q.request,
-            limit: q.limit,
+            limit: super::handlers::limit_within(q.limit, 5000)?,
         })
         .await
         .map_err(crate::broker::BrokerError::from)?;

@@ -38,12 +38,23 @@ pub(crate) async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResul
     Ok(RequestView::new(r, names))
 }
 
+/// A list's `limit`, refused outside `1..=max` (as the OpenAPI document says) instead of being
+/// quietly clamped, so a client asking for `-1` or `0` learns that it asked for nonsense.
+pub(crate) fn limit_within(limit: Option<i64>, max: i64) -> ApiResult<Option<i64>> {
+    match limit {
+        Some(n) if !(1..=max).contains(&n) => Err(ApiError::bad_request(format!(
+            "limit {n} is out of range: use 1 to {max}"
+        ))),
+        _ => Ok(limit),
+    }
+}
+
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     b.map(|Json(t)| t).map_err(ApiError::from)
 }
 
 /// Who the caller is.
-#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI)))]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     Json(WhoAmI {
         id: caller.0.id.to_string(),
@@ -53,7 +64,7 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
 }
 
 /// What policy lets the caller ask for, with the limits that apply (the portal's request form).
-#[utoipa::path(get, path = "/v1/eligible", responses((status = 200, body = [Eligible]), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/eligible", responses((status = 200, body = [Eligible])))]
 pub async fn eligible(State(state): State<AppState>, caller: Caller) -> Json<Vec<Eligible>> {
     Json(state.broker.eligible(&caller.0))
 }
@@ -61,7 +72,7 @@ pub async fn eligible(State(state): State<AppState>, caller: Caller) -> Json<Vec
 /// Ask for an access profile on a resource. Policy decides at once: refused, pending approval,
 /// or approved automatically.
 #[utoipa::path(post, path = "/v1/requests", request_body = CreateRequest,
-    responses((status = 201, body = RequestView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = RequestView), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody), (status = 403, description = "The caller lacks the role, or policy refuses", body = ErrorBody), (status = 429, description = "Too many requests by this principal in the last minute", body = ErrorBody)))]
 pub async fn create_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,6 +92,7 @@ pub async fn create_request(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only requests waiting for approval (for approvers: others' requests they may decide).
@@ -89,12 +101,14 @@ pub struct ListQuery {
     /// Everyone's requests (approvers and admins), not only the caller's.
     #[serde(default)]
     all: bool,
+    /// At most this many, newest first (1 to 5000; default 500).
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
 }
 
 /// List requests: your own, or (`all=true`) everyone's that you may see — all, for admins; for
 /// approvers, those approval policy lets them decide.
-#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [RequestView])))]
+#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [RequestView]), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
 pub async fn list_requests(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,7 +131,7 @@ pub async fn list_requests(
         } else {
             vec![]
         },
-        limit: q.limit,
+        limit: limit_within(q.limit, 5000)?,
     };
     let rows = state
         .broker
@@ -132,7 +146,8 @@ pub async fn list_requests(
     Ok(Json(out))
 }
 
-#[utoipa::path(get, path = "/v1/requests/{id}", responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")),
+    responses((status = 200, body = RequestView), (status = 400, description = "The id is not a UUID, or the body is not valid", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody)))]
 pub async fn get_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,8 +183,8 @@ fn optional<T: Default>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 }
 
 /// Approve someone else's pending request (never your own).
-#[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Decision,
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")), request_body = Decision,
+    responses((status = 200, body = RequestView), (status = 400, description = "The id is not a UUID, or the body is not valid", body = ErrorBody), (status = 403, description = "The caller lacks the role, or policy refuses", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody), (status = 409, description = "The request is not in a state that allows this", body = ErrorBody)))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,8 +196,8 @@ pub async fn approve(
 }
 
 /// Deny someone else's pending request; one denial ends it.
-#[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Decision,
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")), request_body = Decision,
+    responses((status = 200, body = RequestView), (status = 400, description = "The id is not a UUID, or the body is not valid", body = ErrorBody), (status = 403, description = "The caller lacks the role, or policy refuses", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody), (status = 409, description = "The request is not in a state that allows this", body = ErrorBody)))]
 pub async fn deny(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,7 +209,8 @@ pub async fn deny(
 }
 
 /// Withdraw your own request before it is activated.
-#[utoipa::path(post, path = "/v1/requests/{id}/cancel", responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")),
+    responses((status = 200, body = RequestView), (status = 400, description = "The id is not a UUID, or the body is not valid", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody), (status = 409, description = "The request is not in a state that allows this", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -206,8 +222,8 @@ pub async fn cancel(
 
 /// Activate your approved request: access is created now and the duration starts now. The answer
 /// carries the credential, once; Brevet does not store it.
-#[utoipa::path(post, path = "/v1/requests/{id}/activate", request_body = CredentialBody,
-    responses((status = 200, body = ActivatedView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/activate", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")), request_body = CredentialBody,
+    responses((status = 200, body = ActivatedView), (status = 400, description = "The id is not a UUID, or the body is not valid (e.g. a public key this resource does not take)", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody), (status = 409, description = "The request is not in a state that allows this", body = ErrorBody), (status = 502, description = "A provider failed; the message names it", body = ErrorBody), (status = 504, description = "A provider did not answer in time", body = ErrorBody)))]
 pub async fn activate(
     State(state): State<AppState>,
     caller: Caller,
@@ -227,6 +243,7 @@ pub async fn activate(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GrantsQuery {
     /// Include ended grants, and (admins) everyone's.
@@ -235,7 +252,7 @@ pub struct GrantsQuery {
 }
 
 /// Grants: requests that are, or were, activated.
-#[utoipa::path(get, path = "/v1/grants", params(GrantsQuery), responses((status = 200, body = [RequestView])))]
+#[utoipa::path(get, path = "/v1/grants", params(GrantsQuery), responses((status = 200, body = [RequestView]), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
 pub async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
@@ -278,7 +295,8 @@ pub async fn list_grants(
 
 /// End a grant now (its owner or an admin). The answer shows the revocation evidence, or the
 /// failure that is being retried.
-#[utoipa::path(post, path = "/v1/grants/{id}/revoke", request_body = RevokeBody, responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")), request_body = RevokeBody,
+    responses((status = 200, body = RequestView), (status = 400, description = "The id is not a UUID, or the body is not valid", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody), (status = 409, description = "The request is not in a state that allows this", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -295,7 +313,8 @@ pub async fn revoke(
 
 /// Ask to extend your active grant. Returns the extension request (approved at once if policy
 /// needs no approvals).
-#[utoipa::path(post, path = "/v1/grants/{id}/extend", request_body = ExtendBody, responses((status = 201, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/grants/{id}/extend", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")), request_body = ExtendBody,
+    responses((status = 201, body = RequestView), (status = 400, description = "The id is not a UUID, or the body is not valid", body = ErrorBody), (status = 403, description = "The caller lacks the role, or policy refuses", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody), (status = 409, description = "The request is not in a state that allows this", body = ErrorBody), (status = 429, description = "Too many requests by this principal in the last minute", body = ErrorBody)))]
 pub async fn extend(
     State(state): State<AppState>,
     caller: Caller,
@@ -311,8 +330,8 @@ pub async fn extend(
 }
 
 /// Issue a fresh credential for your active grant (the previous one stops working).
-#[utoipa::path(post, path = "/v1/grants/{id}/credentials", request_body = CredentialBody,
-    responses((status = 200, body = CredentialView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/grants/{id}/credentials", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")), request_body = CredentialBody,
+    responses((status = 200, body = CredentialView), (status = 400, description = "The id is not a UUID, or the body is not valid (e.g. a public key this resource does not take)", body = ErrorBody), (status = 404, description = "No such request, or not one the caller may see", body = ErrorBody), (status = 409, description = "The request is not in a state that allows this", body = ErrorBody), (status = 502, description = "A provider failed; the message names it", body = ErrorBody), (status = 504, description = "A provider did not answer in time", body = ErrorBody)))]
 pub async fn credentials(
     State(state): State<AppState>,
     caller: Caller,
@@ -332,7 +351,8 @@ pub async fn credentials(
 }
 
 /// Evaluate a request against policy without creating it (dry run).
-#[utoipa::path(post, path = "/v1/policy/test", request_body = PolicyTestBody, responses((status = 200, body = PolicyTestView), (status = 400, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/policy/test", request_body = PolicyTestBody,
+    responses((status = 200, body = PolicyTestView), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody), (status = 403, description = "Only admins may evaluate as someone else", body = ErrorBody)))]
 pub async fn policy_test(
     State(state): State<AppState>,
     caller: Caller,
@@ -373,7 +393,7 @@ pub async fn policy_test(
 
 /// Verify the audit chain (admins): against its head, and against the latest checkpoint this
 /// server signed (so events removed from the end with the head set back are found too).
-#[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = VerifyReport)))]
+#[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = VerifyReport), (status = 409, description = "The latest checkpoint cannot be trusted (bad key or file)", body = ErrorBody)))]
 pub async fn audit_verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -398,7 +418,7 @@ fn anchor_error(e: crate::audit_anchor::AnchorError) -> ApiError {
 }
 
 /// The latest signed audit checkpoint and the public key that verifies it (admins).
-#[utoipa::path(get, path = "/v1/audit/checkpoint", responses((status = 200, body = CheckpointView)))]
+#[utoipa::path(get, path = "/v1/audit/checkpoint", responses((status = 200, body = CheckpointView), (status = 409, description = "The checkpoint cannot be trusted (bad key or file)", body = ErrorBody)))]
 pub async fn audit_checkpoint(
     State(state): State<AppState>,
     caller: Caller,
@@ -412,7 +432,7 @@ pub async fn audit_checkpoint(
 
 /// Sign the current head now, if it moved since the last checkpoint, and publish it (admins).
 /// Refused (409) when the log does not extend the last checkpoint.
-#[utoipa::path(post, path = "/v1/audit/checkpoint", responses((status = 200, body = CheckpointView), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/audit/checkpoint", responses((status = 200, body = CheckpointView), (status = 409, description = "The log does not extend the last checkpoint, or the checkpoint cannot be trusted", body = ErrorBody)))]
 pub async fn audit_checkpoint_now(
     State(state): State<AppState>,
     caller: Caller,
@@ -425,14 +445,16 @@ pub async fn audit_checkpoint_now(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `jsonl` (default) or `csv`.
+    #[param(pattern = "^(jsonl|csv)$")]
     format: Option<String>,
 }
 
 /// Stream every audit event (admins).
-#[utoipa::path(get, path = "/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON lines or CSV", content_type = "application/x-ndjson")))]
+#[utoipa::path(get, path = "/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON lines (`format=jsonl`) or CSV (`format=csv`)", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
 pub async fn audit_export(
     State(state): State<AppState>,
     caller: Caller,
@@ -502,7 +524,10 @@ pub async fn reconcile(
     Ok(Json(state.broker.reconcile().await?))
 }
 
-/// Prometheus metrics: requests by state and overdue revocations.
+/// Prometheus metrics: requests by state and overdue revocations. Open, unless
+/// `server.metrics_token` is set; then that token, not a user's.
+#[utoipa::path(get, path = "/metrics", security((), ("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String), (status = 401, description = "`server.metrics_token` is set and was not sent", body = ErrorBody), (status = 503, description = "The store cannot be reached", body = ErrorBody)))]
 pub async fn metrics(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -561,7 +586,7 @@ pub async fn metrics(
 /// The kill switch (admins): lock a principal (or everyone), cancel their open requests, revoke all
 /// their grants on every provider in parallel, and report what took effect.
 #[utoipa::path(post, path = "/v1/kill", request_body = KillBody,
-    responses((status = 200, body = KillReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = KillReport), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
 pub async fn kill(
     State(state): State<AppState>,
     caller: Caller,
@@ -585,7 +610,7 @@ pub async fn kill(
 
 /// Lift a kill-switch lock (admins).
 #[utoipa::path(post, path = "/v1/unlock", request_body = UnlockBody,
-    responses((status = 200, body = [LockView]), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [LockView]), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody), (status = 404, description = "That principal is not locked", body = ErrorBody)))]
 pub async fn unlock(
     State(state): State<AppState>,
     caller: Caller,
@@ -628,6 +653,7 @@ pub async fn locks(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentQuery {
     /// Which provider instance of the kind (needed only when several are configured).
@@ -648,7 +674,8 @@ fn document_response(content_type: &'static str, bytes: Vec<u8>) -> Response {
 /// A document a provider instance publishes (the SSH provider: `ca`, its user CA's public key
 /// line for sshd's `TrustedUserCAKeys`, and `krl`, the OpenSSH KRL for `RevokedKeys`). Public;
 /// no token needed.
-#[utoipa::path(get, path = "/v1/providers/{name}/{document}", params(("name" = String, Path, description = "Provider instance"), ("document" = String, Path, description = "Document name")), responses((status = 200, description = "The document, in its own content type")))]
+#[utoipa::path(get, path = "/v1/providers/{name}/{document}", security(()), params(("name" = String, Path, description = "Provider instance"), ("document" = String, Path, description = "Document name")),
+    responses((status = 200, description = "The document, in its own content type"), (status = 404, description = "No such provider instance, or it publishes no such document", body = ErrorBody), (status = 502, description = "The provider failed to produce the document", body = ErrorBody), (status = 503, description = "The store cannot be reached", body = ErrorBody)))]
 pub async fn provider_document(
     State(state): State<AppState>,
     Path((name, document)): Path<(String, String)>,
@@ -662,7 +689,8 @@ pub async fn provider_document(
 
 /// The same, by provider kind: `/v1/ssh/ca` and `/v1/ssh/krl` (the paths hosts are configured
 /// with) serve the one SSH provider's, or the one `?provider=` names. Public; no token needed.
-#[utoipa::path(get, path = "/v1/{kind}/{document}", params(("kind" = String, Path, description = "Provider kind, e.g. ssh"), ("document" = String, Path, description = "Document name, e.g. krl"), DocumentQuery), responses((status = 200, description = "The document, in its own content type")))]
+#[utoipa::path(get, path = "/v1/{kind}/{document}", security(()), params(("kind" = String, Path, description = "Provider kind, e.g. ssh"), ("document" = String, Path, description = "Document name, e.g. krl"), DocumentQuery),
+    responses((status = 200, description = "The document, in its own content type"), (status = 400, description = "The query string is not valid, or several instances of the kind are configured and `provider` names none", body = ErrorBody), (status = 404, description = "No such provider, or it publishes no such document", body = ErrorBody), (status = 502, description = "The provider failed to produce the document", body = ErrorBody), (status = 503, description = "The store cannot be reached", body = ErrorBody)))]
 pub async fn kind_document(
     State(state): State<AppState>,
     Path((kind, document)): Path<(String, String)>,

@@ -43,7 +43,8 @@ fn upstream(e: crate::oidc::OidcError) -> ApiError {
 }
 
 /// Start a device sign-in (no token needed).
-#[utoipa::path(post, path = "/v1/login/device", responses((status = 200, body = DeviceLogin), (status = 404, body = super::ErrorBody), (status = 502, body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/login/device", security(()),
+    responses((status = 200, body = DeviceLogin), (status = 404, description = "Single sign-on is not configured", body = super::ErrorBody), (status = 502, description = "The identity provider failed", body = super::ErrorBody), (status = 503, description = "Busy, or the store cannot be reached", body = super::ErrorBody)))]
 pub async fn device_start(
     State(state): State<AppState>,
     client: super::ClientIp,
@@ -76,7 +77,8 @@ pub async fn device_start(
 }
 
 /// Poll a device sign-in: `pending` (202) until the user has signed in, then the session token.
-#[utoipa::path(post, path = "/v1/login/device/poll", request_body = DevicePollBody, responses((status = 200, body = LoginResult), (status = 202, body = LoginResult), (status = 401, body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/login/device/poll", security(()), request_body = DevicePollBody,
+    responses((status = 200, body = LoginResult), (status = 202, body = LoginResult), (status = 400, description = "The body is not valid", body = super::ErrorBody), (status = 401, description = "No such sign-in, or the identity provider refused it", body = super::ErrorBody), (status = 404, description = "Single sign-on is not configured", body = super::ErrorBody), (status = 502, description = "The identity provider failed", body = super::ErrorBody), (status = 503, description = "Busy, or the store cannot be reached", body = super::ErrorBody)))]
 pub async fn device_poll(
     State(state): State<AppState>,
     b: Result<Json<DevicePollBody>, JsonRejection>,
@@ -149,7 +151,8 @@ pub async fn device_poll(
 }
 
 /// End the session whose token authenticates this call (`brevet logout`).
-#[utoipa::path(post, path = "/v1/logout", responses((status = 204), (status = 400, body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/logout",
+    responses((status = 204, description = "Signed out"), (status = 400, description = "The token is a static API token from the config, not a session", body = super::ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     caller: Caller,

@@ -112,6 +112,8 @@ impl FromRequestParts<AppState> for Caller {
 #[openapi(
     info(title = "Brevet", description = "Just-in-time privileged access broker"),
     paths(
+        health,
+        handlers::metrics,
         handlers::whoami,
         handlers::eligible,
         handlers::create_request,
@@ -146,7 +148,7 @@ impl FromRequestParts<AppState> for Caller {
         login::logout,
     ),
     components(schemas(DeviceLogin, DevicePollBody, LoginResult, crate::broker::Eligible, DeliveryView, CredentialBody, KillBody, UnlockBody, LockView, crate::broker::KillReport, crate::broker::KillOutcome, ErrorBody, ErrorDetail, CheckpointView, brevet_audit::Checkpoint, RequestView, CredentialView, ActivatedView, WhoAmI, PolicyTestView, CreateRequest, Decision, RevokeBody, ExtendBody, PolicyTestBody)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -166,12 +168,77 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The answers every route can give besides its own, added here so that no route's list can
+/// forget them: a route that takes a user's bearer token (one whose `security` is the
+/// document's default) answers 401 without a valid token, 403 when the caller is locked by the
+/// kill switch (or lacks the role), and 503 when the store or the identity provider cannot be
+/// reached or the server is at capacity; every route answers 408 when it takes longer than the
+/// router's timeout, and every route with a body 413 past the body limit.
+struct CommonResponses;
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{path::Operation, ContentBuilder, Ref, Response, ResponseBuilder};
+        let error = |description: &str| -> Response {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let bare = |description: &str| ResponseBuilder::new().description(description).build();
+        let add = |op: &mut Operation| {
+            let responses = &mut op.responses.responses;
+            let mut put = |code: &str, r: Response| {
+                responses.entry(code.to_owned()).or_insert(r.into());
+            };
+            if op.security.is_none() {
+                put("401", error("No valid bearer token was sent"));
+                put(
+                    "403",
+                    error("The caller is locked by the kill switch, or lacks the role"),
+                );
+                put(
+                    "503",
+                    error("The store or the identity provider cannot be reached, or the server is at capacity (`Retry-After`)"),
+                );
+            }
+            put(
+                "408",
+                bare("The request took longer than the server's timeout"),
+            );
+            if op.request_body.is_some() {
+                put("413", bare("The body is over the 64 KiB limit"));
+            }
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add(op);
+            }
+        }
+    }
+}
+
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
 /// Healthy only if the store answers and the scheduler is making progress: an API that answers
 /// while nothing expires must not look green to a load balancer or an alert.
+#[utoipa::path(get, path = "/v1/health", security(()),
+    responses((status = 200, description = "`status`, and when the scheduler and the reconciler last made progress", body = Object), (status = 503, description = "The store cannot be reached, or the scheduler is stalled", body = ErrorBody)))]
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state
         .broker

@@ -26,11 +26,15 @@ pub(crate) fn clean(
     what: &str,
     max: usize,
 ) -> Result<Option<String>, BrokerError> {
+    // The limit counts characters of the text as sent, as the OpenAPI document's `maxLength`
+    // does (it counted UTF-8 bytes after trimming, refusing 1001 `é`s as "longer than 2000").
+    if s.as_deref().is_some_and(|t| t.chars().count() > max) {
+        return Err(BrokerError::BadInput(format!(
+            "{what} is longer than {max} characters; shorten it"
+        )));
+    }
     match s.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(t) if t.len() > max => Err(BrokerError::BadInput(format!(
-            "{what} is longer than {max} characters; shorten it"
-        ))),
         Some(t) if t.chars().any(|c| c.is_control()) => Err(BrokerError::BadInput(format!(
             "{what} contains control characters; use plain text"
         ))),
