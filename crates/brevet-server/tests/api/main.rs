@@ -10,6 +10,7 @@ mod access;
 mod analyzer_upload;
 mod authz_matrix;
 mod bad_input;
+mod openapi;
 mod portal_matrix;
 mod provider_errors;
 mod rules;
