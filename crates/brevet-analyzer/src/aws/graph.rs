@@ -540,6 +540,18 @@ pub fn edges(
     let mut kinds = crate::graph::EdgeKinds::default();
     // Every node's ARN and every kind's tag once; edges share them.
     let ids: Vec<std::sync::Arc<str>> = model.nodes.iter().map(|n| n.arn.as_str().into()).collect();
+    // Accounts as numbers: compared for every pair of principals.
+    let account_no: Vec<usize> = model
+        .nodes
+        .iter()
+        .map(|n| {
+            model
+                .accounts
+                .iter()
+                .position(|a| *a == n.account)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
     let mut tags: Vec<(&'static str, std::sync::Arc<str>)> = Vec::new();
     let cond = |v: Verdict| {
         if v == Verdict::IfCondition {
@@ -619,7 +631,7 @@ pub fn edges(
                 kinds.settle(&mut e, reason);
                 out.push(e);
             };
-            let same_account = src.account == dst.account;
+            let same_account = account_no[si] == account_no[di];
             match dst.kind {
                 Kind::User if same_account => {
                     if m_keys {

@@ -105,8 +105,36 @@ pub fn analyze(
         .collect();
     let mut promoted = false;
     let mut through: Vec<(usize, usize, String)> = Vec::new();
+    // Only a principal whose policies name one of these calls at all can empower anyone (a bit
+    // test per principal, so a million-edge graph is walked cheaply).
+    let may: Vec<bool> = (0..model.nodes.len())
+        .map(|s| {
+            [
+                "iam:PutUserPolicy",
+                "iam:AttachUserPolicy",
+                "iam:PutRolePolicy",
+                "iam:AttachRolePolicy",
+                "iam:AddUserToGroup",
+            ]
+            .iter()
+            .any(|a| ev.mentions(s, a))
+        })
+        .collect();
+    // Edges come grouped by source, sharing its id: look the source up once per group.
+    let mut last: Option<(std::sync::Arc<str>, Option<usize>)> = None;
     for e in &edges {
-        let (Some(&s), Some(&d)) = (index.get(&*e.from), index.get(&*e.to)) else {
+        let s = match &last {
+            Some((from, s)) if std::sync::Arc::ptr_eq(from, &e.from) => *s,
+            _ => {
+                let s = index.get(&*e.from).copied();
+                last = Some((e.from.clone(), s));
+                s
+            }
+        };
+        let Some(s) = s.filter(|&s| may[s]) else {
+            continue;
+        };
+        let Some(&d) = index.get(&*e.to) else {
             continue;
         };
         // An admin target is a path already.
