@@ -18,6 +18,7 @@ mod flow;
 mod gcp;
 mod kill;
 mod notify;
+mod openapi;
 mod portal;
 mod postgres;
 mod resilience;
