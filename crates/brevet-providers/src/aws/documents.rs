@@ -202,7 +202,11 @@ pub fn permission_set_policy_with_deny(
     if !doc.is_object() {
         return Err("its inline policy is not a JSON object; fix or remove it".into());
     }
-    let oldest_needed = at - session_duration;
+    // A session duration reaching back past the calendar's start (only an absurd one does)
+    // leaves every deny needed: pruning errs on the side of denying.
+    let oldest_needed = at
+        .checked_sub_signed(session_duration)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let (ours, theirs): (Vec<Value>, Vec<Value>) =
         statements(&doc).into_iter().partition(is_brevet_deny);
     let kept: Vec<Value> = ours
@@ -259,7 +263,8 @@ pub fn permission_set_deny_for(doc: &Value, user: &str) -> Option<(DateTime<Utc>
 }
 
 /// An ISO 8601 duration as Identity Center writes a permission set's `SessionDuration`
-/// (`PT1H`, `PT8H30M`, `PT900S`); `None` for anything else.
+/// (`PT1H`, `PT8H30M`, `PT900S`); `None` for anything else, one too long for a
+/// `chrono::Duration` included.
 pub fn iso_duration(s: &str) -> Option<chrono::Duration> {
     let mut rest = s.strip_prefix("PT")?;
     if rest.is_empty() {
@@ -271,7 +276,8 @@ pub fn iso_duration(s: &str) -> Option<chrono::Duration> {
             if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            total += chrono::Duration::seconds(n.parse::<i64>().ok()?.checked_mul(seconds)?);
+            let part = chrono::Duration::try_seconds(n.parse::<i64>().ok()?.checked_mul(seconds)?)?;
+            total = total.checked_add(&part)?;
             rest = after;
         }
     }
@@ -381,6 +387,38 @@ mod tests {
         for bad in ["", "PT", "P1D", "1H", "PTH", "PT1X", "PT-1H"] {
             assert_eq!(iso_duration(bad), None, "{bad}");
         }
+        // Found by fuzzing (fuzz target `iam_policy_document`): numbers past what a
+        // `chrono::Duration` holds panicked instead of reading as nothing.
+        for too_long in [
+            "PT9999999999999999S",
+            "PT9223372036854775807H",
+            "PT2562047788015H9223372036854S",
+        ] {
+            assert_eq!(iso_duration(too_long), None, "{too_long}");
+        }
+    }
+
+    /// Found by fuzzing (fuzz target `iam_policy_document`): a `SessionDuration` of
+    /// `PT3888888888H` (444,000 years) reaches back past the calendar's start, and subtracting it
+    /// from the revocation instant panicked. Such a duration now keeps every earlier deny.
+    #[test]
+    fn a_session_duration_past_the_calendar_keeps_every_deny() {
+        let now = at("2026-01-02T12:00:00Z");
+        let (earlier, _) = permission_set_policy_with_deny(
+            "",
+            "u-erin",
+            now - chrono::Duration::days(400),
+            chrono::Duration::hours(1),
+            10_240,
+        )
+        .unwrap();
+        let long = iso_duration("PT3888888888H").unwrap();
+        let (doc, scope) =
+            permission_set_policy_with_deny(&earlier.to_string(), "u-dave", now, long, 10_240)
+                .unwrap();
+        assert_eq!(scope, DenyScope::User);
+        assert!(permission_set_deny_for(&doc, "u-erin").is_some(), "{doc}");
+        assert!(permission_set_deny_for(&doc, "u-dave").is_some(), "{doc}");
     }
 
     #[test]

@@ -36,6 +36,18 @@ use identity_center::{IdentityCenter, PermissionSetProfile};
 use role::{Role, RoleProfile};
 use session::{Session, SessionProfile};
 
+/// The fuzz targets' way in (`fuzz/fuzz_targets/iam_policy_document.rs`): the functions that
+/// read the policy documents and durations AWS returns, and build the ones Brevet writes.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// IAM's limit on a role's (and a permission set's) inline policies, in characters.
+    pub const INLINE_POLICY_LIMIT: usize = super::client::INLINE_POLICY_LIMIT;
+    pub use super::documents::{
+        grant_policy, iso_duration, permission_set_deny_for, permission_set_policy_with_deny,
+        policy_size, revocation_instant, revocation_obsolete_at, revoke_sessions_policy, DenyScope,
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AwsMode {
     Role,

@@ -35,6 +35,16 @@ use crate::{
 };
 use client::{ArmClient, Failure, PIM_API, RBAC_API};
 
+/// The fuzz target's way in (`fuzz/fuzz_targets/iam_policy_document.rs`): how a role assignment
+/// ARM returns is recognised as Brevet's.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The binding key of a role assignment Brevet made, if it is one.
+    pub fn owner_of(assignment: &serde_json::Value) -> Option<String> {
+        super::owner_of(assignment)
+    }
+}
+
 /// Azure's own words on how long a change takes to be enforced everywhere.
 pub const PROPAGATION: &str =
     "Azure RBAC changes can take up to 10 minutes to take effect (ARM caches \

@@ -340,8 +340,12 @@ impl GcpProvider {
     ) -> Result<Value, ProviderError> {
         self.client
             .modify_policy(cx, res, |p| {
-                let present = policy::ours(p).iter().any(|(k, _)| k == key);
-                Ok(present.then(|| policy::edited(p, key, None)))
+                if !policy::ours(p).iter().any(|(k, _)| k == key) {
+                    return Ok(None);
+                }
+                policy::edited(p, key, None)
+                    .map(Some)
+                    .map_err(ProviderError::Target)
             })
             .await
     }
@@ -435,8 +439,12 @@ impl Provider for GcpProvider {
         };
         self.client
             .modify_policy(cx, res, |p| {
-                Ok((!policy::holds(p, &grant))
-                    .then(|| policy::edited(p, &grant.binding_key, Some(&grant))))
+                if policy::holds(p, &grant) {
+                    return Ok(None);
+                }
+                policy::edited(p, &grant.binding_key, Some(&grant))
+                    .map(Some)
+                    .map_err(ProviderError::Target)
             })
             .await?;
         Ok(())

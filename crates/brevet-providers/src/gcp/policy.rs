@@ -133,7 +133,21 @@ pub fn holds(policy: &Value, grant: &Grant) -> bool {
 /// condition after revocation — and, if given, `grant` added. Every other binding — its
 /// members, its condition — stays as read. The result asks for version 3 (conditions) and
 /// keeps the etag it was read with, so the write fails if anyone changed the policy since.
-pub fn edited(policy: &Value, binding_key: &str, grant: Option<&Grant>) -> Value {
+/// An answer that is not a JSON object is no allow policy: an error, and nothing to write.
+pub fn edited(policy: &Value, binding_key: &str, grant: Option<&Grant>) -> Result<Value, String> {
+    if !policy.is_object() {
+        return Err(format!(
+            "the allow policy read is not a JSON object ({}); nothing was written",
+            match policy {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            }
+        ));
+    }
     let mut out = policy.clone();
     let mut kept: Vec<Value> = bindings(policy)
         .iter()
@@ -145,7 +159,7 @@ pub fn edited(policy: &Value, binding_key: &str, grant: Option<&Grant>) -> Value
     }
     out["bindings"] = Value::Array(kept);
     out["version"] = json!(3);
-    out
+    Ok(out)
 }
 
 /// A limit Google would refuse the policy for, named, with the numbers.
@@ -226,7 +240,7 @@ mod tests {
     fn adding_keeps_every_other_binding_and_field_and_replacing_leaves_one() {
         let policy = json!({"version": 1, "etag": "BwY=", "bindings": [foreign()], "auditConfigs": [{"service": "allServices"}]});
         let g = grant("alice|gcp:p|x", "user:alice@example.com");
-        let once = edited(&policy, &g.binding_key, Some(&g));
+        let once = edited(&policy, &g.binding_key, Some(&g)).unwrap();
         assert_eq!(once["etag"], "BwY=");
         assert_eq!(once["version"], 3);
         assert_eq!(once["auditConfigs"], policy["auditConfigs"]);
@@ -238,11 +252,11 @@ mod tests {
             expires_at: g.expires_at + chrono::Duration::hours(1),
             ..g.clone()
         };
-        let twice = edited(&once, &g.binding_key, Some(&later));
+        let twice = edited(&once, &g.binding_key, Some(&later)).unwrap();
         assert_eq!(twice["bindings"].as_array().unwrap().len(), 2);
         assert!(holds(&twice, &later) && !holds(&twice, &g));
         // Removal takes exactly Brevet's binding out.
-        let gone = edited(&twice, &g.binding_key, None);
+        let gone = edited(&twice, &g.binding_key, None).unwrap();
         assert_eq!(gone["bindings"], json!([foreign()]));
         assert!(ours(&gone).is_empty());
     }
@@ -259,13 +273,13 @@ mod tests {
         let policy = json!({"bindings": [lookalike.clone(), g.binding()]});
         assert_eq!(ours(&policy).len(), 1);
         // Removing Brevet's binding leaves the look-alike alone.
-        let out = edited(&policy, &g.binding_key, None);
+        let out = edited(&policy, &g.binding_key, None).unwrap();
         assert_eq!(out["bindings"], json!([lookalike]));
         // A member someone added to Brevet's binding (a grantee's second identity) goes with it:
         // it must not keep the access under Brevet's condition after revocation.
         let mut shared = g.binding();
         shared["members"] = json!([g.member, "user:mallory@example.com"]);
-        let out = edited(&json!({"bindings": [shared]}), &g.binding_key, None);
+        let out = edited(&json!({"bindings": [shared]}), &g.binding_key, None).unwrap();
         assert_eq!(out["bindings"], json!([]));
     }
 
@@ -274,8 +288,29 @@ mod tests {
         let g = grant("alice|gcp:p|x", "user:alice@example.com");
         let mut b = g.binding();
         b["members"] = json!(["deleted:user:alice@example.com?uid=42"]);
-        let out = edited(&json!({"bindings": [b]}), &g.binding_key, None);
+        let out = edited(&json!({"bindings": [b]}), &g.binding_key, None).unwrap();
         assert_eq!(out["bindings"], json!([]));
+    }
+
+    /// Found by fuzzing (fuzz target `iam_policy_document`, minimised to the policy `7`): an
+    /// answer to getIamPolicy that is not a JSON object panicked in the edit (serde_json's
+    /// `value["bindings"] = …` on a number) instead of failing the call.
+    #[test]
+    fn an_answer_that_is_not_an_object_is_refused_not_edited() {
+        let g = grant("alice|gcp:p|x", "user:alice@example.com");
+        for answer in [
+            json!(7),
+            json!("policy"),
+            json!([]),
+            json!(null),
+            json!(true),
+        ] {
+            assert!(!holds(&answer, &g));
+            assert!(ours(&answer).is_empty());
+            let e = edited(&answer, &g.binding_key, Some(&g)).unwrap_err();
+            assert!(e.contains("not a JSON object"), "{e}");
+            assert!(edited(&answer, &g.binding_key, None).is_err());
+        }
     }
 
     #[test]

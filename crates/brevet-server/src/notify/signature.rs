@@ -54,7 +54,9 @@ pub fn verify_slack(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - t).abs() > TOLERANCE_SECS {
+    // `abs_diff`, not `(now - t).abs()`: that overflows for a timestamp near i64::MIN (a panic
+    // with overflow checks; without them a difference that wrapped to i64::MIN passed as fresh).
+    if now.abs_diff(t) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let presented = signature
@@ -91,7 +93,7 @@ impl ReplayGuard {
         // Hex is case-insensitive to the verifier, so it must be to the memory too.
         let key: [u8; 32] = Sha256::digest(signature.trim().to_ascii_lowercase().as_bytes()).into();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, at| (now - *at).abs() <= 2 * TOLERANCE_SECS);
+        seen.retain(|_, at| now.abs_diff(*at) <= 2 * TOLERANCE_SECS.unsigned_abs());
         seen.insert(key, t).is_none()
     }
 }
@@ -159,6 +161,33 @@ mod tests {
         assert_eq!(
             verify_slack(secret, Some("1531420618"), Some(sig), &tampered, 1531420618),
             Err(SignatureError::Mismatch)
+        );
+    }
+
+    /// Found while fuzzing (fuzz target `slack_interaction`): `(now - t).abs()` overflowed for
+    /// a timestamp header near i64::MIN, before any signature was checked — a panic in builds
+    /// with overflow checks; in release builds `-(2^63 - now)` wrapped to i64::MIN, whose `abs()`
+    /// is negative, so a request signed at that instant passed the replay window.
+    #[test]
+    fn a_timestamp_far_from_now_is_stale_whatever_its_size() {
+        let secret = b"8f742231b10e8888abcd99yyyzzz85a5";
+        let body = b"payload=%7B%7D";
+        let now = 1_700_000_000_i64;
+        for t in [i64::MIN, -(i64::MAX - now) - 1, i64::MIN + 1, i64::MAX] {
+            let ts = t.to_string();
+            let sig = slack_sign(secret, &ts, body);
+            assert_eq!(
+                verify_slack(secret, Some(&ts), Some(&sig), body, now),
+                Err(SignatureError::Stale),
+                "{ts}"
+            );
+        }
+        let g = ReplayGuard::default();
+        assert!(g.first_use("v0=aa", i64::MIN, now));
+        assert!(g.first_use("v0=bb", now, now));
+        assert!(
+            g.first_use("v0=aa", now, now),
+            "an entry that far off is forgotten"
         );
     }
 

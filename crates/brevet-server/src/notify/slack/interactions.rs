@@ -86,6 +86,53 @@ struct Action {
     value: Option<String>,
 }
 
+/// Slack's interaction JSON, from the form field `payload` of a (verified) body.
+fn parse_payload(body: &[u8]) -> Option<Payload> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()
+        .and_then(|fields| fields.into_iter().find(|(k, _)| k == "payload"))
+        .and_then(|(_, v)| serde_json::from_str::<Payload>(&v).ok())
+}
+
+/// The Approve or Deny button the click was on, if it was on one of Brevet's.
+fn clicked(payload: &Payload) -> Option<(&Action, ApprovalDecision)> {
+    payload
+        .actions
+        .iter()
+        .find_map(|a| match a.action_id.as_str() {
+            APPROVE => Some((a, ApprovalDecision::Approve)),
+            DENY => Some((a, ApprovalDecision::Deny)),
+            _ => None,
+        })
+}
+
+/// The request a button names (its `value`).
+fn request_of(value: Option<&str>) -> Option<RequestId> {
+    value.and_then(|v| v.parse().ok())
+}
+
+/// What the handler reads from a body whose signature verified.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Click {
+    /// The interaction's `type` (only `block_actions` is acted on).
+    pub kind: String,
+    /// For a click on Approve or Deny: the decision, and the request the button names.
+    pub button: Option<(ApprovalDecision, Option<RequestId>)>,
+}
+
+/// The fuzz target's entry point (`fuzz/fuzz_targets/slack_interaction.rs`): the body read as
+/// the handler reads it once the signature is checked.
+#[doc(hidden)]
+pub fn read_click(body: &[u8]) -> Option<Click> {
+    let payload = parse_payload(body)?;
+    let button = clicked(&payload).map(|(a, d)| (d, request_of(a.value.as_deref())));
+    Some(Click {
+        kind: payload.kind,
+        button,
+    })
+}
+
 fn refuse(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
@@ -122,11 +169,7 @@ async fn interaction(
             "this Slack request was already received (replay)",
         );
     }
-    let payload = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-        .ok()
-        .and_then(|fields| fields.into_iter().find(|(k, _)| k == "payload"))
-        .and_then(|(_, v)| serde_json::from_str::<Payload>(&v).ok());
-    let Some(payload) = payload else {
+    let Some(payload) = parse_payload(&body) else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "expected a form field `payload` with Slack's interaction JSON",
@@ -150,16 +193,7 @@ async fn interaction(
             return StatusCode::OK.into_response();
         }
     }
-    let Some((action, decision)) =
-        payload
-            .actions
-            .iter()
-            .find_map(|a| match a.action_id.as_str() {
-                APPROVE => Some((a, ApprovalDecision::Approve)),
-                DENY => Some((a, ApprovalDecision::Deny)),
-                _ => None,
-            })
-    else {
+    let Some((action, decision)) = clicked(&payload) else {
         return StatusCode::OK.into_response();
     };
     let span = tracing::info_span!("slack_interaction", slack_user = %payload.user.id, action = %action.action_id);
@@ -188,9 +222,8 @@ async fn decide(
     if !(principal.has_role(Role::Approver) || principal.has_role(Role::Admin)) {
         return Err(format!("`{}` is not an approver in Brevet", principal.id));
     }
-    let id: RequestId = value
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "this button does not name a request".to_owned())?;
+    let id: RequestId =
+        request_of(value).ok_or_else(|| "this button does not name a request".to_owned())?;
     let r = state
         .broker
         .decide(&principal, id, decision, None)
