@@ -67,8 +67,14 @@ fuzz_target!(|data: &[u8]| {
     };
     if let RequestDecision::Allow { limits, .. } = engine.evaluate_request(&q) {
         assert!(duration <= limits.max_duration, "allowed over max_duration");
-        assert!(!limits.require_reason || reason.is_some(), "allowed without a reason");
-        assert!(!limits.require_ticket || ticket.is_some(), "allowed without a ticket");
+        assert!(
+            !limits.require_reason || reason.is_some(),
+            "allowed without a reason"
+        );
+        assert!(
+            !limits.require_ticket || ticket.is_some(),
+            "allowed without a ticket"
+        );
     }
 
     let (self_approved, _) = engine.may_approve(&ApproveQuery {

@@ -102,10 +102,13 @@ fn permission_set(text: &str) {
     let limit = lines
         .next()
         .and_then(|l| l.trim().parse::<usize>().ok())
-        .map_or(aws::INLINE_POLICY_LIMIT, |n| n % (2 * aws::INLINE_POLICY_LIMIT));
+        .map_or(aws::INLINE_POLICY_LIMIT, |n| {
+            n % (2 * aws::INLINE_POLICY_LIMIT)
+        });
     let existing = lines.next().unwrap_or_default();
     let at = now();
-    let Ok((doc, _scope)) = aws::permission_set_policy_with_deny(existing, user, at, session, limit)
+    let Ok((doc, _scope)) =
+        aws::permission_set_policy_with_deny(existing, user, at, session, limit)
     else {
         return;
     };
@@ -161,7 +164,10 @@ fn gcp_policy(text: &str) {
     );
     if !gcp::holds(&policy, &grant) {
         let granted = gcp::edited(&policy, key, Some(&grant)).expect("an object is edited");
-        assert!(gcp::holds(&granted, &grant), "the edit does not hold the grant");
+        assert!(
+            gcp::holds(&granted, &grant),
+            "the edit does not hold the grant"
+        );
         let _ = gcp::check_limits(&granted);
     }
 }

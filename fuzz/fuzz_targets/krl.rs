@@ -62,7 +62,9 @@ fuzz_target!(|data: &[u8]| {
     let mut other = ca.clone();
     other.push(0);
     assert!(
-        revoked_serials(&krl, &other).expect("an encoded KRL parses").is_empty(),
+        revoked_serials(&krl, &other)
+            .expect("an encoded KRL parses")
+            .is_empty(),
         "serials of one CA are revoked for another"
     );
 });

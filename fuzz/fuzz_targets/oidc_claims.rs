@@ -27,7 +27,10 @@ fn config(principal_claim: &str, allowed: &[&str], require_verified_email: bool)
         groups_claim: "groups".into(),
         role_groups: BTreeMap::from([
             (Role::Approver, BTreeSet::from(["leads".into()])),
-            (Role::Admin, BTreeSet::from(["brevet-admins".into(), "root".into()])),
+            (
+                Role::Admin,
+                BTreeSet::from(["brevet-admins".into(), "root".into()]),
+            ),
         ]),
         button: "Sign in".into(),
         allowed_domains: allowed.iter().map(|d| d.to_string()).collect(),
@@ -71,9 +74,18 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
-    let claim = if index == 2 { "preferred_username" } else { "email" };
-    let raw = claims[claim].as_str().expect("the principal comes from the claim");
-    assert_eq!(Ok(&id.principal), PrincipalId::parse(raw).as_ref().map_err(|_| ()));
+    let claim = if index == 2 {
+        "preferred_username"
+    } else {
+        "email"
+    };
+    let raw = claims[claim]
+        .as_str()
+        .expect("the principal comes from the claim");
+    assert_eq!(
+        Ok(&id.principal),
+        PrincipalId::parse(raw).as_ref().map_err(|_| ())
+    );
     if index == 0 {
         assert!(
             matches!(&claims["email_verified"], Value::Bool(true))
@@ -89,7 +101,10 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     assert!(id.roles.contains(&Role::Requester));
-    assert_eq!(id.roles.contains(&Role::Approver), id.groups.contains("leads"));
+    assert_eq!(
+        id.roles.contains(&Role::Approver),
+        id.groups.contains("leads")
+    );
     assert_eq!(
         id.roles.contains(&Role::Admin),
         id.groups.contains("brevet-admins") || id.groups.contains("root")

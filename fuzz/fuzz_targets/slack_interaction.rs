@@ -34,14 +34,19 @@ fn split_line(data: &[u8]) -> (&[u8], &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let (timestamp, rest) = split_line(data);
     let (signature, body) = split_line(rest);
-    let (Ok(timestamp), Ok(signature)) = (std::str::from_utf8(timestamp), std::str::from_utf8(signature))
-    else {
+    let (Ok(timestamp), Ok(signature)) = (
+        std::str::from_utf8(timestamp),
+        std::str::from_utf8(signature),
+    ) else {
         return;
     };
 
     // As presented: only the right MAC passes.
     if verify_slack(SECRET, Some(timestamp), Some(signature), body, NOW).is_ok() {
-        let presented = signature.trim().strip_prefix("v0=").and_then(|h| hex::decode(h).ok());
+        let presented = signature
+            .trim()
+            .strip_prefix("v0=")
+            .and_then(|h| hex::decode(h).ok());
         assert_eq!(
             presented.as_deref(),
             Some(&slack_mac(timestamp.trim(), body)[..]),
@@ -62,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
         let guard = ReplayGuard::default();
         let t = timestamp.trim().parse().unwrap();
         assert!(guard.first_use(&good, t, NOW));
-        assert!(!guard.first_use(&good.to_ascii_uppercase(), t, NOW), "replayed");
+        assert!(
+            !guard.first_use(&good.to_ascii_uppercase(), t, NOW),
+            "replayed"
+        );
         let mut tampered = body.to_vec();
         tampered.push(b'&');
         assert!(verify_slack(SECRET, Some(timestamp), Some(&good), &tampered, NOW).is_err());

@@ -58,7 +58,9 @@ fn fixture() -> &'static Fixture {
         Fixture {
             provider: SshProvider::new("ssh", config, ca, ledger.clone()),
             ledger,
-            runtime: tokio::runtime::Builder::new_current_thread().build().unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
             binding: Binding {
                 principal: PrincipalId::parse("dave").unwrap(),
                 resource: ResourceId::parse("ssh:box").unwrap(),
@@ -92,5 +94,9 @@ fuzz_target!(|data: &[u8]| {
     let credential = issued.expect("an accepted key gets a certificate");
     let cert = Certificate::from_openssh(credential.secret.expose())
         .expect("the issued certificate parses");
-    assert_eq!(cert.public_key(), key.key_data(), "the certificate is for the key given");
+    assert_eq!(
+        cert.public_key(),
+        key.key_data(),
+        "the certificate is for the key given"
+    );
 });

@@ -72,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
     // Compared after the same one trip through JSON text: serde_json does not promise that every
     // float parses back to the bits it was printed from.
     let reparsed: Value = serde_json::from_str(&payload.to_string()).unwrap();
-    assert_eq!(sent, reparsed, "the body is the payload and the delivery id");
+    assert_eq!(
+        sent, reparsed,
+        "the body is the payload and the delivery id"
+    );
 
     let header = webhook_signature(secret.as_bytes(), t, &body);
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
