@@ -82,15 +82,10 @@ pub fn policy_findings(
     model: &Model,
     exclusions: &Exclusions,
     effective: &[PermSet],
+    node_of: &std::collections::HashMap<&str, usize>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let holders_of = all_holders(model);
-    let node_of: std::collections::HashMap<&str, usize> = model
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.arn.as_str(), i))
-        .collect();
     // Only a holder with a boundary or a deny somewhere in its policies can lose what a policy
     // allows; for the others the check is skipped (it costs name lookups per finding).
     let constrained: Vec<bool> = model

@@ -156,7 +156,8 @@ pub fn analyze(
     }
 
     let effective = effective_sets(catalog, &model);
-    let mut findings = findings::policy_findings(catalog, &model, &opts.exclusions, &effective);
+    let mut findings =
+        findings::policy_findings(catalog, &model, &opts.exclusions, &effective, &index);
     findings.extend(findings::trust_findings(&model));
     findings.extend(findings::combined_findings(catalog, &model, &effective));
     for (s, d, how) in &through {
