@@ -13,6 +13,7 @@ mod aws;
 mod azure;
 mod bad_input;
 mod catalog;
+mod chaos;
 mod crash;
 mod flow;
 mod gcp;

@@ -739,6 +739,7 @@ impl Broker {
         actor: &str,
         lease_owner: Option<&str>,
     ) -> Result<Request, BrokerError> {
+        self.hang_at(Failpoint::AfterRevokeIntent).await;
         let provider = self.provider_for(&r.resource)?.clone();
         let binding = r.binding();
         let cx = Self::op_cx(Operation::Revoke, &r);
@@ -767,6 +768,7 @@ impl Broker {
                         }
                         self.bounded(&cx, &r, "revoke", || provider.revoke(&cx, &binding))
                             .await?;
+                        self.hang_at(Failpoint::AfterProviderRevoke).await;
                         self.bounded(&cx, &r, "verify_revoked", || {
                             provider.verify_revoked(&cx, &binding)
                         })

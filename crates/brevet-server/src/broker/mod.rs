@@ -95,6 +95,10 @@ pub enum Failpoint {
     AfterProviderGrant,
     /// Between a credential request's state check and the provider's issuance.
     BeforeIssue,
+    /// A revocation's start is durable (`revoking`); no provider call yet.
+    AfterRevokeIntent,
+    /// The provider removed the access; neither its read-back nor the outcome is written yet.
+    AfterProviderRevoke,
     /// At the start of a scheduler tick (a stuck scheduler).
     SchedulerTick,
     /// The scheduler task panics at its first tick (a dead scheduler).
@@ -107,6 +111,8 @@ impl Failpoint {
             "after-intent" => Some(Self::AfterIntent),
             "after-provider-grant" => Some(Self::AfterProviderGrant),
             "before-issue" => Some(Self::BeforeIssue),
+            "after-revoke-intent" => Some(Self::AfterRevokeIntent),
+            "after-provider-revoke" => Some(Self::AfterProviderRevoke),
             "scheduler-tick" => Some(Self::SchedulerTick),
             "scheduler-panic" => Some(Self::SchedulerPanic),
             _ => None,
