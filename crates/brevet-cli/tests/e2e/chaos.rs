@@ -732,7 +732,7 @@ fn chaos(store: StoreKind) {
         *shared.url.write().unwrap() = server.url.clone();
         let how = match failpoint {
             None => {
-                let delay = Duration::from_millis(200 + rng.below(2300));
+                let delay = Duration::from_millis(100 + rng.below(1400));
                 let half = Instant::now() + delay / 2;
                 std::thread::sleep(delay / 2);
                 monitored += monitor(&shared, &client, &world.prefix, &moto.url);
