@@ -152,7 +152,8 @@ async fn metrics_count_what_happened() {
             )
             .unwrap_or(0.0)
         };
-        assert_eq!(activate_calls(&t) - activate_calls(&before), 1.0, "{t}");
+        // Other tests in this process answer HTTP too: at least this one.
+        assert!(activate_calls(&t) - activate_calls(&before) >= 1.0, "{t}");
         assert!(value(&t, "brevet_audit_append_seconds_count", &[]) >= 3.0);
         assert!(value(&t, "brevet_store_commit_seconds_count", &[]) >= 2.0);
 
