@@ -94,10 +94,45 @@ impl Client {
             .context("reading the server's answer")
     }
 
+    /// One page of a list: its rows and, when the server's `Link` header names a next page, that
+    /// page's cursor.
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(Vec<T>, Option<String>)> {
+        let resp = self.send(Method::GET, path, NONE).await?;
+        let next = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_cursor);
+        Ok((read(resp).await?, next))
+    }
+
     /// The raw answer of a GET (for streams).
     pub async fn get_raw(&self, path: &str) -> Result<reqwest::Response> {
         self.send(Method::GET, path, NONE).await
     }
+}
+
+/// The `cursor` of a `Link: <PATH?…&cursor=C>; rel="next"` header. The server writes cursors
+/// in URL-safe characters only, so the value is taken as it stands.
+fn next_cursor(link: &str) -> Option<String> {
+    let (target, params) = link.split_once(';')?;
+    if !params.split(';').any(|p| p.trim() == "rel=\"next\"") {
+        return None;
+    }
+    let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+    let (_, query) = target.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("cursor="))
+        .filter(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        })
+        .map(str::to_owned)
 }
 
 /// Reads a successful answer into its wire type; a mismatch names the type it expected.
@@ -112,4 +147,24 @@ pub async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
                 .unwrap_or("known answer")
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_cursor;
+
+    #[test]
+    fn the_next_pages_cursor_is_read_from_the_link_header() {
+        assert_eq!(
+            next_cursor("</v1/grants?all=true&cursor=1733500000000.0193a1b2-c3d4>; rel=\"next\""),
+            Some("1733500000000.0193a1b2-c3d4".into())
+        );
+        assert_eq!(next_cursor("</v1/grants?cursor=1.a>; rel=\"prev\""), None);
+        assert_eq!(next_cursor("</v1/grants?all=true>; rel=\"next\""), None);
+        assert_eq!(
+            next_cursor("</v1/grants?cursor=1.a%0a>; rel=\"next\""),
+            None
+        );
+        assert_eq!(next_cursor("garbage"), None);
+    }
 }

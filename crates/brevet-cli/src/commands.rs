@@ -32,6 +32,24 @@ pub(crate) fn print<T: Serialize>(json_mode: bool, v: &T, human: impl FnOnce(&T)
     }
 }
 
+/// `path` with the page asked for.
+fn paged(mut path: String, page: &crate::PageArgs) -> String {
+    if let Some(n) = page.limit {
+        path += &format!("&limit={n}");
+    }
+    if let Some(c) = &page.cursor {
+        path += &format!("&cursor={}", output::query_escape(c));
+    }
+    path
+}
+
+/// Says on stderr (stdout stays the list, or its JSON) how to get the next page, if any.
+fn more(next: Option<String>, what: &str) {
+    if let Some(c) = next {
+        eprintln!("more {what}: run the same command with --cursor {c}");
+    }
+}
+
 fn list(json_mode: bool, v: &[RequestView]) {
     print(json_mode, &v, |v| output::request_list(v));
 }
@@ -55,11 +73,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             brevet_server::serve(config, shutdown_signal()).await?;
         }
         Command::Request(args) => return request(&client, args, j).await,
-        Command::Requests { pending, all } => {
-            let v: Vec<RequestView> = client
-                .get(&format!("/v1/requests?pending={pending}&all={all}"))
+        Command::Requests { pending, all, page } => {
+            let (v, next) = client
+                .get_page::<RequestView>(&paged(
+                    format!("/v1/requests?pending={pending}&all={all}"),
+                    &page,
+                ))
                 .await?;
             list(j, &v);
+            more(next, "requests");
         }
         Command::Show { id } => {
             let v: RequestView = client.get(&format!("/v1/requests/{id}")).await?;
@@ -82,9 +104,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .await?;
             print(j, &v, activated);
         }
-        Command::Grants { all } => {
-            let v: Vec<RequestView> = client.get(&format!("/v1/grants?all={all}")).await?;
+        Command::Grants { all, page } => {
+            let (v, next) = client
+                .get_page::<RequestView>(&paged(format!("/v1/grants?all={all}"), &page))
+                .await?;
             list(j, &v);
+            more(next, "grants");
         }
         Command::Revoke { id, reason } => {
             let v: RequestView = client
@@ -296,8 +321,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             subscriber,
             request,
             limit,
+            cursor,
         } => {
             let mut query = vec![format!("limit={limit}")];
+            if let Some(c) = &cursor {
+                query.push(format!("cursor={}", output::query_escape(c)));
+            }
             for (k, v) in [
                 ("state", state),
                 ("subscriber", subscriber),
@@ -307,10 +336,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     query.push(format!("{k}={}", output::query_escape(&v)));
                 }
             }
-            let v: Vec<DeliveryView> = client
-                .get(&format!("/v1/deliveries?{}", query.join("&")))
+            let (v, next) = client
+                .get_page::<DeliveryView>(&format!("/v1/deliveries?{}", query.join("&")))
                 .await?;
             print(j, &v, |v| output::deliveries(v));
+            more(next, "deliveries");
         }
         Command::Aws(cmd) => return crate::aws::run(&client, cmd).await,
         Command::SshCa(SshCaCommand::PublicKey { provider }) => {

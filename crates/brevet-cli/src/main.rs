@@ -63,6 +63,8 @@ enum Command {
         /// Everyone's requests (approvers and admins).
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Show one request.
     Show { id: String },
@@ -91,6 +93,8 @@ enum Command {
     Grants {
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// End a grant now.
     Revoke {
@@ -170,6 +174,9 @@ enum Command {
         /// At most this many (newest first).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// The next page, as the previous run printed it.
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Run a reconciliation pass now (admins).
     Reconcile,
@@ -309,4 +316,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Which page of a list: lists are newest first; when there are more, the command says how to
+/// get the next page (`--cursor`).
+#[derive(Debug, clap::Args)]
+pub struct PageArgs {
+    /// At most this many (1 to 5000; the server's default is 500).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// The next page, as the previous run printed it.
+    #[arg(long)]
+    pub cursor: Option<String>,
 }

@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod portal;
 pub mod provider_state;
 pub mod session;
+pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
@@ -147,9 +148,11 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
         access: Arc::new(config.access.clone()),
         analyzer: Arc::new(analyzer::Analyzer::new(config.analyzer.clone())),
     };
+    // Applied per route (after routing), so the layer sees the route's template.
     let router = api::router(state.clone())
         .merge(portal::router(state.clone()))
-        .merge(notifications.router());
+        .merge(notifications.router())
+        .layer(axum::middleware::from_fn(telemetry::http_layer));
     Ok(App {
         state,
         router,

@@ -61,7 +61,10 @@ pub(crate) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, StoreE
     })
 }
 
-/// Seals and inserts `drafts` after the current head, inside the caller's transaction.
+/// Seals and inserts `drafts` after the current head, inside the caller's transaction. Its time
+/// (taking the chain's head, which waits for another writer's append on PostgreSQL, and the
+/// inserts) is the `brevet_audit_append_seconds` histogram; the events are durable at the commit
+/// that follows (`brevet_store_commit_seconds`).
 pub(crate) async fn append(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
@@ -71,6 +74,18 @@ pub(crate) async fn append(
     if drafts.is_empty() {
         return Ok(());
     }
+    let started = std::time::Instant::now();
+    let out = append_sealed(tx, backend, drafts, now).await;
+    metrics::histogram!("brevet_audit_append_seconds").record(started.elapsed().as_secs_f64());
+    out
+}
+
+async fn append_sealed(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    drafts: Vec<AuditDraft>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",

@@ -21,6 +21,8 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    pub const ALL: [DeliveryState; 3] = [Self::Pending, Self::Delivered, Self::Failed];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -92,6 +94,8 @@ pub struct DeliveryFilter {
     pub subscriber: Option<String>,
     pub request_id: Option<String>,
     pub limit: Option<i64>,
+    /// Only those listed after this one (the next page).
+    pub after: Option<crate::PageCursor>,
 }
 
 const COLUMNS: &str =
@@ -321,6 +325,21 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// How many deliveries are in each state (for metrics).
+    pub async fn count_deliveries(&self) -> Result<Vec<(DeliveryState, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.try_get(0)?;
+                let state = DeliveryState::parse(&s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("delivery state `{s}`")))?;
+                Ok((state, r.try_get(1)?))
+            })
+            .collect()
+    }
+
     /// Newest first.
     pub async fn list_deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
         let mut sql = format!("SELECT {COLUMNS} FROM deliveries WHERE 1 = 1");
@@ -338,6 +357,10 @@ impl Store {
         if f.request_id.is_some() {
             sql += &format!(" AND request_id = {}", next());
         }
+        if f.after.is_some() {
+            let (at, id) = (next(), next());
+            sql += &format!(" AND (created_at < {at} OR (created_at = {at} AND id < {id}))");
+        }
         sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT {}", next());
         let mut q = sqlx::query(&sql);
         if let Some(s) = f.state {
@@ -348,6 +371,9 @@ impl Store {
         }
         if let Some(r) = &f.request_id {
             q = q.bind(r.clone());
+        }
+        if let Some(c) = &f.after {
+            q = q.bind(c.created_at_ms).bind(c.id.clone());
         }
         q = q.bind(f.limit.unwrap_or(200).clamp(1, 5000));
         q.fetch_all(&self.reader)

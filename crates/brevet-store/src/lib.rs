@@ -22,7 +22,7 @@ use sqlx::{
 pub use deliveries::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use error::StoreError;
 pub use locks::{LocksOn, PrincipalLock};
-pub use requests::{Hold, RequestFilter, Step};
+pub use requests::{DueBatch, Hold, PageCursor, RequestFilter, Step};
 pub use sessions::{LoginFlow, SessionRecord};
 pub use state::StateEntry;
 
@@ -182,7 +182,9 @@ impl Store {
         &self,
         tx: sqlx::Transaction<'static, sqlx::Any>,
     ) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         tx.commit().await?;
+        metrics::histogram!("brevet_store_commit_seconds").record(started.elapsed().as_secs_f64());
         self.commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())

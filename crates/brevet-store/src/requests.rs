@@ -7,12 +7,61 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::{audit::append, millis, Backend, Store, StoreError};
 
-/// Which requests to list. Empty means no restriction on that field.
+/// Which requests to list, newest first. Empty means no restriction on that field.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
     pub requester: Option<PrincipalId>,
     pub states: Vec<RequestState>,
     pub limit: Option<i64>,
+    /// Only those listed after this one (the next page).
+    pub after: Option<PageCursor>,
+}
+
+/// Where a page of a newest-first list ended: the last row's creation time and id. Lists are
+/// ordered by both, so a page that starts after it neither repeats nor skips a row, however
+/// many are added meanwhile. Written `MILLIS.ID` (URL-safe) in the API's `cursor` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_at_ms: i64,
+    pub id: String,
+}
+
+impl PageCursor {
+    pub fn new(created_at: DateTime<Utc>, id: impl Into<String>) -> Self {
+        Self {
+            created_at_ms: millis(created_at),
+            id: id.into(),
+        }
+    }
+
+    /// Reads a cursor as [`fmt::Display`] writes it; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once('.')?;
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        Some(Self {
+            created_at_ms: ms.parse().ok().filter(|ms: &i64| *ms >= 0)?,
+            id: id.to_owned(),
+        })
+        .filter(|_| ok)
+    }
+}
+
+impl std::fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at_ms, self.id)
+    }
+}
+
+/// What [`Store::claim_due`] claimed: the requests, oldest due first, and which of them another
+/// owner's lease still named (it ran out: that owner died or stalled) — `(request id, owner)`.
+#[derive(Debug, Default)]
+pub struct DueBatch {
+    pub requests: Vec<Request>,
+    pub taken_over: Vec<(String, String)>,
 }
 
 fn parse_doc(doc: &str) -> Result<Request, StoreError> {
@@ -255,6 +304,10 @@ impl Store {
             let marks: Vec<String> = f.states.iter().map(|_| next()).collect();
             sql += &format!(" AND state IN ({})", marks.join(", "));
         }
+        if f.after.is_some() {
+            let (at, id) = (next(), next());
+            sql += &format!(" AND (created_at < {at} OR (created_at = {at} AND id < {id}))");
+        }
         sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT {}", next());
         let mut q = sqlx::query(&sql);
         if let Some(p) = &f.requester {
@@ -262,6 +315,9 @@ impl Store {
         }
         for s in &f.states {
             q = q.bind(s.as_str());
+        }
+        if let Some(c) = &f.after {
+            q = q.bind(c.created_at_ms).bind(c.id.clone());
         }
         q = q.bind(f.limit.unwrap_or(500).clamp(1, 5000));
         q.fetch_all(&self.reader)
@@ -308,33 +364,68 @@ impl Store {
 
     /// Claims up to `limit` requests whose scheduled work is due and which no live lease holds.
     /// On PostgreSQL rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas never claim the
-    /// same row and none waits on another; a crashed replica's lease simply runs out.
+    /// same row and none waits on another; a crashed replica's lease simply runs out, and the
+    /// rows it still held are reported as taken over (`DueBatch::taken_over`).
     pub async fn claim_due(
         &self,
         now: DateTime<Utc>,
         owner: &str,
         lease: Duration,
         limit: i64,
-    ) -> Result<Vec<Request>, StoreError> {
+    ) -> Result<DueBatch, StoreError> {
         let skip_locked = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let mut tx = self.begin().await?;
+        let due = sqlx::query(&format!(
+            "SELECT id, lease_owner FROM requests WHERE due_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT $2{skip_locked}"
+        ))
+        .bind(millis(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if due.is_empty() {
+            // Nothing to claim: no write, no commit (the transaction rolls back when dropped).
+            return Ok(DueBatch::default());
+        }
+        let mut ids = Vec::with_capacity(due.len());
+        let mut taken_over = Vec::new();
+        for row in &due {
+            let id: String = row.try_get(0)?;
+            let previous: Option<String> = row.try_get(1)?;
+            if let Some(previous) = previous.filter(|p| p != owner) {
+                taken_over.push((id.clone(), previous));
+            }
+            ids.push(id);
+        }
+        // At most `limit` ids (64 from the scheduler): one placeholder each.
+        let placeholders = (0..ids.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
-            "UPDATE requests SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-               SELECT id FROM requests WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-               ORDER BY due_at LIMIT $4{skip_locked}) \
+            "UPDATE requests SET lease_owner = $1, lease_until = $2 WHERE id IN ({placeholders}) \
              RETURNING doc, version"
         );
         let until = millis(now) + lease.as_millis() as i64;
-        let rows = sqlx::query(&sql)
-            .bind(owner)
-            .bind(until)
-            .bind(millis(now))
-            .bind(limit)
-            .fetch_all(self.writer())
-            .await?;
-        rows.iter().map(with_version).collect()
+        let mut update = sqlx::query(&sql).bind(owner).bind(until);
+        for id in &ids {
+            update = update.bind(id.as_str());
+        }
+        let rows = update.fetch_all(&mut *tx).await?;
+        self.commit(tx).await?;
+        let mut requests = rows
+            .iter()
+            .map(with_version)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING gives no order; keep the oldest due first.
+        requests.sort_by_key(|r| r.due_at());
+        Ok(DueBatch {
+            requests,
+            taken_over,
+        })
     }
 
     /// Claims one request for `owner` unless another live lease holds it. Returns whether it did.
@@ -365,6 +456,53 @@ impl Store {
             .execute(self.writer())
             .await?;
         Ok(())
+    }
+
+    /// When the longest-waiting due work fell due (`None`: nothing is due at `now`) — the
+    /// scheduler's lag is `now` minus this.
+    pub async fn oldest_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT MIN(due_at) FROM requests WHERE due_at <= $1")
+            .bind(millis(now))
+            .fetch_one(&self.reader)
+            .await?;
+        let oldest: Option<i64> = row.try_get(0)?;
+        Ok(oldest.and_then(DateTime::from_timestamp_millis))
+    }
+
+    /// Revocations not yet done (`revoking`: under way or interrupted; `revoke_failed`: waiting
+    /// for a retry), counted per provider instance: `(provider, state, count)`.
+    pub async fn pending_revocations(
+        &self,
+    ) -> Result<Vec<(String, RequestState, i64)>, StoreError> {
+        // The binding key is `principal|provider:name|profile`; no part can hold `|` or `:`
+        // before the provider's name ends.
+        let provider = match self.backend {
+            Backend::Postgres => "split_part(split_part(binding, '|', 2), ':', 1)",
+            Backend::Sqlite => {
+                "substr(substr(binding, instr(binding, '|') + 1), 1, \
+                 instr(substr(binding, instr(binding, '|') + 1), ':') - 1)"
+            }
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {provider}, state, COUNT(*) FROM requests WHERE state IN ($1, $2) \
+             GROUP BY {provider}, state"
+        ))
+        .bind(RequestState::Revoking.as_str())
+        .bind(RequestState::RevokeFailed.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(1)?;
+                let state = state
+                    .parse()
+                    .map_err(|e: brevet_core::CoreError| StoreError::Corrupt(e.to_string()))?;
+                Ok((r.try_get(0)?, state, r.try_get(2)?))
+            })
+            .collect()
     }
 
     /// How many requests are in each state (for metrics and the overdue count).

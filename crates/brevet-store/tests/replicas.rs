@@ -47,10 +47,10 @@ async fn replicas_never_share_work(url: &str) {
                 .claim_due(Utc::now(), owner, Duration::from_secs(60), 7)
                 .await
                 .unwrap();
-            if batch.is_empty() {
+            if batch.requests.is_empty() {
                 break;
             }
-            mine.extend(batch.into_iter().map(|r| r.id));
+            mine.extend(batch.requests.into_iter().map(|r| r.id));
         }
         mine
     };
@@ -125,4 +125,73 @@ async fn bad_store_urls_are_explained_without_leaking_passwords() {
         .to_string();
     assert!(e.contains("cannot connect"), "{e}");
     assert!(!e.contains("s3cret"), "{e}");
+}
+
+/// A replica that dies holding leases: once they run out, another claims the work and is told
+/// whose lease it took over; work it released itself, or never leased, is no takeover.
+async fn leases_of_the_dead_are_taken_over(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    for i in 0..6 {
+        store.insert_request(&due_request(i), vec![]).await.unwrap();
+    }
+    let lease = Duration::from_millis(200);
+    let dead = store
+        .claim_due(Utc::now(), "replica-dead", lease, 4)
+        .await
+        .unwrap();
+    assert_eq!(dead.requests.len(), 4);
+    assert!(dead.taken_over.is_empty(), "{:?}", dead.taken_over);
+    let released = dead.requests[0].id;
+    store.release(released, "replica-dead").await.unwrap();
+    // While the leases live, only the two never claimed and the released one can be taken.
+    let early = store
+        .claim_due(Utc::now(), "replica-live", lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(early.requests.len(), 3);
+    assert!(early.taken_over.is_empty(), "{:?}", early.taken_over);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = store
+        .claim_due(Utc::now(), "replica-live", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(late.requests.len(), 6, "every lease ran out");
+    let mut from_dead: Vec<_> = late
+        .taken_over
+        .iter()
+        .filter(|(_, owner)| owner == "replica-dead")
+        .map(|(id, _)| id.clone())
+        .collect();
+    from_dead.sort();
+    let mut expected: Vec<_> = dead.requests[1..]
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(from_dead, expected, "the dead replica's three live leases");
+    assert_eq!(
+        late.taken_over.len(),
+        3,
+        "its own earlier leases are no takeover: {:?}",
+        late.taken_over
+    );
+    assert!(
+        late.requests
+            .windows(2)
+            .all(|w| w[0].due_at() <= w[1].due_at()),
+        "oldest due first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leases_of_the_dead_are_taken_over() {
+    let db = TestDb::create("brevet_store_takeover");
+    leases_of_the_dead_are_taken_over(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_leases_of_the_dead_are_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    leases_of_the_dead_are_taken_over(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await;
 }

@@ -26,20 +26,25 @@ pub struct DeliveriesQuery {
     /// At most this many, newest first (1 to 5000; default 200).
     #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
+    /// The next page: as the previous page's `Link` header gives it.
+    #[param(max_length = 100)]
+    cursor: Option<String>,
 }
 
 pub use brevet_wire::DeliveryView;
 
 /// Notification deliveries, newest first (admins).
 #[utoipa::path(get, path = "/v1/deliveries", params(DeliveriesQuery),
-    responses((status = 200, body = [DeliveryView]), (status = 400, description = "The query string is not valid", body = super::ErrorBody)))]
+    responses((status = 200, body = [DeliveryView], headers(("Link" = String, description = "When the page is full: `<PATH?QUERY&cursor=…>; rel=\"next\"`, the next page (RFC 8288); no header on the last page"))), (status = 400, description = "The query string is not valid", body = super::ErrorBody)))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
+    uri: axum::http::Uri,
     q: Result<Query<DeliveriesQuery>, QueryRejection>,
-) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+) -> Result<(axum::http::HeaderMap, Json<Vec<DeliveryView>>), ApiError> {
     caller.require(Role::Admin)?;
     let Query(q) = q?;
+    let page = super::paging::Page::read(q.limit, 200, 5000, q.cursor.as_deref())?;
     let wanted = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
@@ -55,11 +60,18 @@ pub async fn list_deliveries(
             state: wanted,
             subscriber: q.subscriber,
             request_id: q.request,
-            limit: super::handlers::limit_within(q.limit, 5000)?,
+            limit: Some(page.limit),
+            after: page.after.clone(),
         })
         .await
         .map_err(crate::broker::BrokerError::from)?;
-    Ok(Json(
+    let next = page.next(
+        &uri,
+        rows.len(),
+        rows.last()
+            .map(|d| brevet_store::PageCursor::new(d.created_at, d.id.clone())),
+    );
+    let body = Json(
         rows.into_iter()
             .map(|d| DeliveryView {
                 id: d.id,
@@ -75,5 +87,6 @@ pub async fn list_deliveries(
                 delivered_at: d.delivered_at,
             })
             .collect(),
-    ))
+    );
+    Ok((next, body))
 }

@@ -104,17 +104,22 @@ pub struct ListQuery {
     /// At most this many, newest first (1 to 5000; default 500).
     #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
+    /// The next page: as the previous page's `Link` header gives it.
+    #[param(max_length = 100)]
+    cursor: Option<String>,
 }
 
 /// List requests: your own, or (`all=true`) everyone's that you may see — all, for admins; for
 /// approvers, those approval policy lets them decide.
-#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [RequestView]), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [RequestView], headers(("Link" = String, description = "When the page is full: `<PATH?QUERY&cursor=…>; rel=\"next\"`, the next page (RFC 8288); no header on the last page"))), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
 pub async fn list_requests(
     State(state): State<AppState>,
     caller: Caller,
+    uri: axum::http::Uri,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Vec<RequestView>>> {
+) -> ApiResult<(axum::http::HeaderMap, Json<Vec<RequestView>>)> {
     let Query(q) = q?;
+    let page = super::paging::Page::read(q.limit, 500, 5000, q.cursor.as_deref())?;
     let everyone = q.all
         || (q.pending && (caller.0.has_role(Role::Approver) || caller.0.has_role(Role::Admin)));
     if everyone {
@@ -131,7 +136,8 @@ pub async fn list_requests(
         } else {
             vec![]
         },
-        limit: limit_within(q.limit, 5000)?,
+        limit: Some(page.limit),
+        after: page.after.clone(),
     };
     let rows = state
         .broker
@@ -143,7 +149,12 @@ pub async fn list_requests(
     for r in rows.iter().filter(|r| state.broker.may_see(&caller.0, r)) {
         out.push(view(&state, r).await?);
     }
-    Ok(Json(out))
+    let next = page.next(&uri, rows.len(), rows.last().map(cursor_of));
+    Ok((next, Json(out)))
+}
+
+fn cursor_of(r: &brevet_core::Request) -> brevet_store::PageCursor {
+    brevet_store::PageCursor::new(r.created_at, r.id.to_string())
 }
 
 #[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path, format = Uuid, description = "The request's (or grant's) id, as `brevet requests` prints it")),
@@ -249,16 +260,24 @@ pub struct GrantsQuery {
     /// Include ended grants, and (admins) everyone's.
     #[serde(default)]
     all: bool,
+    /// At most this many, newest first (1 to 5000; default 500).
+    #[param(minimum = 1, maximum = 5000)]
+    limit: Option<i64>,
+    /// The next page: as the previous page's `Link` header gives it.
+    #[param(max_length = 100)]
+    cursor: Option<String>,
 }
 
 /// Grants: requests that are, or were, activated.
-#[utoipa::path(get, path = "/v1/grants", params(GrantsQuery), responses((status = 200, body = [RequestView]), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/grants", params(GrantsQuery), responses((status = 200, body = [RequestView], headers(("Link" = String, description = "When the page is full: `<PATH?QUERY&cursor=…>; rel=\"next\"`, the next page (RFC 8288); no header on the last page"))), (status = 400, description = "The input is not valid; the message says what is wrong", body = ErrorBody)))]
 pub async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
+    uri: axum::http::Uri,
     q: Result<Query<GrantsQuery>, QueryRejection>,
-) -> ApiResult<Json<Vec<RequestView>>> {
+) -> ApiResult<(axum::http::HeaderMap, Json<Vec<RequestView>>)> {
     let Query(q) = q?;
+    let page = super::paging::Page::read(q.limit, 500, 5000, q.cursor.as_deref())?;
     let mut states = vec![
         RequestState::Activating,
         RequestState::Active,
@@ -275,7 +294,8 @@ pub async fn list_grants(
             Some(caller.0.id.clone())
         },
         states,
-        limit: None,
+        limit: Some(page.limit),
+        after: page.after.clone(),
     };
     let rows = state
         .broker
@@ -290,7 +310,8 @@ pub async fn list_grants(
     {
         out.push(view(&state, r).await?);
     }
-    Ok(Json(out))
+    let next = page.next(&uri, rows.len(), rows.last().map(cursor_of));
+    Ok((next, Json(out)))
 }
 
 /// End a grant now (its owner or an admin). The answer shows the revocation evidence, or the
@@ -524,7 +545,10 @@ pub async fn reconcile(
     Ok(Json(state.broker.reconcile().await?))
 }
 
-/// Prometheus metrics: requests by state and overdue revocations. Open, unless
+/// Prometheus metrics (what each means: docs/observability.md): requests by state, pending and
+/// overdue revocations per provider, scheduler lag, latency histograms of activation, revocation,
+/// provider calls, audit appends and HTTP routes, provider call counts, errors and retries,
+/// lease takeovers and notification deliveries. Open, unless
 /// `server.metrics_token` is set; then that token, not a user's.
 #[utoipa::path(get, path = "/metrics", security((), ("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String), (status = 401, description = "`server.metrics_token` is set and was not sent", body = ErrorBody), (status = 503, description = "The store cannot be reached", body = ErrorBody)))]
@@ -550,36 +574,7 @@ pub async fn metrics(
             ));
         }
     }
-    let counts = state
-        .broker
-        .store()
-        .count_by_state()
-        .await
-        .map_err(crate::broker::BrokerError::from)?;
-    let mut out =
-        String::from("# HELP brevet_requests Requests by state.\n# TYPE brevet_requests gauge\n");
-    for s in RequestState::ALL {
-        let n = counts
-            .iter()
-            .find(|(st, _)| *st == s)
-            .map_or(0, |(_, n)| *n);
-        out += &format!("brevet_requests{{state=\"{s}\"}} {n}\n");
-    }
-    let overdue = counts
-        .iter()
-        .filter(|(s, _)| *s == RequestState::RevokeFailed)
-        .map(|(_, n)| n)
-        .sum::<i64>();
-    out += &format!("# HELP brevet_revocations_overdue Revocations that failed and are being retried.\n# TYPE brevet_revocations_overdue gauge\nbrevet_revocations_overdue {overdue}\n");
-    // Liveness of background work, so an operator can alert on a stuck scheduler.
-    let hb = &state.broker.heartbeat;
-    let secs = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
-    out += &format!("# HELP brevet_scheduler_last_progress_seconds Unix time the scheduler last made progress.\n# TYPE brevet_scheduler_last_progress_seconds gauge\nbrevet_scheduler_last_progress_seconds {}\n", secs(hb.scheduler_at()));
-    out += &format!("# HELP brevet_reconciler_last_pass_seconds Unix time of the reconciler's last pass that reached every provider without an error (0: none yet); alert when it falls behind reconcile_every.\n# TYPE brevet_reconciler_last_pass_seconds gauge\nbrevet_reconciler_last_pass_seconds {}\n", hb.reconciler_at().map_or(0.0, secs));
-    let healthy = state.broker.scheduler_health(chrono::Utc::now()).is_ok();
-    out += &format!("# HELP brevet_requests_shed_total API requests refused with 503 because the server was at capacity (server.max_in_flight).\n# TYPE brevet_requests_shed_total counter\nbrevet_requests_shed_total {}\n", state.broker.requests_shed.load(std::sync::atomic::Ordering::Relaxed));
-    out += &format!("# HELP brevet_store_commits_total Writes the store has sent: transactions committed and single write statements (each up to one fsync on SQLite).\n# TYPE brevet_store_commits_total counter\nbrevet_store_commits_total {}\n", state.broker.store().commits());
-    out += &format!("# HELP brevet_scheduler_healthy 1 while the scheduler makes progress, 0 when it is stuck.\n# TYPE brevet_scheduler_healthy gauge\nbrevet_scheduler_healthy {}\n", u8::from(healthy));
+    let out = crate::telemetry::render(&state.broker).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -7,6 +7,7 @@ mod dto;
 mod error;
 pub(crate) mod handlers;
 mod login;
+mod paging;
 
 use std::{sync::Arc, time::Duration};
 

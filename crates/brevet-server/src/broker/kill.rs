@@ -39,6 +39,9 @@ const LIVE: [RequestState; 6] = [
     RequestState::RevokeFailed,
 ];
 
+/// How many requests the kill switch lists and acts on at once.
+const KILL_PAGE: i64 = 1000;
+
 impl Broker {
     /// Is `who` (known only by id: a request's requester) locked by the kill switch? Their
     /// roles are the config's.
@@ -152,38 +155,91 @@ impl Broker {
         }
         let sessions_ended = self.store.end_sessions_of(&key, &spare).await?;
 
-        let filter = RequestFilter {
-            requester: match &target {
-                KillTarget::Principal(p) => Some(p.clone()),
-                KillTarget::Everyone => None,
-            },
-            states: LIVE.to_vec(),
-            limit: Some(5000),
-        };
-        let mut affected = self.store.list_requests(&filter).await?;
-        if matches!(target, KillTarget::Everyone) {
-            affected.retain(|r| spare.iter().all(|s| s != r.requester.as_str()));
-        }
         let why = format!("kill switch by {}: {reason}", caller.id);
         let mut cancelled = Vec::new();
-        let mut grants = Vec::new();
-        for r in affected {
-            match r.state {
-                RequestState::Pending | RequestState::Approved => {
-                    if self
-                        .cancel_for_kill(r.clone(), &why, caller.id.as_str())
-                        .await
-                        .is_ok()
-                    {
-                        cancelled.push(r.id.to_string());
+        let mut outcomes = Vec::new();
+        // Page by page (newest first, each page after the last one's cursor), so everyone's
+        // grants are reached however many there are, with one page in memory at a time.
+        let mut after = None;
+        loop {
+            let filter = RequestFilter {
+                requester: match &target {
+                    KillTarget::Principal(p) => Some(p.clone()),
+                    KillTarget::Everyone => None,
+                },
+                states: LIVE.to_vec(),
+                limit: Some(KILL_PAGE),
+                after: after.take(),
+            };
+            let mut affected = self.store.list_requests(&filter).await?;
+            let Some(last) = affected.last() else { break };
+            let more = affected.len() as i64 == KILL_PAGE;
+            after = Some(brevet_store::PageCursor::new(
+                last.created_at,
+                last.id.to_string(),
+            ));
+            if matches!(target, KillTarget::Everyone) {
+                affected.retain(|r| spare.iter().all(|s| s != r.requester.as_str()));
+            }
+            let mut grants = Vec::new();
+            for r in affected {
+                match r.state {
+                    RequestState::Pending | RequestState::Approved => {
+                        if self
+                            .cancel_for_kill(r.clone(), &why, caller.id.as_str())
+                            .await
+                            .is_ok()
+                        {
+                            cancelled.push(r.id.to_string());
+                        }
                     }
+                    _ => grants.push(r),
                 }
-                _ => grants.push(r),
+            }
+            outcomes.extend(self.kill_grants(grants, &why, caller).await);
+            if !more {
+                break;
             }
         }
+        let (outcomes, calls): (Vec<KillOutcome>, Vec<_>) = outcomes.into_iter().unzip();
+        let calls: serde_json::Map<String, serde_json::Value> = calls
+            .into_iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(id, c)| (id, json!(c)))
+            .collect();
+        let report = KillReport {
+            target: key,
+            reason,
+            revoked: outcomes.iter().filter(|o| o.outcome == "revoked").count(),
+            retrying: outcomes
+                .iter()
+                .filter(|o| o.outcome != "revoked" && o.outcome != "cancelled")
+                .count(),
+            grants: outcomes,
+            cancelled_requests: cancelled,
+            sessions_ended,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        let mut data = json!(report);
+        data["provider_calls"] = json!(calls);
+        let audit = AuditDraft::new(EventKind::KillSwitch, caller.id.as_str(), None, data);
+        self.store.append_audit(vec![audit]).await?;
+        Ok(report)
+    }
+
+    /// Revokes one page of the kill switch's grants at once (each bounded, so one slow or dead
+    /// provider holds up nobody), cutting their live sessions first; returns each outcome with
+    /// the provider calls made for it.
+    async fn kill_grants(
+        &self,
+        grants: Vec<Request>,
+        why: &str,
+        caller: &Principal,
+    ) -> Vec<(KillOutcome, (String, Vec<brevet_providers::CallRecord>))> {
+        let why = why.to_owned();
         // Every grant at once; each is bounded, so one slow or dead provider holds up nobody.
         let bound = self.settings.provider_timeout * 3 + Duration::from_secs(1);
-        let outcomes = futures::future::join_all(grants.into_iter().map(|r| {
+        futures::future::join_all(grants.into_iter().map(|r| {
             let why = why.clone();
             async move {
                 let t = Instant::now();
@@ -249,31 +305,7 @@ impl Broker {
                 (o, calls)
             }
         }))
-        .await;
-        let (outcomes, calls): (Vec<KillOutcome>, Vec<_>) = outcomes.into_iter().unzip();
-        let calls: serde_json::Map<String, serde_json::Value> = calls
-            .into_iter()
-            .filter(|(_, c)| !c.is_empty())
-            .map(|(id, c)| (id, json!(c)))
-            .collect();
-        let report = KillReport {
-            target: key,
-            reason,
-            revoked: outcomes.iter().filter(|o| o.outcome == "revoked").count(),
-            retrying: outcomes
-                .iter()
-                .filter(|o| o.outcome != "revoked" && o.outcome != "cancelled")
-                .count(),
-            grants: outcomes,
-            cancelled_requests: cancelled,
-            sessions_ended,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        };
-        let mut data = json!(report);
-        data["provider_calls"] = json!(calls);
-        let audit = AuditDraft::new(EventKind::KillSwitch, caller.id.as_str(), None, data);
-        self.store.append_audit(vec![audit]).await?;
-        Ok(report)
+        .await
     }
 
     async fn cancel_for_kill(&self, r: Request, why: &str, actor: &str) -> Result<(), BrokerError> {
@@ -404,17 +436,44 @@ impl Broker {
         if locks.is_empty() {
             return Ok(0);
         }
-        let filter = RequestFilter {
-            requester: None,
-            states: vec![RequestState::Active],
-            limit: Some(5000),
+        // Only the locked principals' grants — everyone's under the everyone-lock — page by
+        // page, so a locked principal's grant is found however many others hold grants.
+        let requesters: Vec<Option<PrincipalId>> = if locks.iter().any(|l| l.principal == "*") {
+            vec![None]
+        } else {
+            locks
+                .iter()
+                .filter_map(|l| PrincipalId::parse(&l.principal).ok())
+                .map(Some)
+                .collect()
         };
         let mut n = 0;
-        for r in self.store.list_requests(&filter).await? {
-            if let Some(l) = self.lock_for(&r.requester).await? {
-                let why = format!("kill switch by {}: {}", l.locked_by, l.reason);
-                self.kill_grant(r, &why, "system").await?;
-                n += 1;
+        for requester in requesters {
+            let mut after = None;
+            loop {
+                let filter = RequestFilter {
+                    requester: requester.clone(),
+                    states: vec![RequestState::Active],
+                    limit: Some(KILL_PAGE),
+                    after: after.take(),
+                };
+                let page = self.store.list_requests(&filter).await?;
+                let Some(last) = page.last() else { break };
+                let more = page.len() as i64 == KILL_PAGE;
+                after = Some(brevet_store::PageCursor::new(
+                    last.created_at,
+                    last.id.to_string(),
+                ));
+                for r in page {
+                    if let Some(l) = self.lock_for(&r.requester).await? {
+                        let why = format!("kill switch by {}: {}", l.locked_by, l.reason);
+                        self.kill_grant(r, &why, "system").await?;
+                        n += 1;
+                    }
+                }
+                if !more {
+                    break;
+                }
             }
         }
         Ok(n)

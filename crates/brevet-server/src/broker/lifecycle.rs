@@ -71,7 +71,17 @@ impl Broker {
             let mut attempt = 1;
             loop {
                 let pending = cx.start(name.as_str(), r.resource.as_str());
+                let started = std::time::Instant::now();
                 let out = make().await;
+                crate::telemetry::provider_call(
+                    &provider,
+                    call,
+                    match &out {
+                        Ok(_) => "ok",
+                        Err(e) => e.class(),
+                    },
+                    started.elapsed(),
+                );
                 pending.finish(
                     match &out {
                         Ok(_) => CallOutcome::Ok,
@@ -84,6 +94,7 @@ impl Broker {
                         if attempt < IN_STEP_ATTEMPTS =>
                     {
                         let jitter = rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1);
+                        crate::telemetry::provider_retry(&provider, call);
                         tokio::time::sleep(delay + std::time::Duration::from_millis(jitter)).await;
                         delay *= 4;
                         attempt += 1;
@@ -97,6 +108,12 @@ impl Broker {
             Ok(Err(ProviderError::BadInput(m))) => Err(BrokerError::BadInput(m)),
             Ok(Err(source)) => Err(BrokerError::Provider { provider, source }),
             Err(_) => {
+                crate::telemetry::provider_call(
+                    &provider,
+                    call,
+                    "timeout",
+                    self.settings.provider_timeout,
+                );
                 cx.record(brevet_providers::CallRecord {
                     call: name,
                     target: r.resource.to_string(),
@@ -171,7 +188,8 @@ impl Broker {
         };
         // Refuse bad credential input before anything is granted.
         self.check_input(&r, &input).await?;
-        async {
+        let (started, provider) = (std::time::Instant::now(), r.resource.provider().to_string());
+        let activated = async {
             let (r, expires_at, mut lock) = self.write_intent(r).await?;
             self.hang_at(Failpoint::AfterIntent).await;
             let actor = r.requester.to_string();
@@ -199,7 +217,9 @@ impl Broker {
             })
         }
         .instrument(tracing::info_span!("activate", grant_id = %id))
-        .await
+        .await;
+        crate::telemetry::activation(&provider, activated.is_ok(), started.elapsed());
+        activated
     }
 
     /// The intent, durable before any provider call: the request goes `activating`, its lease
@@ -369,6 +389,11 @@ impl Broker {
                     Err(e) => return Err(e.into()),
                 };
                 tracing::info!(grant_id = %stored.id, expires_at = %expires_at, "grant active");
+                crate::telemetry::granted(
+                    stored.resource.provider().as_str(),
+                    stored.created_at,
+                    Utc::now(),
+                );
                 Ok((stored, credential))
             }
             Err(e) => {
@@ -743,6 +768,7 @@ impl Broker {
         let provider = self.provider_for(&r.resource)?.clone();
         let binding = r.binding();
         let cx = Self::op_cx(Operation::Revoke, &r);
+        let started = std::time::Instant::now();
         // Under the binding lock: the holder check and the provider work are one step, so an
         // activation or another revocation of the same binding cannot slip in between.
         let (outcome, mut lock): (Result<Evidence, BrokerError>, _) = match self
@@ -833,6 +859,13 @@ impl Broker {
         if let Some(mut lock) = lock {
             lock.release().await;
         }
+        crate::telemetry::revocation(
+            stored.resource.provider().as_str(),
+            outcome.is_ok(),
+            started.elapsed(),
+            stored.window.map(|w| w.expires_at),
+            Utc::now(),
+        );
         match outcome {
             Ok(_) => tracing::info!(grant_id = %stored.id, "grant revoked and verified"),
             Err(e) => {

@@ -155,6 +155,8 @@ impl Broker {
             total_per_minute: settings.requests_per_minute.saturating_mul(1000),
             tracked_keys: 100_000,
         });
+        // Events are recorded from the first one on, whether or not anyone scrapes.
+        crate::telemetry::install();
         Self {
             store,
             policy,
@@ -386,6 +388,11 @@ impl Broker {
     /// The kind of a configured resource (`postgres`, `ssh`, `aws`).
     pub fn resource_kind(&self, id: &ResourceId) -> Option<&'static str> {
         self.resources.get(id).map(|r| r.kind)
+    }
+
+    /// The configured provider instances' names.
+    pub fn provider_names(&self) -> impl Iterator<Item = &str> {
+        self.providers.keys().map(|k| k.as_str())
     }
 
     pub fn settings(&self) -> &ServerSettings {

@@ -33,8 +33,14 @@ impl Broker {
             .store
             .claim_due(Utc::now(), &self.replica, self.settings.lease, 64)
             .await?;
-        let n = due.len();
-        for r in due {
+        if !due.taken_over.is_empty() {
+            for (id, owner) in &due.taken_over {
+                tracing::info!(grant_id = %id, previous_owner = %owner, "took over work whose lease ran out");
+            }
+            crate::telemetry::lease_takeovers(due.taken_over.len());
+        }
+        let n = due.requests.len();
+        for r in due.requests {
             let id = r.id;
             let span = tracing::info_span!("scheduled", grant_id = %id, state = %r.state);
             if let Err(e) = self.handle_due(r).instrument(span).await {
@@ -72,6 +78,13 @@ impl Broker {
                 self.complete_activation(r, expires_at, "system").await?;
             }
             RequestState::Active => {
+                if let Some(w) = r.window {
+                    crate::telemetry::revocation_started(
+                        r.resource.provider().as_str(),
+                        w.expires_at,
+                        now,
+                    );
+                }
                 r.start_revocation(now, "expired")?;
                 let audit = vec![event(
                     EventKind::RevocationStarted,
@@ -171,6 +184,10 @@ impl Broker {
         let mut tasks = vec![
             ("scheduler", self.spawn_scheduler(shutdown.clone())),
             ("session purge", self.spawn_purge(shutdown.clone())),
+            (
+                "metrics upkeep",
+                crate::telemetry::spawn_upkeep(shutdown.clone()),
+            ),
         ];
         match self.settings.reconcile_every {
             Some(every) => tasks.push(("reconciler", self.spawn_reconciler(every, shutdown))),

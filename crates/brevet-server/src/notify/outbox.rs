@@ -210,6 +210,14 @@ impl Outbox {
                 }
             }
         };
+        crate::telemetry::delivery_attempt(
+            &d.subscriber,
+            match &outcome {
+                AttemptOutcome::Delivered => "delivered",
+                AttemptOutcome::Retry { .. } => "retry",
+                AttemptOutcome::GaveUp { .. } => "gave_up",
+            },
+        );
         match self
             .store
             .record_attempt(&d.id, &self.owner, now, &outcome)

@@ -2,7 +2,7 @@
 //! extend, revoke and the one-time credential), and the approval inbox.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{header, StatusCode},
     response::{IntoResponse, Redirect},
 };
@@ -21,10 +21,35 @@ fn parse_id(id: &str) -> Result<RequestId, PageError> {
         .map_err(|e: brevet_core::CoreError| PageError::new(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
+/// Which page of a list (`?cursor=`, as the "Older" link writes it).
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    fn after(&self) -> Result<Option<brevet_store::PageCursor>, PageError> {
+        match &self.cursor {
+            None => Ok(None),
+            Some(c) => brevet_store::PageCursor::parse(c).map(Some).ok_or_else(|| {
+                PageError::new(
+                    StatusCode::BAD_REQUEST,
+                    "that page address is not one this portal gave; start from the first page",
+                )
+            }),
+        }
+    }
+}
+
+/// Lists are pages of `PORTAL_PAGE`, newest first.
+const PORTAL_PAGE: i64 = 200;
+
+/// One page of requests as views, and the link to the next page when this one is full.
 async fn views(
     state: &AppState,
     filter: brevet_store::RequestFilter,
-) -> Result<Vec<RequestView>, PageError> {
+    path: &str,
+) -> Result<(Vec<RequestView>, Markup), PageError> {
     let rows = state
         .broker
         .store()
@@ -35,7 +60,24 @@ async fn views(
     for r in &rows {
         out.push(view(state, r).await?);
     }
-    Ok(out)
+    let next = older_link(path, rows.len(), filter.limit, rows.last());
+    Ok((out, next))
+}
+
+/// An "Older" link to the page after `last`, when `listed` filled the page.
+fn older_link(
+    path: &str,
+    listed: usize,
+    limit: Option<i64>,
+    last: Option<&brevet_core::Request>,
+) -> Markup {
+    match last {
+        Some(r) if limit.is_some_and(|l| listed as i64 >= l) => {
+            let cursor = brevet_store::PageCursor::new(r.created_at, r.id.to_string());
+            html! { p.pager { a rel="next" href=(format!("{path}?cursor={cursor}")) { "Older →" } } }
+        }
+        _ => html! {},
+    }
 }
 
 fn ok(title: &str, viewer: &Viewer, body: Markup) -> PageResult {
@@ -173,19 +215,26 @@ fn requests_table(rows: &[RequestView], show_requester: bool) -> Markup {
     }
 }
 
-pub async fn my_requests(State(state): State<AppState>, viewer: Viewer) -> PageResult {
-    let rows = views(
+pub async fn my_requests(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(page): Query<PageQuery>,
+) -> PageResult {
+    let (rows, older) = views(
         &state,
         brevet_store::RequestFilter {
             requester: Some(viewer.principal.id.clone()),
             states: vec![],
-            limit: Some(200),
+            limit: Some(PORTAL_PAGE),
+            after: page.after()?,
         },
+        "/requests",
     )
     .await?;
     let body = html! {
         @if rows.is_empty() { p { "No requests yet. " a href="/request" { "Request access" } } }
         @else { (requests_table(&rows, false)) }
+        (older)
     };
     ok("My requests", &viewer, body)
 }
@@ -386,8 +435,12 @@ pub async fn deny(
     decide(state, posted, id, ApprovalDecision::Deny).await
 }
 
-pub async fn access(State(state): State<AppState>, viewer: Viewer) -> PageResult {
-    let rows = views(
+pub async fn access(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(page): Query<PageQuery>,
+) -> PageResult {
+    let (rows, older) = views(
         &state,
         brevet_store::RequestFilter {
             requester: Some(viewer.principal.id.clone()),
@@ -398,8 +451,10 @@ pub async fn access(State(state): State<AppState>, viewer: Viewer) -> PageResult
                 RequestState::Revoking,
                 RequestState::RevokeFailed,
             ],
-            limit: Some(200),
+            limit: Some(PORTAL_PAGE),
+            after: page.after()?,
         },
+        "/access",
     )
     .await?;
     let rows: Vec<_> = rows.into_iter().filter(|r| r.kind == "access").collect();
@@ -437,6 +492,7 @@ pub async fn access(State(state): State<AppState>, viewer: Viewer) -> PageResult
                 }
             }
         }
+        (older)
     };
     ok("My access", &viewer, body)
 }
@@ -481,15 +537,21 @@ pub async fn revoke(
     Ok(Redirect::to("/access").into_response())
 }
 
-pub async fn approvals(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+pub async fn approvals(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(page): Query<PageQuery>,
+) -> PageResult {
     viewer.require(Role::Approver)?;
+    let limit = Some(PORTAL_PAGE);
     let pending = state
         .broker
         .store()
         .list_requests(&brevet_store::RequestFilter {
             requester: None,
             states: vec![RequestState::Pending],
-            limit: Some(500),
+            limit,
+            after: page.after()?,
         })
         .await
         .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
@@ -508,8 +570,15 @@ pub async fn approvals(State(state): State<AppState>, viewer: Viewer) -> PageRes
             theirs.push(v);
         }
     }
+    let older = older_link("/approvals", pending.len(), limit, pending.last());
     let body = html! {
-        @if theirs.is_empty() { p id="inbox-empty" { "Nothing waits for your decision." } }
+        @if theirs.is_empty() {
+            @if page.cursor.is_none() && (pending.len() as i64) < PORTAL_PAGE {
+                p id="inbox-empty" { "Nothing waits for your decision." }
+            } @else {
+                p id="inbox-empty" { "Nothing on this page waits for your decision." }
+            }
+        }
         @for r in &theirs {
             div.card.pending data-request=(r.id) {
                 p {
@@ -523,6 +592,7 @@ pub async fn approvals(State(state): State<AppState>, viewer: Viewer) -> PageRes
                 (decide_forms(&viewer, r))
             }
         }
+        (older)
     };
     ok("To approve", &viewer, body)
 }

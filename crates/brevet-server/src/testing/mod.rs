@@ -93,6 +93,7 @@ pub struct TestApp {
     dir: tempfile::TempDir,
     // Last: dropped after the pools above let go of it.
     _database: Option<brevet_testkit::TestDb>,
+    outbox: Arc<crate::notify::outbox::Outbox>,
 }
 
 impl TestApp {
@@ -116,12 +117,18 @@ impl TestApp {
         let app = crate::build_app(&parsed).await?;
         Ok(TestApp {
             router: app.router,
+            outbox: app.notifications.outbox.clone(),
             broker: app.state.broker,
             config: parsed,
             store,
             dir,
             _database: database,
         })
+    }
+
+    /// The notification outbox; nothing delivers until a test calls its `dispatch` and `work`.
+    pub fn outbox(&self) -> &Arc<crate::notify::outbox::Outbox> {
+        &self.outbox
     }
 
     pub fn broker(&self) -> &Arc<Broker> {

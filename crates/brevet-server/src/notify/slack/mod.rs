@@ -108,6 +108,7 @@ impl Subscriber for ApprovalChannel {
                         subscriber: Some(CHANNEL.into()),
                         request_id: Some(id.to_string()),
                         limit: Some(50),
+                        after: None,
                     })
                     .await
                     .map_err(|e| DeliveryError::new(format!("store: {e}")))?
