@@ -21,6 +21,7 @@ mod notify;
 mod openapi;
 mod portal;
 mod postgres;
+mod replicas;
 mod resilience;
 mod rules;
 mod ssh;
