@@ -202,7 +202,7 @@ impl Load {
             let Some(id) = self.create(&http, token, profile, duration) else {
                 continue;
             };
-            if self.activate(&http, token, &id) && i % 3 == 0 {
+            if self.activate(&http, token, &id) && i.is_multiple_of(3) {
                 let path = format!("/v1/grants/{id}/revoke");
                 let body = json!({"reason": "done early"});
                 if self
