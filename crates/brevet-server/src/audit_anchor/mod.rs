@@ -64,7 +64,14 @@ impl AuditAnchor {
     ) -> Result<Self, AnchorError> {
         let key = match &settings.signing_key {
             KeySource::Configured(k) => k.clone(),
-            KeySource::Generated(path) => Arc::new(load_or_create_key(path)?),
+            KeySource::Generated(path) => {
+                if matches!(store.backend(), brevet_store::Backend::Postgres) {
+                    // A PostgreSQL store is how replicas share a chain; each generating a key of
+                    // its own would publish checkpoints no single public key verifies.
+                    tracing::warn!(path = %path.display(), "audit.signing_key is not set: this server signs checkpoints with a key of its own; give every replica on this store the same key (docs/deployment.md)");
+                }
+                Arc::new(load_or_create_key(path)?)
+            }
         };
         let public_key = key.public_key();
         let latest = read_checkpoint(&settings.checkpoint_file, &public_key)?;
