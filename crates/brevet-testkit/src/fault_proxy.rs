@@ -375,7 +375,8 @@ mod tests {
         // A cut decided for the request (the connection drawn clean): half an answer, then EOF.
         proxy.clear();
         let mut s = TcpStream::connect(proxy.addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(50));
         proxy.set(&[NetFault::Cut], 1.0);
         s.write_all(b"abcdefgh").unwrap();
@@ -390,7 +391,11 @@ mod tests {
         let mut got = [0u8; 4];
         s.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"slow");
-        assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
         let faulted = proxy.faulted();
         for kind in ["stall", "reset", "cut", "delay"] {
             assert!(faulted.get(kind).copied().unwrap_or(0) >= 1, "{faulted:?}");

@@ -21,6 +21,7 @@ mod notify;
 mod openapi;
 mod portal;
 mod postgres;
+mod provider_faults;
 mod resilience;
 mod rules;
 mod ssh;

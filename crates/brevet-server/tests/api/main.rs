@@ -13,4 +13,5 @@ mod bad_input;
 mod openapi;
 mod portal_matrix;
 mod provider_errors;
+mod provider_faults;
 mod rules;
