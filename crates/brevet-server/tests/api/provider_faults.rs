@@ -195,7 +195,8 @@ async fn run(store: TestStore, grants: usize, seed: u64) {
 
     // Scheduler passes until every grant is revoked, looking at /metrics and the list between
     // passes (nothing changes while the test looks).
-    let limit = Duration::from_secs(60) + drain_bound(PASS_BOUND, Duration::from_secs(1), grants) * 3;
+    let limit =
+        Duration::from_secs(60) + drain_bound(PASS_BOUND, Duration::from_secs(1), grants) * 3;
     let scheduler_started = Utc::now();
     let drain = Instant::now();
     let (mut looks, mut most_failing, mut looks_with_failures) = (0, 0, 0);
@@ -238,6 +239,19 @@ async fn run(store: TestStore, grants: usize, seed: u64) {
     );
     let events = app.audit_export(ADMIN).await.unwrap();
     let revoked_events = events.iter().filter(|e| e.kind == "grant_revoked").count();
+    // The provider calls revocations made, as their audit events record them, and how many
+    // did not answer "ok" (an in-step retry of a throttled call is a call of its own).
+    let (mut calls, mut failed_calls) = (0usize, 0usize);
+    for e in events
+        .iter()
+        .filter(|e| matches!(e.kind.as_str(), "grant_revoked" | "revocation_failed"))
+    {
+        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+        for c in data["provider_calls"].as_array().into_iter().flatten() {
+            calls += 1;
+            failed_calls += usize::from(c["outcome"] != "ok");
+        }
+    }
     assert_eq!(revoked_events, grants, "one grant_revoked event per grant");
     assert!(app.audit_verify(ADMIN).await.unwrap().ok);
     assert!(
@@ -246,7 +260,8 @@ async fn run(store: TestStore, grants: usize, seed: u64) {
     );
 
     // Each grant confirmed within the retry bound of its last fault, or, if it saw none after it
-    // became due, behind at most the backlog due with it.
+    // became due, behind at most the backlog due with it (measured from the first scheduler
+    // pass at the earliest: the revocations through the API ran before it).
     let (bound, backlog_bound) = (
         retry_bound(longest_pass, longest_gap, grants),
         drain_bound(longest_pass, longest_gap, grants),
@@ -267,9 +282,9 @@ async fn run(store: TestStore, grants: usize, seed: u64) {
         let last_fault = last.map(|(at, _)| at);
         let revoked_at = g.revoked_at.expect("a revoked grant says when");
         attempts_max = attempts_max.max(g.attempts);
-        let overdue = (revoked_at - last_fault.unwrap_or(became_due))
-            .to_std()
-            .unwrap_or_default();
+        // Nothing was retried before the test started running scheduler passes.
+        let from = last_fault.unwrap_or(became_due).max(scheduler_started);
+        let overdue = (revoked_at - from).to_std().unwrap_or_default();
         match last {
             Some(fault) if overdue > after_fault.0 => {
                 after_fault = (overdue, g.id.clone(), Some(fault))
@@ -282,13 +297,15 @@ async fn run(store: TestStore, grants: usize, seed: u64) {
     let total: u64 = faulted.values().sum();
     eprintln!(
         "provider faults on {store:?}: {grants} grants ({revoked_by_hand} revoked through the API, {} expired), \
-         seed {seed}; faults injected: {total} {faulted:?}; most failing at once: {most_failing} \
+         seed {seed}; faults injected: {total} {faulted:?}; provider calls in revocations: {calls}, \
+         {failed_calls} failed or timed out ({:.0} %); most failing at once: {most_failing} \
          (seen in {looks_with_failures} of {looks} looks); most attempts on one grant: {attempts_max}; \
          worst time from last fault to confirmed revocation: {:?} (bound {bound:?}); \
          worst from due to confirmed for grants without a fault since: {:?} (bound {backlog_bound:?}); \
          {passes} scheduler passes, longest {longest_pass:?} (bound {PASS_BOUND:?}), longest gap between passes {longest_gap:?}; \
          activation {activated:?}, drain {drained:?}, total {:?}",
         grants - revoked_by_hand,
+        100.0 * failed_calls as f64 / calls.max(1) as f64,
         after_fault.0,
         unfaulted.0,
         started.elapsed()
