@@ -26,6 +26,14 @@ pub fn request_line(r: &RequestView) -> String {
     if let Some(exp) = &r.expires_at {
         line += &format!("  expires {}", time(exp));
     }
+    if matches!(r.state, RequestState::Revoking | RequestState::RevokeFailed) && r.attempts > 0 {
+        // A revocation being retried: how often it failed, and when it is tried next.
+        line += &format!(
+            "  revocation attempts {}, next {}",
+            r.attempts,
+            r.next_attempt_at.as_ref().map_or("-".into(), time)
+        );
+    }
     if let Some(e) = &r.last_error {
         line += &format!("  last error: {e}");
     }

@@ -17,6 +17,6 @@ pub use error::CoreError;
 pub use ids::RequestId;
 pub use names::{Binding, PrincipalId, ProfileName, ProviderName, ResourceId};
 pub use request::{
-    revoke_backoff, Evidence, NewRequest, Principal, Request, RequestKind, RequestState, Role,
+    Evidence, NewRequest, Principal, Request, RequestKind, RequestState, RevokeBackoff, Role,
     Transition, Window,
 };

@@ -438,16 +438,14 @@ impl Request {
         &mut self,
         now: DateTime<Utc>,
         error: String,
+        backoff: RevokeBackoff,
         jitter: f64,
     ) -> Result<(), CoreError> {
         self.apply(Transition::ActivationAbandoned)?;
         self.revoke_reason = Some(format!("activation failed: {error}"));
         self.attempts += 1;
         self.last_error = Some(error);
-        self.next_attempt_at = Some(
-            now + chrono::Duration::from_std(revoke_backoff(self.attempts, jitter))
-                .unwrap_or(chrono::Duration::minutes(5)),
-        );
+        self.next_attempt_at = Some(backoff.next_attempt(now, self.attempts, jitter));
         Ok(())
     }
 
@@ -477,15 +475,13 @@ impl Request {
         &mut self,
         now: DateTime<Utc>,
         error: String,
+        backoff: RevokeBackoff,
         jitter: f64,
     ) -> Result<(), CoreError> {
         self.apply(Transition::RevocationFailed)?;
         self.attempts += 1;
         self.last_error = Some(error);
-        self.next_attempt_at = Some(
-            now + chrono::Duration::from_std(revoke_backoff(self.attempts, jitter))
-                .unwrap_or(chrono::Duration::minutes(5)),
-        );
+        self.next_attempt_at = Some(backoff.next_attempt(now, self.attempts, jitter));
         Ok(())
     }
 
@@ -552,12 +548,39 @@ impl Request {
     }
 }
 
-/// Exponential backoff for revocation retries: 2s, 4s, 8s … capped at 5 minutes, with up to 20%
-/// jitter (`jitter` in 0..1, supplied by the caller so this stays deterministic in tests).
-pub fn revoke_backoff(attempts: u32, jitter: f64) -> Duration {
-    let base = 2u64.saturating_pow(attempts.min(16)).min(300);
-    let factor = 1.0 + 0.2 * jitter.clamp(0.0, 1.0);
-    Duration::from_millis((base as f64 * 1000.0 * factor) as u64)
+/// Exponential backoff for revocation retries: 2 s, 4 s, 8 s … each wait capped at `max`
+/// (`server.revoke_retry_max`, 5 minutes unless configured), with up to 20 % jitter on top so
+/// that grants that failed together do not retry together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokeBackoff {
+    pub max: Duration,
+}
+
+impl Default for RevokeBackoff {
+    fn default() -> Self {
+        Self {
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RevokeBackoff {
+    /// The wait after the `attempts`-th failure (`jitter` in 0..1, supplied by the caller so this
+    /// stays deterministic in tests).
+    pub fn wait(&self, attempts: u32, jitter: f64) -> Duration {
+        let base = Duration::from_secs(2u64.saturating_pow(attempts.min(16))).min(self.max);
+        base.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// The longest wait between two attempts: `max` with the most jitter.
+    pub fn longest(&self) -> Duration {
+        self.max.mul_f64(1.2)
+    }
+
+    fn next_attempt(&self, now: DateTime<Utc>, attempts: u32, jitter: f64) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.wait(attempts, jitter))
+            .unwrap_or(chrono::Duration::minutes(5))
+    }
 }
 
 #[cfg(test)]
@@ -648,10 +671,12 @@ mod tests {
         r.start_activation(now).unwrap();
         r.activation_succeeded().unwrap();
         r.start_revocation(now, "expired").unwrap();
-        r.revocation_failed(now, "boom".into(), 0.0).unwrap();
+        r.revocation_failed(now, "boom".into(), RevokeBackoff::default(), 0.0)
+            .unwrap();
         assert_eq!(r.state, RequestState::RevokeFailed);
         assert_eq!(r.next_attempt_at, Some(now + chrono::Duration::seconds(2)));
-        r.revocation_failed(now, "boom".into(), 0.0).unwrap();
+        r.revocation_failed(now, "boom".into(), RevokeBackoff::default(), 0.0)
+            .unwrap();
         assert_eq!(r.next_attempt_at, Some(now + chrono::Duration::seconds(4)));
         assert!(r.is_overdue(now, chrono::Duration::zero()));
         let ev = Evidence {
@@ -668,8 +693,13 @@ mod tests {
         let mut r = req(0);
         let now = Utc::now();
         r.start_activation(now).unwrap();
-        r.activation_abandoned(now, "rollback timed out".into(), 0.0)
-            .unwrap();
+        r.activation_abandoned(
+            now,
+            "rollback timed out".into(),
+            RevokeBackoff::default(),
+            0.0,
+        )
+        .unwrap();
         assert_eq!(r.state, RequestState::RevokeFailed);
         assert_eq!(r.due_at(), Some(now + chrono::Duration::seconds(2)));
         assert!(r.is_overdue(now, chrono::Duration::zero()));
@@ -713,9 +743,18 @@ mod tests {
 
     #[test]
     fn backoff_is_capped() {
-        assert_eq!(revoke_backoff(1, 0.0), Duration::from_secs(2));
-        assert_eq!(revoke_backoff(30, 0.0), Duration::from_secs(300));
-        assert_eq!(revoke_backoff(30, 1.0), Duration::from_secs(360));
+        let backoff = RevokeBackoff::default();
+        assert_eq!(backoff.wait(1, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff.wait(30, 0.0), Duration::from_secs(300));
+        assert_eq!(backoff.wait(30, 1.0), Duration::from_secs(360));
+        assert_eq!(backoff.longest(), Duration::from_secs(360));
+        // A configured cap below the first step caps that too.
+        let short = RevokeBackoff {
+            max: Duration::from_millis(1500),
+        };
+        assert_eq!(short.wait(1, 0.0), Duration::from_millis(1500));
+        assert_eq!(short.wait(9, 1.0), Duration::from_millis(1800));
+        assert_eq!(short.longest(), Duration::from_millis(1800));
     }
 
     fn any_transition() -> impl Strategy<Value = Transition> {

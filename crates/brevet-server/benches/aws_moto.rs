@@ -134,6 +134,7 @@ async fn run(url: &str) {
         lease: Duration::from_secs(90),
         reconcile_every: Some(Duration::from_secs(3600)),
         provider_timeout: Duration::from_secs(20),
+        revoke_backoff: brevet_core::RevokeBackoff::default(),
         public_url: "http://127.0.0.1:0".into(),
         session_ttl: Duration::from_secs(3600),
         client_ip_header: None,

@@ -152,6 +152,9 @@ struct RawServer {
     reconcile_every: DurationOrOff,
     #[serde(default = "default_provider_timeout")]
     provider_timeout: ConfigDuration,
+    /// The longest wait between two attempts at a failed revocation (before jitter).
+    #[serde(default = "default_revoke_retry_max")]
+    revoke_retry_max: ConfigDuration,
     /// The address people reach Brevet at (links in notifications, OIDC redirect URI).
     #[serde(default)]
     public_url: Option<String>,
@@ -205,6 +208,9 @@ fn default_reconcile() -> DurationOrOff {
 fn default_provider_timeout() -> ConfigDuration {
     duration_literal("20s")
 }
+fn default_revoke_retry_max() -> ConfigDuration {
+    duration_literal("5m")
+}
 fn default_session_ttl() -> ConfigDuration {
     duration_literal("8h")
 }
@@ -219,6 +225,7 @@ impl Default for RawServer {
             lease: default_lease(),
             reconcile_every: default_reconcile(),
             provider_timeout: default_provider_timeout(),
+            revoke_retry_max: default_revoke_retry_max(),
             public_url: None,
             session_ttl: default_session_ttl(),
             client_ip_header: None,
@@ -290,6 +297,11 @@ pub struct ServerSettings {
     /// How often the reconciler runs; `None` when the config turns it off.
     pub reconcile_every: Option<Duration>,
     pub provider_timeout: Duration,
+    /// How failed revocations are retried: waits of 2 s, 4 s, 8 s … capped at
+    /// `server.revoke_retry_max`, plus up to 20 % jitter. A revocation whose target recovers is
+    /// confirmed at most `revoke_backoff.longest()` + a tick + its calls (each bounded by
+    /// `provider_timeout`) after its last failure: the retry bound.
+    pub revoke_backoff: brevet_core::RevokeBackoff,
     /// Where people reach Brevet, without a trailing slash (`http://<listen>` when not set).
     pub public_url: String,
     /// How long a portal or CLI login session lasts.
@@ -426,6 +438,9 @@ impl Config {
             lease: s.lease.0,
             reconcile_every: s.reconcile_every.0,
             provider_timeout: s.provider_timeout.0,
+            revoke_backoff: brevet_core::RevokeBackoff {
+                max: s.revoke_retry_max.0,
+            },
             public_url: String::new(),
             session_ttl: s.session_ttl.0,
             client_ip_header: s
@@ -705,6 +720,7 @@ mod tests {
             "tick",
             "lease",
             "provider_timeout",
+            "revoke_retry_max",
             "session_ttl",
             "approve_within",
         ] {

@@ -17,6 +17,7 @@ use rand::Rng;
 use serde_json::Value;
 
 pub mod azure;
+pub mod fault_proxy;
 pub mod gcp;
 mod moto;
 mod oidc;

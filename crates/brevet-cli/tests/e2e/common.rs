@@ -337,93 +337,59 @@ pub fn http_get(url: &str) -> String {
     rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
 }
 
-/// A TCP forwarder to the test PostgreSQL that a test can turn into a black hole (accepts, never
-/// answers), to make one provider unreachable while another keeps working.
+/// The test PostgreSQL behind a [`fault_proxy::FaultProxy`] that a test can turn into a black
+/// hole (accepts, never answers), to make one provider unreachable while another keeps working,
+/// or have inject faults at a rate ([`Forwarder::proxy`]).
 pub struct Forwarder {
     pub addr: std::net::SocketAddr,
-    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    proxy: fault_proxy::FaultProxy,
 }
 
 impl Forwarder {
     pub fn start() -> Self {
-        use std::{
-            net::{TcpListener, TcpStream},
-            sync::{
-                atomic::{AtomicBool, Ordering},
-                Arc, Mutex,
-            },
-        };
-        let admin = pg_admin_url();
-        let hostport = admin
-            .split('@')
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let blackhole = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (bh, cs) = (blackhole.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().map_while(Result::ok) {
-                if bh.load(Ordering::SeqCst) {
-                    // Hold the socket open and silent.
-                    cs.lock().unwrap().push(client);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(&hostport) else {
-                    continue;
-                };
-                cs.lock()
-                    .unwrap()
-                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (mut c1, mut s1) = (client, server);
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c1, &mut s1);
-                    let _ = s1.shutdown(std::net::Shutdown::Both);
-                });
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut s2, &mut c2);
-                    let _ = c2.shutdown(std::net::Shutdown::Both);
-                });
-            }
-        });
+        let proxy = fault_proxy::FaultProxy::start(&pg_host_port(&pg_admin_url()), 0);
         Self {
-            addr,
-            blackhole,
-            conns,
+            addr: proxy.addr(),
+            proxy,
         }
     }
 
     /// Admin URL for the test cluster through this forwarder.
     pub fn url(&self) -> String {
-        let admin = pg_admin_url();
-        let (scheme_user, rest) = admin.split_once('@').unwrap();
-        let db = rest.split_once('/').unwrap().1;
-        format!("{scheme_user}@{}/{db}", self.addr)
+        through(&pg_admin_url(), self.addr)
     }
 
     /// From now on nothing answers, and existing connections are cut.
     pub fn blackhole(&self) {
-        self.blackhole
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
+        self.proxy.blackhole();
     }
 
+    /// From now on everything is forwarded, and existing connections (silent ones included)
+    /// are cut.
     pub fn forward(&self) {
-        self.blackhole
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
+        self.proxy.clear();
+        self.proxy.cut_all();
     }
+
+    pub fn proxy(&self) -> &fault_proxy::FaultProxy {
+        &self.proxy
+    }
+}
+
+/// The `host:port` of a `postgres://user:password@host:port/db?…` URL.
+pub fn pg_host_port(url: &str) -> String {
+    let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+    let after_at = after_at.split_once("://").map_or(after_at, |(_, r)| r);
+    after_at
+        .split(['/', '?'])
+        .next()
+        .expect("a host in the URL")
+        .to_owned()
+}
+
+/// `url` (a `postgres://` URL) with its `host:port` replaced by `addr`.
+pub fn through(url: &str, addr: std::net::SocketAddr) -> String {
+    url.replacen(&pg_host_port(url), &addr.to_string(), 1)
 }
 
 /// Config for an SSH provider named `ssh` with hosts `ssh:box` (the test sshd) and `ssh:vault`
@@ -1051,6 +1017,10 @@ impl Cmd {
     fn switch(mut self, flag: &str) -> Self {
         self.0.push(flag.to_string());
         self
+    }
+    /// `--all` (`grants`: ended grants too, and everyone's for an admin).
+    pub fn all(self) -> Self {
+        self.switch("--all")
     }
 
     /// `brevet request PROFILE --resource R …` as the [`Ask`] says.

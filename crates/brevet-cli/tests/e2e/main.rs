@@ -22,6 +22,7 @@ mod notify;
 mod openapi;
 mod portal;
 mod postgres;
+mod provider_faults;
 mod replicas;
 mod resilience;
 mod rules;

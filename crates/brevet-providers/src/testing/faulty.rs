@@ -1,10 +1,12 @@
 //! A wrapper that injects faults into any provider: chosen operations fail (as an unreachable
 //! target, or a refusal), are slowed down, or hang until the caller gives up — always, or at a
-//! chosen fraction of calls (seeded, so a failing run can be repeated). Calls not faulted go to
-//! the wrapped provider unchanged.
+//! chosen fraction of calls (seeded, so a failing run can be repeated), one kind of fault or a
+//! mix. Calls not faulted go to the wrapped provider unchanged. Every injected fault is counted by
+//! operation and kind, and the last one on each binding is remembered with its time, so a test
+//! can measure how long after its last fault a grant's revocation was confirmed.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -45,8 +47,23 @@ pub enum Fault {
     Hang,
 }
 
+impl Fault {
+    /// The kind of fault, as counted by [`FaultyProvider::faulted_by_kind`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Unreachable => "unreachable",
+            Fault::Refused => "refused",
+            Fault::Throttled => "throttled",
+            Fault::BadInput => "bad_input",
+            Fault::Slow(_) => "slow",
+            Fault::Hang => "hang",
+        }
+    }
+}
+
 struct Rule {
-    fault: Fault,
+    /// The faults a faulted call gets, one picked at random per call.
+    faults: Vec<Fault>,
     /// Fraction of calls faulted (1.0: every one).
     rate: f64,
     /// How many more calls may be faulted (`None`: no limit).
@@ -58,6 +75,9 @@ pub struct FaultyProvider {
     rules: Mutex<HashMap<Op, Rule>>,
     rng: Mutex<StdRng>,
     faulted: Mutex<HashMap<Op, u64>>,
+    by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// The last fault injected into a call about each binding (by binding key), and when.
+    last_on_binding: Mutex<HashMap<String, (DateTime<Utc>, &'static str)>>,
 }
 
 impl FaultyProvider {
@@ -68,15 +88,23 @@ impl FaultyProvider {
             rules: Mutex::default(),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             faulted: Mutex::default(),
+            by_kind: Mutex::default(),
+            last_on_binding: Mutex::default(),
         }
     }
 
     /// Faults `rate` (0..=1) of the calls to `op` from now on.
     pub fn set(&self, op: Op, fault: Fault, rate: f64) {
+        self.set_mix(op, &[fault], rate);
+    }
+
+    /// Faults `rate` (0..=1) of the calls to `op` from now on, each faulted call with one of
+    /// `faults`, picked at random (seeded). An empty `faults` faults nothing.
+    pub fn set_mix(&self, op: Op, faults: &[Fault], rate: f64) {
         self.rules.lock().unwrap_or_else(|p| p.into_inner()).insert(
             op,
             Rule {
-                fault,
+                faults: faults.to_vec(),
                 rate,
                 remaining: None,
             },
@@ -88,7 +116,7 @@ impl FaultyProvider {
         self.rules.lock().unwrap_or_else(|p| p.into_inner()).insert(
             op,
             Rule {
-                fault,
+                faults: vec![fault],
                 rate: 1.0,
                 remaining: Some(n),
             },
@@ -113,27 +141,48 @@ impl FaultyProvider {
             .unwrap_or(&0)
     }
 
-    /// Applies the rule for `op`, if any: an error to return instead of calling through, or
-    /// `None` (after any delay) to call through.
-    async fn fault(&self, op: Op) -> Option<ProviderError> {
+    /// Stops faulting anything.
+    pub fn clear_all(&self) {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// How many calls were faulted so far, by kind of fault ([`Fault::kind`]), all operations
+    /// together.
+    pub fn faulted_by_kind(&self) -> BTreeMap<&'static str, u64> {
+        self.by_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// When the last fault was injected into a call about the binding with key `binding_key`
+    /// (when that call started), and its kind; `None` if none was.
+    pub fn last_fault_on(&self, binding_key: &str) -> Option<(DateTime<Utc>, &'static str)> {
+        self.last_on_binding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(binding_key)
+            .copied()
+    }
+
+    /// Applies the rule for `op`, if any, to a call about `binding` (by key, when the call is
+    /// about one): an error to return instead of calling through, or `None` (after any delay) to
+    /// call through.
+    async fn fault(&self, op: Op, binding: Option<&str>) -> Option<ProviderError> {
         let fault = {
             let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
             let rule = rules.get_mut(&op)?;
-            if rule.remaining == Some(0) {
+            if rule.remaining == Some(0) || rule.faults.is_empty() {
                 return None;
             }
-            let hit = self
-                .rng
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .gen_bool(rule.rate.clamp(0.0, 1.0));
-            if !hit {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            if !rng.gen_bool(rule.rate.clamp(0.0, 1.0)) {
                 return None;
             }
             if let Some(n) = rule.remaining.as_mut() {
                 *n -= 1;
             }
-            rule.fault.clone()
+            rule.faults[rng.gen_range(0..rule.faults.len())].clone()
         };
         *self
             .faulted
@@ -141,6 +190,18 @@ impl FaultyProvider {
             .unwrap_or_else(|p| p.into_inner())
             .entry(op)
             .or_default() += 1;
+        *self
+            .by_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(fault.kind())
+            .or_default() += 1;
+        if let Some(key) = binding {
+            self.last_on_binding
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.to_owned(), (Utc::now(), fault.kind()));
+        }
         match fault {
             Fault::Unreachable => Some(ProviderError::Unreachable(format!(
                 "injected fault: {op:?} could not reach the target"
@@ -209,7 +270,7 @@ impl Provider for FaultyProvider {
         b: &Binding,
         until: DateTime<Utc>,
     ) -> Result<(), ProviderError> {
-        match self.fault(Op::Ensure).await {
+        match self.fault(Op::Ensure, Some(&b.key())).await {
             Some(e) => Err(e),
             None => self.inner.ensure(cx, b, until).await,
         }
@@ -221,25 +282,25 @@ impl Provider for FaultyProvider {
         until: DateTime<Utc>,
         input: &CredentialInput,
     ) -> Result<Credential, ProviderError> {
-        match self.fault(Op::Issue).await {
+        match self.fault(Op::Issue, Some(&b.key())).await {
             Some(e) => Err(e),
             None => self.inner.issue_credentials(cx, b, until, input).await,
         }
     }
     async fn revoke(&self, cx: &OpContext, b: &Binding) -> Result<(), ProviderError> {
-        match self.fault(Op::Revoke).await {
+        match self.fault(Op::Revoke, Some(&b.key())).await {
             Some(e) => Err(e),
             None => self.inner.revoke(cx, b).await,
         }
     }
     async fn verify_revoked(&self, cx: &OpContext, b: &Binding) -> Result<Evidence, ProviderError> {
-        match self.fault(Op::Verify).await {
+        match self.fault(Op::Verify, Some(&b.key())).await {
             Some(e) => Err(e),
             None => self.inner.verify_revoked(cx, b).await,
         }
     }
     async fn list_owned(&self, cx: &OpContext) -> Result<Vec<OwnedAccess>, ProviderError> {
-        match self.fault(Op::ListOwned).await {
+        match self.fault(Op::ListOwned, None).await {
             Some(e) => Err(e),
             None => self.inner.list_owned(cx).await,
         }
@@ -249,13 +310,13 @@ impl Provider for FaultyProvider {
         cx: &OpContext,
         o: &OwnedAccess,
     ) -> Result<Evidence, ProviderError> {
-        match self.fault(Op::RemoveOwned).await {
+        match self.fault(Op::RemoveOwned, o.binding_key.as_deref()).await {
             Some(e) => Err(e),
             None => self.inner.remove_owned(cx, o).await,
         }
     }
     async fn terminate_sessions(&self, cx: &OpContext, b: &Binding) -> Result<u64, ProviderError> {
-        match self.fault(Op::TerminateSessions).await {
+        match self.fault(Op::TerminateSessions, Some(&b.key())).await {
             Some(e) => Err(e),
             None => self.inner.terminate_sessions(cx, b).await,
         }

@@ -82,6 +82,7 @@ pub async fn broker_with_policy(
         lease: Duration::from_secs(60),
         reconcile_every: Some(Duration::from_secs(3600)),
         provider_timeout: Duration::from_secs(10),
+        revoke_backoff: brevet_core::RevokeBackoff::default(),
         public_url: "http://127.0.0.1:0".into(),
         session_ttl: Duration::from_secs(3600),
         client_ip_header: None,

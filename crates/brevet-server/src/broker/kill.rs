@@ -418,7 +418,12 @@ impl Broker {
         why: &str,
         actor: &str,
     ) -> Result<Request, BrokerError> {
-        r.activation_abandoned(Utc::now(), why.to_owned(), rand::random::<f64>())?;
+        r.activation_abandoned(
+            Utc::now(),
+            why.to_owned(),
+            self.settings.revoke_backoff,
+            rand::random::<f64>(),
+        )?;
         let audit = vec![event(
             EventKind::ActivationFailed,
             actor,

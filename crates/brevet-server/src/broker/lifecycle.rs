@@ -436,7 +436,12 @@ impl Broker {
                     }
                     Some(undo) => {
                         let why = format!("{e}; removing what it created failed too: {undo}");
-                        r.activation_abandoned(Utc::now(), why.clone(), rand::random::<f64>())?;
+                        r.activation_abandoned(
+                            Utc::now(),
+                            why.clone(),
+                            self.settings.revoke_backoff,
+                            rand::random::<f64>(),
+                        )?;
                         let audit = vec![event(
                             EventKind::ActivationFailed,
                             actor,
@@ -830,7 +835,12 @@ impl Broker {
                 if !retryable {
                     tracing::error!(grant_id = %r.id, error = %e, "revocation failed permanently; access remains until its cause is fixed");
                 }
-                r.revocation_failed(Utc::now(), error.clone(), rand::random::<f64>())?;
+                r.revocation_failed(
+                    Utc::now(),
+                    error.clone(),
+                    self.settings.revoke_backoff,
+                    rand::random::<f64>(),
+                )?;
                 vec![event(
                     EventKind::RevocationFailed,
                     actor,

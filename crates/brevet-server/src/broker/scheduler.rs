@@ -22,6 +22,9 @@ use super::{audit_data::event, Broker, BrokerError};
 
 pub use brevet_wire::ReconcileReport;
 
+/// How many due requests one scheduler pass claims, and works on at once.
+const SCHEDULER_BATCH: i64 = 64;
+
 impl Broker {
     /// Claims due requests and works on each. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, BrokerError> {
@@ -31,7 +34,12 @@ impl Broker {
         }
         let due = self
             .store
-            .claim_due(Utc::now(), &self.replica, self.settings.lease, 64)
+            .claim_due(
+                Utc::now(),
+                &self.replica,
+                self.settings.lease,
+                SCHEDULER_BATCH,
+            )
             .await?;
         if !due.taken_over.is_empty() {
             for (id, owner) in &due.taken_over {
@@ -40,14 +48,23 @@ impl Broker {
             crate::telemetry::lease_takeovers(due.taken_over.len());
         }
         let n = due.requests.len();
-        for r in due.requests {
+        // The claimed work runs at once: each piece is bounded by the provider timeout, so one
+        // hung target holds up no other grant's revocation, and every piece finishes within the
+        // lease it was claimed with (worked one after another, the last of a batch could start
+        // after its lease ran out, and wait a provider timeout for every hung call before it).
+        let released = futures::future::join_all(due.requests.into_iter().map(|r| async move {
             let id = r.id;
             let span = tracing::info_span!("scheduled", grant_id = %id, state = %r.state);
             if let Err(e) = self.handle_due(r).instrument(span).await {
                 tracing::warn!(grant_id = %id, error = %e, "scheduled work failed; it stays due");
             }
-            self.store.release(id, &self.replica).await?;
+            let released = self.store.release(id, &self.replica).await;
             self.heartbeat.scheduled();
+            released
+        }))
+        .await;
+        for r in released {
+            r?;
         }
         Ok(n)
     }
@@ -215,7 +232,7 @@ impl Broker {
                         // Keep draining while there is a backlog, then wait for the next tick.
                         loop {
                             match broker.tick().await {
-                                Ok(64..) => continue,
+                                Ok(n) if n as i64 >= SCHEDULER_BATCH => continue,
                                 Ok(_) => break,
                                 Err(e) => { tracing::error!(error = %e, "scheduler tick failed"); tokio::time::sleep(Duration::from_secs(1)).await; break; }
                             }

@@ -15,4 +15,5 @@ mod openapi;
 mod paging;
 mod portal_matrix;
 mod provider_errors;
+mod provider_faults;
 mod rules;
