@@ -182,7 +182,6 @@ async fn run(store: TestStore, grants: usize, seed: u64) {
     for op in OPS {
         faulty.set_mix(op, &faults, FAULT_RATE);
     }
-    let faults_on = Utc::now();
     let mut due: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for id in &ids[..revoked_by_hand] {
         due.insert(id.clone(), Utc::now());
