@@ -22,15 +22,12 @@ fn host_port(url: &str) -> String {
     rest.split(['/', '?']).next().unwrap().to_owned()
 }
 
-/// Issue #15 item 2 — an open defect, found by this test: after statements stalled on
-/// established connections (calls cut off at 300 ms, as the broker's provider timeout cuts
-/// them), the provider's sqlx pool keeps waiting on those connections without a time limit, so
-/// once the network has healed every call still waits for a connection and times out —
-/// revocations on that target fail until the stalled sockets are closed (cutting them at the
-/// proxy makes it recover at once). A ping with a time limit in `after_release` does not cure
-/// it (the connections are held elsewhere in sqlx), so the fix is still to be made (a pool that
-/// is replaced when starved, or a connection per operation). Run it with `--ignored`.
-#[ignore = "open defect: the postgres provider's pool does not recover from connections stalled mid-statement"]
+/// Issue #15 item 2 — a defect this test found: after statements stalled on established
+/// connections (calls cut off at 300 ms, as the broker's provider timeout cuts them), sqlx's
+/// ping of each abandoned connection waits without a time limit and holds its place in the
+/// pool, so once the network had healed every call still waited for a connection and timed out:
+/// revocations on that target failed for good. The provider now replaces a pool that has had
+/// every connection taken, none idle, for a few seconds (`postgres::pool`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_connections_do_not_take_the_pool_with_them() {
     let Ok(cluster) = std::env::var("BREVET_TEST_PG_URL") else {

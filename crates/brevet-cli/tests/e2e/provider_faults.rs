@@ -142,11 +142,12 @@ fn grants_expiring_through_a_faulty_network_are_all_revoked_on_the_real_target()
     assert_eq!(world.brevet_roles().len(), grants, "one role per grant");
     let activated = started.elapsed();
 
-    // Stalls are left out: a statement stalled on an established connection leaves the
-    // provider's connection pool waiting for good (an open defect, shown by brevet-providers'
-    // `postgres_network` test, ignored until fixed).
+    // Stalls too: a statement stalled on an established connection holds its place in the
+    // provider's pool until the pool is found starved and replaced (brevet-providers'
+    // `postgres_network` test).
     proxy.set(
         &[
+            fault_proxy::NetFault::Stall,
             fault_proxy::NetFault::Reset,
             fault_proxy::NetFault::Cut,
             fault_proxy::NetFault::Delay(Duration::from_millis(500)),

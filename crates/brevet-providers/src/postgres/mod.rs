@@ -33,11 +33,23 @@ use crate::{
 
 const COMMENT_PREFIX: &str = "brevet binding ";
 
+/// Connections Brevet keeps to each database of a target.
+const POOL_CONNECTIONS: u32 = 4;
+/// How long a pool may stay with every connection taken and none idle before it is presumed
+/// starved by connections that can no longer answer, and replaced.
+const STARVED_AFTER: Duration = Duration::from_secs(3);
+
+/// A pool and since when (if at all) it has had every connection taken.
+struct Pooled {
+    pool: PgPool,
+    full_since: Option<std::time::Instant>,
+}
+
 pub struct PostgresProvider {
     name: String,
     config: PostgresConfig,
     admin: PgConnectOptions,
-    pools: Mutex<HashMap<String, PgPool>>,
+    pools: Mutex<HashMap<String, Pooled>>,
     /// What the last revocation of each role found and did, for `verify_revoked`'s evidence
     /// (the role's OID above all: once it is dropped, its name finds nothing).
     cleanups: Mutex<HashMap<String, Option<Cleanup>>>,
@@ -138,9 +150,34 @@ impl PostgresProvider {
             })
     }
 
+    /// The pool for `database` (`None`: the admin URL's own). A pool whose connections have all
+    /// been taken, with none idle, for `STARVED_AFTER` is replaced by a fresh one: when the
+    /// network swallows a statement or its answer and the broker cuts the call off at
+    /// `server.provider_timeout`, sqlx tests the abandoned connection with a ping before reuse,
+    /// and that ping waits for an answer that never comes, holding the connection's place in
+    /// the pool for good. Without this, once every place was held so, every later call —
+    /// revocations included — would wait for a connection until it timed out, even after the
+    /// network healed. The stalled connections are left to the old pool (at most
+    /// `POOL_CONNECTIONS` sockets per incident, closed when the kernel or the server gives up
+    /// on them). sqlx offers no socket timeout or keepalive setting that would end them
+    /// sooner. A pool merely busy for that long is replaced too, which only opens new
+    /// connections.
     fn pool(&self, database: Option<&str>) -> PgPool {
         let key = database.unwrap_or("").to_owned();
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if let Some(p) = pools.get_mut(&key) {
+            let full = p.pool.size() >= POOL_CONNECTIONS && p.pool.num_idle() == 0;
+            match (full, p.full_since) {
+                (false, _) => p.full_since = None,
+                (true, None) => p.full_since = Some(now),
+                (true, Some(since)) if now.duration_since(since) >= STARVED_AFTER => {
+                    tracing::warn!(provider = %self.name, database = %key, "every connection to the target has been taken for {}s; replacing the pool (connections may have stalled in the network)", STARVED_AFTER.as_secs());
+                    pools.remove(&key);
+                }
+                (true, Some(_)) => {}
+            }
+        }
         pools
             .entry(key)
             .or_insert_with(|| {
@@ -148,11 +185,15 @@ impl PostgresProvider {
                     Some(db) => self.admin.clone().database(db),
                     None => self.admin.clone(),
                 };
-                PgPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_lazy_with(opts)
+                Pooled {
+                    pool: PgPoolOptions::new()
+                        .max_connections(POOL_CONNECTIONS)
+                        .acquire_timeout(Duration::from_secs(5))
+                        .connect_lazy_with(opts),
+                    full_since: None,
+                }
             })
+            .pool
             .clone()
     }
 
