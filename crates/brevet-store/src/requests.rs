@@ -34,19 +34,22 @@ impl PageCursor {
         }
     }
 
-    /// Reads a cursor as [`fmt::Display`] writes it; `None` for anything else.
+    /// Reads a cursor as [`fmt::Display`] writes it — `^[0-9]{1,18}\.[A-Za-z0-9_-]{1,64}$`,
+    /// as the API documents it — and `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         let (ms, id) = s.split_once('.')?;
-        let ok = !id.is_empty()
-            && id.len() <= 64
+        let digits = (1..=18).contains(&ms.len()) && ms.bytes().all(|b| b.is_ascii_digit());
+        let id_ok = (1..=64).contains(&id.len())
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !(digits && id_ok) {
+            return None;
+        }
         Some(Self {
-            created_at_ms: ms.parse().ok().filter(|ms: &i64| *ms >= 0)?,
+            created_at_ms: ms.parse().ok()?,
             id: id.to_owned(),
         })
-        .filter(|_| ok)
     }
 }
 

@@ -27,7 +27,7 @@ pub struct DeliveriesQuery {
     #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
     /// The next page: as the previous page's `Link` header gives it.
-    #[param(max_length = 100)]
+    #[param(pattern = r"^[0-9]{1,18}\.[A-Za-z0-9_-]{1,64}$")]
     cursor: Option<String>,
 }
 
