@@ -1,8 +1,8 @@
 use brevet_audit::{AuditDraft, AuditEvent};
 use chrono::{DateTime, Utc};
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, Store, StoreError, WriteTx};
 
 impl Store {
     /// Appends events on their own (drift findings, policy refusals), fail-closed: an error here
@@ -66,7 +66,7 @@ pub(crate) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, StoreE
 /// inserts) is the `brevet_audit_append_seconds` histogram; the events are durable at the commit
 /// that follows (`brevet_store_commit_seconds`).
 pub(crate) async fn append(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx,
     backend: Backend,
     drafts: Vec<AuditDraft>,
     now: DateTime<Utc>,
@@ -81,7 +81,7 @@ pub(crate) async fn append(
 }
 
 async fn append_sealed(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx,
     backend: Backend,
     drafts: Vec<AuditDraft>,
     now: DateTime<Utc>,

@@ -7,9 +7,9 @@ use brevet_audit::AuditEvent;
 use brevet_core::{Request, RequestState};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
-use crate::{audit::event_from_row, millis, Backend, Store, StoreError};
+use crate::{audit::event_from_row, millis, Backend, Store, StoreError, WriteQuery, WriteTx};
 
 /// Where a delivery is in its life: waiting (first try or a retry), done, or given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,11 +129,7 @@ fn delivery_from_row(r: &sqlx::any::AnyRow) -> Result<Delivery, StoreError> {
 }
 
 /// Queues `d` unless that subscriber already has that event; returns whether it was queued.
-async fn insert(
-    tx: &mut Transaction<'_, Any>,
-    d: &NewDelivery,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+async fn insert(tx: &mut WriteTx, d: &NewDelivery, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let r = sqlx::query(
         "INSERT INTO deliveries (id, subscriber, event_key, event_type, request_id, payload, state, \
          attempts, next_attempt_at, created_at, updated_at) \
@@ -202,7 +198,7 @@ impl Store {
         sqlx::query(
             "UPDATE notify_cursor SET seq = (SELECT seq FROM audit_head WHERE id = 1) WHERE id = 1",
         )
-        .execute(self.writer())
+        .run_on(self)
         .await?;
         Ok(())
     }
@@ -286,7 +282,7 @@ impl Store {
             .bind(DeliveryState::Pending.as_str())
             .bind(millis(now))
             .bind(limit)
-            .fetch_all(self.writer())
+            .fetch_written_on(self)
             .await?;
         rows.iter().map(delivery_from_row).collect()
     }
@@ -320,7 +316,7 @@ impl Store {
         .bind(millis(now))
         .bind(id)
         .bind(owner)
-        .execute(self.writer())
+        .run_on(self)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -397,7 +393,7 @@ impl Store {
         .bind(request_id)
         .bind(channel)
         .bind(ts)
-        .execute(self.writer())
+        .run_on(self)
         .await?;
         Ok(())
     }

@@ -11,6 +11,7 @@ mod locks;
 mod requests;
 mod sessions;
 mod state;
+mod writer;
 
 use std::{str::FromStr, time::Duration};
 
@@ -44,6 +45,52 @@ pub struct Store {
     /// Write transactions committed (explicit, or one statement on its own), for
     /// [`Store::commits`].
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite: the group-committing writer on `pool`'s one connection (see [`writer`]).
+    writer: Option<writer::Writer>,
+}
+
+/// A write statement run as its own transaction through [`Store::execute`] /
+/// [`Store::fetch_written`] (so that, on SQLite, it joins the group commit).
+pub(crate) trait WriteQuery<'q> {
+    async fn run_on(self, store: &Store) -> Result<sqlx::any::AnyQueryResult, StoreError>;
+    async fn fetch_written_on(self, store: &Store) -> Result<Vec<sqlx::any::AnyRow>, StoreError>;
+}
+
+impl<'q> WriteQuery<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    async fn run_on(self, store: &Store) -> Result<sqlx::any::AnyQueryResult, StoreError> {
+        store.execute(self).await
+    }
+    async fn fetch_written_on(self, store: &Store) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        store.fetch_written(self).await
+    }
+}
+
+/// A write transaction: on PostgreSQL a transaction of its own; on SQLite a logical transaction
+/// that the group-committing writer makes durable together with others (see [`writer`]). Either
+/// way it is committed with [`Store::commit`], rolled back if dropped, and derefs to the
+/// connection that statements run on.
+pub(crate) enum WriteTx {
+    Postgres(sqlx::Transaction<'static, sqlx::Any>),
+    Sqlite(writer::LiteTx),
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Postgres(tx) => tx,
+            Self::Sqlite(tx) => tx,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Self::Postgres(tx) => tx,
+            Self::Sqlite(tx) => tx,
+        }
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -73,6 +120,9 @@ impl Store {
             // transactions that read and then write (the audit head, for instance).
             Backend::Sqlite => AnyPoolOptions::new()
                 .max_connections(1)
+                // A local file's connection does not go stale; pinging it before every use
+                // would cost a round trip to SQLite's worker thread per transaction.
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
@@ -98,6 +148,7 @@ impl Store {
             Backend::Sqlite if url.contains(":memory:") => pool.clone(),
             Backend::Sqlite => AnyPoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")
@@ -113,11 +164,13 @@ impl Store {
                 .map_err(|e| StoreError::Connect(redact(&e.to_string())))?,
             Backend::Postgres => pool.clone(),
         };
+        let writer = (backend == Backend::Sqlite).then(|| writer::Writer::start(pool.clone()));
         let store = Self {
             pool,
             reader,
             backend,
             commits: Default::default(),
+            writer,
         };
         let moved = store.import_legacy_certificates().await?;
         if moved > 0 {
@@ -129,27 +182,24 @@ impl Store {
         Ok(store)
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
-    /// a transaction that reads and then writes could otherwise deadlock with another writer
-    /// (for instance a second process on the same file) and fail instead of waiting.
+    /// Starts a write transaction. On SQLite it is a logical transaction of the group-committing
+    /// writer (whose physical transaction takes the write lock up front, `BEGIN IMMEDIATE`).
     ///
     /// `BEGIN` runs on a task of its own. A caller that stops waiting (a timeout, a client that
     /// hung up) could otherwise be dropped after the database began the transaction but before
     /// sqlx handed back the `Transaction` that rolls it back on drop; the pooled connection would
     /// stay inside a transaction nobody owns and every later `BEGIN` on it would fail. Here the
-    /// task always receives the `Transaction`, and dropping it unused rolls it back.
-    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    /// task always receives the transaction, and dropping it unused rolls it back.
+    pub(crate) async fn begin(&self) -> Result<WriteTx, StoreError> {
+        if let Some(writer) = &self.writer {
+            return Ok(WriteTx::Sqlite(writer.begin().await?));
+        }
         let pool = self.pool.clone();
-        let backend = self.backend;
-        tokio::spawn(async move {
-            match backend {
-                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-                Backend::Postgres => pool.begin().await,
-            }
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("starting a transaction: {e}")))?
-        .map_err(StoreError::from)
+        tokio::spawn(async move { pool.begin().await })
+            .await
+            .map_err(|e| StoreError::Database(format!("starting a transaction: {e}")))?
+            .map(WriteTx::Postgres)
+            .map_err(StoreError::from)
     }
 
     /// Runs one `DELETE … WHERE key = $1` and, if it removed something, appends `audit` in the
@@ -170,31 +220,70 @@ impl Store {
         Ok(true)
     }
 
-    /// How many writes this store has sent so far — transactions committed, and write statements
-    /// run on their own (counted when sent, so one that changed nothing counts too). Each is up to
-    /// one durable write (an fsync on SQLite), so the count per operation is what bounds
-    /// throughput. Benchmarks and a regression test read it.
+    /// How many write transactions this store has committed so far (explicit, or one statement
+    /// on its own). Each needs one durable write unless group commit shares it (see
+    /// [`Store::flushes`]); the count per operation is what a regression test pins.
     pub fn commits(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) async fn commit(
-        &self,
-        tx: sqlx::Transaction<'static, sqlx::Any>,
-    ) -> Result<(), StoreError> {
+    /// How many durable writes (fsyncs) the commits took: on SQLite the group-committing
+    /// writer's physical commits, fewer than [`Store::commits`] when writes overlap; on
+    /// PostgreSQL the same as the commits (the server groups its WAL flushes itself).
+    pub fn flushes(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or_else(|| self.commits(), writer::Writer::flushes)
+    }
+
+    pub(crate) async fn commit(&self, tx: WriteTx) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        tx.commit().await?;
-        metrics::histogram!("brevet_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        match tx {
+            WriteTx::Postgres(tx) => {
+                tx.commit().await?;
+                metrics::histogram!("brevet_store_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            // The writer records the physical commit's own time.
+            WriteTx::Sqlite(tx) => tx.commit().await?,
+        }
         self.commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
-    /// The pool for a write that is its own transaction; counted as one commit.
-    pub(crate) fn writer(&self) -> &AnyPool {
-        self.commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        &self.pool
+    /// Runs one write statement as its own transaction (counted as one commit).
+    pub(crate) async fn execute<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<sqlx::any::AnyQueryResult, StoreError> {
+        if self.writer.is_none() {
+            let done = query.execute(&self.pool).await?;
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(done);
+        }
+        let mut tx = self.begin().await?;
+        let done = query.execute(&mut *tx).await?;
+        self.commit(tx).await?;
+        Ok(done)
+    }
+
+    /// Runs one write statement that returns rows (`… RETURNING`) as its own transaction.
+    pub(crate) async fn fetch_written<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        if self.writer.is_none() {
+            let rows = query.fetch_all(&self.pool).await?;
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(rows);
+        }
+        let mut tx = self.begin().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        self.commit(tx).await?;
+        Ok(rows)
     }
 
     pub fn backend(&self) -> Backend {

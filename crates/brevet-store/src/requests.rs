@@ -3,9 +3,9 @@ use std::{collections::HashSet, time::Duration};
 use brevet_audit::AuditDraft;
 use brevet_core::{Approval, PrincipalId, Request, RequestId, RequestKind, RequestState};
 use chrono::{DateTime, Utc};
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
-use crate::{audit::append, millis, Backend, Store, StoreError};
+use crate::{audit::append, millis, Backend, Store, StoreError, WriteQuery, WriteTx};
 
 /// Which requests to list, newest first. Empty means no restriction on that field.
 #[derive(Debug, Clone, Default)]
@@ -89,11 +89,7 @@ fn with_version(row: &sqlx::any::AnyRow) -> Result<Request, StoreError> {
     Ok(r)
 }
 
-async fn write_request(
-    tx: &mut Transaction<'_, Any>,
-    r: &Request,
-    insert: bool,
-) -> Result<Request, StoreError> {
+async fn write_request(tx: &mut WriteTx, r: &Request, insert: bool) -> Result<Request, StoreError> {
     let mut next = r.clone();
     next.version = r.version + 1;
     let doc = doc_of(&next)?;
@@ -447,7 +443,7 @@ impl Store {
         .bind(millis(now) + lease.as_millis() as i64)
         .bind(id.to_string())
         .bind(millis(now))
-        .execute(self.writer())
+        .run_on(self)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -456,7 +452,7 @@ impl Store {
         sqlx::query("UPDATE requests SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
             .bind(id.to_string())
             .bind(owner)
-            .execute(self.writer())
+            .run_on(self)
             .await?;
         Ok(())
     }
@@ -527,7 +523,7 @@ impl Store {
 }
 
 async fn take_binding_lock(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx,
     binding_key: &str,
     owner: &str,
     now: DateTime<Utc>,
@@ -569,7 +565,7 @@ impl Store {
         sqlx::query("DELETE FROM binding_locks WHERE binding = $1 AND owner = $2")
             .bind(binding_key)
             .bind(owner)
-            .execute(self.writer())
+            .run_on(self)
             .await?;
         Ok(())
     }

@@ -6,7 +6,7 @@ use brevet_audit::AuditDraft;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Row;
 
-use crate::{audit::append, millis, Store, StoreError};
+use crate::{audit::append, millis, Store, StoreError, WriteQuery};
 
 /// A signed-in session. The token itself is never stored: `id_hash` is its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Store {
         if principal != "*" {
             return Ok(sqlx::query("DELETE FROM sessions WHERE principal = $1")
                 .bind(principal)
-                .execute(self.writer())
+                .run_on(self)
                 .await?
                 .rows_affected());
         }
@@ -141,7 +141,7 @@ impl Store {
             }
             ended += sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                 .bind(r.try_get::<String, _>(0)?)
-                .execute(self.writer())
+                .run_on(self)
                 .await?
                 .rows_affected();
         }
@@ -152,12 +152,12 @@ impl Store {
     pub async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let a = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(millis(now))
-            .execute(self.writer())
+            .run_on(self)
             .await?
             .rows_affected();
         let b = sqlx::query("DELETE FROM login_flows WHERE expires_at <= $1")
             .bind(millis(now))
-            .execute(self.writer())
+            .run_on(self)
             .await?
             .rows_affected();
         Ok(a + b)
@@ -173,7 +173,7 @@ impl Store {
         .bind(&f.nonce)
         .bind(&f.return_to)
         .bind(millis(f.expires_at))
-        .execute(self.writer())
+        .run_on(self)
         .await?;
         Ok(())
     }
@@ -206,7 +206,7 @@ impl Store {
     pub async fn take_login_flow(&self, id_hash: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query("DELETE FROM login_flows WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(self.writer())
+            .run_on(self)
             .await?
             .rows_affected()
             == 1)

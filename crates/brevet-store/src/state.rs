@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Row;
 
-use crate::{millis, Store, StoreError};
+use crate::{millis, Store, StoreError, WriteQuery};
 
 /// One stored entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ impl Store {
                 .bind(value)
                 .bind(expires_at.map(millis))
                 .bind(millis(now))
-                .execute(self.writer())
+                .run_on(self)
                 .await?
             }
             Some(version) => {
@@ -89,7 +89,7 @@ impl Store {
                 .bind(provider)
                 .bind(key)
                 .bind(version)
-                .execute(self.writer())
+                .run_on(self)
                 .await?
             }
         };
@@ -100,7 +100,7 @@ impl Store {
         sqlx::query("DELETE FROM provider_state WHERE provider = $1 AND key = $2")
             .bind(provider)
             .bind(key)
-            .execute(self.writer())
+            .run_on(self)
             .await?;
         Ok(())
     }
@@ -131,7 +131,7 @@ impl Store {
             "DELETE FROM provider_state WHERE expires_at IS NOT NULL AND expires_at <= $1",
         )
         .bind(millis(now))
-        .execute(self.writer())
+        .run_on(self)
         .await?;
         Ok(r.rows_affected())
     }

@@ -16,14 +16,23 @@ use brevet_server::{
 pub use brevet_providers::testing::InMemoryProvider;
 
 pub const POLICY: &str = r#"@id("auto") @approvals("0") @max_duration("1h")
-permit (principal, action == Action::"request", resource) when { context.profile == "db.read" };"#;
+permit (principal, action == Action::"request", resource) when { context.profile == "db.read" };
+@id("one-approval") @approvals("1") @max_duration("1h")
+permit (principal, action == Action::"request", resource) when { context.profile == "db.write" };
+@id("anyone-approves")
+permit (principal, action == Action::"approve", resource);"#;
 
 pub fn principals(n: usize) -> Vec<PrincipalConfig> {
     (0..n)
         .map(|i| PrincipalConfig {
             id: brevet_core::PrincipalId::parse(&format!("user{i}")).unwrap(),
             groups: Default::default(),
-            roles: [brevet_core::Role::Requester, brevet_core::Role::Admin].into(),
+            roles: [
+                brevet_core::Role::Requester,
+                brevet_core::Role::Approver,
+                brevet_core::Role::Admin,
+            ]
+            .into(),
             token_sha256: Some(brevet_server::auth::hash_token(&format!("token-{i}"))),
             slack_user: None,
             email: None,
@@ -59,7 +68,7 @@ pub async fn broker_with_policy(
     let mut providers: BTreeMap<ProviderName, Arc<dyn Provider>> = BTreeMap::new();
     providers.insert(
         ProviderName::parse("mem").unwrap(),
-        Arc::new(InMemoryProvider::default()),
+        Arc::new(InMemoryProvider::with_profiles(&["db.read", "db.write"])),
     );
     let resources = (0..resources)
         .map(|i| {

@@ -1,0 +1,302 @@
+//! Group commit for SQLite: many write transactions, one fsync.
+//!
+//! SQLite has one writer, and with `synchronous = FULL` every `COMMIT` waits for an fsync of the
+//! write-ahead log. Committed one by one, a store that writes three transactions per grant
+//! spends most of its writer's time waiting for the disk. Here each of Brevet's write
+//! transactions is a *logical* transaction — a `SAVEPOINT` inside one open *physical*
+//! transaction on the writer connection — and a flusher task commits the physical transaction
+//! (one fsync) for every logical transaction released since the last flush.
+//!
+//! Durability is not weakened: [`Writer::commit`] returns only after the `COMMIT` that contains
+//! the logical transaction has returned, so a caller that goes on to call a provider does so
+//! after its intent is on disk, exactly as with a `COMMIT` of its own. If that `COMMIT` fails,
+//! every logical transaction in it gets the error and none of them is durable — the same answer
+//! each would have had alone. A logical transaction that fails or is dropped is rolled back to
+//! its savepoint; the others in the batch are untouched.
+//!
+//! Logical transactions run one at a time on the one connection (as before: SQLite serialises
+//! writers anyway), and a later one sees what an earlier one wrote even before the flush — which
+//! is safe, because it is committed in the same or a later physical transaction, and its caller
+//! hears of success only after that. Plain reads go to separate read-only connections and see
+//! only what is flushed.
+//!
+//! Batching needs no timer: the flusher queues for the connection's mutex like everyone else
+//! (tokio's mutex is fair), so it commits after the logical transactions that were already
+//! waiting; under load a batch holds everything that arrived during the previous fsync, and a
+//! lone write is committed at once. sqlx has no group commit, hence this module.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use sqlx::{pool::PoolConnection, Any, AnyConnection, AnyPool, Executor};
+use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
+
+use crate::StoreError;
+
+/// The outcome of one physical commit, shared by every logical transaction in it.
+type Outcome = Option<Result<(), String>>;
+
+/// The writer connection's state, behind the mutex that serialises logical transactions.
+struct Open {
+    /// Held while a physical transaction is open; given back to the pool after each flush (an
+    /// in-memory database has only this connection, and its readers need it between flushes).
+    conn: Option<PoolConnection<Any>>,
+    /// The open physical transaction's outcome channel; `None` when none is open.
+    batch: Option<watch::Sender<Outcome>>,
+    /// A logical transaction's savepoint is set and neither released nor rolled back. Seen by
+    /// the next `begin` only if its owner vanished without its drop's rollback running (a
+    /// runtime shutting down): then it is rolled back first, so nothing of it is committed.
+    in_savepoint: bool,
+}
+
+/// SQLite's group-committing writer. Cloned with the store.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pool: AnyPool,
+    open: Arc<Mutex<Open>>,
+    flush: mpsc::UnboundedSender<()>,
+    flushes: Arc<AtomicU64>,
+}
+
+/// A logical write transaction on SQLite: a savepoint inside the open physical transaction,
+/// holding the writer connection until it is committed or dropped (then rolled back).
+pub(crate) struct LiteTx {
+    guard: Option<OwnedMutexGuard<Open>>,
+    writer: Writer,
+}
+
+const SAVEPOINT: &str = "SAVEPOINT brevet_tx";
+const RELEASE: &str = "RELEASE brevet_tx";
+const ROLLBACK_TO: &str = "ROLLBACK TO brevet_tx; RELEASE brevet_tx";
+
+impl Writer {
+    /// Starts the flusher task; it ends when the last clone of this writer is dropped.
+    pub(crate) fn start(pool: AnyPool) -> Self {
+        let (flush, mut wakeups) = mpsc::unbounded_channel();
+        let writer = Self {
+            pool,
+            open: Arc::new(Mutex::new(Open {
+                conn: None,
+                batch: None,
+                in_savepoint: false,
+            })),
+            flush,
+            flushes: Default::default(),
+        };
+        let (open, flushes) = (writer.open.clone(), writer.flushes.clone());
+        tokio::spawn(async move {
+            while wakeups.recv().await.is_some() {
+                while wakeups.try_recv().is_ok() {}
+                let mut g = open.clone().lock_owned().await;
+                if flush_open(&mut g).await {
+                    flushes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        writer
+    }
+
+    /// Physical commits (each one fsync) so far.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Begins a logical transaction: waits for the connection, opens a physical transaction if
+    /// none is open (`BEGIN IMMEDIATE`, so a second process on the file waits rather than
+    /// deadlocks), and sets a savepoint.
+    ///
+    /// Runs on a task of its own, so a caller that stops waiting cannot leave the connection
+    /// inside a savepoint nobody owns: the task always finishes and hands over a [`LiteTx`],
+    /// whose drop rolls it back.
+    pub(crate) async fn begin(&self) -> Result<LiteTx, StoreError> {
+        let writer = self.clone();
+        tokio::spawn(async move {
+            let mut g = writer.open.clone().lock_owned().await;
+            let open = &mut *g;
+            if open.in_savepoint {
+                let conn = open.conn.as_mut().expect("held while a savepoint is set");
+                if let Err(e) = conn.execute(ROLLBACK_TO).await {
+                    abort(open, &e.to_string()).await;
+                    writer.wake();
+                    return Err(e.into());
+                }
+                open.in_savepoint = false;
+            }
+            if open.conn.is_none() {
+                open.conn = Some(writer.pool.acquire().await?);
+            }
+            let conn = open.conn.as_mut().expect("acquired above");
+            if open.batch.is_none() {
+                if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+                    // Nothing is open; the connection goes back to the pool as it was.
+                    open.conn = None;
+                    return Err(e.into());
+                }
+                open.batch = Some(watch::channel(None).0);
+            }
+            let conn = open.conn.as_mut().expect("acquired above");
+            if let Err(e) = conn.execute(SAVEPOINT).await {
+                abort(open, &e.to_string()).await;
+                writer.wake();
+                return Err(e.into());
+            }
+            open.in_savepoint = true;
+            Ok(LiteTx {
+                guard: Some(g),
+                writer,
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("starting a transaction: {e}")))?
+    }
+
+    fn wake(&self) {
+        // The flusher is gone only when every writer is: nobody waits for this flush then.
+        let _ = self.flush.send(());
+    }
+}
+
+impl LiteTx {
+    /// Releases the savepoint and waits until the physical transaction holding it is durable.
+    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        let mut g = self
+            .guard
+            .take()
+            .expect("a live transaction holds the connection");
+        let writer = self.writer.clone();
+        // On a task of its own: once the savepoint is released, the flusher must be told even
+        // if the caller stops waiting.
+        tokio::spawn(async move {
+            let conn = g.conn.as_mut().expect("held while a transaction is open");
+            if let Err(e) = conn.execute(RELEASE).await {
+                abort(&mut g, &e.to_string()).await;
+                writer.wake();
+                return Err(e.into());
+            }
+            g.in_savepoint = false;
+            let mut outcome = g
+                .batch
+                .as_ref()
+                .expect("a physical transaction is open")
+                .subscribe();
+            drop(g);
+            writer.wake();
+            let flushed = outcome
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| StoreError::Database("the commit was abandoned".into()))?
+                .clone();
+            match flushed {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(StoreError::Database(format!("committing: {e}"))),
+                None => unreachable!("waited for an outcome"),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("committing: {e}")))?
+    }
+}
+
+impl Drop for LiteTx {
+    /// Not committed: roll back to the savepoint before anyone else uses the connection (the
+    /// guard moves into the task that does it). The flusher is woken either way, so a physical
+    /// transaction is never left open holding SQLite's write lock.
+    fn drop(&mut self) {
+        let Some(mut g) = self.guard.take() else {
+            return;
+        };
+        let writer = self.writer.clone();
+        let rollback = async move {
+            if let Some(conn) = g.conn.as_mut() {
+                match conn.execute(ROLLBACK_TO).await {
+                    Ok(_) => g.in_savepoint = false,
+                    Err(e) => abort(&mut g, &e.to_string()).await,
+                }
+            }
+            drop(g);
+            writer.wake();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(rollback);
+            }
+            // No runtime (the process is ending): the connection is not used again.
+            Err(_) => {}
+        }
+    }
+}
+
+impl std::ops::Deref for LiteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.guard
+            .as_ref()
+            .and_then(|g| g.conn.as_deref())
+            .expect("a live transaction holds the connection")
+    }
+}
+
+impl std::ops::DerefMut for LiteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.guard
+            .as_mut()
+            .and_then(|g| g.conn.as_deref_mut())
+            .expect("a live transaction holds the connection")
+    }
+}
+
+/// Commits the open physical transaction, if any, and tells everyone in it; gives the
+/// connection back to the pool. Returns whether a transaction was committed.
+async fn flush_open(g: &mut Open) -> bool {
+    let Some(batch) = g.batch.take() else {
+        return false;
+    };
+    // A savepoint whose owner vanished (see `in_savepoint`) is not committed.
+    if g.in_savepoint {
+        let rolled_back = match g.conn.as_mut() {
+            Some(conn) => conn.execute(ROLLBACK_TO).await.map_err(|e| e.to_string()),
+            None => Err("the writer connection was lost".into()),
+        };
+        if let Err(e) = rolled_back {
+            g.batch = Some(batch);
+            abort(g, &e).await;
+            return false;
+        }
+        g.in_savepoint = false;
+    }
+    let Some(conn) = g.conn.as_mut() else {
+        let _ = batch.send(Some(Err("the writer connection was lost".into())));
+        return false;
+    };
+    let started = std::time::Instant::now();
+    let result = conn.execute("COMMIT").await.map(|_| ());
+    metrics::histogram!("brevet_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    let outcome = match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // SQLite may have rolled back already; make sure nothing stays open.
+            let _ = conn.execute("ROLLBACK").await;
+            Err(e.to_string())
+        }
+    };
+    let committed = outcome.is_ok();
+    g.conn = None;
+    let _ = batch.send(Some(outcome));
+    committed
+}
+
+/// A statement that must not fail did (a savepoint could not be set, released or rolled back
+/// to): the physical transaction's state is unknown, so all of it is rolled back and every
+/// logical transaction already released in it is told it failed. Fail closed.
+async fn abort(g: &mut Open, why: &str) {
+    if let Some(conn) = g.conn.as_mut() {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+    if let Some(batch) = g.batch.take() {
+        let _ = batch.send(Some(Err(format!("rolled back: {why}"))));
+    }
+    g.conn = None;
+    g.in_savepoint = false;
+}
