@@ -123,7 +123,7 @@ mod tests {
             .layer(axum::middleware::from_fn_with_state(admission, admit))
     }
 
-    fn post(path: &str) -> axum::http::Request<Body> {
+    fn post_to(path: &str) -> axum::http::Request<Body> {
         axum::http::Request::post(path).body(Body::empty()).unwrap()
     }
 
@@ -135,14 +135,14 @@ mod tests {
         // Three new requests take three of the four permits and hang.
         let mut held = Vec::new();
         for _ in 0..3 {
-            held.push(tokio::spawn(app.clone().oneshot(post("/v1/requests"))));
+            held.push(tokio::spawn(app.clone().oneshot(post_to("/v1/requests"))));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         // A fourth new request finds no room for new work: refused after the wait, with
         // Retry-After, although one permit is free.
         let refused = tokio::time::timeout(
             Duration::from_secs(1),
-            app.clone().oneshot(post("/v1/requests")),
+            app.clone().oneshot(post_to("/v1/requests")),
         )
         .await
         .expect("refused at once, not admitted")
@@ -151,12 +151,12 @@ mod tests {
         assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
         assert_eq!(shed.load(Ordering::Relaxed), 1);
         // An activation (work under way) takes the last permit.
-        let activation = tokio::spawn(app.clone().oneshot(post("/v1/requests/x/activate")));
+        let activation = tokio::spawn(app.clone().oneshot(post_to("/v1/requests/x/activate")));
         tokio::time::sleep(Duration::from_millis(20)).await;
         // Now every permit is taken: another activation is refused fast too.
         let refused = tokio::time::timeout(
             Duration::from_secs(1),
-            app.clone().oneshot(post("/v1/requests/y/activate")),
+            app.clone().oneshot(post_to("/v1/requests/y/activate")),
         )
         .await
         .expect("refused at once, not admitted")
