@@ -218,12 +218,10 @@ impl Drop for LiteTx {
             drop(g);
             writer.wake();
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(rollback);
-            }
-            // No runtime (the process is ending): the connection is not used again.
-            Err(_) => {}
+        // Without a runtime (the process is ending) the connection is not used again; should
+        // it be, `begin` and the flusher roll the savepoint back first (`in_savepoint`).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(rollback);
         }
     }
 }
