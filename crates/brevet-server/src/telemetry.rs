@@ -101,7 +101,12 @@ fn describe() {
     describe_counter!(
         "brevet_store_commits_total",
         Count,
-        "Writes the store has sent: transactions committed and single write statements (each up to one fsync on SQLite)."
+        "Write transactions the store has committed (explicit, or a single write statement)."
+    );
+    describe_counter!(
+        "brevet_store_fsyncs_total",
+        Count,
+        "Durable writes the commits took: on SQLite the group commits (one fsync each, shared by every transaction in it); on PostgreSQL one per commit."
     );
     describe_counter!(
         "brevet_provider_calls_total",
@@ -316,6 +321,7 @@ pub async fn render(broker: &Broker) -> Result<String, BrokerError> {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     counter!("brevet_store_commits_total").absolute(store.commits());
+    counter!("brevet_store_fsyncs_total").absolute(store.flushes());
     Ok(handle.render())
 }
 
