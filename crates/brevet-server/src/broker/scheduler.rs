@@ -112,10 +112,15 @@ impl Broker {
         let released = futures::future::join_all(due.requests.into_iter().map(|r| async move {
             let id = r.id;
             let span = tracing::info_span!("scheduled", grant_id = %id, state = %r.state);
-            if let Err(e) = self.handle_due(r).instrument(span).await {
-                tracing::warn!(grant_id = %id, error = %e, "scheduled work failed; it stays due");
-            }
-            let released = self.store.release(id, &self.replica).await;
+            let released = match self.handle_due(r).instrument(span).await {
+                // A revocation's outcome gave the lease back in its own transaction.
+                Ok(true) => Ok(()),
+                Ok(false) => self.store.release(id, &self.replica).await,
+                Err(e) => {
+                    tracing::warn!(grant_id = %id, error = %e, "scheduled work failed; it stays due");
+                    self.store.release(id, &self.replica).await
+                }
+            };
             self.heartbeat.scheduled();
             released
         }))
@@ -163,7 +168,9 @@ impl Broker {
         next_due.min(tick).min(pass.throttled.unwrap_or(tick))
     }
 
-    async fn handle_due(&self, mut r: Request) -> Result<(), BrokerError> {
+    /// Works on one due request claimed by this replica. `true` when its last step gave the
+    /// lease back (a revocation's outcome does, saving a commit), `false` when the caller must.
+    async fn handle_due(&self, mut r: Request) -> Result<bool, BrokerError> {
         let now = Utc::now();
         match r.state {
             RequestState::Pending | RequestState::Approved => {
@@ -204,17 +211,21 @@ impl Broker {
                     json!({"why": "expired"}),
                 )];
                 let r = self.store.update_request(&r, audit).await?;
-                self.finish_revocation(r, "system", None).await?;
+                self.finish_revocation(r, "system", Some(&self.replica))
+                    .await?;
+                return Ok(true);
             }
             RequestState::Revoking | RequestState::RevokeFailed => {
-                self.finish_revocation(r, "system", None).await?;
+                self.finish_revocation(r, "system", Some(&self.replica))
+                    .await?;
+                return Ok(true);
             }
             RequestState::Denied
             | RequestState::Expired
             | RequestState::Cancelled
             | RequestState::Revoked => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Removes anything a provider holds for Brevet that no grant covers (orphans after a crash,
