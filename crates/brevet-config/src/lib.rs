@@ -7,11 +7,12 @@
 //! - [`ConfigDuration`], [`DurationOrZero`], [`DurationOrOff`]: durations as text, zero refused
 //!   unless the field says it makes sense;
 //! - [`ProviderTables`]: the tables of one provider instance, generic keys removed, for its
-//!   folder to parse.
+//!   folder to parse; [`RevokeRate`]: `revoke_rate`/`revoke_burst`, one of those generic keys.
 //!
 //! No I/O beyond reading a secret file; no knowledge of any provider.
 
 mod duration;
+mod rate;
 mod secret;
 
 use std::{
@@ -20,6 +21,7 @@ use std::{
 };
 
 pub use duration::{duration_literal, ConfigDuration, DurationOrOff, DurationOrZero};
+pub use rate::RevokeRate;
 pub use secret::{SecretRef, SecretText};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +102,10 @@ pub fn parse_table<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// One provider instance's part of the config: its `[providers.NAME]` table without `kind`, and
-/// the tables of its resources (`[resources."NAME:ID"]`, by ID) without `tags` — the keys the
-/// server reads for every provider — for the provider's own folder to parse.
+/// One provider instance's part of the config: its `[providers.NAME]` table without `kind`,
+/// `revoke_rate` and `revoke_burst`, and the tables of its resources (`[resources."NAME:ID"]`,
+/// by ID) without `tags` — the keys the server reads for every provider — for the provider's
+/// own folder to parse.
 #[derive(Debug, Clone)]
 pub struct ProviderTables {
     pub name: String,

@@ -13,7 +13,7 @@ use brevet_providers::registry::{self, ProviderSetup};
 use serde::Deserialize;
 
 use brevet_config::{duration_literal, ConfigDuration, DurationOrOff, DurationOrZero};
-pub use brevet_config::{field, parse_toml, ConfigError, SecretRef, SecretText};
+pub use brevet_config::{field, parse_toml, ConfigError, RevokeRate, SecretRef, SecretText};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -357,11 +357,15 @@ impl PrincipalConfig {
     }
 }
 
-/// One `[providers.NAME]` instance: its kind and what that kind parsed from its tables.
+/// One `[providers.NAME]` instance: its kind, what that kind parsed from its tables, and the
+/// settings every provider takes.
 #[derive(Debug, Clone)]
 pub struct ConfiguredProvider {
     pub kind: &'static str,
     pub setup: std::sync::Arc<dyn ProviderSetup>,
+    /// `revoke_rate` / `revoke_burst`: how fast the scheduler may revoke here (`None`: as fast
+    /// as it can).
+    pub revoke_rate: Option<RevokeRate>,
 }
 
 #[derive(Debug, Clone)]
@@ -575,8 +579,9 @@ impl Config {
         // The catalog and the neutral profiles first: providers compile through them.
         let access = crate::access::AccessLanguage::load(&raw.catalog, &raw.access, &base)?;
 
-        // Each provider's folder parses its own tables; only `kind` (which folder) and a
-        // resource's `tags` (which Cedar sees for every provider) are read here.
+        // Each provider's folder parses its own tables; only `kind` (which folder), the
+        // revocation rate limit (the scheduler's, the same for every kind) and a resource's
+        // `tags` (which Cedar sees for every provider) are read here.
         let mut providers = BTreeMap::new();
         for (name, table) in &raw.providers {
             let pname = ProviderName::parse(name)
@@ -598,6 +603,7 @@ impl Config {
                     ))
                 }
             };
+            let revoke_rate = RevokeRate::take(&mut table, &format!("providers.{name}"))?;
             let resources = raw
                 .resources
                 .iter()
@@ -622,6 +628,7 @@ impl Config {
                 ConfiguredProvider {
                     kind: kind.kind(),
                     setup: kind.parse(&tables)?,
+                    revoke_rate,
                 },
             );
         }
@@ -747,6 +754,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("server.requests_per_minute"), "{e}");
+    }
+
+    /// `revoke_rate` and `revoke_burst` are the server's, for every kind of provider: read here,
+    /// taken out before the provider's own parser (which refuses keys it does not know) sees
+    /// the table, and refused with the field named when they make no sense.
+    #[test]
+    fn every_provider_takes_a_revocation_rate_limit() {
+        let pg = "[providers.pg]\nkind = \"postgres\"\nadmin_url = \"postgres://brevet@127.0.0.1/postgres\"\n";
+        let c = parse(pg).unwrap();
+        let name = ProviderName::parse("pg").unwrap();
+        assert_eq!(
+            c.providers[&name].revoke_rate, None,
+            "not limited unless asked"
+        );
+        let c = parse(&format!("{pg}revoke_rate = 50\nrevoke_burst = 10")).unwrap();
+        let rate = c.providers[&name].revoke_rate.unwrap();
+        assert_eq!((rate.per_second(), rate.burst()), (50.0, 10));
+        let c = parse(&format!("{pg}revoke_rate = 2.5")).unwrap();
+        let rate = c.providers[&name].revoke_rate;
+        assert_eq!(rate.map(|r| (r.per_second(), r.burst())), Some((2.5, 3)));
+        for (bad, field) in [
+            ("revoke_rate = 0", "providers.pg.revoke_rate"),
+            ("revoke_rate = \"fast\"", "providers.pg.revoke_rate"),
+            (
+                "revoke_rate = 5\nrevoke_burst = 0",
+                "providers.pg.revoke_burst",
+            ),
+            ("revoke_burst = 3", "providers.pg.revoke_burst"),
+        ] {
+            let e = parse(&format!("{pg}{bad}")).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{bad}: {e}");
+        }
     }
 
     #[test]

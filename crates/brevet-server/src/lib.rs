@@ -99,14 +99,22 @@ pub async fn build_broker(config: &Config) -> Result<Arc<Broker>, StartError> {
     let policy = Arc::new(load_policy(config)?);
     let store = Store::connect(config.store_url.expose()).await?;
     let providers = build_providers(config, &store).await?;
-    Ok(Arc::new(Broker::new(
-        store,
-        policy,
-        providers,
-        config.resources.clone(),
-        config.principals.clone(),
-        config.server.clone(),
-    )))
+    let revoke_rates = config
+        .providers
+        .iter()
+        .filter_map(|(name, p)| Some((name.clone(), p.revoke_rate?)))
+        .collect();
+    Ok(Arc::new(
+        Broker::new(
+            store,
+            policy,
+            providers,
+            config.resources.clone(),
+            config.principals.clone(),
+            config.server.clone(),
+        )
+        .with_revoke_rates(revoke_rates),
+    ))
 }
 
 /// What [`serve`] runs, built from a validated config: the broker and everything around it

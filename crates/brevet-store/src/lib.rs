@@ -23,7 +23,7 @@ use sqlx::{
 pub use deliveries::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use error::StoreError;
 pub use locks::{LocksOn, PrincipalLock};
-pub use requests::{DueBatch, Hold, PageCursor, RequestFilter, Step};
+pub use requests::{DueBatch, DueQuota, Hold, PageCursor, RequestFilter, Step};
 pub use sessions::{LoginFlow, SessionRecord};
 pub use state::StateEntry;
 
@@ -172,6 +172,13 @@ impl Store {
             commits: Default::default(),
             writer,
         };
+        let filled = store.fill_request_providers().await?;
+        if filled > 0 {
+            tracing::info!(
+                requests = filled,
+                "recorded the provider of scheduled requests"
+            );
+        }
         let moved = store.import_legacy_certificates().await?;
         if moved > 0 {
             tracing::info!(

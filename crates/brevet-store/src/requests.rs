@@ -59,6 +59,15 @@ impl std::fmt::Display for PageCursor {
     }
 }
 
+/// How much due work [`Store::claim_due_by_provider`] may claim: at most `n` requests of each
+/// listed provider instance `(name, n)` (oldest due first), and at most `others` of every
+/// provider not listed (with none listed: of all).
+#[derive(Debug, Clone, Default)]
+pub struct DueQuota<'a> {
+    pub providers: Vec<(&'a str, i64)>,
+    pub others: i64,
+}
+
 /// What [`Store::claim_due`] claimed: the requests, oldest due first, and which of them another
 /// owner's lease still named (it ran out: that owner died or stalled) — `(request id, owner)`.
 #[derive(Debug, Default)]
@@ -96,12 +105,13 @@ async fn write_request(tx: &mut WriteTx, r: &Request, insert: bool) -> Result<Re
     let due = next.due_at().map(millis);
     let result = if insert {
         sqlx::query(
-            "INSERT INTO requests (id, requester, binding, parent_id, state, created_at, due_at, version, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO requests (id, requester, binding, provider, parent_id, state, created_at, due_at, version, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(next.id.to_string())
         .bind(next.requester.as_str())
         .bind(next.binding().key())
+        .bind(next.resource.provider().to_string())
         .bind(parent_of(&next))
         .bind(next.state.as_str())
         .bind(millis(next.created_at))
@@ -217,6 +227,26 @@ impl Store {
     ) -> Result<Request, StoreError> {
         let mut tx = self.begin().await?;
         let stored = write_request(&mut tx, r, true).await?;
+        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        self.commit(tx).await?;
+        Ok(stored)
+    }
+
+    /// Stores many new requests, each with its audit events, in one transaction: one commit for
+    /// the lot. Each is written exactly as [`Store::insert_request`] writes it. For imports and
+    /// for the load generator (`brevet-server/benches/expiry_drain.rs`), which fills a store
+    /// with 100,000 grants; the broker never calls it.
+    pub async fn insert_requests(
+        &self,
+        batch: Vec<(Request, Vec<AuditDraft>)>,
+    ) -> Result<Vec<Request>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut audit = Vec::new();
+        for (r, events) in batch {
+            stored.push(write_request(&mut tx, &r, true).await?);
+            audit.extend(events);
+        }
         append(&mut tx, self.backend, audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(stored)
@@ -345,20 +375,34 @@ impl Store {
         rows.iter().map(with_version).collect()
     }
 
-    /// Binding keys that some request covers now (activating, active, or being revoked): anything
-    /// a provider holds outside this set is an orphan.
-    pub async fn covered_bindings(&self) -> Result<HashSet<String>, StoreError> {
-        let rows =
-            sqlx::query("SELECT DISTINCT binding FROM requests WHERE state IN ($1, $2, $3, $4)")
+    /// Which of `keys` some request covers now (activating, active, or being revoked): anything
+    /// a provider holds outside them is an orphan. Asks about at most 500 keys a query (index
+    /// `requests_binding`), so what it reads grows with what the provider holds, not with every
+    /// grant in the store.
+    pub async fn covered_among(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut covered = HashSet::new();
+        for chunk in keys.chunks(500) {
+            let marks = (0..chunk.len())
+                .map(|i| format!("${}", i + 5))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT DISTINCT binding FROM requests WHERE binding IN ({marks}) \
+                 AND state IN ($1, $2, $3, $4)"
+            );
+            let mut q = sqlx::query(&sql)
                 .bind(RequestState::Activating.as_str())
                 .bind(RequestState::Active.as_str())
                 .bind(RequestState::Revoking.as_str())
-                .bind(RequestState::RevokeFailed.as_str())
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
-            .collect()
+                .bind(RequestState::RevokeFailed.as_str());
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            for row in q.fetch_all(&self.reader).await? {
+                covered.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(covered)
     }
 
     /// Claims up to `limit` requests whose scheduled work is due and which no live lease holds.
@@ -372,19 +416,64 @@ impl Store {
         lease: Duration,
         limit: i64,
     ) -> Result<DueBatch, StoreError> {
+        let quota = DueQuota {
+            providers: Vec::new(),
+            others: limit,
+        };
+        self.claim_due_by_provider(now, owner, lease, &quota).await
+    }
+
+    /// [`Store::claim_due`] with a quota per provider instance: each listed provider's due work
+    /// is read on its own (index `requests_provider_due`), so one provider's backlog is never
+    /// scanned, let alone claimed, while another's is looked for; the rest (providers not
+    /// listed) is read in due order past them. One transaction, one commit, whatever the lanes.
+    pub async fn claim_due_by_provider(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease: Duration,
+        quota: &DueQuota<'_>,
+    ) -> Result<DueBatch, StoreError> {
         let skip_locked = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let claimable = "due_at <= $1 AND (lease_until IS NULL OR lease_until < $1)";
         let mut tx = self.begin().await?;
-        let due = sqlx::query(&format!(
-            "SELECT id, lease_owner FROM requests WHERE due_at <= $1 \
-             AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT $2{skip_locked}"
-        ))
-        .bind(millis(now))
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut due = Vec::new();
+        for (provider, limit) in quota.providers.iter().filter(|(_, n)| *n > 0) {
+            let rows = sqlx::query(&format!(
+                "SELECT id, lease_owner FROM requests WHERE provider = $3 AND {claimable} \
+                 ORDER BY due_at LIMIT $2{skip_locked}"
+            ))
+            .bind(millis(now))
+            .bind(*limit)
+            .bind(*provider)
+            .fetch_all(&mut *tx)
+            .await?;
+            due.extend(rows);
+        }
+        if quota.others > 0 {
+            let unlisted = match quota.providers.len() {
+                0 => String::new(),
+                n => format!(
+                    " AND (provider IS NULL OR provider NOT IN ({}))",
+                    (0..n)
+                        .map(|i| format!("${}", i + 3))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            let sql = format!(
+                "SELECT id, lease_owner FROM requests WHERE {claimable}{unlisted} \
+                 ORDER BY due_at LIMIT $2{skip_locked}"
+            );
+            let mut q = sqlx::query(&sql).bind(millis(now)).bind(quota.others);
+            for (provider, _) in &quota.providers {
+                q = q.bind(*provider);
+            }
+            due.extend(q.fetch_all(&mut *tx).await?);
+        }
         if due.is_empty() {
             // Nothing to claim: no write, no commit (the transaction rolls back when dropped).
             return Ok(DueBatch::default());
@@ -399,7 +488,7 @@ impl Store {
             }
             ids.push(id);
         }
-        // At most `limit` ids (64 from the scheduler): one placeholder each.
+        // At most the quotas' sum (64 a provider from the scheduler): one placeholder each.
         let placeholders = (0..ids.len())
             .map(|i| format!("${}", i + 3))
             .collect::<Vec<_>>()
@@ -471,20 +560,23 @@ impl Store {
         Ok(oldest.and_then(DateTime::from_timestamp_millis))
     }
 
+    /// When the next scheduled work falls due after `now` (`None`: none is scheduled), so the
+    /// scheduler can wake for it rather than at its next tick.
+    pub async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT MIN(due_at) FROM requests WHERE due_at > $1")
+            .bind(millis(now))
+            .fetch_one(&self.reader)
+            .await?;
+        let next: Option<i64> = row.try_get(0)?;
+        Ok(next.and_then(DateTime::from_timestamp_millis))
+    }
+
     /// Revocations not yet done (`revoking`: under way or interrupted; `revoke_failed`: waiting
     /// for a retry), counted per provider instance: `(provider, state, count)`.
     pub async fn pending_revocations(
         &self,
     ) -> Result<Vec<(String, RequestState, i64)>, StoreError> {
-        // The binding key is `principal|provider:name|profile`; no part can hold `|` or `:`
-        // before the provider's name ends.
-        let provider = match self.backend {
-            Backend::Postgres => "split_part(split_part(binding, '|', 2), ':', 1)",
-            Backend::Sqlite => {
-                "substr(substr(binding, instr(binding, '|') + 1), 1, \
-                 instr(substr(binding, instr(binding, '|') + 1), ':') - 1)"
-            }
-        };
+        let provider = provider_of_binding(self.backend);
         let rows = sqlx::query(&format!(
             "SELECT {provider}, state, COUNT(*) FROM requests WHERE state IN ($1, $2) \
              GROUP BY {provider}, state"
@@ -519,6 +611,34 @@ impl Store {
                 Ok((st, n))
             })
             .collect()
+    }
+}
+
+/// SQL for the provider instance named in a row's `binding`: the key is
+/// `principal|provider:name|profile`, and no part can hold `|` or `:` before the provider's
+/// name ends.
+fn provider_of_binding(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "split_part(split_part(binding, '|', 2), ':', 1)",
+        Backend::Sqlite => {
+            "substr(substr(binding, instr(binding, '|') + 1), 1, \
+             instr(substr(binding, instr(binding, '|') + 1), ':') - 1)"
+        }
+    }
+}
+
+impl Store {
+    /// Fills the `provider` column of requests stored before it existed and still scheduled
+    /// (the scheduler claims by provider); the rest never needs it. Idempotent, run at connect.
+    pub(crate) async fn fill_request_providers(&self) -> Result<u64, StoreError> {
+        let sql = format!(
+            "UPDATE requests SET provider = {} WHERE provider IS NULL AND due_at IS NOT NULL",
+            provider_of_binding(self.backend)
+        );
+        Ok(sqlx::query(&sql)
+            .execute(self.writer())
+            .await?
+            .rows_affected())
     }
 }
 

@@ -8,7 +8,7 @@ use brevet_audit::{AuditDraft, EventKind, Verifier};
 use brevet_core::{
     GrantDuration, NewRequest, PrincipalId, ProfileName, Request, RequestKind, ResourceId,
 };
-use brevet_store::Store;
+use brevet_store::{DueQuota, Store};
 use brevet_testkit::TestDb;
 use chrono::Utc;
 
@@ -193,5 +193,115 @@ async fn postgres_leases_of_the_dead_are_taken_over() {
 async fn sqlite_leases_of_the_dead_are_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     leases_of_the_dead_are_taken_over(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await;
+}
+
+/// A request on `resource` whose deadline passed `ago` seconds ago (due since then).
+fn due_on(i: usize, resource: &str, ago: i64) -> Request {
+    let mut r = due_request(i);
+    r.resource = ResourceId::parse(resource).unwrap();
+    r.created_at = Utc::now() - chrono::Duration::seconds(ago);
+    r.approve_by = r.created_at;
+    r
+}
+
+/// Claiming by provider (the scheduler's lanes under a revocation rate limit): each listed
+/// provider gets at most its quota, oldest due first, however large another's backlog; the
+/// rest — providers not listed, and rows stored before the `provider` column, which connecting
+/// fills in — comes through `others`.
+async fn due_work_is_claimed_per_provider(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let mut batch = Vec::new();
+    for i in 0..40 {
+        batch.push((due_on(i, "slow:a", 60 - i as i64), vec![]));
+    }
+    for i in 40..45 {
+        batch.push((due_on(i, "fast:b", 10), vec![]));
+    }
+    for i in 45..48 {
+        batch.push((due_on(i, "gone:c", 5), vec![]));
+    }
+    store.insert_requests(batch).await.unwrap();
+    let by_provider = |b: &brevet_store::DueBatch| {
+        let mut n = std::collections::BTreeMap::<String, usize>::new();
+        for r in &b.requests {
+            *n.entry(r.resource.provider().to_string()).or_default() += 1;
+        }
+        n
+    };
+    let quota = DueQuota {
+        providers: vec![("slow", 4), ("fast", 64)],
+        others: 0,
+    };
+    let first = store
+        .claim_due_by_provider(Utc::now(), "r", lease, &quota)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_provider(&first),
+        [("fast".to_string(), 5), ("slow".to_string(), 4)].into(),
+        "a quota per provider, and the unlisted left alone"
+    );
+    let oldest: Vec<_> = first
+        .requests
+        .iter()
+        .filter(|r| r.resource.provider().as_str() == "slow")
+        .map(|r| r.reason.clone().unwrap())
+        .collect();
+    assert_eq!(oldest, ["r0", "r1", "r2", "r3"], "its oldest due first");
+    let rest = DueQuota {
+        providers: vec![("slow", 0), ("fast", 64)],
+        others: 64,
+    };
+    let second = store
+        .claim_due_by_provider(Utc::now(), "r", lease, &rest)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_provider(&second),
+        [("gone".to_string(), 3)].into(),
+        "a listed provider with no quota is not in the rest"
+    );
+
+    // Rows written before the provider column: not in any provider's lane, but in the rest
+    // until connecting fills the column in.
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query("UPDATE requests SET provider = NULL WHERE provider = 'slow'")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let slow_only = DueQuota {
+        providers: vec![("slow", 64)],
+        others: 0,
+    };
+    let none = store
+        .claim_due_by_provider(Utc::now(), "r", lease, &slow_only)
+        .await
+        .unwrap();
+    assert!(none.requests.is_empty());
+    let store = Store::connect(url).await.unwrap();
+    let filled = store
+        .claim_due_by_provider(Utc::now(), "r", lease, &slow_only)
+        .await
+        .unwrap();
+    assert_eq!(
+        filled.requests.len(),
+        36,
+        "the rest of slow's backlog, filled in"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_due_work_is_claimed_per_provider() {
+    let db = TestDb::create("brevet_store_lanes");
+    due_work_is_claimed_per_provider(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_due_work_is_claimed_per_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    due_work_is_claimed_per_provider(&format!("sqlite://{}", dir.path().join("s.db").display()))
         .await;
 }

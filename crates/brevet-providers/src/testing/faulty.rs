@@ -3,12 +3,14 @@
 //! chosen fraction of calls (seeded, so a failing run can be repeated), one kind of fault or a
 //! mix. Calls not faulted go to the wrapped provider unchanged. Every injected fault is counted by
 //! operation and kind, and the last one on each binding is remembered with its time, so a test
-//! can measure how long after its last fault a grant's revocation was confirmed.
+//! can measure how long after its last fault a grant's revocation was confirmed. When each call
+//! started is kept too, by operation, so a test can count the calls in a window of time (a rate
+//! limit's).
 
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -78,6 +80,8 @@ pub struct FaultyProvider {
     by_kind: Mutex<BTreeMap<&'static str, u64>>,
     /// The last fault injected into a call about each binding (by binding key), and when.
     last_on_binding: Mutex<HashMap<String, (DateTime<Utc>, &'static str)>>,
+    /// When each call started, by operation, faulted or not.
+    started: Mutex<HashMap<Op, Vec<Instant>>>,
 }
 
 impl FaultyProvider {
@@ -90,7 +94,18 @@ impl FaultyProvider {
             faulted: Mutex::default(),
             by_kind: Mutex::default(),
             last_on_binding: Mutex::default(),
+            started: Mutex::default(),
         }
+    }
+
+    /// When each call to `op` so far started (faulted or not), in the order they started.
+    pub fn call_times(&self, op: Op) -> Vec<Instant> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&op)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Faults `rate` (0..=1) of the calls to `op` from now on.
@@ -169,6 +184,12 @@ impl FaultyProvider {
     /// about one): an error to return instead of calling through, or `None` (after any delay) to
     /// call through.
     async fn fault(&self, op: Op, binding: Option<&str>) -> Option<ProviderError> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(op)
+            .or_default()
+            .push(Instant::now());
         let fault = {
             let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
             let rule = rules.get_mut(&op)?;

@@ -56,6 +56,41 @@ pub async fn broker_with_policy(
     principals: Vec<PrincipalConfig>,
     policy: &str,
 ) -> Arc<Broker> {
+    let provider = Arc::new(InMemoryProvider::with_profiles(&["db.read", "db.write"]));
+    let settings = settings(Duration::from_secs(1));
+    Arc::new(broker_on(store_url, resources, principals, policy, provider, settings).await)
+}
+
+/// The server settings the benchmarks use, with scheduler passes every `tick`.
+pub fn settings(tick: Duration) -> ServerSettings {
+    ServerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        approve_within: Duration::from_secs(3600),
+        activate_within: Duration::from_secs(3600),
+        tick,
+        lease: Duration::from_secs(60),
+        reconcile_every: Some(Duration::from_secs(3600)),
+        provider_timeout: Duration::from_secs(10),
+        revoke_backoff: brevet_core::RevokeBackoff::default(),
+        public_url: "http://127.0.0.1:0".into(),
+        session_ttl: Duration::from_secs(3600),
+        client_ip_header: None,
+        requests_per_minute: u32::MAX,
+        metrics_token_sha256: None,
+        max_in_flight: max_in_flight(),
+        admission_wait: Duration::from_millis(100),
+    }
+}
+
+/// A broker on `store_url` with `provider` as provider `mem`, offering resources `mem:db0`…
+pub async fn broker_on(
+    store_url: &str,
+    resources: usize,
+    principals: Vec<PrincipalConfig>,
+    policy: &str,
+    provider: Arc<dyn Provider>,
+    settings: ServerSettings,
+) -> Broker {
     let policy = brevet_policy::PolicyEngine::load(
         &[brevet_policy::PolicySource {
             name: "bench".into(),
@@ -66,10 +101,7 @@ pub async fn broker_with_policy(
     .unwrap();
     let store = brevet_store::Store::connect(store_url).await.unwrap();
     let mut providers: BTreeMap<ProviderName, Arc<dyn Provider>> = BTreeMap::new();
-    providers.insert(
-        ProviderName::parse("mem").unwrap(),
-        Arc::new(InMemoryProvider::with_profiles(&["db.read", "db.write"])),
-    );
+    providers.insert(ProviderName::parse("mem").unwrap(), provider);
     let resources = (0..resources)
         .map(|i| {
             let rid = ResourceId::parse(&format!("mem:db{i}")).unwrap();
@@ -83,31 +115,14 @@ pub async fn broker_with_policy(
             )
         })
         .collect();
-    let settings = ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        approve_within: Duration::from_secs(3600),
-        activate_within: Duration::from_secs(3600),
-        tick: Duration::from_secs(1),
-        lease: Duration::from_secs(60),
-        reconcile_every: Some(Duration::from_secs(3600)),
-        provider_timeout: Duration::from_secs(10),
-        revoke_backoff: brevet_core::RevokeBackoff::default(),
-        public_url: "http://127.0.0.1:0".into(),
-        session_ttl: Duration::from_secs(3600),
-        client_ip_header: None,
-        requests_per_minute: u32::MAX,
-        metrics_token_sha256: None,
-        max_in_flight: max_in_flight(),
-        admission_wait: Duration::from_millis(100),
-    };
-    Arc::new(Broker::new(
+    Broker::new(
         store,
         Arc::new(policy),
         providers,
         resources,
         principals,
         settings,
-    ))
+    )
 }
 
 /// Target calls in the audit events written since `after` (grants, revocations), as the

@@ -6,6 +6,7 @@ mod binding_lock;
 mod decide;
 mod kill;
 mod lifecycle;
+mod revoke_budget;
 mod scheduler;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -139,6 +140,8 @@ pub struct Broker {
     pub(crate) binding_wakeups: binding_lock::Wakeups,
     /// API requests refused with 503 because the server was at capacity (for `/metrics`).
     pub(crate) requests_shed: std::sync::atomic::AtomicU64,
+    /// How many revocations the scheduler may start now on each rate-limited provider.
+    pub(crate) revoke_budgets: revoke_budget::RevokeBudgets,
 }
 
 impl Broker {
@@ -171,7 +174,20 @@ impl Broker {
             failpoint_while: std::env::var_os("BREVET_FAILPOINT_WHILE").map(Into::into),
             heartbeat: Heartbeat::new(),
             request_limiter,
+            revoke_budgets: Default::default(),
         }
+    }
+
+    /// Holds the scheduler's revocations on each provider named to its rate
+    /// (`[providers.NAME] revoke_rate`); the others are not limited. Expiry and retries of
+    /// failed revocations are shaped by it; a revocation someone asks for (the API's revoke, the
+    /// kill switch) is not held back.
+    pub fn with_revoke_rates(
+        mut self,
+        rates: BTreeMap<ProviderName, brevet_config::RevokeRate>,
+    ) -> Self {
+        self.revoke_budgets = revoke_budget::RevokeBudgets::new(rates, std::time::Instant::now());
+        self
     }
 
     /// Registers the SSH providers (also present in `providers`) for the CA and KRL endpoints.

@@ -2,15 +2,17 @@
 //! and reconciliation of what providers hold against what grants cover.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicI64, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use brevet_audit::{AuditDraft, EventKind};
-use brevet_core::{Request, RequestState};
+use brevet_core::{ProviderName, Request, RequestState};
+use brevet_store::DueQuota;
 use chrono::{DateTime, TimeZone, Utc};
 
 use brevet_providers::{OpContext, Operation};
@@ -22,24 +24,52 @@ use super::{audit_data::event, Broker, BrokerError};
 
 pub use brevet_wire::ReconcileReport;
 
-/// How many due requests one scheduler pass claims, and works on at once.
-const SCHEDULER_BATCH: i64 = 64;
+/// How many due requests one scheduler pass claims of each provider, and works on at once.
+const SCHEDULER_BATCH: u32 = 64;
+
+/// What one scheduler pass did, and whether more is waiting.
+#[derive(Debug, Default)]
+struct Pass {
+    handled: usize,
+    /// A provider (or the rest) had more due work than the pass claimed: go on at once.
+    backlog: bool,
+    /// A rate-limited provider has due revocations it had no budget for: go on after this long.
+    throttled: Option<Duration>,
+}
 
 impl Broker {
-    /// Claims due requests and works on each. Returns how many were handled.
+    /// One scheduler pass: claims due requests and works on each. Returns how many were
+    /// handled.
     pub async fn tick(&self) -> Result<usize, BrokerError> {
+        Ok(self.pass(true).await?.handled)
+    }
+
+    /// Claims each provider's due requests — up to a batch, or what its revocation budget allows
+    /// now — and, when `rest` is set, those of providers no longer configured, then works on
+    /// them all at once. The locked-principal sweep runs with the rest.
+    async fn pass(&self, rest: bool) -> Result<Pass, BrokerError> {
         self.heartbeat.scheduled();
-        if let Err(e) = self.sweep_locked().await {
-            tracing::warn!(error = %e, "locked-principal sweep failed; retrying next tick");
+        if rest {
+            if let Err(e) = self.sweep_locked().await {
+                tracing::warn!(error = %e, "locked-principal sweep failed; retrying next tick");
+            }
         }
+        let started = Instant::now();
+        let quotas: Vec<(&ProviderName, u32)> = self
+            .providers
+            .keys()
+            .map(|p| (p, self.revoke_budgets.quota(p, SCHEDULER_BATCH, started)))
+            .collect();
+        let quota = DueQuota {
+            providers: quotas
+                .iter()
+                .map(|(p, n)| (p.as_str(), i64::from(*n)))
+                .collect(),
+            others: if rest { i64::from(SCHEDULER_BATCH) } else { 0 },
+        };
         let due = self
             .store
-            .claim_due(
-                Utc::now(),
-                &self.replica,
-                self.settings.lease,
-                SCHEDULER_BATCH,
-            )
+            .claim_due_by_provider(Utc::now(), &self.replica, self.settings.lease, &quota)
             .await?;
         if !due.taken_over.is_empty() {
             for (id, owner) in &due.taken_over {
@@ -47,18 +77,50 @@ impl Broker {
             }
             crate::telemetry::lease_takeovers(due.taken_over.len());
         }
-        let n = due.requests.len();
+        // What each provider's lane took, and how many of those start revocation work (what a
+        // revocation budget is spent on).
+        let mut taken: BTreeMap<ProviderName, (u32, u32)> = BTreeMap::new();
+        for r in &due.requests {
+            let n = taken.entry(r.resource.provider()).or_default();
+            n.0 += 1;
+            if matches!(
+                r.state,
+                RequestState::Active | RequestState::Revoking | RequestState::RevokeFailed
+            ) {
+                n.1 += 1;
+            }
+        }
+        let mut pass = Pass {
+            handled: due.requests.len(),
+            ..Pass::default()
+        };
+        let mut listed = 0;
+        for (p, quota) in &quotas {
+            let (claimed, revocations) = taken.get(*p).copied().unwrap_or_default();
+            listed += claimed;
+            self.revoke_budgets
+                .claimed(p, *quota, claimed, revocations, started);
+            pass.backlog |= *quota == SCHEDULER_BATCH && claimed >= *quota;
+        }
+        pass.backlog |= rest && due.requests.len() as u32 - listed >= SCHEDULER_BATCH;
         // The claimed work runs at once: each piece is bounded by the provider timeout, so one
         // hung target holds up no other grant's revocation, and every piece finishes within the
         // lease it was claimed with (worked one after another, the last of a batch could start
         // after its lease ran out, and wait a provider timeout for every hung call before it).
+        // A rate-limited provider's lane held only what its budget allowed, so none of it
+        // waits for the budget either.
         let released = futures::future::join_all(due.requests.into_iter().map(|r| async move {
             let id = r.id;
             let span = tracing::info_span!("scheduled", grant_id = %id, state = %r.state);
-            if let Err(e) = self.handle_due(r).instrument(span).await {
-                tracing::warn!(grant_id = %id, error = %e, "scheduled work failed; it stays due");
-            }
-            let released = self.store.release(id, &self.replica).await;
+            let released = match self.handle_due(r).instrument(span).await {
+                // A revocation's outcome gave the lease back in its own transaction.
+                Ok(true) => Ok(()),
+                Ok(false) => self.store.release(id, &self.replica).await,
+                Err(e) => {
+                    tracing::warn!(grant_id = %id, error = %e, "scheduled work failed; it stays due");
+                    self.store.release(id, &self.replica).await
+                }
+            };
             self.heartbeat.scheduled();
             released
         }))
@@ -66,10 +128,49 @@ impl Broker {
         for r in released {
             r?;
         }
-        Ok(n)
+        // Asked after the work: its budget refilled meanwhile.
+        pass.throttled = self
+            .revoke_budgets
+            .throttled_for(SCHEDULER_BATCH, Instant::now());
+        Ok(pass)
     }
 
-    async fn handle_due(&self, mut r: Request) -> Result<(), BrokerError> {
+    /// Runs one pass and says how long to wait before the next: not at all while some provider
+    /// has more than a batch due; until a rate-limited provider with work waiting can start a
+    /// batch of it; else until the next work falls due; never longer than a tick. `rest_at` is
+    /// when a pass last took the rest (providers no longer configured, and the locked-principal
+    /// sweep): once a tick, since its query reads past every provider's backlog.
+    async fn step(&self, rest_at: &mut Option<Instant>) -> Duration {
+        let tick = self.settings.tick;
+        let rest = rest_at.is_none_or(|at| at.elapsed() >= tick);
+        let pass = match self.pass(rest).await {
+            Ok(pass) => pass,
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler tick failed");
+                return tick.max(Duration::from_secs(1));
+            }
+        };
+        if rest {
+            *rest_at = Some(Instant::now());
+        }
+        if pass.backlog {
+            return Duration::ZERO;
+        }
+        let now = Utc::now();
+        let next_due = match self.store.next_due(now).await {
+            Ok(Some(at)) => (at - now).to_std().unwrap_or_default(),
+            Ok(None) => tick,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read when work next falls due");
+                tick
+            }
+        };
+        next_due.min(tick).min(pass.throttled.unwrap_or(tick))
+    }
+
+    /// Works on one due request claimed by this replica. `true` when its last step gave the
+    /// lease back (a revocation's outcome does, saving a commit), `false` when the caller must.
+    async fn handle_due(&self, mut r: Request) -> Result<bool, BrokerError> {
         let now = Utc::now();
         match r.state {
             RequestState::Pending | RequestState::Approved => {
@@ -110,17 +211,21 @@ impl Broker {
                     json!({"why": "expired"}),
                 )];
                 let r = self.store.update_request(&r, audit).await?;
-                self.finish_revocation(r, "system", None).await?;
+                self.finish_revocation(r, "system", Some(&self.replica))
+                    .await?;
+                return Ok(true);
             }
             RequestState::Revoking | RequestState::RevokeFailed => {
-                self.finish_revocation(r, "system", None).await?;
+                self.finish_revocation(r, "system", Some(&self.replica))
+                    .await?;
+                return Ok(true);
             }
             RequestState::Denied
             | RequestState::Expired
             | RequestState::Cancelled
             | RequestState::Revoked => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Removes anything a provider holds for Brevet that no grant covers (orphans after a crash,
@@ -151,7 +256,10 @@ impl Broker {
                 }
             };
             report.owned_seen += owned.len();
-            let covered = self.store.covered_bindings().await?;
+            // Only the bindings the target holds are looked up: memory grows with what the
+            // provider lists, not with every grant in the store.
+            let keys: Vec<String> = owned.iter().filter_map(|o| o.binding_key.clone()).collect();
+            let covered = self.store.covered_among(&keys).await?;
             for o in owned {
                 if o.binding_key.as_ref().is_some_and(|k| covered.contains(k)) {
                     continue;
@@ -219,25 +327,16 @@ impl Broker {
     ) -> tokio::task::JoinHandle<()> {
         let broker = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(broker.settings.tick);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            let mut rest_at = None;
+            while !*shutdown.borrow() {
+                if broker.failpoint == Some(super::Failpoint::SchedulerPanic) {
+                    panic!("failpoint scheduler-panic reached");
+                }
+                broker.hang_at(super::Failpoint::SchedulerTick).await;
+                let wait = broker.step(&mut rest_at).await;
                 tokio::select! {
                     _ = shutdown.changed() => break,
-                    _ = tick.tick() => {
-                        if broker.failpoint == Some(super::Failpoint::SchedulerPanic) {
-                            panic!("failpoint scheduler-panic reached");
-                        }
-                        broker.hang_at(super::Failpoint::SchedulerTick).await;
-                        // Keep draining while there is a backlog, then wait for the next tick.
-                        loop {
-                            match broker.tick().await {
-                                Ok(n) if n as i64 >= SCHEDULER_BATCH => continue,
-                                Ok(_) => break,
-                                Err(e) => { tracing::error!(error = %e, "scheduler tick failed"); tokio::time::sleep(Duration::from_secs(1)).await; break; }
-                            }
-                        }
-                    }
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         })

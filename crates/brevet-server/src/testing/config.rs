@@ -20,6 +20,8 @@ pub struct TestConfig {
     server: String,
     principals: String,
     providers: Vec<(String, Arc<dyn Provider>)>,
+    /// Lines added to an injected provider's table (`revoke_rate = 5`), by name.
+    provider_lines: Vec<(String, String)>,
     resources: String,
     extra: String,
     pub(super) policy: String,
@@ -32,6 +34,7 @@ impl TestConfig {
             server: String::new(),
             principals: String::new(),
             providers: Vec::new(),
+            provider_lines: Vec::new(),
             resources: String::new(),
             extra: String::new(),
             policy: policy.to_owned(),
@@ -70,6 +73,14 @@ impl TestConfig {
         self
     }
 
+    /// Lines for the `[providers.NAME]` table of an injected provider — the settings every
+    /// provider takes, e.g. `revoke_rate = 5`.
+    pub fn provider_settings(mut self, name: &str, lines: &str) -> Self {
+        self.provider_lines
+            .push((name.to_owned(), lines.to_owned()));
+        self
+    }
+
     /// A `[resources."ID"]` entry with no fields (injected providers take none).
     pub fn resource(mut self, id: &str) -> Self {
         self.resources.push_str(&format!("[resources.{id:?}]\n\n"));
@@ -88,7 +99,15 @@ impl TestConfig {
         let providers: String = self
             .providers
             .iter()
-            .map(|(name, _)| format!("[providers.{name}]\nkind = \"{INJECTED_KIND}\"\n\n"))
+            .map(|(name, _)| {
+                let lines: String = self
+                    .provider_lines
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, l)| format!("{l}\n"))
+                    .collect();
+                format!("[providers.{name}]\nkind = \"{INJECTED_KIND}\"\n{lines}\n")
+            })
             .collect();
         format!(
             "[server]\n{server}\n[store]\nurl = {store_url:?}\n\n[policy]\nfiles = [\"policy.cedar\"]\n\n{principals}{providers}{resources}{extra}",

@@ -16,4 +16,5 @@ mod paging;
 mod portal_matrix;
 mod provider_errors;
 mod provider_faults;
+mod revoke_rate;
 mod rules;
