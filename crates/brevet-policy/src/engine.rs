@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use brevet_core::{GrantDuration, PrincipalId, ProfileName, ResourceId};
 use cedar_policy::{
@@ -92,9 +93,32 @@ impl RequestDecision {
 
 pub struct PolicyEngine {
     set: PolicySet,
-    schema: Schema,
+    schema: &'static Schema,
     limits: HashMap<String, RuleLimits>,
     authorizer: Authorizer,
+}
+
+/// Brevet's schema and a validator for it, built once per process: the schema is fixed at
+/// compile time, and parsing it cost more than the rest of loading a typical policy set
+/// (every config check and every policy reload went through it).
+struct Checked {
+    schema: Schema,
+    validator: Validator,
+}
+
+fn checked() -> Result<&'static Checked, PolicyError> {
+    static CHECKED: OnceLock<Result<Checked, String>> = OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let (schema, _warnings) =
+                Schema::from_cedarschema_str(SCHEMA).map_err(|e| e.to_string())?;
+            Ok(Checked {
+                validator: Validator::new(schema.clone()),
+                schema,
+            })
+        })
+        .as_ref()
+        .map_err(|e| PolicyError::Internal(format!("Brevet's Cedar schema does not load: {e}")))
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
@@ -106,8 +130,7 @@ impl PolicyEngine {
     /// Parses, names and validates every policy, and reads each permit's limits. Any problem is an
     /// error naming the file or policy, so a bad policy stops the server from starting.
     pub fn load(sources: &[PolicySource], defaults: Defaults) -> Result<Self, PolicyError> {
-        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA)
-            .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let checked = checked()?;
         let mut set = PolicySet::new();
         let mut limits = HashMap::new();
         let builtin = PolicySource {
@@ -138,7 +161,7 @@ impl PolicyEngine {
                     .map_err(|_| PolicyError::DuplicateId(id.clone()))?;
             }
         }
-        let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+        let result = checked.validator.validate(&set, ValidationMode::Strict);
         if let Some(e) = result.validation_errors().next() {
             return Err(PolicyError::Invalid {
                 id: e.policy_id().to_string(),
@@ -147,7 +170,7 @@ impl PolicyEngine {
         }
         Ok(Self {
             set,
-            schema,
+            schema: &checked.schema,
             limits,
             authorizer: Authorizer::new(),
         })
@@ -182,7 +205,7 @@ impl PolicyEngine {
             "parents": [],
             "tags": r.tags,
         }));
-        Entities::from_json_value(json!(list), Some(&self.schema))
+        Entities::from_json_value(json!(list), Some(self.schema))
             .map_err(|e| PolicyError::Internal(e.to_string()))
     }
 
@@ -195,14 +218,14 @@ impl PolicyEngine {
         entities: &Entities,
     ) -> Result<(Decision, Trace), PolicyError> {
         let action_uid = uid("Action", action)?;
-        let context = Context::from_json_value(context, Some((&self.schema, &action_uid)))
+        let context = Context::from_json_value(context, Some((self.schema, &action_uid)))
             .map_err(|e| PolicyError::Internal(e.to_string()))?;
         let request = Request::new(
             uid("User", principal.as_str())?,
             action_uid,
             uid("Resource", resource.as_str())?,
             context,
-            Some(&self.schema),
+            Some(self.schema),
         )
         .map_err(|e| PolicyError::Internal(e.to_string()))?;
         let response = self.authorizer.is_authorized(&request, &self.set, entities);
