@@ -636,7 +636,7 @@ impl Store {
             provider_of_binding(self.backend)
         );
         Ok(sqlx::query(&sql)
-            .execute(self.writer())
+            .run_on(self)
             .await?
             .rows_affected())
     }
