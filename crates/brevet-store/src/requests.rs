@@ -635,10 +635,7 @@ impl Store {
             "UPDATE requests SET provider = {} WHERE provider IS NULL AND due_at IS NOT NULL",
             provider_of_binding(self.backend)
         );
-        Ok(sqlx::query(&sql)
-            .run_on(self)
-            .await?
-            .rows_affected())
+        Ok(sqlx::query(&sql).run_on(self).await?.rows_affected())
     }
 }
 
