@@ -20,7 +20,8 @@
 //!
 //! Knobs: `BENCH_GRANTS` (100000), `BENCH_SCENARIOS` (`a,b`), `BENCH_STORES` (`sqlite,postgres`),
 //! `BENCH_STREAM_RATE` (200), `BENCH_STREAM_SECS` (30), `BENCH_DRAIN_RATE` (500),
-//! `BENCH_DRAIN_BURST` (64), `BENCH_TICK_MS` (1000, the server's default `tick`).
+//! `BENCH_DRAIN_BURST` (64), `BENCH_TICK_MS` (1000, the server's default `tick`). Run by
+//! `cargo test` (without `--bench`), it is a smoke test: 2,000 grants, a 2-second stream.
 
 mod support;
 
@@ -408,6 +409,15 @@ async fn burst(label: &str, url: &str, n: usize, tick: Duration) {
 }
 
 fn main() {
+    // Under `cargo test` (no `--bench`, a debug build) the same code runs as a smoke test on a
+    // small store, so `scripts/test` checks it without spending minutes on it.
+    if !std::env::args().any(|a| a == "--bench") {
+        for (knob, small) in [("BENCH_GRANTS", "2000"), ("BENCH_STREAM_SECS", "2")] {
+            if std::env::var_os(knob).is_none() {
+                std::env::set_var(knob, small);
+            }
+        }
+    }
     let n: usize = env("BENCH_GRANTS", 100_000);
     let tick = Duration::from_millis(env("BENCH_TICK_MS", 1000));
     let scenarios: String = env("BENCH_SCENARIOS", "a,b".to_string());
