@@ -750,3 +750,23 @@ async fn an_unused_catalog_is_released_and_decoded_again_on_use() {
     stop_tx.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[test]
+fn a_bad_unload_after_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, says) in [("\"soon\"", "soon"), ("\"0s\"", "\"off\"")] {
+        let path = dir.path().join("brevet.toml");
+        std::fs::write(&path, format!("[catalog]\nunload_after = {value}\n")).unwrap();
+        let err = AccessLanguage::from_config_file(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unload_after") && err.contains(says),
+            "{value}: {err}"
+        );
+    }
+    let path = dir.path().join("off.toml");
+    std::fs::write(&path, "[catalog]\nunload_after = \"off\"\n").unwrap();
+    let lang = AccessLanguage::from_config_file(&path).unwrap();
+    assert_eq!(lang.unload_after, None);
+}
