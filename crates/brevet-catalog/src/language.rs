@@ -2,14 +2,14 @@
 //! compiles its profiles through, and checks native permission lists against.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::compile::{compile, expand_named, CompileError, Compiled, Target};
 use crate::profile::{Forbidden, Profile};
-use crate::{Catalog, CatalogError, Cloud};
+use crate::{CatalogError, Cloud, SharedCatalog};
 
 pub struct Language {
-    pub catalog: Arc<Catalog>,
+    /// Decoded while in use (`catalog.get()`); a server may release it when idle.
+    pub catalog: SharedCatalog,
     pub profiles: BTreeMap<String, Profile>,
     pub forbidden: Forbidden,
 }
@@ -36,7 +36,7 @@ impl Language {
     /// The built-in catalog with no profiles (what a provider's own tests get).
     pub fn builtin() -> Result<Language, CatalogError> {
         Ok(Language {
-            catalog: Catalog::embedded()?,
+            catalog: SharedCatalog::embedded()?,
             profiles: BTreeMap::new(),
             forbidden: Forbidden::default(),
         })
@@ -61,16 +61,17 @@ impl Language {
     }
 
     pub fn compile(&self, profile: &Profile, target: &Target) -> Result<Compiled, CompileError> {
-        compile(&self.catalog, profile, target, self.forbidden)
+        compile(&self.catalog.get(), profile, target, self.forbidden)
     }
 
     /// Checks one native permission (or, where `wildcards` is allowed, pattern) the way compiled
     /// ones are: it must be in the catalog, and hold no forbidden tag.
     pub fn check(&self, cloud: Cloud, name: &str) -> Result<Checked, CompileError> {
-        let permissions = expand_named(&self.catalog, cloud, name)?;
+        let catalog = self.catalog.get();
+        let permissions = expand_named(&catalog, cloud, name)?;
         let mut warnings = Vec::new();
         for &i in &permissions {
-            let p = &self.catalog.permissions()[i as usize];
+            let p = &catalog.permissions()[i as usize];
             crate::compile::check_forbidden(p, self.forbidden)?;
             if p.tags.is_dangerous() {
                 warnings.push(format!(

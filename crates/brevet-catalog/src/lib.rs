@@ -15,6 +15,7 @@ pub mod model;
 pub mod profile;
 pub mod refresh;
 pub mod search;
+mod shared;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use glob::Pattern;
 pub use language::{Checked, Language};
 pub use model::*;
 pub use search::{Hit, IndexData, Query};
+pub use shared::SharedCatalog;
 
 /// The snapshot format's version; a snapshot of another version is refused with the fix.
 const FORMAT: u32 = 2;
@@ -136,17 +138,10 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// The snapshot built into this binary, decoded once per process and shared.
+    /// The snapshot built into this binary, decoded once per process and shared (for as long
+    /// as nobody releases it: see [`SharedCatalog`]).
     pub fn embedded() -> Result<Arc<Catalog>, CatalogError> {
-        static SHARED: OnceLock<Result<Arc<Catalog>, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| {
-                Snapshot::decode(EMBEDDED, "built into brevet")
-                    .map(|s| Arc::new(Catalog::new(s)))
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(|reason| CatalogError::Embedded { reason })
+        Ok(SharedCatalog::embedded()?.get())
     }
 
     /// Decodes the embedded snapshot afresh (what a start costs; for the benchmark).

@@ -10,8 +10,8 @@ use brevet_catalog::compile::{
     compile, example_target, expand_named, tags_of, CompileError, Target,
 };
 use brevet_catalog::profile::{Forbidden, Profile, ProfileSpec};
-use brevet_catalog::{Access, Catalog, Cloud, Hit, Language, Plane, Query, Tags};
-use brevet_config::{field, ConfigError};
+use brevet_catalog::{Access, Catalog, Cloud, Hit, Language, Plane, Query, SharedCatalog, Tags};
+use brevet_config::{field, ConfigError, DurationOrOff};
 use brevet_wire::{
     CatalogEntry, CatalogHit, CloudExplanation, Comparison, CompiledProfile, PermissionView,
     ProfileExplanation, RoleRef, RoleView,
@@ -19,7 +19,7 @@ use brevet_wire::{
 use serde::Deserialize;
 
 /// `[catalog]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCatalog {
     /// A snapshot written by `brevet catalog refresh`; default: the one built into brevet.
@@ -32,6 +32,25 @@ pub struct RawCatalog {
     /// their tables were written in the config itself.
     #[serde(default)]
     pub profiles: Vec<PathBuf>,
+    /// How long the server keeps the decoded catalog (about 25 MiB) once nothing uses it; the
+    /// next use decodes it again (about 30 ms with its name lookups). `"off"` keeps it.
+    #[serde(default = "default_unload_after")]
+    pub unload_after: DurationOrOff,
+}
+
+impl Default for RawCatalog {
+    fn default() -> Self {
+        RawCatalog {
+            file: None,
+            forbid: Vec::new(),
+            profiles: Vec::new(),
+            unload_after: default_unload_after(),
+        }
+    }
+}
+
+fn default_unload_after() -> DurationOrOff {
+    DurationOrOff(Some(std::time::Duration::from_secs(60)))
 }
 
 /// A file named by `[catalog] profiles`.
@@ -45,7 +64,10 @@ struct ProfileFile {
 /// The catalog and the profiles, checked.
 #[derive(Debug, Clone)]
 pub struct AccessLanguage {
-    pub catalog: Arc<Catalog>,
+    /// Decoded while in use (`catalog.get()`): the server releases it after `unload_after`.
+    pub catalog: SharedCatalog,
+    /// `[catalog] unload_after`; `None`: kept decoded.
+    pub unload_after: Option<std::time::Duration>,
     /// The catalog with the profiles and what is forbidden, as providers compile through it.
     pub language: Arc<Language>,
     /// Sensitive permissions the profiles hold, for the start-up log.
@@ -95,13 +117,13 @@ impl AccessLanguage {
         specs: &BTreeMap<String, ProfileSpec>,
         base: &std::path::Path,
     ) -> Result<AccessLanguage, ConfigError> {
-        let catalog = match &raw.file {
-            Some(f) => Arc::new(
-                Catalog::load_file(&base.join(f))
-                    .map_err(|e| field("catalog.file", e.to_string()))?,
-            ),
-            None => Catalog::embedded().map_err(|e| field("catalog", e.to_string()))?,
+        let shared = match &raw.file {
+            Some(f) => SharedCatalog::load_file(&base.join(f))
+                .map_err(|e| field("catalog.file", e.to_string()))?,
+            None => SharedCatalog::embedded().map_err(|e| field("catalog", e.to_string()))?,
         };
+        // Held for the checks below only.
+        let catalog = shared.get();
         let mut forbid = Tags::default();
         for (i, t) in raw.forbid.iter().enumerate() {
             forbid.insert(Tags::parse(t).ok_or_else(|| {
@@ -184,11 +206,12 @@ impl AccessLanguage {
         }
         Ok(AccessLanguage {
             language: Arc::new(Language {
-                catalog: catalog.clone(),
+                catalog: shared.clone(),
                 profiles,
                 forbidden,
             }),
-            catalog,
+            catalog: shared,
+            unload_after: raw.unload_after.0,
             warnings,
         })
     }
@@ -218,7 +241,8 @@ impl AccessLanguage {
             })
             .transpose()?;
         q.limit = limit.clamp(1, 200);
-        let c = &self.catalog;
+        let held = self.catalog.get();
+        let c: &Catalog = &held;
         Ok(c.search(&q)
             .into_iter()
             .map(|h| match h {
@@ -252,7 +276,8 @@ impl AccessLanguage {
             Some(c) => vec![parse_cloud(c)?],
             None => Cloud::ALL.to_vec(),
         };
-        let c = &self.catalog;
+        let held = self.catalog.get();
+        let c: &Catalog = &held;
         for cloud in &clouds {
             if let Some(i) = c.permission_index(*cloud, name) {
                 let p = &c.permissions()[i as usize];
@@ -352,7 +377,8 @@ impl AccessLanguage {
         profile: &Profile,
         target: &Target,
     ) -> Result<CompiledProfile, AccessError> {
-        let c = &self.catalog;
+        let held = self.catalog.get();
+        let c: &Catalog = &held;
         let compiled = compile(c, profile, target, self.language.forbidden)?;
         Ok(CompiledProfile {
             profile: profile.name.clone(),
@@ -394,7 +420,7 @@ impl AccessLanguage {
             .into_iter()
             .filter(|c| profile.kind.native(*c).is_some() || !profile.adjust(*c).add.is_empty())
             .map(|cloud| {
-                let target = example_target(&self.catalog, profile, cloud);
+                let target = example_target(&self.catalog.get(), profile, cloud);
                 let (compiled, error) = match self.compile_for(profile, &target) {
                     Ok(c) => (Some(c), None),
                     Err(e) => (None, Some(e.to_string())),
@@ -414,6 +440,49 @@ impl AccessLanguage {
         })
     }
 }
+
+/// Gives the decoded catalog back to the system once nothing has used it for `after` (and at
+/// once after start: the start-up checks are done with it), checking every tenth of `after`
+/// (between 1 and 30 seconds). A compile or search in progress keeps it until it is done; the
+/// next one decodes it again.
+pub fn spawn_release(
+    catalog: SharedCatalog,
+    after: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    use std::time::Duration;
+    let tick = (after / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut idle = Duration::ZERO;
+        loop {
+            if catalog.release_idle(idle) {
+                trim_heap();
+                tracing::debug!(decodes = catalog.decodes(), "catalog released");
+            }
+            idle = after;
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+/// Hands freed heap pages back to the system. glibc keeps what a program frees in its arenas
+/// for reuse; the catalog is some 200,000 small allocations, so without this its release would
+/// leave the process as large as before. `malloc_trim` has no safe wrapper in a kept crate;
+/// the `libc` binding is the thinnest way to call it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim takes no pointer and only returns to the system memory that malloc
+    // holds free; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 fn names(t: Tags) -> Vec<String> {
     t.names().into_iter().map(str::to_owned).collect()

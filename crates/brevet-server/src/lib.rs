@@ -196,7 +196,16 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = broker.spawn_background(stop_rx.clone());
     background.push(("audit checkpoints", anchor.spawn(stop_rx.clone())));
-    background.push(("notification outbox", notifications.outbox.spawn(stop_rx)));
+    background.push((
+        "notification outbox",
+        notifications.outbox.spawn(stop_rx.clone()),
+    ));
+    if let Some(after) = config.access.unload_after {
+        background.push((
+            "catalog release",
+            access::spawn_release(config.access.catalog.clone(), after, stop_rx),
+        ));
+    }
     // Supervision: a background task that ends before shutdown has died (a panic, say). Serving
     // on without the scheduler would keep the API green while nothing expires, so the server
     // stops instead (fail closed) and says which task died.

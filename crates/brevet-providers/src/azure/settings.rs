@@ -243,7 +243,7 @@ pub fn parse(t: &ProviderTables) -> Result<AzureConfig, ConfigError> {
                     for w in &compiled.warnings {
                         tracing::warn!(provider = %t.name, access, resource = %id, "{w}");
                     }
-                    split(&language, compiled.names(&language.catalog))
+                    split(&language, compiled.names(&language.catalog.get()))
                 } else {
                     for (i, op) in rp.permissions.iter().enumerate() {
                         let at = pat(&format!("permissions[{i}]"));
@@ -312,12 +312,9 @@ fn split<'a>(
     names: impl IntoIterator<Item = &'a str>,
 ) -> (Vec<String>, Vec<String>) {
     let (mut control, mut data) = (Vec::new(), Vec::new());
+    let catalog = language.catalog.get();
     for n in names {
-        match language
-            .catalog
-            .permission(Cloud::Azure, n)
-            .map(|p| p.plane)
-        {
+        match catalog.permission(Cloud::Azure, n).map(|p| p.plane) {
             Some(Plane::Data) => data.push(n.to_owned()),
             _ => control.push(n.to_owned()),
         }
@@ -338,7 +335,8 @@ fn builtin_role(language: &Language, role: &str) -> Result<(String, String), Str
     {
         return Ok((role.to_owned(), guid.to_ascii_lowercase()));
     }
-    let found = language.catalog.roles().iter().find(|r| {
+    let catalog = language.catalog.get();
+    let found = catalog.roles().iter().find(|r| {
         r.cloud == Cloud::Azure
             && (r.name.eq_ignore_ascii_case(role) || r.title.eq_ignore_ascii_case(role))
     });

@@ -222,7 +222,7 @@ pub fn parse(t: &ProviderTables) -> Result<GcpConfig, ConfigError> {
                         tracing::warn!(provider = %t.name, access, resource = %id, "{w}");
                     }
                     compiled
-                        .names(&language.catalog)
+                        .names(&language.catalog.get())
                         .into_iter()
                         .map(str::to_owned)
                         .collect::<Vec<_>>()
@@ -239,7 +239,8 @@ pub fn parse(t: &ProviderTables) -> Result<GcpConfig, ConfigError> {
                         for w in checked.warnings {
                             tracing::warn!(provider = %t.name, profile = %pn, "{w}");
                         }
-                        let entry = language.catalog.permission(Cloud::Gcp, perm);
+                        let catalog = language.catalog.get();
+                        let entry = catalog.permission(Cloud::Gcp, perm);
                         if entry.and_then(|e| e.gcp_level) == Some(GcpLevel::Organization)
                             && home.starts_with("projects/")
                         {
@@ -325,7 +326,7 @@ fn check_role(language: &Language, role: &str) -> Result<String, String> {
             "`{role}` is not a role name: write roles/NAME, projects/P/roles/ID or organizations/O/roles/ID"
         ));
     }
-    if language.catalog.role(Cloud::Gcp, role).is_none() {
+    if language.catalog.get().role(Cloud::Gcp, role).is_none() {
         return Err(format!(
             "`{role}` is not a GCP predefined role in Brevet's catalog; `brevet catalog search` finds roles \
              (for a newer role: `brevet catalog refresh` and `[catalog] file`)"

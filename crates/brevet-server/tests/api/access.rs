@@ -147,7 +147,8 @@ fn document_names(cloud: Cloud, doc: &serde_json::Value) -> Vec<String> {
 #[test]
 fn every_template_compiles_to_less_than_the_precut_role_and_enough_for_the_task() {
     let lang = templates();
-    let catalog: &Catalog = &lang.catalog;
+    let held = lang.catalog.get();
+    let catalog: &Catalog = &held;
     let mut table = String::from(
         "| template | cloud | compiled | precut role | precut size | ratio | compiled ⊆ precut |\n|---|---|---:|---|---:|---:|---|\n",
     );
@@ -510,7 +511,7 @@ fn placement_rules_of_each_cloud_are_enforced() {
     assert!(err.contains("names no cloud resource"), "{err}");
     assert!(matches!(
         compile(
-            &lang.catalog,
+            &lang.catalog.get(),
             lang.profile("put").unwrap(),
             &Target::Gcp {
                 scope: "buckets/x".into(),
@@ -678,4 +679,94 @@ async fn the_api_answers_catalog_and_profile_questions() {
     let e: brevet_wire::ProfileExplanation = serde_json::from_str(&body).unwrap();
     assert_eq!(e.clouds.len(), 3, "{e:?}");
     assert!(e.clouds.iter().all(|c| c.compiled.is_some()), "{e:?}");
+}
+
+/// The server gives the decoded catalog back when nothing uses it (at once after start, then
+/// after `[catalog] unload_after`), never from under a user, and decodes it again on the next
+/// search. On a snapshot file, so the handle is this test's own (the built-in one is shared by
+/// every test in this binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_catalog_is_released_and_decoded_again_on_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("catalog.bin");
+    std::fs::write(&file, Catalog::embedded().unwrap().snapshot().encode()).unwrap();
+    let raw = RawCatalog {
+        file: Some(file),
+        profiles: vec![repo().join("examples/access-profiles.toml")],
+        ..Default::default()
+    };
+    let lang = AccessLanguage::load(&raw, &BTreeMap::new(), Path::new(".")).unwrap();
+    assert_eq!(lang.unload_after, Some(std::time::Duration::from_secs(60)));
+    assert!(
+        lang.catalog.is_decoded(),
+        "decoded at load, to check the profiles"
+    );
+    let after = std::time::Duration::from_millis(2500);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = brevet_server::access::spawn_release(lang.catalog.clone(), after, stop);
+    let wait_until = |what: &'static str, want: bool, within: std::time::Duration| {
+        let catalog = lang.catalog.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + within;
+            while catalog.is_decoded() != want {
+                assert!(tokio::time::Instant::now() < deadline, "{what}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // At once: well before `unload_after` has passed.
+    wait_until(
+        "released at once after start",
+        false,
+        std::time::Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(lang.catalog.decodes(), 1);
+
+    // A search decodes it again and answers as before.
+    let hits = lang.search("s3 get object", None, None, 5).unwrap();
+    assert!(hits.iter().any(|h| h.name == "s3:GetObject"), "{hits:?}");
+    assert_eq!(lang.catalog.decodes(), 2);
+    assert!(lang.catalog.is_decoded());
+
+    // Held by a user past `unload_after`: the handle lets go, the user keeps a whole catalog.
+    let held = lang.catalog.get();
+    tokio::time::sleep(after + std::time::Duration::from_millis(1500)).await;
+    assert!(lang.catalog.is_decoded(), "freed from under its user");
+    assert!(held.permission(Cloud::Aws, "s3:GetObject").is_some());
+    drop(held);
+    wait_until(
+        "released once its last user is done",
+        false,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let compiled = lang
+        .compile("storage.read", &["arn:aws:s3:::logs".into()])
+        .unwrap();
+    assert!(!compiled.permissions.is_empty());
+    assert_eq!(lang.catalog.decodes(), 3);
+
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[test]
+fn a_bad_unload_after_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, says) in [("\"soon\"", "soon"), ("\"0s\"", "\"off\"")] {
+        let path = dir.path().join("brevet.toml");
+        std::fs::write(&path, format!("[catalog]\nunload_after = {value}\n")).unwrap();
+        let err = AccessLanguage::from_config_file(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unload_after") && err.contains(says),
+            "{value}: {err}"
+        );
+    }
+    let path = dir.path().join("off.toml");
+    std::fs::write(&path, "[catalog]\nunload_after = \"off\"\n").unwrap();
+    let lang = AccessLanguage::from_config_file(&path).unwrap();
+    assert_eq!(lang.unload_after, None);
 }
