@@ -35,6 +35,8 @@ struct Pass {
     backlog: bool,
     /// A rate-limited provider has due revocations it had no budget for: go on after this long.
     throttled: Option<Duration>,
+    /// The instant the pass claimed work as of: whatever falls due after it is the next pass's.
+    claimed_at: DateTime<Utc>,
 }
 
 impl Broker {
@@ -67,9 +69,10 @@ impl Broker {
                 .collect(),
             others: if rest { i64::from(SCHEDULER_BATCH) } else { 0 },
         };
+        let claimed_at = Utc::now();
         let due = self
             .store
-            .claim_due_by_provider(Utc::now(), &self.replica, self.settings.lease, &quota)
+            .claim_due_by_provider(claimed_at, &self.replica, self.settings.lease, &quota)
             .await?;
         if !due.taken_over.is_empty() {
             for (id, owner) in &due.taken_over {
@@ -92,6 +95,7 @@ impl Broker {
         }
         let mut pass = Pass {
             handled: due.requests.len(),
+            claimed_at,
             ..Pass::default()
         };
         let mut listed = 0;
@@ -156,8 +160,11 @@ impl Broker {
         if pass.backlog {
             return Duration::ZERO;
         }
+        // Asked as of the claim, not of now: work that fell due while the pass ran (a slow
+        // revocation, say) was not claimed, and asking "due after now" would skip it until
+        // the next tick. Its time has passed, so the next pass starts at once.
         let now = Utc::now();
-        let next_due = match self.store.next_due(now).await {
+        let next_due = match self.store.next_due(pass.claimed_at).await {
             Ok(Some(at)) => (at - now).to_std().unwrap_or_default(),
             Ok(None) => tick,
             Err(e) => {
