@@ -68,9 +68,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Login { timeout } => crate::login::login(&cli.url, j, timeout.into()).await?,
         Command::Logout => crate::login::logout(&cli.url).await?,
         Command::Server { config } => {
-            init_tracing();
-            let config = brevet_server::Config::load(&config)?;
-            brevet_server::serve(config, shutdown_signal()).await?;
+            let telemetry = crate::telemetry::init()?;
+            let served = async {
+                let config = brevet_server::Config::load(&config)?;
+                brevet_server::serve(config, shutdown_signal()).await?;
+                anyhow::Ok(())
+            }
+            .await;
+            // After serving, so the spans of the last requests and background work are sent.
+            telemetry.shutdown().await;
+            served?;
         }
         Command::Request(args) => return request(&client, args, j).await,
         Command::Requests { pending, all, page } => {
@@ -623,15 +630,6 @@ async fn checked_checkpoint(
     cp.verify(&key)
         .context("refusing --checkpoint: its signature does not verify")?;
     Ok(cp.anchor())
-}
-
-fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("BREVET_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn shutdown_signal() {

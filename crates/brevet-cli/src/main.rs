@@ -8,6 +8,7 @@ mod commands;
 mod login;
 mod output;
 mod ssh;
+mod telemetry;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -41,6 +42,12 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the Brevet server.
+    ///
+    /// Logs go to stderr (`BREVET_LOG`, an env-filter, `info` by default). A build with the
+    /// `otlp` feature exports traces over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, with OTEL_SERVICE_NAME and
+    /// OTEL_EXPORTER_OTLP_HEADERS (see docs/observability.md); a build without it refuses to
+    /// start when they ask for export.
     Server {
         /// Path to the TOML config file.
         #[arg(long, short)]

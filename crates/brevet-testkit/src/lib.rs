@@ -24,6 +24,7 @@ mod oidc;
 mod serve;
 pub use moto::*;
 pub use oidc::*;
+pub use serve::Served;
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
@@ -319,6 +320,18 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         None
+    }
+
+    /// `kill -TERM`: a graceful shutdown, as a service manager stops it. Its exit status, or
+    /// `None` if it is still running after `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.as_ref()?.id();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.wait_exit(timeout)
     }
 
     /// `kill -9`: no shutdown, no cleanup — a crash.

@@ -20,6 +20,9 @@ mod gcp;
 mod kill;
 mod notify;
 mod openapi;
+// Built with `--features otlp` (scripts/test does).
+#[cfg(feature = "otlp")]
+mod otlp;
 mod portal;
 mod postgres;
 mod provider_faults;

@@ -338,7 +338,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The span of one HTTP request: method and path, never the query string (the sign-in callback
-/// carries the authorization code and state there, the audit page people's names).
+/// carries the authorization code and state there, the audit page people's names). At `info`, so
+/// an exported trace starts at the API call; probes and scrapes (health, metrics) are at `trace`,
+/// below what is logged or exported, so they are not a trace every few seconds.
 pub(crate) fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
-    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+    let path = req.uri().path();
+    if matches!(path, "/v1/health" | "/metrics") {
+        return tracing::trace_span!("request", method = %req.method(), path);
+    }
+    tracing::info_span!("request", method = %req.method(), path)
 }

@@ -8,6 +8,7 @@ use brevet_core::{
 use brevet_policy::{ApproveQuery, RequestDecision, RequestQuery, Subject};
 use chrono::Utc;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{audit_data::event, Broker, BrokerError};
 
@@ -86,6 +87,19 @@ impl Broker {
         ask: AccessAsk,
         kind: RequestKind,
     ) -> Result<Request, BrokerError> {
+        // The grant id is known once policy has allowed the request; a refusal has none.
+        let span = tracing::info_span!("create_request", grant_id = tracing::field::Empty);
+        self.create_checked(caller, ask, kind)
+            .instrument(span)
+            .await
+    }
+
+    async fn create_checked(
+        &self,
+        caller: &Principal,
+        ask: AccessAsk,
+        kind: RequestKind,
+    ) -> Result<Request, BrokerError> {
         self.ensure_caller_unlocked(caller, "requester").await?;
         // Every attempt counts, refused ones too: each is audited and may notify approvers.
         if !self.request_limiter.admit(caller.id.clone()) {
@@ -140,6 +154,7 @@ impl Broker {
             now,
         );
         r.requester_groups = caller.groups.clone();
+        tracing::Span::current().record("grant_id", tracing::field::display(r.id));
         let mut audit = vec![event(
             EventKind::RequestCreated,
             caller.id.as_str(),
@@ -166,6 +181,7 @@ impl Broker {
 
     /// Records an approver's decision. Self-approval is refused whatever policy says; the approver
     /// must be allowed by the `approve` policies; N-of-M counts distinct approvers.
+    #[tracing::instrument(name = "decide", skip_all, fields(grant_id = %id))]
     pub async fn decide(
         &self,
         caller: &Principal,
@@ -294,6 +310,7 @@ impl Broker {
                 .is_ok_and(|(allowed, _)| allowed)
     }
 
+    #[tracing::instrument(name = "cancel", skip_all, fields(grant_id = %id))]
     pub async fn cancel(&self, caller: &Principal, id: RequestId) -> Result<Request, BrokerError> {
         let mut r = self.get_visible(caller, id).await?;
         if r.requester != caller.id {

@@ -9,6 +9,7 @@ use brevet_store::{PrincipalLock, RequestFilter};
 use chrono::Utc;
 
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{audit_data::event, Broker, BrokerError};
 
@@ -113,6 +114,7 @@ impl Broker {
         }
     }
 
+    #[tracing::instrument(name = "kill_switch", skip_all, fields(principal = %target.key()))]
     pub async fn kill(
         &self,
         caller: &Principal,
@@ -264,6 +266,7 @@ impl Broker {
                         self.settings.provider_timeout,
                         provider.terminate_sessions(&cx, &r.binding()),
                     )
+                    .instrument(tracing::info_span!("terminate_sessions", grant_id = %r.id))
                     .await;
                     if let Ok(Ok(n)) = ended {
                         o.sessions_terminated = n;
@@ -331,6 +334,7 @@ impl Broker {
     }
 
     /// Revokes one grant for the kill switch (or the locked-principal sweep).
+    #[tracing::instrument(name = "kill_grant", skip_all, fields(grant_id = %r.id))]
     pub(crate) async fn kill_grant(
         &self,
         r: Request,

@@ -66,6 +66,13 @@ impl Broker {
     {
         let provider = r.resource.provider().to_string();
         let name = format!("provider.{call}");
+        let span = tracing::info_span!(
+            "provider_call",
+            grant_id = %r.id,
+            provider = %provider,
+            call,
+            outcome = tracing::field::Empty
+        );
         let attempts = async {
             let mut delay = std::time::Duration::from_millis(100);
             let mut attempt = 1;
@@ -103,7 +110,18 @@ impl Broker {
                 }
             }
         };
-        match tokio::time::timeout(self.settings.provider_timeout, attempts).await {
+        let out = tokio::time::timeout(self.settings.provider_timeout, attempts)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &out {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(e)) => e.class(),
+                Err(_) => "timeout",
+            },
+        );
+        match out {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(ProviderError::BadInput(m))) => Err(BrokerError::BadInput(m)),
             Ok(Err(source)) => Err(BrokerError::Provider { provider, source }),
@@ -169,6 +187,7 @@ impl Broker {
     /// in it), and the outcome (with the credential's audit event, both given back in it). The
     /// credential is issued before the outcome is recorded and returned only once it is, so a
     /// revocation or kill switch (which wait for the lease) covers whatever was issued.
+    #[tracing::instrument(name = "activate", skip_all, fields(grant_id = %id))]
     pub async fn activate(
         &self,
         caller: &Principal,
@@ -216,7 +235,6 @@ impl Broker {
                     .ok_or_else(|| BrokerError::Conflict("no credential was issued".into()))??,
             })
         }
-        .instrument(tracing::info_span!("activate", grant_id = %id))
         .await;
         crate::telemetry::activation(&provider, activated.is_ok(), started.elapsed());
         activated
@@ -646,6 +664,7 @@ impl Broker {
     }
 
     /// Issues a fresh credential for an active grant (the earlier one stops working).
+    #[tracing::instrument(name = "credentials", skip_all, fields(grant_id = %id))]
     pub async fn reissue(
         &self,
         caller: &Principal,
@@ -686,7 +705,6 @@ impl Broker {
             }
             self.issue_covered(&r, &input).await
         }
-        .instrument(tracing::info_span!("credentials", grant_id = %id))
         .await;
         self.store.release(id, &owner).await?;
         result
@@ -695,6 +713,7 @@ impl Broker {
     /// Ends a grant early: its owner or an admin. Revocation runs now and, if it fails, keeps
     /// being retried by the scheduler. Three commits: the start (with the request's lease taken
     /// in it), the binding's lock, and the outcome (giving both back).
+    #[tracing::instrument(name = "revoke", skip_all, fields(grant_id = %id))]
     pub async fn revoke(
         &self,
         caller: &Principal,
@@ -751,7 +770,6 @@ impl Broker {
             self.finish_revocation(r, caller.id.as_str(), Some(&owner))
                 .await
         }
-        .instrument(tracing::info_span!("revoke", grant_id = %id))
         .await;
         if result.is_err() {
             // Given back by the outcome's step when there was one; a no-op if never taken.
@@ -763,6 +781,7 @@ impl Broker {
     /// Removes the access (unless another grant still holds the binding), reads the target back,
     /// and records the evidence; on failure records it for a retry with backoff. The outcome's
     /// step gives back the binding's lock and, with `lease_owner`, the request's lease.
+    #[tracing::instrument(name = "revocation", skip_all, fields(grant_id = %r.id))]
     pub(crate) async fn finish_revocation(
         &self,
         mut r: Request,
@@ -924,6 +943,7 @@ impl Broker {
 
     /// Applies an approved extension to its grant: target first, then the record, so a failure in
     /// between can only make access end earlier, never later.
+    #[tracing::instrument(name = "extend", skip_all, fields(grant_id = %parent_id, extension_id = %ext.id))]
     pub(crate) async fn apply_extension(
         &self,
         parent_id: RequestId,

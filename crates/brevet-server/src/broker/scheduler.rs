@@ -237,6 +237,7 @@ impl Broker {
 
     /// Removes anything a provider holds for Brevet that no grant covers (orphans after a crash,
     /// or manual re-creation), recording each as drift in the audit log.
+    #[tracing::instrument(name = "reconcile", skip_all)]
     pub async fn reconcile(&self) -> Result<ReconcileReport, BrokerError> {
         let mut report = ReconcileReport::default();
         for (name, provider) in &self.providers {
@@ -272,10 +273,12 @@ impl Broker {
                     continue;
                 }
                 let cx = OpContext::new(Operation::Reconcile, None);
+                // No grant covers it, so there is no grant id: the span names what was found.
                 let result = tokio::time::timeout(
                     self.settings.provider_timeout,
                     provider.remove_owned(&cx, &o),
                 )
+                .instrument(tracing::info_span!("remove_orphan", provider = %name, native_id = %o.native_id))
                 .await;
                 let (outcome, evidence) = match result {
                     Ok(Ok(ev)) => ("removed", json!(ev)),

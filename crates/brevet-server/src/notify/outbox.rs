@@ -166,7 +166,7 @@ impl Outbox {
         let n = batch.len();
         futures::stream::iter(batch)
             .for_each_concurrent(CONCURRENT_ATTEMPTS, |d| async move {
-                let span = tracing::info_span!("delivery", delivery_id = %d.id, subscriber = %d.subscriber, event = %d.event_type, request_id = d.request_id.as_deref().unwrap_or("-"));
+                let span = tracing::info_span!("delivery", delivery_id = %d.id, subscriber = %d.subscriber, event = %d.event_type, grant_id = d.request_id.as_deref());
                 self.attempt(d).instrument(span).await
             })
             .await;
