@@ -74,6 +74,20 @@ async fn wait_all_revoked(app: &TestApp, ids: &[String], within: Duration) {
     }
 }
 
+/// Stops the scheduler's background tasks and waits for each to end.
+async fn stop_background(
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+) {
+    stop.send(true).unwrap();
+    for (name, task) in tasks {
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap_or_else(|_| panic!("the {name} task stops when told"))
+            .unwrap();
+    }
+}
+
 const RATE: f64 = 10.0;
 const BURST: usize = 4;
 
@@ -109,13 +123,7 @@ async fn a_rate_limited_provider_is_revoked_at_its_rate_and_holds_up_no_other() 
         let started = Instant::now();
         let tasks = app.broker().spawn_background(stopped);
         wait_all_revoked(&app, &ids, Duration::from_secs(30)).await;
-        stop.send(true).unwrap();
-        for (name, task) in tasks {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .unwrap_or_else(|_| panic!("the {name} task stops when told"))
-                .unwrap();
-        }
+        stop_background(stop, tasks).await;
 
         let slow_calls = slow.call_times(Op::Revoke);
         let fast_calls = fast.call_times(Op::Revoke);
@@ -233,13 +241,7 @@ async fn a_grant_expiring_during_a_slow_revocation_is_not_left_for_a_tick() {
         let tasks = app.broker().spawn_background(stopped);
         let ids = [first, second].concat();
         wait_all_revoked(&app, &ids, Duration::from_secs(15)).await;
-        stop.send(true).unwrap();
-        for (name, task) in tasks {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .unwrap_or_else(|_| panic!("the {name} task stops when told"))
-                .unwrap();
-        }
+        stop_background(stop, tasks).await;
         let calls = provider.call_times(Op::Revoke);
         assert_eq!(calls.len(), 2, "one revoke each");
         // The second fell due about 300 ms after the first; its revocation starts when the
