@@ -5,7 +5,7 @@
 //!
 //! A compact snapshot built from the clouds' published dumps ships inside the binary
 //! ([`Catalog::embedded`]); `brevet catalog refresh` builds a newer one ([`refresh`]) and the
-//! config may point at it ([`Catalog::load_file`]). This crate does no I/O beyond loading.
+//! config may point at it ([`SharedCatalog::load_file`]). This crate does no I/O beyond loading.
 
 pub mod compile;
 mod glob;
@@ -18,7 +18,7 @@ pub mod search;
 mod shared;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -149,18 +149,6 @@ impl Catalog {
         Ok(Catalog::new(Snapshot::decode(
             EMBEDDED,
             "built into brevet",
-        )?))
-    }
-
-    /// A snapshot written by `brevet catalog refresh --out FILE`.
-    pub fn load_file(path: &Path) -> Result<Catalog, CatalogError> {
-        let bytes = std::fs::read(path).map_err(|e| CatalogError::Io {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Ok(Catalog::new(Snapshot::decode(
-            &bytes,
-            &path.display().to_string(),
         )?))
     }
 

@@ -7,7 +7,7 @@
 //!   and optionally `tags.json`;
 //! - Azure: the `az role definition list` JSON, and optionally the REST-API-to-operation map.
 //!
-//! This is the only part of the crate that reads files besides [`crate::Catalog::load_file`].
+//! This is the only part of the crate that reads files besides [`crate::SharedCatalog::load_file`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

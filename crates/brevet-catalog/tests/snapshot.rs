@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use brevet_catalog::refresh::{build, Sources};
-use brevet_catalog::{Access, Catalog, Cloud, Plane, Query, Tags, Verb};
+use brevet_catalog::{Access, Catalog, Cloud, Plane, Query, SharedCatalog, Tags, Verb};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
@@ -177,13 +177,15 @@ fn a_snapshot_written_by_refresh_loads_and_a_foreign_file_is_refused() {
     .unwrap();
     let file = dir.join("gcp.bin.gz");
     std::fs::write(&file, gcp_only.encode()).unwrap();
-    let c = Catalog::load_file(&file).unwrap();
+    let c = SharedCatalog::load_file(&file).unwrap().get();
     assert_eq!(c.clouds(), vec![Cloud::Gcp]);
     assert!(!c.search(&Query::new("storage objects get")).is_empty());
     std::fs::write(&file, b"not a snapshot").unwrap();
-    let err = Catalog::load_file(&file).unwrap_err().to_string();
+    let err = SharedCatalog::load_file(&file).unwrap_err().to_string();
     assert!(
-        err.contains("not a compressed snapshot") && err.contains("brevet catalog refresh"),
+        err.contains("gcp.bin.gz")
+            && err.contains("not a compressed snapshot")
+            && err.contains("brevet catalog refresh"),
         "{err}"
     );
     let err = build(&Sources::default()).unwrap_err().to_string();

@@ -126,22 +126,11 @@ async fn run(url: &str) {
     )
     .unwrap();
     let rid = ResourceId::parse("aws:bucket").unwrap();
+    // A cloud call takes longer than an in-memory one: a longer lease and provider timeout.
     let settings = ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        approve_within: Duration::from_secs(3600),
-        activate_within: Duration::from_secs(3600),
-        tick: Duration::from_secs(1),
         lease: Duration::from_secs(90),
-        reconcile_every: Some(Duration::from_secs(3600)),
         provider_timeout: Duration::from_secs(20),
-        revoke_backoff: brevet_core::RevokeBackoff::default(),
-        public_url: "http://127.0.0.1:0".into(),
-        session_ttl: Duration::from_secs(3600),
-        client_ip_header: None,
-        requests_per_minute: u32::MAX,
-        metrics_token_sha256: None,
-        max_in_flight: support::max_in_flight(),
-        admission_wait: Duration::from_millis(100),
+        ..support::settings(Duration::from_secs(1))
     };
     let broker = Broker::new(
         store,
