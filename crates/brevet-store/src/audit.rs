@@ -62,7 +62,7 @@ pub(crate) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, StoreE
 }
 
 /// Seals and inserts `drafts` after the current head, inside the caller's transaction. Its time
-/// (taking the chain's head, which waits for another writer's append on PostgreSQL, and the
+/// (reading the chain's head, already locked by the writer's physical transaction, and the
 /// inserts) is the `brevet_audit_append_seconds` histogram; the events are durable at the commit
 /// that follows (`brevet_store_commit_seconds`).
 pub(crate) async fn append(
@@ -86,6 +86,8 @@ async fn append_sealed(
     drafts: Vec<AuditDraft>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    // The writer's physical transaction took this row's lock when it began (see `writer`);
+    // asking again costs nothing and keeps the append correct on its own.
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",

@@ -35,8 +35,6 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
-    /// Writes, and reads inside a write transaction. On SQLite: its one writer connection.
-    pool: AnyPool,
     /// Plain reads. On SQLite: separate read-only connections, which WAL lets read while the
     /// writer commits, so a status read never queues behind another request's fsync; each read
     /// sees every transaction committed before it began. On PostgreSQL: the same pool.
@@ -45,8 +43,9 @@ pub struct Store {
     /// Write transactions committed (explicit, or one statement on its own), for
     /// [`Store::commits`].
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// SQLite: the group-committing writer on `pool`'s one connection (see [`writer`]).
-    writer: Option<writer::Writer>,
+    /// Writes, and reads inside a write transaction: the group-committing writer, on one
+    /// connection of the write pool at a time (on SQLite its only one; see [`writer`]).
+    writer: writer::Writer,
 }
 
 /// A write statement run as its own transaction through [`Store::execute`] /
@@ -65,33 +64,10 @@ impl<'q> WriteQuery<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArgu
     }
 }
 
-/// A write transaction: on PostgreSQL a transaction of its own; on SQLite a logical transaction
-/// that the group-committing writer makes durable together with others (see [`writer`]). Either
-/// way it is committed with [`Store::commit`], rolled back if dropped, and derefs to the
-/// connection that statements run on.
-pub(crate) enum WriteTx {
-    Postgres(sqlx::Transaction<'static, sqlx::Any>),
-    Sqlite(writer::LiteTx),
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = sqlx::AnyConnection;
-    fn deref(&self) -> &Self::Target {
-        match self {
-            Self::Postgres(tx) => tx,
-            Self::Sqlite(tx) => tx,
-        }
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        match self {
-            Self::Postgres(tx) => tx,
-            Self::Sqlite(tx) => tx,
-        }
-    }
-}
+/// A write transaction: a logical transaction that the group-committing writer makes durable
+/// together with others (see [`writer`]). It is committed with [`Store::commit`], rolled back if
+/// dropped, and derefs to the connection that statements run on.
+pub(crate) type WriteTx = writer::Tx;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -135,6 +111,19 @@ impl Store {
             Backend::Postgres => AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
+                // The writer's open transaction holds the audit chain's head, which every
+                // replica's writes wait for (see `writer`). Should this process stop between
+                // statements without its connection closing (frozen, or cut off behind a
+                // firewall that drops packets), PostgreSQL ends the transaction after this long,
+                // so the other replicas are not blocked for good. Nothing here idles in a
+                // transaction on purpose: no provider call or other wait happens inside one.
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET idle_in_transaction_session_timeout = '30s'")
+                            .await?;
+                        Ok(())
+                    })
+                })
                 .connect_with(options)
                 .await,
         }
@@ -164,9 +153,8 @@ impl Store {
                 .map_err(|e| StoreError::Connect(redact(&e.to_string())))?,
             Backend::Postgres => pool.clone(),
         };
-        let writer = (backend == Backend::Sqlite).then(|| writer::Writer::start(pool.clone()));
+        let writer = writer::Writer::start(pool.clone(), backend);
         let store = Self {
-            pool,
             reader,
             backend,
             commits: Default::default(),
@@ -189,24 +177,16 @@ impl Store {
         Ok(store)
     }
 
-    /// Starts a write transaction. On SQLite it is a logical transaction of the group-committing
-    /// writer (whose physical transaction takes the write lock up front, `BEGIN IMMEDIATE`).
+    /// Starts a write transaction: a logical transaction of the group-committing writer, whose
+    /// physical transaction takes the store's write lock up front (see [`writer`]).
     ///
-    /// `BEGIN` runs on a task of its own. A caller that stops waiting (a timeout, a client that
+    /// It begins on a task of its own. A caller that stops waiting (a timeout, a client that
     /// hung up) could otherwise be dropped after the database began the transaction but before
-    /// sqlx handed back the `Transaction` that rolls it back on drop; the pooled connection would
-    /// stay inside a transaction nobody owns and every later `BEGIN` on it would fail. Here the
-    /// task always receives the transaction, and dropping it unused rolls it back.
+    /// the value that rolls it back on drop was handed over; the connection would stay inside a
+    /// transaction nobody owns. Here the task always finishes, and dropping its transaction
+    /// unused rolls it back.
     pub(crate) async fn begin(&self) -> Result<WriteTx, StoreError> {
-        if let Some(writer) = &self.writer {
-            return Ok(WriteTx::Sqlite(writer.begin().await?));
-        }
-        let pool = self.pool.clone();
-        tokio::spawn(async move { pool.begin().await })
-            .await
-            .map_err(|e| StoreError::Database(format!("starting a transaction: {e}")))?
-            .map(WriteTx::Postgres)
-            .map_err(StoreError::from)
+        self.writer.begin().await
     }
 
     /// Runs one `DELETE … WHERE key = $1` and, if it removed something, appends `audit` in the
@@ -234,26 +214,15 @@ impl Store {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// How many durable writes (fsyncs) the commits took: on SQLite the group-committing
-    /// writer's physical commits, fewer than [`Store::commits`] when writes overlap; on
-    /// PostgreSQL the same as the commits (the server groups its WAL flushes itself).
+    /// How many durable writes (fsyncs) the commits took: the group-committing writer's
+    /// physical commits, fewer than [`Store::commits`] when writes overlap.
     pub fn flushes(&self) -> u64 {
-        self.writer
-            .as_ref()
-            .map_or_else(|| self.commits(), writer::Writer::flushes)
+        self.writer.flushes()
     }
 
     pub(crate) async fn commit(&self, tx: WriteTx) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        match tx {
-            WriteTx::Postgres(tx) => {
-                tx.commit().await?;
-                metrics::histogram!("brevet_store_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
-            }
-            // The writer records the physical commit's own time.
-            WriteTx::Sqlite(tx) => tx.commit().await?,
-        }
+        // The writer records the physical commit's own time.
+        tx.commit().await?;
         self.commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -264,12 +233,6 @@ impl Store {
         &self,
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> Result<sqlx::any::AnyQueryResult, StoreError> {
-        if self.writer.is_none() {
-            let done = query.execute(&self.pool).await?;
-            self.commits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(done);
-        }
         let mut tx = self.begin().await?;
         let done = query.execute(&mut *tx).await?;
         self.commit(tx).await?;
@@ -281,12 +244,6 @@ impl Store {
         &self,
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
-        if self.writer.is_none() {
-            let rows = query.fetch_all(&self.pool).await?;
-            self.commits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(rows);
-        }
         let mut tx = self.begin().await?;
         let rows = query.fetch_all(&mut *tx).await?;
         self.commit(tx).await?;

@@ -1,24 +1,33 @@
-//! Group commit for SQLite: many write transactions, one fsync.
+//! Group commit: many write transactions, one fsync — on both backends.
 //!
-//! SQLite has one writer, and with `synchronous = FULL` every `COMMIT` waits for an fsync of the
-//! write-ahead log. Committed one by one, a store that writes three transactions per grant
-//! spends most of its writer's time waiting for the disk. Here each of Brevet's write
-//! transactions is a *logical* transaction — a `SAVEPOINT` inside one open *physical*
-//! transaction on the writer connection — and a flusher task commits the physical transaction
-//! (one fsync) for every logical transaction released since the last flush.
+//! With `synchronous = FULL` (SQLite) or the default `synchronous_commit = on` (PostgreSQL),
+//! every `COMMIT` waits for an fsync of the log. Committed one by one, a store that writes three
+//! transactions per grant spends most of its writer's time waiting for the disk. Here each of
+//! Brevet's write transactions is a *logical* transaction — a `SAVEPOINT` inside one open
+//! *physical* transaction on the writer connection — and a flusher task commits the physical
+//! transaction (one fsync) for every logical transaction released since the last flush.
 //!
-//! Durability is not weakened: [`Writer::commit`] returns only after the `COMMIT` that contains
+//! Durability is not weakened: [`Tx::commit`] returns only after the `COMMIT` that contains
 //! the logical transaction has returned, so a caller that goes on to call a provider does so
 //! after its intent is on disk, exactly as with a `COMMIT` of its own. If that `COMMIT` fails,
 //! every logical transaction in it gets the error and none of them is durable — the same answer
 //! each would have had alone. A logical transaction that fails or is dropped is rolled back to
-//! its savepoint; the others in the batch are untouched.
+//! its savepoint; the others in the batch are untouched (on PostgreSQL too, where an error
+//! aborts the whole transaction unless it is rolled back to a savepoint).
 //!
-//! Logical transactions run one at a time on the one connection (as before: SQLite serialises
-//! writers anyway), and a later one sees what an earlier one wrote even before the flush — which
-//! is safe, because it is committed in the same or a later physical transaction, and its caller
-//! hears of success only after that. Plain reads go to separate read-only connections and see
-//! only what is flushed.
+//! Logical transactions run one at a time on the one connection, and a later one sees what an
+//! earlier one wrote even before the flush — which is safe, because it is committed in the same
+//! or a later physical transaction, and its caller hears of success only after that. Plain
+//! reads go to other connections and see only what is flushed.
+//!
+//! Each physical transaction first takes the store's write lock: on SQLite `BEGIN IMMEDIATE`
+//! (SQLite has one writer anyway); on PostgreSQL the audit chain's head row (`SELECT … FOR
+//! UPDATE`), which every audited write needs and which is held until `COMMIT` because the chain
+//! is one sequence. Taking it *first* is what makes batching safe across replicas: a physical
+//! transaction waits only before it holds anything, so two replicas' batches can never wait for
+//! each other's rows (a deadlock); replicas take turns, each committing everything it gathered
+//! while it waited with one fsync. Before, every PostgreSQL transaction took the head in the
+//! middle and held it through its own fsync, so no two commits could share one.
 //!
 //! Batching needs no timer: the flusher queues for the connection's mutex like everyone else
 //! (tokio's mutex is fair), so it commits after the logical transactions that were already
@@ -33,7 +42,7 @@ use std::sync::{
 use sqlx::{pool::PoolConnection, Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
 
-use crate::StoreError;
+use crate::{Backend, StoreError};
 
 /// The outcome of one physical commit, shared by every logical transaction in it.
 type Outcome = Option<Result<(), String>>;
@@ -51,18 +60,20 @@ struct Open {
     in_savepoint: bool,
 }
 
-/// SQLite's group-committing writer. Cloned with the store.
+/// The group-committing writer. Cloned with the store.
 #[derive(Clone)]
 pub(crate) struct Writer {
     pool: AnyPool,
+    /// What opens a physical transaction and takes the store's write lock (see the module doc).
+    begin: &'static [&'static str],
     open: Arc<Mutex<Open>>,
     flush: mpsc::UnboundedSender<()>,
     flushes: Arc<AtomicU64>,
 }
 
-/// A logical write transaction on SQLite: a savepoint inside the open physical transaction,
+/// A logical write transaction: a savepoint inside the open physical transaction,
 /// holding the writer connection until it is committed or dropped (then rolled back).
-pub(crate) struct LiteTx {
+pub(crate) struct Tx {
     guard: Option<OwnedMutexGuard<Open>>,
     writer: Writer,
 }
@@ -73,10 +84,18 @@ const ROLLBACK_TO: &str = "ROLLBACK TO brevet_tx; RELEASE brevet_tx";
 
 impl Writer {
     /// Starts the flusher task; it ends when the last clone of this writer is dropped.
-    pub(crate) fn start(pool: AnyPool) -> Self {
+    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (flush, mut wakeups) = mpsc::unbounded_channel();
         let writer = Self {
             pool,
+            begin: match backend {
+                // IMMEDIATE: a second process on the file waits rather than deadlocks.
+                Backend::Sqlite => &["BEGIN IMMEDIATE"],
+                Backend::Postgres => &[
+                    "BEGIN",
+                    "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE",
+                ],
+            },
             open: Arc::new(Mutex::new(Open {
                 conn: None,
                 batch: None,
@@ -104,13 +123,13 @@ impl Writer {
     }
 
     /// Begins a logical transaction: waits for the connection, opens a physical transaction if
-    /// none is open (`BEGIN IMMEDIATE`, so a second process on the file waits rather than
-    /// deadlocks), and sets a savepoint.
+    /// none is open (taking the store's write lock first, see the module doc), and sets a
+    /// savepoint.
     ///
     /// Runs on a task of its own, so a caller that stops waiting cannot leave the connection
-    /// inside a savepoint nobody owns: the task always finishes and hands over a [`LiteTx`],
+    /// inside a savepoint nobody owns: the task always finishes and hands over a [`Tx`],
     /// whose drop rolls it back.
-    pub(crate) async fn begin(&self) -> Result<LiteTx, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
         let writer = self.clone();
         tokio::spawn(async move {
             let mut g = writer.open.clone().lock_owned().await;
@@ -129,10 +148,15 @@ impl Writer {
             }
             let conn = open.conn.as_mut().expect("acquired above");
             if open.batch.is_none() {
-                if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
-                    // Nothing is open; the connection goes back to the pool as it was.
-                    open.conn = None;
-                    return Err(e.into());
+                for (i, statement) in writer.begin.iter().enumerate() {
+                    if let Err(e) = conn.execute(*statement).await {
+                        if i > 0 {
+                            let _ = conn.execute("ROLLBACK").await;
+                        }
+                        // Nothing is open; the connection goes back to the pool.
+                        open.conn = None;
+                        return Err(e.into());
+                    }
                 }
                 open.batch = Some(watch::channel(None).0);
             }
@@ -143,7 +167,7 @@ impl Writer {
                 return Err(e.into());
             }
             open.in_savepoint = true;
-            Ok(LiteTx {
+            Ok(Tx {
                 guard: Some(g),
                 writer,
             })
@@ -158,7 +182,7 @@ impl Writer {
     }
 }
 
-impl LiteTx {
+impl Tx {
     /// Releases the savepoint and waits until the physical transaction holding it is durable.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
         let mut g = self
@@ -171,7 +195,13 @@ impl LiteTx {
         tokio::spawn(async move {
             let conn = g.conn.as_mut().expect("held while a transaction is open");
             if let Err(e) = conn.execute(RELEASE).await {
-                abort(&mut g, &e.to_string()).await;
+                // This logical transaction fails (on PostgreSQL, a statement of it failed and
+                // its caller committed anyway); the batch survives if rolling it back works.
+                match conn.execute(ROLLBACK_TO).await {
+                    Ok(_) => g.in_savepoint = false,
+                    Err(_) => abort(&mut g, &e.to_string()).await,
+                }
+                drop(g);
                 writer.wake();
                 return Err(e.into());
             }
@@ -199,7 +229,7 @@ impl LiteTx {
     }
 }
 
-impl Drop for LiteTx {
+impl Drop for Tx {
     /// Not committed: roll back to the savepoint before anyone else uses the connection (the
     /// guard moves into the task that does it). The flusher is woken either way, so a physical
     /// transaction is never left open holding SQLite's write lock.
@@ -226,7 +256,7 @@ impl Drop for LiteTx {
     }
 }
 
-impl std::ops::Deref for LiteTx {
+impl std::ops::Deref for Tx {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
         self.guard
@@ -236,7 +266,7 @@ impl std::ops::Deref for LiteTx {
     }
 }
 
-impl std::ops::DerefMut for LiteTx {
+impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         self.guard
             .as_mut()
@@ -297,4 +327,79 @@ async fn abort(g: &mut Open, why: &str) {
     }
     g.conn = None;
     g.in_savepoint = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::Executor;
+
+    use crate::Store;
+
+    /// The interleaving that deadlocks batching replicas unless each physical transaction takes
+    /// the audit head first, played out step by step on a real PostgreSQL: replica A's open
+    /// batch has changed a row, and its next write wants the audit head; replica B's write holds
+    /// the head and wants A's row. Taking the head at `BEGIN`, B waits before it holds anything,
+    /// A finishes its batch, and then B goes on: every write succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_batches_wait_for_each_other_only_before_holding_anything() {
+        let db = brevet_testkit::TestDb::create("brevet_writer");
+        let a = Store::connect(&db.url).await.unwrap();
+        let b = Store::connect(&db.url).await.unwrap();
+        let row = "INSERT INTO binding_locks (binding, owner, lease_until) VALUES ('x', 'o', 0)";
+        a.execute(sqlx::query(row)).await.unwrap();
+        let take_row = |owner: &'static str| {
+            format!("UPDATE binding_locks SET owner = '{owner}' WHERE binding = 'x'")
+        };
+        let head = "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE";
+
+        // A: a first write changes the row and is released into the open batch; a second,
+        // queued behind it (ahead of the flusher), takes the connection with the batch still open.
+        let mut a1 = a.writer.begin().await.unwrap();
+        a1.execute(take_row("a").as_str()).await.unwrap();
+        let a2 = tokio::spawn({
+            let w = a.writer.clone();
+            async move { w.begin().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let a1_done = tokio::spawn(a1.commit());
+        let mut a2 = tokio::time::timeout(Duration::from_secs(5), a2)
+            .await
+            .expect("the second write gets the connection")
+            .unwrap()
+            .unwrap();
+        assert!(!a1_done.is_finished(), "the batch is still open");
+
+        // B: one write that would take the head, then the row A's batch holds.
+        let b_done = tokio::spawn({
+            let w = b.writer.clone();
+            async move {
+                let mut b1 = w.begin().await?;
+                b1.execute(head).await?;
+                b1.execute(take_row("b").as_str()).await?;
+                b1.commit().await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // A's second write takes the head. Had B been able to take it, this would wait for B
+        // while B waits for A: PostgreSQL's deadlock detector would fail one of the two.
+        tokio::time::timeout(Duration::from_secs(20), a2.execute(head))
+            .await
+            .expect("A's write did not wait for B")
+            .unwrap();
+        a2.commit().await.unwrap();
+        a1_done.await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), b_done)
+            .await
+            .expect("B went on once A's batch committed")
+            .unwrap()
+            .unwrap();
+        let owner: String = sqlx::query_scalar("SELECT owner FROM binding_locks")
+            .fetch_one(&a.reader)
+            .await
+            .unwrap();
+        assert_eq!(owner, "b", "B's write came after A's batch");
+    }
 }

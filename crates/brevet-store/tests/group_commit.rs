@@ -1,9 +1,9 @@
-//! SQLite's group commit (crates/brevet-store/src/writer.rs): concurrent write transactions share
-//! one fsync, and yet each behaves as if it had committed alone — durable (visible to another
-//! connection) when its commit returns, written entirely or not at all, and a failed one takes
-//! nothing of the others with it. The database file is real; what is checked is read back
-//! through other connections, and through a second store on the same file as another process
-//! would.
+//! Group commit (crates/brevet-store/src/writer.rs), on both real backends: concurrent write
+//! transactions share one fsync, and yet each behaves as if it had committed alone — durable
+//! (visible to another connection) when its commit returns, written entirely or not at all, and
+//! a failed one takes nothing of the others with it. What is checked is read back through other
+//! connections, and through a second store on the same database as another process (a replica)
+//! would. On PostgreSQL, replicas batching at once must never deadlock on each other's rows.
 
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use brevet_core::{
     ResourceId,
 };
 use brevet_store::{Hold, Step, Store, StoreError};
+use brevet_testkit::TestDb;
 use chrono::Utc;
 
 fn approved(who: &str, resource: &str) -> Request {
@@ -63,12 +64,37 @@ async fn verify_chain(store: &Store) -> i64 {
     head
 }
 
+/// Runs `$body(url)` on a SQLite file and on a PostgreSQL database of its own.
+macro_rules! on_both_stores {
+    ($body:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $body(&sqlite_url(&dir)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let db = TestDb::create("brevet_group_commit");
+            $body(&db.url).await;
+        }
+    };
+}
+
+on_both_stores!(concurrent_writes_share_fsyncs:
+    sqlite_concurrent_writes_share_fsyncs_and_are_durable_when_they_return,
+    postgres_concurrent_writes_share_fsyncs_and_are_durable_when_they_return);
+on_both_stores!(a_failed_write_is_alone:
+    sqlite_a_failed_write_takes_nothing_of_its_batch_with_it,
+    postgres_a_failed_write_takes_nothing_of_its_batch_with_it);
+on_both_stores!(no_lock_left:
+    sqlite_a_failed_write_leaves_no_lock_for_other_processes,
+    postgres_a_failed_write_leaves_no_lock_for_other_replicas);
+
 /// Many writers at once: fewer fsyncs than commits, and each write is visible to a *reader*
 /// connection the moment its commit returns — so no commit returned before its flush.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writes_share_fsyncs_and_are_durable_when_they_return() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
+async fn concurrent_writes_share_fsyncs(url: &str) {
+    let store = Store::connect(url).await.unwrap();
     let (commits, flushes) = (store.commits(), store.flushes());
     let writes = (0..400).map(|i| {
         let store = store.clone();
@@ -95,17 +121,15 @@ async fn concurrent_writes_share_fsyncs_and_are_durable_when_they_return() {
     );
     assert_eq!(verify_chain(&store).await, 400);
 
-    // And they are in the file: a second store (another process) sees every one of them.
-    let other = Store::connect(&sqlite_url(&dir)).await.unwrap();
+    // And they are in the database: a second store (another process) sees every one of them.
+    let other = Store::connect(url).await.unwrap();
     assert_eq!(other.audit_head().await.unwrap().0, 400);
 }
 
 /// A write that fails part-way (its lease was taken, then the binding turned out busy) leaves
 /// nothing behind, while the writes committed in the same batch around it all stay.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_write_takes_nothing_of_its_batch_with_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
+async fn a_failed_write_is_alone(url: &str) {
+    let store = Store::connect(url).await.unwrap();
     let lease = Duration::from_secs(60);
     let take = |owner| Hold::Take {
         owner,
@@ -206,12 +230,11 @@ async fn a_failed_write_takes_nothing_of_its_batch_with_it() {
     }
 }
 
-/// A write that failed must not leave SQLite's write lock held: another process on the same
-/// file can write at once (its busy timeout is 5 s, so a lock left open would fail it).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_write_leaves_no_lock_for_other_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
+/// A write that failed must not leave the store's write lock held (SQLite's, or on PostgreSQL
+/// the audit head's row lock): another process on the same database can write at once (SQLite's
+/// busy timeout is 5 s, so a lock left open would fail it; PostgreSQL would make it wait).
+async fn no_lock_left(url: &str) {
+    let store = Store::connect(url).await.unwrap();
     let r = store
         .insert_request(&approved("alice", "postgres:orders"), vec![])
         .await
@@ -226,7 +249,7 @@ async fn a_failed_write_leaves_no_lock_for_other_processes() {
         "{conflict:?}"
     );
 
-    let other = Store::connect(&sqlite_url(&dir)).await.unwrap();
+    let other = Store::connect(url).await.unwrap();
     let started = std::time::Instant::now();
     tokio::time::timeout(
         Duration::from_secs(3),
@@ -239,4 +262,76 @@ async fn a_failed_write_leaves_no_lock_for_other_processes() {
     // The first store still writes, after the other process did.
     store.append_audit(audit(&r, "again")).await.unwrap();
     assert_eq!(verify_chain(&store).await, 2);
+}
+
+/// Two PostgreSQL replicas batching at once, on the same few requests: each takes and gives back
+/// leases (row locks, no audit) and appends to the audit chain (its head's row lock), in both
+/// orders. Every write succeeds (a lease another holds is an answer, not an error), the chain
+/// stays whole, and both replicas' batches shared fsyncs. Were a replica's batch to lock a row
+/// and then wait for the head while the other's held the head and waited for that row,
+/// PostgreSQL would fail a write with "deadlock detected"; this load runs into that about half
+/// the time when the writer does not take the head first. `writer::tests` plays the exact
+/// interleaving out step by step and fails every time without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_batching_at_once_never_deadlock() {
+    let db = TestDb::create("brevet_group_commit");
+    let a = Store::connect(&db.url).await.unwrap();
+    let b = Store::connect(&db.url).await.unwrap();
+    let mut shared = Vec::new();
+    for i in 0..2 {
+        let r = approved(&format!("user{i}"), "postgres:shared");
+        a.insert_request(&r, vec![]).await.unwrap();
+        shared.push(r.id);
+    }
+    let head = a.audit_head().await.unwrap().0;
+    let lease = Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for n in 0..300usize {
+        for (replica, store) in [("a", a.clone()), ("b", b.clone())] {
+            let id = shared[(n / 2) % shared.len()];
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("{replica}-{n}");
+                let append = || {
+                    store.append_audit(vec![AuditDraft::new(
+                        EventKind::SessionStarted,
+                        replica,
+                        None,
+                        serde_json::json!({ "n": n }),
+                    )])
+                };
+                // Half lock a row first and append after, half the other way round.
+                if n % 2 == 0 {
+                    let took = store.claim(id, &owner, Utc::now(), lease).await?;
+                    append().await?;
+                    if took {
+                        store.release(id, &owner).await?;
+                    }
+                } else {
+                    append().await?;
+                    if store.claim(id, &owner, Utc::now(), lease).await? {
+                        store.release(id, &owner).await?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            }));
+        }
+    }
+    // Stops at the first failure. PostgreSQL may take a while to see a deadlock (its
+    // `deadlock_timeout` is a second; under load here it took up to 15 s): a wait this long for
+    // 2,400 small writes is one too.
+    let all =
+        futures::future::try_join_all(tasks.into_iter().map(|t| async move { t.await.unwrap() }));
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .unwrap_or_else(|_| panic!("the replicas' writes were stuck for 30 s: a deadlock"))
+        .unwrap_or_else(|e| panic!("a write failed: {e}"));
+    assert_eq!(verify_chain(&a).await, head + 600);
+    for (name, store) in [("a", &a), ("b", &b)] {
+        assert!(
+            store.flushes() < store.commits(),
+            "replica {name}: {} fsyncs for {} commits",
+            store.flushes(),
+            store.commits()
+        );
+    }
 }
