@@ -166,7 +166,12 @@ fn describe() {
     describe_histogram!(
         "brevet_store_commit_seconds",
         Seconds,
-        "Committing one store transaction (the fsync on SQLite)."
+        "Committing one batch of store write transactions (its fsync, shared by every write in it)."
+    );
+    describe_histogram!(
+        "brevet_store_write_lock_wait_seconds",
+        Seconds,
+        "Opening a batch of store writes: mostly the wait for the store's write lock (another replica's batch on PostgreSQL, another process on SQLite)."
     );
     describe_counter!(
         "brevet_delivery_attempts_total",

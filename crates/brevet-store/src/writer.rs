@@ -148,6 +148,7 @@ impl Writer {
             }
             let conn = open.conn.as_mut().expect("acquired above");
             if open.batch.is_none() {
+                let started = std::time::Instant::now();
                 for (i, statement) in writer.begin.iter().enumerate() {
                     if let Err(e) = conn.execute(*statement).await {
                         if i > 0 {
@@ -158,6 +159,10 @@ impl Writer {
                         return Err(e.into());
                     }
                 }
+                // Mostly the wait for the write lock: another process's transaction on SQLite,
+                // another replica's batch on PostgreSQL.
+                metrics::histogram!("brevet_store_write_lock_wait_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 open.batch = Some(watch::channel(None).0);
             }
             let conn = open.conn.as_mut().expect("acquired above");

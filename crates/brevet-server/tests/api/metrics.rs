@@ -156,6 +156,7 @@ async fn metrics_count_what_happened() {
         assert!(activate_calls(&t) - activate_calls(&before) >= 1.0, "{t}");
         assert!(value(&t, "brevet_audit_append_seconds_count", &[]) >= 3.0);
         assert!(value(&t, "brevet_store_commit_seconds_count", &[]) >= 2.0);
+        assert!(value(&t, "brevet_store_write_lock_wait_seconds_count", &[]) >= 1.0);
 
         // A revocation whose target cannot be reached: failed, pending, overdue.
         faulty.set_next(Op::Revoke, Fault::Unreachable, 1);
