@@ -26,11 +26,8 @@ pub use secret::{SecretRef, SecretText};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     Syntax { path: String, message: String },
     #[error("config field `{field}`: {message}")]

@@ -100,9 +100,9 @@ impl AccessLanguage {
     /// From a config file's `[catalog]` and `[access]` alone, for the CLI offline: a CI job can
     /// check profiles with a deployment's config without its secrets, policies or providers.
     pub fn from_config_file(path: &std::path::Path) -> Result<AccessLanguage, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         let sections: AccessSections = brevet_config::parse_toml(&text, "")?;
         let base = path.parent().unwrap_or(std::path::Path::new("."));

@@ -2,6 +2,8 @@
 //! a refused request. The API's answers to bad input are tested in process in brevet-server's
 //! `tests/api`.
 
+use std::process::Command;
+
 use crate::common::*;
 
 #[test]
@@ -72,6 +74,23 @@ fn bad_config_is_refused_with_the_field_named() {
         "@id(\"typo\") permit (principal, action == Action::\"request\", resource) when { context.profil == \"x\" };",
     );
     assert!(stderr(&out).contains("policy `typo`"), "{}", stderr(&out));
+
+    // A config file that is not there: its path and the system's reason, once (the reason was
+    // printed twice, as the message and again as its "caused by").
+    let dir = tempfile::tempdir().unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["server", "--config", "nowhere.toml"])
+            .current_dir(dir.path()),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read config file nowhere.toml: No such file or directory"),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 /// What the CLI makes of a refusal: the server's message on stderr and a non-zero exit, 2 when

@@ -406,9 +406,9 @@ pub fn ask(profile: &str, resource: &str, duration: &str, reason: Option<&str>) 
 }
 
 /// Trouble writing the app's files, as the config error the server would report.
-fn file_error(path: std::path::PathBuf, source: std::io::Error) -> StartError {
+fn file_error(path: std::path::PathBuf, error: std::io::Error) -> StartError {
     StartError::Config(crate::ConfigError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
