@@ -110,20 +110,81 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// SHA-256 over an unambiguous encoding (a JSON array) of every field except `hash` itself.
     pub fn compute_hash(&self) -> String {
-        let encoded = serde_json::json!([
+        // A tuple serialises as the same compact JSON array as `json!([..]).to_string()` did,
+        // byte for byte; written straight into the hasher, without copying every field (the
+        // event's data above all) into a `Value` and then a string first.
+        let fields = (
             self.seq,
-            self.at,
-            self.kind,
-            self.actor,
-            self.request_id,
-            self.data,
-            self.prev_hash
+            &self.at,
+            &self.kind,
+            &self.actor,
+            &self.request_id,
+            &self.data,
+            &self.prev_hash,
+        );
+        let mut hasher = Sha256::new();
+        serde_json::to_writer(&mut hasher, &fields)
+            .expect("serialising strings and an integer into a hasher cannot fail");
+        hex::encode(hasher.finalize())
+    }
+
+    pub fn data_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoding the chain was first hashed with; chains already stored must still verify.
+    fn first_encoding(e: &AuditEvent) -> String {
+        let encoded = serde_json::json!([
+            e.seq,
+            e.at,
+            e.kind,
+            e.actor,
+            e.request_id,
+            e.data,
+            e.prev_hash
         ])
         .to_string();
         hex::encode(Sha256::digest(encoded.as_bytes()))
     }
 
-    pub fn data_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null)
+    #[test]
+    fn hash_is_unchanged_from_the_first_encoding() {
+        let data = serde_json::json!({"reason": "quote \" backslash \\ tab \t é 🙂 \u{1}", "n": [1, 2.5, null]});
+        for (seq, request_id) in [(1, None), (i64::MAX, Some("0190-ab\"c".to_owned()))] {
+            let e = AuditDraft::new(
+                EventKind::GrantActivated,
+                "ann\nbob",
+                request_id,
+                data.clone(),
+            )
+            .seal(seq, Utc::now(), GENESIS_HASH);
+            assert_eq!(e.hash, first_encoding(&e));
+        }
+    }
+
+    #[test]
+    fn hash_of_a_known_event_is_pinned() {
+        let e = AuditEvent {
+            seq: 7,
+            at: "2026-01-02T03:04:05.000006Z".into(),
+            kind: "request_created".into(),
+            actor: "alice".into(),
+            request_id: Some("r1".into()),
+            data: r#"{"a":"b\"c"}"#.into(),
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        };
+        // SHA-256 of `[7,"2026-01-02T03:04:05.000006Z","request_created","alice","r1",
+        // "{\"a\":\"b\\\"c\"}","000…0"]`, computed independently of serde_json.
+        assert_eq!(
+            e.compute_hash(),
+            "05303454c6ab69efed27457332dca5687414a8c5fdec984148480a52acc3bdb0"
+        );
+        assert_eq!(e.compute_hash(), first_encoding(&e));
     }
 }

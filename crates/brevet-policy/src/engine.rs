@@ -3,11 +3,10 @@ use std::sync::OnceLock;
 
 use brevet_core::{GrantDuration, PrincipalId, ProfileName, ResourceId};
 use cedar_policy::{
-    Authorizer, Context, Decision, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
-    Request, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde::Serialize;
-use serde_json::json;
 
 use crate::{Defaults, PolicyError, RuleLimits, SCHEMA};
 
@@ -96,6 +95,45 @@ pub struct PolicyEngine {
     schema: &'static Schema,
     limits: HashMap<String, RuleLimits>,
     authorizer: Authorizer,
+    names: &'static Names,
+}
+
+/// The schema's entity types and actions, parsed once: every decision names them.
+struct Names {
+    user: EntityTypeName,
+    group: EntityTypeName,
+    resource: EntityTypeName,
+    request: EntityUid,
+    approve: EntityUid,
+}
+
+impl Names {
+    fn new() -> Result<Self, String> {
+        let ty = |name: &str| name.parse::<EntityTypeName>().map_err(|e| e.to_string());
+        let action = ty("Action")?;
+        let act = |id: &str| EntityUid::from_type_name_and_id(action.clone(), EntityId::new(id));
+        Ok(Self {
+            user: ty("User")?,
+            group: ty("Group")?,
+            resource: ty("Resource")?,
+            request: act("request"),
+            approve: act("approve"),
+        })
+    }
+
+    fn action(&self, action: &str) -> Result<&EntityUid, PolicyError> {
+        match action {
+            "request" => Ok(&self.request),
+            "approve" => Ok(&self.approve),
+            other => Err(PolicyError::Internal(format!(
+                "no action `{other}` in the schema"
+            ))),
+        }
+    }
+
+    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
 }
 
 /// Brevet's schema and a validator for it, built once per process: the schema is fixed at
@@ -104,6 +142,7 @@ pub struct PolicyEngine {
 struct Checked {
     schema: Schema,
     validator: Validator,
+    names: Names,
 }
 
 fn checked() -> Result<&'static Checked, PolicyError> {
@@ -115,15 +154,15 @@ fn checked() -> Result<&'static Checked, PolicyError> {
             Ok(Checked {
                 validator: Validator::new(schema.clone()),
                 schema,
+                names: Names::new()?,
             })
         })
         .as_ref()
         .map_err(|e| PolicyError::Internal(format!("Brevet's Cedar schema does not load: {e}")))
 }
 
-fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    EntityUid::from_json(json!({"type": ty, "id": id}))
-        .map_err(|e| PolicyError::Internal(e.to_string()))
+fn internal(e: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Internal(e.to_string())
 }
 
 impl PolicyEngine {
@@ -173,6 +212,7 @@ impl PolicyEngine {
             schema: &checked.schema,
             limits,
             authorizer: Authorizer::new(),
+            names: &checked.names,
         })
     }
 
@@ -180,33 +220,46 @@ impl PolicyEngine {
         self.set.policies().count()
     }
 
+    /// The users (with their groups) and the resource a decision is about, built as Cedar
+    /// values directly (no JSON round trip: this runs for every request and approval) and
+    /// checked against the schema.
     fn entities(
         &self,
         users: &[Subject<'_>],
         r: &ResourceFacts<'_>,
     ) -> Result<Entities, PolicyError> {
+        let n = self.names;
         let mut list = Vec::new();
         let mut groups = BTreeSet::new();
         for u in users {
-            groups.extend(u.groups.iter().cloned());
-            let parents: Vec<_> = u
-                .groups
-                .iter()
-                .map(|g| json!({"type": "Group", "id": g}))
-                .collect();
-            list.push(json!({"uid": {"type": "User", "id": u.id.as_str()}, "attrs": {}, "parents": parents}));
+            groups.extend(u.groups.iter().map(String::as_str));
+            let parents = u.groups.iter().map(|g| Names::uid(&n.group, g));
+            list.push(Entity::new_no_attrs(
+                Names::uid(&n.user, u.id.as_str()),
+                parents.collect(),
+            ));
         }
         for g in groups {
-            list.push(json!({"uid": {"type": "Group", "id": g}, "attrs": {}, "parents": []}));
+            list.push(Entity::new_no_attrs(
+                Names::uid(&n.group, g),
+                Default::default(),
+            ));
         }
-        list.push(json!({
-            "uid": {"type": "Resource", "id": r.id.as_str()},
-            "attrs": {"provider": r.id.provider().as_str(), "kind": r.kind, "name": r.id.name()},
-            "parents": [],
-            "tags": r.tags,
-        }));
-        Entities::from_json_value(json!(list), Some(self.schema))
-            .map_err(|e| PolicyError::Internal(e.to_string()))
+        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+        list.push(
+            Entity::new_with_tags(
+                Names::uid(&n.resource, r.id.as_str()),
+                [
+                    ("provider".to_owned(), string(r.id.provider().as_str())),
+                    ("kind".to_owned(), string(r.kind)),
+                    ("name".to_owned(), string(r.id.name())),
+                ],
+                [],
+                r.tags.iter().map(|(k, v)| (k.clone(), string(v))),
+            )
+            .map_err(internal)?,
+        );
+        Entities::from_entities(list, Some(self.schema)).map_err(internal)
     }
 
     fn authorize(
@@ -214,20 +267,22 @@ impl PolicyEngine {
         action: &'static str,
         principal: &PrincipalId,
         resource: &ResourceId,
-        context: serde_json::Value,
+        context: Vec<(&'static str, RestrictedExpression)>,
         entities: &Entities,
     ) -> Result<(Decision, Trace), PolicyError> {
-        let action_uid = uid("Action", action)?;
-        let context = Context::from_json_value(context, Some((self.schema, &action_uid)))
-            .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let n = self.names;
+        let context = Context::from_pairs(context.into_iter().map(|(k, v)| (k.to_owned(), v)))
+            .map_err(internal)?;
+        // With the schema, the request is validated as the JSON context used to be: the
+        // principal's and resource's types and the context's shape for this action.
         let request = Request::new(
-            uid("User", principal.as_str())?,
-            action_uid,
-            uid("Resource", resource.as_str())?,
+            Names::uid(&n.user, principal.as_str()),
+            n.action(action)?.clone(),
+            Names::uid(&n.resource, resource.as_str()),
             context,
             Some(self.schema),
         )
-        .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        .map_err(internal)?;
         let response = self.authorizer.is_authorized(&request, &self.set, entities);
         let mut determining: Vec<String> = response
             .diagnostics()
@@ -280,13 +335,22 @@ impl PolicyEngine {
 
     fn try_evaluate_request(&self, q: &RequestQuery<'_>) -> Result<RequestDecision, PolicyError> {
         let entities = self.entities(&[q.principal], &q.resource)?;
-        let context = json!({
-            "profile": q.profile.as_str(),
-            "duration_seconds": q.duration.as_std().as_secs(),
-            "has_reason": q.reason.is_some_and(|r| !r.trim().is_empty()),
-            "has_ticket": q.ticket.is_some_and(|t| !t.trim().is_empty()),
-            "extension": q.extension,
-        });
+        let context = vec![
+            (
+                "profile",
+                RestrictedExpression::new_string(q.profile.as_str().to_owned()),
+            ),
+            ("duration_seconds", seconds(q.duration)?),
+            (
+                "has_reason",
+                RestrictedExpression::new_bool(q.reason.is_some_and(|r| !r.trim().is_empty())),
+            ),
+            (
+                "has_ticket",
+                RestrictedExpression::new_bool(q.ticket.is_some_and(|t| !t.trim().is_empty())),
+            ),
+            ("extension", RestrictedExpression::new_bool(q.extension)),
+        ];
         let (decision, mut trace) =
             self.authorize("request", q.principal.id, q.resource.id, context, &entities)?;
         if decision == Decision::Deny {
@@ -354,11 +418,20 @@ impl PolicyEngine {
     pub fn may_approve(&self, q: &ApproveQuery<'_>) -> (bool, Trace) {
         let attempt = || -> Result<(bool, Trace), PolicyError> {
             let entities = self.entities(&[q.approver, q.requester], &q.resource)?;
-            let context = json!({
-                "profile": q.profile.as_str(),
-                "requester": {"__entity": {"type": "User", "id": q.requester.id.as_str()}},
-                "duration_seconds": q.duration.as_std().as_secs(),
-            });
+            let context = vec![
+                (
+                    "profile",
+                    RestrictedExpression::new_string(q.profile.as_str().to_owned()),
+                ),
+                (
+                    "requester",
+                    RestrictedExpression::new_entity_uid(Names::uid(
+                        &self.names.user,
+                        q.requester.id.as_str(),
+                    )),
+                ),
+                ("duration_seconds", seconds(q.duration)?),
+            ];
             let (decision, trace) =
                 self.authorize("approve", q.approver.id, q.resource.id, context, &entities)?;
             Ok((decision == Decision::Allow, trace))
@@ -376,6 +449,13 @@ impl PolicyEngine {
             )
         })
     }
+}
+
+/// A duration as Cedar's `Long` (seconds).
+fn seconds(d: GrantDuration) -> Result<RestrictedExpression, PolicyError> {
+    i64::try_from(d.as_std().as_secs())
+        .map(RestrictedExpression::new_long)
+        .map_err(|_| PolicyError::Internal(format!("duration {d} is too long for policy")))
 }
 
 #[cfg(test)]
