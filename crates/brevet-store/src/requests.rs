@@ -406,9 +406,11 @@ impl Store {
     }
 
     /// Claims up to `limit` requests whose scheduled work is due and which no live lease holds.
-    /// On PostgreSQL rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas never claim the
-    /// same row and none waits on another; a crashed replica's lease simply runs out, and the
-    /// rows it still held are reported as taken over (`DueBatch::taken_over`).
+    /// Replicas never claim the same row: a claim only takes rows whose lease has run out, and
+    /// replicas' write batches take turns (see `writer`); on PostgreSQL the rows are also read
+    /// `FOR UPDATE SKIP LOCKED`, so this would hold without the turns too. A crashed replica's
+    /// lease simply runs out, and the rows it still held are reported as taken over
+    /// (`DueBatch::taken_over`).
     pub async fn claim_due(
         &self,
         now: DateTime<Utc>,
