@@ -1,15 +1,70 @@
-//! Regression guard for throughput (issue #15 item 6): what bounds grants per second on one
-//! store is the number of durable commits each one makes (an fsync each on SQLite; the disk here
-//! did 7,449 a second when docs/benchmarks.md was measured). This counts them — not wall time,
-//! so it cannot flake — for the hot paths, on a real SQLite store with the in-memory provider: an
-//! auto-approved request (1), its activation with the credential (2: the intent with the lease
-//! and the binding lock, the outcome with the credential's audit event giving both back) and its
-//! revocation (3: the start with the lease, the binding lock, the outcome giving both back).
-//! Before this was counted, an activation made 7 commits and a revocation 6. A change that adds a
-//! commit to these paths fails here and must say why in this file.
+//! Regression guard for throughput (issue #15 item 6), counted — not timed, so it cannot flake —
+//! on a real SQLite store with the in-memory provider, for the hot paths: an auto-approved
+//! request, its activation with the credential and its revocation.
+//!
+//! Commits: each needs a durable write (an fsync, shared by group commit). A request makes 1, an
+//! activation 2 (the intent with the lease and the binding lock; the outcome with the
+//! credential's audit event, giving both back), a revocation 3 (the start with the lease, the
+//! binding lock, the outcome giving both back). Before they were counted, an activation made 7
+//! and a revocation 6.
+//!
+//! Statements: each is a call into the database driver — on SQLite a message to its worker
+//! thread and an answer back, which is most of a grant's CPU time (docs/benchmarks.md). Counted
+//! apart from those a physical transaction runs once for all the writes it holds (`BEGIN`, the
+//! audit head's read and write-back, `COMMIT`), which under load are shared: a request runs 5 of
+//! its own, an activation 13, a revocation 14. Before the audit head was kept by the writer and
+//! the lease folded into the request's update (2026-12-07) they were 8, 20 and 20.
+//!
+//! A change that adds a commit or a statement to these paths fails here and must say why in this
+//! file.
 
 #[path = "../benches/support/mod.rs"]
 mod support;
+
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::{filter::Targets, layer::SubscriberExt, Layer};
+
+/// The statements the store ran, as sqlx reports each one (target `sqlx::query`, the first words
+/// of its SQL as `summary`): one per call into the driver, which on SQLite is a message to
+/// its worker thread and an answer back.
+#[derive(Clone, Default)]
+struct Statements(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Statements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "summary" {
+                    value.clone_into(&mut self.0);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        self.0.lock().unwrap().push(m.0);
+    }
+}
+
+impl Statements {
+    /// Takes what was run since the last call: (all statements, those a physical transaction
+    /// runs once for all the writes it holds, which concurrent writes share).
+    fn take(&self) -> (usize, usize) {
+        let all = std::mem::take(&mut *self.0.lock().unwrap());
+        let per_batch = all
+            .iter()
+            .filter(|s| {
+                s.starts_with("BEGIN")
+                    || s.starts_with("COMMIT")
+                    || s.starts_with("SELECT seq, hash FROM")
+                    || s.starts_with("UPDATE audit_head")
+            })
+            .count();
+        (all.len(), per_batch)
+    }
+}
 
 use brevet_core::{Principal, PrincipalId, Role};
 use brevet_server::AccessAsk;
@@ -37,13 +92,37 @@ async fn request_activation_and_revocation_commit_a_fixed_number_of_times() {
     };
     let store = broker.store().clone();
     const GRANTS: usize = 20;
+    let statements = Statements::default();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(
+            statements
+                .clone()
+                .with_filter(Targets::new().with_target("sqlx::query", tracing::Level::TRACE)),
+        ),
+    )
+    .unwrap();
+    // A first grant, not counted: the store's first connections and statements are set up.
+    let first = broker.create(&who(0), ask(GRANTS)).await.unwrap().id;
+    broker.activate(&who(0), first, None).await.unwrap();
+    broker.revoke(&who(0), first, None).await.unwrap();
 
     let before = store.commits();
+    statements.take();
     let mut ids = Vec::new();
     for i in 0..GRANTS {
         ids.push(broker.create(&who(i % users), ask(i)).await.unwrap().id);
     }
     let created = store.commits() - before;
+    let s = statements.take();
+    assert_eq!(
+        s.0 - s.1,
+        5 * GRANTS,
+        "statements of its own per grant for a request: the kill-switch lock read, SAVEPOINT, the request, its event, RELEASE"
+    );
+    assert!(
+        s.1 as u64 <= 4 * created,
+        "at most BEGIN, the head's read and write-back and COMMIT per physical transaction"
+    );
     assert_eq!(
         created, GRANTS as u64,
         "one commit per auto-approved request"
@@ -55,6 +134,16 @@ async fn request_activation_and_revocation_commit_a_fixed_number_of_times() {
         assert_eq!(a.request.state.to_string(), "active");
     }
     let activated = store.commits() - before;
+    let s = statements.take();
+    assert_eq!(
+        s.0 - s.1,
+        13 * GRANTS,
+        "statements of its own per grant for an activation: a read of the request and of the kill-switch locks; the intent (SAVEPOINT, the request with its lease, the binding lock, the event, RELEASE); the request read again; the outcome (the same five)"
+    );
+    assert!(
+        s.1 as u64 <= 4 * activated,
+        "at most BEGIN, the head's read and write-back and COMMIT per physical transaction"
+    );
     assert_eq!(
         activated,
         2 * GRANTS as u64,
@@ -68,6 +157,16 @@ async fn request_activation_and_revocation_commit_a_fixed_number_of_times() {
         assert_eq!(r.state.to_string(), "revoked");
     }
     let revoked = store.commits() - before;
+    let s = statements.take();
+    assert_eq!(
+        s.0 - s.1,
+        14 * GRANTS,
+        "statements of its own per grant for a revocation: a read of the request; the start (SAVEPOINT, the request with its lease, the event, RELEASE); the binding lock (SAVEPOINT, INSERT, RELEASE); the request read again; the outcome (SAVEPOINT, the request giving its lease back, the binding lock given back, the event, RELEASE)"
+    );
+    assert!(
+        s.1 as u64 <= 4 * revoked,
+        "at most BEGIN, the head's read and write-back and COMMIT per physical transaction"
+    );
     assert_eq!(
         revoked,
         3 * GRANTS as u64,

@@ -2,14 +2,14 @@ use brevet_audit::{AuditDraft, AuditEvent};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::{Backend, Store, StoreError, WriteTx};
+use crate::{writer::ChainHead, Store, StoreError, WriteTx};
 
 impl Store {
     /// Appends events on their own (drift findings, policy refusals), fail-closed: an error here
     /// is returned to the caller, which must not go on as if the event were recorded.
     pub async fn append_audit(&self, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        append(&mut tx, self.backend, drafts, Utc::now()).await?;
+        append(&mut tx, drafts, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(())
     }
@@ -61,13 +61,13 @@ pub(crate) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, StoreE
     })
 }
 
-/// Seals and inserts `drafts` after the current head, inside the caller's transaction. Its time
-/// (reading the chain's head, already locked by the writer's physical transaction, and the
-/// inserts) is the `brevet_audit_append_seconds` histogram; the events are durable at the commit
-/// that follows (`brevet_store_commit_seconds`).
+/// Seals and inserts `drafts` after the chain's head, inside the caller's transaction, and moves
+/// the head on. The head is the writer's (see `writer`): read when its physical transaction took
+/// the write lock and written back at its commit, so an append here is its inserts alone. Its
+/// time is the `brevet_audit_append_seconds` histogram; the events are durable at the commit that
+/// follows (`brevet_store_commit_seconds`).
 pub(crate) async fn append(
     tx: &mut WriteTx,
-    backend: Backend,
     drafts: Vec<AuditDraft>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -75,52 +75,63 @@ pub(crate) async fn append(
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let out = append_sealed(tx, backend, drafts, now).await;
+    let out = append_sealed(tx, drafts, now).await;
     metrics::histogram!("brevet_audit_append_seconds").record(started.elapsed().as_secs_f64());
     out
 }
 
+/// Events per `INSERT`: 8 parameters each, well under both backends' limits on parameters per
+/// statement (SQLite's 32,766, PostgreSQL's 65,535).
+const EVENTS_PER_INSERT: usize = 100;
+
 async fn append_sealed(
     tx: &mut WriteTx,
-    backend: Backend,
     drafts: Vec<AuditDraft>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    // The writer's physical transaction took this row's lock when it began (see `writer`);
-    // asking again costs nothing and keeps the append correct on its own.
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    };
-    let row = sqlx::query(&format!(
-        "SELECT seq, hash FROM audit_head WHERE id = 1{lock}"
-    ))
-    .fetch_one(&mut **tx)
-    .await?;
-    let (mut seq, mut hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+    let ChainHead { mut seq, mut hash } = tx.chain_head().await?;
+    let mut events = Vec::with_capacity(drafts.len());
     for d in drafts {
         let e = d.seal(seq + 1, now, &hash);
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at, kind, actor, request_id, data, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(e.seq)
-        .bind(&e.at)
-        .bind(&e.kind)
-        .bind(&e.actor)
-        .bind(&e.request_id)
-        .bind(&e.data)
-        .bind(&e.prev_hash)
-        .bind(&e.hash)
-        .execute(&mut **tx)
-        .await?;
         seq = e.seq;
-        hash = e.hash;
+        hash.clone_from(&e.hash);
+        events.push(e);
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO audit_events (seq, at, kind, actor, request_id, data, prev_hash, hash) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let n = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.seq)
+                .bind(&e.at)
+                .bind(&e.kind)
+                .bind(&e.actor)
+                .bind(&e.request_id)
+                .bind(&e.data)
+                .bind(&e.prev_hash)
+                .bind(&e.hash);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    tx.advance_chain(ChainHead { seq, hash });
     Ok(())
 }

@@ -195,11 +195,14 @@ impl Store {
     /// Moves the dispatch cursor to the end of the audit log without routing anything (used
     /// when no subscriber is configured, so enabling one later does not replay old events).
     pub async fn skip_dispatch_to_head(&self) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE notify_cursor SET seq = (SELECT seq FROM audit_head WHERE id = 1) WHERE id = 1",
-        )
-        .run_on(self)
-        .await?;
+        // The head as the writer has it: `audit_head` is written back only at its commit.
+        let mut tx = self.begin().await?;
+        let head = tx.chain_head().await?.seq;
+        sqlx::query("UPDATE notify_cursor SET seq = $1 WHERE id = 1")
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -202,7 +202,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        audit::append(&mut tx, self.backend, audit, chrono::Utc::now()).await?;
+        audit::append(&mut tx, audit, chrono::Utc::now()).await?;
         self.commit(tx).await?;
         Ok(true)
     }

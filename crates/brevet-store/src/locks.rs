@@ -33,7 +33,7 @@ impl Store {
         .bind(millis(lock.locked_at))
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        append(&mut tx, audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(())
     }

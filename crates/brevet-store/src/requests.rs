@@ -99,42 +99,111 @@ fn with_version(row: &sqlx::any::AnyRow) -> Result<Request, StoreError> {
 }
 
 async fn write_request(tx: &mut WriteTx, r: &Request, insert: bool) -> Result<Request, StoreError> {
+    if !insert {
+        let sql = "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4 \
+                   WHERE id = $5 AND version = $6";
+        return update_request_as(tx, r, sql, |q| q).await;
+    }
     let mut next = r.clone();
     next.version = r.version + 1;
     let doc = doc_of(&next)?;
     let due = next.due_at().map(millis);
-    let result = if insert {
-        sqlx::query(
-            "INSERT INTO requests (id, requester, binding, provider, parent_id, state, created_at, due_at, version, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(next.id.to_string())
-        .bind(next.requester.as_str())
-        .bind(next.binding().key())
-        .bind(next.resource.provider().to_string())
-        .bind(parent_of(&next))
-        .bind(next.state.as_str())
-        .bind(millis(next.created_at))
-        .bind(due)
-        .bind(next.version)
-        .bind(doc)
-        .execute(&mut **tx)
-        .await?
-    } else {
-        sqlx::query("UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4 WHERE id = $5 AND version = $6")
-            .bind(next.state.as_str())
-            .bind(due)
-            .bind(next.version)
-            .bind(doc)
-            .bind(next.id.to_string())
-            .bind(r.version)
-            .execute(&mut **tx)
-            .await?
-    };
+    let result = sqlx::query(
+        "INSERT INTO requests (id, requester, binding, provider, parent_id, state, created_at, due_at, version, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(next.id.to_string())
+    .bind(next.requester.as_str())
+    .bind(next.binding().key())
+    .bind(next.resource.provider().to_string())
+    .bind(parent_of(&next))
+    .bind(next.state.as_str())
+    .bind(millis(next.created_at))
+    .bind(due)
+    .bind(next.version)
+    .bind(doc)
+    .execute(&mut **tx)
+    .await?;
     if result.rows_affected() != 1 {
         return Err(StoreError::Conflict(r.id.to_string()));
     }
     Ok(next)
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Runs `sql`, an `UPDATE` of `r`'s row whose parameters `$1`–`$6` are the next state, due time,
+/// version and document, the id and the version read; `more` binds any further ones. `Conflict`
+/// unless it changed exactly that row.
+async fn update_request_as<'q>(
+    tx: &mut WriteTx,
+    r: &Request,
+    sql: &'q str,
+    more: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+) -> Result<Request, StoreError> {
+    let mut next = r.clone();
+    next.version = r.version + 1;
+    let doc = doc_of(&next)?;
+    let query = sqlx::query(sql)
+        .bind(next.state.as_str())
+        .bind(next.due_at().map(millis))
+        .bind(next.version)
+        .bind(doc)
+        .bind(next.id.to_string())
+        .bind(r.version);
+    let result = more(query).execute(&mut **tx).await?;
+    if result.rows_affected() != 1 {
+        return Err(StoreError::Conflict(r.id.to_string()));
+    }
+    Ok(next)
+}
+
+/// Updates `r` (version-checked) and, in the same statement, takes or gives back its lease.
+async fn write_request_with_lease(
+    tx: &mut WriteTx,
+    r: &Request,
+    lease: Hold<'_>,
+) -> Result<Request, StoreError> {
+    match lease {
+        Hold::Keep => write_request(tx, r, false).await,
+        // Giving the lease back, this step must still hold it: if it ran out and another
+        // operation took the request over, this step's outcome is not the request's.
+        Hold::Release { owner } => {
+            let sql = "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4, \
+                       lease_owner = NULL, lease_until = NULL \
+                       WHERE id = $5 AND version = $6 AND lease_owner = $7";
+            update_request_as(tx, r, sql, |q| q.bind(owner.to_owned())).await
+        }
+        Hold::Take { owner, now, lease } => {
+            let sql = "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4, \
+                       lease_owner = $7, lease_until = $8 \
+                       WHERE id = $5 AND version = $6 \
+                       AND (lease_until IS NULL OR lease_until < $9 OR lease_owner = $7)";
+            let until = millis(now) + lease.as_millis() as i64;
+            let written = update_request_as(tx, r, sql, |q| {
+                q.bind(owner.to_owned()).bind(until).bind(millis(now))
+            })
+            .await;
+            let Err(StoreError::Conflict(id)) = written else {
+                return written;
+            };
+            // Which condition failed: a lease another live operation holds is `Busy` (and takes
+            // precedence, as when the lease was taken by a statement of its own); else the
+            // request changed or is gone.
+            let row = sqlx::query("SELECT lease_owner, lease_until FROM requests WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if let Some(row) = row {
+                let holder: Option<String> = row.try_get(0)?;
+                let until: Option<i64> = row.try_get(1)?;
+                if until.is_some_and(|u| u >= millis(now)) && holder.as_deref() != Some(owner) {
+                    return Err(StoreError::Busy(format!("request {id}")));
+                }
+            }
+            Err(StoreError::Conflict(id))
+        }
+    }
 }
 
 /// A hold that one lifecycle step takes or gives back in the same transaction as its write: the
@@ -167,44 +236,21 @@ pub struct Step<'a> {
 
 impl Store {
     /// Writes one lifecycle step in one transaction. `Busy` if a hold to take is held by
-    /// another live operation, `Conflict` if the request changed since it was read; either way
-    /// nothing is written.
+    /// another live operation, `Conflict` if the request changed since it was read (or, giving
+    /// the lease back, this operation no longer holds it); either way nothing is written. When
+    /// the request's lease is busy, that is the answer even if the request also changed.
+    ///
+    /// The request's row is written, version-checked, and its lease taken or given back by one
+    /// statement: on SQLite each statement is a round trip to its driver's thread, on PostgreSQL
+    /// to the server, and this is the hottest write there is.
     pub async fn write_step(&self, step: Step<'_>) -> Result<Request, StoreError> {
         let r = step.request;
-        let id = r.id.to_string();
         let binding = r.binding().key();
         let mut tx = self.begin().await?;
-        if let Hold::Take { owner, now, lease } = step.lease {
-            let taken = sqlx::query(
-                "UPDATE requests SET lease_owner = $1, lease_until = $2 \
-                 WHERE id = $3 AND (lease_until IS NULL OR lease_until < $4 OR lease_owner = $1)",
-            )
-            .bind(owner)
-            .bind(millis(now) + lease.as_millis() as i64)
-            .bind(&id)
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await?;
-            if taken.rows_affected() != 1 {
-                return Err(StoreError::Busy(format!("request {id}")));
-            }
-        }
+        let stored = write_request_with_lease(&mut tx, r, step.lease).await?;
         if let Hold::Take { owner, now, lease } = step.binding_lock {
             if !take_binding_lock(&mut tx, &binding, owner, now, lease).await? {
                 return Err(StoreError::Busy(format!("binding {binding}")));
-            }
-        }
-        let stored = write_request(&mut tx, r, false).await?;
-        if let Hold::Release { owner } = step.lease {
-            // A step that gives the lease back must still hold it: if it ran out and another
-            // operation took the request over, this step's outcome is not the request's.
-            let released = sqlx::query("UPDATE requests SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
-                .bind(&id)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
-            if released.rows_affected() != 1 {
-                return Err(StoreError::Conflict(id));
             }
         }
         if let Hold::Release { owner } = step.binding_lock {
@@ -214,7 +260,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        append(&mut tx, self.backend, step.audit, Utc::now()).await?;
+        append(&mut tx, step.audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(stored)
     }
@@ -227,7 +273,7 @@ impl Store {
     ) -> Result<Request, StoreError> {
         let mut tx = self.begin().await?;
         let stored = write_request(&mut tx, r, true).await?;
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        append(&mut tx, audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(stored)
     }
@@ -247,7 +293,7 @@ impl Store {
             stored.push(write_request(&mut tx, &r, true).await?);
             audit.extend(events);
         }
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        append(&mut tx, audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(stored)
     }
@@ -261,7 +307,7 @@ impl Store {
     ) -> Result<Request, StoreError> {
         let mut tx = self.begin().await?;
         let stored = write_request(&mut tx, r, false).await?;
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        append(&mut tx, audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(stored)
     }
@@ -290,7 +336,7 @@ impl Store {
             return Err(StoreError::AlreadyDecided(approval.approver.to_string()));
         }
         let stored = write_request(&mut tx, r, false).await?;
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        append(&mut tx, audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(stored)
     }

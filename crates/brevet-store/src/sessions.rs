@@ -65,7 +65,7 @@ impl Store {
         .bind(millis(s.expires_at))
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, self.backend, audit, Utc::now()).await?;
+        append(&mut tx, audit, Utc::now()).await?;
         self.commit(tx).await?;
         Ok(())
     }

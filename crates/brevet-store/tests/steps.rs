@@ -120,6 +120,21 @@ async fn steps(url: &str) {
         matches!(&busy, Err(StoreError::Busy(what)) if what.starts_with("request")),
         "{busy:?}"
     );
+    // A stale copy too: the lease another operation holds is the answer, not the staleness.
+    let mut stale_a = again.clone();
+    stale_a.version -= 1;
+    let busy = store
+        .write_step(Step {
+            request: &stale_a,
+            lease: take("op-z"),
+            binding_lock: Hold::Keep,
+            audit: vec![],
+        })
+        .await;
+    assert!(
+        matches!(&busy, Err(StoreError::Busy(what)) if what.starts_with("request")),
+        "{busy:?}"
+    );
 
     // An activating grant is no holder: its access may not be in place.
     assert!(store
@@ -165,6 +180,14 @@ async fn steps(url: &str) {
     let stale = store.write_step(Step {
         request: &b,
         lease: Hold::Keep,
+        binding_lock: Hold::Keep,
+        audit: vec![],
+    });
+    assert!(matches!(stale.await, Err(StoreError::Conflict(_))));
+    // Taking a lease it may take (its own) does not hide that the copy is stale.
+    let stale = store.write_step(Step {
+        request: &b,
+        lease: take("op-b"),
         binding_lock: Hold::Keep,
         audit: vec![],
     });
