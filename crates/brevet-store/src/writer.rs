@@ -557,6 +557,45 @@ mod tests {
         a_rolled_back_append_leaves_the_chain_whole(&db.url).await;
     }
 
+    /// A replica frozen with a batch open — a paused VM, or a network cut that leaves its TCP
+    /// connection up — holds the audit head, which every other replica's writes wait for.
+    /// PostgreSQL ends its transaction after `idle_in_transaction_session_timeout` (30 s, set on
+    /// every store connection), so the others wait that long at most; the frozen replica's
+    /// unconfirmed write fails, and once it thaws it writes again on a new connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_frozen_replica_holds_up_the_others_for_30_s_at_most() {
+        let db = brevet_testkit::TestDb::create("brevet_writer");
+        let a = Store::connect(&db.url).await.unwrap();
+        let b = Store::connect(&db.url).await.unwrap();
+        let mut frozen = a.begin().await.unwrap();
+        crate::audit::append(&mut frozen, event("never confirmed"), chrono::Utc::now())
+            .await
+            .unwrap();
+
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(45), b.append_audit(event("b")))
+            .await
+            .expect("the other replica's write went on within 45 s")
+            .unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(25),
+            "the frozen batch held the head until PostgreSQL ended it: waited {waited:?}"
+        );
+
+        let thawed = a.commit(frozen).await;
+        assert!(thawed.is_err(), "its transaction was ended: {thawed:?}");
+        a.append_audit(event("a again")).await.unwrap();
+        let events = a.audit_page(0, 10).await.unwrap();
+        let what: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(what, [r#"{"what":"b"}"#, r#"{"what":"a again"}"#]);
+        let mut v = brevet_audit::Verifier::new();
+        for e in &events {
+            v.push(e);
+        }
+        assert!(v.finish(None).ok, "the audit chain verifies");
+    }
+
     /// The interleaving that deadlocks batching replicas unless each physical transaction takes
     /// the audit head first, played out step by step on a real PostgreSQL: replica A's open
     /// batch has changed a row, and its next write wants the audit head; replica B's write holds
