@@ -49,6 +49,22 @@ impl<S: tracing::Subscriber> Layer<S> for Statements {
 }
 
 impl Statements {
+    /// Asserts that what ran since the last call was `own` statements per grant besides those of
+    /// the physical transactions, which run at most four each (`BEGIN`, the audit head's read and
+    /// write-back, `COMMIT`) for the `commits` they held.
+    fn assert_per_grant(&self, own: usize, grants: usize, commits: u64, what: &str) {
+        let (all, per_batch) = self.take();
+        assert_eq!(
+            all - per_batch,
+            own * grants,
+            "statements of its own per grant for {what}"
+        );
+        assert!(
+            per_batch as u64 <= 4 * commits,
+            "{per_batch} statements of physical transactions for {commits} commits"
+        );
+    }
+
     /// Takes what was run since the last call: (all statements, those a physical transaction
     /// runs once for all the writes it holds, which concurrent writes share).
     fn take(&self) -> (usize, usize) {
@@ -113,15 +129,11 @@ async fn request_activation_and_revocation_commit_a_fixed_number_of_times() {
         ids.push(broker.create(&who(i % users), ask(i)).await.unwrap().id);
     }
     let created = store.commits() - before;
-    let s = statements.take();
-    assert_eq!(
-        s.0 - s.1,
-        5 * GRANTS,
-        "statements of its own per grant for a request: the kill-switch lock read, SAVEPOINT, the request, its event, RELEASE"
-    );
-    assert!(
-        s.1 as u64 <= 4 * created,
-        "at most BEGIN, the head's read and write-back and COMMIT per physical transaction"
+    statements.assert_per_grant(
+        5,
+        GRANTS,
+        created,
+        "a request: the kill-switch lock read, SAVEPOINT, the request, its event, RELEASE",
     );
     assert_eq!(
         created, GRANTS as u64,
@@ -134,15 +146,11 @@ async fn request_activation_and_revocation_commit_a_fixed_number_of_times() {
         assert_eq!(a.request.state.to_string(), "active");
     }
     let activated = store.commits() - before;
-    let s = statements.take();
-    assert_eq!(
-        s.0 - s.1,
-        13 * GRANTS,
-        "statements of its own per grant for an activation: a read of the request and of the kill-switch locks; the intent (SAVEPOINT, the request with its lease, the binding lock, the event, RELEASE); the request read again; the outcome (the same five)"
-    );
-    assert!(
-        s.1 as u64 <= 4 * activated,
-        "at most BEGIN, the head's read and write-back and COMMIT per physical transaction"
+    statements.assert_per_grant(
+        13,
+        GRANTS,
+        activated,
+        "an activation: a read of the request and of the kill-switch locks; the intent (SAVEPOINT, the request with its lease, the binding lock, the event, RELEASE); the binding's other holders; the outcome (the same five)",
     );
     assert_eq!(
         activated,
@@ -157,15 +165,11 @@ async fn request_activation_and_revocation_commit_a_fixed_number_of_times() {
         assert_eq!(r.state.to_string(), "revoked");
     }
     let revoked = store.commits() - before;
-    let s = statements.take();
-    assert_eq!(
-        s.0 - s.1,
-        14 * GRANTS,
-        "statements of its own per grant for a revocation: a read of the request; the start (SAVEPOINT, the request with its lease, the event, RELEASE); the binding lock (SAVEPOINT, INSERT, RELEASE); the request read again; the outcome (SAVEPOINT, the request giving its lease back, the binding lock given back, the event, RELEASE)"
-    );
-    assert!(
-        s.1 as u64 <= 4 * revoked,
-        "at most BEGIN, the head's read and write-back and COMMIT per physical transaction"
+    statements.assert_per_grant(
+        14,
+        GRANTS,
+        revoked,
+        "a revocation: a read of the request; the start (SAVEPOINT, the request with its lease, the event, RELEASE); the binding lock (SAVEPOINT, INSERT, RELEASE); the binding's other holders; the outcome (SAVEPOINT, the request giving its lease back, the binding lock given back, the event, RELEASE)",
     );
     assert_eq!(
         revoked,

@@ -466,6 +466,14 @@ mod tests {
 
     use crate::Store;
 
+    fn verify(events: &[brevet_audit::AuditEvent]) {
+        let mut v = brevet_audit::Verifier::new();
+        for e in events {
+            v.push(e);
+        }
+        assert!(v.finish(None).ok, "the audit chain verifies");
+    }
+
     fn event(what: &str) -> Vec<brevet_audit::AuditDraft> {
         vec![brevet_audit::AuditDraft::new(
             brevet_audit::EventKind::SessionStarted,
@@ -534,11 +542,7 @@ mod tests {
         let what: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
         assert_eq!(what, [r#"{"what":"first"}"#, r#"{"what":"third"}"#]);
         assert_eq!(events[1].hash, head_hash, "audit_head names the last event");
-        let mut v = brevet_audit::Verifier::new();
-        for e in &events {
-            v.push(e);
-        }
-        assert!(v.finish(None).ok, "the audit chain verifies");
+        verify(&events);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,11 +593,7 @@ mod tests {
         let events = a.audit_page(0, 10).await.unwrap();
         let what: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
         assert_eq!(what, [r#"{"what":"b"}"#, r#"{"what":"a again"}"#]);
-        let mut v = brevet_audit::Verifier::new();
-        for e in &events {
-            v.push(e);
-        }
-        assert!(v.finish(None).ok, "the audit chain verifies");
+        verify(&events);
     }
 
     /// The interleaving that deadlocks batching replicas unless each physical transaction takes
