@@ -56,24 +56,23 @@ impl Store {
         let rows = sqlx::query("SELECT principal, reason, locked_by, locked_at FROM principal_locks ORDER BY principal")
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let at: i64 = r.try_get(3)?;
-                Ok(PrincipalLock {
-                    principal: r.try_get(0)?,
-                    reason: r.try_get(1)?,
-                    locked_by: r.try_get(2)?,
-                    locked_at: Utc.timestamp_millis_opt(at).single().unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.iter().map(lock_from_row).collect()
     }
 
     /// The locks that bear on `principal`: its own and the everyone-lock, kept apart so a
     /// caller can never mistake one for the other (admins are spared only by the everyone-lock).
+    /// Read on every request: by primary key, however many principals are locked.
     pub async fn locks_on(&self, principal: &str) -> Result<LocksOn, StoreError> {
+        let rows = sqlx::query(
+            "SELECT principal, reason, locked_by, locked_at FROM principal_locks \
+             WHERE principal IN ($1, '*')",
+        )
+        .bind(principal)
+        .fetch_all(&self.reader)
+        .await?;
         let mut on = LocksOn::default();
-        for l in self.locks().await? {
+        for l in rows.iter().map(lock_from_row) {
+            let l = l?;
             if l.principal == "*" {
                 on.everyone = Some(l);
             } else if l.principal == principal {
@@ -82,6 +81,16 @@ impl Store {
         }
         Ok(on)
     }
+}
+
+fn lock_from_row(r: &sqlx::any::AnyRow) -> Result<PrincipalLock, StoreError> {
+    let at: i64 = r.try_get(3)?;
+    Ok(PrincipalLock {
+        principal: r.try_get(0)?,
+        reason: r.try_get(1)?,
+        locked_by: r.try_get(2)?,
+        locked_at: Utc.timestamp_millis_opt(at).single().unwrap_or_default(),
+    })
 }
 
 /// The kill-switch locks that bear on one principal.
