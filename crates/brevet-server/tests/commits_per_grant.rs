@@ -13,7 +13,10 @@
 //! apart from those a physical transaction runs once for all the writes it holds (`BEGIN`, the
 //! audit head's read and write-back, `COMMIT`), which under load are shared: a request runs 5 of
 //! its own, an activation 13, a revocation 14. Before the audit head was kept by the writer and
-//! the lease folded into the request's update (2026-12-07) they were 8, 20 and 20.
+//! the lease folded into the request's update (2026-12-07) they were 8, 20 and 20. Here every
+//! write has a physical transaction of its own; that the head is read and written once per
+//! physical transaction however many writes share it is checked in the store's
+//! `writer::tests`.
 //!
 //! A change that adds a commit or a statement to these paths fails here and must say why in this
 //! file.

@@ -520,6 +520,14 @@ mod tests {
             2,
             "the second sees the first's event"
         );
+        let row: i64 = sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *second)
+            .await
+            .unwrap();
+        assert_eq!(
+            row, 0,
+            "the head's row is written only when the batch commits"
+        );
         drop(second);
         let mut third = third.await.unwrap().unwrap();
         // The first's commit waits for the flush of its physical transaction, which cannot
@@ -543,6 +551,61 @@ mod tests {
         assert_eq!(what, [r#"{"what":"first"}"#, r#"{"what":"third"}"#]);
         assert_eq!(events[1].hash, head_hash, "audit_head names the last event");
         verify(&events);
+    }
+
+    /// The first write of a batch to append is rolled back. On SQLite the head was read by that
+    /// write (nothing was saved when its savepoint was set), so the rollback puts back what the
+    /// row holds; the next write in the same batch starts the chain afresh.
+    async fn a_rolled_back_first_append_leaves_the_chain_whole(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let flushes = store.flushes();
+        let mut first = store.begin().await.unwrap();
+        crate::audit::append(&mut first, event("rolled back"), chrono::Utc::now())
+            .await
+            .unwrap();
+        let next = tokio::spawn({
+            let store = store.clone();
+            async move { store.begin().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Its rollback wakes the flusher, which queues behind `next`: same batch.
+        drop(first);
+        let mut next = next.await.unwrap().unwrap();
+        assert_eq!(
+            next.chain_head().await.unwrap().seq,
+            0,
+            "nothing of the rollback"
+        );
+        crate::audit::append(&mut next, event("kept"), chrono::Utc::now())
+            .await
+            .unwrap();
+        store.commit(next).await.unwrap();
+        assert_eq!(store.flushes() - flushes, 1, "both were in one transaction");
+        let events = store.audit_page(0, 10).await.unwrap();
+        let what: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(what, [r#"{"what":"kept"}"#]);
+        assert_eq!(
+            store.audit_head().await.unwrap(),
+            (1, events[0].hash.clone())
+        );
+        verify(&events);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_a_rolled_back_first_append_leaves_the_chain_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        a_rolled_back_first_append_leaves_the_chain_whole(&format!(
+            "sqlite://{}",
+            dir.path().join("w.db").display()
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_rolled_back_first_append_leaves_the_chain_whole() {
+        let db = brevet_testkit::TestDb::create("brevet_writer");
+        a_rolled_back_first_append_leaves_the_chain_whole(&db.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
