@@ -82,6 +82,10 @@ struct Open {
     /// the next `begin` only if its owner vanished without its drop's rollback running (a
     /// runtime shutting down): then it is rolled back first, so nothing of it is committed.
     in_savepoint: bool,
+    /// A logical transaction was released into the open physical transaction: its flush
+    /// commits. Without one (every write in it failed or was dropped) it is rolled back instead,
+    /// which on PostgreSQL spares a WAL flush for the head's row lock.
+    released: bool,
     /// The audit chain's head, once read in the open physical transaction.
     chain: Option<Chain>,
     /// `chain.now` when the current savepoint was set (`None`: not read yet, so a rollback
@@ -149,6 +153,7 @@ impl Writer {
                 conn: None,
                 batch: None,
                 in_savepoint: false,
+                released: false,
                 chain: None,
                 chain_at_savepoint: None,
             })),
@@ -206,6 +211,7 @@ impl Writer {
                     return Err(e.into());
                 }
                 open.chain = None;
+                open.released = false;
                 if writer.backend == Backend::Postgres {
                     match read_chain_head(conn, writer.read_head).await {
                         Ok(head) => {
@@ -311,6 +317,7 @@ impl Tx {
                 return Err(e.into());
             }
             g.in_savepoint = false;
+            g.released = true;
             let mut outcome = g
                 .batch
                 .as_ref()
@@ -409,10 +416,18 @@ async fn flush_open(g: &mut Open) -> bool {
     }
     let chain = g.chain.take();
     g.chain_at_savepoint = None;
+    let released = std::mem::take(&mut g.released);
     let Some(conn) = g.conn.as_mut() else {
         let _ = batch.send(Some(Err("the writer connection was lost".into())));
         return false;
     };
+    if !released {
+        // Nothing to keep and nobody waiting for it: give the write lock back.
+        let _ = conn.execute("ROLLBACK").await;
+        g.conn = None;
+        let _ = batch.send(Some(Ok(())));
+        return false;
+    }
     let started = std::time::Instant::now();
     let mut result = Ok(());
     if let Some(Chain { now, stored, .. }) = chain.filter(|c| c.now != c.stored) {
@@ -454,6 +469,7 @@ async fn abort(g: &mut Open, why: &str) {
     }
     g.conn = None;
     g.in_savepoint = false;
+    g.released = false;
     g.chain = None;
     g.chain_at_savepoint = None;
 }
@@ -590,6 +606,48 @@ mod tests {
             (1, events[0].hash.clone())
         );
         verify(&events);
+    }
+
+    /// A batch whose every write was rolled back is not committed (no fsync, nothing to keep),
+    /// and it gives the write lock back: another process writes at once, and so does this one.
+    async fn a_batch_of_rolled_back_writes_is_not_committed(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let flushes = store.flushes();
+        let mut dropped = store.begin().await.unwrap();
+        crate::audit::append(&mut dropped, event("dropped"), chrono::Utc::now())
+            .await
+            .unwrap();
+        drop(dropped);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(store.flushes(), flushes, "nothing was committed");
+
+        let other = Store::connect(url).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(3), other.append_audit(event("other")))
+            .await
+            .expect("the write lock was given back")
+            .unwrap();
+        store.append_audit(event("again")).await.unwrap();
+        let events = store.audit_page(0, 10).await.unwrap();
+        let what: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(what, [r#"{"what":"other"}"#, r#"{"what":"again"}"#]);
+        verify(&events);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_a_batch_of_rolled_back_writes_is_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        a_batch_of_rolled_back_writes_is_not_committed(&format!(
+            "sqlite://{}",
+            dir.path().join("w.db").display()
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_batch_of_rolled_back_writes_is_not_committed() {
+        let db = brevet_testkit::TestDb::create("brevet_writer");
+        a_batch_of_rolled_back_writes_is_not_committed(&db.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
