@@ -111,11 +111,6 @@ impl Open {
 #[derive(Clone)]
 pub(crate) struct Writer {
     pool: AnyPool,
-    /// What opens a physical transaction and takes the store's write lock (see the module doc).
-    begin: &'static str,
-    /// Reads the audit chain's head: on PostgreSQL right after `begin` (this is what takes the
-    /// write lock), on SQLite when a logical transaction first needs it.
-    read_head: &'static str,
     backend: Backend,
     open: Arc<Mutex<Open>>,
     flush: mpsc::UnboundedSender<()>,
@@ -139,15 +134,6 @@ impl Writer {
         let (flush, mut wakeups) = mpsc::unbounded_channel();
         let writer = Self {
             pool,
-            begin: match backend {
-                // IMMEDIATE: a second process on the file waits rather than deadlocks.
-                Backend::Sqlite => "BEGIN IMMEDIATE",
-                Backend::Postgres => "BEGIN",
-            },
-            read_head: match backend {
-                Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
-                Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-            },
             backend,
             open: Arc::new(Mutex::new(Open {
                 conn: None,
@@ -171,6 +157,24 @@ impl Writer {
             }
         });
         writer
+    }
+
+    /// What opens a physical transaction: on SQLite it takes the store's write lock (see the
+    /// module doc); IMMEDIATE, so a second process on the file waits rather than deadlocks.
+    fn begin_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Reads the audit chain's head: on PostgreSQL right after `BEGIN` (its lock is the store's
+    /// write lock), on SQLite when a logical transaction first needs it.
+    fn read_head_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+            Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        }
     }
 
     /// Physical commits (each one fsync) so far.
@@ -205,7 +209,7 @@ impl Writer {
             let conn = open.conn.as_mut().expect("acquired above");
             if open.batch.is_none() {
                 let started = std::time::Instant::now();
-                if let Err(e) = conn.execute(writer.begin).await {
+                if let Err(e) = conn.execute(writer.begin_sql()).await {
                     // Nothing is open; the connection goes back to the pool.
                     open.conn = None;
                     return Err(e.into());
@@ -213,7 +217,7 @@ impl Writer {
                 open.chain = None;
                 open.released = false;
                 if writer.backend == Backend::Postgres {
-                    match read_chain_head(conn, writer.read_head).await {
+                    match read_chain_head(conn, writer.read_head_sql()).await {
                         Ok(head) => {
                             open.chain = Some(Chain {
                                 now: head.clone(),
@@ -262,7 +266,7 @@ impl Tx {
         if let Some(chain) = &self.open().chain {
             return Ok(chain.now.clone());
         }
-        let sql = self.writer.read_head;
+        let sql = self.writer.read_head_sql();
         let head = read_chain_head(self, sql).await?;
         self.open_mut().chain = Some(Chain {
             now: head.clone(),
@@ -634,53 +638,17 @@ mod tests {
         verify(&events);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_a_batch_of_rolled_back_writes_is_not_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        a_batch_of_rolled_back_writes_is_not_committed(&format!(
-            "sqlite://{}",
-            dir.path().join("w.db").display()
-        ))
-        .await;
-    }
+    brevet_testkit::on_both_stores!(a_batch_of_rolled_back_writes_is_not_committed:
+        sqlite_a_batch_of_rolled_back_writes_is_not_committed,
+        postgres_a_batch_of_rolled_back_writes_is_not_committed);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_a_batch_of_rolled_back_writes_is_not_committed() {
-        let db = brevet_testkit::TestDb::create("brevet_writer");
-        a_batch_of_rolled_back_writes_is_not_committed(&db.url).await;
-    }
+    brevet_testkit::on_both_stores!(a_rolled_back_first_append_leaves_the_chain_whole:
+        sqlite_a_rolled_back_first_append_leaves_the_chain_whole,
+        postgres_a_rolled_back_first_append_leaves_the_chain_whole);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_a_rolled_back_first_append_leaves_the_chain_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        a_rolled_back_first_append_leaves_the_chain_whole(&format!(
-            "sqlite://{}",
-            dir.path().join("w.db").display()
-        ))
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_a_rolled_back_first_append_leaves_the_chain_whole() {
-        let db = brevet_testkit::TestDb::create("brevet_writer");
-        a_rolled_back_first_append_leaves_the_chain_whole(&db.url).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_a_rolled_back_append_leaves_the_chain_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        a_rolled_back_append_leaves_the_chain_whole(&format!(
-            "sqlite://{}",
-            dir.path().join("w.db").display()
-        ))
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_a_rolled_back_append_leaves_the_chain_whole() {
-        let db = brevet_testkit::TestDb::create("brevet_writer");
-        a_rolled_back_append_leaves_the_chain_whole(&db.url).await;
-    }
+    brevet_testkit::on_both_stores!(a_rolled_back_append_leaves_the_chain_whole:
+        sqlite_a_rolled_back_append_leaves_the_chain_whole,
+        postgres_a_rolled_back_append_leaves_the_chain_whole);
 
     /// A replica frozen with a batch open — a paused VM, or a network cut that leaves its TCP
     /// connection up — holds the audit head, which every other replica's writes wait for.

@@ -45,10 +45,6 @@ fn audit(r: &Request, what: &str) -> Vec<AuditDraft> {
     )]
 }
 
-fn sqlite_url(dir: &tempfile::TempDir) -> String {
-    format!("sqlite://{}", dir.path().join("g.db").display())
-}
-
 async fn verify_chain(store: &Store) -> i64 {
     let (head, _) = store.audit_head().await.unwrap();
     let mut v = brevet_audit::Verifier::new();
@@ -64,30 +60,13 @@ async fn verify_chain(store: &Store) -> i64 {
     head
 }
 
-/// Runs `$body(url)` on a SQLite file and on a PostgreSQL database of its own.
-macro_rules! on_both_stores {
-    ($body:ident: $sqlite:ident, $postgres:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $sqlite() {
-            let dir = tempfile::tempdir().unwrap();
-            $body(&sqlite_url(&dir)).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $postgres() {
-            let db = TestDb::create("brevet_group_commit");
-            $body(&db.url).await;
-        }
-    };
-}
-
-on_both_stores!(concurrent_writes_share_fsyncs:
+brevet_testkit::on_both_stores!(concurrent_writes_share_fsyncs:
     sqlite_concurrent_writes_share_fsyncs_and_are_durable_when_they_return,
     postgres_concurrent_writes_share_fsyncs_and_are_durable_when_they_return);
-on_both_stores!(a_failed_write_is_alone:
+brevet_testkit::on_both_stores!(a_failed_write_is_alone:
     sqlite_a_failed_write_takes_nothing_of_its_batch_with_it,
     postgres_a_failed_write_takes_nothing_of_its_batch_with_it);
-on_both_stores!(no_lock_left:
+brevet_testkit::on_both_stores!(no_lock_left:
     sqlite_a_failed_write_leaves_no_lock_for_other_processes,
     postgres_a_failed_write_leaves_no_lock_for_other_replicas);
 

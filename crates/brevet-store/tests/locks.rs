@@ -3,7 +3,6 @@
 //! backends.
 
 use brevet_store::{PrincipalLock, Store};
-use brevet_testkit::TestDb;
 use chrono::{TimeZone, Utc};
 
 fn lock(principal: &str) -> PrincipalLock {
@@ -50,14 +49,6 @@ async fn own_and_everyone_locks_apart(url: &str) {
     assert_eq!(store.locks().await.unwrap().len(), 2, "alicia and mallory");
 }
 
-#[tokio::test]
-async fn sqlite_own_and_everyone_locks_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    own_and_everyone_locks_apart(&format!("sqlite://{}", dir.path().join("l.db").display())).await;
-}
-
-#[tokio::test]
-async fn postgres_own_and_everyone_locks_apart() {
-    let db = TestDb::create("brevet_locks");
-    own_and_everyone_locks_apart(&db.url).await;
-}
+brevet_testkit::on_both_stores!(own_and_everyone_locks_apart:
+    sqlite_own_and_everyone_locks_apart,
+    postgres_own_and_everyone_locks_apart);

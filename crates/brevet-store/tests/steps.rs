@@ -11,7 +11,6 @@ use brevet_core::{
     ResourceId,
 };
 use brevet_store::{Hold, Step, Store, StoreError};
-use brevet_testkit::TestDb;
 use chrono::Utc;
 
 fn approved(who: &str) -> Request {
@@ -198,14 +197,4 @@ async fn steps(url: &str) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    steps(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
-}
-
-#[tokio::test]
-async fn postgres_steps() {
-    let db = TestDb::create("brevet_store_steps");
-    steps(&db.url).await;
-}
+brevet_testkit::on_both_stores!(steps: sqlite_steps, postgres_steps);

@@ -25,6 +25,32 @@ mod serve;
 pub use moto::*;
 pub use oidc::*;
 pub use serve::Served;
+#[doc(hidden)]
+pub use tempfile;
+
+/// Runs `$body(url: &str)`, an async fn, as two tests on both real store backends: `$sqlite` on a
+/// SQLite file in a directory of its own, `$postgres` on a PostgreSQL database of its own (see
+/// [`TestDb`]). The caller needs `tokio` with its test macro.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($body:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let dir = $crate::tempfile::tempdir().unwrap();
+            $body(&format!(
+                "sqlite://{}",
+                dir.path().join("store.db").display()
+            ))
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let db = $crate::TestDb::create("brevet_store");
+            $body(&db.url).await;
+        }
+    };
+}
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
