@@ -84,6 +84,34 @@ pub(crate) async fn append(
 /// statement (SQLite's 32,766, PostgreSQL's 65,535).
 const EVENTS_PER_INSERT: usize = 100;
 
+const INSERT_EVENTS: &str =
+    "INSERT INTO audit_events (seq, at, kind, actor, request_id, data, prev_hash, hash) VALUES ";
+
+/// The `INSERT` of `rows` events: `$1`–`$8` for the first, `$9`–`$16` for the second, and so
+/// on. Most appends are of one event, whose statement is built once.
+fn insert_sql(rows: usize) -> std::borrow::Cow<'static, str> {
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| build_insert_sql(1));
+    if rows == 1 {
+        return ONE.as_str().into();
+    }
+    build_insert_sql(rows).into()
+}
+
+fn build_insert_sql(rows: usize) -> String {
+    let mut sql = String::from(INSERT_EVENTS);
+    for i in 0..rows {
+        let n = i * 8;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        let marks: Vec<String> = (n + 1..=n + 8).map(|k| format!("${k}")).collect();
+        sql.push_str(&marks.join(", "));
+        sql.push(')');
+    }
+    sql
+}
+
 async fn append_sealed(
     tx: &mut WriteTx,
     drafts: Vec<AuditDraft>,
@@ -98,26 +126,7 @@ async fn append_sealed(
         events.push(e);
     }
     for chunk in events.chunks(EVENTS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO audit_events (seq, at, kind, actor, request_id, data, prev_hash, hash) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let n = i * 8;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8
-            ));
-        }
+        let sql = insert_sql(chunk.len());
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
@@ -134,4 +143,23 @@ async fn append_sealed(
     }
     tx.advance_chain(ChainHead { seq, hash });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_events_row_has_its_own_eight_parameters() {
+        let cols = "INSERT INTO audit_events (seq, at, kind, actor, request_id, data, prev_hash, hash) VALUES ";
+        assert_eq!(
+            super::insert_sql(1),
+            format!("{cols}($1, $2, $3, $4, $5, $6, $7, $8)")
+        );
+        assert_eq!(
+            super::insert_sql(2),
+            format!(
+                "{cols}($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10, $11, $12, $13, $14, $15, $16)"
+            )
+        );
+        assert!(super::insert_sql(100).ends_with("$793, $794, $795, $796, $797, $798, $799, $800)"));
+    }
 }
