@@ -117,7 +117,7 @@ async fn append_sealed(
     drafts: Vec<AuditDraft>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let ChainHead { mut seq, mut hash } = tx.chain_head().await?;
+    let ChainHead { mut seq, mut hash } = tx.chain_head();
     let mut events = Vec::with_capacity(drafts.len());
     for d in drafts {
         let e = d.seal(seq + 1, now, &hash);

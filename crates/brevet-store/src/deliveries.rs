@@ -197,7 +197,7 @@ impl Store {
     pub async fn skip_dispatch_to_head(&self) -> Result<(), StoreError> {
         // The head as the writer has it: `audit_head` is written back only at its commit.
         let mut tx = self.begin().await?;
-        let head = tx.chain_head().await?.seq;
+        let head = tx.chain_head().seq;
         sqlx::query("UPDATE notify_cursor SET seq = $1 WHERE id = 1")
             .bind(head)
             .execute(&mut *tx)

@@ -29,21 +29,28 @@
 //! while it waited with one fsync. Before, every PostgreSQL transaction took the head in the
 //! middle and held it through its own fsync, so no two commits could share one.
 //!
-//! The audit chain's head travels with the physical transaction: it is read once the transaction
-//! holds the write lock (so nobody else can append meanwhile) — on PostgreSQL by the statement
-//! that takes the lock, on SQLite by the first append — each logical
+//! The audit chain's head travels with the physical transaction: it is read as the transaction
+//! opens, once it holds the write lock (so nobody else can append meanwhile); each logical
 //! transaction's appends advance it in memory (and a rollback to its savepoint puts it back), and
 //! it is written to `audit_head` once, just before the `COMMIT`. An append is then its inserts
-//! alone, not a read and a write of the head besides — on SQLite two hand-offs to its driver's
-//! thread fewer, on PostgreSQL two round trips fewer, each time.
+//! alone, not a read and a write of the head besides.
 //!
 //! Batching needs no timer: the flusher queues for the connection's mutex like everyone else
 //! (tokio's mutex is fair), so it commits after the logical transactions that were already
-//! waiting; under load a batch holds everything that arrived during the previous fsync, and a
-//! lone write is committed at once. sqlx has no group commit, hence this module.
+//! waiting; under load a batch holds everything that arrived during the previous fsync. A
+//! logical transaction that nobody is queued behind commits the batch itself, at once, instead of
+//! handing it to the flusher: nobody could join it anyway.
+//!
+//! Every statement is a hand-off — on SQLite a message to its driver's worker thread and an
+//! answer back, on PostgreSQL a round trip on the one writer connection — so what a physical
+//! transaction runs for itself goes in as few as possible: opening one is one call (`BEGIN`, the
+//! head's read, the first `SAVEPOINT`), and so is closing one (the last `RELEASE` when its writer
+//! commits it, the head's write-back, `COMMIT`). A write alone in its physical transaction thus
+//! costs two calls besides its own statements, where it cost six. sqlx has no group commit,
+//! hence this module.
 
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
     Arc,
 };
 
@@ -86,10 +93,9 @@ struct Open {
     /// commits. Without one (every write in it failed or was dropped) it is rolled back instead,
     /// which on PostgreSQL spares a WAL flush for the head's row lock.
     released: bool,
-    /// The audit chain's head, once read in the open physical transaction.
+    /// The audit chain's head, read as the open physical transaction opened.
     chain: Option<Chain>,
-    /// `chain.now` when the current savepoint was set (`None`: not read yet, so a rollback
-    /// puts it back to what is stored).
+    /// `chain.now` when the current savepoint was set, for a rollback to put back.
     chain_at_savepoint: Option<ChainHead>,
 }
 
@@ -113,8 +119,27 @@ pub(crate) struct Writer {
     pool: AnyPool,
     backend: Backend,
     open: Arc<Mutex<Open>>,
+    /// Logical transactions queued for the connection. A write that commits with none queued
+    /// closes the physical transaction itself (see the module doc).
+    queued: Arc<AtomicUsize>,
     flush: mpsc::UnboundedSender<()>,
     flushes: Arc<AtomicU64>,
+}
+
+/// Counts a logical transaction as queued for the connection until it holds it.
+struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    fn new(queued: &Arc<AtomicUsize>) -> Self {
+        queued.fetch_add(1, Ordering::AcqRel);
+        Self(queued.clone())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A logical write transaction: a savepoint inside the open physical transaction,
@@ -127,6 +152,31 @@ pub(crate) struct Tx {
 const SAVEPOINT: &str = "SAVEPOINT brevet_tx";
 const RELEASE: &str = "RELEASE brevet_tx";
 const ROLLBACK_TO: &str = "ROLLBACK TO brevet_tx; RELEASE brevet_tx";
+
+/// Closes a physical transaction: writes the chain's head back if its writes moved it, and
+/// commits; after `first` (the last logical transaction's `RELEASE` when it commits the batch
+/// itself). One call: several statements, sent without parameters (PostgreSQL takes several
+/// statements in one call only so), so the head's values are written into the SQL — an integer,
+/// and a hash this process computed, checked to be hexadecimal.
+fn close_sql(first: Option<&str>, head: Option<&ChainHead>) -> Result<String, String> {
+    let mut sql = String::new();
+    if let Some(first) = first {
+        sql.push_str(first);
+        sql.push_str("; ");
+    }
+    if let Some(ChainHead { seq, hash }) = head {
+        if hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "the audit chain's head hash is not hexadecimal: {hash:?}; nothing was committed"
+            ));
+        }
+        sql.push_str(&format!(
+            "UPDATE audit_head SET seq = {seq}, hash = '{hash}' WHERE id = 1; "
+        ));
+    }
+    sql.push_str("COMMIT");
+    Ok(sql)
+}
 
 impl Writer {
     /// Starts the flusher task; it ends when the last clone of this writer is dropped.
@@ -143,6 +193,7 @@ impl Writer {
                 chain: None,
                 chain_at_savepoint: None,
             })),
+            queued: Default::default(),
             flush,
             flushes: Default::default(),
         };
@@ -159,21 +210,19 @@ impl Writer {
         writer
     }
 
-    /// What opens a physical transaction: on SQLite it takes the store's write lock (see the
-    /// module doc); IMMEDIATE, so a second process on the file waits rather than deadlocks.
-    fn begin_sql(&self) -> &'static str {
+    /// Opens a physical transaction, in one call: takes the store's write lock (see the module
+    /// doc), reads the audit chain's head and sets the first logical transaction's savepoint.
+    /// On SQLite `BEGIN IMMEDIATE` takes the lock, so a second process on the file waits rather
+    /// than deadlocks; on PostgreSQL the head's row lock is the write lock, taken before the
+    /// savepoint so that rolling back to it keeps the lock.
+    fn open_sql(&self) -> &'static str {
         match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        }
-    }
-
-    /// Reads the audit chain's head: on PostgreSQL right after `BEGIN` (its lock is the store's
-    /// write lock), on SQLite when a logical transaction first needs it.
-    fn read_head_sql(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
-            Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            Backend::Sqlite => {
+                "BEGIN IMMEDIATE; SELECT seq, hash FROM audit_head WHERE id = 1; SAVEPOINT brevet_tx"
+            }
+            Backend::Postgres => {
+                "BEGIN; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE; SAVEPOINT brevet_tx"
+            }
         }
     }
 
@@ -192,7 +241,9 @@ impl Writer {
     pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
         let writer = self.clone();
         tokio::spawn(async move {
+            let queued = Queued::new(&writer.queued);
             let mut g = writer.open.clone().lock_owned().await;
+            drop(queued);
             let open = &mut *g;
             if open.in_savepoint {
                 let conn = open.conn.as_mut().expect("held while a savepoint is set");
@@ -209,36 +260,27 @@ impl Writer {
             let conn = open.conn.as_mut().expect("acquired above");
             if open.batch.is_none() {
                 let started = std::time::Instant::now();
-                if let Err(e) = conn.execute(writer.begin_sql()).await {
-                    // Nothing is open; the connection goes back to the pool.
-                    open.conn = None;
-                    return Err(e.into());
-                }
-                open.chain = None;
-                open.released = false;
-                if writer.backend == Backend::Postgres {
-                    match read_chain_head(conn, writer.read_head_sql()).await {
-                        Ok(head) => {
-                            open.chain = Some(Chain {
-                                now: head.clone(),
-                                stored: head,
-                            })
-                        }
-                        Err(e) => {
-                            let _ = conn.execute("ROLLBACK").await;
-                            open.conn = None;
-                            return Err(e);
-                        }
+                let head = match open_transaction(conn, writer.open_sql()).await {
+                    Ok(head) => head,
+                    Err(e) => {
+                        // Whatever part of it ran is undone (a failed `BEGIN` leaves nothing
+                        // open); the connection goes back to the pool.
+                        let _ = conn.execute("ROLLBACK").await;
+                        open.conn = None;
+                        return Err(e);
                     }
-                }
+                };
                 // Mostly the wait for the write lock: another process's transaction on SQLite,
                 // another replica's batch on PostgreSQL.
                 metrics::histogram!("brevet_store_write_lock_wait_seconds")
                     .record(started.elapsed().as_secs_f64());
+                open.chain = Some(Chain {
+                    now: head.clone(),
+                    stored: head,
+                });
+                open.released = false;
                 open.batch = Some(watch::channel(None).0);
-            }
-            let conn = open.conn.as_mut().expect("acquired above");
-            if let Err(e) = conn.execute(SAVEPOINT).await {
+            } else if let Err(e) = conn.execute(SAVEPOINT).await {
                 abort(open, &e.to_string()).await;
                 writer.wake();
                 return Err(e.into());
@@ -262,27 +304,22 @@ impl Writer {
 
 impl Tx {
     /// The audit chain's head as this transaction sees it (its own appends included).
-    pub(crate) async fn chain_head(&mut self) -> Result<ChainHead, StoreError> {
-        if let Some(chain) = &self.open().chain {
-            return Ok(chain.now.clone());
-        }
-        let sql = self.writer.read_head_sql();
-        let head = read_chain_head(self, sql).await?;
-        self.open_mut().chain = Some(Chain {
-            now: head.clone(),
-            stored: head.clone(),
-        });
-        Ok(head)
+    pub(crate) fn chain_head(&self) -> ChainHead {
+        self.open()
+            .chain
+            .as_ref()
+            .expect("read as the physical transaction opened")
+            .now
+            .clone()
     }
 
-    /// Moves the chain's head on after appending events up to `head` (read with
-    /// [`Tx::chain_head`] first); written to `audit_head` when the physical transaction
-    /// commits, and undone if this transaction is rolled back.
+    /// Moves the chain's head on after appending events up to `head`; written to `audit_head`
+    /// when the physical transaction commits, and undone if this transaction is rolled back.
     pub(crate) fn advance_chain(&mut self, head: ChainHead) {
         self.open_mut()
             .chain
             .as_mut()
-            .expect("the head was read first")
+            .expect("read as the physical transaction opened")
             .now = head;
     }
 
@@ -298,7 +335,9 @@ impl Tx {
             .expect("a live transaction holds the connection")
     }
 
-    /// Releases the savepoint and waits until the physical transaction holding it is durable.
+    /// Releases the savepoint and waits until the physical transaction holding it is durable:
+    /// commits it at once if no other logical transaction is queued to join it, else leaves that
+    /// to the flusher, which queues behind them.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
         let mut g = self
             .guard
@@ -308,6 +347,16 @@ impl Tx {
         // On a task of its own: once the savepoint is released, the flusher must be told even
         // if the caller stops waiting.
         tokio::spawn(async move {
+            if writer.queued.load(Ordering::Acquire) == 0 {
+                let committed = release_and_commit(&mut g).await;
+                if committed.is_ok() {
+                    writer.flushes.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(g);
+                // Had it failed, the others in the batch (if it survived) are the flusher's.
+                writer.wake();
+                return committed;
+            }
             let conn = g.conn.as_mut().expect("held while a transaction is open");
             if let Err(e) = conn.execute(RELEASE).await {
                 // This logical transaction fails (on PostgreSQL, a statement of it failed and
@@ -391,12 +440,79 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
-async fn read_chain_head(conn: &mut AnyConnection, sql: &str) -> Result<ChainHead, StoreError> {
-    let row = sqlx::query(sql).fetch_one(conn).await?;
+/// Runs [`Writer::open_sql`]: every one of its statements (`fetch_all`, where `fetch_one` could
+/// stop at the head's row before the savepoint is set), and returns the head.
+async fn open_transaction(conn: &mut AnyConnection, sql: &str) -> Result<ChainHead, StoreError> {
+    let rows = fetch_all(conn, sql).await?;
+    let [row] = rows.as_slice() else {
+        return Err(StoreError::Database(format!(
+            "the audit chain's head: {} rows in `audit_head`, expected 1",
+            rows.len()
+        )));
+    };
     Ok(ChainHead {
         seq: row.try_get(0)?,
         hash: row.try_get(1)?,
     })
+}
+
+/// A logical transaction that nobody is queued behind releases its savepoint and commits the
+/// physical transaction holding it, in one call ([`close_sql`]); everyone released into it
+/// earlier hears the outcome. Should that call fail at the `RELEASE` (on PostgreSQL, a statement
+/// of this transaction failed and its caller committed anyway), rolling back to the savepoint
+/// keeps the batch for the others, and this transaction alone fails; should it fail later,
+/// nothing of the batch is durable and everyone in it hears so.
+async fn release_and_commit(g: &mut Open) -> Result<(), StoreError> {
+    let head = g
+        .chain
+        .as_ref()
+        .filter(|c| c.now != c.stored)
+        .map(|c| c.now.clone());
+    let sql = match close_sql(Some(RELEASE), head.as_ref()) {
+        Ok(sql) => sql,
+        Err(e) => {
+            abort(g, &e).await;
+            return Err(StoreError::Database(e));
+        }
+    };
+    let conn = g.conn.as_mut().expect("held while a transaction is open");
+    let started = std::time::Instant::now();
+    let result = run(conn, &sql).await;
+    metrics::histogram!("brevet_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(_) => {
+            g.in_savepoint = false;
+            g.released = false;
+            g.chain = None;
+            g.chain_at_savepoint = None;
+            g.conn = None;
+            if let Some(batch) = g.batch.take() {
+                let _ = batch.send(Some(Ok(())));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            match conn.execute(ROLLBACK_TO).await {
+                Ok(_) => g.rolled_back(),
+                Err(_) => abort(g, &e.to_string()).await,
+            }
+            Err(StoreError::Database(format!("committing: {e}")))
+        }
+    }
+}
+
+/// Runs several statements without parameters, in one call (sqlx's `raw_sql`: not kept as a
+/// prepared statement, as [`close_sql`]'s text is new every time).
+async fn run(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
+    conn.execute(sqlx::raw_sql(sql)).await.map(|_| ())
+}
+
+/// [`run`], returning the rows.
+async fn fetch_all(
+    conn: &mut AnyConnection,
+    sql: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    conn.fetch_all(sqlx::raw_sql(sql)).await
 }
 
 /// Commits the open physical transaction, if any, and tells everyone in it; gives the
@@ -433,26 +549,18 @@ async fn flush_open(g: &mut Open) -> bool {
         return false;
     }
     let started = std::time::Instant::now();
-    let mut result = Ok(());
-    if let Some(Chain { now, stored, .. }) = chain.filter(|c| c.now != c.stored) {
-        debug_assert!(now.seq > stored.seq, "the chain only grows");
-        result = sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(now.seq)
-            .bind(now.hash)
-            .execute(&mut **conn)
-            .await
-            .map(|_| ());
-    }
-    if result.is_ok() {
-        result = conn.execute("COMMIT").await.map(|_| ());
-    }
+    let head = chain.filter(|c| c.now != c.stored).map(|c| c.now);
+    let result = match close_sql(None, head.as_ref()) {
+        Ok(sql) => run(conn, &sql).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
     metrics::histogram!("brevet_store_commit_seconds").record(started.elapsed().as_secs_f64());
     let outcome = match result {
         Ok(()) => Ok(()),
         Err(e) => {
             // SQLite may have rolled back already; make sure nothing stays open.
             let _ = conn.execute("ROLLBACK").await;
-            Err(e.to_string())
+            Err(e)
         }
     };
     let committed = outcome.is_ok();
@@ -536,7 +644,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            second.chain_head().await.unwrap().seq,
+            second.chain_head().seq,
             2,
             "the second sees the first's event"
         );
@@ -554,7 +662,7 @@ mod tests {
         // happen while the third holds the connection: the third is in the same one.
         assert!(!first_done.is_finished(), "the first's transaction is open");
         assert_eq!(
-            third.chain_head().await.unwrap().seq,
+            third.chain_head().seq,
             1,
             "the rollback took the event off the head"
         );
@@ -573,9 +681,9 @@ mod tests {
         verify(&events);
     }
 
-    /// The first write of a batch to append is rolled back. On SQLite the head was read by that
-    /// write (nothing was saved when its savepoint was set), so the rollback puts back what the
-    /// row holds; the next write in the same batch starts the chain afresh.
+    /// The first write of a batch, which opened it, appends and is rolled back: the rollback
+    /// puts back the head as the batch read it; the next write in the same batch starts the
+    /// chain afresh.
     async fn a_rolled_back_first_append_leaves_the_chain_whole(url: &str) {
         let store = Store::connect(url).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -592,11 +700,7 @@ mod tests {
         // Its rollback wakes the flusher, which queues behind `next`: same batch.
         drop(first);
         let mut next = next.await.unwrap().unwrap();
-        assert_eq!(
-            next.chain_head().await.unwrap().seq,
-            0,
-            "nothing of the rollback"
-        );
+        assert_eq!(next.chain_head().seq, 0, "nothing of the rollback");
         crate::audit::append(&mut next, event("kept"), chrono::Utc::now())
             .await
             .unwrap();
@@ -649,6 +753,72 @@ mod tests {
     brevet_testkit::on_both_stores!(a_rolled_back_append_leaves_the_chain_whole:
         sqlite_a_rolled_back_append_leaves_the_chain_whole,
         postgres_a_rolled_back_append_leaves_the_chain_whole);
+
+    /// A write that nobody is queued behind closes its physical transaction itself, releasing
+    /// its savepoint in the same call. On PostgreSQL a statement of it that failed (its caller
+    /// committed anyway) makes that release fail: rolling back to the savepoint must then keep
+    /// the batch for the write released into it earlier, which the flusher commits; the failing
+    /// write alone fails, and nothing of it stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_failed_write_closing_its_batch_fails_alone() {
+        let db = brevet_testkit::TestDb::create("brevet_writer");
+        let store = Store::connect(&db.url).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut kept = store.begin().await.unwrap();
+        crate::audit::append(&mut kept, event("kept"), chrono::Utc::now())
+            .await
+            .unwrap();
+        // Queued before `kept` commits: `kept` leaves the batch open for it.
+        let failing = tokio::spawn({
+            let store = store.clone();
+            async move { store.begin().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let kept_done = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit(kept).await }
+        });
+        let mut failing = failing.await.unwrap().unwrap();
+        crate::audit::append(&mut failing, event("failed"), chrono::Utc::now())
+            .await
+            .unwrap();
+        assert!(failing.execute("SELECT 1 / 0").await.is_err());
+        let failed = store.commit(failing).await;
+        assert!(
+            failed.is_err(),
+            "the failed write does not commit: {failed:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(10), kept_done)
+            .await
+            .expect("the flusher commits what was kept")
+            .unwrap()
+            .unwrap();
+
+        let events = store.audit_page(0, 10).await.unwrap();
+        let what: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(what, [r#"{"what":"kept"}"#]);
+        assert_eq!(store.audit_head().await.unwrap().0, 1);
+        verify(&events);
+        store.append_audit(event("after")).await.unwrap();
+        verify(&store.audit_page(0, 10).await.unwrap());
+    }
+
+    #[test]
+    fn a_head_that_is_not_hexadecimal_is_never_written_into_sql() {
+        let head = |hash: &str| super::ChainHead {
+            seq: 7,
+            hash: hash.into(),
+        };
+        assert_eq!(
+            super::close_sql(Some(super::RELEASE), Some(&head("00ff"))).unwrap(),
+            "RELEASE brevet_tx; UPDATE audit_head SET seq = 7, hash = '00ff' WHERE id = 1; COMMIT"
+        );
+        assert_eq!(super::close_sql(None, None).unwrap(), "COMMIT");
+        for bad in ["", "00'; DROP TABLE audit_events; --", "abc g"] {
+            let err = super::close_sql(None, Some(&head(bad))).unwrap_err();
+            assert!(err.contains("not hexadecimal"), "{err}");
+        }
+    }
 
     /// A replica frozen with a batch open — a paused VM, or a network cut that leaves its TCP
     /// connection up — holds the audit head, which every other replica's writes wait for.
