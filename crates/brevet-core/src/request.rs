@@ -287,6 +287,14 @@ impl Request {
         r
     }
 
+    /// Whether approvers' decisions can have been recorded for this request. Decisions are
+    /// taken only while a request is pending, and one that needs no approval is approved as it
+    /// is created, so it never has any; the store refuses to record one for it. Readers of a
+    /// request (the API's view of it) skip reading decisions that cannot exist.
+    pub fn awaited_approval(&self) -> bool {
+        self.approvals_required > 0
+    }
+
     pub fn binding(&self) -> Binding {
         Binding {
             principal: self.requester.clone(),
@@ -612,6 +620,8 @@ mod tests {
     fn auto_approved_requests_skip_pending() {
         assert_eq!(req(0).state, RequestState::Approved);
         assert_eq!(req(1).state, RequestState::Pending);
+        assert!(req(1).awaited_approval());
+        assert!(!req(0).awaited_approval(), "approved as it was created");
     }
 
     #[test]

@@ -319,6 +319,14 @@ impl Store {
         approval: &Approval,
         audit: Vec<AuditDraft>,
     ) -> Result<Request, StoreError> {
+        // Readers rely on this (`Request::awaited_approval`): a request that needs no approval
+        // has no decisions.
+        if !r.awaited_approval() {
+            return Err(StoreError::Conflict(format!(
+                "request {} needs no approval; no decision is recorded for it",
+                r.id
+            )));
+        }
         let mut tx = self.begin().await?;
         let doc =
             serde_json::to_string(approval).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -354,6 +362,39 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("approval: {e}")))
             })
             .collect()
+    }
+
+    /// The decisions on each of `ids`, in one read (a page of requests, not one read each).
+    /// Ids without any are absent from the map.
+    pub async fn approvals_of(
+        &self,
+        ids: &[RequestId],
+    ) -> Result<std::collections::HashMap<RequestId, Vec<Approval>>, StoreError> {
+        let mut out: std::collections::HashMap<RequestId, Vec<Approval>> = Default::default();
+        // Chunked so that no statement has more parameters than a backend takes.
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT request_id, doc FROM approvals WHERE request_id IN ({}) \
+                 ORDER BY request_id, at, approver",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(&self.reader).await? {
+                let id: String = row.try_get(0)?;
+                let doc: String = row.try_get(1)?;
+                let id = id
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("approval's request id: {e}")))?;
+                let approval = serde_json::from_str(&doc)
+                    .map_err(|e| StoreError::Corrupt(format!("approval: {e}")))?;
+                out.entry(id).or_default().push(approval);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn get_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {

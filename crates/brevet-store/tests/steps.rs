@@ -198,3 +198,35 @@ async fn steps(url: &str) {
 }
 
 brevet_testkit::on_both_stores!(steps: sqlite_steps, postgres_steps);
+
+/// A request that needed no approval never has an approver's decision (readers skip reading
+/// them: `Request::awaited_approval`): recording one is refused and writes nothing.
+async fn no_decision_on_a_request_that_needed_no_approval(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let r = store
+        .insert_request(&approved("alice"), vec![])
+        .await
+        .unwrap();
+    assert!(!r.awaited_approval());
+    let approval = brevet_core::Approval {
+        approver: PrincipalId::parse("bob").unwrap(),
+        decision: brevet_core::ApprovalDecision::Approve,
+        comment: None,
+        at: Utc::now(),
+    };
+    let refused = store.record_decision(&r, &approval, audit(&r)).await;
+    match refused {
+        Err(StoreError::Conflict(why)) => assert!(why.contains("needs no approval"), "{why}"),
+        other => panic!("recorded: {other:?}"),
+    }
+    assert!(store.approvals(r.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.get_request(r.id).await.unwrap().unwrap().version,
+        r.version
+    );
+    assert_eq!(store.audit_head().await.unwrap().0, 0, "nothing audited");
+}
+
+brevet_testkit::on_both_stores!(no_decision_on_a_request_that_needed_no_approval:
+    sqlite_no_decision_on_a_request_that_needed_no_approval,
+    postgres_no_decision_on_a_request_that_needed_no_approval);

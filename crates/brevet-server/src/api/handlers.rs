@@ -24,18 +24,55 @@ fn parse_id(id: &str) -> ApiResult<RequestId> {
 }
 
 pub(crate) async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResult<RequestView> {
-    let approvals = state
-        .broker
-        .store()
-        .approvals(r.id)
-        .await
-        .map_err(crate::broker::BrokerError::from)?;
-    let names = approvals
+    // A request that needed no approval has no decisions to read (most grants: auto-approved).
+    let approvals = if r.awaited_approval() {
+        state
+            .broker
+            .store()
+            .approvals(r.id)
+            .await
+            .map_err(crate::broker::BrokerError::from)?
+    } else {
+        Vec::new()
+    };
+    Ok(RequestView::new(r, approvers(&approvals)))
+}
+
+/// Who approved, from the decisions on a request.
+fn approvers(decisions: &[brevet_core::Approval]) -> Vec<String> {
+    decisions
         .iter()
         .filter(|a| a.decision == ApprovalDecision::Approve)
         .map(|a| a.approver.to_string())
+        .collect()
+}
+
+/// [`view`] of a page of requests, reading their decisions in one go.
+async fn views<'a>(
+    state: &AppState,
+    rs: impl Iterator<Item = &'a brevet_core::Request>,
+) -> ApiResult<Vec<RequestView>> {
+    let rs: Vec<&brevet_core::Request> = rs.collect();
+    let awaited: Vec<RequestId> = rs
+        .iter()
+        .filter(|r| r.awaited_approval())
+        .map(|r| r.id)
         .collect();
-    Ok(RequestView::new(r, names))
+    let mut decisions = state
+        .broker
+        .store()
+        .approvals_of(&awaited)
+        .await
+        .map_err(crate::broker::BrokerError::from)?;
+    Ok(rs
+        .into_iter()
+        .map(|r| {
+            let names = decisions
+                .remove(&r.id)
+                .map_or_else(Vec::new, |d| approvers(&d));
+            RequestView::new(r, names)
+        })
+        .collect())
 }
 
 /// A list's `limit`, refused outside `1..=max` (as the OpenAPI document says) instead of being
@@ -145,10 +182,11 @@ pub async fn list_requests(
         .list_requests(&filter)
         .await
         .map_err(crate::broker::BrokerError::from)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows.iter().filter(|r| state.broker.may_see(&caller.0, r)) {
-        out.push(view(&state, r).await?);
-    }
+    let out = views(
+        &state,
+        rows.iter().filter(|r| state.broker.may_see(&caller.0, r)),
+    )
+    .await?;
     let next = page.next(&uri, rows.len(), rows.last().map(cursor_of));
     Ok((next, Json(out)))
 }
@@ -303,13 +341,12 @@ pub async fn list_grants(
         .list_requests(&filter)
         .await
         .map_err(crate::broker::BrokerError::from)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows
-        .iter()
-        .filter(|r| matches!(r.kind, brevet_core::RequestKind::Access))
-    {
-        out.push(view(&state, r).await?);
-    }
+    let out = views(
+        &state,
+        rows.iter()
+            .filter(|r| matches!(r.kind, brevet_core::RequestKind::Access)),
+    )
+    .await?;
     let next = page.next(&uri, rows.len(), rows.last().map(cursor_of));
     Ok((next, Json(out)))
 }
