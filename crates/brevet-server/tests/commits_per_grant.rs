@@ -12,10 +12,11 @@
 //! thread and an answer back, which is most of a grant's CPU time (docs/benchmarks.md). Here
 //! every write is alone in its physical transaction, which then costs two calls: one opens it
 //! (`BEGIN`, the audit head's read, the savepoint), one closes it (the release, the head's
-//! write-back, `COMMIT`). A request makes 5 calls in all, an activation 13, a revocation 14.
+//! write-back, `COMMIT`). A request makes 5 calls in all, an activation 12, a revocation 14.
 //! Before the writer kept the audit head and the lease was folded into the request's update
 //! (2026-12-07) they were 12, 28 and 32; before a physical transaction was opened and closed in
-//! one call each, 9, 21 and 26. That writes sharing a physical transaction share these calls is
+//! one call each, 9, 21 and 26; before the intent's own write checked the kill switch (instead
+//! of a read before it), an activation made 13. That writes sharing a physical transaction share these calls is
 //! checked in the store's `writer::tests`.
 //!
 //! A change that adds a commit or a statement to these paths fails here and must say why in this
@@ -148,10 +149,10 @@ async fn request_activation_and_revocation_commit_a_fixed_number_of_times() {
     }
     let activated = store.commits() - before;
     statements.assert_per_op(
-        13,
+        12,
         GRANTS,
         activated,
-        "an activation: a read of the request and of the kill-switch locks; the intent (open, the request with its lease, the binding lock, the event, close); the binding's other holders; the outcome (the same five)",
+        "an activation: a read of the request; the intent (open, the request with its lease unless the kill switch locks the requester, the binding lock, the event, close); the binding's other holders; the outcome (the same five)",
     );
     assert_eq!(
         activated,

@@ -11,6 +11,9 @@ pub enum StoreError {
     /// A lease or lock that a step needed is held by another live operation.
     #[error("{0} is being worked on by another operation; retry in a moment")]
     Busy(String),
+    /// The kill switch locks the principal a write was for (checked by the write itself).
+    #[error("`{0}` is locked by the kill switch")]
+    Locked(String),
     #[error("`{0}` has already recorded a decision on this request")]
     AlreadyDecided(String),
     #[error("stored data is corrupt: {0}")]

@@ -22,7 +22,7 @@ use sqlx::{
 
 pub use deliveries::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use error::StoreError;
-pub use locks::{LocksOn, PrincipalLock};
+pub use locks::{LocksOn, PrincipalLock, Unlocked};
 pub use requests::{DueBatch, DueQuota, Hold, PageCursor, RequestFilter, Step};
 pub use sessions::{LoginFlow, SessionRecord};
 pub use state::StateEntry;

@@ -5,6 +5,50 @@ use sqlx::Row;
 
 use crate::{audit::append, millis, Store, StoreError};
 
+/// A write that must not happen while the kill switch locks `principal`: checked by the write's
+/// own statement, so no lock can land between a check and the write (see
+/// [`crate::Step::unless_locked`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Unlocked<'a> {
+    pub principal: &'a str,
+    /// Whether the everyone-lock (`*`) binds them too: it spares admins, so that someone can
+    /// lift it.
+    pub everyone_lock_binds: bool,
+}
+
+impl Unlocked<'_> {
+    /// The condition, for a statement whose parameter `$n` is bound to [`Unlocked::principal`].
+    pub(crate) fn sql(&self, n: usize) -> String {
+        if self.everyone_lock_binds {
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM principal_locks WHERE principal IN (${n}, '*'))"
+            )
+        } else {
+            format!(" AND NOT EXISTS (SELECT 1 FROM principal_locks WHERE principal = ${n})")
+        }
+    }
+
+    /// After a write with [`Unlocked::sql`] changed nothing: the lock that stopped it, if that
+    /// is why (read in the same transaction, so it is the lock the write saw).
+    pub(crate) async fn lock_that_stopped(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<Option<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT principal FROM principal_locks WHERE principal IN ($1, '*')")
+                .bind(self.principal)
+                .fetch_all(conn)
+                .await?;
+        for row in rows {
+            let on: String = row.try_get(0)?;
+            if on == self.principal || self.everyone_lock_binds {
+                return Ok(Some(on));
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// A kill-switch lock on one principal (or `*`, everyone).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PrincipalLock {

@@ -5,7 +5,9 @@ use brevet_core::{Approval, PrincipalId, Request, RequestId, RequestKind, Reques
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::{audit::append, millis, Backend, Store, StoreError, WriteQuery, WriteTx};
+use crate::{
+    audit::append, locks::Unlocked, millis, Backend, Store, StoreError, WriteQuery, WriteTx,
+};
 
 /// Which requests to list, newest first. Empty means no restriction on that field.
 #[derive(Debug, Clone, Default)]
@@ -163,45 +165,99 @@ async fn write_request_with_lease(
     tx: &mut WriteTx,
     r: &Request,
     lease: Hold<'_>,
+    unless_locked: Option<Unlocked<'_>>,
 ) -> Result<Request, StoreError> {
+    let written = write_request_holding(tx, r, lease, unless_locked).await;
+    // Which condition failed: a lease another live operation holds is `Busy` (and takes
+    // precedence, as when the lease was taken by a statement of its own); then a lock of the
+    // kill switch; else the request changed or is gone.
+    let Err(StoreError::Conflict(id)) = written else {
+        return written;
+    };
+    if let Hold::Take { owner, now, .. } = lease {
+        let row = sqlx::query("SELECT lease_owner, lease_until FROM requests WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = row {
+            let holder: Option<String> = row.try_get(0)?;
+            let until: Option<i64> = row.try_get(1)?;
+            if until.is_some_and(|u| u >= millis(now)) && holder.as_deref() != Some(owner) {
+                return Err(StoreError::Busy(format!("request {id}")));
+            }
+        }
+    }
+    if let Some(unlocked) = unless_locked {
+        if let Some(lock) = unlocked.lock_that_stopped(tx).await? {
+            return Err(StoreError::Locked(if lock == "*" {
+                format!("{} (everyone)", unlocked.principal)
+            } else {
+                lock
+            }));
+        }
+    }
+    Err(StoreError::Conflict(id))
+}
+
+/// The request's version-checked `UPDATE`, with its lease taken or given back and, when asked,
+/// the kill switch's lock checked, all in one statement (see [`write_request_with_lease`] for
+/// why it may have changed nothing).
+async fn write_request_holding(
+    tx: &mut WriteTx,
+    r: &Request,
+    lease: Hold<'_>,
+    unless_locked: Option<Unlocked<'_>>,
+) -> Result<Request, StoreError> {
+    let unlocked = |n: usize| unless_locked.map_or_else(String::new, |u| u.sql(n));
+    let principal = unless_locked.map(|u| u.principal.to_owned());
     match lease {
-        Hold::Keep => write_request(tx, r, false).await,
+        Hold::Keep => {
+            let sql = format!(
+                "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4 \
+                 WHERE id = $5 AND version = $6{}",
+                unlocked(7)
+            );
+            update_request_as(tx, r, &sql, |q| match principal {
+                Some(p) => q.bind(p),
+                None => q,
+            })
+            .await
+        }
         // Giving the lease back, this step must still hold it: if it ran out and another
         // operation took the request over, this step's outcome is not the request's.
         Hold::Release { owner } => {
-            let sql = "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4, \
-                       lease_owner = NULL, lease_until = NULL \
-                       WHERE id = $5 AND version = $6 AND lease_owner = $7";
-            update_request_as(tx, r, sql, |q| q.bind(owner.to_owned())).await
+            let sql = format!(
+                "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $5 AND version = $6 AND lease_owner = $7{}",
+                unlocked(8)
+            );
+            update_request_as(tx, r, &sql, |q| {
+                let q = q.bind(owner.to_owned());
+                match principal {
+                    Some(p) => q.bind(p),
+                    None => q,
+                }
+            })
+            .await
         }
         Hold::Take { owner, now, lease } => {
-            let sql = "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4, \
-                       lease_owner = $7, lease_until = $8 \
-                       WHERE id = $5 AND version = $6 \
-                       AND (lease_until IS NULL OR lease_until < $9 OR lease_owner = $7)";
+            let sql = format!(
+                "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4, \
+                 lease_owner = $7, lease_until = $8 \
+                 WHERE id = $5 AND version = $6 \
+                 AND (lease_until IS NULL OR lease_until < $9 OR lease_owner = $7){}",
+                unlocked(10)
+            );
             let until = millis(now) + lease.as_millis() as i64;
-            let written = update_request_as(tx, r, sql, |q| {
-                q.bind(owner.to_owned()).bind(until).bind(millis(now))
-            })
-            .await;
-            let Err(StoreError::Conflict(id)) = written else {
-                return written;
-            };
-            // Which condition failed: a lease another live operation holds is `Busy` (and takes
-            // precedence, as when the lease was taken by a statement of its own); else the
-            // request changed or is gone.
-            let row = sqlx::query("SELECT lease_owner, lease_until FROM requests WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            if let Some(row) = row {
-                let holder: Option<String> = row.try_get(0)?;
-                let until: Option<i64> = row.try_get(1)?;
-                if until.is_some_and(|u| u >= millis(now)) && holder.as_deref() != Some(owner) {
-                    return Err(StoreError::Busy(format!("request {id}")));
+            update_request_as(tx, r, &sql, |q| {
+                let q = q.bind(owner.to_owned()).bind(until).bind(millis(now));
+                match principal {
+                    Some(p) => q.bind(p),
+                    None => q,
                 }
-            }
-            Err(StoreError::Conflict(id))
+            })
+            .await
         }
     }
 }
@@ -232,6 +288,11 @@ pub struct Step<'a> {
     pub lease: Hold<'a>,
     pub binding_lock: Hold<'a>,
     pub audit: Vec<AuditDraft>,
+    /// Written only if the kill switch does not lock this principal, checked by the request's
+    /// own `UPDATE` (`Locked` otherwise, after `Busy`, before `Conflict`): a lock committed
+    /// before the step is always seen, and one committed after it finds the step's outcome
+    /// already durable, for the kill switch's sweep.
+    pub unless_locked: Option<Unlocked<'a>>,
 }
 
 impl Store {
@@ -247,7 +308,7 @@ impl Store {
         let r = step.request;
         let binding = r.binding().key();
         let mut tx = self.begin().await?;
-        let stored = write_request_with_lease(&mut tx, r, step.lease).await?;
+        let stored = write_request_with_lease(&mut tx, r, step.lease, step.unless_locked).await?;
         if let Hold::Take { owner, now, lease } = step.binding_lock {
             if !take_binding_lock(&mut tx, &binding, owner, now, lease).await? {
                 return Err(StoreError::Busy(format!("binding {binding}")));

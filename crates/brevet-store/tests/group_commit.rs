@@ -128,6 +128,7 @@ async fn a_failed_write_is_alone(url: &str) {
             lease: take("holder"),
             binding_lock: take("holder"),
             audit: vec![],
+            unless_locked: None,
         })
         .await
         .unwrap();
@@ -166,6 +167,7 @@ async fn a_failed_write_is_alone(url: &str) {
                         lease,
                     },
                     audit: audit(&r, "must not be written"),
+                    unless_locked: None,
                 })
                 .await;
             assert!(

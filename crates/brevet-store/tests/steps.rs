@@ -70,6 +70,7 @@ async fn steps(url: &str) {
             lease: take("op-a"),
             binding_lock: take("op-a"),
             audit: audit(&ra),
+            unless_locked: None,
         })
         .await
         .unwrap();
@@ -85,6 +86,7 @@ async fn steps(url: &str) {
             lease: take("op-b"),
             binding_lock: take("op-b"),
             audit: audit(&rb),
+            unless_locked: None,
         })
         .await;
     assert!(
@@ -113,6 +115,7 @@ async fn steps(url: &str) {
             lease: take("op-z"),
             binding_lock: Hold::Keep,
             audit: vec![],
+            unless_locked: None,
         })
         .await;
     assert!(
@@ -128,6 +131,7 @@ async fn steps(url: &str) {
             lease: take("op-z"),
             binding_lock: Hold::Keep,
             audit: vec![],
+            unless_locked: None,
         })
         .await;
     assert!(
@@ -151,6 +155,7 @@ async fn steps(url: &str) {
             lease: Hold::Release { owner: "op-a" },
             binding_lock: Hold::Release { owner: "op-a" },
             audit: audit(&done),
+            unless_locked: None,
         })
         .await
         .unwrap();
@@ -171,6 +176,7 @@ async fn steps(url: &str) {
             lease: take("op-b"),
             binding_lock: take("op-b"),
             audit: audit(&rb),
+            unless_locked: None,
         })
         .await
         .unwrap();
@@ -181,6 +187,7 @@ async fn steps(url: &str) {
         lease: Hold::Keep,
         binding_lock: Hold::Keep,
         audit: vec![],
+        unless_locked: None,
     });
     assert!(matches!(stale.await, Err(StoreError::Conflict(_))));
     // Taking a lease it may take (its own) does not hide that the copy is stale.
@@ -189,6 +196,7 @@ async fn steps(url: &str) {
         lease: take("op-b"),
         binding_lock: Hold::Keep,
         audit: vec![],
+        unless_locked: None,
     });
     assert!(matches!(stale.await, Err(StoreError::Conflict(_))));
     assert_eq!(
@@ -230,3 +238,86 @@ async fn no_decision_on_a_request_that_needed_no_approval(url: &str) {
 brevet_testkit::on_both_stores!(no_decision_on_a_request_that_needed_no_approval:
     sqlite_no_decision_on_a_request_that_needed_no_approval,
     postgres_no_decision_on_a_request_that_needed_no_approval);
+
+/// A step written `unless_locked` is refused by its own statement when the kill switch locks
+/// its principal: `Locked`, and nothing written, not even the lease. The everyone-lock binds
+/// only where it is said to (it spares admins); a lock on another principal, however similar
+/// the name, does not; a lease another operation holds is still the first answer.
+async fn a_step_unless_locked_is_refused_by_its_own_write(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let take = |owner| Hold::Take {
+        owner,
+        now: Utc::now(),
+        lease,
+    };
+    let lock = |who: &str| brevet_store::PrincipalLock {
+        principal: who.into(),
+        reason: "test".into(),
+        locked_by: "admin".into(),
+        locked_at: Utc::now(),
+    };
+    let unlocked = |everyone_lock_binds| brevet_store::Unlocked {
+        principal: "alice",
+        everyone_lock_binds,
+    };
+    let r = store
+        .insert_request(&approved("alice"), vec![])
+        .await
+        .unwrap();
+    let mut intent = r.clone();
+    intent.start_activation(Utc::now()).unwrap();
+    let step = |owner, everyone_lock_binds| Step {
+        request: &intent,
+        lease: take(owner),
+        binding_lock: take(owner),
+        audit: audit(&intent),
+        unless_locked: Some(unlocked(everyone_lock_binds)),
+    };
+
+    store.lock_principal(&lock("alicia"), vec![]).await.unwrap();
+    store.lock_principal(&lock("alice"), vec![]).await.unwrap();
+    let events = store.audit_head().await.unwrap().0;
+    for everyone_lock_binds in [true, false] {
+        let refused = store.write_step(step("op-a", everyone_lock_binds)).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Locked(who)) if who == "alice"),
+            "{refused:?}"
+        );
+    }
+    let still = store.get_request(r.id).await.unwrap().unwrap();
+    assert_eq!(still.version, r.version, "nothing written");
+    assert_eq!(still.state, RequestState::Approved);
+    assert_eq!(
+        store.audit_head().await.unwrap().0,
+        events,
+        "nothing audited"
+    );
+
+    // The everyone-lock stops whom it binds, and only them.
+    store.unlock_principal("alice", vec![]).await.unwrap();
+    store.lock_principal(&lock("*"), vec![]).await.unwrap();
+    let refused = store.write_step(step("op-a", true)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Locked(who)) if who.contains("everyone")),
+        "{refused:?}"
+    );
+    let written = store.write_step(step("op-a", false)).await.unwrap();
+    assert_eq!(written.state, RequestState::Activating);
+
+    // Its lease is held by op-a: another operation hears `Busy` first, locked or not.
+    let busy = store
+        .write_step(Step {
+            request: &written,
+            lease: take("op-b"),
+            binding_lock: Hold::Keep,
+            audit: vec![],
+            unless_locked: Some(unlocked(true)),
+        })
+        .await;
+    assert!(matches!(&busy, Err(StoreError::Busy(_))), "{busy:?}");
+}
+
+brevet_testkit::on_both_stores!(a_step_unless_locked_is_refused_by_its_own_write:
+    sqlite_a_step_unless_locked_is_refused_by_its_own_write,
+    postgres_a_step_unless_locked_is_refused_by_its_own_write);

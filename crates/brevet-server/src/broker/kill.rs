@@ -60,12 +60,17 @@ impl Broker {
         &self,
         who: &Principal,
     ) -> Result<Option<PrincipalLock>, BrokerError> {
-        let admin = who.has_role(Role::Admin)
+        self.lock_applying(&who.id, self.spared_by_everyone_lock(who))
+            .await
+    }
+
+    /// Whether the everyone-lock spares `who`: an admin, by role or by the config.
+    pub(crate) fn spared_by_everyone_lock(&self, who: &Principal) -> bool {
+        who.has_role(Role::Admin)
             || self
                 .principals
                 .get(&who.id)
-                .is_some_and(|p| p.roles.contains(&Role::Admin));
-        self.lock_applying(&who.id, admin).await
+                .is_some_and(|p| p.roles.contains(&Role::Admin))
     }
 
     /// A lock on the principal by name always binds them; the everyone-lock binds all but

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
-use brevet_store::{Hold, Step, StoreError};
+use brevet_store::{Hold, Step, StoreError, Unlocked};
 
 use super::{
     audit_data::event,
@@ -200,7 +200,8 @@ impl Broker {
                 "only the requester can activate their access".into(),
             ));
         }
-        self.ensure_caller_unlocked(caller, "requester").await?;
+        // The kill switch is checked by the intent's own write (`unless_locked`), not read
+        // beforehand: a lock committed between such a read and the intent could not stop it.
         let input = CredentialInput {
             grant_id: id.to_string(),
             public_key,
@@ -209,7 +210,7 @@ impl Broker {
         self.check_input(&r, &input).await?;
         let (started, provider) = (std::time::Instant::now(), r.resource.provider().to_string());
         let activated = async {
-            let (r, expires_at, mut lock) = self.write_intent(r).await?;
+            let (r, expires_at, mut lock) = self.write_intent(r, caller).await?;
             self.hang_at(Failpoint::AfterIntent).await;
             let actor = r.requester.to_string();
             let lease_owner = lock.owner().to_owned();
@@ -246,7 +247,9 @@ impl Broker {
     async fn write_intent(
         &self,
         mut r: Request,
+        caller: &Principal,
     ) -> Result<(Request, DateTime<Utc>, HeldBindingLock), BrokerError> {
+        let everyone_lock_binds = !self.spared_by_everyone_lock(caller);
         let owner = self.operation_owner();
         let deadline = tokio::time::Instant::now() + self.settings.provider_timeout;
         loop {
@@ -280,6 +283,10 @@ impl Broker {
                             lease: hold,
                             binding_lock: hold,
                             audit,
+                            unless_locked: Some(Unlocked {
+                                principal: request.requester.as_str(),
+                                everyone_lock_binds,
+                            }),
                         })
                         .await
                 })
@@ -293,6 +300,15 @@ impl Broker {
                     }
                     wait_for_binding(given_back).await;
                     r = self.get(r.id).await?;
+                }
+                Err(StoreError::Locked(_)) => {
+                    lock.not_taken();
+                    // The lock's details, for the same answer as any locked caller's.
+                    self.ensure_caller_unlocked(caller, "requester").await?;
+                    return Err(BrokerError::Forbidden(format!(
+                        "requester `{}` is locked by the kill switch",
+                        caller.id
+                    )));
                 }
                 Err(StoreError::Busy(_)) => {
                     lock.not_taken();
@@ -501,6 +517,7 @@ impl Broker {
                             .map_or(Hold::Keep, |owner| Hold::Release { owner }),
                         binding_lock: Hold::Release { owner: &lock_owner },
                         audit,
+                        unless_locked: None,
                     })
                     .await
             })
@@ -751,6 +768,7 @@ impl Broker {
                     },
                     binding_lock: Hold::Keep,
                     audit,
+                    unless_locked: None,
                 };
                 match self.store.write_step(step).await {
                     Ok(r) => break r,
@@ -881,6 +899,7 @@ impl Broker {
                         lease,
                         binding_lock: Hold::Keep,
                         audit,
+                        unless_locked: None,
                     })
                     .await?
             }

@@ -59,6 +59,7 @@ impl From<StoreError> for BrokerError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(_) | StoreError::Busy(_) => Self::Conflict(e.to_string()),
+            StoreError::Locked(_) => Self::Forbidden(e.to_string()),
             other => Self::Store(other),
         }
     }

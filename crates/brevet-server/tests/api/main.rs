@@ -10,6 +10,7 @@ mod access;
 mod analyzer_upload;
 mod authz_matrix;
 mod bad_input;
+mod kill_race;
 mod metrics;
 mod openapi;
 mod paging;
