@@ -189,11 +189,7 @@ async fn write_request_with_lease(
     }
     if let Some(unlocked) = unless_locked {
         if let Some(lock) = unlocked.lock_that_stopped(tx).await? {
-            return Err(StoreError::Locked(if lock == "*" {
-                format!("{} (everyone)", unlocked.principal)
-            } else {
-                lock
-            }));
+            return Err(StoreError::Locked(lock));
         }
     }
     Err(StoreError::Conflict(id))
@@ -383,7 +379,7 @@ impl Store {
         // Readers rely on this (`Request::awaited_approval`): a request that needs no approval
         // has no decisions.
         if !r.awaited_approval() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Refused(format!(
                 "request {} needs no approval; no decision is recorded for it",
                 r.id
             )));

@@ -349,12 +349,14 @@ impl Tx {
         tokio::spawn(async move {
             if writer.queued.load(Ordering::Acquire) == 0 {
                 let committed = release_and_commit(&mut g).await;
-                if committed.is_ok() {
-                    writer.flushes.fetch_add(1, Ordering::Relaxed);
-                }
                 drop(g);
-                // Had it failed, the others in the batch (if it survived) are the flusher's.
-                writer.wake();
+                match committed {
+                    Ok(()) => {
+                        writer.flushes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The others in the batch, if it survived, are the flusher's.
+                    Err(_) => writer.wake(),
+                }
                 return committed;
             }
             let conn = g.conn.as_mut().expect("held while a transaction is open");

@@ -224,7 +224,7 @@ async fn no_decision_on_a_request_that_needed_no_approval(url: &str) {
     };
     let refused = store.record_decision(&r, &approval, audit(&r)).await;
     match refused {
-        Err(StoreError::Conflict(why)) => assert!(why.contains("needs no approval"), "{why}"),
+        Err(StoreError::Refused(why)) => assert!(why.contains("needs no approval"), "{why}"),
         other => panic!("recorded: {other:?}"),
     }
     assert!(store.approvals(r.id).await.unwrap().is_empty());
@@ -299,13 +299,29 @@ async fn a_step_unless_locked_is_refused_by_its_own_write(url: &str) {
     store.lock_principal(&lock("*"), vec![]).await.unwrap();
     let refused = store.write_step(step("op-a", true)).await;
     assert!(
-        matches!(&refused, Err(StoreError::Locked(who)) if who.contains("everyone")),
+        matches!(&refused, Err(StoreError::Locked(lock)) if lock == "*"),
         "{refused:?}"
     );
-    let written = store.write_step(step("op-a", false)).await.unwrap();
+    // Another owner takes what the refused writes would have: they held nothing.
+    let written = store.write_step(step("op-c", false)).await.unwrap();
     assert_eq!(written.state, RequestState::Activating);
 
-    // Its lease is held by op-a: another operation hears `Busy` first, locked or not.
+    // A stale copy of a locked principal's request hears of the lock, not of the change.
+    let stale = store
+        .write_step(Step {
+            request: &intent,
+            lease: Hold::Keep,
+            binding_lock: Hold::Keep,
+            audit: vec![],
+            unless_locked: Some(unlocked(true)),
+        })
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::Locked(lock)) if lock == "*"),
+        "{stale:?}"
+    );
+
+    // Its lease is held by op-c: another operation hears `Busy` first, locked or not.
     let busy = store
         .write_step(Step {
             request: &written,

@@ -30,7 +30,8 @@ const FAST_CYCLES: usize = 40;
 const WORKERS: usize = 3;
 /// Every failpoint of the broker (`Failpoint` in brevet-server's broker): the first lives take
 /// them in turn, later ones at random or a random delay.
-const FAILPOINTS: [&str; 7] = [
+const FAILPOINTS: [&str; 8] = [
+    "before-intent",
     "after-intent",
     "after-provider-grant",
     "before-issue",

@@ -145,7 +145,27 @@ impl Broker {
         }
     }
 
+    /// Holds the first step that reaches `point` until the returned handle releases it (for
+    /// tests in this process; see [`FailpointHold`]).
+    #[doc(hidden)]
+    pub fn hold_at(&self, point: Failpoint) -> super::FailpointHold {
+        let state = std::sync::Arc::new(super::HeldState::default());
+        *self.held.lock().expect("not poisoned") = Some((point, state.clone()));
+        super::FailpointHold(state)
+    }
+
     pub(crate) async fn hang_at(&self, point: Failpoint) {
+        let held = {
+            let mut held = self.held.lock().expect("not poisoned");
+            match held.as_ref() {
+                Some((p, _)) if *p == point => held.take().map(|(_, state)| state),
+                _ => None,
+            }
+        };
+        if let Some(state) = held {
+            state.reached.notify_one();
+            state.go.notified().await;
+        }
         if self.failpoint != Some(point) {
             return;
         }
@@ -210,6 +230,7 @@ impl Broker {
         self.check_input(&r, &input).await?;
         let (started, provider) = (std::time::Instant::now(), r.resource.provider().to_string());
         let activated = async {
+            self.hang_at(Failpoint::BeforeIntent).await;
             let (r, expires_at, mut lock) = self.write_intent(r, caller).await?;
             self.hang_at(Failpoint::AfterIntent).await;
             let actor = r.requester.to_string();
@@ -306,8 +327,10 @@ impl Broker {
                     // The lock's details, for the same answer as any locked caller's.
                     self.ensure_caller_unlocked(caller, "requester").await?;
                     return Err(BrokerError::Forbidden(format!(
-                        "requester `{}` is locked by the kill switch",
-                        caller.id
+                        "requester `{}` was locked by the kill switch when this activation was \
+                         written, so nothing was granted; if an admin has lifted the lock \
+                         (`brevet unlock {}`), activate again",
+                        caller.id, caller.id
                     )));
                 }
                 Err(StoreError::Busy(_)) => {

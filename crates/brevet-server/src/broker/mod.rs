@@ -60,6 +60,7 @@ impl From<StoreError> for BrokerError {
         match e {
             StoreError::Conflict(_) | StoreError::Busy(_) => Self::Conflict(e.to_string()),
             StoreError::Locked(_) => Self::Forbidden(e.to_string()),
+            StoreError::Refused(_) => Self::Conflict(e.to_string()),
             other => Self::Store(other),
         }
     }
@@ -93,6 +94,8 @@ pub enum DocumentOwner<'a> {
 /// let it go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failpoint {
+    /// An activation has passed every check and not yet written its intent.
+    BeforeIntent,
     AfterIntent,
     AfterProviderGrant,
     /// Between a credential request's state check and the provider's issuance.
@@ -107,9 +110,34 @@ pub enum Failpoint {
     SchedulerPanic,
 }
 
+/// The two sides of a held failpoint: the step says it arrived, the test lets it go.
+#[derive(Default)]
+pub(crate) struct HeldState {
+    reached: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+/// A failpoint held by a test in process: the first step to reach it waits there until
+/// [`FailpointHold::release`]; later ones pass. The in-process counterpart of
+/// `BREVET_FAILPOINT_WHILE`, for races a test plays out step by step.
+pub struct FailpointHold(Arc<HeldState>);
+
+impl FailpointHold {
+    /// Waits until a step is held there.
+    pub async fn reached(&self) {
+        self.0.reached.notified().await;
+    }
+
+    /// Lets the held step go on (or the next one to arrive pass at once).
+    pub fn release(&self) {
+        self.0.go.notify_one();
+    }
+}
+
 impl Failpoint {
     pub fn from_env() -> Option<Self> {
         match std::env::var("BREVET_FAILPOINT").ok()?.as_str() {
+            "before-intent" => Some(Self::BeforeIntent),
             "after-intent" => Some(Self::AfterIntent),
             "after-provider-grant" => Some(Self::AfterProviderGrant),
             "before-issue" => Some(Self::BeforeIssue),
@@ -133,6 +161,8 @@ pub struct Broker {
     pub(crate) replica: String,
     pub(crate) failpoint: Option<Failpoint>,
     pub(crate) failpoint_while: Option<std::path::PathBuf>,
+    /// A failpoint a test in this process holds ([`Broker::hold_at`]).
+    pub(crate) held: std::sync::Mutex<Option<(Failpoint, Arc<HeldState>)>>,
     /// When background work last made progress (health and metrics).
     pub heartbeat: Heartbeat,
     /// Request creation per principal (`server.requests_per_minute`).
@@ -173,6 +203,7 @@ impl Broker {
             requests_shed: Default::default(),
             failpoint: Failpoint::from_env(),
             failpoint_while: std::env::var_os("BREVET_FAILPOINT_WHILE").map(Into::into),
+            held: Default::default(),
             heartbeat: Heartbeat::new(),
             request_limiter,
             revoke_budgets: Default::default(),
