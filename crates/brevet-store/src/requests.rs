@@ -134,6 +134,14 @@ async fn write_request(tx: &mut WriteTx, r: &Request, insert: bool) -> Result<Re
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
+/// Binds the next parameter if there is one (the principal of [`Unlocked::sql`]).
+fn bind_some(q: AnyQuery<'_>, value: Option<String>) -> AnyQuery<'_> {
+    match value {
+        Some(v) => q.bind(v),
+        None => q,
+    }
+}
+
 /// Runs `sql`, an `UPDATE` of `r`'s row whose parameters `$1`–`$6` are the next state, due time,
 /// version and document, the id and the version read; `more` binds any further ones. `Conflict`
 /// unless it changed exactly that row.
@@ -213,11 +221,7 @@ async fn write_request_holding(
                  WHERE id = $5 AND version = $6{}",
                 unlocked(7)
             );
-            update_request_as(tx, r, &sql, |q| match principal {
-                Some(p) => q.bind(p),
-                None => q,
-            })
-            .await
+            update_request_as(tx, r, &sql, |q| bind_some(q, principal)).await
         }
         // Giving the lease back, this step must still hold it: if it ran out and another
         // operation took the request over, this step's outcome is not the request's.
@@ -229,11 +233,7 @@ async fn write_request_holding(
                 unlocked(8)
             );
             update_request_as(tx, r, &sql, |q| {
-                let q = q.bind(owner.to_owned());
-                match principal {
-                    Some(p) => q.bind(p),
-                    None => q,
-                }
+                bind_some(q.bind(owner.to_owned()), principal)
             })
             .await
         }
@@ -247,11 +247,10 @@ async fn write_request_holding(
             );
             let until = millis(now) + lease.as_millis() as i64;
             update_request_as(tx, r, &sql, |q| {
-                let q = q.bind(owner.to_owned()).bind(until).bind(millis(now));
-                match principal {
-                    Some(p) => q.bind(p),
-                    None => q,
-                }
+                bind_some(
+                    q.bind(owner.to_owned()).bind(until).bind(millis(now)),
+                    principal,
+                )
             })
             .await
         }

@@ -183,40 +183,37 @@ async fn the_kill_switch_reaches_every_grant_past_its_first_page() {
     );
 }
 
+/// Each row of a page of requests: its id and who approved it.
+fn approvers_shown(body: &str) -> Vec<(String, Vec<String>)> {
+    let rows: Vec<RequestView> = serde_json::from_str(body).unwrap();
+    rows.into_iter().map(|r| (r.id, r.approvals)).collect()
+}
+
 /// A page shows each request's approvers, read for the whole page at once: each row gets its
 /// own decisions, none of another's, and a row without any gets none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_shows_each_requests_own_approvers() {
     for store in TestStore::available() {
         let w = World::new(store).await;
-        let two = w
-            .app
-            .create_request(ALICE, &ask("db.write", ORDERS, "10m", Some("two")))
-            .await
-            .unwrap();
+        let create = |token, profile, why| {
+            let w = &w;
+            async move {
+                w.app
+                    .create_request(token, &ask(profile, ORDERS, "5m", Some(why)))
+                    .await
+                    .unwrap()
+            }
+        };
+        let two = create(ALICE, "db.write", "two").await;
         w.app.approve(BOB, &two.id, None).await.unwrap();
-        let one = w
-            .app
-            .create_request(ALICE, &ask("db.read", ORDERS, "10m", Some("one")))
-            .await
-            .unwrap();
+        let one = create(ALICE, "db.read", "one").await;
         w.app.approve(CAROL, &one.id, None).await.unwrap();
-        let none = w
-            .app
-            .create_request(ALICE, &ask("db.read", ORDERS, "10m", Some("none")))
-            .await
-            .unwrap();
-        let auto = w
-            .app
-            .create_request(DAVE, &ask("db.read", ORDERS, "5m", Some("auto")))
-            .await
-            .unwrap();
+        let none = create(ALICE, "db.read", "none").await;
+        let auto = create(DAVE, "db.read", "auto").await;
 
         let (status, body, _) = page(&w, ALICE, "/v1/requests").await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let rows: Vec<RequestView> = serde_json::from_str(&body).unwrap();
-        let shown: Vec<(String, Vec<String>)> =
-            rows.into_iter().map(|r| (r.id, r.approvals)).collect();
+        let shown = approvers_shown(&body);
         assert_eq!(
             shown,
             [
@@ -230,9 +227,7 @@ async fn a_page_shows_each_requests_own_approvers() {
         w.app.activate(DAVE, &auto.id).await.unwrap();
         let (status, body, _) = page(&w, ADMIN, "/v1/grants?all=true").await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let rows: Vec<RequestView> = serde_json::from_str(&body).unwrap();
-        let shown: Vec<(String, Vec<String>)> =
-            rows.into_iter().map(|r| (r.id, r.approvals)).collect();
+        let shown = approvers_shown(&body);
         assert_eq!(
             shown,
             [(auto.id, vec![]), (one.id, vec!["carol".to_owned()])]
