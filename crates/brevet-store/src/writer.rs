@@ -744,6 +744,74 @@ mod tests {
         verify(&events);
     }
 
+    /// The last write of a batch closes it itself, and its `COMMIT` fails (here: a deferred
+    /// constraint its write broke, checked only then). Nothing of the batch is durable, so every
+    /// write in it must hear so — the one released earlier too, which waits for the batch — and
+    /// the store must go on writing with its chain whole.
+    async fn a_failed_commit_of_a_batch_fails_every_write_in_it(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        store
+            .execute(sqlx::query(
+                "CREATE TABLE deferred_check (id BIGINT PRIMARY KEY, parent BIGINT \
+                 REFERENCES deferred_check (id) DEFERRABLE INITIALLY DEFERRED)",
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let flushes = store.flushes();
+        let mut first = store.begin().await.unwrap();
+        crate::audit::append(&mut first, event("first"), chrono::Utc::now())
+            .await
+            .unwrap();
+        // Queued before `first` commits: `first` leaves the batch open for it.
+        let last = tokio::spawn({
+            let store = store.clone();
+            async move { store.begin().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first_done = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit(first).await }
+        });
+        let mut last = last.await.unwrap().unwrap();
+        crate::audit::append(&mut last, event("last"), chrono::Utc::now())
+            .await
+            .unwrap();
+        last.execute("INSERT INTO deferred_check (id, parent) VALUES (1, 42)")
+            .await
+            .expect("a deferred constraint is checked at COMMIT, not now");
+        let failed = store.commit(last).await;
+        assert!(
+            failed.is_err(),
+            "the last write's commit failed: {failed:?}"
+        );
+        let first_failed = tokio::time::timeout(Duration::from_secs(10), first_done)
+            .await
+            .expect("the first write hears of its batch")
+            .unwrap();
+        assert!(
+            first_failed.is_err(),
+            "the first write was in the failed COMMIT: {first_failed:?}"
+        );
+        assert_eq!(store.flushes(), flushes, "nothing was committed");
+
+        assert!(store.audit_page(0, 10).await.unwrap().is_empty());
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deferred_check")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+        store.append_audit(event("after")).await.unwrap();
+        let events = store.audit_page(0, 10).await.unwrap();
+        let what: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(what, [r#"{"what":"after"}"#]);
+        verify(&events);
+    }
+
+    brevet_testkit::on_both_stores!(a_failed_commit_of_a_batch_fails_every_write_in_it:
+        sqlite_a_failed_commit_of_a_batch_fails_every_write_in_it,
+        postgres_a_failed_commit_of_a_batch_fails_every_write_in_it);
+
     brevet_testkit::on_both_stores!(a_batch_of_rolled_back_writes_is_not_committed:
         sqlite_a_batch_of_rolled_back_writes_is_not_committed,
         postgres_a_batch_of_rolled_back_writes_is_not_committed);
