@@ -39,7 +39,7 @@ pub(crate) async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResul
 }
 
 /// Who approved, from the decisions on a request.
-fn approvers(decisions: &[brevet_core::Approval]) -> Vec<String> {
+pub(crate) fn approvers(decisions: &[brevet_core::Approval]) -> Vec<String> {
     decisions
         .iter()
         .filter(|a| a.decision == ApprovalDecision::Approve)
@@ -48,7 +48,7 @@ fn approvers(decisions: &[brevet_core::Approval]) -> Vec<String> {
 }
 
 /// [`view`] of a page of requests, reading their decisions in one go.
-async fn views<'a>(
+pub(crate) async fn views<'a>(
     state: &AppState,
     rs: impl Iterator<Item = &'a brevet_core::Request>,
 ) -> ApiResult<Vec<RequestView>> {

@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 use super::{layout, CsrfField, CsrfForm, PageError, PageResult, Posted, Viewer};
 use crate::{
-    api::{handlers::view, AppState, RequestView},
+    api::{
+        handlers::{approvers, views as request_views},
+        AppState, RequestView,
+    },
     broker::AccessAsk,
 };
 
@@ -56,10 +59,8 @@ async fn views(
         .list_requests(&filter)
         .await
         .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(view(state, r).await?);
-    }
+    // The page's decisions are read in one query, not one per row.
+    let out = request_views(state, rows.iter()).await?;
     let next = older_link(path, rows.len(), filter.limit, rows.last());
     Ok((out, next))
 }
@@ -248,7 +249,18 @@ pub async fn request_page(
         .broker
         .get_visible(&viewer.principal, parse_id(&id)?)
         .await?;
-    let v = view(&state, &r).await?;
+    // Read once, for the view and the decisions' table (none exist if none were needed).
+    let decisions = if r.awaited_approval() {
+        state
+            .broker
+            .store()
+            .approvals(r.id)
+            .await
+            .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?
+    } else {
+        Vec::new()
+    };
+    let v = RequestView::new(&r, approvers(&decisions));
     let mine = r.requester == viewer.principal.id;
     let may_decide = !mine
         && r.state == RequestState::Pending
@@ -256,12 +268,6 @@ pub async fn request_page(
         && state.broker.may_approve(&viewer.principal, &r);
     let needs_key = state.broker.credential_input(&r.resource)
         == brevet_providers::CredentialInputKind::PublicKey;
-    let decisions = state
-        .broker
-        .store()
-        .approvals(r.id)
-        .await
-        .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
     let body = html! {
         div.card id="request" {
             p { "State: " (layout::state_badge(&v.state.to_string())) }
@@ -556,20 +562,20 @@ pub async fn approvals(
         .await
         .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?;
     // Only what this approver may decide (policy, not their own), and has not decided yet.
-    let mut theirs = Vec::new();
-    for r in pending
-        .iter()
-        .filter(|r| state.broker.may_approve(&viewer.principal, r))
-    {
-        let v = view(&state, r).await?;
-        if !v
-            .approvals
+    let theirs: Vec<RequestView> = request_views(
+        &state,
+        pending
+            .iter()
+            .filter(|r| state.broker.may_approve(&viewer.principal, r)),
+    )
+    .await?
+    .into_iter()
+    .filter(|v| {
+        !v.approvals
             .iter()
             .any(|a| a == viewer.principal.id.as_str())
-        {
-            theirs.push(v);
-        }
-    }
+    })
+    .collect();
     let older = older_link("/approvals", pending.len(), limit, pending.last());
     let body = html! {
         @if theirs.is_empty() {

@@ -234,3 +234,79 @@ async fn a_page_shows_each_requests_own_approvers() {
         );
     }
 }
+
+/// The portal's approval inbox reads the decisions of its whole page at once and still shows
+/// each approver only what waits for them: bob, who approved one request, no longer sees it;
+/// carol sees both, each with its own count of approvals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_inbox_shows_each_request_its_own_decisions() {
+    for store in TestStore::available() {
+        let w = World::new(store).await;
+        let two = w
+            .app
+            .create_request(ALICE, &ask("db.write", ORDERS, "10m", Some("two")))
+            .await
+            .unwrap();
+        w.app.approve(BOB, &two.id, None).await.unwrap();
+        let one = w
+            .app
+            .create_request(ALICE, &ask("db.read", ORDERS, "10m", Some("one")))
+            .await
+            .unwrap();
+        let portal = |token: &'static str, path: String| {
+            let w = &w;
+            async move {
+                let browser = crate::portal_matrix::sign_in(&w.app, token).await;
+                let (status, _, page) = w
+                    .app
+                    .send(
+                        Request::get(path)
+                            .header(header::COOKIE, &browser.cookie)
+                            .body(Body::empty())
+                            .unwrap(),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{page}");
+                page
+            }
+        };
+        let inbox = |token| portal(token, "/approvals".into());
+        // The card of request `id`, up to the next card.
+        let card = |page: &str, id: &str| -> Option<String> {
+            let at = page.find(&format!("data-request=\"{id}\""))?;
+            let rest = &page[at..];
+            let end = rest[1..]
+                .find("data-request=")
+                .map_or(rest.len(), |e| e + 1);
+            Some(rest[..end].to_owned())
+        };
+
+        let bob = inbox(BOB).await;
+        assert!(card(&bob, &two.id).is_none(), "bob decided it: {bob}");
+        let bobs = card(&bob, &one.id).expect("waits for bob");
+        assert!(bobs.contains("0 of 1 approvals"), "{bobs}");
+
+        let carol = inbox(CAROL).await;
+        let twos = card(&carol, &two.id).expect("waits for carol");
+        assert!(twos.contains("1 of 2 approvals"), "{twos}");
+        let ones = card(&carol, &one.id).expect("waits for carol");
+        assert!(ones.contains("0 of 1 approvals"), "{ones}");
+
+        // One request's page: its approvers and its decisions, read once for both.
+        let page = portal(CAROL, format!("/requests/{}", two.id)).await;
+        assert!(page.contains("1 of 2 (bob)"), "{page}");
+        let decisions = &page[page.find("id=\"decisions\"").expect("a decisions card")..];
+        assert!(
+            decisions.contains("bob") && decisions.contains("approved"),
+            "{decisions}"
+        );
+        let auto = w
+            .app
+            .create_request(DAVE, &ask("db.read", ORDERS, "5m", Some("auto")))
+            .await
+            .unwrap();
+        let page = portal(DAVE, format!("/requests/{}", auto.id)).await;
+        assert!(page.contains("0 of 0"), "{page}");
+        assert!(!page.contains("id=\"decisions\""), "none to show: {page}");
+    }
+}
