@@ -152,18 +152,22 @@ pub(crate) struct Tx {
 const SAVEPOINT: &str = "SAVEPOINT brevet_tx";
 const RELEASE: &str = "RELEASE brevet_tx";
 const ROLLBACK_TO: &str = "ROLLBACK TO brevet_tx; RELEASE brevet_tx";
+/// Runs in any transaction that no error aborted, and fails in one that an error did.
+const ALIVE: &str = "SELECT 1";
 
 /// Closes a physical transaction: writes the chain's head back if its writes moved it, and
-/// commits; after `first` (the last logical transaction's `RELEASE` when it commits the batch
-/// itself). One call: several statements, sent without parameters (PostgreSQL takes several
-/// statements in one call only so), so the head's values are written into the SQL — an integer,
-/// and a hash this process computed, checked to be hexadecimal.
+/// commits; after `first`, the last logical transaction's `RELEASE` when it commits the batch
+/// itself, else [`ALIVE`]. One call: several statements, sent without parameters (PostgreSQL
+/// takes several statements in one call only so), so the head's values are written into the
+/// SQL — an integer, and a hash this process computed, checked to be hexadecimal.
+///
+/// The `COMMIT` is never the call's only statement. On PostgreSQL, `COMMIT` of a transaction
+/// that an error aborted answers success and rolls back; a statement before it fails instead,
+/// so such a batch is reported failed, never durable.
 fn close_sql(first: Option<&str>, head: Option<&ChainHead>) -> Result<String, String> {
     let mut sql = String::new();
-    if let Some(first) = first {
-        sql.push_str(first);
-        sql.push_str("; ");
-    }
+    sql.push_str(first.unwrap_or(ALIVE));
+    sql.push_str("; ");
     if let Some(ChainHead { seq, hash }) = head {
         if hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!(
@@ -873,6 +877,38 @@ mod tests {
         verify(&store.audit_page(0, 10).await.unwrap());
     }
 
+    /// Should a batch ever be closed with its PostgreSQL transaction aborted by an error (no
+    /// path leads there: a released write's `RELEASE` succeeded, and a failed rollback aborts
+    /// the batch), its writes are told it failed: PostgreSQL answers a `COMMIT` of such a
+    /// transaction with success, having rolled it back. The state is made by hand here.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_an_aborted_batch_is_never_reported_committed() {
+        let db = brevet_testkit::TestDb::create("brevet_writer");
+        let store = Store::connect(&db.url).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let flushes = store.flushes();
+        let mut tx = store.writer.begin().await.unwrap();
+        assert!(
+            tx.execute("SELECT 1 / 0").await.is_err(),
+            "aborts the transaction"
+        );
+        let mut g = tx.guard.take().expect("held");
+        g.in_savepoint = false;
+        g.released = true;
+        let mut outcome = g.batch.as_ref().expect("open").subscribe();
+        drop(g);
+        store.writer.wake();
+        let told = tokio::time::timeout(Duration::from_secs(10), outcome.wait_for(Option::is_some))
+            .await
+            .expect("the flusher closes the batch")
+            .unwrap()
+            .clone();
+        assert!(matches!(told, Some(Err(_))), "reported: {told:?}");
+        assert_eq!(store.flushes(), flushes, "not counted as a commit");
+        store.append_audit(event("after")).await.unwrap();
+        verify(&store.audit_page(0, 10).await.unwrap());
+    }
+
     #[test]
     fn a_head_that_is_not_hexadecimal_is_never_written_into_sql() {
         let head = |hash: &str| super::ChainHead {
@@ -883,7 +919,7 @@ mod tests {
             super::close_sql(Some(super::RELEASE), Some(&head("00ff"))).unwrap(),
             "RELEASE brevet_tx; UPDATE audit_head SET seq = 7, hash = '00ff' WHERE id = 1; COMMIT"
         );
-        assert_eq!(super::close_sql(None, None).unwrap(), "COMMIT");
+        assert_eq!(super::close_sql(None, None).unwrap(), "SELECT 1; COMMIT");
         for bad in ["", "00'; DROP TABLE audit_events; --", "abc g"] {
             let err = super::close_sql(None, Some(&head(bad))).unwrap_err();
             assert!(err.contains("not hexadecimal"), "{err}");
