@@ -11,10 +11,10 @@ pub enum StoreError {
     /// A lease or lock that a step needed is held by another live operation.
     #[error("{0} is being worked on by another operation; retry in a moment")]
     Busy(String),
-    /// The kill switch's lock on `{0}` (a principal, or `*` for everyone) stopped a write for
-    /// the principal it binds (checked by the write itself).
-    #[error("locked by the kill switch (its lock on `{0}`)")]
-    Locked(String),
+    /// A kill-switch lock (on the principal, or `*` for everyone) stopped a write for the
+    /// principal it binds (checked by the write itself).
+    #[error("locked by the kill switch (its lock on `{}`)", .0.principal)]
+    Locked(Box<crate::PrincipalLock>),
     /// A write that can never be right, refused before anything was written.
     #[error("{0}")]
     Refused(String),

@@ -33,19 +33,10 @@ impl Unlocked<'_> {
     pub(crate) async fn lock_that_stopped(
         &self,
         conn: &mut sqlx::AnyConnection,
-    ) -> Result<Option<String>, StoreError> {
-        let rows =
-            sqlx::query("SELECT principal FROM principal_locks WHERE principal IN ($1, '*')")
-                .bind(self.principal)
-                .fetch_all(conn)
-                .await?;
-        for row in rows {
-            let on: String = row.try_get(0)?;
-            if on == self.principal || self.everyone_lock_binds {
-                return Ok(Some(on));
-            }
-        }
-        Ok(None)
+    ) -> Result<Option<PrincipalLock>, StoreError> {
+        Ok(read_locks_on(conn, self.principal)
+            .await?
+            .binding(self.everyone_lock_binds))
     }
 }
 
@@ -107,24 +98,33 @@ impl Store {
     /// caller can never mistake one for the other (admins are spared only by the everyone-lock).
     /// Read on every request: by primary key, however many principals are locked.
     pub async fn locks_on(&self, principal: &str) -> Result<LocksOn, StoreError> {
-        let rows = sqlx::query(
-            "SELECT principal, reason, locked_by, locked_at FROM principal_locks \
-             WHERE principal IN ($1, '*')",
-        )
-        .bind(principal)
-        .fetch_all(&self.reader)
-        .await?;
-        let mut on = LocksOn::default();
-        for l in rows.iter().map(lock_from_row) {
-            let l = l?;
-            if l.principal == "*" {
-                on.everyone = Some(l);
-            } else if l.principal == principal {
-                on.own = Some(l);
-            }
-        }
-        Ok(on)
+        read_locks_on(&self.reader, principal).await
     }
+}
+
+/// [`Store::locks_on`], read through `db`: the store's readers, or a write transaction that
+/// must see the locks as its own statements do.
+async fn read_locks_on<'e, E>(db: E, principal: &str) -> Result<LocksOn, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT principal, reason, locked_by, locked_at FROM principal_locks \
+         WHERE principal IN ($1, '*')",
+    )
+    .bind(principal)
+    .fetch_all(db)
+    .await?;
+    let mut on = LocksOn::default();
+    for l in rows.iter().map(lock_from_row) {
+        let l = l?;
+        if l.principal == "*" {
+            on.everyone = Some(l);
+        } else if l.principal == principal {
+            on.own = Some(l);
+        }
+    }
+    Ok(on)
 }
 
 fn lock_from_row(r: &sqlx::any::AnyRow) -> Result<PrincipalLock, StoreError> {
@@ -144,4 +144,16 @@ pub struct LocksOn {
     pub own: Option<PrincipalLock>,
     /// The everyone-lock (`*`), if engaged.
     pub everyone: Option<PrincipalLock>,
+}
+
+impl LocksOn {
+    /// The lock that binds the principal: its own always, the everyone-lock only if it binds
+    /// them (it spares admins, so that someone can lift it).
+    pub fn binding(self, everyone_lock_binds: bool) -> Option<PrincipalLock> {
+        self.own.or(if everyone_lock_binds {
+            self.everyone
+        } else {
+            None
+        })
+    }
 }

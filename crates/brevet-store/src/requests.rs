@@ -100,11 +100,13 @@ fn with_version(row: &sqlx::any::AnyRow) -> Result<Request, StoreError> {
     Ok(r)
 }
 
+/// The version-checked `UPDATE` of a request (see [`update_request_as`] for its parameters).
+const UPDATE_REQUEST: &str = "UPDATE requests SET state = $1, due_at = $2, version = $3, \
+                              doc = $4 WHERE id = $5 AND version = $6";
+
 async fn write_request(tx: &mut WriteTx, r: &Request, insert: bool) -> Result<Request, StoreError> {
     if !insert {
-        let sql = "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4 \
-                   WHERE id = $5 AND version = $6";
-        return update_request_as(tx, r, sql, |q| q).await;
+        return update_request_as(tx, r, UPDATE_REQUEST, |q| q).await;
     }
     let mut next = r.clone();
     next.version = r.version + 1;
@@ -197,7 +199,7 @@ async fn write_request_with_lease(
     }
     if let Some(unlocked) = unless_locked {
         if let Some(lock) = unlocked.lock_that_stopped(tx).await? {
-            return Err(StoreError::Locked(lock));
+            return Err(StoreError::Locked(Box::new(lock)));
         }
     }
     Err(StoreError::Conflict(id))
@@ -216,11 +218,7 @@ async fn write_request_holding(
     let principal = unless_locked.map(|u| u.principal.to_owned());
     match lease {
         Hold::Keep => {
-            let sql = format!(
-                "UPDATE requests SET state = $1, due_at = $2, version = $3, doc = $4 \
-                 WHERE id = $5 AND version = $6{}",
-                unlocked(7)
-            );
+            let sql = format!("{UPDATE_REQUEST}{}", unlocked(7));
             update_request_as(tx, r, &sql, |q| bind_some(q, principal)).await
         }
         // Giving the lease back, this step must still hold it: if it ran out and another
@@ -405,23 +403,17 @@ impl Store {
         Ok(stored)
     }
 
+    /// The decisions on one request, in the order they were taken.
     pub async fn approvals(&self, id: RequestId) -> Result<Vec<Approval>, StoreError> {
-        let rows =
-            sqlx::query("SELECT doc FROM approvals WHERE request_id = $1 ORDER BY at, approver")
-                .bind(id.to_string())
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let doc: String = r.try_get(0)?;
-                serde_json::from_str(&doc)
-                    .map_err(|e| StoreError::Corrupt(format!("approval: {e}")))
-            })
-            .collect()
+        Ok(self
+            .approvals_of(&[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default())
     }
 
-    /// The decisions on each of `ids`, in one read (a page of requests, not one read each).
-    /// Ids without any are absent from the map.
+    /// The decisions on each of `ids`, in one read (a page of requests, not one read each),
+    /// each request's in the order they were taken. Ids without any are absent from the map.
     pub async fn approvals_of(
         &self,
         ids: &[RequestId],

@@ -449,7 +449,7 @@ impl std::ops::DerefMut for Tx {
 /// Runs [`Writer::open_sql`]: every one of its statements (`fetch_all`, where `fetch_one` could
 /// stop at the head's row before the savepoint is set), and returns the head.
 async fn open_transaction(conn: &mut AnyConnection, sql: &str) -> Result<ChainHead, StoreError> {
-    let rows = fetch_all(conn, sql).await?;
+    let rows = conn.fetch_all(sqlx::raw_sql(sql)).await?;
     let [row] = rows.as_slice() else {
         return Err(StoreError::Database(format!(
             "the audit chain's head: {} rows in `audit_head`, expected 1",
@@ -511,14 +511,6 @@ async fn release_and_commit(g: &mut Open) -> Result<(), StoreError> {
 /// prepared statement, as [`close_sql`]'s text is new every time).
 async fn run(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
     conn.execute(sqlx::raw_sql(sql)).await.map(|_| ())
-}
-
-/// [`run`], returning the rows.
-async fn fetch_all(
-    conn: &mut AnyConnection,
-    sql: &str,
-) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
-    conn.fetch_all(sqlx::raw_sql(sql)).await
 }
 
 /// Commits the open physical transaction, if any, and tells everyone in it; gives the
@@ -748,6 +740,32 @@ mod tests {
         verify(&events);
     }
 
+    /// A first write that appended `what` and was released into the open batch, and a second
+    /// that was queued before it committed (so ahead of the flusher) and now holds the
+    /// connection, the batch still open: the first's commit, still waiting, and the second.
+    async fn released_with_one_behind(
+        store: &Store,
+        what: &str,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), crate::StoreError>>,
+        super::Tx,
+    ) {
+        let mut first = store.begin().await.unwrap();
+        crate::audit::append(&mut first, event(what), chrono::Utc::now())
+            .await
+            .unwrap();
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move { store.begin().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first_done = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit(first).await }
+        });
+        (first_done, second.await.unwrap().unwrap())
+    }
+
     /// The last write of a batch closes it itself, and its `COMMIT` fails (here: a deferred
     /// constraint its write broke, checked only then). Nothing of the batch is durable, so every
     /// write in it must hear so — the one released earlier too, which waits for the batch — and
@@ -763,21 +781,7 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let flushes = store.flushes();
-        let mut first = store.begin().await.unwrap();
-        crate::audit::append(&mut first, event("first"), chrono::Utc::now())
-            .await
-            .unwrap();
-        // Queued before `first` commits: `first` leaves the batch open for it.
-        let last = tokio::spawn({
-            let store = store.clone();
-            async move { store.begin().await }
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let first_done = tokio::spawn({
-            let store = store.clone();
-            async move { store.commit(first).await }
-        });
-        let mut last = last.await.unwrap().unwrap();
+        let (first_done, mut last) = released_with_one_behind(&store, "first").await;
         crate::audit::append(&mut last, event("last"), chrono::Utc::now())
             .await
             .unwrap();
@@ -838,21 +842,7 @@ mod tests {
         let db = brevet_testkit::TestDb::create("brevet_writer");
         let store = Store::connect(&db.url).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut kept = store.begin().await.unwrap();
-        crate::audit::append(&mut kept, event("kept"), chrono::Utc::now())
-            .await
-            .unwrap();
-        // Queued before `kept` commits: `kept` leaves the batch open for it.
-        let failing = tokio::spawn({
-            let store = store.clone();
-            async move { store.begin().await }
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let kept_done = tokio::spawn({
-            let store = store.clone();
-            async move { store.commit(kept).await }
-        });
-        let mut failing = failing.await.unwrap().unwrap();
+        let (kept_done, mut failing) = released_with_one_behind(&store, "kept").await;
         crate::audit::append(&mut failing, event("failed"), chrono::Utc::now())
             .await
             .unwrap();

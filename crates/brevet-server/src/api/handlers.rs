@@ -24,18 +24,24 @@ fn parse_id(id: &str) -> ApiResult<RequestId> {
 }
 
 pub(crate) async fn view(state: &AppState, r: &brevet_core::Request) -> ApiResult<RequestView> {
-    // A request that needed no approval has no decisions to read (most grants: auto-approved).
-    let approvals = if r.awaited_approval() {
-        state
-            .broker
-            .store()
-            .approvals(r.id)
-            .await
-            .map_err(crate::broker::BrokerError::from)?
-    } else {
-        Vec::new()
-    };
-    Ok(RequestView::new(r, approvers(&approvals)))
+    Ok(RequestView::new(r, approvers(&decisions(state, r).await?)))
+}
+
+/// The decisions on `r`; none read for a request that needed no approval (most grants:
+/// auto-approved), which cannot have any.
+pub(crate) async fn decisions(
+    state: &AppState,
+    r: &brevet_core::Request,
+) -> ApiResult<Vec<brevet_core::Approval>> {
+    if !r.awaited_approval() {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .broker
+        .store()
+        .approvals(r.id)
+        .await
+        .map_err(crate::broker::BrokerError::from)?)
 }
 
 /// Who approved, from the decisions on a request.

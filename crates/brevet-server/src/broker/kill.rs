@@ -80,8 +80,7 @@ impl Broker {
         who: &PrincipalId,
         admin: bool,
     ) -> Result<Option<PrincipalLock>, BrokerError> {
-        let on = self.store.locks_on(who.as_str()).await?;
-        Ok(on.own.or(if admin { None } else { on.everyone }))
+        Ok(self.store.locks_on(who.as_str()).await?.binding(!admin))
     }
 
     /// Refuses anything by a locked caller (whose roles are known: an admin by SSO group is
@@ -111,12 +110,17 @@ impl Broker {
         role: &str,
     ) -> Result<(), BrokerError> {
         match lock {
-            Some(l) => Err(BrokerError::Forbidden(format!(
-                "{role} `{who}` is locked by the kill switch ({}, by {}); an admin must run `brevet unlock {}` first",
-                l.reason, l.locked_by, l.principal
-            ))),
+            Some(l) => Err(Self::locked(&l, who, role)),
             None => Ok(()),
         }
+    }
+
+    /// The refusal of anything by `who`, whom the kill switch's lock `l` binds.
+    pub(crate) fn locked(l: &PrincipalLock, who: &PrincipalId, role: &str) -> BrokerError {
+        BrokerError::Forbidden(format!(
+            "{role} `{who}` is locked by the kill switch ({}, by {}); an admin must run `brevet unlock {}` first",
+            l.reason, l.locked_by, l.principal
+        ))
     }
 
     #[tracing::instrument(name = "kill_switch", skip_all, fields(principal = %target.key()))]

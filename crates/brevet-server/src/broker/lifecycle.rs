@@ -322,16 +322,10 @@ impl Broker {
                     wait_for_binding(given_back).await;
                     r = self.get(r.id).await?;
                 }
-                Err(StoreError::Locked(_)) => {
+                Err(StoreError::Locked(kill)) => {
                     lock.not_taken();
-                    // The lock's details, for the same answer as any locked caller's.
-                    self.ensure_caller_unlocked(caller, "requester").await?;
-                    return Err(BrokerError::Forbidden(format!(
-                        "requester `{}` was locked by the kill switch when this activation was \
-                         written, so nothing was granted; if an admin has lifted the lock \
-                         (`brevet unlock {}`), activate again",
-                        caller.id, caller.id
-                    )));
+                    // The lock the write saw: the same answer as any locked caller's.
+                    return Err(Self::locked(&kill, &caller.id, "requester"));
                 }
                 Err(StoreError::Busy(_)) => {
                     lock.not_taken();

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{layout, CsrfField, CsrfForm, PageError, PageResult, Posted, Viewer};
 use crate::{
     api::{
-        handlers::{approvers, views as request_views},
+        handlers::{approvers, decisions as decisions_on, views as request_views},
         AppState, RequestView,
     },
     broker::AccessAsk,
@@ -249,17 +249,8 @@ pub async fn request_page(
         .broker
         .get_visible(&viewer.principal, parse_id(&id)?)
         .await?;
-    // Read once, for the view and the decisions' table (none exist if none were needed).
-    let decisions = if r.awaited_approval() {
-        state
-            .broker
-            .store()
-            .approvals(r.id)
-            .await
-            .map_err(|e| PageError::from(crate::broker::BrokerError::from(e)))?
-    } else {
-        Vec::new()
-    };
+    // Read once, for the view and the decisions' table.
+    let decisions = decisions_on(&state, &r).await?;
     let v = RequestView::new(&r, approvers(&decisions));
     let mine = r.requester == viewer.principal.id;
     let may_decide = !mine
