@@ -9,7 +9,8 @@
 //! and a revocation 6.
 //!
 //! Statements: each is a call into the database driver — on SQLite a message to its worker
-//! thread and an answer back, which is most of a grant's CPU time (docs/benchmarks.md). Here
+//! thread and an answer back, on PostgreSQL a round trip; on SQLite the work is mostly SQLite's
+//! own, the hand-off a few percent of a grant's CPU (docs/benchmarks.md, the fourth session). Here
 //! every write is alone in its physical transaction, which then costs two calls: one opens it
 //! (`BEGIN`, the audit head's read, the savepoint), one closes it (the release, the head's
 //! write-back, `COMMIT`). A request makes 5 calls in all, an activation 12, a revocation 14.
