@@ -361,16 +361,7 @@ fn kill_with_a_non_superuser_admin_on_postgres_15() {
 /// OPTION on the role, without INHERIT or SET, so it lacks the role's privileges exactly as on 15.
 #[test]
 fn kill_with_a_non_superuser_admin_on_postgres_16() {
-    let Ok(cluster) = std::env::var("BREVET_TEST_PG16_URL") else {
-        // scripts/test always provides it; in CI its absence is a broken set-up, not a skip.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BREVET_TEST_PG16_URL is not set under CI: scripts/test starts a PostgreSQL 16 cluster"
-        );
-        eprintln!(
-            "\n\n!!! SKIPPED kill_with_a_non_superuser_admin_on_postgres_16: BREVET_TEST_PG16_URL \
-             is not set (scripts/test sets it, starting a PostgreSQL 16 cluster) !!!\n\n"
-        );
+    let Some(cluster) = pg16_cluster("kill_with_a_non_superuser_admin_on_postgres_16") else {
         return;
     };
     let version = psql(&cluster, "SHOW server_version_num").unwrap();
@@ -379,6 +370,107 @@ fn kill_with_a_non_superuser_admin_on_postgres_16() {
         "BREVET_TEST_PG16_URL is PostgreSQL {version}, expected 16"
     );
     kill_with_a_non_superuser_admin(&cluster);
+}
+
+/// The PostgreSQL 16 cluster `scripts/test` starts (`BREVET_TEST_PG16_URL`); `None`, loudly, when
+/// it is not set outside CI. In CI its absence is a broken set-up, not a skip.
+fn pg16_cluster(test: &str) -> Option<String> {
+    let Ok(cluster) = std::env::var("BREVET_TEST_PG16_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BREVET_TEST_PG16_URL is not set under CI: scripts/test starts a PostgreSQL 16 cluster"
+        );
+        eprintln!(
+            "\n\n!!! SKIPPED {test}: BREVET_TEST_PG16_URL is not set (scripts/test sets it, \
+             starting a PostgreSQL 16 cluster) !!!\n\n"
+        );
+        return None;
+    };
+    Some(cluster)
+}
+
+/// A string as an SQL literal (`standard_conforming_strings` is on: only quotes are special).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Fails before this test was written (2026-12-07) because revocation never looked for
+/// transactions the grantee had prepared: a `PREPARE TRANSACTION` outlives its session, its
+/// termination and even `DROP ROLE`. The revocation reported success while the grantee's
+/// transaction stayed behind, holding its lock on `orders` (DDL on the table waited for ever)
+/// and its insert, which anyone allowed to `COMMIT PREPARED` would have landed after the
+/// grant. On the PostgreSQL 16 cluster, which `scripts/test` starts with
+/// `max_prepared_transactions` above 0 (PostgreSQL's default, 0, forbids them), with a
+/// non-superuser admin: the rollback has to be made as the grant role.
+#[test]
+fn a_transaction_the_grantee_prepared_is_rolled_back_at_revocation() {
+    let Some(cluster) =
+        pg16_cluster("a_transaction_the_grantee_prepared_is_rolled_back_at_revocation")
+    else {
+        return;
+    };
+    let allowed = psql(&cluster, "SHOW max_prepared_transactions").unwrap();
+    assert_ne!(
+        allowed, "0",
+        "scripts/test starts the PostgreSQL 16 cluster with max_prepared_transactions above 0"
+    );
+    let world = World::new(StoreKind::Sqlite).on_cluster(&cluster);
+    let admin = PgAdminLogin::create(&cluster, &[(&world.target.name, &["public"])]);
+    assert!(!admin.is_superuser());
+    let world = world.with_admin_url(&admin.url);
+    let server = world.start();
+    let (id, conn, role) = activate(&server, "db.write");
+    // An identifier chosen to break naive quoting.
+    let gid = format!("brevet {} it's \\ left", random_suffix());
+    psql(
+        &conn,
+        &format!(
+            "BEGIN; INSERT INTO orders VALUES (99, 'after the grant'); PREPARE TRANSACTION {}",
+            literal(&gid)
+        ),
+    )
+    .expect("the grantee may prepare a transaction");
+    let pending = || {
+        psql(
+            &cluster,
+            &format!(
+                "SELECT count(*) FROM pg_prepared_xacts WHERE gid = {}",
+                literal(&gid)
+            ),
+        )
+        .unwrap()
+    };
+    assert_eq!(pending(), "1");
+
+    let done = revoke(&server, &id);
+    assert!(!world.role_exists(&role));
+    assert!(
+        acted_on(&done, "prepared transaction", "rolled back"),
+        "the evidence records the rollback: {}",
+        objects(&done)
+    );
+    assert_eq!(pending(), "0", "nothing the grantee prepared is left");
+    assert_eq!(
+        done["evidence"]["observation"]["pending_prepared_transactions"], 0,
+        "the read-back checks for them: {:#}",
+        done["evidence"]
+    );
+    assert_eq!(
+        psql(
+            &world.target.url,
+            "SELECT count(*) FROM orders WHERE id = 99"
+        )
+        .unwrap(),
+        "0"
+    );
+    psql(
+        &world.target.url,
+        "SET lock_timeout = '2s'; ALTER TABLE orders ADD COLUMN checked int",
+    )
+    .expect("no lock of the grantee's is left on orders");
+    drop(server);
+    drop(world);
+    drop(admin);
 }
 
 /// Fails on 879dbb0 because only the resource's database was cleaned: the table the grantee made

@@ -1,8 +1,9 @@
 //! PostgreSQL: a grant is a dedicated login role per binding, with exactly the profile's
 //! privileges on one database's schemas and `VALID UNTIL` the grant's expiry, so the server itself
 //! refuses new logins after expiry even if Brevet is down. Revocation disables the role, ends its
-//! sessions (`pg_terminate_backend`), drops or quarantines what it made in every database
-//! (`revoke.rs`), drops the role, then reads `pg_roles` and `pg_stat_activity` back.
+//! sessions (`pg_terminate_backend`), rolls back transactions it prepared, drops or quarantines
+//! what it made in every database (`revoke.rs`), drops the role, then reads `pg_roles` and
+//! `pg_stat_activity` back.
 
 mod config;
 mod revoke;
@@ -24,7 +25,9 @@ use sqlx::{
 pub use config::{
     quote_ident, quote_literal, OnRevokeObjects, PgResource, PostgresConfig, Privilege,
 };
-use revoke::{membership_sql, role_oid, server_version_num, sessions_of, terminate_oid, Cleanup};
+use revoke::{
+    membership_sql, prepared_of, role_oid, server_version_num, sessions_of, terminate_oid, Cleanup,
+};
 pub use settings::Kind;
 
 use crate::{
@@ -223,16 +226,23 @@ impl PostgresProvider {
         Ok(row.is_some())
     }
 
-    fn evidence(&self, role: &str, cleanup: Option<&Cleanup>, sessions: Option<i64>) -> Evidence {
+    fn evidence(
+        &self,
+        role: &str,
+        cleanup: Option<&Cleanup>,
+        sessions: Option<i64>,
+        prepared: Option<i64>,
+    ) -> Evidence {
         Evidence {
             checked_at: Utc::now(),
             observation: serde_json::json!({
                 "provider": self.name,
-                "check": "SELECT 1 FROM pg_roles WHERE rolname = $1; SELECT count(*) FROM pg_stat_activity WHERE usesysid = <role oid captured before the drop>",
+                "check": "SELECT 1 FROM pg_roles WHERE rolname = $1; SELECT count(*) FROM pg_stat_activity WHERE usesysid = <role oid captured before the drop>; SELECT count(*) FROM pg_prepared_xact() WHERE ownerid = <that oid>",
                 "role": role,
                 "role_exists": false,
                 "role_oid": cleanup.map(|c| c.role_oid),
                 "live_sessions": sessions,
+                "pending_prepared_transactions": prepared,
                 "sessions_terminated": cleanup.map(|c| c.sessions_terminated),
                 "on_revoke_objects": cleanup.map(|c| c.on_revoke_objects),
                 "databases_cleaned": cleanup.map(|c| c.databases.clone()),
@@ -241,8 +251,8 @@ impl PostgresProvider {
         }
     }
 
-    /// Reads the target back after `drop_role`: the role is gone and no session of its OID is
-    /// left. Without a recorded OID (the role was already gone when revocation began) there is
+    /// Reads the target back after `drop_role`: the role is gone and no session or prepared
+    /// transaction of its OID is left. Without a recorded OID (the role was already gone when revocation began) there is
     /// nothing a dropped role's sessions could still be found by, and the evidence says so.
     async fn check_dropped(&self, role: &str) -> Result<Evidence, ProviderError> {
         let cluster = self.pool(None);
@@ -258,7 +268,7 @@ impl PostgresProvider {
             .get(role)
             .cloned()
             .flatten();
-        let sessions = match &cleanup {
+        let (sessions, prepared) = match &cleanup {
             Some(c) => {
                 // A session that outlived the drop (it was still exiting, or a retry found the
                 // role already gone) is ended here, by the OID; only one that survives that fails.
@@ -272,15 +282,24 @@ impl PostgresProvider {
                         c.role_oid
                     )));
                 }
-                Some(n)
+                // Rolled back before the drop, which refuses while one remains; after it, only
+                // a superuser could: none may be left.
+                let prepared = prepared_of(&cluster, c.role_oid).await?;
+                if prepared > 0 {
+                    return Err(ProviderError::StillPresent(format!(
+                        "{prepared} transactions prepared by dropped role {role} (oid {}) are still pending",
+                        c.role_oid
+                    )));
+                }
+                (Some(n), Some(prepared))
             }
-            None => None,
+            None => (None, None),
         };
         self.cleanups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(role);
-        Ok(self.evidence(role, cleanup.as_ref(), sessions))
+        Ok(self.evidence(role, cleanup.as_ref(), sessions, prepared))
     }
 
     async fn revoke_role(&self, role: &str, database: Option<&str>) -> Result<(), ProviderError> {

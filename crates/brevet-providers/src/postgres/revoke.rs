@@ -1,5 +1,6 @@
-//! Taking a grant role away: disable it, end its sessions, clean up after it in every database
-//! where it owns something or holds privileges, drop it.
+//! Taking a grant role away: disable it, end its sessions, roll back the transactions it
+//! prepared, clean up after it in every database where it owns something or holds privileges,
+//! drop it.
 //!
 //! What the grantee made must not outlive the grant with anyone's privileges: a `SECURITY
 //! DEFINER` function or a trigger on someone else's table runs as its owner or its caller, so
@@ -9,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 
 use super::{
     already_exists,
@@ -77,6 +78,16 @@ pub(super) async fn sessions_of(pool: &PgPool, oid: i64) -> Result<i64, Provider
     row.try_get(0).map_err(target_err)
 }
 
+/// How many transactions the role with this OID prepared that are still pending (see
+/// `PREPARED`); by OID, so it still finds them after a `DROP ROLE`.
+pub(super) async fn prepared_of(pool: &PgPool, oid: i64) -> Result<i64, ProviderError> {
+    sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xact() WHERE ownerid::int8 = $1")
+        .bind(oid)
+        .fetch_one(pool)
+        .await
+        .map_err(target_err)
+}
+
 /// Ends every session of the role with this OID and waits (briefly) until they are gone:
 /// `pg_terminate_backend` only signals, and a backend still exiting would fail the check.
 pub(super) async fn terminate_oid(pool: &PgPool, oid: i64) -> Result<u64, ProviderError> {
@@ -93,6 +104,18 @@ pub(super) async fn terminate_oid(pool: &PgPool, oid: i64) -> Result<u64, Provid
     }
     Ok(rows.len() as u64)
 }
+
+/// Transactions the role prepared (`PREPARE TRANSACTION`, where `max_prepared_transactions` is
+/// above 0), by the role's OID: (database, the statement that rolls one back, its description).
+/// A prepared transaction outlives its session, `pg_terminate_backend` and even `DROP ROLE`: it
+/// keeps its locks (a `DROP OWNED` waits on them for ever, and so does any DDL on a table it
+/// wrote), and anyone allowed to may `COMMIT PREPARED` it later, landing the grantee's writes
+/// after the grant. `pg_prepared_xact()` (what the `pg_prepared_xacts` view reads) gives the
+/// owner's OID, readable without privileges; `%L` quotes the grantee's chosen identifier.
+const PREPARED: &str = "SELECT d.datname::text, format('ROLLBACK PREPARED %L', p.gid), \
+       format('prepared transaction %L', p.gid) \
+     FROM pg_prepared_xact() p JOIN pg_database d ON d.oid = p.dbid \
+     WHERE p.ownerid::int8 = $1 ORDER BY p.prepared";
 
 /// Rows of (statement to run, object it acts on) from a query over the database's catalogs;
 /// `$1` is the role's OID, `$2` the inert owner's name. Names in the statements come from
@@ -241,12 +264,13 @@ impl PostgresProvider {
         .await
         .map_err(target_err)?;
         let sessions_terminated = terminate_oid(&cluster, oid).await?;
+        // Before anything waits on their locks (see `PREPARED`).
+        let mut objects = self.roll_back_prepared(role, oid).await?;
         let databases = self.databases_of(oid, database).await?;
         let inert = match self.config.on_revoke_objects {
             OnRevokeObjects::Drop => None,
             OnRevokeObjects::KeepInert => Some(self.ensure_inert_owner(version).await?),
         };
-        let mut objects = Vec::new();
         // Disarm everywhere first, statement by statement, each committed on its own: if the
         // cleanup below fails (and is retried), nothing the role left runs with any power meanwhile.
         for db in &databases {
@@ -269,6 +293,16 @@ impl PostgresProvider {
                 action,
             }));
         }
+        // None can have been prepared since (the role cannot log in), but should one be there,
+        // the role is not dropped: that would leave the transaction behind with no owner that
+        // could roll it back but a superuser. Refused, the revocation is retried.
+        let left = prepared_of(&cluster, oid).await?;
+        if left > 0 {
+            return Err(ProviderError::StillPresent(format!(
+                "{left} transaction(s) prepared by role {role} are still pending; \
+                 the role is not dropped until they are rolled back"
+            )));
+        }
         sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {q}"))
             .execute(&cluster)
             .await
@@ -286,6 +320,51 @@ impl PostgresProvider {
                 OnRevokeObjects::KeepInert => "keep_inert",
             },
         }))
+    }
+
+    /// Rolls back every transaction the role prepared, in whichever database (see `PREPARED`).
+    /// `ROLLBACK PREPARED` must come from the database the transaction was prepared in, and from
+    /// its owner or a superuser: so from a connection of its own to that database, as the grant
+    /// role (Brevet's login is a member with `SET`, see `membership_sql`), closed afterwards so
+    /// that no pooled connection is ever left acting as the grant role.
+    async fn roll_back_prepared(
+        &self,
+        role: &str,
+        oid: i64,
+    ) -> Result<Vec<ObjectAction>, ProviderError> {
+        let rows = sqlx::query(PREPARED)
+            .bind(oid)
+            .fetch_all(&self.pool(None))
+            .await
+            .map_err(target_err)?;
+        let mut acted = Vec::new();
+        for row in &rows {
+            let database: String = row.try_get(0).map_err(target_err)?;
+            let statement: String = row.try_get(1).map_err(target_err)?;
+            let object: String = row.try_get(2).map_err(target_err)?;
+            let mut conn = PgConnection::connect_with(&self.admin.clone().database(&database))
+                .await
+                .map_err(target_err)?;
+            let done = async {
+                conn.execute(format!("SET ROLE {}", quote_ident(role)).as_str())
+                    .await?;
+                conn.execute(statement.as_str()).await
+            }
+            .await;
+            let _ = conn.close().await;
+            match done {
+                Ok(_) => {}
+                // Committed or rolled back by someone else meanwhile: nothing is left of it.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42704") => continue,
+                Err(e) => return Err(target_err(e)),
+            }
+            acted.push(ObjectAction {
+                database,
+                object,
+                action: "rolled back",
+            });
+        }
+        Ok(acted)
     }
 
     /// Every database where the role owns objects or holds privileges (`pg_shdepend`), plus the
