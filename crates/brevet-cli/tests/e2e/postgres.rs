@@ -394,18 +394,104 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Fails before this test was written (2026-12-07) because revocation never looked for
-/// transactions the grantee had prepared: a `PREPARE TRANSACTION` outlives its session, its
-/// termination and even `DROP ROLE`. The revocation reported success while the grantee's
-/// transaction stayed behind, holding its lock on `orders` (DDL on the table waited for ever)
-/// and its insert, which anyone allowed to `COMMIT PREPARED` would have landed after the
-/// grant. On the PostgreSQL 16 cluster, which `scripts/test` starts with
-/// `max_prepared_transactions` above 0 (PostgreSQL's default, 0, forbids them), with a
-/// non-superuser admin: the rollback has to be made as the grant role.
+/// Transactions a test's grantee prepared, rolled back as the cluster's superuser when the test
+/// ends, should it end before Brevet did so: one left behind holds its locks and one of the
+/// cluster's few slots, and keeps the test database from being dropped.
+struct PreparedToRollBack {
+    db_url: String,
+    gids: Vec<String>,
+}
+
+impl Drop for PreparedToRollBack {
+    fn drop(&mut self) {
+        for gid in &self.gids {
+            let _ = psql(&self.db_url, &format!("ROLLBACK PREPARED {}", literal(gid)));
+        }
+    }
+}
+
+/// A grantee session that changed its own role (any role may set its own password) inside a
+/// transaction it keeps open: that holds the role's `pg_authid` row, which `ALTER ROLE …
+/// NOLOGIN` must wait for.
+fn hold_own_role_row(conn: &str) -> std::process::Child {
+    Command::new("psql")
+        .args([
+            conn,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "BEGIN",
+            "-c",
+            "ALTER ROLE CURRENT_USER PASSWORD 'chosen by the grantee'",
+            "-c",
+            "SELECT pg_sleep(120)",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Fails before this test was written (2026-12-07) in two ways. Revocation began with `ALTER
+/// ROLE … NOLOGIN`, which waited for ever on the grantee's transaction holding its own role's
+/// row; nothing after it ran, so the grantee's session was never ended and every retry waited
+/// again: the kill switch and early revocation were defeated. And it never looked for
+/// transactions the grantee had prepared, which outlive their session, its termination and even
+/// `DROP ROLE`: the revocation reported success while the transaction stayed, holding its lock
+/// on `orders` (DDL on the table waited for ever) and its insert, which anyone allowed to
+/// `COMMIT PREPARED` could land after the grant. On the main cluster a session holds the row;
+/// on the PostgreSQL 16 cluster, which `scripts/test` starts with `max_prepared_transactions`
+/// above 0 (PostgreSQL's default, 0, forbids them), prepared transactions do, one of them with
+/// an identifier chosen to break naive quoting. Non-superuser admin on both: the rollback has
+/// to be made as the grant role.
 #[test]
-fn a_transaction_the_grantee_prepared_is_rolled_back_at_revocation() {
+fn nothing_the_grantee_holds_open_stalls_or_outlives_revocation() {
+    let main = pg_admin_url();
+    let world = World::new(StoreKind::Sqlite);
+    let admin = PgAdminLogin::create(&main, &[(&world.target.name, &["public"])]);
+    assert!(!admin.is_superuser());
+    let world = world.with_admin_url(&admin.url);
+    let server = world.start();
+    let (id, conn, role) = activate(&server, "db.write");
+    let session = hold_own_role_row(&conn);
+    let mut held = String::new();
+    for _ in 0..50 {
+        held = psql(
+            &main,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' \
+                 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+            ),
+        )
+        .unwrap();
+        if held == "1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(held, "1", "the grantee's session holds its role's row");
+    let done = revoke(&server, &id);
+    assert!(!role_exists_on(&main, &role));
+    assert!(
+        done["evidence"]["observation"]["sessions_terminated"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{:#}",
+        done["evidence"]
+    );
+    let s = session.wait_with_output().unwrap();
+    assert!(
+        !s.status.success() && String::from_utf8_lossy(&s.stderr).contains("terminat"),
+        "the grantee's session was ended: {}",
+        String::from_utf8_lossy(&s.stderr)
+    );
+    drop(server);
+    drop(world);
+    drop(admin);
+
     let Some(cluster) =
-        pg16_cluster("a_transaction_the_grantee_prepared_is_rolled_back_at_revocation")
+        pg16_cluster("nothing_the_grantee_holds_open_stalls_or_outlives_revocation")
     else {
         return;
     };
@@ -420,33 +506,58 @@ fn a_transaction_the_grantee_prepared_is_rolled_back_at_revocation() {
     let world = world.with_admin_url(&admin.url);
     let server = world.start();
     let (id, conn, role) = activate(&server, "db.write");
-    // An identifier chosen to break naive quoting.
-    let gid = format!("brevet {} it's \\ left", random_suffix());
-    psql(
-        &conn,
-        &format!(
-            "BEGIN; INSERT INTO orders VALUES (99, 'after the grant'); PREPARE TRANSACTION {}",
-            literal(&gid)
+    let suffix = random_suffix();
+    let write = format!("brevet {suffix} it's \\ left");
+    let row = format!("brevet {suffix} row");
+    let guard = PreparedToRollBack {
+        db_url: world.target.url.clone(),
+        gids: vec![write.clone(), row.clone()],
+    };
+    for (gid, statement) in [
+        (&write, "INSERT INTO orders VALUES (99, 'after the grant')"),
+        (
+            &row,
+            "ALTER ROLE CURRENT_USER PASSWORD 'chosen by the grantee'",
         ),
-    )
-    .expect("the grantee may prepare a transaction");
+    ] {
+        psql(
+            &conn,
+            &format!("BEGIN; {statement}; PREPARE TRANSACTION {}", literal(gid)),
+        )
+        .expect("the grantee may prepare a transaction");
+    }
     let pending = || {
         psql(
             &cluster,
             &format!(
-                "SELECT count(*) FROM pg_prepared_xacts WHERE gid = {}",
-                literal(&gid)
+                "SELECT count(*) FROM pg_prepared_xacts WHERE gid IN ({}, {})",
+                literal(&write),
+                literal(&row)
             ),
         )
         .unwrap()
     };
-    assert_eq!(pending(), "1");
+    assert_eq!(pending(), "2");
 
     let done = revoke(&server, &id);
-    assert!(!world.role_exists(&role));
-    assert!(
-        acted_on(&done, "prepared transaction", "rolled back"),
-        "the evidence records the rollback: {}",
+    assert!(!role_exists_on(&cluster, &role));
+    // Described by PostgreSQL's own quoting (`%L`), so the identifiers are not compared here,
+    // only that both were rolled back.
+    let rolled_back = done["evidence"]["observation"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["action"] == "rolled back"
+                && o["object"].as_str().is_some_and(|d| {
+                    d.starts_with("prepared transaction") && d.contains(suffix.as_str())
+                })
+        })
+        .count();
+    assert_eq!(
+        rolled_back,
+        2,
+        "the evidence records both: {}",
         objects(&done)
     );
     assert_eq!(pending(), "0", "nothing the grantee prepared is left");
@@ -468,6 +579,7 @@ fn a_transaction_the_grantee_prepared_is_rolled_back_at_revocation() {
         "SET lock_timeout = '2s'; ALTER TABLE orders ADD COLUMN checked int",
     )
     .expect("no lock of the grantee's is left on orders");
+    drop(guard);
     drop(server);
     drop(world);
     drop(admin);

@@ -254,18 +254,20 @@ impl PostgresProvider {
         };
         let version = server_version_num(&cluster).await?;
         let q = quote_ident(role);
+        // Membership first: ending the role's sessions and rolling back its prepared
+        // transactions need it, and `disable_login` may have to do both. Again on every
+        // revocation: a role made by an older Brevet, or restored, may lack it.
+        sqlx::raw_sql(&membership_sql(role, version))
+            .execute(&cluster)
+            .await
+            .map_err(target_err)?;
         // NOLOGIN first, so nothing reconnects between ending sessions and dropping the role.
-        // Membership again: a role made by an older Brevet, or restored, may lack it.
-        sqlx::raw_sql(&format!(
-            "ALTER ROLE {q} NOLOGIN; {}",
-            membership_sql(role, version)
-        ))
-        .execute(&cluster)
-        .await
-        .map_err(target_err)?;
-        let sessions_terminated = terminate_oid(&cluster, oid).await?;
+        let (mut sessions_terminated, mut objects) =
+            self.disable_login(&cluster, role, oid).await?;
+        sessions_terminated += terminate_oid(&cluster, oid).await?;
         // Before anything waits on their locks (see `PREPARED`).
-        let mut objects = self.roll_back_prepared(role, oid).await?;
+        let (rolled_back, not_rolled_back) = self.roll_back_prepared(role, oid).await?;
+        objects.extend(rolled_back);
         let databases = self.databases_of(oid, database).await?;
         let inert = match self.config.on_revoke_objects {
             OnRevokeObjects::Drop => None,
@@ -299,8 +301,13 @@ impl PostgresProvider {
         let left = prepared_of(&cluster, oid).await?;
         if left > 0 {
             return Err(ProviderError::StillPresent(format!(
-                "{left} transaction(s) prepared by role {role} are still pending; \
-                 the role is not dropped until they are rolled back"
+                "{left} transaction(s) prepared by role {role} are still pending \
+                 ({}); the role is not dropped until they are rolled back",
+                if not_rolled_back.is_empty() {
+                    "prepared after the rollback".to_owned()
+                } else {
+                    not_rolled_back.join("; ")
+                }
             )));
         }
         sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {q}"))
@@ -322,6 +329,43 @@ impl PostgresProvider {
         }))
     }
 
+    /// `ALTER ROLE … NOLOGIN`, which the grantee can make wait for ever: any role may change its
+    /// own password, and a transaction that did (`BEGIN; ALTER ROLE CURRENT_USER PASSWORD …`),
+    /// left open in a session or prepared, holds the role's `pg_authid` row, so the `ALTER`
+    /// waits for it, and nothing after it (ending the sessions above all) would ever run. So
+    /// while it waits, the role's sessions are ended and its prepared transactions rolled back,
+    /// every 250 ms. Once what held the row is gone the waiting `ALTER` goes through first: it
+    /// is queued for the row's lock, ahead of any new session the grantee could open. Should it
+    /// still wait after `lock_timeout` (10 s: something Brevet cannot end holds the row) it fails
+    /// as a conflict and the revocation is retried. Returns the sessions ended and the
+    /// transactions rolled back meanwhile.
+    async fn disable_login(
+        &self,
+        cluster: &PgPool,
+        role: &str,
+        oid: i64,
+    ) -> Result<(u64, Vec<ObjectAction>), ProviderError> {
+        let sql = format!(
+            "SET LOCAL lock_timeout = '10s'; ALTER ROLE {} NOLOGIN",
+            quote_ident(role)
+        );
+        let nologin = sqlx::raw_sql(&sql).execute(cluster);
+        tokio::pin!(nologin);
+        let (mut terminated, mut rolled_back) = (0, Vec::new());
+        loop {
+            tokio::select! {
+                done = &mut nologin => {
+                    done.map_err(target_err)?;
+                    return Ok((terminated, rolled_back));
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    terminated += terminate_oid(cluster, oid).await?;
+                    rolled_back.extend(self.roll_back_prepared(role, oid).await?.0);
+                }
+            }
+        }
+    }
+
     /// Rolls back every transaction the role prepared, in whichever database (see `PREPARED`).
     /// `ROLLBACK PREPARED` must come from the database the transaction was prepared in, and from
     /// its owner or a superuser: so from a connection of its own to that database, as the grant
@@ -331,20 +375,31 @@ impl PostgresProvider {
         &self,
         role: &str,
         oid: i64,
-    ) -> Result<Vec<ObjectAction>, ProviderError> {
+    ) -> Result<(Vec<ObjectAction>, Vec<String>), ProviderError> {
         let rows = sqlx::query(PREPARED)
             .bind(oid)
             .fetch_all(&self.pool(None))
             .await
             .map_err(target_err)?;
-        let mut acted = Vec::new();
+        // One that cannot be rolled back (its database unreachable to Brevet's login, say) does
+        // not stop the rest of the revocation: the role is disarmed and cleaned up meanwhile,
+        // and only its drop waits (`drop_role` refuses it while one remains, saying why).
+        let (mut acted, mut failed) = (Vec::new(), Vec::new());
         for row in &rows {
             let database: String = row.try_get(0).map_err(target_err)?;
             let statement: String = row.try_get(1).map_err(target_err)?;
             let object: String = row.try_get(2).map_err(target_err)?;
-            let mut conn = PgConnection::connect_with(&self.admin.clone().database(&database))
-                .await
-                .map_err(target_err)?;
+            let mut conn =
+                match PgConnection::connect_with(&self.admin.clone().database(&database)).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        failed.push(format!(
+                            "{object} in database {database}: {}",
+                            target_err(e)
+                        ));
+                        continue;
+                    }
+                };
             let done = async {
                 conn.execute(format!("SET ROLE {}", quote_ident(role)).as_str())
                     .await?;
@@ -356,7 +411,13 @@ impl PostgresProvider {
                 Ok(_) => {}
                 // Committed or rolled back by someone else meanwhile: nothing is left of it.
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42704") => continue,
-                Err(e) => return Err(target_err(e)),
+                Err(e) => {
+                    failed.push(format!(
+                        "{object} in database {database}: {}",
+                        target_err(e)
+                    ));
+                    continue;
+                }
             }
             acted.push(ObjectAction {
                 database,
@@ -364,7 +425,7 @@ impl PostgresProvider {
                 action: "rolled back",
             });
         }
-        Ok(acted)
+        Ok((acted, failed))
     }
 
     /// Every database where the role owns objects or holds privileges (`pg_shdepend`), plus the
