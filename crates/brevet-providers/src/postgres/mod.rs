@@ -252,8 +252,9 @@ impl PostgresProvider {
     }
 
     /// Reads the target back after `drop_role`: the role is gone and no session or prepared
-    /// transaction of its OID is left. Without a recorded OID (the role was already gone when revocation began) there is
-    /// nothing a dropped role's sessions could still be found by, and the evidence says so.
+    /// transaction of its OID is left. Without a recorded OID (the role was already gone when
+    /// revocation began) there is nothing a dropped role's sessions could still be found by, and
+    /// the evidence says so.
     async fn check_dropped(&self, role: &str) -> Result<Evidence, ProviderError> {
         let cluster = self.pool(None);
         if role_oid(&cluster, role).await?.is_some() {
