@@ -280,6 +280,16 @@ fn keep_inert_quarantines_objects_with_a_non_superuser_admin() {
     drop(admin);
 }
 
+/// A grantee's `psql` session ended by PostgreSQL's `pg_terminate_backend`, not on its own.
+fn assert_terminated(session: std::process::Child) {
+    let s = session.wait_with_output().unwrap();
+    assert!(
+        !s.status.success() && String::from_utf8_lossy(&s.stderr).contains("terminat"),
+        "the grantee's session was ended: {}",
+        String::from_utf8_lossy(&s.stderr)
+    );
+}
+
 /// The kill switch with a `NOSUPERUSER CREATEROLE` admin login that has exactly the documented
 /// grants: the grant is revoked, the role is gone and the open `psql` session is ended.
 fn kill_with_a_non_superuser_admin(cluster: &str) {
@@ -332,12 +342,7 @@ fn kill_with_a_non_superuser_admin(cluster: &str) {
     );
     assert_eq!(server.show(ADMIN, &id)["state"], "revoked");
     assert!(!role_exists_on(cluster, &role));
-    let s = session.wait_with_output().unwrap();
-    assert!(
-        !s.status.success() && String::from_utf8_lossy(&s.stderr).contains("terminat"),
-        "{}",
-        String::from_utf8_lossy(&s.stderr)
-    );
+    assert_terminated(session);
     drop(server);
     drop(world);
     drop(admin);
@@ -480,12 +485,7 @@ fn nothing_the_grantee_holds_open_stalls_or_outlives_revocation() {
         "{:#}",
         done["evidence"]
     );
-    let s = session.wait_with_output().unwrap();
-    assert!(
-        !s.status.success() && String::from_utf8_lossy(&s.stderr).contains("terminat"),
-        "the grantee's session was ended: {}",
-        String::from_utf8_lossy(&s.stderr)
-    );
+    assert_terminated(session);
     drop(server);
     drop(world);
     drop(admin);

@@ -7,7 +7,7 @@ use axum::http::{header, Request, StatusCode};
 use brevet_server::testing::{TestApp, TestConfig, TestStore};
 
 use crate::callers::matrix_app;
-use crate::portal_matrix::{sign_in, Browser};
+use crate::portal_matrix::{get, sign_in, Browser};
 use crate::world::*;
 
 const BOUNDARY: &str = "----brevet-upload-test-7f3a";
@@ -53,18 +53,6 @@ async fn post(app: &TestApp, b: &Browser, parts: &[Part<'_>]) -> (StatusCode, St
         .unwrap_or_default()
         .to_string();
     (status, location, body)
-}
-
-async fn get(app: &TestApp, b: &Browser, path: &str) -> (StatusCode, String) {
-    let (status, _, body) = app
-        .send(
-            Request::get(path)
-                .header(header::COOKIE, &b.cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
-    (status, body)
 }
 
 fn fixture(path: &str) -> Vec<u8> {

@@ -257,15 +257,7 @@ async fn the_portal_inbox_shows_each_request_its_own_decisions() {
             let w = &w;
             async move {
                 let browser = crate::portal_matrix::sign_in(&w.app, token).await;
-                let (status, _, page) = w
-                    .app
-                    .send(
-                        Request::get(path)
-                            .header(header::COOKIE, &browser.cookie)
-                            .body(Body::empty())
-                            .unwrap(),
-                    )
-                    .await;
+                let (status, page) = crate::portal_matrix::get(&w.app, &browser, &path).await;
                 assert_eq!(status, StatusCode::OK, "{page}");
                 page
             }

@@ -118,6 +118,19 @@ async fn opens_a_page(app: &TestApp, cookie: &str) -> bool {
     .0 == StatusCode::OK
 }
 
+/// A portal page as a signed-in browser gets it: its status and body.
+pub(crate) async fn get(app: &TestApp, b: &Browser, path: &str) -> (StatusCode, String) {
+    let (status, _, body) = app
+        .send(
+            Request::get(path)
+                .header(header::COOKIE, &b.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    (status, body)
+}
+
 /// Signs in through the token form, as a browser does.
 pub(crate) async fn sign_in(app: &TestApp, token: &str) -> Browser {
     let (status, headers, page) = app
